@@ -1,0 +1,90 @@
+"""The YAML file (``TEND_CONFIG``): feature catalog, login names, scoring model, alert rules.
+
+It is validated once at start; a mistake is reported as a :class:`ConfigError` that names the
+bad key (``scoring.weights.recency: Input should be a valid number``), never a stack trace.
+Every section has built-in defaults, so an absent file means "the defaults".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_LOGIN_EVENTS = ("Signed In", "Logged In", "Login")
+
+
+class ConfigError(ValueError):
+    """The YAML file is missing, unreadable or invalid; the message names the bad key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TendConfig(Section):
+    login_events: tuple[str, ...] = Field(
+        DEFAULT_LOGIN_EVENTS, description="Event names that count as a login."
+    )
+    feature_catalog: dict[str, str] = Field(
+        default_factory=dict, description="Event name -> feature key."
+    )
+    key_features: tuple[str, ...] = Field(
+        (), description="Feature keys whose adoption is scored and watched."
+    )
+
+    @field_validator("login_events")
+    @classmethod
+    def _non_empty_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not name.strip() for name in v):
+            raise ValueError("login event names must not be blank")
+        return v
+
+    def is_login(self, event_name: str | None) -> bool:
+        return event_name is not None and event_name in self.login_events
+
+    def feature_for(self, event_name: str | None, properties: dict[str, Any]) -> str | None:
+        """The catalog's feature for this event name, else ``properties.feature``."""
+        if event_name is not None and event_name in self.feature_catalog:
+            return self.feature_catalog[event_name]
+        prop = properties.get("feature")
+        if isinstance(prop, str) and prop.strip():
+            return prop.strip()[:200]
+        return None
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{loc}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(data: Any, *, source: str = "config") -> TendConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    try:
+        return TendConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_describe(err)}") from None
+
+
+def load_config(path: Path | str | None) -> TendConfig:
+    """Read and validate the YAML file; ``None`` gives the built-in defaults."""
+    if path is None:
+        return TendConfig()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read the config file ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML ({err})") from None
+    return parse_config(data, source=str(p))

@@ -1,0 +1,84 @@
+"""Process settings, read from the environment (prefix ``TEND_``; nested blocks use ``__``).
+
+Every service reads the same :class:`Settings`; each only looks at the blocks it needs.
+The scoring model, feature catalog and alert rules live in the YAML file named by
+``TEND_CONFIG`` (see :mod:`shared.config`), not here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tend.db"
+
+
+class IngestSettings(BaseModel):
+    """Limits and behaviour of the ingest API (``TEND_INGEST__*``)."""
+
+    max_body_bytes: int = Field(500_000, ge=1, description="Largest decompressed request body.")
+    max_batch_events: int = Field(2_500, ge=1, description="Most events in one /v1/batch call.")
+    max_event_bytes: int = Field(32_000, ge=1, description="Largest single event, as JSON.")
+    produce_timeout_s: float = Field(
+        10.0, gt=0, description="How long a request waits for broker acks before answering 503."
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 answers.")
+    future_tolerance_s: float = Field(
+        23 * 3600, ge=0, description="Corrected timestamps further ahead are set to receivedAt."
+    )
+    key_cache_ttl_s: float = Field(30.0, ge=0, description="How long a write-key lookup is cached.")
+    account_cache_ttl_s: float = Field(
+        60.0, ge=0, description="How long a user-to-account lookup is cached."
+    )
+    rate_limit_per_s: float | None = Field(
+        None, gt=0, description="Events per second per write key; unset disables the limit."
+    )
+    rate_limit_burst: int = Field(5_000, ge=1, description="Token-bucket size per write key.")
+
+
+class KafkaSettings(BaseModel):
+    """Topic layout and client tuning (``TEND_KAFKA__*``)."""
+
+    partitions: int = Field(6, ge=1, description="Partitions of topics created at start.")
+    replication_factor: int = Field(1, ge=1)
+    linger_ms: int = Field(5, ge=0, description="Producer linger: how long to gather a batch.")
+    max_batch_bytes: int = Field(1_048_576, ge=1024)
+    request_timeout_ms: int = Field(10_000, ge=100)
+    client_id: str = "tend"
+
+
+class Settings(BaseSettings):
+    """All of tend's environment configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TEND_", env_nested_delimiter="__", extra="ignore", env_file=None
+    )
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy async URL: postgresql+asyncpg://... or sqlite+aiosqlite:///...",
+    )
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers; unset means the in-process bus (tend up only)."
+    )
+    config: Path | None = Field(
+        None, description="YAML file with the scoring model, feature catalog and alert rules."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token for the read and alert APIs."
+    )
+    log_level: str = "INFO"
+    ingest: IngestSettings = IngestSettings()
+    kafka: KafkaSettings = KafkaSettings()
+
+    @property
+    def uses_kafka(self) -> bool:
+        return bool(self.kafka_bootstrap)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
