@@ -1,0 +1,74 @@
+"""What the scorer knows about one account as of a date: the input of the pure scoring code.
+
+The repository builds these from the daily rollups with a few aggregate queries per chunk of
+accounts (never one query per account); :mod:`services.scorer.metrics` derives the rolling
+metrics from them and :mod:`services.scorer.scoring` the health score. Nothing here does I/O.
+
+Conventions: every window ends on ``as_of`` inclusive. "Last 28 days" is
+``as_of - 27 .. as_of``; week ``i`` of the 12 weekly series covers
+``as_of - 7*(11-i) - 6 .. as_of - 7*(11-i)``, so the last element is the week ending on
+``as_of`` and the series is oldest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+WEEKS = 12
+MONTH_DAYS = 28
+
+
+@dataclass(frozen=True, slots=True)
+class AccountProfile:
+    """The account's traits (from ``group`` calls or ``tend accounts import``)."""
+
+    account_id: str
+    name: str | None = None
+    plan: str | None = None
+    seats: int | None = None
+    mrr: float | None = None
+    renewal_date: date | None = None
+    lifecycle_stage: str | None = None
+    created_at: date | None = None
+    csm_email: str | None = None
+    csm_slack: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureActivity:
+    """Use of one key feature; present for every configured key feature, used or not."""
+
+    feature: str
+    first_used: date | None = None
+    last_used: date | None = None
+    uses_28d: int = 0
+    users_28d: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AccountActivity:
+    profile: AccountProfile
+    as_of: date
+    first_seen: date | None = None
+    last_active: date | None = None
+    last_login: date | None = None
+    daily_active_users: tuple[int, ...] = ()
+    """Distinct active users per day over the last 28 days, oldest first (may be shorter
+    when the account is younger; missing days count as 0)."""
+    wau: int = 0
+    """Distinct users active in the last 7 days."""
+    mau: int = 0
+    """Distinct users active in the last 28 days."""
+    weekly_active_users: tuple[int, ...] = ()
+    """Distinct active users per week, last 12 weeks, oldest first."""
+    weekly_logins: tuple[int, ...] = ()
+    """Login events per week, last 12 weeks, oldest first."""
+    features: tuple[FeatureActivity, ...] = field(default_factory=tuple)
+    activated_users: int = 0
+    """Distinct users ever active in the account."""
+    first_week_logins: int = 0
+    """Logins in the 7 days from the account's start (created_at, else first_seen)."""
+    top_user: str | None = None
+    """The most active user over the 8 weeks before the last 14 days (champion)."""
+    top_user_last_login: date | None = None
