@@ -1,0 +1,43 @@
+"""Prometheus metrics shared by the consumers (scorer, alerts). Labels stay bounded:
+consumer group, topic and partition number, never an account or user id."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONSUMED = Counter(
+    "tend_consumer_records_total",
+    "Records read from the bus by a consumer group.",
+    ["group", "topic"],
+)
+BATCH_SIZE = Histogram(
+    "tend_consumer_batch_records",
+    "Records per flushed batch.",
+    ["group"],
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+FLUSH_SECONDS = Histogram(
+    "tend_consumer_flush_duration_seconds",
+    "Time to write one batch and its offsets in one database transaction.",
+    ["group"],
+)
+FLUSH_RETRIES = Counter(
+    "tend_consumer_flush_retries_total",
+    "Batches retried because the database or the bus failed.",
+    ["group"],
+)
+DLQ_RECORDS = Counter(
+    "tend_consumer_dlq_records_total",
+    "Records sent to a dead-letter topic because they could not be decoded or validated.",
+    ["group", "topic"],
+)
+DEDUP_HITS = Counter(
+    "tend_consumer_duplicates_total",
+    "Events skipped because their messageId was already processed.",
+    ["group"],
+)
+LAG = Gauge(
+    "tend_consumer_lag_records",
+    "Records on the partition not yet consumed by the group.",
+    ["group", "topic", "partition"],
+)
