@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 def insert_for(session: AsyncSession, table: Table) -> Any:
     """``insert(table)`` from the session's dialect, so ``on_conflict_*`` is available."""
-    name = session.bind.dialect.name
+    name = session.get_bind().dialect.name
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":
