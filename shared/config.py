@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.scoring_model import KeyedError, ScoringModel
+
 DEFAULT_LOGIN_EVENTS = ("Signed In", "Logged In", "Login")
 
 
@@ -33,6 +35,9 @@ class TendConfig(Section):
     )
     key_features: tuple[str, ...] = Field(
         (), description="Feature keys whose adoption is scored and watched."
+    )
+    scoring: ScoringModel = Field(
+        default_factory=ScoringModel, description="The health-scoring model (docs/scoring.md)."
     )
 
     @field_validator("login_events")
@@ -58,8 +63,15 @@ class TendConfig(Section):
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{loc}: {e['msg']}")
+        parts = [str(p) for p in e["loc"]]
+        msg = e["msg"]
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyedError):
+            # A check spanning several fields: report it under the key it names.
+            parts += cause.key.split(".")
+            msg = cause.problem
+        loc = ".".join(parts) or "(top level)"
+        lines.append(f"{loc}: {msg}")
     return "; ".join(lines)
 
 
