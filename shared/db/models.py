@@ -5,12 +5,16 @@ A test migrates an empty database and compares it with these models, so the two 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    Date,
+    Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -103,3 +107,127 @@ class ConsumerOffset(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- scorer: accounts, users, daily rollups, health scores ------------------------------------
+
+
+class Account(Base):
+    """A customer account: traits from ``group`` calls or CSV import, and its current score.
+
+    ``dirty`` is set by the rollup writer whenever new events touch the account and cleared by
+    the re-scorer once it has scored the account as of a date at or after the change.
+    """
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(300), default=None)
+    plan: Mapped[str | None] = mapped_column(String(100), default=None)
+    seats: Mapped[int | None] = mapped_column(Integer, default=None)
+    mrr: Mapped[float | None] = mapped_column(Float, default=None)
+    renewal_date: Mapped[date | None] = mapped_column(Date, default=None)
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(50), default=None)
+    created_at: Mapped[date | None] = mapped_column(
+        Date, default=None, comment="Contract start (a trait, not the row's creation time)."
+    )
+    csm_email: Mapped[str | None] = mapped_column(String(320), default=None)
+    csm_slack: Mapped[str | None] = mapped_column(String(200), default=None)
+    traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_seen: Mapped[date | None] = mapped_column(Date, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    band: Mapped[str | None] = mapped_column(String(20), default=None)
+    scored_as_of: Mapped[date | None] = mapped_column(Date, default=None)
+    dirty: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+
+
+class User(Base):
+    """A person using an account (identified users only; anonymous visitors are not users)."""
+
+    __tablename__ = "users"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ProcessedEvent(Base):
+    """Event ids already counted: the dedup window for replays and client retries."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AccountDay(Base):
+    """Per account-day rollup. ``active_users`` is the distinct count of that day's user_days."""
+
+    __tablename__ = "account_days"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    logins: Mapped[int] = mapped_column(Integer, default=0)
+    active_users: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UserDay(Base):
+    """Per user-day rollup, so distinct active users can be counted over any window."""
+
+    __tablename__ = "user_days"
+    __table_args__ = (Index("ix_user_days_account_day", "account_id", "day"),)
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    logins: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FeatureDay(Base):
+    """Per feature-day rollup. ``users`` is the distinct count of that day's feature_user_days."""
+
+    __tablename__ = "feature_days"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    feature: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    users: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FeatureUserDay(Base):
+    """Per feature-user-day uses, so distinct feature users can be counted over any window."""
+
+    __tablename__ = "feature_user_days"
+    __table_args__ = (
+        Index("ix_feature_user_days_account_feature_day", "account_id", "feature", "day"),
+    )
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    feature: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HealthScore(Base):
+    """One account's health score as of one day (upserted: re-scoring a day replaces it)."""
+
+    __tablename__ = "health_scores"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(20))
+    components: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    left_out: Mapped[list[str]] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    moved: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    previous_score: Mapped[float | None] = mapped_column(Float, default=None)
+    previous_band: Mapped[str | None] = mapped_column(String(20), default=None)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
