@@ -306,7 +306,7 @@ class _MergeCache(dict[tuple[int, ...], "ScoringModel"]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _MergeCache)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
 
 def _overlay(base: M, over: BaseModel) -> M:
