@@ -1,0 +1,95 @@
+"""The ingest service: a FastAPI app that puts Segment-spec calls on ``tend.events.v1``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.ingest.metrics import RequestMetricsMiddleware
+from services.ingest.routes import Ingestor, error_response, router
+from services.ingest.schemas import request_schemas
+from shared.bus.base import Bus
+from shared.config import TendConfig, load_config
+from shared.db.session import create_engine, create_sessionmaker
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Segment-compatible tracking API: point any Segment or RudderStack SDK at this host.
+Send the write key as the HTTP Basic user (empty password), in `X-Write-Key`, or as
+`writeKey` in the body. An answer of 200 means the broker has stored every accepted event.
+"""
+
+
+def create_app(
+    settings: Settings, *, bus: Bus | None = None, config: TendConfig | None = None
+) -> FastAPI:
+    """The ingest app. Its lifespan opens the database, starts a producer on ``bus`` (or on
+    the bus the settings name, which it then also closes) and creates missing topics; the
+    app serves requests only after all of that succeeded."""
+    tend_config = config if config is not None else load_config(settings.config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from shared.bus import create_bus, default_topic_specs
+
+        engine = create_engine(settings.database_url)
+        sessions = create_sessionmaker(engine)
+        own_bus = bus is None
+        the_bus = create_bus(settings, sessions) if bus is None else bus
+        producer = the_bus.producer()
+        try:
+            await producer.start()
+            await producer.ensure_topics(default_topic_specs(settings))
+            app.state.ingest = Ingestor.build(settings.ingest, tend_config, producer, sessions)
+            log.info("ingest ready")
+            yield
+        finally:
+            await producer.stop()
+            if own_bus:
+                await the_bus.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="tend ingest",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    app.add_middleware(RequestMetricsMiddleware)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return error_response(400, "; ".join(problems) or "invalid request")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, model_schema in request_schemas().items():
+                components.setdefault(name, model_schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,426 @@
+"""Pure: Segment-spec calls in, canonical events (or the reason they were refused) out.
+
+No I/O here. The route reads and decodes the body, then:
+
+1. :func:`parse_batch` checks every call on its own (type, ids, sizes, times) and corrects the
+   client's clock skew; each failure becomes a :class:`Rejection` whose message names the field.
+2. :func:`users_to_look_up` says which users need their last ``group`` call from the database.
+3. :func:`resolve` picks each event's account, decides login and feature, and builds the
+   :class:`~shared.events.CanonicalEvent`; a track call with no account is refused.
+4. :func:`to_message` turns an event into the bus message (key = account id).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final, cast, get_args
+
+from shared.bus.base import Message
+from shared.config import TendConfig
+from shared.events import CanonicalEvent, EventType
+
+KNOWN_TYPES: Final[tuple[str, ...]] = get_args(EventType)
+MAX_MESSAGE_ID_CHARS: Final = 100
+MAX_ID_CHARS: Final = 200
+"""User, anonymous and account ids: the width of the ``user_accounts`` columns."""
+MAX_NAME_CHARS: Final = 200
+SKEW_REPORT_THRESHOLD: Final = timedelta(seconds=1)
+"""Corrections smaller than this are network latency, not a wrong clock; not counted."""
+
+NO_ACCOUNT_HELP: Final = (
+    "no account for this event: send the account id as context.groupId, groupId or "
+    "properties.account_id, or make a group call (userId + groupId) for this user first"
+)
+
+
+class Reason(StrEnum):
+    """Why an event was refused; the bounded label of the rejection metric."""
+
+    INVALID = "invalid"
+    UNKNOWN_TYPE = "unknown_type"
+    TOO_LARGE = "too_large"
+    NO_ACCOUNT = "no_account"
+
+
+class EventError(ValueError):
+    """One event is unusable; ``str(err)`` names the field and is safe to return."""
+
+    def __init__(self, message: str, reason: Reason = Reason.INVALID) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    message_id: str | None
+    error: str
+    reason: Reason
+
+    def as_json(self) -> dict[str, Any]:
+        return {"index": self.index, "messageId": self.message_id, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class EventTime:
+    occurred_at: datetime
+    skew_corrected: bool = False
+    """The client's clock was off by more than :data:`SKEW_REPORT_THRESHOLD`."""
+    future_clamped: bool = False
+    """The corrected time was too far ahead and was replaced by ``received_at``."""
+
+
+@dataclass(slots=True)
+class ParsedEvent:
+    """A call that passed every check that needs no database."""
+
+    index: int
+    type: EventType
+    message_id: str
+    user_id: str | None
+    anonymous_id: str | None
+    account_id: str | None
+    """From the call itself (context.groupId, groupId, properties.account_id), if any."""
+    name: str | None
+    time: EventTime
+    properties: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+
+
+# -- time ---------------------------------------------------------------------------------------
+
+
+def parse_timestamp(value: Any, field_name: str) -> datetime | None:
+    """An ISO-8601 date-time (``Z`` or an offset; naive means UTC), or None when absent."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{field_name}: must be an ISO-8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise EventError(
+            f"{field_name}: {value[:40]!r} is not an ISO-8601 date-time "
+            "(like 2024-05-01T12:00:00.000Z)"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def correct_clock_skew(
+    timestamp: datetime | None,
+    sent_at: datetime | None,
+    received_at: datetime,
+    *,
+    future_tolerance: timedelta,
+) -> EventTime:
+    """``received_at - (sent_at - timestamp)`` when both are given; the client's timestamp when
+    only it is given; ``received_at`` when none is. Past times are kept (backfills are real);
+    times further than ``future_tolerance`` ahead of ``received_at`` become ``received_at``."""
+    if timestamp is None:
+        return EventTime(received_at)
+    occurred = timestamp
+    corrected = False
+    if sent_at is not None:
+        skew = received_at - sent_at
+        occurred = timestamp + skew
+        corrected = abs(skew) > SKEW_REPORT_THRESHOLD
+    if occurred - received_at > future_tolerance:
+        return EventTime(received_at, skew_corrected=corrected, future_clamped=True)
+    return EventTime(occurred, skew_corrected=corrected)
+
+
+# -- fields -------------------------------------------------------------------------------------
+
+
+def _id(raw: Mapping[str, Any], key: str, field_name: str | None = None) -> str | None:
+    """An identifier: a string or a number (SDKs send both), trimmed; blank means absent."""
+    value = raw.get(key)
+    name = field_name or key
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise EventError(f"{name}: must be a string")
+    text = value.strip() if isinstance(value, str) else str(value)
+    if len(text) > MAX_ID_CHARS:
+        raise EventError(f"{name}: at most {MAX_ID_CHARS} characters (got {len(text)})")
+    return text or None
+
+
+def _object(raw: Mapping[str, Any], key: str, field_name: str | None = None) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"{field_name or key}: must be an object")
+    return value
+
+
+def _name(raw: Mapping[str, Any], key: str, *, required: bool, call: str) -> str | None:
+    value = raw.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise EventError(f"{key}: required for {call} calls (the event name)")
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{key}: must be a string")
+    value = value.strip()
+    if len(value) > MAX_NAME_CHARS:
+        raise EventError(f"{key}: at most {MAX_NAME_CHARS} characters (got {len(value)})")
+    return value
+
+
+def message_id_of(raw: Any) -> str | None:
+    """The client's messageId when it is usable for a rejection entry, else None."""
+    if isinstance(raw, dict):
+        value = raw.get("messageId")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)[:MAX_MESSAGE_ID_CHARS]
+    return None
+
+
+def _message_id(raw: Mapping[str, Any]) -> str:
+    value = raw.get("messageId")
+    if value is None or value == "":
+        return str(uuid.uuid4())
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EventError("messageId: must be a string")
+    text = str(value)
+    if len(text) > MAX_MESSAGE_ID_CHARS:
+        raise EventError(f"messageId: at most {MAX_MESSAGE_ID_CHARS} characters (got {len(text)})")
+    return text
+
+
+def event_size(raw: Any) -> int:
+    """Bytes of the event as compact JSON, the measure of the per-event limit."""
+    return len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def explicit_account(
+    call_type: str,
+    raw: Mapping[str, Any],
+    context: Mapping[str, Any],
+    properties: Mapping[str, Any],
+) -> str | None:
+    """The account the call names itself: ``context.groupId``, then ``groupId``, then
+    ``properties.account_id``. A group call's account is its own ``groupId`` (required)."""
+    if call_type == "group":
+        group_id = _id(raw, "groupId")
+        if group_id is None:
+            raise EventError("groupId: required for group calls (the account id)")
+        return group_id
+    return (
+        _id(context, "groupId", "context.groupId")
+        or _id(raw, "groupId")
+        or _id(properties, "account_id", "properties.account_id")
+    )
+
+
+# -- one call -----------------------------------------------------------------------------------
+
+
+def parse_event(
+    raw: Any,
+    index: int,
+    *,
+    received_at: datetime,
+    future_tolerance: timedelta,
+    call_type: str | None = None,
+    batch_sent_at: datetime | None = None,
+) -> ParsedEvent:
+    """Check one call. ``call_type`` is the route's type (``/v1/track``); ``None`` means the
+    call's own ``type`` field decides (``/v1/batch``). Raises :class:`EventError`."""
+    if not isinstance(raw, dict):
+        raise EventError("event: must be a JSON object")
+    kind = call_type if call_type is not None else raw.get("type")
+    if kind is None or kind == "":
+        raise EventError(f"type: required, one of {', '.join(KNOWN_TYPES)}")
+    if not isinstance(kind, str) or kind not in KNOWN_TYPES:
+        shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
+        raise EventError(
+            f"type: {shown!r} is not supported; expected one of {', '.join(KNOWN_TYPES)}",
+            Reason.UNKNOWN_TYPE,
+        )
+    event_type = cast(EventType, kind)
+    message_id = _message_id(raw)
+    user_id = _id(raw, "userId")
+    anonymous_id = _id(raw, "anonymousId")
+    if user_id is None and anonymous_id is None:
+        raise EventError("userId or anonymousId: one of them is required")
+    context = _object(raw, "context")
+    properties = _object(raw, "properties")
+    traits = _object(raw, "traits")
+    if not traits and event_type == "identify":
+        traits = _object(context, "traits", "context.traits")
+
+    name: str | None = None
+    if event_type == "track":
+        name = _name(raw, "event", required=True, call="track")
+    elif event_type == "page":
+        name = _name(raw, "name", required=False, call="page")
+        if name is None and isinstance(properties.get("name"), str):
+            name = _name(properties, "name", required=False, call="page")
+
+    account_id = explicit_account(event_type, raw, context, properties)
+
+    timestamp = parse_timestamp(raw.get("timestamp"), "timestamp")
+    if timestamp is None:
+        timestamp = parse_timestamp(raw.get("originalTimestamp"), "originalTimestamp")
+    sent_at = parse_timestamp(raw.get("sentAt"), "sentAt") or batch_sent_at
+    time = correct_clock_skew(timestamp, sent_at, received_at, future_tolerance=future_tolerance)
+    return ParsedEvent(
+        index=index,
+        type=event_type,
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        account_id=account_id,
+        name=name,
+        time=time,
+        properties=properties,
+        traits=traits,
+    )
+
+
+# -- many calls ---------------------------------------------------------------------------------
+
+
+def parse_batch(
+    items: Sequence[Any],
+    *,
+    received_at: datetime,
+    future_tolerance: timedelta,
+    max_event_bytes: int,
+    body_bytes: int,
+    call_type: str | None = None,
+    batch_sent_at: datetime | None = None,
+) -> tuple[list[ParsedEvent], list[Rejection]]:
+    """Check every call; a bad one is listed, the others go on.
+
+    ``body_bytes`` is the decoded body's size: when the whole body fits in one event's limit,
+    no event can exceed it and nothing is re-measured.
+    """
+    parsed: list[ParsedEvent] = []
+    rejected: list[Rejection] = []
+    measure = body_bytes > max_event_bytes
+    for index, raw in enumerate(items):
+        try:
+            if measure:
+                size = event_size(raw)
+                if size > max_event_bytes:
+                    raise EventError(
+                        f"event: {size} bytes as JSON, more than the limit of {max_event_bytes}",
+                        Reason.TOO_LARGE,
+                    )
+            parsed.append(
+                parse_event(
+                    raw,
+                    index,
+                    received_at=received_at,
+                    future_tolerance=future_tolerance,
+                    call_type=call_type,
+                    batch_sent_at=batch_sent_at,
+                )
+            )
+        except EventError as err:
+            rejected.append(Rejection(index, message_id_of(raw), str(err), err.reason))
+    return parsed, rejected
+
+
+def users_to_look_up(parsed: Iterable[ParsedEvent]) -> set[str]:
+    """Users whose events name no account and whose group call is not earlier in this batch."""
+    grouped: set[str] = set()
+    wanted: set[str] = set()
+    for event in parsed:
+        if event.user_id is None:
+            continue
+        if event.type == "group":
+            grouped.add(event.user_id)
+        elif event.account_id is None and event.user_id not in grouped:
+            wanted.add(event.user_id)
+    return wanted
+
+
+def resolve(
+    parsed: Iterable[ParsedEvent],
+    known_accounts: Mapping[str, str],
+    config: TendConfig,
+    *,
+    received_at: datetime,
+    write_key_id: int | None = None,
+) -> tuple[list[CanonicalEvent], list[Rejection]]:
+    """Account, login and feature for every parsed call, in order.
+
+    Account order: what the call names (:func:`explicit_account`), then the user's group call
+    earlier in this batch, then ``known_accounts`` (the user's last group call on record).
+    A track call with none is refused; identify and page calls may have no account.
+    """
+    from_batch: dict[str, str] = {}
+    events: list[CanonicalEvent] = []
+    rejected: list[Rejection] = []
+    for p in parsed:
+        account = p.account_id
+        if account is None and p.user_id is not None:
+            account = from_batch.get(p.user_id) or known_accounts.get(p.user_id)
+        if account is None and p.type == "track":
+            rejected.append(Rejection(p.index, p.message_id, NO_ACCOUNT_HELP, Reason.NO_ACCOUNT))
+            continue
+        if p.type == "group" and p.user_id is not None and account is not None:
+            from_batch[p.user_id] = account
+        feature: str | None = None
+        is_login = False
+        if p.type == "track":
+            is_login = config.is_login(p.name)
+            feature = config.feature_for(p.name, p.properties)
+        elif p.type == "page":
+            feature = config.feature_for(p.name, p.properties)
+        events.append(
+            CanonicalEvent(
+                event_id=p.message_id,
+                type=p.type,
+                account_id=account,
+                user_id=p.user_id,
+                anonymous_id=p.anonymous_id,
+                name=p.name,
+                feature=feature,
+                is_login=is_login,
+                occurred_at=p.time.occurred_at,
+                received_at=received_at,
+                properties=p.properties,
+                traits=p.traits,
+                write_key_id=write_key_id,
+            )
+        )
+    return events, rejected
+
+
+def partition_key(event: CanonicalEvent) -> str:
+    """The account id, so one account's events stay in order on one partition; an event with
+    no account (identify, page) is keyed by its user."""
+    return event.account_id or event.user_id or event.anonymous_id or event.event_id
+
+
+def to_message(event: CanonicalEvent) -> Message:
+    return Message(
+        value=event.to_bytes(),
+        key=partition_key(event).encode(),
+        headers=(("type", event.type.encode()),),
+    )
+
+
+def group_memberships(events: Iterable[CanonicalEvent]) -> dict[str, tuple[str, datetime]]:
+    """user id -> (account id, when) of the latest group call per user among ``events``."""
+    latest: dict[str, tuple[str, datetime]] = {}
+    for e in events:
+        if e.type != "group" or e.user_id is None or e.account_id is None:
+            continue
+        seen = latest.get(e.user_id)
+        if seen is None or e.occurred_at >= seen[1]:
+            latest[e.user_id] = (e.account_id, e.occurred_at)
+    return latest

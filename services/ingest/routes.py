@@ -1,0 +1,357 @@
+"""The HTTP routes: Segment tracking calls, health, readiness and metrics.
+
+Every tracking call goes through :meth:`Ingestor.handle`:
+
+1. check the encoding, authenticate from headers when a key is there (before reading a byte);
+2. read the body with the size limit on the decoded bytes; parse the JSON;
+3. authenticate from ``writeKey`` in the body otherwise; apply the key's rate limit;
+4. check every call (:mod:`services.ingest.normalize`), look up the accounts of users whose
+   calls name none, build canonical events;
+5. publish all accepted events in one call and wait for the broker's acknowledgement of all
+   of them; only then answer 2xx (a timeout or broker error answers 503, accepting nothing);
+6. remember the users' group memberships for later calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import ClientDisconnect
+
+from services.ingest import metrics, normalize
+from services.ingest.accounts import AccountDirectory
+from services.ingest.auth import (
+    Unauthorized,
+    WriteKeyAuthenticator,
+    key_from_body,
+    key_from_headers,
+)
+from services.ingest.body import BodyError, BodyReader, check_encoding, parse_json
+from services.ingest.ratelimit import RateLimiter
+from services.ingest.schemas import (
+    ERROR_RESPONSES,
+    BatchRequest,
+    GroupCall,
+    IdentifyCall,
+    IngestResponse,
+    PageCall,
+    TrackCall,
+    request_body_doc,
+)
+from shared import topics
+from shared.bus.base import Producer
+from shared.config import TendConfig
+from shared.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S: Final = 3.0
+
+
+class RequestError(Exception):
+    """A whole-request problem: answered ``{"success": false, "error": ...}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"success": False, "error": message}, status_code=status, headers=headers)
+
+
+@dataclass
+class Ingestor:
+    """Everything a tracking request needs; built once by the app's lifespan."""
+
+    settings: IngestSettings
+    config: TendConfig
+    producer: Producer
+    sessions: async_sessionmaker[AsyncSession]
+    keys: WriteKeyAuthenticator
+    accounts: AccountDirectory
+    limiter: RateLimiter | None = None
+
+    @classmethod
+    def build(
+        cls,
+        settings: IngestSettings,
+        config: TendConfig,
+        producer: Producer,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> Ingestor:
+        limiter = None
+        if settings.rate_limit_per_s is not None:
+            limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        return cls(
+            settings=settings,
+            config=config,
+            producer=producer,
+            sessions=sessions,
+            keys=WriteKeyAuthenticator(sessions, ttl_s=settings.key_cache_ttl_s),
+            accounts=AccountDirectory(sessions, ttl_s=settings.account_cache_ttl_s),
+            limiter=limiter,
+        )
+
+    async def handle(self, request: Request, call_type: str | None) -> Response:
+        try:
+            return await self._handle(request, call_type)
+        except RequestError as err:
+            metrics.EVENTS_REJECTED.labels(err.reason).inc()
+            return error_response(err.status, err.message, err.headers)
+
+    async def _authenticate(self, key: str | None) -> int:
+        try:
+            return await self.keys.authenticate(key)
+        except Unauthorized as err:
+            raise RequestError(
+                401, str(err), "unauthorized", {"WWW-Authenticate": 'Basic realm="tend"'}
+            ) from None
+        except Exception:
+            log.exception("write-key lookup failed")
+            raise self._unavailable("the key database is unavailable") from None
+
+    def _unavailable(self, what: str) -> RequestError:
+        return RequestError(
+            503,
+            f"{what}; nothing was accepted, retry later",
+            "unavailable",
+            {"Retry-After": str(self.settings.retry_after_s)},
+        )
+
+    async def _read_body(self, request: Request) -> bytes:
+        s = self.settings
+        try:
+            gzip = check_encoding(request.headers.get("content-encoding"))
+            reader = BodyReader(s.max_body_bytes, gzip=gzip)
+            length = request.headers.get("content-length")
+            if not gzip and length is not None and length.isdigit() and int(length) > reader.limit:
+                raise BodyError(413, f"body: more than the limit of {s.max_body_bytes} bytes")
+            async for chunk in request.stream():
+                reader.feed(chunk)
+            body = reader.finish()
+        except BodyError as err:
+            reason = "too_large_request" if err.status == 413 else "bad_request"
+            raise RequestError(err.status, str(err), reason) from None
+        except ClientDisconnect:
+            raise RequestError(400, "body: the client disconnected", "bad_request") from None
+        metrics.PAYLOAD_BYTES.observe(len(body))
+        return body
+
+    async def _handle(self, request: Request, call_type: str | None) -> Response:
+        received_at = datetime.now(UTC)
+        s = self.settings
+
+        # 1. A key in the headers is checked before the body is read.
+        try:
+            header_key = key_from_headers(request.headers)
+        except Unauthorized as err:
+            raise RequestError(401, str(err), "unauthorized") from None
+        key_id = await self._authenticate(header_key) if header_key else None
+
+        # 2. Body.
+        body = await self._read_body(request)
+        try:
+            data = parse_json(body)
+        except BodyError as err:
+            raise RequestError(err.status, str(err), "bad_request") from None
+
+        # 3. Key from the body, rate limit.
+        if key_id is None:
+            key_id = await self._authenticate(key_from_body(data))
+
+        if call_type is None:
+            items = data.get("batch")
+            if not isinstance(items, list):
+                raise RequestError(
+                    400,
+                    "batch: required, a list of events (track, identify, group, page)",
+                    "bad_request",
+                )
+            if len(items) > s.max_batch_events:
+                raise RequestError(
+                    413,
+                    f"batch: {len(items)} events, more than the limit of {s.max_batch_events}",
+                    "too_large_request",
+                )
+            try:
+                batch_sent_at = normalize.parse_timestamp(data.get("sentAt"), "sentAt")
+            except normalize.EventError as err:
+                raise RequestError(400, str(err), "bad_request") from None
+        else:
+            items = [data]
+            batch_sent_at = None
+
+        if self.limiter is not None and items:
+            wait_s = self.limiter.acquire(key_id, len(items))
+            if wait_s is not None:
+                raise RequestError(
+                    429,
+                    f"rate limit of {self.limiter.rate_per_s:g} events/s for this write key "
+                    f"exceeded; retry after {wait_s} s",
+                    "rate_limited",
+                    {"Retry-After": str(wait_s)},
+                )
+
+        # 4. Check, resolve accounts, build events.
+        parsed, rejected = normalize.parse_batch(
+            items,
+            received_at=received_at,
+            future_tolerance=timedelta(seconds=s.future_tolerance_s),
+            max_event_bytes=s.max_event_bytes,
+            body_bytes=len(body),
+            call_type=call_type,
+            batch_sent_at=batch_sent_at,
+        )
+        wanted = normalize.users_to_look_up(parsed)
+        known: dict[str, str] = {}
+        if wanted:
+            try:
+                known = await self.accounts.lookup(wanted)
+            except Exception:
+                log.exception("user-to-account lookup failed")
+                raise self._unavailable("the account database is unavailable") from None
+        events, unresolved = normalize.resolve(
+            parsed, known, self.config, received_at=received_at, write_key_id=key_id
+        )
+        rejected.extend(unresolved)
+        rejected.sort(key=lambda r: r.index)
+        for r in rejected:
+            metrics.EVENTS_REJECTED.labels(r.reason.value).inc()
+
+        if call_type is not None and rejected:
+            r = rejected[0]
+            status = 413 if r.reason is normalize.Reason.TOO_LARGE else 400
+            return error_response(status, r.error)
+
+        # 5. Publish all of them at once; answer only after the broker acknowledged them all.
+        if events:
+            await self._publish(events)
+            for p in parsed:
+                if p.time.skew_corrected:
+                    metrics.CLOCK_SKEW_CORRECTIONS.inc()
+                if p.time.future_clamped:
+                    metrics.FUTURE_TIMESTAMPS.inc()
+            for e in events:
+                metrics.EVENTS_ACCEPTED.labels(e.type).inc()
+
+            # 6. Later calls of these users resolve to the account they were grouped with.
+            memberships = normalize.group_memberships(events)
+            if memberships:
+                await self.accounts.remember(memberships)
+
+        payload = {
+            "success": True,
+            "accepted": len(events),
+            "rejected": [r.as_json() for r in rejected],
+        }
+        return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+
+    async def _publish(self, events: list[Any]) -> None:
+        s = self.settings
+        messages = [normalize.to_message(e) for e in events]
+        started = time.perf_counter()
+        try:
+            # The producer bounds its own wait; the outer bound guards against one that doesn't.
+            async with asyncio.timeout(s.produce_timeout_s + 1.0):
+                await self.producer.publish(topics.EVENTS, messages, timeout_s=s.produce_timeout_s)
+        except Exception as err:  # BusUnavailable, a timeout, or anything the client raised
+            metrics.PRODUCE_FAILURES.inc()
+            log.warning("publishing %d events failed: %r", len(messages), err)
+            raise self._unavailable("the event broker did not acknowledge the events") from None
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+
+
+router = APIRouter()
+
+
+def _ingestor(request: Request) -> Ingestor:
+    ingestor: Ingestor = request.app.state.ingest
+    return ingestor
+
+
+_TRACKING_DOC: dict[str, Any] = {
+    "response_model": IngestResponse,
+    "responses": ERROR_RESPONSES,
+    "tags": ["tracking"],
+}
+
+
+@router.post("/v1/batch", openapi_extra=request_body_doc(BatchRequest), **_TRACKING_DOC)
+async def batch(request: Request) -> Response:
+    """Many calls at once (what the SDKs send). Valid calls are accepted and invalid ones
+    listed in ``rejected``; the answer comes after the broker acknowledged the accepted ones."""
+    return await _ingestor(request).handle(request, None)
+
+
+@router.post("/v1/track", openapi_extra=request_body_doc(TrackCall), **_TRACKING_DOC)
+async def track(request: Request) -> Response:
+    """One track call: an action of a user (``event`` names it)."""
+    return await _ingestor(request).handle(request, "track")
+
+
+@router.post("/v1/identify", openapi_extra=request_body_doc(IdentifyCall), **_TRACKING_DOC)
+async def identify(request: Request) -> Response:
+    """One identify call: who the user is (``traits``)."""
+    return await _ingestor(request).handle(request, "identify")
+
+
+@router.post("/v1/group", openapi_extra=request_body_doc(GroupCall), **_TRACKING_DOC)
+async def group(request: Request) -> Response:
+    """One group call: the account (``groupId``) a user belongs to; later calls of the user
+    without an account are attributed to it."""
+    return await _ingestor(request).handle(request, "group")
+
+
+@router.post("/v1/page", openapi_extra=request_body_doc(PageCall), **_TRACKING_DOC)
+async def page(request: Request) -> Response:
+    """One page view (``name`` is the page name)."""
+    return await _ingestor(request).handle(request, "page")
+
+
+@router.get("/healthz", tags=["operations"])
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["operations"], responses={503: {"description": "Broker down."}})
+async def readyz(request: Request) -> Response:
+    """The broker answers; 503 otherwise."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            ok = await _ingestor(request).producer.ping()
+    except Exception:
+        ok = False
+    if ok:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse(
+        {"status": "unavailable", "error": "the event broker does not answer"},
+        status_code=503,
+        headers={"Retry-After": str(_ingestor(request).settings.retry_after_s)},
+    )
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response)
+async def prometheus_metrics() -> Response:
+    """Prometheus text exposition."""
+    content, media_type = metrics.render()
+    return Response(content, media_type=media_type)
