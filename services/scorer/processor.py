@@ -1,0 +1,292 @@
+"""What one canonical event changes, as plain data: the scorer's pure processor.
+
+:func:`process` turns an event into :class:`EventDeltas` (rollup increments, user and account
+updates); :func:`merge` folds many of them into one, so the writer issues one statement per
+table per batch instead of one per event. Nothing here does I/O or reads a clock.
+
+Rules:
+
+- The day of an event is the UTC date of its (skew-corrected) ``occurred_at``; a late event
+  therefore increments the day it belongs to.
+- ``track`` and ``page`` events are activity (``events`` counters); only a ``track`` event
+  flagged ``is_login`` is a login. ``identify`` and ``group`` events update traits, not
+  counters.
+- Users are identified users (``user_id``) of an account; anonymous events count towards the
+  account's events and logins but not towards distinct users. Events without an account
+  change nothing (they only occupy their event id in the dedup window).
+- ``group`` traits are parsed leniently into the typed account columns (``seats`` "120" is
+  120, ``mrr`` "4,500" is 4500.0, dates in ISO form); a value that cannot be parsed is dropped,
+  never fatal. All group traits are also kept as they came.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from shared.events import CanonicalEvent
+
+ACCOUNT_FIELDS = (
+    "name",
+    "plan",
+    "seats",
+    "mrr",
+    "renewal_date",
+    "lifecycle_stage",
+    "created_at",
+    "csm_email",
+    "csm_slack",
+)
+"""The account traits with a column of their own, in CSV column order."""
+
+
+# --- lenient trait parsing (also used, strictly, by the CSV import) --------------------------
+
+
+def _text(limit: int) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"expected text, got {type(value).__name__}")
+        text = str(value).strip()
+        if not text:
+            raise ValueError("is blank")
+        if len(text) > limit:
+            raise ValueError(f"is longer than {limit} characters")
+        return text
+
+    return parse
+
+
+_NUMBER_NOISE = re.compile(r"[\s,_$€£]")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        cleaned = _NUMBER_NOISE.sub("", value)
+        try:
+            number = float(cleaned)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number") from None
+    else:
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    if number < 0:
+        raise ValueError(f"{value!r} is negative")
+    return number
+
+
+def parse_seats(value: Any) -> int:
+    number = _number(value)
+    if not number.is_integer():
+        raise ValueError(f"{value!r} is not a whole number of seats")
+    if number > 2**31 - 1:
+        raise ValueError(f"{value!r} is too large")
+    return int(number)
+
+
+def parse_mrr(value: Any) -> float:
+    return _number(value)
+
+
+def parse_date(value: Any) -> date:
+    """An ISO date, or an ISO datetime (its UTC date when it carries an offset)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not an ISO date")
+    text = value.strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
+    return parsed.astimezone(UTC).date() if parsed.tzinfo else parsed.date()
+
+
+def parse_lifecycle_stage(value: Any) -> str:
+    return _text(50)(value).lower()
+
+
+def parse_email(value: Any) -> str:
+    text = _text(320)(value)
+    if "@" not in text or text.startswith("@") or text.endswith("@") or " " in text:
+        raise ValueError(f"{text!r} is not an email address")
+    return text
+
+
+ACCOUNT_PARSERS: Mapping[str, Callable[[Any], Any]] = {
+    "name": _text(300),
+    "plan": _text(100),
+    "seats": parse_seats,
+    "mrr": parse_mrr,
+    "renewal_date": parse_date,
+    "lifecycle_stage": parse_lifecycle_stage,
+    "created_at": parse_date,
+    "csm_email": parse_email,
+    "csm_slack": _text(200),
+}
+"""Column -> parser; a parser raises :class:`ValueError` with a reason for a bad value."""
+
+
+def _trait_key(key: str) -> str:
+    return re.sub(r"[\s_\-]", "", key).lower()
+
+
+_TRAIT_ALIASES = {_trait_key(col): col for col in ACCOUNT_FIELDS}
+"""``renewal_date``, ``renewalDate`` and ``Renewal Date`` all name the same column."""
+
+
+def account_fields(traits: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed account columns found in ``traits``; unparseable or null values are dropped."""
+    fields: dict[str, Any] = {}
+    for key, value in traits.items():
+        column = _TRAIT_ALIASES.get(_trait_key(key))
+        if column is None or value is None:
+            continue
+        try:
+            fields[column] = ACCOUNT_PARSERS[column](value)
+        except ValueError:
+            continue
+    return fields
+
+
+# --- deltas ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Counts:
+    events: int = 0
+    logins: int = 0
+
+
+@dataclass(slots=True)
+class UserDelta:
+    first_seen: datetime
+    last_seen: datetime
+    traits: dict[str, Any] = field(default_factory=dict)
+    """Traits to merge into the stored ones (later events win)."""
+
+
+@dataclass(slots=True)
+class AccountDelta:
+    first_seen: date
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Typed columns (:data:`ACCOUNT_FIELDS`) to overwrite."""
+    traits: dict[str, Any] = field(default_factory=dict)
+    """Raw group traits to merge into the stored ones."""
+
+
+@dataclass(slots=True)
+class EventDeltas:
+    """The changes of one event, or of a batch after :func:`merge`. Keys use the UTC day."""
+
+    events: int = 0
+    """How many events were folded in."""
+    account_days: dict[tuple[str, date], Counts] = field(default_factory=dict)
+    user_days: dict[tuple[str, str, date], Counts] = field(default_factory=dict)
+    feature_days: dict[tuple[str, str, date], int] = field(default_factory=dict)
+    """(account, feature, day) -> uses."""
+    feature_user_days: dict[tuple[str, str, str, date], int] = field(default_factory=dict)
+    """(account, feature, user, day) -> uses."""
+    users: dict[tuple[str, str], UserDelta] = field(default_factory=dict)
+    accounts: dict[str, AccountDelta] = field(default_factory=dict)
+    user_accounts: dict[str, str] = field(default_factory=dict)
+    """user -> account named by the user's latest ``group`` call."""
+
+
+def process(event: CanonicalEvent) -> EventDeltas:
+    """What ``event`` changes. Pure: the same event always gives the same deltas."""
+    deltas = EventDeltas(events=1)
+    account = event.account_id
+    if not account:
+        return deltas
+    at = event.occurred_at.astimezone(UTC)
+    day = at.date()
+    user = event.user_id or None
+
+    account_delta = AccountDelta(first_seen=day)
+    deltas.accounts[account] = account_delta
+    if user is not None:
+        deltas.users[(account, user)] = UserDelta(first_seen=at, last_seen=at)
+
+    if event.type in ("track", "page"):
+        logins = 1 if event.type == "track" and event.is_login else 0
+        deltas.account_days[(account, day)] = Counts(events=1, logins=logins)
+        if user is not None:
+            deltas.user_days[(account, user, day)] = Counts(events=1, logins=logins)
+        if event.feature:
+            deltas.feature_days[(account, event.feature, day)] = 1
+            if user is not None:
+                deltas.feature_user_days[(account, event.feature, user, day)] = 1
+    elif event.type == "identify":
+        if user is not None and event.traits:
+            deltas.users[(account, user)].traits = dict(event.traits)
+    elif event.type == "group":
+        account_delta.traits = dict(event.traits)
+        account_delta.fields = account_fields(event.traits)
+        if user is not None:
+            deltas.user_accounts[user] = account
+    return deltas
+
+
+def merge(items: Iterable[EventDeltas]) -> EventDeltas:
+    """Fold many deltas into one, in order: counters add, first/last seen take min/max, and
+    traits, fields and user->account mappings of later items win. Inputs are not modified."""
+    out = EventDeltas()
+    for d in items:
+        out.events += d.events
+        for key2, c in d.account_days.items():
+            acc = out.account_days.get(key2)
+            if acc is None:
+                out.account_days[key2] = Counts(c.events, c.logins)
+            else:
+                acc.events += c.events
+                acc.logins += c.logins
+        for key3, c in d.user_days.items():
+            acc = out.user_days.get(key3)
+            if acc is None:
+                out.user_days[key3] = Counts(c.events, c.logins)
+            else:
+                acc.events += c.events
+                acc.logins += c.logins
+        for fkey, uses in d.feature_days.items():
+            out.feature_days[fkey] = out.feature_days.get(fkey, 0) + uses
+        for fukey, uses in d.feature_user_days.items():
+            out.feature_user_days[fukey] = out.feature_user_days.get(fukey, 0) + uses
+        for ukey, u in d.users.items():
+            have = out.users.get(ukey)
+            if have is None:
+                out.users[ukey] = UserDelta(u.first_seen, u.last_seen, dict(u.traits))
+            else:
+                have.first_seen = min(have.first_seen, u.first_seen)
+                have.last_seen = max(have.last_seen, u.last_seen)
+                have.traits.update(u.traits)
+        for account, a in d.accounts.items():
+            got = out.accounts.get(account)
+            if got is None:
+                out.accounts[account] = AccountDelta(a.first_seen, dict(a.fields), dict(a.traits))
+            else:
+                got.first_seen = min(got.first_seen, a.first_seen)
+                got.fields.update(a.fields)
+                got.traits.update(a.traits)
+        out.user_accounts.update(d.user_accounts)
+    return out
+
+
+def process_batch(events: Iterable[CanonicalEvent]) -> EventDeltas:
+    """``merge`` of ``process`` over ``events``, in their order."""
+    return merge(process(e) for e in events)
