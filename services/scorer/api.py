@@ -1,0 +1,196 @@
+"""The read API: accounts, their current health with its reasons, history and usage.
+
+Served by ``tend scorer`` and by ``tend up``. Bearer-token auth (``TEND_API_TOKEN``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.api_auth import require_token
+from shared.db.models import Account, AccountDay, FeatureDay, HealthScore
+
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[Depends(require_token)])
+
+MAX_RANGE_DAYS = 731
+SortKey = Literal["score", "-score", "mrr", "-mrr", "renewal", "-renewal", "name", "-name"]
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    async with sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+
+
+def account_summary(a: Account) -> dict[str, Any]:
+    return {
+        "account_id": a.account_id,
+        "name": a.name,
+        "plan": a.plan,
+        "seats": a.seats,
+        "mrr": a.mrr,
+        "renewal_date": a.renewal_date,
+        "lifecycle_stage": a.lifecycle_stage,
+        "csm_email": a.csm_email,
+        "csm_slack": a.csm_slack,
+        "score": a.score,
+        "band": a.band,
+        "scored_as_of": a.scored_as_of,
+        "first_seen": a.first_seen,
+    }
+
+
+def _date_range(start: date | None, end: date | None, default_days: int) -> tuple[date, date]:
+    end = end or date.today()
+    start = start or end - timedelta(days=default_days - 1)
+    if start > end:
+        raise HTTPException(422, detail="from: must not be after to")
+    if (end - start).days > MAX_RANGE_DAYS:
+        raise HTTPException(422, detail=f"from: the range may span at most {MAX_RANGE_DAYS} days")
+    return start, end
+
+
+async def _get_account(session: AsyncSession, account_id: str) -> Account:
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise HTTPException(404, detail=f"account {account_id!r} not found")
+    return account
+
+
+@router.get("", summary="List accounts with their current health")
+async def list_accounts(
+    session: SessionDep,
+    band: Annotated[str | None, Query(description="green, yellow, red, ...")] = None,
+    csm: Annotated[str | None, Query(description="CSM email or Slack handle")] = None,
+    sort: Annotated[SortKey, Query(description="prefix with - for descending")] = "score",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    column = {
+        "score": Account.score,
+        "mrr": Account.mrr,
+        "renewal": Account.renewal_date,
+        "name": Account.name,
+    }[sort.lstrip("-")]
+    ordering = column.desc() if sort.startswith("-") else column.asc()
+    stmt = select(Account)
+    if band:
+        stmt = stmt.where(Account.band == band)
+    if csm:
+        stmt = stmt.where((Account.csm_email == csm) | (Account.csm_slack == csm))
+    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+    stmt = stmt.order_by(ordering.nulls_last(), Account.account_id)
+    rows = (await session.scalars(stmt.limit(limit).offset(offset))).all()
+    return {"total": total or 0, "accounts": [account_summary(a) for a in rows]}
+
+
+@router.get("/{account_id}", summary="One account: traits, current score and metrics")
+async def get_account(account_id: str, session: SessionDep) -> dict[str, Any]:
+    account = await _get_account(session, account_id)
+    latest = await session.scalar(
+        select(HealthScore)
+        .where(HealthScore.account_id == account_id)
+        .order_by(HealthScore.as_of.desc())
+        .limit(1)
+    )
+    body = account_summary(account)
+    body["traits"] = account.traits
+    body["metrics"] = latest.metrics if latest else None
+    return body
+
+
+def _score_row(h: HealthScore) -> dict[str, Any]:
+    return {
+        "as_of": h.as_of,
+        "score": h.score,
+        "band": h.band,
+        "previous_score": h.previous_score,
+        "previous_band": h.previous_band,
+        "components": h.components,
+        "left_out": h.left_out,
+        "moved": h.moved,
+        "computed_at": h.computed_at,
+    }
+
+
+@router.get("/{account_id}/health", summary="Current score with components, and daily history")
+async def get_health(
+    account_id: str,
+    session: SessionDep,
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
+) -> dict[str, Any]:
+    await _get_account(session, account_id)
+    start, end = _date_range(start, end, 90)
+    latest = await session.scalar(
+        select(HealthScore)
+        .where(HealthScore.account_id == account_id)
+        .order_by(HealthScore.as_of.desc())
+        .limit(1)
+    )
+    history = (
+        await session.scalars(
+            select(HealthScore)
+            .where(
+                HealthScore.account_id == account_id,
+                HealthScore.as_of >= start,
+                HealthScore.as_of <= end,
+            )
+            .order_by(HealthScore.as_of)
+        )
+    ).all()
+    return {
+        "account_id": account_id,
+        "current": _score_row(latest) if latest else None,
+        "metrics": latest.metrics if latest else None,
+        "history": [{"as_of": h.as_of, "score": h.score, "band": h.band} for h in history],
+    }
+
+
+@router.get("/{account_id}/usage", summary="Daily rollups, overall and per feature")
+async def get_usage(
+    account_id: str,
+    session: SessionDep,
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
+) -> dict[str, Any]:
+    await _get_account(session, account_id)
+    start, end = _date_range(start, end, 28)
+    days = (
+        await session.scalars(
+            select(AccountDay)
+            .where(AccountDay.account_id == account_id, AccountDay.day.between(start, end))
+            .order_by(AccountDay.day)
+        )
+    ).all()
+    features = (
+        await session.scalars(
+            select(FeatureDay)
+            .where(FeatureDay.account_id == account_id, FeatureDay.day.between(start, end))
+            .order_by(FeatureDay.feature, FeatureDay.day)
+        )
+    ).all()
+    by_feature: dict[str, list[dict[str, Any]]] = {}
+    for f in features:
+        by_feature.setdefault(f.feature, []).append(
+            {"day": f.day, "uses": f.uses, "users": f.users}
+        )
+    return {
+        "account_id": account_id,
+        "from": start,
+        "to": end,
+        "days": [
+            {"day": d.day, "events": d.events, "logins": d.logins, "active_users": d.active_users}
+            for d in days
+        ],
+        "features": by_feature,
+    }
