@@ -1,0 +1,376 @@
+"""Batch -> one database transaction: the scorer's rollup writer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, case, delete, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.scorer.processor import ACCOUNT_FIELDS, EventDeltas, process_batch
+from shared.db.models import (
+    Account,
+    AccountDay,
+    ConsumerOffset,
+    FeatureDay,
+    FeatureUserDay,
+    ProcessedEvent,
+    User,
+    UserAccount,
+    UserDay,
+)
+from shared.db.types import utcnow
+from shared.db.upsert import insert_for
+from shared.events import CanonicalEvent
+
+ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
+USERS: Table = User.__table__  # type: ignore[assignment]
+PROCESSED: Table = ProcessedEvent.__table__  # type: ignore[assignment]
+ACCOUNT_DAYS: Table = AccountDay.__table__  # type: ignore[assignment]
+USER_DAYS: Table = UserDay.__table__  # type: ignore[assignment]
+FEATURE_DAYS: Table = FeatureDay.__table__  # type: ignore[assignment]
+FEATURE_USER_DAYS: Table = FeatureUserDay.__table__  # type: ignore[assignment]
+USER_ACCOUNTS: Table = UserAccount.__table__  # type: ignore[assignment]
+OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
+
+ACCOUNT_COLUMNS = [ACCOUNTS.c[col] for col in ACCOUNT_FIELDS]
+
+# Rows per multi-row statement: well under the bind-parameter limits of asyncpg (32767) and
+# SQLite (32766) for the widest table here.
+CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    applied: int
+    """Events counted for the first time."""
+    duplicates: int
+    """Events skipped: seen in an earlier batch (replay, client retry) or twice in this one."""
+    accounts: tuple[str, ...]
+    """Accounts the applied events touched (now marked dirty), sorted."""
+
+
+def _chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _earlier(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((old.is_(None), new), (new < old, new), else_=old)
+
+
+def _later(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((old.is_(None), new), (new > old, new), else_=old)
+
+
+def _offset_key(tp: Any) -> tuple[str, int]:
+    if isinstance(tp, tuple):
+        return str(tp[0]), int(tp[1])
+    return str(tp.topic), int(tp.partition)
+
+
+class RollupWriter:
+    """Writes a batch of canonical events into the daily rollups, exactly once.
+
+    Contract of :meth:`flush`:
+
+    - It runs inside the caller's ONE transaction and never commits or rolls back: the caller
+      commits, and only then commits the offsets to the broker. Everything a batch changes
+      (dedup marks, rollups, users, accounts, user->account mappings, dirty flags and the
+      consumer offsets) is therefore committed together or not at all.
+    - Exactly-once counting: each event id is recorded in ``processed_events`` (insert, on
+      conflict do nothing) and only the ids this insert actually added are counted. A replayed
+      batch, a client retry with the same messageId inside the dedup window, or a duplicate
+      inside the batch is counted once. Ids are purged after the window
+      (:meth:`purge_processed`).
+    - Every other write is an upsert: counters add the batch's merged increments via
+      ``excluded``; distinct-user counts (``account_days.active_users``,
+      ``feature_days.users``) are recomputed from ``user_days`` / ``feature_user_days`` for
+      the keys the batch touched, so they stay exact whatever the order of batches.
+    - Late events update the day they occurred on. Order inside a batch only matters for
+      traits and mappings, where the later event in the batch wins.
+    - Cost: a constant number of statements per batch (about a dozen, more only for batches
+      over :data:`CHUNK` rows per table), whatever the number of events or accounts.
+    - Works on PostgreSQL and SQLite.
+    """
+
+    async def flush(
+        self,
+        session: AsyncSession,
+        group_id: str,
+        events: Sequence[CanonicalEvent],
+        offsets: Mapping[Any, int],
+    ) -> FlushResult:
+        """Apply ``events`` and store ``offsets`` ({(topic, partition) or TopicPartition:
+        next offset}) for ``group_id``, in ``session``'s transaction."""
+        fresh = await self._claim(session, events)
+        deltas = process_batch(fresh)
+        now = utcnow()
+        await self._rollups(session, deltas)
+        await self._users(session, deltas)
+        await self._accounts(session, deltas, now)
+        await self._user_accounts(session, deltas, now)
+        await self.store_offsets(session, group_id, offsets, now)
+        return FlushResult(
+            applied=len(fresh),
+            duplicates=len(events) - len(fresh),
+            accounts=tuple(sorted(deltas.accounts)),
+        )
+
+    async def _claim(
+        self, session: AsyncSession, events: Sequence[CanonicalEvent]
+    ) -> list[CanonicalEvent]:
+        """Record the batch's event ids; the events whose id was not recorded before."""
+        first: dict[str, CanonicalEvent] = {}
+        for e in events:
+            first.setdefault(e.event_id, e)
+        if not first:
+            return []
+        rows = [{"event_id": i, "received_at": e.received_at} for i, e in first.items()]
+        new: set[str] = set()
+        for chunk in _chunks(rows):
+            stmt = (
+                insert_for(session, PROCESSED)
+                .values(list(chunk))
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(PROCESSED.c.event_id)
+            )
+            new.update((await session.scalars(stmt)).all())
+        return [e for i, e in first.items() if i in new]
+
+    async def _increment(
+        self,
+        session: AsyncSession,
+        table: Table,
+        keys: Sequence[str],
+        counters: Sequence[str],
+        rows: list[dict[str, Any]],
+    ) -> None:
+        for chunk in _chunks(rows):
+            stmt = insert_for(session, table).values(list(chunk))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c: table.c[c] + stmt.excluded[c] for c in counters},
+            )
+            await session.execute(stmt)
+
+    async def _rollups(self, session: AsyncSession, d: EventDeltas) -> None:
+        await self._increment(
+            session,
+            ACCOUNT_DAYS,
+            ["account_id", "day"],
+            ["events", "logins"],
+            [
+                {"account_id": a, "day": day, "events": c.events, "logins": c.logins}
+                for (a, day), c in d.account_days.items()
+            ],
+        )
+        await self._increment(
+            session,
+            USER_DAYS,
+            ["account_id", "user_id", "day"],
+            ["events", "logins"],
+            [
+                {"account_id": a, "user_id": u, "day": day, "events": c.events, "logins": c.logins}
+                for (a, u, day), c in d.user_days.items()
+            ],
+        )
+        await self._increment(
+            session,
+            FEATURE_DAYS,
+            ["account_id", "feature", "day"],
+            ["uses"],
+            [
+                {"account_id": a, "feature": f, "day": day, "uses": n}
+                for (a, f, day), n in d.feature_days.items()
+            ],
+        )
+        await self._increment(
+            session,
+            FEATURE_USER_DAYS,
+            ["account_id", "feature", "user_id", "day"],
+            ["uses"],
+            [
+                {"account_id": a, "feature": f, "user_id": u, "day": day, "uses": n}
+                for (a, f, u, day), n in d.feature_user_days.items()
+            ],
+        )
+        await self._recount(
+            session,
+            ACCOUNT_DAYS,
+            "active_users",
+            USER_DAYS,
+            ["account_id", "day"],
+            list({(a, day) for (a, _u, day) in d.user_days}),
+        )
+        await self._recount(
+            session,
+            FEATURE_DAYS,
+            "users",
+            FEATURE_USER_DAYS,
+            ["account_id", "feature", "day"],
+            list({(a, f, day) for (a, f, _u, day) in d.feature_user_days}),
+        )
+
+    async def _recount(
+        self,
+        session: AsyncSession,
+        target: Table,
+        column: str,
+        source: Table,
+        keys: Sequence[str],
+        touched: list[tuple[Any, ...]],
+    ) -> None:
+        """Set ``target.column`` to the number of ``source`` rows per key (distinct users)."""
+        per_row = len(keys)
+        for chunk in _chunks(touched, CHUNK * 2 // per_row):
+            count = (
+                select(func.count())
+                .select_from(source)
+                .where(*(source.c[k] == target.c[k] for k in keys))
+                .scalar_subquery()
+            )
+            stmt = (
+                update(target)
+                .where(tuple_(*(target.c[k] for k in keys)).in_(list(chunk)))
+                .values({column: count})
+            )
+            await session.execute(stmt)
+
+    async def _users(self, session: AsyncSession, d: EventDeltas) -> None:
+        if not d.users:
+            return
+        with_traits = [k for k, u in d.users.items() if u.traits]
+        stored: dict[tuple[str, str], dict[str, Any]] = {}
+        for chunk in _chunks(with_traits):
+            result = await session.execute(
+                select(USERS.c.account_id, USERS.c.user_id, USERS.c.traits).where(
+                    tuple_(USERS.c.account_id, USERS.c.user_id).in_(list(chunk))
+                )
+            )
+            stored.update({(a, u): dict(t or {}) for a, u, t in result})
+        rows = []
+        for (a, u), delta in d.users.items():
+            traits = stored.get((a, u), {})
+            traits.update(delta.traits)
+            rows.append(
+                {
+                    "account_id": a,
+                    "user_id": u,
+                    "first_seen": delta.first_seen,
+                    "last_seen": delta.last_seen,
+                    "traits": traits,
+                    "has_traits": bool(delta.traits),
+                }
+            )
+        # Rows with and without trait changes go in separate statements, so a user's stored
+        # traits are only rewritten when the batch changed them.
+        for has_traits in (True, False):
+            part = [
+                {k: v for k, v in r.items() if k != "has_traits"}
+                for r in rows
+                if r["has_traits"] is has_traits
+            ]
+            for chunk in _chunks(part):
+                stmt = insert_for(session, USERS).values(list(chunk))
+                set_: dict[str, Any] = {
+                    "first_seen": _earlier(stmt.excluded.first_seen, USERS.c.first_seen),
+                    "last_seen": _later(stmt.excluded.last_seen, USERS.c.last_seen),
+                }
+                if has_traits:
+                    set_["traits"] = stmt.excluded.traits
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["account_id", "user_id"], set_=set_
+                )
+                await session.execute(stmt)
+
+    async def _accounts(self, session: AsyncSession, d: EventDeltas, now: datetime) -> None:
+        if not d.accounts:
+            return
+        ids = list(d.accounts)
+        stored: dict[str, Mapping[str, Any]] = {}
+        for chunk in _chunks(ids):
+            result = await session.execute(
+                select(ACCOUNTS.c.account_id, ACCOUNTS.c.traits, *ACCOUNT_COLUMNS).where(
+                    ACCOUNTS.c.account_id.in_(list(chunk))
+                )
+            )
+            stored.update({row.account_id: row._mapping for row in result})
+        rows = []
+        for account_id, delta in d.accounts.items():
+            have = stored.get(account_id)
+            row: dict[str, Any] = {
+                "account_id": account_id,
+                "first_seen": delta.first_seen,
+                "updated_at": now,
+                "dirty": True,
+            }
+            for col in ACCOUNT_FIELDS:
+                row[col] = delta.fields.get(col, have[col] if have is not None else None)
+            traits = dict(have["traits"] or {}) if have is not None else {}
+            traits.update(delta.traits)
+            row["traits"] = traits
+            rows.append(row)
+        for chunk in _chunks(rows, CHUNK // 2):
+            stmt = insert_for(session, ACCOUNTS).values(list(chunk))
+            set_: dict[str, Any] = {col: stmt.excluded[col] for col in ACCOUNT_FIELDS}
+            set_.update(
+                traits=stmt.excluded.traits,
+                first_seen=_earlier(stmt.excluded.first_seen, ACCOUNTS.c.first_seen),
+                updated_at=stmt.excluded.updated_at,
+                dirty=stmt.excluded.dirty,
+            )
+            stmt = stmt.on_conflict_do_update(index_elements=["account_id"], set_=set_)
+            await session.execute(stmt)
+
+    async def _user_accounts(self, session: AsyncSession, d: EventDeltas, now: datetime) -> None:
+        rows = [
+            {"user_id": u, "account_id": a, "updated_at": now} for u, a in d.user_accounts.items()
+        ]
+        for chunk in _chunks(rows):
+            stmt = insert_for(session, USER_ACCOUNTS).values(list(chunk))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["user_id"],
+                set_={"account_id": stmt.excluded.account_id, "updated_at": now},
+            )
+            await session.execute(stmt)
+
+    @staticmethod
+    async def store_offsets(
+        session: AsyncSession,
+        group_id: str,
+        offsets: Mapping[Any, int],
+        now: datetime | None = None,
+    ) -> None:
+        """Upsert the group's next offsets; keys are (topic, partition) or TopicPartition."""
+        rows = [
+            {
+                "group_id": group_id,
+                "topic": topic,
+                "partition": partition,
+                "next_offset": int(offset),
+                "updated_at": now or utcnow(),
+            }
+            for (topic, partition), offset in ((_offset_key(k), v) for k, v in offsets.items())
+        ]
+        if not rows:
+            return
+        stmt = insert_for(session, OFFSETS).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["group_id", "topic", "partition"],
+            set_={"next_offset": stmt.excluded.next_offset, "updated_at": stmt.excluded.updated_at},
+        )
+        await session.execute(stmt)
+
+    @staticmethod
+    async def purge_processed(session: AsyncSession, older_than: datetime) -> int:
+        """Forget event ids received before ``older_than`` (the end of the dedup window);
+        returns how many were forgotten. A retry older than the window counts again."""
+        result = await session.execute(
+            delete(PROCESSED).where(PROCESSED.c.received_at < older_than)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
