@@ -20,7 +20,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Band = Literal["green", "yellow", "red", "new", "unknown"]
 Scorecard = Literal["health", "onboarding"]
-InputValue = float | int | str | date | None
+InputValue = float | int | str | None
+"""A metric behind a component; dates are ISO strings so a message survives JSON unchanged."""
 
 
 class _Frozen(BaseModel):
@@ -239,7 +240,7 @@ EXAMPLE_SCORE = ScoreMessage(
             weight=15,
             share=0.15,
             value=0,
-            inputs={"last_login": date(2026, 11, 2), "full_within_days": 2},
+            inputs={"days": 0, "last_login": "2026-11-02", "full_within_days": 2},
             explanation="last login today; full marks within 2 days, none after 30",
         ),
     ),

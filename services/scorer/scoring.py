@@ -146,6 +146,10 @@ class _Card:
         self.left_out.append(LeftOut(name=name, reason=reason))
 
 
+def _iso(d: date | None) -> str | None:
+    return d.isoformat() if d is not None else None
+
+
 def _pct(x: float) -> str:
     return f"{x:.0%}"
 
@@ -262,8 +266,8 @@ def _health(card: _Card, m: UsageMetrics, model: ScoringModel, key_features: Seq
                 days,
                 {
                     "days": days,
-                    "last_login": m.last_login,
-                    "last_active": m.last_active,
+                    "last_login": _iso(m.last_login),
+                    "last_active": _iso(m.last_active),
                     "full_within_days": rule_r.full_within_days,
                 },
                 f"{what} {_ago(days)}; full marks within "
@@ -309,7 +313,7 @@ def _onboarding(
                     name,
                     rule_t,
                     ttv,
-                    {"days": ttv, "first_value": m.first_value, **_limits(rule_t)},
+                    {"days": ttv, "first_value": _iso(m.first_value), **_limits(rule_t)},
                     f"first key feature used after {_plural(ttv, 'day')}; {limits}",
                 )
             elif age <= rule_t.full_within_days:
@@ -328,6 +332,10 @@ def _onboarding(
             logins = m.first_week_logins
             text = f"{_plural(logins, 'login')} in the first week"
             text += f"; full marks at {_num(rule_f.full_at)}"
+            if m.last_login is None and m.last_active is not None:
+                # Active but never a login: logins are not instrumented (see login_events).
+                card.leave_out(name, "no login event ever recorded, though the account is active")
+                continue
             if age < 7 and logins < rule_f.full_at:
                 card.leave_out(
                     name, f"first week not over ({_plural(logins, 'login')} so far, day {age + 1})"

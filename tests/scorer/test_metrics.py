@@ -37,9 +37,7 @@ def create_activity(
     """An account ``age`` days old (created_at) unless created_at is given."""
     if created_at is None and age is not None:
         created_at = day(age)
-    p = AccountProfile(
-        account_id="acme", seats=seats, created_at=created_at, **(profile or {})
-    )
+    p = AccountProfile(account_id="acme", seats=seats, created_at=created_at, **(profile or {}))
     return AccountActivity(profile=p, as_of=AS_OF, **kw)
 
 
@@ -116,7 +114,9 @@ class TestSeatUtilization:
     @pytest.mark.parametrize(
         ("activated", "seats", "expected"), [(0, 10, 0.0), (5, 10, 0.5), (3, None, None)]
     )
-    def test_seats_activated(self, activated: int, seats: int | None, expected: float | None) -> None:
+    def test_seats_activated(
+        self, activated: int, seats: int | None, expected: float | None
+    ) -> None:
         assert metrics(activated_users=activated, seats=seats).seats_activated == expected
 
 
