@@ -1,0 +1,124 @@
+"""The scorer as a process: consume ``tend.events.v1`` into rollups, keep scores current.
+
+``ScorerService.run`` runs three loops until ``stop`` is set: the batch consumer (events ->
+rollups, exactly-once effect, see :mod:`shared.consumer`), the re-scorer (dirty accounts soon
+after each commit, all accounts on the sweep) and the daily purge of the dedup window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.scorer.sweep import Rescorer
+from services.scorer.writer import RollupWriter
+from shared import metrics, topics
+from shared.bus.base import Bus, Producer, Record
+from shared.clock import Clock
+from shared.config import TendConfig
+from shared.consumer import BatchConsumer, PoisonRecord
+from shared.events import CanonicalEvent
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "tend-scorer"
+
+
+class EventsHandler:
+    """Decodes canonical events and writes them into the rollups (see RollupWriter)."""
+
+    def __init__(self, rescorer: Rescorer | None, group_id: str = GROUP_ID) -> None:
+        self.writer = RollupWriter()
+        self.rescorer = rescorer
+        self.group_id = group_id
+
+    def decode(self, record: Record) -> CanonicalEvent:
+        event = CanonicalEvent.from_bytes(record.value)
+        if event.type in ("track", "group", "page") and not event.account_id:
+            raise PoisonRecord(f"{event.type} event {event.event_id!r} has no account_id")
+        return event
+
+    async def flush(self, session: AsyncSession, items: Sequence[CanonicalEvent]) -> None:
+        # Offsets are stored by the runner in this same transaction.
+        result = await self.writer.flush(session, self.group_id, items, {})
+        if result.duplicates:
+            metrics.DEDUP_HITS.labels(self.group_id).inc(result.duplicates)
+
+    async def after_commit(self, items: Sequence[CanonicalEvent]) -> None:
+        if self.rescorer is not None and items:
+            self.rescorer.wake()
+
+
+class ScorerService:
+    """All of the scorer's background work, for ``tend scorer`` and ``tend up``."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: Producer,
+        config: TendConfig,
+        clock: Clock,
+        *,
+        group_id: str = GROUP_ID,
+        max_records: int = 1000,
+        max_wait_s: float = 0.5,
+        sweep_interval_s: float = 3600.0,
+        dedup_window: timedelta = timedelta(days=7),
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.dedup_window = dedup_window
+        self.rescorer = Rescorer(
+            sessions, producer, config, clock, sweep_interval_s=sweep_interval_s
+        )
+        self.handler = EventsHandler(self.rescorer, group_id)
+        self.consumer: BatchConsumer[CanonicalEvent] = BatchConsumer(
+            bus,
+            sessions,
+            group_id=group_id,
+            topics=[topics.EVENTS],
+            handler=self.handler,
+            dlq_topic=topics.EVENTS_DLQ,
+            producer=producer,
+            max_records=max_records,
+            max_wait_s=max_wait_s,
+        )
+
+    async def purge_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with self.sessions() as session, session.begin():
+                    n = await RollupWriter.purge_processed(
+                        session, self.clock.now() - self.dedup_window
+                    )
+                if n:
+                    log.info("purged %d event ids older than the dedup window", n)
+            except Exception:
+                log.exception("purging the dedup window failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 3600)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [
+            asyncio.create_task(self.consumer.run(stop), name="scorer-consumer"),
+            asyncio.create_task(self.rescorer.run(stop), name="scorer-rescorer"),
+            asyncio.create_task(self.purge_loop(stop), name="scorer-purge"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                if t.exception() is not None:
+                    stop.set()
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            stop.set()
+            for t in tasks:
+                if not t.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait_for(t, 30)
