@@ -56,7 +56,7 @@ def create_event(
     occurred = datetime.fromisoformat(at) if isinstance(at, str) else at
     return CanonicalEvent(
         event_id=event_id,
-        type=type,  # type: ignore[arg-type]
+        type=type,
         account_id=account_id,
         user_id=user_id,
         name=name,

@@ -1,0 +1,513 @@
+"""The scorer's queries: activity for a chunk of accounts, score history, work lists.
+
+:class:`ScoringRepository` never commits; the caller's unit of work does. Its reads run a
+fixed number of GROUP BY queries per chunk of accounts, whatever the chunk's size, so scoring
+100,000 accounts is a few queries per chunk, not per account.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    Table,
+    and_,
+    bindparam,
+    case,
+    distinct,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from services.scorer.activity import (
+    MONTH_DAYS,
+    WEEKS,
+    AccountActivity,
+    AccountProfile,
+    FeatureActivity,
+)
+from services.scorer.processor import ACCOUNT_FIELDS
+from shared.db.models import (
+    Account,
+    AccountDay,
+    ConsumerOffset,
+    FeatureDay,
+    FeatureUserDay,
+    HealthScore,
+    UserDay,
+)
+from shared.db.types import utcnow
+from shared.db.upsert import insert_for
+
+ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
+ACCOUNT_DAYS: Table = AccountDay.__table__  # type: ignore[assignment]
+USER_DAYS: Table = UserDay.__table__  # type: ignore[assignment]
+FEATURE_DAYS: Table = FeatureDay.__table__  # type: ignore[assignment]
+FEATURE_USER_DAYS: Table = FeatureUserDay.__table__  # type: ignore[assignment]
+HEALTH_SCORES: Table = HealthScore.__table__  # type: ignore[assignment]
+OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
+
+CHAMPION_WEEKS = 8
+"""The champion is the most active user over this many weeks ..."""
+CHAMPION_GAP_DAYS = 14
+"""... ending this many days before ``as_of`` (so a champion who just went quiet still is one)."""
+
+_IN_CHUNK = 5000
+
+
+class _AddDays(FunctionElement[date]):
+    """``expr + n days`` for a DATE expression, on PostgreSQL and SQLite."""
+
+    type = Date()
+    inherit_cache = True
+    name = "add_days"
+
+
+@compiles(_AddDays, "postgresql")
+def _add_days_pg(element: _AddDays, compiler: SQLCompiler, **kw: Any) -> str:
+    expr, days = list(element.clauses)
+    return f"({compiler.process(expr, **kw)} + {compiler.process(days, **kw)})"
+
+
+@compiles(_AddDays, "sqlite")
+def _add_days_sqlite(element: _AddDays, compiler: SQLCompiler, **kw: Any) -> str:
+    expr, days = list(element.clauses)
+    return f"date({compiler.process(expr, **kw)}, {compiler.process(days, **kw)} || ' days')"
+
+
+def _add_days(expr: ColumnElement[Any], days: int) -> _AddDays:
+    # A literal, so PostgreSQL never has to guess the type of ``date + $1``.
+    return _AddDays(expr, literal_column(str(int(days))))
+
+
+def _as_date(value: Any) -> date | None:
+    """A date from a query result (SQLite returns aggregates of dates as ISO text)."""
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    if isinstance(value, datetime):
+        return value.date()
+    return date.fromisoformat(str(value)[:10])
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRow:
+    """One ``health_scores`` row: an account's score as of a day, with its explanation."""
+
+    account_id: str
+    as_of: date
+    score: float
+    band: str
+    components: dict[str, Any] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    moved: dict[str, Any] = field(default_factory=dict)
+    previous_score: float | None = None
+    previous_band: str | None = None
+    computed_at: datetime | None = None
+    """Defaults to now when saved."""
+
+
+class ScoringRepository:
+    """Reads and writes of the re-scorer. Never commits; never one query per account.
+
+    ``load_activity`` honours the window conventions of :mod:`services.scorer.activity`
+    exactly and only looks at days up to ``as_of``, so scoring a past date (``tend rescore
+    --as-of``) sees what was known of that date's window.
+    """
+
+    async def load_activity(
+        self,
+        session: AsyncSession,
+        account_ids: Sequence[str],
+        as_of: date,
+        key_features: Sequence[str],
+    ) -> list[AccountActivity]:
+        """One :class:`AccountActivity` per id, in the order given (an account without a row
+        gets a bare profile). A constant number of queries per call: keep chunks to a few
+        thousand ids."""
+        ids = list(dict.fromkeys(account_ids))
+        if not ids:
+            return []
+        keys = list(dict.fromkeys(key_features))
+        month_start = as_of - timedelta(days=MONTH_DAYS - 1)
+        week_start = as_of - timedelta(days=6)
+        weeks_start = as_of - timedelta(days=7 * WEEKS - 1)
+
+        # 1. Profiles.
+        ac = ACCOUNTS.c
+        profiles: dict[str, AccountProfile] = {}
+        first_seen: dict[str, date | None] = {}
+        result = await session.execute(
+            select(ac.account_id, ac.first_seen, *(ac[c] for c in ACCOUNT_FIELDS)).where(
+                ac.account_id.in_(ids)
+            )
+        )
+        for row in result:
+            m = row._mapping
+            profiles[row.account_id] = AccountProfile(
+                account_id=row.account_id,
+                name=m["name"],
+                plan=m["plan"],
+                seats=m["seats"],
+                mrr=None if m["mrr"] is None else float(m["mrr"]),
+                renewal_date=_as_date(m["renewal_date"]),
+                lifecycle_stage=m["lifecycle_stage"],
+                created_at=_as_date(m["created_at"]),
+                csm_email=m["csm_email"],
+                csm_slack=m["csm_slack"],
+            )
+            seen = _as_date(row.first_seen)
+            first_seen[row.account_id] = seen if seen is not None and seen <= as_of else None
+
+        # 2. All-time account-day facts up to as_of: last activity, last login, first week.
+        ad = ACCOUNT_DAYS.c
+        start = func.coalesce(ac.created_at, ac.first_seen)
+        in_first_week = and_(ad.day >= start, ad.day <= _add_days(start, 6))
+        last_active: dict[str, date | None] = {}
+        last_login: dict[str, date | None] = {}
+        first_week: dict[str, int] = {}
+        result = await session.execute(
+            select(
+                ad.account_id,
+                func.max(ad.day),
+                func.max(case((ad.logins > 0, ad.day))),
+                func.coalesce(func.sum(case((in_first_week, ad.logins), else_=0)), 0),
+            )
+            .select_from(ACCOUNT_DAYS.outerjoin(ACCOUNTS, ac.account_id == ad.account_id))
+            .where(ad.account_id.in_(ids), ad.day <= as_of)
+            .group_by(ad.account_id)
+        )
+        for account_id, active, login, fwl in result:
+            last_active[account_id] = _as_date(active)
+            last_login[account_id] = _as_date(login)
+            first_week[account_id] = int(fwl or 0)
+
+        # 3. Distinct users: ever (activated), last 7 days (WAU), last 28 days (MAU).
+        ud = USER_DAYS.c
+        activated: dict[str, int] = {}
+        wau: dict[str, int] = {}
+        mau: dict[str, int] = {}
+        result = await session.execute(
+            select(
+                ud.account_id,
+                func.count(distinct(ud.user_id)),
+                func.count(distinct(case((ud.day >= week_start, ud.user_id)))),
+                func.count(distinct(case((ud.day >= month_start, ud.user_id)))),
+            )
+            .where(ud.account_id.in_(ids), ud.day <= as_of)
+            .group_by(ud.account_id)
+        )
+        for account_id, ever, week, month in result:
+            activated[account_id], wau[account_id], mau[account_id] = ever, week, month
+
+        # 4. Distinct users per week, 12 weeks.
+        week_index = case(
+            *((ud.day >= weeks_start + timedelta(days=7 * i), i) for i in range(WEEKS - 1, 0, -1)),
+            else_=0,
+        ).label("week")
+        weekly_users: dict[str, list[int]] = defaultdict(lambda: [0] * WEEKS)
+        result = await session.execute(
+            select(ud.account_id, week_index, func.count(distinct(ud.user_id)))
+            .where(ud.account_id.in_(ids), ud.day >= weeks_start, ud.day <= as_of)
+            .group_by(ud.account_id, week_index)
+        )
+        for account_id, week, users in result:
+            weekly_users[account_id][int(week)] = int(users)
+
+        # 5. Account days of the 12 weeks: logins per week, daily active users (28 days).
+        weekly_logins: dict[str, list[int]] = defaultdict(lambda: [0] * WEEKS)
+        daily: dict[str, dict[date, int]] = defaultdict(dict)
+        result = await session.execute(
+            select(ad.account_id, ad.day, ad.logins, ad.active_users).where(
+                ad.account_id.in_(ids), ad.day >= weeks_start, ad.day <= as_of
+            )
+        )
+        for account_id, raw_day, logins, users in result:
+            day = _as_date(raw_day)
+            assert day is not None
+            weekly_logins[account_id][(day - weeks_start).days // 7] += int(logins)
+            if day >= month_start:
+                daily[account_id][day] = int(users)
+
+        # 6-7. Key features: first/last use ever, uses and distinct users in 28 days.
+        fd, fud = FEATURE_DAYS.c, FEATURE_USER_DAYS.c
+        features: dict[tuple[str, str], dict[str, Any]] = {}
+        if keys:
+            result = await session.execute(
+                select(
+                    fd.account_id,
+                    fd.feature,
+                    func.min(fd.day),
+                    func.max(fd.day),
+                    func.coalesce(func.sum(case((fd.day >= month_start, fd.uses), else_=0)), 0),
+                )
+                .where(fd.account_id.in_(ids), fd.feature.in_(keys), fd.day <= as_of)
+                .group_by(fd.account_id, fd.feature)
+            )
+            for account_id, feature, first, last, uses in result:
+                features[(account_id, feature)] = {
+                    "first_used": _as_date(first),
+                    "last_used": _as_date(last),
+                    "uses_28d": int(uses),
+                }
+            result = await session.execute(
+                select(fud.account_id, fud.feature, func.count(distinct(fud.user_id)))
+                .where(
+                    fud.account_id.in_(ids),
+                    fud.feature.in_(keys),
+                    fud.day >= month_start,
+                    fud.day <= as_of,
+                )
+                .group_by(fud.account_id, fud.feature)
+            )
+            for account_id, feature, users in result:
+                features.setdefault((account_id, feature), {})["users_28d"] = int(users)
+
+        # 8. Champion: most active days (then events, then id) in the 8 weeks before the gap.
+        champ_end = as_of - timedelta(days=CHAMPION_GAP_DAYS)
+        champ_start = champ_end - timedelta(days=7 * CHAMPION_WEEKS - 1)
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=ud.account_id,
+                order_by=(func.count().desc(), func.sum(ud.events).desc(), ud.user_id),
+            )
+            .label("rank")
+        )
+        ranked = (
+            select(ud.account_id, ud.user_id, rank)
+            .where(ud.account_id.in_(ids), ud.day >= champ_start, ud.day <= champ_end)
+            .group_by(ud.account_id, ud.user_id)
+            .subquery()
+        )
+        result = await session.execute(
+            select(ranked.c.account_id, ranked.c.user_id).where(ranked.c.rank == 1)
+        )
+        champions: dict[str, str] = {a: u for a, u in result}
+
+        # 9. The champions' last logins (any time up to as_of).
+        champion_login: dict[str, date | None] = {}
+        if champions:
+            result = await session.execute(
+                select(ud.account_id, func.max(ud.day))
+                .where(
+                    tuple_(ud.account_id, ud.user_id).in_(list(champions.items())),
+                    ud.logins > 0,
+                    ud.day <= as_of,
+                )
+                .group_by(ud.account_id)
+            )
+            champion_login = {a: _as_date(d) for a, d in result}
+
+        out: list[AccountActivity] = []
+        for account_id in ids:
+            profile = profiles.get(account_id, AccountProfile(account_id=account_id))
+            seen = first_seen.get(account_id)
+            known = [d for d in (profile.created_at, seen) if d is not None]
+            origin = min(known) if known else None
+            series: tuple[int, ...] = ()
+            if origin is not None and origin <= as_of:
+                first_day = max(month_start, origin)
+                days = daily.get(account_id, {})
+                series = tuple(
+                    days.get(first_day + timedelta(days=i), 0)
+                    for i in range((as_of - first_day).days + 1)
+                )
+            out.append(
+                AccountActivity(
+                    profile=profile,
+                    as_of=as_of,
+                    first_seen=seen,
+                    last_active=last_active.get(account_id),
+                    last_login=last_login.get(account_id),
+                    daily_active_users=series,
+                    wau=wau.get(account_id, 0),
+                    mau=mau.get(account_id, 0),
+                    weekly_active_users=tuple(weekly_users.get(account_id, [0] * WEEKS)),
+                    weekly_logins=tuple(weekly_logins.get(account_id, [0] * WEEKS)),
+                    features=tuple(
+                        FeatureActivity(feature=k, **features.get((account_id, k), {}))
+                        for k in keys
+                    ),
+                    activated_users=activated.get(account_id, 0),
+                    first_week_logins=first_week.get(account_id, 0),
+                    top_user=champions.get(account_id),
+                    top_user_last_login=champion_login.get(account_id),
+                )
+            )
+        return out
+
+    async def dirty_accounts(self, session: AsyncSession, limit: int) -> list[str]:
+        """Up to ``limit`` accounts touched since they were last scored, oldest change first."""
+        result = await session.scalars(
+            select(ACCOUNTS.c.account_id)
+            .where(ACCOUNTS.c.dirty.is_(True))
+            .order_by(ACCOUNTS.c.updated_at, ACCOUNTS.c.account_id)
+            .limit(limit)
+        )
+        return list(result)
+
+    async def all_account_ids(
+        self, session: AsyncSession, after: str | None, limit: int
+    ) -> list[str]:
+        """The next ``limit`` account ids after ``after`` (keyset pagination for the sweep)."""
+        stmt = select(ACCOUNTS.c.account_id).order_by(ACCOUNTS.c.account_id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(ACCOUNTS.c.account_id > after)
+        return list(await session.scalars(stmt))
+
+    async def load_previous(
+        self, session: AsyncSession, account_ids: Sequence[str], before: date
+    ) -> dict[str, ScoreRow]:
+        """Each account's latest score strictly before ``before`` (accounts without one are
+        absent). One query."""
+        ids = list(dict.fromkeys(account_ids))
+        out: dict[str, ScoreRow] = {}
+        hs = HEALTH_SCORES.c
+        for chunk in _chunks(ids):
+            latest = (
+                select(hs.account_id, func.max(hs.as_of).label("as_of"))
+                .where(hs.account_id.in_(list(chunk)), hs.as_of < before)
+                .group_by(hs.account_id)
+                .subquery()
+            )
+            result = await session.execute(
+                select(HEALTH_SCORES).join(
+                    latest,
+                    and_(hs.account_id == latest.c.account_id, hs.as_of == latest.c.as_of),
+                )
+            )
+            for row in result:
+                out[row.account_id] = _score_row(dict(row._mapping))
+        return out
+
+    async def save_scores(
+        self,
+        session: AsyncSession,
+        rows: Sequence[ScoreRow],
+        *,
+        loaded_at: datetime | None = None,
+    ) -> None:
+        """Upsert the day's ``health_scores`` rows and make them the accounts' current score.
+
+        An account's current score only moves forward in time: a score as of an earlier date
+        than the account's ``scored_as_of`` is kept in history but does not replace it. The
+        dirty flag is cleared with the current score; pass ``loaded_at`` (when the activity
+        was read) to keep it set for accounts that new events touched after that.
+        """
+        if not rows:
+            return
+        now = utcnow()
+        values = [
+            {
+                "account_id": r.account_id,
+                "as_of": r.as_of,
+                "score": r.score,
+                "band": r.band,
+                "components": r.components,
+                "left_out": list(r.left_out),
+                "metrics": r.metrics,
+                "moved": r.moved,
+                "previous_score": r.previous_score,
+                "previous_band": r.previous_band,
+                "computed_at": r.computed_at or now,
+            }
+            for r in {(r.account_id, r.as_of): r for r in rows}.values()
+        ]
+        for chunk in _chunks(values, 2000):
+            stmt = insert_for(session, HEALTH_SCORES).values(list(chunk))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["account_id", "as_of"],
+                set_={c: stmt.excluded[c] for c in values[0] if c not in ("account_id", "as_of")},
+            )
+            await session.execute(stmt)
+
+        ac = ACCOUNTS.c
+        dirty_after: Any = False
+        if loaded_at is not None:
+            dirty_after = case((ac.updated_at > loaded_at, ac.dirty), else_=False)
+        stmt_current = (
+            update(ACCOUNTS)
+            .where(
+                ac.account_id == bindparam("b_account_id"),
+                or_(ac.scored_as_of.is_(None), ac.scored_as_of <= bindparam("b_as_of", type_=Date)),
+            )
+            .values(
+                score=bindparam("b_score"),
+                band=bindparam("b_band"),
+                scored_as_of=bindparam("b_as_of", type_=Date),
+                dirty=dirty_after,
+            )
+        )
+        latest: dict[str, ScoreRow] = {}
+        for r in rows:
+            if r.account_id not in latest or r.as_of >= latest[r.account_id].as_of:
+                latest[r.account_id] = r
+        await session.execute(
+            stmt_current,
+            [
+                {
+                    "b_account_id": r.account_id,
+                    "b_as_of": r.as_of,
+                    "b_score": r.score,
+                    "b_band": r.band,
+                }
+                for r in latest.values()
+            ],
+        )
+
+    async def get_offsets(
+        self,
+        session: AsyncSession,
+        group_id: str,
+        tps: Iterable[tuple[str, int]],
+    ) -> dict[tuple[str, int], int]:
+        """The stored next offsets of ``tps`` ((topic, partition) pairs) for ``group_id``;
+        partitions never flushed are absent."""
+        wanted = list(dict.fromkeys((str(t), int(p)) for t, p in tps))
+        if not wanted:
+            return {}
+        oc = OFFSETS.c
+        result = await session.execute(
+            select(oc.topic, oc.partition, oc.next_offset).where(
+                oc.group_id == group_id, tuple_(oc.topic, oc.partition).in_(wanted)
+            )
+        )
+        return {(t, int(p)): int(o) for t, p, o in result}
+
+
+def _score_row(m: Mapping[str, Any]) -> ScoreRow:
+    as_of = _as_date(m["as_of"])
+    assert as_of is not None
+    return ScoreRow(
+        account_id=m["account_id"],
+        as_of=as_of,
+        score=float(m["score"]),
+        band=m["band"],
+        components=dict(m["components"] or {}),
+        left_out=list(m["left_out"] or []),
+        metrics=dict(m["metrics"] or {}),
+        moved=dict(m["moved"] or {}),
+        previous_score=m["previous_score"],
+        previous_band=m["previous_band"],
+        computed_at=m["computed_at"],
+    )

@@ -1,0 +1,325 @@
+"""The scoring repository on PostgreSQL and SQLite, against hand-built rollups."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.scorer.activity import AccountActivity, AccountProfile, FeatureActivity
+from services.scorer.repository import ScoreRow, ScoringRepository
+from services.scorer.writer import RollupWriter
+from shared.db.models import Account, AccountDay, FeatureDay, FeatureUserDay, UserDay
+
+Sessions = async_sessionmaker[AsyncSession]
+AS_OF = date(2026, 11, 28)
+repo = ScoringRepository()
+
+
+def ago(days: int) -> date:
+    return AS_OF - timedelta(days=days)
+
+
+async def seed(
+    db: Sessions,
+    account: str,
+    user_days: list[tuple[str, date, int, int]],
+    *,
+    features: Sequence[tuple[str, str, date, int]] = (),
+    **account_fields: Any,
+) -> None:
+    """An account row, its user_days (user, day, events, logins), the account_days derived
+    from them, and feature(_user)_days (feature, user, day, uses)."""
+    per_day: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for _user, day, events, logins in user_days:
+        per_day[day][0] += events
+        per_day[day][1] += logins
+        per_day[day][2] += 1
+    per_feature: dict[tuple[str, date], list[Any]] = defaultdict(lambda: [0, set()])
+    for feature, user, day, uses in features:
+        per_feature[(feature, day)][0] += uses
+        per_feature[(feature, day)][1].add(user)
+    async with db() as session, session.begin():
+        session.add(Account(account_id=account, **account_fields))
+        session.add_all(
+            UserDay(account_id=account, user_id=u, day=d, events=e, logins=n)
+            for u, d, e, n in user_days
+        )
+        session.add_all(
+            AccountDay(account_id=account, day=d, events=e, logins=n, active_users=a)
+            for d, (e, n, a) in per_day.items()
+        )
+        session.add_all(
+            FeatureUserDay(account_id=account, feature=f, user_id=u, day=d, uses=n)
+            for f, u, d, n in features
+        )
+        session.add_all(
+            FeatureDay(account_id=account, feature=f, day=d, uses=n, users=len(users))
+            for (f, d), (n, users) in per_feature.items()
+        )
+
+
+async def load(
+    db: Sessions, ids: list[str], key_features: tuple[str, ...] = ()
+) -> list[AccountActivity]:
+    async with db() as session:
+        return await repo.load_activity(session, ids, AS_OF, key_features)
+
+
+class TestWindows:
+    async def test_day_week_and_month_edges(self, db: Sessions, uid: str) -> None:
+        acme = f"{uid}-acme"
+        await seed(
+            db,
+            acme,
+            [
+                ("u1", ago(27), 1, 0),  # first day of the 28 (week 8)
+                ("u2", ago(28), 1, 0),  # just outside the 28 days (week 7)
+                ("u3", ago(6), 2, 1),  # first day of the 7 (week 11)
+                ("u3", AS_OF, 1, 1),  # as_of itself
+                ("u4", ago(7), 1, 0),  # just outside the 7 days (week 10)
+                ("u5", ago(83), 1, 2),  # first day of the 12 weeks (week 0)
+                ("u6", ago(84), 1, 4),  # just outside the 12 weeks
+                ("u7", AS_OF + timedelta(days=1), 9, 9),  # after as_of: invisible
+            ],
+            first_seen=ago(84),
+        )
+        [a] = await load(db, [acme])
+        dau = [0] * 28
+        dau[0] = dau[20] = dau[21] = dau[27] = 1
+        assert a == AccountActivity(
+            profile=AccountProfile(account_id=acme),
+            as_of=AS_OF,
+            first_seen=ago(84),
+            last_active=AS_OF,
+            last_login=AS_OF,
+            daily_active_users=tuple(dau),
+            wau=1,
+            mau=3,
+            weekly_active_users=(1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1),
+            weekly_logins=(2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2),
+            features=(),
+            activated_users=6,
+            first_week_logins=6,  # u6 and u5, the first two days
+            top_user="u1",
+            top_user_last_login=None,
+        )
+
+    async def test_young_account_gets_a_shorter_daily_series(self, db: Sessions, uid: str) -> None:
+        young = f"{uid}-young"
+        await seed(db, young, [("u1", ago(3), 1, 1), ("u2", ago(1), 1, 0)], first_seen=ago(3))
+        [a] = await load(db, [young])
+        assert a.daily_active_users == (1, 0, 1, 0)
+        assert a.first_week_logins == 1
+        # A contract start before the first event counts from the contract start.
+        signed = f"{uid}-signed"
+        await seed(db, signed, [("u1", ago(1), 1, 0)], first_seen=ago(1), created_at=ago(4))
+        [b] = await load(db, [signed])
+        assert b.daily_active_users == (0, 0, 0, 1, 0)
+
+    async def test_last_login_older_than_twelve_weeks(self, db: Sessions, uid: str) -> None:
+        old = f"{uid}-old"
+        await seed(db, old, [("u1", ago(200), 3, 1), ("u1", ago(10), 1, 0)], first_seen=ago(200))
+        [a] = await load(db, [old])
+        assert (a.last_login, a.last_active) == (ago(200), ago(10))
+        assert a.weekly_logins == (0,) * 12
+
+    async def test_first_week_is_seven_days_from_the_start(self, db: Sessions, uid: str) -> None:
+        start = ago(60)
+        by_contract = f"{uid}-contract"
+        days = [
+            ("u1", start - timedelta(days=1), 1, 8),
+            ("u1", start, 1, 1),
+            ("u1", start + timedelta(days=6), 1, 2),
+            ("u1", start + timedelta(days=7), 1, 4),
+        ]
+        await seed(db, by_contract, days, first_seen=start - timedelta(days=1), created_at=start)
+        by_first_seen = f"{uid}-seen"
+        await seed(db, by_first_seen, days[1:], first_seen=start)
+        a, b = await load(db, [by_contract, by_first_seen])
+        assert a.first_week_logins == 3
+        assert b.first_week_logins == 3
+
+    async def test_unknown_and_empty_accounts(self, db: Sessions, uid: str) -> None:
+        empty = f"{uid}-empty"
+        await seed(db, empty, [], name="Empty", seats=5)
+        missing = f"{uid}-missing"
+        a, b = await load(db, [empty, missing], ("reports",))
+        assert a == AccountActivity(
+            profile=AccountProfile(account_id=empty, name="Empty", seats=5),
+            as_of=AS_OF,
+            weekly_active_users=(0,) * 12,
+            weekly_logins=(0,) * 12,
+            features=(FeatureActivity("reports"),),
+        )
+        assert b.profile == AccountProfile(account_id=missing)
+        assert await load(db, []) == []
+
+
+class TestFeaturesAndChampion:
+    async def test_key_features_including_unused_ones(self, db: Sessions, uid: str) -> None:
+        acme = f"{uid}-acme"
+        await seed(
+            db,
+            acme,
+            [("u1", ago(27), 3, 0), ("u2", ago(27), 1, 0)],
+            features=[
+                ("reports", "u1", ago(100), 1),
+                ("reports", "u1", ago(28), 5),
+                ("reports", "u1", ago(27), 2),
+                ("reports", "u2", ago(27), 1),
+                ("reports", "u2", ago(3), 1),
+                ("export", "u1", AS_OF + timedelta(days=1), 4),
+                ("other", "u1", ago(1), 7),
+            ],
+            first_seen=ago(100),
+        )
+        [a] = await load(db, [acme], ("reports", "export", "never"))
+        assert a.features == (
+            FeatureActivity("reports", ago(100), ago(3), uses_28d=4, users_28d=2),
+            FeatureActivity("export"),
+            FeatureActivity("never"),
+        )
+
+    async def test_champion_is_the_most_active_user_before_the_last_two_weeks(
+        self, db: Sessions, uid: str
+    ) -> None:
+        acme = f"{uid}-acme"
+        champ_days = [("champ", ago(d), 1, 1 if d == 40 else 0) for d in (14, 20, 40, 69)]
+        await seed(
+            db,
+            acme,
+            [
+                *champ_days,
+                *[("recent", ago(d), 50, 1) for d in range(0, 14)],  # inside the gap
+                *[("earlier", ago(d), 50, 1) for d in range(70, 80)],  # before the 8 weeks
+                ("busy", ago(30), 100, 0),
+                ("busy", ago(31), 100, 0),
+                ("busy", ago(32), 100, 0),
+                ("tie", ago(33), 1, 0),
+                ("tie", ago(34), 1, 0),
+                ("tie", ago(35), 1, 0),
+                ("tie", ago(36), 1, 0),
+            ],
+            first_seen=ago(80),
+        )
+        [a] = await load(db, [acme])
+        # champ and tie both have 4 active days and 4 events: the id breaks the tie.
+        assert (a.top_user, a.top_user_last_login) == ("champ", ago(40))
+
+    async def test_query_count_does_not_grow_with_the_chunk(self, db: Sessions, uid: str) -> None:
+        ids = [f"{uid}-{i:02d}" for i in range(30)]
+        for account in ids:
+            await seed(
+                db,
+                account,
+                [("u1", ago(3), 1, 1), ("u2", ago(20), 1, 0)],
+                features=[("reports", "u1", ago(3), 1)],
+                first_seen=ago(20),
+            )
+
+        async def count(chunk: list[str]) -> int:
+            statements: list[str] = []
+            async with db() as session:
+                bind = session.get_bind()
+
+                def on_execute(*args: Any) -> None:
+                    statements.append(args[2])
+
+                event.listen(bind, "before_cursor_execute", on_execute)
+                try:
+                    got = await repo.load_activity(session, chunk, AS_OF, ("reports",))
+                finally:
+                    event.remove(bind, "before_cursor_execute", on_execute)
+            assert [g.top_user for g in got] == ["u2"] * len(chunk)
+            return len(statements)
+
+        assert await count(ids[:1]) == await count(ids) <= 10
+
+
+class TestScoresAndWorkLists:
+    async def test_save_and_load_previous(self, db: Sessions, uid: str) -> None:
+        acme = f"{uid}-acme"
+        await seed(db, acme, [], dirty=True)
+        d1, d2 = ago(2), ago(1)
+        first = ScoreRow(acme, d1, 80.0, "green", {"recency": 90.0}, ["stickiness"], {"mau": 3})
+        async with db() as session, session.begin():
+            await repo.save_scores(session, [first])
+        second = ScoreRow(acme, d2, 35.5, "red", moved={"recency": -50}, previous_score=80.0)
+        async with db() as session, session.begin():
+            await repo.save_scores(session, [second])
+            # Re-scoring an older day keeps the history but not the current score.
+            await repo.save_scores(session, [ScoreRow(acme, d1, 79.0, "green")])
+        async with db() as session:
+            prev = await repo.load_previous(session, [acme, f"{uid}-none"], d2)
+            latest = await repo.load_previous(session, [acme], AS_OF)
+            account = await session.get(Account, acme)
+        assert set(prev) == {acme}
+        assert (prev[acme].as_of, prev[acme].score, prev[acme].band) == (d1, 79.0, "green")
+        assert latest[acme].moved == {"recency": -50} and latest[acme].previous_score == 80.0
+        assert latest[acme].computed_at is not None
+        assert account is not None
+        assert (account.score, account.band, account.scored_as_of, account.dirty) == (
+            35.5,
+            "red",
+            d2,
+            False,
+        )
+
+    async def test_dirty_flag_survives_events_after_the_load(self, db: Sessions, uid: str) -> None:
+        from tests.scorer.conftest import create_event
+
+        acme, quiet = f"{uid}-acme", f"{uid}-quiet"
+        await seed(db, quiet, [])
+        async with db() as session, session.begin():
+            await RollupWriter().flush(
+                session, "g", [create_event(f"{uid}-1", account_id=acme)], {}
+            )
+        async with db() as session:
+            dirty = await repo.dirty_accounts(session, 100_000)
+        assert acme in dirty and quiet not in dirty
+        loaded_at = datetime.now(UTC)
+        async with db() as session, session.begin():
+            await RollupWriter().flush(
+                session, "g", [create_event(f"{uid}-2", account_id=acme)], {}
+            )
+        async with db() as session, session.begin():
+            await repo.save_scores(
+                session, [ScoreRow(acme, AS_OF, 50.0, "yellow")], loaded_at=loaded_at
+            )
+        async with db() as session:
+            assert acme in await repo.dirty_accounts(session, 100_000)
+        async with db() as session, session.begin():
+            await repo.save_scores(session, [ScoreRow(acme, AS_OF, 50.0, "yellow")])
+        async with db() as session:
+            assert acme not in await repo.dirty_accounts(session, 100_000)
+
+    async def test_all_account_ids_pages_by_key(self, db: Sessions, uid: str) -> None:
+        ids = [f"{uid}-{c}" for c in "abcde"]
+        for account in reversed(ids):
+            await seed(db, account, [])
+        pages: list[list[str]] = []
+        after = f"{uid}-"
+        async with db() as session:
+            while True:
+                page = await repo.all_account_ids(session, after, 2)
+                page = [p for p in page if p.startswith(uid)]
+                if not page:
+                    break
+                pages.append(page)
+                after = page[-1]
+        assert pages == [ids[0:2], ids[2:4], ids[4:5]]
+
+    async def test_get_offsets(self, db: Sessions, uid: str) -> None:
+        topic = f"{uid}-t"
+        async with db() as session, session.begin():
+            await RollupWriter.store_offsets(session, "g", {(topic, 0): 7, (topic, 2): 9})
+        async with db() as session:
+            got = await repo.get_offsets(session, "g", [(topic, 0), (topic, 1), (topic, 2)])
+            assert await repo.get_offsets(session, "g", []) == {}
+            assert await repo.get_offsets(session, "other", [(topic, 0)]) == {}
+        assert got == {(topic, 0): 7, (topic, 2): 9}
