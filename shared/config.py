@@ -47,6 +47,12 @@ class TendConfig(Section):
             raise ValueError("login event names must not be blank")
         return v
 
+    @field_validator("scoring", mode="before")
+    @classmethod
+    def _empty_is_default(cls, v: Any) -> Any:
+        # `scoring:` with nothing under it (YAML null) means the defaults, like an absent key.
+        return {} if v is None else v
+
     def is_login(self, event_name: str | None) -> bool:
         return event_name is not None and event_name in self.login_events
 
