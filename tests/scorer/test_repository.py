@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scorer.accounts_csv import (
+    AccountRow,
+    AccountsCsvError,
+    import_accounts,
+    parse_accounts_csv,
+    read_accounts_csv,
+)
 from services.scorer.activity import AccountActivity, AccountProfile, FeatureActivity
 from services.scorer.repository import ScoreRow, ScoringRepository
 from services.scorer.writer import RollupWriter
@@ -323,3 +332,96 @@ class TestScoresAndWorkLists:
             assert await repo.get_offsets(session, "g", []) == {}
             assert await repo.get_offsets(session, "other", [(topic, 0)]) == {}
         assert got == {(topic, 0): 7, (topic, 2): 9}
+
+
+class TestAccountsCsv:
+    def test_parses_typed_values_and_skips_blank_cells(self) -> None:
+        text = (
+            "\ufeffaccount_id,name,plan,seats,mrr,renewal_date,lifecycle_stage,created_at,"
+            "csm_email,csm_slack\n"
+            'acme,"Acme, Inc.",Pro,120,"4,500",2027-03-01,Growing,2026-01-15,kim@v.io,@kim\n'
+            "\n"
+            "beta,,,,,,,,,\n"
+        )
+        rows = parse_accounts_csv(io.StringIO(text))
+        assert rows == [
+            AccountRow(
+                "acme",
+                {
+                    "name": "Acme, Inc.",
+                    "plan": "Pro",
+                    "seats": 120,
+                    "mrr": 4500.0,
+                    "renewal_date": date(2027, 3, 1),
+                    "lifecycle_stage": "growing",
+                    "created_at": date(2026, 1, 15),
+                    "csm_email": "kim@v.io",
+                    "csm_slack": "@kim",
+                },
+                line=2,
+            ),
+            AccountRow("beta", {}, line=4),
+        ]
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("", ["line 1: the file is empty"]),
+            ("name,seats\nAcme,3\n", ["line 1, column account_id: required column is missing"]),
+            ("account_id,sets\na,1\n", ["line 1, column sets: unknown column"]),
+            ("account_id,seats,seats\na,1,1\n", ["line 1, column seats: column appears"]),
+            (
+                "account_id,seats,mrr\na,ten,5\nb,3,lots\n,1,1\n",
+                [
+                    "line 2, column seats: 'ten' is not a number",
+                    "line 3, column mrr: 'lots' is not a number",
+                    "line 4, column account_id: is required",
+                ],
+            ),
+            (
+                "account_id,renewal_date,csm_email\na,2027-13-01,x\n",
+                [
+                    "line 2, column renewal_date: '2027-13-01' is not an ISO date",
+                    "line 2, column csm_email: 'x' is not an email address",
+                ],
+            ),
+            ("account_id,seats\na,1\na,2\n", ["line 3, column account_id: 'a' already on line 2"]),
+            ("account_id,seats\na,1,2\n", ["line 2: has 3 cells, the header 2"]),
+            ('account_id,name\n"a,\n', ["line 2"]),
+        ],
+    )
+    def test_errors_name_line_and_column(self, text: str, expected: list[str]) -> None:
+        with pytest.raises(AccountsCsvError) as info:
+            parse_accounts_csv(io.StringIO(text))
+        problems = [str(p) for p in info.value.problems]
+        assert len(problems) == len(expected), problems
+        for got, want in zip(problems, expected, strict=True):
+            assert got.startswith(want), problems
+        assert expected[0] in str(info.value)
+
+    async def test_import_upserts_only_given_columns(
+        self, db: Sessions, uid: str, tmp_path: Any
+    ) -> None:
+        acme, beta = f"{uid}-acme", f"{uid}-beta"
+        await seed(db, acme, [], name="Old name", seats=5, first_seen=ago(3))
+        path = tmp_path / "accounts.csv"
+        path.write_text(
+            f"account_id,seats,plan,renewal_date\n{acme},50,,2027-01-01\n{beta},,Team,\n",
+            encoding="utf-8",
+        )
+        rows = read_accounts_csv(path)
+        async with db() as session, session.begin():
+            assert await import_accounts(session, rows) == 2
+        async with db() as session:
+            a = await session.get(Account, acme)
+            b = await session.get(Account, beta)
+        assert a is not None and b is not None
+        assert (a.name, a.seats, a.plan, a.renewal_date, a.first_seen, a.dirty) == (
+            "Old name",
+            50,
+            None,
+            date(2027, 1, 1),
+            ago(3),
+            True,
+        )
+        assert (b.plan, b.seats, b.traits, b.dirty) == ("Team", None, {}, True)
