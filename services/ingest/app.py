@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.ingest.metrics import RequestMetricsMiddleware
 from services.ingest.routes import Ingestor, error_response, router
 from services.ingest.schemas import request_schemas
-from shared.bus.base import Bus
+from shared.bus import Bus, create_bus, default_topic_specs
 from shared.config import TendConfig, load_config
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
@@ -40,8 +40,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from shared.bus import create_bus, default_topic_specs
-
         engine = create_engine(settings.database_url)
         sessions = create_sessionmaker(engine)
         own_bus = bus is None

@@ -1,0 +1,327 @@
+"""Ingest throughput: events/s through the HTTP API versus a raw aiokafka producer.
+
+Run by hand (not in CI), from the repository root:
+
+    .venv/bin/python bench/ingest.py [--batches 400] [--concurrency 8] [--max-seconds 60]
+
+It starts its own tansu broker and a throwaway SQLite database (or a fresh PostgreSQL database
+with ``--postgres``), serves the ingest app under uvicorn (one worker) in a subprocess, posts
+``--batches`` batches of 100 events with httpx, then, against the same broker, sends the same
+number of records with a plain aiokafka producer: once awaiting each send (``send_and_wait``,
+the naive way) and once pipelined (``send()`` per event, then wait for all). Every phase stops
+at ``--max-seconds``; the rates are over what was done. Prints all rates and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
+
+from shared import topics  # noqa: E402
+from shared.events import CanonicalEvent  # noqa: E402
+from tests.support.broker import TansuBroker, free_port, wait_for_port  # noqa: E402
+
+BATCH_SIZE = 100
+ACCOUNTS = 200
+
+
+@dataclass
+class Rate:
+    label: str
+    events: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.label:<44} {self.events:>8} events {self.seconds:>7.2f} s "
+            f"{self.per_s:>10,.0f}/s"
+        )
+
+
+def segment_call(i: int) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "userId": f"user-{i % 5000}",
+        "event": "Report Exported" if i % 7 else "Signed In",
+        "messageId": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "context": {"groupId": f"account-{i % ACCOUNTS}", "library": {"name": "bench"}},
+        "properties": {"format": "csv", "rows": i % 1000, "feature": "reports"},
+    }
+
+
+def canonical_record(i: int) -> tuple[bytes, bytes]:
+    """A record like the ones ingest produces (same size and key spread)."""
+    now = datetime.now(UTC)
+    event = CanonicalEvent(
+        event_id=str(uuid.uuid4()),
+        type="track",
+        account_id=f"account-{i % ACCOUNTS}",
+        user_id=f"user-{i % 5000}",
+        name="Report Exported",
+        feature="reports",
+        occurred_at=now,
+        received_at=now,
+        properties={"format": "csv", "rows": i % 1000, "feature": "reports"},
+        write_key_id=1,
+    )
+    return event.account_id.encode() if event.account_id else b"", event.to_bytes()
+
+
+# -- the server subprocess ----------------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    """``--serve``: the ingest app under uvicorn, configured from ``TEND_*``."""
+    import uvicorn
+
+    from services.ingest.app import create_app
+    from shared.settings import Settings
+
+    uvicorn.run(
+        create_app(Settings()),
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+async def prepare_database(use_postgres: bool, tmp: Path) -> tuple[str, str, Any]:
+    """(database URL, write key, cleanup coroutine function)."""
+    from shared.db.keys import create_key
+    from shared.db.migrate import upgrade_async
+    from shared.db.session import create_engine, create_sessionmaker, transaction
+
+    cleanup: Any = None
+    if use_postgres:
+        from tests.support.postgres import create_database, drop_database
+
+        url = await create_database("tend_bench")
+
+        async def cleanup() -> None:
+            await drop_database(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    async with transaction(create_sessionmaker(engine)) as session:
+        _, key = await create_key(session, "bench")
+    await engine.dispose()
+    return url, key, cleanup
+
+
+def start_server(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(SCRIPT), "--serve", str(port)], env=env, cwd=ROOT)
+
+
+async def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("the ingest server exited during start-up")
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the ingest server did not become ready")
+
+
+# -- phases -------------------------------------------------------------------------------------
+
+
+async def http_phase(
+    url: str, key: str, batches: int, concurrency: int, max_seconds: float
+) -> tuple[Rate, dict[int, int]]:
+    bodies = [
+        json.dumps(
+            {"batch": [segment_call(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]}
+        ).encode()
+        for b in range(batches)
+    ]
+    statuses: dict[int, int] = {}
+    accepted = 0
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Content-Type": "application/json", "X-Write-Key": key}
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        # Warm-up: connections, caches, topic metadata.
+        for body in bodies[: min(5, len(bodies))]:
+            (await client.post("/v1/batch", content=body, headers=headers)).raise_for_status()
+        started = time.perf_counter()
+        deadline = started + max_seconds
+
+        async def worker() -> None:
+            nonlocal accepted
+            while not queue.empty() and time.perf_counter() < deadline:
+                body = queue.get_nowait()
+                r = await client.post("/v1/batch", content=body, headers=headers)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code == 200:
+                    accepted += r.json()["accepted"]
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return Rate(
+        f"HTTP /v1/batch x{BATCH_SIZE}, {concurrency} concurrent", accepted, elapsed
+    ), statuses
+
+
+def raw_producer(bootstrap: str) -> AIOKafkaProducer:
+    from shared.settings import KafkaSettings
+
+    s = KafkaSettings()
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=s.linger_ms,
+        max_batch_size=s.max_batch_bytes,
+    )
+
+
+async def raw_naive_phase(bootstrap: str, count: int, max_seconds: float) -> Rate:
+    records = [canonical_record(i) for i in range(count)]
+    producer = raw_producer(bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.EVENTS, records[0][1], key=records[0][0])
+        started = time.perf_counter()
+        deadline = started + max_seconds
+        sent = 0
+        for key, value in records:
+            await producer.send_and_wait(topics.EVENTS, value, key=key)
+            sent += 1
+            if time.perf_counter() > deadline:
+                break
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    return Rate("raw aiokafka send_and_wait per event", sent, elapsed)
+
+
+async def raw_pipelined_phase(bootstrap: str, count: int, max_seconds: float) -> Rate:
+    records = [canonical_record(i) for i in range(count)]
+    producer = raw_producer(bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.EVENTS, records[0][1], key=records[0][0])
+        started = time.perf_counter()
+        deadline = started + max_seconds
+        futures = []
+        for key, value in records:
+            futures.append(await producer.send(topics.EVENTS, value, key=key))
+            if time.perf_counter() > deadline:
+                break
+        await asyncio.gather(*futures)
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    return Rate("raw aiokafka send() per event, pipelined", len(futures), elapsed)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> int:
+    broker = TansuBroker()
+    broker.start()
+    tmp = Path(tempfile.mkdtemp(prefix="tend-bench-"))
+    proc: subprocess.Popen[bytes] | None = None
+    cleanup = None
+    try:
+        db_url, key, cleanup = await prepare_database(args.postgres, tmp)
+        port = free_port()
+        env = {
+            **os.environ,
+            "TEND_DATABASE_URL": db_url,
+            "TEND_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "TEND_LOG_LEVEL": "WARNING",
+        }
+        proc = start_server(port, env)
+        wait_for_port("127.0.0.1", port, timeout_s=60)
+        url = f"http://127.0.0.1:{port}"
+        await wait_ready(url, proc)
+
+        events = args.batches * BATCH_SIZE
+        print(
+            f"tend ingest bench: {args.batches} batches x {BATCH_SIZE} events, "
+            f"concurrency {args.concurrency}, broker tansu at {broker.bootstrap}, "
+            f"database {'PostgreSQL' if args.postgres else 'SQLite'}, "
+            f"at most {args.max_seconds:g} s per phase",
+            flush=True,
+        )
+        http, statuses = await http_phase(
+            url, key, args.batches, args.concurrency, args.max_seconds
+        )
+        print(http.line(), f"  statuses {statuses}", flush=True)
+        naive = await raw_naive_phase(
+            broker.bootstrap, min(events, args.naive_events), args.max_seconds
+        )
+        print(naive.line(), flush=True)
+        pipelined = await raw_pipelined_phase(broker.bootstrap, events, args.max_seconds)
+        print(pipelined.line(), flush=True)
+        print(f"ratio HTTP / raw send_and_wait: {http.per_s / max(naive.per_s, 1e-9):.2f}")
+        print(f"ratio HTTP / raw pipelined send(): {http.per_s / max(pipelined.per_s, 1e-9):.2f}")
+        return 0 if set(statuses) == {200} else 1
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        broker.stop()
+        if cleanup is not None:
+            await cleanup()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=400, help="batches of 100 events")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="cap of each phase")
+    parser.add_argument(
+        "--naive-events", type=int, default=10_000, help="cap of the send_and_wait phase"
+    )
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL, not SQLite")
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
