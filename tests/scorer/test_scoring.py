@@ -627,6 +627,27 @@ class TestMessage:
         assert EXAMPLE_SCORE.component("recency") is not None
         assert EXAMPLE_SCORE.component("nope") is None
 
+    def test_example_is_what_the_scorer_computes(self) -> None:
+        e = EXAMPLE_SCORE
+        profile = AccountProfile(
+            account_id=e.account_id,
+            name=e.name,
+            plan=e.plan,
+            seats=e.seats,
+            mrr=e.mrr,
+            renewal_date=e.renewal_date,
+            lifecycle_stage=e.lifecycle_stage,
+            csm_email=e.csm_email,
+            csm_slack=e.csm_slack,
+        )
+        previous = PreviousScore(
+            score=61.0,
+            band="yellow",
+            components={m.name: m.previous for m in e.moved.components if m.previous},
+        )
+        s = score(e.metrics, profile, DEFAULT, KEYS, previous)
+        assert s.to_message(e.metrics, profile, e.computed_at) == e
+
     def test_message_rejects_unknown_fields(self) -> None:
         raw = EXAMPLE_SCORE.model_dump(mode="json") | {"surprise": 1}
         with pytest.raises(ValueError, match="surprise"):
