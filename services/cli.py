@@ -1,0 +1,519 @@
+"""The ``tend`` command line: one console script, one sub-command per process or admin task.
+
+Adding a sub-command: decorate a function with ``@main.command()`` (or ``@<group>.command()``),
+read configuration through :func:`load_settings` / :func:`load_tend_config` so bad values end
+as a one-line error and exit code 2, and run async work with :func:`run_db` when it touches the
+database. Background services of ``tend up`` go in :func:`embedded_services`.
+
+Exit codes: 0 done, 1 failed (database unreachable, unknown key id, a service crashed),
+2 bad configuration or usage, 3 the HTTP server could not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import click
+import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from shared.config import ConfigError, TendConfig, load_config
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from shared.bus.base import Bus
+
+log = logging.getLogger("tend.cli")
+
+T = TypeVar("T")
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+
+class Failure(click.ClickException):
+    """A failure the user can act on: printed as one ``tend: ...`` line, never a traceback."""
+
+    exit_code = EXIT_FAILED
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"tend: {_one_line(self.format_message())}", err=True)
+
+
+class ConfigFailure(Failure):
+    """Bad configuration or usage; the message names the variable or key."""
+
+    exit_code = EXIT_CONFIG
+
+
+class StartupFailure(Failure):
+    exit_code = EXIT_STARTUP
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def config_failure(message: str) -> ConfigFailure:
+    return ConfigFailure(f"configuration error: {message}")
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return "TEND_" + "__".join(str(part) for part in loc).upper()
+
+
+def load_settings() -> Settings:
+    """The process settings from ``TEND_*``; a bad value fails naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = [f"{_env_name(e['loc'])}: {e['msg']}" for e in err.errors()]
+        raise config_failure("; ".join(problems)) from None
+    except SettingsError as err:
+        raise config_failure(str(err)) from None
+
+
+def load_tend_config(settings: Settings) -> TendConfig:
+    """The YAML file named by ``TEND_CONFIG`` (defaults when unset), validated now."""
+    try:
+        return load_config(settings.config)
+    except ConfigError as err:
+        raise config_failure(f"TEND_CONFIG {err}") from None
+
+
+def _display_url(database_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
+@contextlib.contextmanager
+def database_errors(database_url: str) -> Iterator[None]:
+    """Database problems inside the block become a one-line failure (exit 1)."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+    try:
+        yield
+    except ArgumentError as err:
+        raise config_failure(f"TEND_DATABASE_URL: {err}") from None
+    except (SQLAlchemyError, CommandError, OSError) as err:
+        # DBAPIError's own text carries the SQL and a link; the driver's message is the point.
+        reason = err.orig if isinstance(err, DBAPIError) else err
+        raise Failure(
+            f"database error on {_display_url(database_url)}: {_one_line(str(reason))} "
+            "(is TEND_DATABASE_URL right, and has `tend migrate` run?)"
+        ) from None
+
+
+def run_db(database_url: str, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to completion, with :func:`database_errors`."""
+    with database_errors(database_url):
+        return asyncio.run(work)
+
+
+class TendGroup(click.Group):
+    """Turns configuration errors raised deep inside a command into exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as err:
+            raise config_failure(str(err)) from None
+
+
+@click.group(cls=TendGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tend-health", prog_name="tend")
+def main() -> None:
+    """tend: usage telemetry and customer health for SaaS vendors.
+
+    Configuration comes from TEND_* environment variables (see README.md); the scoring model
+    and alert rules from the YAML file named by TEND_CONFIG.
+    """
+
+
+# -- database ---------------------------------------------------------------------------------
+
+
+async def _revision(database_url: str) -> str | None:
+    from alembic.migration import MigrationContext
+    from sqlalchemy.engine import Connection
+
+    from shared.db.session import create_engine
+
+    def current(conn: Connection) -> str | None:
+        return MigrationContext.configure(conn).get_current_revision()
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(current)
+    finally:
+        await engine.dispose()
+
+
+async def _migrate(database_url: str) -> str:
+    """Upgrade to head; returns a sentence saying what happened."""
+    from shared.db.migrate import upgrade_async
+
+    before = await _revision(database_url)
+    await upgrade_async(database_url)
+    after = await _revision(database_url)
+    where = _display_url(database_url)
+    if before == after:
+        return f"Database {where} is already at the latest revision ({after}); nothing to do."
+    return f"Migrated database {where} from {before or 'an empty schema'} to revision {after}."
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations (Alembic upgrade to head) on TEND_DATABASE_URL."""
+    settings = load_settings()
+    click.echo(run_db(settings.database_url, _migrate(settings.database_url)))
+
+
+# -- write keys -------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _transaction(database_url: str) -> AsyncIterator[AsyncSession]:
+    from shared.db.session import create_engine, create_sessionmaker, transaction
+
+    engine = create_engine(database_url)
+    try:
+        async with transaction(create_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+def _when(value: Any) -> str:
+    return "-" if value is None else str(value.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+@main.group()
+def keys() -> None:
+    """Manage the write keys that SDKs use to send events."""
+
+
+@keys.command("create")
+@click.argument("name")
+def keys_create(name: str) -> None:
+    """Create a write key called NAME and print it (this once only; only its hash is kept)."""
+    from shared.db.keys import create_key
+
+    if not name.strip():
+        raise ConfigFailure("a write key needs a non-blank NAME")
+    settings = load_settings()
+
+    async def work() -> tuple[int, str]:
+        async with _transaction(settings.database_url) as session:
+            row, plaintext = await create_key(session, name)
+            return row.id, plaintext
+
+    key_id, plaintext = run_db(settings.database_url, work())
+    click.echo(
+        f"Created write key {key_id} ({name.strip()!r}). Store it now; it is not shown again:"
+    )
+    click.echo("")
+    click.echo(f"    {plaintext}")
+    click.echo("")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List write keys: id, name, prefix, created, revoked (never the key itself)."""
+    from shared.db.keys import list_keys
+
+    settings = load_settings()
+
+    async def work() -> list[tuple[str, str, str, str, str]]:
+        async with _transaction(settings.database_url) as session:
+            return [
+                (str(k.id), k.name, k.prefix, _when(k.created_at), _when(k.revoked_at))
+                for k in await list_keys(session)
+            ]
+
+    rows = run_db(settings.database_url, work())
+    if not rows:
+        click.echo("No write keys yet. Create one with: tend keys create NAME")
+        return
+    table = [("ID", "NAME", "PREFIX", "CREATED (UTC)", "REVOKED (UTC)"), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@keys.command("revoke")
+@click.argument("key_id", metavar="ID", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke the write key with this ID; ingest refuses it once its key cache expires."""
+    from shared.db.keys import revoke_key
+    from shared.db.models import ApiKey
+
+    settings = load_settings()
+
+    async def work() -> tuple[str, bool] | None:
+        async with _transaction(settings.database_url) as session:
+            existing = await session.get(ApiKey, key_id)
+            was_revoked = existing is not None and existing.revoked_at is not None
+            row = await revoke_key(session, key_id)
+            return None if row is None else (row.name, was_revoked)
+
+    result = run_db(settings.database_url, work())
+    if result is None:
+        raise Failure(f"no write key with id {key_id} (see: tend keys list)")
+    name, was_revoked = result
+    if was_revoked:
+        click.echo(f"Write key {key_id} ({name!r}) was already revoked.")
+        return
+    ttl = settings.ingest.key_cache_ttl_s
+    click.echo(
+        f"Revoked write key {key_id} ({name!r}). Running ingest processes refuse it within "
+        f"{ttl:g} s (TEND_INGEST__KEY_CACHE_TTL_S)."
+    )
+
+
+# -- ingest -----------------------------------------------------------------------------------
+
+
+def ingest_app_factory() -> FastAPI:
+    """The ingest app for uvicorn (``factory=True``): each worker process builds its own."""
+    from services.ingest.app import create_app
+    from shared.logging import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return create_app(settings, config=load_tend_config(settings))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes."
+)
+def ingest(host: str, port: int, workers: int) -> None:
+    """Serve the ingest API (production: needs Kafka at TEND_KAFKA_BOOTSTRAP)."""
+    settings = load_settings()
+    load_tend_config(settings)
+    if not settings.uses_kafka:
+        raise ConfigFailure(
+            "ingest needs a Kafka broker: set TEND_KAFKA_BOOTSTRAP (e.g. kafka:9092). "
+            "The in-process bus is only for `tend up`, which runs every service in one process."
+        )
+    from shared.logging import setup_logging
+
+    setup_logging(settings.log_level)
+    uvicorn.run(
+        "services.cli:ingest_app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        lifespan="on",
+        log_config=None,
+    )
+
+
+# -- up: every service in one process ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Embedded:
+    """What the services of ``tend up`` share: one database, one bus, one stop signal."""
+
+    settings: Settings
+    config: TendConfig
+    sessions: async_sessionmaker[AsyncSession]
+    bus: Bus
+    stopping: asyncio.Event
+
+
+EmbeddedService = Callable[[Embedded], Coroutine[Any, Any, None]]
+"""A background service of ``tend up``. It runs until ``stopping`` is set, then drains (finishes
+its batch, flushes, commits) and returns. Raising stops the whole process with exit code 1."""
+
+
+def embedded_services() -> dict[str, EmbeddedService]:
+    """The background services ``tend up`` runs next to the HTTP server, by name."""
+    # Later issues add the scorer and the alerts service here.
+    return {}
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn's server for ``tend up``: the process owns the signals (so background services
+    drain alongside the HTTP server), and :attr:`ready` is set once it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.ready.set()
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:  # uvicorn exits when it cannot bind or its lifespan fails
+        if not server.started:
+            raise StartupFailure("the HTTP server did not start (see the log above)") from None
+        raise Failure(f"the HTTP server exited with code {exc.code}") from None
+    if not server.started:
+        raise StartupFailure("the HTTP server did not start (see the log above)")
+
+
+async def _announce(server: EmbeddedServer, url: str) -> None:
+    await server.ready.wait()
+    click.echo(f"tend is up at {url}  (API docs: {url}/docs, health: {url}/healthz)")
+    click.echo("Press Ctrl-C to stop.")
+
+
+async def _ensure_write_key(sessions: async_sessionmaker[AsyncSession], url: str) -> None:
+    from shared.db.keys import create_key, list_keys
+    from shared.db.session import transaction
+
+    async with transaction(sessions) as session:
+        active = [k for k in await list_keys(session) if k.revoked_at is None]
+        if active:
+            click.echo(
+                f"{len(active)} active write key(s) exist (tend keys list); "
+                "create another with: tend keys create NAME"
+            )
+            return
+        row, plaintext = await create_key(session, "default")
+    click.echo(f"Created write key {row.id} ('default'). Store it now; it is not shown again:")
+    click.echo("")
+    click.echo(f"    {plaintext}")
+    click.echo("")
+    click.echo("Send an event with it:")
+    click.echo(
+        f"    curl -u '{plaintext}:' {url}/v1/track -H 'Content-Type: application/json' "
+        """-d '{"userId": "u1", "event": "Signed In", "properties": {"account_id": "acme"}}'"""
+    )
+    click.echo("")
+
+
+async def _supervise(server: EmbeddedServer, env: Embedded, url: str) -> None:
+    """Run the HTTP server and the background services until a signal or until one ends.
+
+    Whatever ends first (a signal, the server, a crashed service), everything is asked to stop
+    and awaited while it drains; a second signal cancels what is still running.
+    """
+    loop = asyncio.get_running_loop()
+    tasks: dict[asyncio.Task[None], str] = {asyncio.create_task(_serve(server)): "http"}
+    for name, service in embedded_services().items():
+        tasks[asyncio.create_task(service(env))] = name
+    announce = asyncio.create_task(_announce(server, url))
+    stop = asyncio.create_task(env.stopping.wait())
+
+    def on_signal() -> None:
+        if env.stopping.is_set():
+            server.force_exit = True
+            for task in tasks:
+                task.cancel()
+        env.stopping.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    for sig in handled:
+        with contextlib.suppress(NotImplementedError):  # no add_signal_handler on Windows
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+        click.echo("tend is stopping...", err=True)
+        env.stopping.set()
+        server.should_exit = True
+        await asyncio.wait(tasks)
+    finally:
+        for sig in handled:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+        announce.cancel()
+        stop.cancel()
+        for task in tasks:
+            task.cancel()
+    for task, name in tasks.items():
+        if task.cancelled():
+            continue
+        exc = task.exception()
+        if isinstance(exc, Failure):
+            raise exc
+        if exc is not None:
+            log.error("service %s crashed", name, exc_info=exc)
+            raise Failure(f"service {name} crashed: {_one_line(repr(exc))}")
+
+
+async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> None:
+    from services.ingest.app import create_app
+    from shared.bus import create_bus
+    from shared.db.session import create_engine, create_sessionmaker
+
+    url = f"http://{host}:{port}"
+    with database_errors(settings.database_url):
+        click.echo(await _migrate(settings.database_url))
+    engine = create_engine(settings.database_url)
+    try:
+        sessions = create_sessionmaker(engine)
+        with database_errors(settings.database_url):
+            await _ensure_write_key(sessions, url)
+        bus = create_bus(settings, sessions)
+        try:
+            env = Embedded(settings, config, sessions, bus, asyncio.Event())
+            app = create_app(settings, bus=bus, config=config)
+            server = EmbeddedServer(
+                uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
+            )
+            await _supervise(server, env, url)
+        finally:
+            await bus.close()
+    finally:
+        await engine.dispose()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def up(host: str, port: int) -> None:
+    """Run all of tend in one process on the embedded defaults (SQLite, in-process bus).
+
+    Migrates the database, creates a first write key when none exists, then serves the API.
+    """
+    from shared.logging import setup_logging
+
+    settings = load_settings()
+    config = load_tend_config(settings)
+    setup_logging(settings.log_level)
+    # Alembic announces each of its plugins at INFO; `tend up` prints its own migration summary.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if settings.uses_kafka:
+        click.echo(f"Using the Kafka broker at {settings.kafka_bootstrap} (TEND_KAFKA_BOOTSTRAP).")
+    try:
+        asyncio.run(_up(settings, config, host, port))
+    except KeyboardInterrupt:  # before the signal handlers are in place (e.g. while migrating)
+        raise click.exceptions.Exit(130) from None
+
+
+if __name__ == "__main__":
+    main()
