@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -234,8 +235,8 @@ class Ingestor:
         )
         rejected.extend(unresolved)
         rejected.sort(key=lambda r: r.index)
-        for r in rejected:
-            metrics.EVENTS_REJECTED.labels(r.reason.value).inc()
+        for reason, n in Counter(r.reason.value for r in rejected).items():
+            metrics.EVENTS_REJECTED.labels(reason).inc(n)
 
         if call_type is not None and rejected:
             r = rejected[0]
@@ -245,13 +246,14 @@ class Ingestor:
         # 5. Publish all of them at once; answer only after the broker acknowledged them all.
         if events:
             await self._publish(events)
-            for p in parsed:
-                if p.time.skew_corrected:
-                    metrics.CLOCK_SKEW_CORRECTIONS.inc()
-                if p.time.future_clamped:
-                    metrics.FUTURE_TIMESTAMPS.inc()
-            for e in events:
-                metrics.EVENTS_ACCEPTED.labels(e.type).inc()
+            skewed = sum(1 for p in parsed if p.time.skew_corrected)
+            clamped = sum(1 for p in parsed if p.time.future_clamped)
+            if skewed:
+                metrics.CLOCK_SKEW_CORRECTIONS.inc(skewed)
+            if clamped:
+                metrics.FUTURE_TIMESTAMPS.inc(clamped)
+            for kind, n in Counter(e.type for e in events).items():
+                metrics.EVENTS_ACCEPTED.labels(kind).inc(n)
 
             # 6. Later calls of these users resolve to the account they were grouped with.
             memberships = normalize.group_memberships(events)

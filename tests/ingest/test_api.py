@@ -8,6 +8,7 @@ import gzip
 import json
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -65,16 +66,8 @@ async def post(
 
 
 def sdk_client(served: ServedApp, key: str, *, gzip: bool = False) -> analytics.Client:
-    errors: list[Any] = []
-    client = analytics.Client(
-        key,
-        host=served.url,
-        sync_mode=True,
-        gzip=gzip,
-        max_retries=0,
-        on_error=lambda e, batch: errors.append(e),
-    )
-    return client
+    # sync_mode: every call is one POST /v1/batch; a non-2xx answer raises in the test.
+    return analytics.Client(key, host=served.url, sync_mode=True, gzip=gzip, max_retries=0)
 
 
 class TestSegmentSdk:
@@ -457,3 +450,19 @@ class TestOperations:
                 "schemas"
             ].keys()
             assert (await client.get("/docs")).status_code == 200
+
+
+class TestTime:
+    async def test_skew_is_corrected_and_far_future_is_clamped(
+        self, ingest: ServedApp, write_key: str, broker: TansuBroker
+    ) -> None:
+        # The client's clock is 3 days ahead: its timestamp and sentAt are both in the future.
+        skewed = track("acme", timestamp="2099-01-04T10:00:00Z", sentAt="2099-01-04T10:05:00Z")
+        future = track("acme", timestamp="2099-01-01T00:00:00Z")
+        r = await post(ingest, "/v1/batch", {"batch": [skewed, future]}, key=write_key)
+        assert r.status_code == 200 and r.json()["accepted"] == 2
+        found = await read_events(broker.bootstrap, {skewed["messageId"], future["messageId"]})
+        corrected = found[skewed["messageId"]][2]
+        assert corrected.received_at - corrected.occurred_at == timedelta(minutes=5)
+        clamped = found[future["messageId"]][2]
+        assert clamped.occurred_at == clamped.received_at
