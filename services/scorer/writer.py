@@ -39,8 +39,8 @@ OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
 
 ACCOUNT_COLUMNS = [ACCOUNTS.c[col] for col in ACCOUNT_FIELDS]
 
-# Rows per multi-row statement: well under the bind-parameter limits of asyncpg (32767) and
-# SQLite (32766) for the widest table here.
+# Keys per ``IN (...)`` list: well under the bind-parameter limits of asyncpg (32767) and
+# SQLite (32766). Inserts are executemany of one cached statement (SQLAlchemy batches them).
 CHUNK = 2000
 
 
@@ -131,15 +131,12 @@ class RollupWriter:
         if not first:
             return []
         rows = [{"event_id": i, "received_at": e.received_at} for i, e in first.items()]
-        new: set[str] = set()
-        for chunk in _chunks(rows):
-            stmt = (
-                insert_for(session, PROCESSED)
-                .values(list(chunk))
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(PROCESSED.c.event_id)
-            )
-            new.update((await session.scalars(stmt)).all())
+        stmt = (
+            insert_for(session, PROCESSED)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(PROCESSED.c.event_id)
+        )
+        new = set((await session.execute(stmt, rows)).scalars().all())
         return [e for i, e in first.items() if i in new]
 
     async def _increment(
@@ -150,13 +147,14 @@ class RollupWriter:
         counters: Sequence[str],
         rows: list[dict[str, Any]],
     ) -> None:
-        for chunk in _chunks(rows):
-            stmt = insert_for(session, table).values(list(chunk))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(keys),
-                set_={c: table.c[c] + stmt.excluded[c] for c in counters},
-            )
-            await session.execute(stmt)
+        if not rows:
+            return
+        stmt = insert_for(session, table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: table.c[c] + stmt.excluded[c] for c in counters},
+        )
+        await session.execute(stmt, rows)
 
     async def _rollups(self, session: AsyncSession, d: EventDeltas) -> None:
         await self._increment(
@@ -275,18 +273,17 @@ class RollupWriter:
                 for r in rows
                 if r["has_traits"] is has_traits
             ]
-            for chunk in _chunks(part):
-                stmt = insert_for(session, USERS).values(list(chunk))
-                set_: dict[str, Any] = {
-                    "first_seen": _earlier(stmt.excluded.first_seen, USERS.c.first_seen),
-                    "last_seen": _later(stmt.excluded.last_seen, USERS.c.last_seen),
-                }
-                if has_traits:
-                    set_["traits"] = stmt.excluded.traits
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["account_id", "user_id"], set_=set_
-                )
-                await session.execute(stmt)
+            if not part:
+                continue
+            stmt = insert_for(session, USERS)
+            set_: dict[str, Any] = {
+                "first_seen": _earlier(stmt.excluded.first_seen, USERS.c.first_seen),
+                "last_seen": _later(stmt.excluded.last_seen, USERS.c.last_seen),
+            }
+            if has_traits:
+                set_["traits"] = stmt.excluded.traits
+            stmt = stmt.on_conflict_do_update(index_elements=["account_id", "user_id"], set_=set_)
+            await session.execute(stmt, part)
 
     async def _accounts(self, session: AsyncSession, d: EventDeltas, now: datetime) -> None:
         if not d.accounts:
@@ -315,29 +312,29 @@ class RollupWriter:
             traits.update(delta.traits)
             row["traits"] = traits
             rows.append(row)
-        for chunk in _chunks(rows, CHUNK // 2):
-            stmt = insert_for(session, ACCOUNTS).values(list(chunk))
-            set_: dict[str, Any] = {col: stmt.excluded[col] for col in ACCOUNT_FIELDS}
-            set_.update(
-                traits=stmt.excluded.traits,
-                first_seen=_earlier(stmt.excluded.first_seen, ACCOUNTS.c.first_seen),
-                updated_at=stmt.excluded.updated_at,
-                dirty=stmt.excluded.dirty,
-            )
-            stmt = stmt.on_conflict_do_update(index_elements=["account_id"], set_=set_)
-            await session.execute(stmt)
+        stmt = insert_for(session, ACCOUNTS)
+        set_: dict[str, Any] = {col: stmt.excluded[col] for col in ACCOUNT_FIELDS}
+        set_.update(
+            traits=stmt.excluded.traits,
+            first_seen=_earlier(stmt.excluded.first_seen, ACCOUNTS.c.first_seen),
+            updated_at=stmt.excluded.updated_at,
+            dirty=stmt.excluded.dirty,
+        )
+        stmt = stmt.on_conflict_do_update(index_elements=["account_id"], set_=set_)
+        await session.execute(stmt, rows)
 
     async def _user_accounts(self, session: AsyncSession, d: EventDeltas, now: datetime) -> None:
         rows = [
             {"user_id": u, "account_id": a, "updated_at": now} for u, a in d.user_accounts.items()
         ]
-        for chunk in _chunks(rows):
-            stmt = insert_for(session, USER_ACCOUNTS).values(list(chunk))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={"account_id": stmt.excluded.account_id, "updated_at": now},
-            )
-            await session.execute(stmt)
+        if not rows:
+            return
+        stmt = insert_for(session, USER_ACCOUNTS)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user_id"],
+            set_={"account_id": stmt.excluded.account_id, "updated_at": stmt.excluded.updated_at},
+        )
+        await session.execute(stmt, rows)
 
     @staticmethod
     async def store_offsets(
@@ -359,12 +356,12 @@ class RollupWriter:
         ]
         if not rows:
             return
-        stmt = insert_for(session, OFFSETS).values(rows)
+        stmt = insert_for(session, OFFSETS)
         stmt = stmt.on_conflict_do_update(
             index_elements=["group_id", "topic", "partition"],
             set_={"next_offset": stmt.excluded.next_offset, "updated_at": stmt.excluded.updated_at},
         )
-        await session.execute(stmt)
+        await session.execute(stmt, rows)
 
     @staticmethod
     async def purge_processed(session: AsyncSession, older_than: datetime) -> int:
