@@ -89,7 +89,7 @@ def upgrade() -> None:
         "health_scores",
         sa.Column("account_id", sa.String(length=200), nullable=False),
         sa.Column("as_of", sa.Date(), nullable=False),
-        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("score", sa.Float(), nullable=True, comment="None when nothing to judge."),
         sa.Column("band", sa.String(length=20), nullable=False),
         sa.Column("components", sa.JSON(), nullable=False),
         sa.Column("left_out", sa.JSON(), nullable=False),

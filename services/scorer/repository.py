@@ -114,10 +114,11 @@ class ScoreRow:
 
     account_id: str
     as_of: date
-    score: float
+    score: float | None
+    """None when there was nothing to judge."""
     band: str
     components: dict[str, Any] = field(default_factory=dict)
-    left_out: list[str] = field(default_factory=list)
+    left_out: list[Any] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     moved: dict[str, Any] = field(default_factory=dict)
     previous_score: float | None = None
@@ -412,7 +413,9 @@ class ScoringRepository:
         An account's current score only moves forward in time: a score as of an earlier date
         than the account's ``scored_as_of`` is kept in history but does not replace it. The
         dirty flag is cleared with the current score; pass ``loaded_at`` (when the activity
-        was read) to keep it set for accounts that new events touched after that.
+        was read) to keep it set for accounts that new events touched after that. The writer
+        stamps ``accounts.updated_at`` with the wall clock (:func:`shared.db.types.utcnow`),
+        so ``loaded_at`` must come from the wall clock too, not from a simulated one.
         """
         if not rows:
             return
@@ -501,7 +504,7 @@ def _score_row(m: Mapping[str, Any]) -> ScoreRow:
     return ScoreRow(
         account_id=m["account_id"],
         as_of=as_of,
-        score=float(m["score"]),
+        score=None if m["score"] is None else float(m["score"]),
         band=m["band"],
         components=dict(m["components"] or {}),
         left_out=list(m["left_out"] or []),

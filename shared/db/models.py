@@ -222,10 +222,10 @@ class HealthScore(Base):
 
     account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     as_of: Mapped[date] = mapped_column(Date, primary_key=True)
-    score: Mapped[float] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float, comment="None when nothing to judge.")
     band: Mapped[str] = mapped_column(String(20))
     components: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    left_out: Mapped[list[str]] = mapped_column(JSON, default=list)
+    left_out: Mapped[list[Any]] = mapped_column(JSON, default=list)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     moved: Mapped[dict[str, Any]] = mapped_column(default=dict)
     previous_score: Mapped[float | None] = mapped_column(Float, default=None)

@@ -263,11 +263,17 @@ class TestScoresAndWorkLists:
             await repo.save_scores(session, [second])
             # Re-scoring an older day keeps the history but not the current score.
             await repo.save_scores(session, [ScoreRow(acme, d1, 79.0, "green")])
+            await repo.save_scores(
+                session, [ScoreRow(acme, ago(9), None, "new", left_out=[{"name": "x"}])]
+            )
         async with db() as session:
             prev = await repo.load_previous(session, [acme, f"{uid}-none"], d2)
             latest = await repo.load_previous(session, [acme], AS_OF)
             account = await session.get(Account, acme)
         assert set(prev) == {acme}
+        async with db() as session:
+            oldest = await repo.load_previous(session, [acme], ago(8))
+        assert (oldest[acme].score, oldest[acme].left_out) == (None, [{"name": "x"}])
         assert (prev[acme].as_of, prev[acme].score, prev[acme].band) == (d1, 79.0, "green")
         assert latest[acme].moved == {"recency": -50} and latest[acme].previous_score == 80.0
         assert latest[acme].computed_at is not None
