@@ -12,4 +12,4 @@ def partition_for(key: bytes | None, partitions: int) -> int:
         raise ValueError("a topic needs at least one partition")
     if key is None:
         return random.randrange(partitions)
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions

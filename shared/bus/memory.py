@@ -1,0 +1,384 @@
+"""The in-process bus of ``tend up``: a partitioned log kept in the embedded database.
+
+Records live in ``bus_records`` and group positions in ``bus_offsets``, so a crash of the
+process loses nothing that :meth:`InProcessProducer.publish` acknowledged, and consumers
+resume where their group committed. Works on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.bus.base import (
+    AssignCallback,
+    BusUnavailable,
+    Delivery,
+    Message,
+    Record,
+    TopicPartition,
+    TopicSpec,
+)
+from shared.bus.partitioner import partition_for
+from shared.db.models import BusOffset, BusRecord
+from shared.db.session import transaction
+from shared.db.types import utcnow
+from shared.db.upsert import upsert
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 10.0
+"""How long a publish may take when the caller gives no timeout."""
+
+RECHECK_S = 1.0
+"""An idle poll also re-reads the log this often, for records written by another process."""
+
+_PUBLISH_ATTEMPTS = 3
+
+
+def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> list[list[str]]:
+    return [[k, base64.b64encode(v).decode("ascii")] for k, v in headers]
+
+
+def _decode_headers(raw: list[Any] | None) -> tuple[tuple[str, bytes], ...]:
+    return tuple((str(k), base64.b64decode(v)) for k, v in raw or ())
+
+
+class InProcessBus:
+    """One process's bus over the database behind ``sessions``.
+
+    Guarantees: a publish is acknowledged only after its one transaction commits; offsets of a
+    partition are dense and increase in publish order; each consumer group has at most one
+    consumer on this bus, which owns every partition of its topics.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], partitions: int):
+        if partitions <= 0:
+            raise ValueError("a topic needs at least one partition")
+        self.sessions = sessions
+        self.partitions = partitions
+        self._topic_partitions: dict[str, int] = {}
+        # Next offset per partition, loaded from the database on a topic's first publish.
+        self._next: dict[str, dict[int, int]] = {}
+        self._publish_lock = asyncio.Lock()
+        self._published = asyncio.Event()
+        self._groups: dict[str, InProcessConsumer] = {}
+
+    def partitions_of(self, topic: str) -> int:
+        return self._topic_partitions.get(topic, self.partitions)
+
+    def producer(self) -> InProcessProducer:
+        return InProcessProducer(self)
+
+    def consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        on_assign: AssignCallback | None = None,
+        on_revoke: AssignCallback | None = None,
+    ) -> InProcessConsumer:
+        return InProcessConsumer(self, group_id, topics, on_assign=on_assign, on_revoke=on_revoke)
+
+    async def close(self) -> None:
+        for consumer in list(self._groups.values()):
+            await consumer.stop()
+
+    # -- used by the producer and consumers --------------------------------------------------
+
+    def published_event(self) -> asyncio.Event:
+        """Set by the next publish; wait on it after finding nothing new."""
+        return self._published
+
+    def _signal(self) -> None:
+        event, self._published = self._published, asyncio.Event()
+        event.set()
+
+    async def _load_next(self, session: AsyncSession, topic: str) -> dict[int, int]:
+        rows = await session.execute(
+            select(BusRecord.partition, func.max(BusRecord.offset))
+            .where(BusRecord.topic == topic)
+            .group_by(BusRecord.partition)
+        )
+        return {int(p): int(o) + 1 for p, o in rows.all()}
+
+    async def append(self, topic: str, messages: Sequence[Message]) -> list[Delivery]:
+        async with self._publish_lock:
+            for attempt in range(1, _PUBLISH_ATTEMPTS + 1):
+                try:
+                    deliveries = await self._append_once(topic, messages)
+                except IntegrityError:
+                    # Another writer took these offsets (a second process on the same
+                    # database, or a commit whose acknowledgement we lost): reload and retry.
+                    self._next.pop(topic, None)
+                    if attempt == _PUBLISH_ATTEMPTS:
+                        raise
+                    continue
+                except BaseException:
+                    # The commit may or may not have happened; re-read the offsets next time.
+                    self._next.pop(topic, None)
+                    raise
+                self._signal()
+                return deliveries
+        raise AssertionError("unreachable")
+
+    async def _append_once(self, topic: str, messages: Sequence[Message]) -> list[Delivery]:
+        partitions = self.partitions_of(topic)
+        now = utcnow()
+        async with transaction(self.sessions) as session:
+            known = self._next.get(topic)
+            if known is None:
+                known = await self._load_next(session, topic)
+            next_offsets = dict(known)
+            rows: list[dict[str, Any]] = []
+            deliveries: list[Delivery] = []
+            for m in messages:
+                partition = partition_for(m.key, partitions)
+                offset = next_offsets.get(partition, 0)
+                next_offsets[partition] = offset + 1
+                rows.append(
+                    {
+                        "topic": topic,
+                        "partition": partition,
+                        "offset": offset,
+                        "key": m.key,
+                        "value": m.value,
+                        "headers": _encode_headers(m.headers),
+                        "created_at": now,
+                    }
+                )
+                deliveries.append(Delivery(topic, partition, offset))
+            await session.execute(insert(BusRecord), rows)
+        self._next[topic] = next_offsets
+        return deliveries
+
+    def register(self, consumer: InProcessConsumer) -> None:
+        current = self._groups.get(consumer.group_id)
+        if current is not None and current is not consumer:
+            raise RuntimeError(
+                f"consumer group {consumer.group_id!r} already has a running consumer; "
+                "the in-process bus gives each group exactly one"
+            )
+        self._groups[consumer.group_id] = consumer
+
+    def unregister(self, consumer: InProcessConsumer) -> None:
+        if self._groups.get(consumer.group_id) is consumer:
+            del self._groups[consumer.group_id]
+
+
+class InProcessProducer:
+    """Publishes into the database log. Acknowledged means committed."""
+
+    def __init__(self, bus: InProcessBus):
+        self._bus = bus
+        self._started = False
+
+    async def start(self) -> None:
+        self._started = True
+
+    async def stop(self) -> None:
+        self._started = False
+
+    async def publish(
+        self, topic: str, messages: Sequence[Message], *, timeout_s: float | None = None
+    ) -> list[Delivery]:
+        if not self._started:
+            raise BusUnavailable("the in-process producer is not started")
+        if not messages:
+            return []
+        timeout = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._bus.append(topic, messages)
+        except TimeoutError as exc:
+            raise BusUnavailable(
+                f"the database did not store {len(messages)} message(s) on {topic!r} "
+                f"within {timeout:g}s"
+            ) from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise BusUnavailable(f"the database refused messages on {topic!r}: {exc!r}") from exc
+
+    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+        for spec in specs:
+            if spec.partitions <= 0:
+                raise ValueError(f"topic {spec.name!r} needs at least one partition")
+            self._bus._topic_partitions.setdefault(spec.name, spec.partitions)
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(2.0), self._bus.sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError, TimeoutError):
+            return False
+        return True
+
+
+class InProcessConsumer:
+    """The one member of its group: owns all partitions of its topics from :meth:`start`.
+
+    Positions start at the group's committed offsets (else 0), then ``on_assign`` runs with
+    every partition so it can :meth:`seek`. :meth:`poll` waits for a publish instead of
+    polling the database in a loop. :meth:`stop` does not run ``on_revoke`` (like aiokafka,
+    which only runs it on a rebalance).
+    """
+
+    def __init__(
+        self,
+        bus: InProcessBus,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        on_assign: AssignCallback | None,
+        on_revoke: AssignCallback | None,
+    ):
+        self._bus = bus
+        self.group_id = group_id
+        self._topics = list(dict.fromkeys(topics))
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._positions: dict[TopicPartition, int] = {}
+        self._rotation = 0
+        self._running = False
+
+    async def start(self) -> None:
+        self._bus.register(self)
+        try:
+            self._positions = await self._load_positions()
+        except (SQLAlchemyError, OSError) as exc:
+            self._bus.unregister(self)
+            raise BusUnavailable(f"the database did not answer: {exc!r}") from exc
+        self._running = True
+        if self._on_assign is not None:
+            await self._on_assign(set(self._positions))
+
+    async def _load_positions(self) -> dict[TopicPartition, int]:
+        async with self._bus.sessions() as session:
+            committed = await session.execute(
+                select(BusOffset.topic, BusOffset.partition, BusOffset.next_offset).where(
+                    BusOffset.group_id == self.group_id, BusOffset.topic.in_(self._topics)
+                )
+            )
+            # Partitions that hold records count too, should the partition count have changed.
+            stored = await session.execute(
+                select(BusRecord.topic, BusRecord.partition)
+                .where(BusRecord.topic.in_(self._topics))
+                .distinct()
+            )
+            positions = {
+                TopicPartition(topic, p): 0
+                for topic in self._topics
+                for p in range(self._bus.partitions_of(topic))
+            }
+            for topic, partition in stored.all():
+                positions.setdefault(TopicPartition(topic, partition), 0)
+            for topic, partition, next_offset in committed.all():
+                positions[TopicPartition(topic, partition)] = int(next_offset)
+        return positions
+
+    async def stop(self) -> None:
+        self._running = False
+        self._bus.unregister(self)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._positions) if self._running else set()
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp not in self._positions:
+            raise ValueError(f"{tp} is not assigned to group {self.group_id!r}")
+        if offset < 0:
+            raise ValueError("offsets start at 0")
+        self._positions[tp] = offset
+
+    async def poll(self, *, max_records: int, timeout_s: float) -> list[Record]:
+        if not self._running:
+            raise BusUnavailable("the in-process consumer is not started")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            # Take the event before reading, so a publish in between is not missed.
+            published = self._bus.published_event()
+            records = await self._read(max_records)
+            remaining = deadline - loop.time()
+            if records or remaining <= 0:
+                return records
+            try:
+                async with asyncio.timeout(min(remaining, RECHECK_S)):
+                    await published.wait()
+            except TimeoutError:
+                pass
+
+    async def _read(self, max_records: int) -> list[Record]:
+        tps = sorted(self._positions, key=lambda tp: (tp.topic, tp.partition))
+        if not tps or max_records <= 0:
+            return []
+        # Start at a different partition each poll, so a backlog on one does not starve others.
+        start = self._rotation % len(tps)
+        self._rotation += 1
+        records: list[Record] = []
+        try:
+            async with self._bus.sessions() as session:
+                for tp in tps[start:] + tps[:start]:
+                    budget = max_records - len(records)
+                    if budget <= 0:
+                        break
+                    rows = await session.execute(
+                        select(BusRecord)
+                        .where(
+                            BusRecord.topic == tp.topic,
+                            BusRecord.partition == tp.partition,
+                            BusRecord.offset >= self._positions[tp],
+                        )
+                        .order_by(BusRecord.offset)
+                        .limit(budget)
+                    )
+                    records.extend(_to_record(row) for row in rows.scalars())
+        except (SQLAlchemyError, OSError) as exc:
+            raise BusUnavailable(f"reading the in-process bus failed: {exc!r}") from exc
+        for r in records:
+            self._positions[r.tp] = r.offset + 1
+        return records
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "group_id": self.group_id,
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "next_offset": offset,
+                "updated_at": now,
+            }
+            for tp, offset in offsets.items()
+        ]
+        try:
+            async with transaction(self._bus.sessions) as session:
+                await upsert(
+                    session,
+                    BusOffset.__table__,  # type: ignore[arg-type]
+                    rows,
+                    keys=["group_id", "topic", "partition"],
+                    update=["next_offset", "updated_at"],
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise BusUnavailable(f"committing offsets failed: {exc!r}") from exc
+
+
+def _to_record(row: BusRecord) -> Record:
+    return Record(
+        topic=row.topic,
+        partition=row.partition,
+        offset=row.offset,
+        value=row.value,
+        key=row.key,
+        headers=_decode_headers(row.headers),
+        timestamp_ms=int(row.created_at.timestamp() * 1000),
+    )

@@ -1,0 +1,426 @@
+"""The bus contract, run against Kafka (tansu), and the in-process bus on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.bus import (
+    Bus,
+    BusUnavailable,
+    Consumer,
+    Message,
+    Record,
+    TopicPartition,
+    TopicSpec,
+    create_bus,
+    default_topic_specs,
+    partition_for,
+)
+from shared.bus.kafka import KafkaBus
+from shared.bus.memory import InProcessBus
+from shared.db.session import create_engine, create_sessionmaker
+from shared.settings import KafkaSettings, Settings
+from shared.topics import ALL
+from tests.support.broker import TansuBroker
+
+PARTITIONS = 3
+CONSUME_DEADLINE_S = 60.0
+"""Safety net so a broken bus fails the test instead of hanging it; never an assertion."""
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def create_messages(n: int, *, keys: int = 4) -> list[Message]:
+    return [Message(value=f"v{i}".encode(), key=f"account-{i % keys}".encode()) for i in range(n)]
+
+
+async def consume(consumer: Consumer, n: int) -> list[Record]:
+    """Poll until ``n`` records arrived."""
+    records: list[Record] = []
+    async with asyncio.timeout(CONSUME_DEADLINE_S):
+        while len(records) < n:
+            records.extend(await consumer.poll(max_records=100, timeout_s=1.0))
+    return records
+
+
+@dataclass
+class Target:
+    kind: str
+    address: str
+
+
+@pytest.fixture(params=["kafka", "sqlite", "postgres"])
+def target(request: pytest.FixtureRequest) -> Target:
+    if request.param == "kafka":
+        return Target("kafka", request.getfixturevalue("broker").bootstrap)
+    if request.param == "sqlite":
+        return Target("sqlite", request.getfixturevalue("sqlite_url"))
+    return Target("postgres", request.getfixturevalue("pg_url"))
+
+
+@pytest_asyncio.fixture
+async def bus(target: Target) -> AsyncIterator[Bus]:
+    if target.kind == "kafka":
+        kafka = KafkaBus(target.address, KafkaSettings(partitions=PARTITIONS))
+        yield kafka
+        await kafka.close()
+        return
+    engine = create_engine(target.address)
+    in_process = InProcessBus(create_sessionmaker(engine), PARTITIONS)
+    yield in_process
+    await in_process.close()
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def topic(bus: Bus) -> AsyncIterator[str]:
+    """A fresh topic on ``bus`` with ``PARTITIONS`` partitions."""
+    name = unique("t")
+    producer = bus.producer()
+    await producer.start()
+    await producer.ensure_topics([TopicSpec(name, PARTITIONS)])
+    await producer.stop()
+    yield name
+
+
+async def publish(bus: Bus, topic: str, messages: list[Message]) -> list[tuple[int, int]]:
+    producer = bus.producer()
+    await producer.start()
+    try:
+        deliveries = await producer.publish(topic, messages, timeout_s=30)
+    finally:
+        await producer.stop()
+    assert all(d.topic == topic for d in deliveries)
+    return [(d.partition, d.offset) for d in deliveries]
+
+
+class TestBusContract:
+    @pytest.mark.parametrize("n", [0, 1, 50])
+    async def test_publish_then_consume_everything(self, bus: Bus, topic: str, n: int) -> None:
+        messages = create_messages(n)
+        deliveries = await publish(bus, topic, messages)
+
+        assert len(deliveries) == n
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for partition, offset in deliveries:
+            by_partition[partition].append(offset)
+        for offsets in by_partition.values():
+            assert offsets == list(range(len(offsets)))  # a fresh topic, dense, in input order
+        if n == 0:
+            return
+
+        consumer = bus.consumer(unique("g"), [topic])
+        await consumer.start()
+        try:
+            records = await consume(consumer, n)
+            assert await consumer.poll(max_records=100, timeout_s=0.2) == []
+        finally:
+            await consumer.stop()
+        assert sorted((r.partition, r.offset) for r in records) == sorted(deliveries)
+        assert sorted(r.value for r in records) == sorted(m.value for m in messages)
+
+    async def test_same_key_same_partition_in_publish_order(self, bus: Bus, topic: str) -> None:
+        batches = [create_messages(20, keys=5), create_messages(7, keys=3), create_messages(1)]
+        for batch in batches:
+            await publish(bus, topic, batch)
+        sent = [m for batch in batches for m in batch]
+
+        consumer = bus.consumer(unique("g"), [topic])
+        await consumer.start()
+        try:
+            records = await consume(consumer, len(sent))
+        finally:
+            await consumer.stop()
+
+        seen: dict[int, int] = {}
+        per_key: dict[bytes, list[bytes]] = defaultdict(list)
+        for r in records:
+            assert r.offset > seen.get(r.partition, -1), "offset order within a partition"
+            seen[r.partition] = r.offset
+            assert r.key is not None
+            # Kafka's murmur2, so both implementations put an account on the same partition.
+            assert r.partition == partition_for(r.key, PARTITIONS)
+            per_key[r.key].append(r.value)
+        expected: dict[bytes, list[bytes]] = defaultdict(list)
+        for m in sent:
+            assert m.key is not None
+            expected[m.key].append(m.value)
+        assert per_key == expected
+
+    async def test_headers_keys_and_values_round_trip(self, bus: Bus, topic: str) -> None:
+        messages = [
+            Message(
+                value=b"\x00binary\xff",
+                key=b"account-1",
+                headers=(("error", b"bad \xff input"), ("error", b"second"), ("empty", b"")),
+            ),
+            Message(value=b"{}", key=None),
+        ]
+        await publish(bus, topic, messages)
+
+        consumer = bus.consumer(unique("g"), [topic])
+        await consumer.start()
+        try:
+            records = await consume(consumer, 2)
+        finally:
+            await consumer.stop()
+        by_value = {r.value: r for r in records}
+        first = by_value[b"\x00binary\xff"]
+        assert first.key == b"account-1"
+        assert first.headers == messages[0].headers
+        assert first.header("error") == b"bad \xff input"
+        assert first.header("missing") is None
+        assert first.timestamp_ms is not None
+        assert by_value[b"{}"].key is None
+        assert by_value[b"{}"].headers == ()
+
+    async def test_on_assign_runs_before_records_and_can_seek(self, bus: Bus, topic: str) -> None:
+        key = b"account-seek"
+        tp = TopicPartition(topic, partition_for(key, PARTITIONS))
+        await publish(bus, topic, [Message(f"v{i}".encode(), key=key) for i in range(10)])
+        assigned: list[set[TopicPartition]] = []
+        consumer: Consumer
+
+        async def on_assign(tps: set[TopicPartition]) -> None:
+            assigned.append(tps)
+            if tp in tps:
+                consumer.seek(tp, 6)
+
+        consumer = bus.consumer(unique("g"), [topic], on_assign=on_assign)
+        await consumer.start()
+        try:
+            records = await consume(consumer, 4)
+            assignment = consumer.assignment()
+        finally:
+            await consumer.stop()
+        assert assigned == [{TopicPartition(topic, p) for p in range(PARTITIONS)}]
+        assert assignment == assigned[0]
+        assert [(r.offset, r.value) for r in records] == [
+            (i, f"v{i}".encode()) for i in (6, 7, 8, 9)
+        ]
+
+    async def test_new_consumer_resumes_after_committed_offset(self, bus: Bus, topic: str) -> None:
+        key = b"account-commit"
+        tp = TopicPartition(topic, partition_for(key, PARTITIONS))
+        await publish(bus, topic, [Message(f"v{i}".encode(), key=key) for i in range(10)])
+        group = unique("g")
+
+        first = bus.consumer(group, [topic])
+        await first.start()
+        try:
+            records = await consume(first, 10)
+            await first.commit({tp: 7})
+        finally:
+            await first.stop()
+        assert [r.offset for r in records] == list(range(10))
+
+        second = bus.consumer(group, [topic])
+        await second.start()
+        try:
+            resumed = await consume(second, 3)
+        finally:
+            await second.stop()
+        assert [r.offset for r in resumed] == [7, 8, 9]
+
+    async def test_publish_needs_a_started_producer(self, bus: Bus, topic: str) -> None:
+        producer = bus.producer()
+        with pytest.raises(BusUnavailable, match="not started"):
+            await producer.publish(topic, create_messages(1))
+
+    async def test_ping(self, bus: Bus) -> None:
+        assert await bus.producer().ping() is True
+
+
+async def broker_call(fn: Callable[[], None]) -> None:
+    """Start or stop a broker off the event loop (both block until the process is up/gone)."""
+    await asyncio.to_thread(fn)
+
+
+@pytest.fixture
+def own_broker() -> Iterator[TansuBroker]:
+    """A broker of this test alone, so stopping it does not disturb the others."""
+    b = TansuBroker()
+    yield b
+    b.stop()
+
+
+class TestKafkaBrokerOutage:
+    async def test_start_with_broker_down_raises_then_publish_recovers(
+        self, own_broker: TansuBroker
+    ) -> None:
+        bus = KafkaBus(own_broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
+        producer = bus.producer()
+        try:
+            with pytest.raises(BusUnavailable, match="cannot connect"):
+                await producer.start()
+            assert await producer.ping() is False
+            with pytest.raises(BusUnavailable):
+                await producer.publish(unique("t"), create_messages(1), timeout_s=1)
+
+            await broker_call(own_broker.start)
+            topic = unique("t")
+            await producer.ensure_topics([TopicSpec(topic, PARTITIONS)])
+            deliveries = await producer.publish(topic, create_messages(3), timeout_s=30)
+            assert len(deliveries) == 3
+            assert await producer.ping() is True
+        finally:
+            await bus.close()
+
+    async def test_broker_stopped_publish_raises_then_recovers(
+        self, own_broker: TansuBroker
+    ) -> None:
+        await broker_call(own_broker.start)
+        bus = KafkaBus(own_broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
+        producer = bus.producer()
+        try:
+            await producer.start()
+            before = unique("t")
+            await producer.ensure_topics([TopicSpec(before, PARTITIONS)])
+            assert len(await producer.publish(before, create_messages(5), timeout_s=30)) == 5
+
+            await broker_call(own_broker.stop)
+            assert await producer.ping() is False
+            async with asyncio.timeout(CONSUME_DEADLINE_S):  # a hang fails instead of stalling
+                with pytest.raises(BusUnavailable, match=r"did not acknowledge|refused"):
+                    await producer.publish(before, create_messages(5), timeout_s=2)
+                with pytest.raises(BusUnavailable):
+                    await producer.publish(before, create_messages(1), timeout_s=1)
+
+            # tansu keeps topics in memory, so the restarted broker starts empty.
+            await broker_call(own_broker.start)
+            assert await producer.ping() is True
+            after = unique("t")
+            await producer.ensure_topics([TopicSpec(after, PARTITIONS)])
+            deliveries = await producer.publish(after, create_messages(5), timeout_s=30)
+            assert len(deliveries) == 5
+        finally:
+            await bus.close()
+
+    async def test_ensure_topics_leaves_existing_topics(self, broker: TansuBroker) -> None:
+        bus = KafkaBus(broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
+        producer = bus.producer()
+        try:
+            topic = unique("t")
+            await producer.ensure_topics([TopicSpec(topic, PARTITIONS)])
+            await producer.ensure_topics([TopicSpec(topic, PARTITIONS), TopicSpec(unique("t"), 1)])
+        finally:
+            await bus.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))
+
+
+class TestInProcessBus:
+    async def test_records_and_offsets_survive_a_new_bus(self, database_url: str) -> None:
+        topic, group = unique("t"), unique("g")
+        messages = create_messages(12)
+
+        engine = create_engine(database_url)
+        bus = InProcessBus(create_sessionmaker(engine), PARTITIONS)
+        first = await publish(bus, topic, messages)
+        consumer = bus.consumer(group, [topic])
+        await consumer.start()
+        await consume(consumer, 12)
+        used = {TopicPartition(topic, p) for p, _ in first}
+        await consumer.commit({tp: 1 for tp in used})
+        await bus.close()
+        await engine.dispose()
+
+        # A new process: a new engine and bus on the same database.
+        engine = create_engine(database_url)
+        try:
+            bus = InProcessBus(create_sessionmaker(engine), PARTITIONS)
+            later = await publish(bus, topic, messages)
+            consumer = bus.consumer(group, [topic])
+            await consumer.start()
+            resumed = await consume(consumer, 24 - len(used))
+            await bus.close()
+        finally:
+            await engine.dispose()
+
+        # Offsets continue where the first bus stopped, never reusing an acknowledged one.
+        count: dict[int, int] = defaultdict(int)
+        for partition, _ in first:
+            count[partition] += 1
+        assert later == [(p, o + count[p]) for p, o in first]
+        expected = sorted((p, o) for p, o in first + later if o >= 1)
+        assert sorted((r.partition, r.offset) for r in resumed) == expected
+
+    async def test_waiting_poll_returns_a_record_published_meanwhile(
+        self, database_url: str
+    ) -> None:
+        engine = create_engine(database_url)
+        bus = InProcessBus(create_sessionmaker(engine), PARTITIONS)
+        topic = unique("t")
+        consumer = bus.consumer(unique("g"), [topic])
+        await consumer.start()
+        try:
+            waiting = asyncio.create_task(consumer.poll(max_records=10, timeout_s=30))
+            await asyncio.sleep(0)
+            await publish(bus, topic, [Message(b"hello", key=b"a")])
+            records = await waiting
+            assert [r.value for r in records] == [b"hello"]
+        finally:
+            await bus.close()
+            await engine.dispose()
+
+    async def test_one_consumer_per_group(self, sqlite_url: str) -> None:
+        engine = create_engine(sqlite_url)
+        bus = InProcessBus(create_sessionmaker(engine), PARTITIONS)
+        group = unique("g")
+        try:
+            first = bus.consumer(group, ["t"])
+            await first.start()
+            with pytest.raises(RuntimeError, match="already has a running consumer"):
+                await bus.consumer(group, ["t"]).start()
+            await first.stop()
+            again = bus.consumer(group, ["t"])
+            await again.start()
+            await again.stop()
+        finally:
+            await bus.close()
+            await engine.dispose()
+
+    async def test_ping_false_when_database_unreachable(self) -> None:
+        engine = create_engine("sqlite+aiosqlite:////nonexistent-dir/tend.db")
+        bus = InProcessBus(create_sessionmaker(engine), PARTITIONS)
+        try:
+            assert await bus.producer().ping() is False
+            producer = bus.producer()
+            await producer.start()
+            with pytest.raises(BusUnavailable, match="database"):
+                await producer.publish("t", create_messages(1), timeout_s=5)
+        finally:
+            await engine.dispose()
+
+
+class TestFactory:
+    def test_kafka_when_bootstrap_is_set(self) -> None:
+        bus = create_bus(Settings(kafka_bootstrap="127.0.0.1:9092"), None)
+        assert isinstance(bus, KafkaBus)
+
+    def test_in_process_otherwise(self, pg_sessions: async_sessionmaker[AsyncSession]) -> None:
+        bus = create_bus(Settings(kafka_bootstrap=None), pg_sessions)
+        assert isinstance(bus, InProcessBus)
+        assert bus.partitions == Settings().kafka.partitions
+
+    def test_in_process_needs_sessions(self) -> None:
+        with pytest.raises(ValueError, match="needs its sessions"):
+            create_bus(Settings(kafka_bootstrap=None), None)
+
+    def test_default_topic_specs(self) -> None:
+        settings = Settings.model_validate({"kafka": {"partitions": 12}})
+        assert default_topic_specs(settings) == [TopicSpec(name, 12) for name in ALL]
