@@ -24,6 +24,7 @@ from shared.bus.base import Message, Producer
 from shared.clock import Clock
 from shared.config import TendConfig
 from shared.db.models import Account
+from shared.db.types import utcnow
 from shared.scores import Band, PreviousScore, ScoreMessage
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def row_from_message(msg: ScoreMessage) -> ScoreRow:
         score=msg.score,
         band=msg.band,
         components={c.name: c.model_dump(mode="json") for c in msg.components},
-        left_out=[lo.model_dump(mode="json") for lo in msg.left_out],  # type: ignore[misc]
+        left_out=[lo.model_dump(mode="json") for lo in msg.left_out],
         metrics=msg.metrics.model_dump(mode="json"),
         moved=msg.moved.model_dump(mode="json"),
         previous_score=msg.previous_score,
@@ -157,7 +158,9 @@ class Rescorer:
     async def _score_chunk(self, account_ids: Sequence[str], as_of: date, trigger: str) -> int:
         started = time.perf_counter()
         async with self.sessions() as session, session.begin():
-            loaded_at = self.clock.now()
+            # Wall time, not the injectable clock: it is compared with accounts.updated_at,
+            # which the writer stamps with the real time.
+            loaded_at = utcnow()
             messages = await self.compute(session, account_ids, as_of)
             if self.producer is not None and messages:
                 await self.producer.publish(
