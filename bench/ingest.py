@@ -56,7 +56,7 @@ class Rate:
 
     def line(self) -> str:
         return (
-            f"{self.label:<44} {self.events:>8} events {self.seconds:>7.2f} s "
+            f"{self.label:<50} {self.events:>8} events {self.seconds:>7.2f} s "
             f"{self.per_s:>10,.0f}/s"
         )
 
@@ -196,7 +196,8 @@ async def http_phase(
     ), statuses
 
 
-def raw_producer(bootstrap: str) -> AIOKafkaProducer:
+def raw_producer(bootstrap: str, linger_ms: int | None = None) -> AIOKafkaProducer:
+    """Configured like tend's producer (acks=all, its linger and batch size)."""
     from shared.settings import KafkaSettings
 
     s = KafkaSettings()
@@ -204,14 +205,16 @@ def raw_producer(bootstrap: str) -> AIOKafkaProducer:
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=False,
-        linger_ms=s.linger_ms,
+        linger_ms=s.linger_ms if linger_ms is None else linger_ms,
         max_batch_size=s.max_batch_bytes,
     )
 
 
-async def raw_naive_phase(bootstrap: str, count: int, max_seconds: float) -> Rate:
+async def raw_naive_phase(
+    bootstrap: str, count: int, max_seconds: float, *, linger_ms: int | None = None
+) -> Rate:
     records = [canonical_record(i) for i in range(count)]
-    producer = raw_producer(bootstrap)
+    producer = raw_producer(bootstrap, linger_ms)
     await producer.start()
     try:
         await producer.send_and_wait(topics.EVENTS, records[0][1], key=records[0][0])
@@ -226,7 +229,10 @@ async def raw_naive_phase(bootstrap: str, count: int, max_seconds: float) -> Rat
         elapsed = time.perf_counter() - started
     finally:
         await producer.stop()
-    return Rate("raw aiokafka send_and_wait per event", sent, elapsed)
+    label = "raw aiokafka send_and_wait per event"
+    if linger_ms is not None:
+        label += f", linger_ms={linger_ms}"
+    return Rate(label, sent, elapsed)
 
 
 async def raw_pipelined_phase(bootstrap: str, count: int, max_seconds: float) -> Rate:
@@ -288,9 +294,17 @@ async def run(args: argparse.Namespace) -> int:
             broker.bootstrap, min(events, args.naive_events), args.max_seconds
         )
         print(naive.line(), flush=True)
+        naive0 = await raw_naive_phase(
+            broker.bootstrap, min(events, args.naive_events), args.max_seconds, linger_ms=0
+        )
+        print(naive0.line(), flush=True)
         pipelined = await raw_pipelined_phase(broker.bootstrap, events, args.max_seconds)
         print(pipelined.line(), flush=True)
         print(f"ratio HTTP / raw send_and_wait: {http.per_s / max(naive.per_s, 1e-9):.2f}")
+        print(
+            "ratio HTTP / raw send_and_wait, linger_ms=0: "
+            f"{http.per_s / max(naive0.per_s, 1e-9):.2f}"
+        )
         print(f"ratio HTTP / raw pipelined send(): {http.per_s / max(pipelined.per_s, 1e-9):.2f}")
         return 0 if set(statuses) == {200} else 1
     finally:
@@ -312,7 +326,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="cap of each phase")
     parser.add_argument(
-        "--naive-events", type=int, default=10_000, help="cap of the send_and_wait phase"
+        "--naive-events", type=int, default=3_000, help="cap of each send_and_wait phase"
     )
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL, not SQLite")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)

@@ -325,6 +325,7 @@ class TestLoginAndFeature:
             "traits": {},
             "write_key_id": None,
         }
+        assert CanonicalEvent.model_validate(event.model_dump()) == event
         message = normalize.to_message(event)
         assert message.key == b"acme"
         assert message.headers == (("type", b"track"),)
