@@ -18,6 +18,8 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -350,10 +352,21 @@ EmbeddedService = Callable[[Embedded], Coroutine[Any, Any, None]]
 its batch, flushes, commits) and returns. Raising stops the whole process with exit code 1."""
 
 
+async def _embedded_scorer(env: Embedded) -> None:
+    from services.scorer.app import build_service
+
+    producer = env.bus.producer()
+    await producer.start()
+    try:
+        service = build_service(env.settings, env.config, env.bus, env.sessions, producer, None)
+        await service.run(env.stopping)
+    finally:
+        await producer.stop()
+
+
 def embedded_services() -> dict[str, EmbeddedService]:
     """The background services ``tend up`` runs next to the HTTP server, by name."""
-    # Later issues add the scorer and the alerts service here.
-    return {}
+    return {"scorer": _embedded_scorer}
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -465,8 +478,24 @@ async def _supervise(server: EmbeddedServer, env: Embedded, url: str) -> None:
             raise Failure(f"service {name} crashed: {_one_line(repr(exc))}")
 
 
+def _api_token(settings: Settings) -> str:
+    """TEND_API_TOKEN, or a fresh one for this run (printed, so the user can call the API)."""
+    if settings.api_token is not None:
+        click.echo("Read API token: the value of TEND_API_TOKEN.")
+        return settings.api_token.get_secret_value()
+    import secrets
+
+    token = secrets.token_urlsafe(24)
+    click.echo("Read API token for this run (set TEND_API_TOKEN to choose your own):")
+    click.echo("")
+    click.echo(f"    {token}")
+    click.echo("")
+    return token
+
+
 async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> None:
     from services.ingest.app import create_app
+    from services.scorer.api import router as accounts_router
     from shared.bus import create_bus
     from shared.db.session import create_engine, create_sessionmaker
 
@@ -482,6 +511,10 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
         try:
             env = Embedded(settings, config, sessions, bus, asyncio.Event())
             app = create_app(settings, bus=bus, config=config)
+            token = _api_token(settings)
+            app.state.sessions = sessions
+            app.state.api_token = token
+            app.include_router(accounts_router)
             server = EmbeddedServer(
                 uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
             )
@@ -513,6 +546,135 @@ def up(host: str, port: int) -> None:
         asyncio.run(_up(settings, config, host, port))
     except KeyboardInterrupt:  # before the signal handlers are in place (e.g. while migrating)
         raise click.exceptions.Exit(130) from None
+
+
+# -- scorer -----------------------------------------------------------------------------------
+
+
+def scorer_app_factory() -> FastAPI:
+    """The scorer app for uvicorn (``factory=True``)."""
+    from services.scorer.app import create_app
+    from shared.logging import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return create_app(settings, config=load_tend_config(settings))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
+def scorer(host: str, port: int) -> None:
+    """Run the scorer: events -> daily rollups -> health scores, and the read API.
+
+    One process is one member of the consumer group; run more for more partitions.
+    """
+    settings = load_settings()
+    load_tend_config(settings)
+    if not settings.uses_kafka:
+        raise ConfigFailure(
+            "scorer needs a Kafka broker: set TEND_KAFKA_BOOTSTRAP (e.g. kafka:9092). "
+            "The in-process bus is only for `tend up`, which runs every service in one process."
+        )
+    from shared.logging import setup_logging
+
+    setup_logging(settings.log_level)
+    uvicorn.run(
+        "services.cli:scorer_app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+    )
+
+
+def _parse_day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigFailure(f"--as-of: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@main.command()
+@click.option("--as-of", "as_of", metavar="DATE", help="Score as of this day (default: today).")
+@click.option(
+    "--dry-run", is_flag=True, help="Show which accounts would change band; write nothing."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Score with this YAML file instead of TEND_CONFIG (useful with --dry-run).",
+)
+def rescore(as_of: str | None, dry_run: bool, config_path: Path | None) -> None:
+    """Re-score every account now (or preview a new scoring model with --dry-run)."""
+    from services.scorer.sweep import Rescorer, describe
+    from shared.bus import create_bus
+    from shared.clock import SystemClock
+    from shared.db.session import create_engine, create_sessionmaker
+
+    settings = load_settings()
+    config = load_tend_config(settings)
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+        except ConfigError as err:
+            raise config_failure(str(err)) from None
+    day = _parse_day(as_of)
+
+    async def work() -> str:
+        engine = create_engine(settings.database_url)
+        sessions = create_sessionmaker(engine)
+        try:
+            if dry_run:
+                report = await Rescorer(sessions, None, config, SystemClock()).dry_run(config, day)
+                return describe(report) + "\n(dry run: nothing was written or published)"
+            bus = create_bus(settings, sessions)
+            producer = bus.producer()
+            await producer.start()
+            try:
+                rescorer = Rescorer(sessions, producer, config, SystemClock())
+                n = await rescorer.sweep(day, trigger="manual")
+            finally:
+                await producer.stop()
+                await bus.close()
+            return f"Scored {n} account(s) as of {day or rescorer.today()} and published them."
+        finally:
+            await engine.dispose()
+
+    click.echo(run_db(settings.database_url, work()))
+
+
+@main.group()
+def accounts() -> None:
+    """Manage customer accounts."""
+
+
+@accounts.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def accounts_import(file: Path) -> None:
+    """Load or update accounts from a CSV file.
+
+    Columns: account_id (required), name, plan, seats, mrr, renewal_date, lifecycle_stage,
+    created_at, csm_email, csm_slack. Nothing is imported when any line is invalid.
+    """
+    from services.scorer.accounts_csv import AccountsCsvError, import_accounts, read_accounts_csv
+
+    settings = load_settings()
+    try:
+        rows = read_accounts_csv(file)
+    except AccountsCsvError as err:
+        raise Failure(str(err)) from None
+
+    async def work() -> int:
+        async with _transaction(settings.database_url) as session:
+            return await import_accounts(session, rows)
+
+    n = run_db(settings.database_url, work())
+    click.echo(f"Imported {n} account(s) from {file}. They are scored on the next sweep.")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,19 @@ class KafkaSettings(BaseModel):
     client_id: str = "tend"
 
 
+class ScorerSettings(BaseModel):
+    """Batching and re-scoring of the scorer (``TEND_SCORER__*``)."""
+
+    batch_max_records: int = Field(1_000, ge=1, description="Records per flushed batch, at most.")
+    batch_max_wait_s: float = Field(0.5, gt=0, description="How long a batch gathers records.")
+    sweep_interval_s: float = Field(
+        3_600, gt=0, description="How often every account is re-scored (dormant ones too)."
+    )
+    dedup_window_days: int = Field(
+        7, ge=1, description="How long a messageId is remembered to drop client retries."
+    )
+
+
 class Settings(BaseSettings):
     """All of tend's environment configuration."""
 
@@ -73,6 +86,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     ingest: IngestSettings = IngestSettings()
     kafka: KafkaSettings = KafkaSettings()
+    scorer: ScorerSettings = ScorerSettings()
 
     @property
     def uses_kafka(self) -> bool:
