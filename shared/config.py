@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.alert_rules import RulesConfig
 from shared.scoring_model import KeyedError, ScoringModel
 
 DEFAULT_LOGIN_EVENTS = ("Signed In", "Logged In", "Login")
@@ -39,6 +40,9 @@ class TendConfig(Section):
     scoring: ScoringModel = Field(
         default_factory=ScoringModel, description="The health-scoring model (docs/scoring.md)."
     )
+    rules: RulesConfig = Field(
+        default_factory=RulesConfig, description="The alert rules and life cycle (docs/alerts.md)."
+    )
 
     @field_validator("login_events")
     @classmethod
@@ -47,10 +51,11 @@ class TendConfig(Section):
             raise ValueError("login event names must not be blank")
         return v
 
-    @field_validator("scoring", mode="before")
+    @field_validator("scoring", "rules", mode="before")
     @classmethod
     def _empty_is_default(cls, v: Any) -> Any:
-        # `scoring:` with nothing under it (YAML null) means the defaults, like an absent key.
+        # `scoring:` or `rules:` with nothing under it (YAML null) means the defaults, like an
+        # absent key.
         return {} if v is None else v
 
     def is_login(self, event_name: str | None) -> bool:

@@ -245,4 +245,3 @@ class BatchConsumer(Generic[T]):
                 rec.offset,
                 err,
             )
-

@@ -48,6 +48,10 @@ class KafkaSettings(BaseModel):
     max_batch_bytes: int = Field(1_048_576, ge=1024)
     request_timeout_ms: int = Field(10_000, ge=100)
     client_id: str = "tend"
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, description="A consumer silent this long leaves its group (rebalance)."
+    )
+    heartbeat_interval_ms: int = Field(3_000, ge=100, description="Consumer heartbeat period.")
 
 
 class ScorerSettings(BaseModel):

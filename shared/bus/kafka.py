@@ -293,6 +293,8 @@ class KafkaConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=settings.request_timeout_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
         )
 
     async def start(self) -> None:

@@ -1,0 +1,241 @@
+"""The alert rules: the ``rules`` section of the YAML file (``TEND_CONFIG``).
+
+Every key has a default (the defaults of issue 4), so an empty section means "all rules on, with
+their default thresholds". The section holds the life-cycle settings every rule shares
+(``fire_after``, ``resolve_after``, ``repeat_interval_days``, ``notify_on_resolve``) and one block
+per rule with its thresholds, its severity, ``enabled``, an optional ``route`` and, optionally,
+its own values of the shared settings.
+
+Field constraints are checked by pydantic (the location names the key); checks across rules
+raise :class:`~shared.scoring_model.KeyedError`, which :mod:`shared.config` reports under the
+full key (``rules.upsell_seats.at_least: must be above ...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.scoring_model import KeyedError
+
+Severity = Literal["info", "warning", "critical", "opportunity"]
+RuleName = Literal[
+    "login_plateau",
+    "login_decline",
+    "dormant",
+    "feature_unused",
+    "low_seat_utilization",
+    "health_red",
+    "health_drop",
+    "renewal_risk",
+    "champion_lost",
+    "upsell_seats",
+]
+RULE_NAMES: tuple[RuleName, ...] = (
+    "login_plateau",
+    "login_decline",
+    "dormant",
+    "feature_unused",
+    "low_seat_utilization",
+    "health_red",
+    "health_drop",
+    "renewal_risk",
+    "champion_lost",
+    "upsell_seats",
+)
+WeeklySeries = Literal["weekly_active_users", "weekly_logins"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Route(_Section):
+    """Where a rule's alerts go besides (or, with ``replace_csm``, instead of) the account's CSM."""
+
+    slack_webhook_url: str | None = None
+    emails: tuple[str, ...] = ()
+    replace_csm: bool = Field(
+        False, description="Send only here, not to the account's CSM or the default channels."
+    )
+
+    @field_validator("slack_webhook_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// URL")
+        return v
+
+    @field_validator("emails", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @field_validator("emails")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for address in v:
+            local, at, domain = address.strip().partition("@")
+            if not (at and local and domain and "@" not in domain and " " not in address.strip()):
+                raise ValueError(f"{address!r} is not an email address")
+        return tuple(a.strip() for a in v)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Route:
+        if self.slack_webhook_url is None and not self.emails:
+            raise ValueError("give a slack_webhook_url or emails (or both)")
+        return self
+
+
+class RuleSettings(_Section):
+    """What every rule block accepts; ``None`` takes the section-wide value."""
+
+    enabled: bool = True
+    severity: Severity = "warning"
+    fire_after: int | None = Field(None, ge=1, le=30)
+    resolve_after: int | None = Field(None, ge=1, le=30)
+    repeat_interval_days: float | None = Field(None, ge=0)
+    notify_on_resolve: bool | None = None
+    route: Route | None = None
+
+
+class LoginPlateau(RuleSettings):
+    """Weekly actives flat (relative slope within ±``relative_slope`` a week) with room to grow."""
+
+    weeks: int = Field(4, ge=3, le=12, description="Fewest weeks the flat slope must span.")
+    relative_slope: float = Field(
+        0.03, gt=0, le=0.5, description="|slope| / the account's own level, per week."
+    )
+    seat_utilization_below: float = Field(0.80, gt=0, le=1)
+    series: WeeklySeries = "weekly_active_users"
+
+
+class LoginDecline(RuleSettings):
+    """Last week at most ``ratio`` of the trailing mean, or a clearly negative relative slope."""
+
+    ratio: float = Field(0.70, gt=0, lt=1)
+    trailing_weeks: int = Field(4, ge=1, le=11)
+    relative_slope: float | None = Field(
+        -0.10, lt=0, description="Fires at or below this slope per week; null: ratio only."
+    )
+    series: WeeklySeries = "weekly_active_users"
+
+
+class Dormant(RuleSettings):
+    severity: Severity = "critical"
+    days: int = Field(14, ge=1)
+
+
+class FeatureUnused(RuleSettings):
+    days: int = Field(30, ge=1, description="Days without use after which a feature is abandoned.")
+    never_adopted: bool = Field(True, description="Also fire for key features never used.")
+
+
+class LowSeatUtilization(RuleSettings):
+    below: float = Field(0.40, gt=0, le=1, description="MAU / seats below this fires.")
+
+
+class HealthRed(RuleSettings):
+    severity: Severity = "critical"
+
+
+class HealthDrop(RuleSettings):
+    points: float = Field(15.0, gt=0, le=100)
+    within_days: int = Field(7, ge=1, le=90)
+
+
+class RenewalRisk(RuleSettings):
+    severity: Severity = "critical"
+    within_days: int = Field(90, ge=1)
+    bands: tuple[Literal["green", "yellow", "red"], ...] = Field(
+        ("yellow", "red"), min_length=1, description="Bands that put a near renewal at risk."
+    )
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+
+class ChampionLost(RuleSettings):
+    days: int = Field(14, ge=1, description="Days the top user has not logged in.")
+    account_active_within_days: int = Field(
+        7, ge=0, description="Someone else was active this recently (else it is `dormant`)."
+    )
+
+
+class UpsellSeats(RuleSettings):
+    severity: Severity = "opportunity"
+    at_least: float = Field(0.90, gt=0, le=2, description="MAU / seats at or above this fires.")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One rule's effective life-cycle settings."""
+
+    fire_after: int
+    resolve_after: int
+    repeat_interval: timedelta | None
+    """``None``: an open alert is notified once, never again."""
+    notify_on_resolve: bool
+
+
+class RulesConfig(_Section):
+    fire_after: int = Field(
+        2, ge=1, le=30, description="Consecutive evaluations the condition must hold to fire."
+    )
+    resolve_after: int = Field(
+        2, ge=1, le=30, description="Consecutive evaluations it must clear to resolve."
+    )
+    repeat_interval_days: float = Field(
+        7.0, ge=0, description="Re-notify an unacknowledged open alert this often; 0: never."
+    )
+    notify_on_resolve: bool = True
+
+    login_plateau: LoginPlateau = Field(default_factory=LoginPlateau)
+    login_decline: LoginDecline = Field(default_factory=LoginDecline)
+    dormant: Dormant = Field(default_factory=Dormant)
+    feature_unused: FeatureUnused = Field(default_factory=FeatureUnused)
+    low_seat_utilization: LowSeatUtilization = Field(default_factory=LowSeatUtilization)
+    health_red: HealthRed = Field(default_factory=HealthRed)
+    health_drop: HealthDrop = Field(default_factory=HealthDrop)
+    renewal_risk: RenewalRisk = Field(default_factory=RenewalRisk)
+    champion_lost: ChampionLost = Field(default_factory=ChampionLost)
+    upsell_seats: UpsellSeats = Field(default_factory=UpsellSeats)
+
+    @field_validator(*RULE_NAMES, mode="before")
+    @classmethod
+    def _empty_is_default(cls, v: Any) -> Any:
+        # `dormant:` with nothing under it (YAML null) means that rule's defaults.
+        return {} if v is None else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RulesConfig:
+        low, up = self.low_seat_utilization, self.upsell_seats
+        if low.enabled and up.enabled and not up.at_least > low.below:
+            raise KeyedError(
+                "upsell_seats.at_least",
+                f"must be above low_seat_utilization.below ({up.at_least} <= {low.below})",
+            )
+        return self
+
+    def rule(self, name: RuleName) -> RuleSettings:
+        settings: RuleSettings = getattr(self, name)
+        return settings
+
+    def policy(self, name: RuleName) -> Policy:
+        r = self.rule(name)
+        days = (
+            self.repeat_interval_days if r.repeat_interval_days is None else r.repeat_interval_days
+        )
+        return Policy(
+            fire_after=self.fire_after if r.fire_after is None else r.fire_after,
+            resolve_after=self.resolve_after if r.resolve_after is None else r.resolve_after,
+            repeat_interval=timedelta(days=days) if days > 0 else None,
+            notify_on_resolve=(
+                self.notify_on_resolve if r.notify_on_resolve is None else r.notify_on_resolve
+            ),
+        )
