@@ -1,0 +1,624 @@
+"""The alert rules: pure functions over one account's score snapshot (and a little history).
+
+Each rule looks at a :class:`~shared.scores.ScoreMessage` and returns zero or more
+:class:`Finding` objects, one per (rule, feature) it could judge, saying whether its condition
+*holds* today, with the reason in numbers and a suggested next step. A rule that lacks the data
+to judge (unknown seats, no trend yet, no history) returns nothing rather than a finding that
+does not hold, so missing data never fires an alert and never resolves one either.
+
+:func:`evaluate` runs every enabled rule; the caller feeds each finding to
+:func:`services.alerts.lifecycle.transition`, which counts consecutive holds and clears.
+No I/O and no clock here: "today" is the snapshot's ``as_of``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.alert_rules import (
+    ChampionLost,
+    Dormant,
+    FeatureUnused,
+    HealthDrop,
+    HealthRed,
+    LoginDecline,
+    LoginPlateau,
+    LowSeatUtilization,
+    RenewalRisk,
+    RuleName,
+    RulesConfig,
+    RuleSettings,
+    Severity,
+    UpsellSeats,
+    WeeklySeries,
+)
+from shared.scores import Band, Scorecard, ScoreMessage
+
+__all__ = [
+    "RULES",
+    "Finding",
+    "ScoreHistory",
+    "ScorePoint",
+    "evaluate",
+]
+
+FactValue = str | int | float | bool | None | list[int]
+
+# Thresholds are compared with a little slack so that "exactly at 70%" is at 70%, whatever the
+# binary rounding of 0.7 * mean.
+_EPS = 1e-9
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Finding(_Frozen):
+    """One rule's verdict on one snapshot (for one feature, for ``feature_unused``)."""
+
+    rule: RuleName
+    feature: str = Field("", description="The key feature; empty for account-wide rules.")
+    as_of: date
+    holds: bool
+    severity: Severity
+    reason: str = Field(description="What was measured, in numbers.")
+    next_step: str = Field(description="What the CSM could do about it.")
+    facts: dict[str, FactValue] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[RuleName, str]:
+        return (self.rule, self.feature)
+
+
+class ScorePoint(_Frozen):
+    as_of: date
+    score: float | None
+    band: Band
+    scorecard: Scorecard = "health"
+
+    @classmethod
+    def of(cls, message: ScoreMessage) -> ScorePoint:
+        return cls(
+            as_of=message.as_of,
+            score=message.score,
+            band=message.band,
+            scorecard=message.scorecard,
+        )
+
+
+class ScoreHistory(_Frozen):
+    """An account's earlier scores (the caller passes at least the last ``within_days``).
+
+    Points on or after the snapshot's ``as_of`` are ignored, so passing the snapshot itself, or a
+    history read after it was stored, is harmless.
+    """
+
+    points: tuple[ScorePoint, ...] = ()
+
+    @classmethod
+    def of(cls, messages: Iterable[ScoreMessage]) -> ScoreHistory:
+        return cls(points=tuple(ScorePoint.of(m) for m in messages))
+
+    def between(self, first: date, before: date) -> list[ScorePoint]:
+        return sorted((p for p in self.points if first <= p.as_of < before), key=lambda p: p.as_of)
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+def _num(x: float) -> str:
+    """1 decimal at most, no trailing ``.0``."""
+    r = round(x, 1)
+    return str(int(r)) if r == int(r) else f"{r:.1f}"
+
+
+def _pct(ratio: float) -> str:
+    return f"{_num(100 * ratio)}%"
+
+
+def _signed_pct(ratio: float) -> str:
+    return ("+" if ratio >= 0 else "") + _pct(ratio)
+
+
+def _days(n: int) -> str:
+    return "1 day" if n == 1 else f"{n} days"
+
+
+def _seats(n: int) -> str:
+    return "1 seat" if n == 1 else f"{n} seats"
+
+
+def _is(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
+def _champion(s: ScoreMessage) -> str:
+    return s.metrics.top_user or "the champion"
+
+
+# -- shared reads --------------------------------------------------------------------------------
+
+
+def _seat_count(s: ScoreMessage) -> int | None:
+    seats = s.metrics.seats if s.metrics.seats is not None else s.seats
+    return seats if seats is not None and seats > 0 else None
+
+
+def _lived_weeks(s: ScoreMessage, series: Sequence[int]) -> int:
+    """Whole weeks of the account's life in the series (earlier weeks are padding, not zeros)."""
+    age = s.metrics.account_age_days
+    if age is None or age < 0:
+        return 0
+    return min(len(series), (age + 1) // 7)
+
+
+def _series(s: ScoreMessage, which: WeeklySeries) -> tuple[int, ...]:
+    return (
+        s.metrics.weekly_active_users if which == "weekly_active_users" else s.metrics.weekly_logins
+    )
+
+
+def _relative_slope(s: ScoreMessage, which: WeeklySeries) -> float | None:
+    m = s.metrics
+    return m.trend_relative_slope if which == "weekly_active_users" else m.logins_relative_slope
+
+
+def _label(which: WeeklySeries) -> str:
+    return "weekly actives" if which == "weekly_active_users" else "weekly logins"
+
+
+def _after_onboarding(s: ScoreMessage) -> bool:
+    return s.scorecard == "health"
+
+
+def _finding(
+    s: ScoreMessage,
+    rule: RuleName,
+    cfg: RuleSettings,
+    *,
+    holds: bool,
+    reason: str,
+    next_step: str,
+    facts: dict[str, FactValue] | None = None,
+    feature: str = "",
+    **more: FactValue,
+) -> Finding:
+    return Finding(
+        rule=rule,
+        feature=feature,
+        as_of=s.as_of,
+        holds=holds,
+        severity=cfg.severity,
+        reason=reason,
+        next_step=next_step,
+        facts={**(facts or {}), **more},
+    )
+
+
+# -- the rules -----------------------------------------------------------------------------------
+
+
+def login_plateau(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: LoginPlateau
+) -> list[Finding]:
+    """Weekly actives flat for ``weeks``+ weeks (relative slope within ±``relative_slope``)
+    while seat utilization is below ``seat_utilization_below``.
+
+    The slope is the scorer's (``trend_relative_slope``: least squares over ``slope_weeks``,
+    divided by the account's mean level over those weeks), so big and small accounts are judged
+    alike. No slope (too young, no activity at all) or unknown seats: not evaluable.
+    """
+    m = s.metrics
+    seats = _seat_count(s)
+    slope = _relative_slope(s, cfg.series)
+    weeks = m.trend_slope_weeks
+    series = _series(s, cfg.series)
+    if seats is None or slope is None or weeks < cfg.weeks or len(series) < weeks:
+        return []
+    utilization = m.mau / seats
+    flat = abs(slope) <= cfg.relative_slope + _EPS
+    room = utilization < cfg.seat_utilization_below - _EPS
+    window = list(series[-weeks:])
+    idle = max(0, seats - m.mau)
+    reason = (
+        f"{_label(cfg.series)} {', '.join(map(str, window))} over {weeks} weeks "
+        f"(trend {_signed_pct(slope)} a week, flat within ±{_pct(cfg.relative_slope)}); "
+        f"{_pct(utilization)} of {seats} seats active"
+    )
+    return [
+        _finding(
+            s,
+            "login_plateau",
+            cfg,
+            holds=flat and room,
+            reason=reason,
+            next_step=(
+                f"Book a usage review with {_champion(s)}; {_seats(idle)} {_is(idle)} idle."
+            ),
+            series=window,
+            relative_slope=round(slope, 4),
+            weeks=weeks,
+            mau=m.mau,
+            seats=seats,
+            seat_utilization=round(utilization, 4),
+        )
+    ]
+
+
+def login_decline(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: LoginDecline
+) -> list[Finding]:
+    """Last week's actives at most ``ratio`` of the mean of the ``trailing_weeks`` before it,
+    or a relative slope at or below ``relative_slope``.
+
+    Each half is judged only with its data (enough whole weeks and a trailing mean above 0; a
+    slope); with neither, the rule is not evaluable.
+    """
+    series = _series(s, cfg.series)
+    label = _label(cfg.series)
+    lived = _lived_weeks(s, series)
+    parts: list[str] = []
+    facts: dict[str, FactValue] = {}
+    holds = False
+    evaluable = False
+
+    if lived >= cfg.trailing_weeks + 1:
+        last = series[-1]
+        trailing = list(series[-1 - cfg.trailing_weeks : -1])
+        mean = sum(trailing) / len(trailing)
+        if mean > 0:
+            evaluable = True
+            share = last / mean
+            holds = holds or share <= cfg.ratio + _EPS
+            parts.append(
+                f"{label} {last} last week vs a {cfg.trailing_weeks}-week mean of {_num(mean)} "
+                f"({', '.join(map(str, trailing))}): {_pct(share)}, alert at {_pct(cfg.ratio)}"
+            )
+            facts.update(last_week=last, trailing=trailing, trailing_mean=mean, share=share)
+
+    slope = _relative_slope(s, cfg.series)
+    if cfg.relative_slope is not None and slope is not None:
+        evaluable = True
+        holds = holds or slope <= cfg.relative_slope + _EPS
+        parts.append(
+            f"trend {_signed_pct(slope)} a week over {s.metrics.trend_slope_weeks} weeks, "
+            f"alert at {_signed_pct(cfg.relative_slope)}"
+        )
+        facts["relative_slope"] = round(slope, 4)
+
+    if not evaluable:
+        return []
+    return [
+        _finding(
+            s,
+            "login_decline",
+            cfg,
+            holds=holds,
+            reason="; ".join(parts),
+            next_step=(
+                f"Ask {_champion(s)} what changed in the last weeks; usage is falling "
+                "and the cause (reorg, tool switch, bad release) is worth knowing now."
+            ),
+            facts=facts,
+        )
+    ]
+
+
+def dormant(s: ScoreMessage, history: ScoreHistory | None, cfg: Dormant) -> list[Finding]:
+    """No login for ``days`` days (no activity of any kind, when logins were never seen)."""
+    m = s.metrics
+    if m.days_since_last_login is not None:
+        days, last, what = m.days_since_last_login, m.last_login, "login"
+    elif m.days_since_last_active is not None:
+        days, last, what = m.days_since_last_active, m.last_active, "activity"
+    else:
+        return []
+    return [
+        _finding(
+            s,
+            "dormant",
+            cfg,
+            holds=days >= cfg.days,
+            reason=f"no {what} for {_days(days)} (last {what} {last}); alert after {cfg.days}",
+            next_step=(
+                f"Call the account's main contact; nobody has used the product for {_days(days)}."
+            ),
+            days_since=days,
+            last=last.isoformat() if last else None,
+        )
+    ]
+
+
+def feature_unused(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: FeatureUnused
+) -> list[Finding]:
+    """One finding per key feature: abandoned (used before, not for ``days`` days) or never
+    adopted (never used once onboarding is over). A never-used feature during onboarding, or
+    with ``never_adopted: false``, is not judged."""
+    out: list[Finding] = []
+    for f in s.metrics.features:
+        if f.last_used is not None and f.days_since_last_use is not None:
+            days = f.days_since_last_use
+            holds = days >= cfg.days
+            since = f" (first used {f.first_used})" if f.first_used else ""
+            reason = (
+                f"{f.feature} last used {_days(days)} ago on {f.last_used}{since}; "
+                f"{f.uses_28d} uses by {f.users_28d} users in 28 days; alert after {cfg.days} days"
+            )
+            kind = "abandoned" if holds else "in_use"
+            step = (
+                f"Ask why {f.feature} was dropped and offer a refresher; "
+                f"it was in use until {f.last_used}."
+            )
+        elif cfg.never_adopted and _after_onboarding(s):
+            holds, kind, days = True, "never_adopted", None
+            age = s.metrics.account_age_days
+            aged = f", account {_days(age)} old" if age is not None else ""
+            reason = f"{f.feature} never used{aged}"
+            step = f"Offer a short {f.feature} walkthrough; it has never been used."
+        else:
+            continue
+        out.append(
+            _finding(
+                s,
+                "feature_unused",
+                cfg,
+                feature=f.feature,
+                holds=holds,
+                reason=reason,
+                next_step=step,
+                kind=kind,
+                days_since_last_use=days,
+                last_used=f.last_used.isoformat() if f.last_used else None,
+                uses_28d=f.uses_28d,
+            )
+        )
+    return out
+
+
+def low_seat_utilization(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: LowSeatUtilization
+) -> list[Finding]:
+    """MAU / seats below ``below`` once onboarding is over; unknown seats: not evaluable."""
+    seats = _seat_count(s)
+    if seats is None or not _after_onboarding(s):
+        return []
+    mau = s.metrics.mau
+    utilization = mau / seats
+    idle = max(0, seats - mau)
+    return [
+        _finding(
+            s,
+            "low_seat_utilization",
+            cfg,
+            holds=utilization < cfg.below - _EPS,
+            reason=(
+                f"{mau} of {seats} seats active in 28 days ({_pct(utilization)}); "
+                f"alert below {_pct(cfg.below)}"
+            ),
+            next_step=(
+                f"Plan an adoption push with {_champion(s)}: {_seats(idle)} {_is(idle)} idle"
+                + (f", renewal in {_days(d)}." if (d := s.metrics.days_to_renewal) else ".")
+            ),
+            mau=mau,
+            seats=seats,
+            seat_utilization=round(utilization, 4),
+            idle_seats=idle,
+        )
+    ]
+
+
+def _weakest(s: ScoreMessage) -> str:
+    if not s.components:
+        return ""
+    c = min(s.components, key=lambda c: c.score)
+    return f"; weakest: {c.name} {_num(c.score)} ({c.explanation})"
+
+
+def health_red(s: ScoreMessage, history: ScoreHistory | None, cfg: HealthRed) -> list[Finding]:
+    """Band red. Bands ``new`` and ``unknown`` say nothing about health: not evaluable."""
+    if s.band not in ("green", "yellow", "red") or s.score is None:
+        return []
+    return [
+        _finding(
+            s,
+            "health_red",
+            cfg,
+            holds=s.band == "red",
+            reason=f"health score {_num(s.score)} is {s.band}{_weakest(s)}",
+            next_step="Open the account in the console, go through the red components and "
+            "agree a recovery plan with the customer.",
+            score=s.score,
+            band=s.band,
+        )
+    ]
+
+
+def health_drop(s: ScoreMessage, history: ScoreHistory | None, cfg: HealthDrop) -> list[Finding]:
+    """The score fell ``points``+ from its highest in the last ``within_days`` days.
+
+    Needs history: the earlier scores of the same scorecard (a switch from onboarding to health
+    is a new scale, not a drop) dated ``as_of - within_days .. as_of - 1``.
+    """
+    if history is None or s.score is None:
+        return []
+    window = [
+        p
+        for p in history.between(s.as_of - timedelta(days=cfg.within_days), s.as_of)
+        if p.score is not None and p.scorecard == s.scorecard
+    ]
+    if not window:
+        return []
+    peak = max(window, key=lambda p: (p.score or 0.0, p.as_of))
+    assert peak.score is not None
+    drop = peak.score - s.score
+    mover = ""
+    moves = [c for c in s.moved.components if c.delta is not None and c.delta < 0]
+    if moves:
+        worst = min(moves, key=lambda c: c.delta or 0.0)
+        mover = f"; {worst.name} moved most ({_num(worst.delta or 0.0)} since the last score)"
+    return [
+        _finding(
+            s,
+            "health_drop",
+            cfg,
+            holds=drop >= cfg.points - _EPS,
+            reason=(
+                f"health score {_num(s.score)}, down {_num(drop)} points from {_num(peak.score)} "
+                f"on {peak.as_of} (within {_days(cfg.within_days)}; alert at {_num(cfg.points)})"
+                f"{mover}"
+            ),
+            next_step="Look at what moved in the console and check in with the account "
+            "before the drop becomes a trend.",
+            score=s.score,
+            peak=peak.score,
+            peak_as_of=peak.as_of.isoformat(),
+            drop=round(drop, 1),
+        )
+    ]
+
+
+def renewal_risk(s: ScoreMessage, history: ScoreHistory | None, cfg: RenewalRisk) -> list[Finding]:
+    """Renewal within ``within_days`` days and band in ``bands`` (not green by default).
+
+    No renewal date, or band ``new``/``unknown``: not evaluable. A renewal date in the past
+    does not hold (the date needs updating, the risk is no longer ahead).
+    """
+    m = s.metrics
+    renewal = m.renewal_date or s.renewal_date
+    if renewal is None or s.band not in ("green", "yellow", "red") or s.score is None:
+        return []
+    days = m.days_to_renewal if m.days_to_renewal is not None else (renewal - s.as_of).days
+    mrr = f"; MRR {_num(s.mrr)}" if s.mrr is not None else ""
+    return [
+        _finding(
+            s,
+            "renewal_risk",
+            cfg,
+            holds=0 <= days <= cfg.within_days and s.band in cfg.bands,
+            reason=(
+                f"renewal in {_days(days)} ({renewal}) with health {s.band} ({_num(s.score)}){mrr}"
+            ),
+            next_step="Prepare the renewal now: review the weak components with the customer's "
+            "sponsor and agree on a success plan before the date.",
+            days_to_renewal=days,
+            renewal_date=renewal.isoformat(),
+            band=s.band,
+            score=s.score,
+            mrr=s.mrr,
+        )
+    ]
+
+
+def champion_lost(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: ChampionLost
+) -> list[Finding]:
+    """The top user of the previous 8 weeks has not logged in for ``days`` days while someone
+    else was active within ``account_active_within_days`` days. No champion or no login date
+    for them: not evaluable."""
+    m = s.metrics
+    if m.top_user is None or m.top_user_last_login is None:
+        return []
+    days = (
+        m.top_user_days_since_login
+        if m.top_user_days_since_login is not None
+        else (s.as_of - m.top_user_last_login).days
+    )
+    active = m.days_since_last_active
+    otherwise_active = active is not None and active <= cfg.account_active_within_days
+    activity = (
+        f"the account was last active {_days(active)} ago, {m.wau} weekly actives"
+        if active is not None
+        else "the account has no activity"
+    )
+    return [
+        _finding(
+            s,
+            "champion_lost",
+            cfg,
+            holds=days >= cfg.days and otherwise_active,
+            reason=(
+                f"top user {m.top_user} has not logged in for {_days(days)} "
+                f"(last login {m.top_user_last_login}; alert after {cfg.days}); {activity}"
+            ),
+            next_step=(
+                f"Reach out to {m.top_user}; if they have left or moved on, find and "
+                "onboard a new champion."
+            ),
+            top_user=m.top_user,
+            days_since=days,
+            days_since_account_active=active,
+            wau=m.wau,
+        )
+    ]
+
+
+def upsell_seats(s: ScoreMessage, history: ScoreHistory | None, cfg: UpsellSeats) -> list[Finding]:
+    """MAU at ``at_least`` of the seats or more (a positive signal).
+
+    Unknown seats: not evaluable."""
+    seats = _seat_count(s)
+    if seats is None:
+        return []
+    mau = s.metrics.mau
+    utilization = mau / seats
+    free = max(0, seats - mau)
+    return [
+        _finding(
+            s,
+            "upsell_seats",
+            cfg,
+            holds=utilization >= cfg.at_least - _EPS,
+            reason=(
+                f"{mau} of {seats} seats active in 28 days ({_pct(utilization)}); "
+                f"signal at {_pct(cfg.at_least)}"
+            ),
+            next_step=(
+                f"Talk to the account about more seats; {_seats(free)} {_is(free)} left."
+                if free
+                else f"Talk to the account about more seats; all {seats} are in use."
+            ),
+            mau=mau,
+            seats=seats,
+            seat_utilization=round(utilization, 4),
+            free_seats=free,
+        )
+    ]
+
+
+# -- all of them ---------------------------------------------------------------------------------
+
+Rule = Callable[[ScoreMessage, "ScoreHistory | None", Any], list[Finding]]
+
+RULES: dict[RuleName, Rule] = {
+    "login_plateau": login_plateau,
+    "login_decline": login_decline,
+    "dormant": dormant,
+    "feature_unused": feature_unused,
+    "low_seat_utilization": low_seat_utilization,
+    "health_red": health_red,
+    "health_drop": health_drop,
+    "renewal_risk": renewal_risk,
+    "champion_lost": champion_lost,
+    "upsell_seats": upsell_seats,
+}
+
+
+def evaluate(
+    snapshot: ScoreMessage, history: ScoreHistory | None, rules_config: RulesConfig
+) -> list[Finding]:
+    """A finding for every enabled rule (and feature) the snapshot has the data to judge.
+
+    Findings that do not hold are returned too: the life cycle counts clears from them. A rule
+    missing from the result was not evaluable and should leave its alert as it is.
+    """
+    findings: list[Finding] = []
+    for name, rule in RULES.items():
+        cfg = rules_config.rule(name)
+        if cfg.enabled:
+            findings.extend(rule(snapshot, history, cfg))
+    return findings
