@@ -128,6 +128,10 @@ def _days(n: int) -> str:
     return "1 day" if n == 1 else f"{n} days"
 
 
+def _ago(n: int) -> str:
+    return "today" if n == 0 else f"{_days(n)} ago"
+
+
 def _seats(n: int) -> str:
     return "1 seat" if n == 1 else f"{n} seats"
 
@@ -346,7 +350,7 @@ def feature_unused(
             holds = days >= cfg.days
             since = f" (first used {f.first_used})" if f.first_used else ""
             reason = (
-                f"{f.feature} last used {_days(days)} ago on {f.last_used}{since}; "
+                f"{f.feature} last used {_ago(days)} ({f.last_used}){since}; "
                 f"{f.uses_28d} uses by {f.users_28d} users in 28 days; alert after {cfg.days} days"
             )
             kind = "abandoned" if holds else "in_use"
@@ -531,7 +535,7 @@ def champion_lost(
     active = m.days_since_last_active
     otherwise_active = active is not None and active <= cfg.account_active_within_days
     activity = (
-        f"the account was last active {_days(active)} ago, {m.wau} weekly actives"
+        f"the account was last active {_ago(active)}, {m.wau} weekly actives"
         if active is not None
         else "the account has no activity"
     )

@@ -1,0 +1,700 @@
+"""Alert rules on hand-made snapshots, at and around their thresholds; the rules config."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.alerts.rules import RULES, Finding, ScoreHistory, ScorePoint, evaluate
+from shared.alert_rules import RULE_NAMES, RulesConfig
+from shared.config import ConfigError, load_config, parse_config
+from shared.scores import EXAMPLE_SCORE, FeatureUsage, ScoreMessage, Scorecard
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "deploy" / "tend.yaml"
+AS_OF = EXAMPLE_SCORE.as_of
+DEFAULTS = RulesConfig()
+
+
+def create_snapshot(metrics: dict[str, Any] | None = None, **overrides: Any) -> ScoreMessage:
+    """EXAMPLE_SCORE with top-level fields and ``metrics`` fields replaced."""
+    update = dict(overrides)
+    if metrics:
+        update["metrics"] = EXAMPLE_SCORE.metrics.model_copy(update=metrics)
+    return EXAMPLE_SCORE.model_copy(update=update)
+
+
+def run(
+    rule: str, snapshot: ScoreMessage, history: ScoreHistory | None = None, **cfg: Any
+) -> list[Finding]:
+    config = parse_config({"rules": {rule: cfg}}).rules if cfg else DEFAULTS
+    return [f for f in evaluate(snapshot, history, config) if f.rule == rule]
+
+
+def one(
+    rule: str, snapshot: ScoreMessage, history: ScoreHistory | None = None, **cfg: Any
+) -> Finding:
+    found = run(rule, snapshot, history, **cfg)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def seats_snapshot(mau: int, seats: int | None, **more: Any) -> ScoreMessage:
+    util = mau / seats if seats else None
+    return create_snapshot(
+        {"mau": mau, "seats": seats, "seat_utilization": util, **more.pop("metrics", {})},
+        seats=seats,
+        **more,
+    )
+
+
+def flat(
+    slope: float | None, mau: int = 40, seats: int | None = 120, weeks: int = 6
+) -> ScoreMessage:
+    """Weekly actives that grew, then stopped at about 41."""
+    return seats_snapshot(
+        mau,
+        seats,
+        metrics={
+            "weekly_active_users": (30, 31, 33, 35, 38, 40, 41, 40, 42, 41, 40, 41),
+            "trend_relative_slope": slope,
+            "trend_slope_weeks": weeks,
+        },
+    )
+
+
+class TestLoginPlateau:
+    @pytest.mark.parametrize(
+        ("slope", "holds"),
+        [(0.0, True), (0.03, True), (-0.03, True), (0.0301, False), (-0.031, False), (0.2, False)],
+    )
+    def test_slope_within_band(self, slope: float, holds: bool) -> None:
+        assert one("login_plateau", flat(slope)).holds is holds
+
+    @pytest.mark.parametrize(
+        ("mau", "holds"), [(95, True), (96, False), (97, False), (120, False), (0, True)]
+    )
+    def test_only_with_room_to_grow(self, mau: int, holds: bool) -> None:
+        # 96 of 120 seats is exactly 80%: no room left below the threshold.
+        assert one("login_plateau", flat(0.0, mau=mau)).holds is holds
+
+    def test_reason_carries_the_numbers(self) -> None:
+        f = one("login_plateau", flat(0.005, mau=40, weeks=4))
+        assert f.reason == (
+            "weekly actives 42, 41, 40, 41 over 4 weeks (trend +0.5% a week, flat within ±3%); "
+            "33.3% of 120 seats active"
+        )
+        assert f.next_step == "Book a usage review with u-42; 80 seats are idle."
+        assert f.facts["series"] == [42, 41, 40, 41]
+        assert f.severity == "warning" and f.feature == ""
+
+    @pytest.mark.parametrize(
+        "snapshot",
+        [
+            pytest.param(flat(None), id="no relative slope (no level)"),
+            pytest.param(flat(0.0, seats=None), id="unknown seats"),
+            pytest.param(flat(0.0, weeks=3), id="slope over 3 weeks only"),
+            pytest.param(flat(0.0, weeks=0), id="no slope weeks"),
+        ],
+    )
+    def test_missing_data_is_not_evaluable(self, snapshot: ScoreMessage) -> None:
+        assert run("login_plateau", snapshot) == []
+
+    def test_weeks_and_band_configurable(self) -> None:
+        assert run("login_plateau", flat(0.0, weeks=4), weeks=5) == []
+        assert one("login_plateau", flat(0.04), relative_slope=0.05).holds
+
+    def test_logins_series(self) -> None:
+        snap = create_snapshot(
+            {"trend_relative_slope": 0.5, "logins_relative_slope": 0.01, "trend_slope_weeks": 6}
+        )
+        assert not one("login_plateau", snap).holds
+        f = one("login_plateau", snap, series="weekly_logins")
+        assert f.holds and f.reason.startswith("weekly logins 101, 96, 90, 70, 66, 61 over 6 weeks")
+
+
+def decline(
+    last: int, trailing: tuple[int, ...] = (10, 10, 10, 10), **metrics: Any
+) -> ScoreMessage:
+    series = (10,) * (11 - len(trailing)) + trailing + (last,)
+    return create_snapshot({"weekly_active_users": series, "trend_relative_slope": None, **metrics})
+
+
+class TestLoginDecline:
+    @pytest.mark.parametrize(
+        ("last", "trailing", "holds"),
+        [
+            (7, (10, 10, 10, 10), True),  # exactly 70%
+            (6, (10, 10, 10, 10), True),
+            (0, (10, 10, 10, 10), True),
+            (8, (10, 10, 10, 10), False),
+            (699, (1000, 1000, 1000, 1000), True),  # 69.9%
+            (700, (1000, 1000, 1000, 1000), True),  # 70.0%
+            (701, (1000, 1000, 1000, 1000), False),  # 70.1%
+            (7, (4, 16, 10, 10), True),  # the mean, not the last week before
+        ],
+    )
+    def test_last_week_vs_trailing_mean(
+        self, last: int, trailing: tuple[int, ...], holds: bool
+    ) -> None:
+        assert one("login_decline", decline(last, trailing)).holds is holds
+
+    @pytest.mark.parametrize(
+        ("slope", "holds"), [(-0.10, True), (-0.5, True), (-0.0999, False), (0.0, False)]
+    )
+    def test_clearly_negative_slope(self, slope: float, holds: bool) -> None:
+        assert one("login_decline", decline(10, trend_relative_slope=slope)).holds is holds
+
+    def test_either_half_fires(self) -> None:
+        assert one("login_decline", decline(5, trend_relative_slope=0.0)).holds
+        assert one("login_decline", decline(10, trend_relative_slope=-0.2)).holds
+
+    def test_reason(self) -> None:
+        f = one("login_decline", decline(7, trend_relative_slope=-0.05, trend_slope_weeks=6))
+        assert f.reason == (
+            "weekly actives 7 last week vs a 4-week mean of 10 (10, 10, 10, 10): 70%, alert at 70%"
+            "; trend -5% a week over 6 weeks, alert at -10%"
+        )
+        assert f.facts["trailing_mean"] == 10.0 and f.facts["last_week"] == 7
+
+    @pytest.mark.parametrize(
+        "snapshot",
+        [
+            pytest.param(decline(0, (0, 0, 0, 0)), id="trailing mean 0, no slope"),
+            pytest.param(decline(3, account_age_days=27), id="3 whole weeks lived, no slope"),
+            pytest.param(decline(3, account_age_days=None), id="unknown age, no slope"),
+        ],
+    )
+    def test_missing_data_is_not_evaluable(self, snapshot: ScoreMessage) -> None:
+        assert run("login_decline", snapshot) == []
+
+    def test_five_whole_weeks_are_enough(self) -> None:
+        # 34 days old: weeks 0..4 are whole weeks of the account's life.
+        assert one("login_decline", decline(3, account_age_days=34)).holds
+
+    def test_slope_half_can_be_switched_off(self) -> None:
+        snap = decline(10, trend_relative_slope=-0.5)
+        assert not one("login_decline", snap, relative_slope=None).holds
+        assert (
+            run(
+                "login_decline",
+                decline(0, (0, 0, 0, 0), trend_relative_slope=-0.5),
+                relative_slope=None,
+            )
+            == []
+        )
+
+    def test_ratio_and_window_configurable(self) -> None:
+        assert one("login_decline", decline(8), ratio=0.8).holds
+        assert one("login_decline", decline(7, (20, 20, 1, 1))).holds
+        assert not one("login_decline", decline(7, (20, 20, 1, 1)), trailing_weeks=2).holds
+
+
+class TestDormant:
+    @pytest.mark.parametrize(("days", "holds"), [(0, False), (13, False), (14, True), (90, True)])
+    def test_days_since_login(self, days: int, holds: bool) -> None:
+        snap = create_snapshot(
+            {"days_since_last_login": days, "last_login": AS_OF - timedelta(days=days)}
+        )
+        f = one("dormant", snap)
+        assert f.holds is holds
+        assert f.facts["days_since"] == days
+
+    def test_reason(self) -> None:
+        snap = create_snapshot({"days_since_last_login": 21, "last_login": date(2026, 10, 12)})
+        f = one("dormant", snap)
+        assert f.reason == "no login for 21 days (last login 2026-10-12); alert after 14"
+        assert f.severity == "critical"
+        assert "21 days" in f.next_step
+
+    def test_falls_back_to_activity_when_logins_were_never_seen(self) -> None:
+        snap = create_snapshot(
+            {
+                "days_since_last_login": None,
+                "last_login": None,
+                "days_since_last_active": 20,
+                "last_active": AS_OF - timedelta(days=20),
+            }
+        )
+        f = one("dormant", snap)
+        assert f.holds and f.reason.startswith("no activity for 20 days")
+
+    def test_never_seen_is_not_evaluable(self) -> None:
+        snap = create_snapshot({"days_since_last_login": None, "days_since_last_active": None})
+        assert run("dormant", snap) == []
+
+    def test_days_configurable(self) -> None:
+        snap = create_snapshot({"days_since_last_login": 7})
+        assert one("dormant", snap, days=7).holds
+
+
+def feature(
+    name: str, last_days: int | None, first: date | None = date(2025, 1, 1)
+) -> FeatureUsage:
+    if last_days is None:
+        return FeatureUsage(feature=name)
+    return FeatureUsage(
+        feature=name,
+        first_used=first,
+        last_used=AS_OF - timedelta(days=last_days),
+        days_since_last_use=last_days,
+        uses_28d=5 if last_days < 28 else 0,
+        users_28d=2 if last_days < 28 else 0,
+    )
+
+
+class TestFeatureUnused:
+    @pytest.mark.parametrize(("days", "holds"), [(0, False), (29, False), (30, True), (200, True)])
+    def test_abandoned(self, days: int, holds: bool) -> None:
+        f = one("feature_unused", create_snapshot({"features": (feature("reports", days),)}))
+        assert (f.feature, f.holds) == ("reports", holds)
+        assert f.facts["kind"] == ("abandoned" if holds else "in_use")
+
+    def test_one_finding_per_feature(self) -> None:
+        snap = create_snapshot(
+            {
+                "features": (
+                    feature("reports", 0),
+                    feature("dashboards", 45),
+                    feature("exports", 31),
+                    feature("integrations", None),
+                )
+            }
+        )
+        found = run("feature_unused", snap)
+        assert [(f.feature, f.holds, f.facts["kind"]) for f in found] == [
+            ("reports", False, "in_use"),
+            ("dashboards", True, "abandoned"),
+            ("exports", True, "abandoned"),
+            ("integrations", True, "never_adopted"),
+        ]
+        assert len({f.key for f in found}) == 4
+
+    def test_never_adopted_only_after_onboarding(self) -> None:
+        features = {"features": (feature("integrations", None),)}
+        assert run("feature_unused", create_snapshot(features, scorecard="onboarding")) == []
+        f = one("feature_unused", create_snapshot({**features, "account_age_days": 120}))
+        assert f.holds and f.reason == "integrations never used, account 120 days old"
+        assert "walkthrough" in f.next_step
+
+    def test_never_adopted_can_be_switched_off(self) -> None:
+        snap = create_snapshot({"features": (feature("integrations", None),)})
+        assert run("feature_unused", snap, never_adopted=False) == []
+
+    def test_abandoned_is_judged_during_onboarding_too(self) -> None:
+        snap = create_snapshot({"features": (feature("reports", 30),)}, scorecard="onboarding")
+        assert one("feature_unused", snap).holds
+
+    def test_reason(self) -> None:
+        f = next(f for f in run("feature_unused", EXAMPLE_SCORE) if f.feature == "exports")
+        assert f.holds
+        assert f.reason == (
+            "exports last used 80 days ago (2026-08-14) (first used 2025-05-02); "
+            "0 uses by 0 users in 28 days; alert after 30 days"
+        )
+
+    def test_no_key_features_no_findings(self) -> None:
+        assert run("feature_unused", create_snapshot({"features": ()})) == []
+
+
+class TestSeatRules:
+    @pytest.mark.parametrize(
+        ("mau", "seats", "holds"),
+        [(47, 120, True), (48, 120, False), (399, 1000, True), (400, 1000, False), (0, 10, True)],
+    )
+    def test_low_seat_utilization_below_40(self, mau: int, seats: int, holds: bool) -> None:
+        assert one("low_seat_utilization", seats_snapshot(mau, seats)).holds is holds
+
+    def test_low_seat_reason(self) -> None:
+        f = one("low_seat_utilization", seats_snapshot(33, 120))
+        assert f.reason == "33 of 120 seats active in 28 days (27.5%); alert below 40%"
+        assert (
+            f.next_step == "Plan an adoption push with u-42: 87 seats are idle, renewal in 74 days."
+        )
+        assert f.facts["idle_seats"] == 87
+
+    def test_low_seat_only_after_onboarding(self) -> None:
+        assert run("low_seat_utilization", seats_snapshot(1, 120, scorecard="onboarding")) == []
+
+    @pytest.mark.parametrize(
+        ("mau", "seats", "holds"),
+        [(899, 1000, False), (900, 1000, True), (9, 10, True), (8, 10, False), (12, 10, True)],
+    )
+    def test_upsell_at_90(self, mau: int, seats: int, holds: bool) -> None:
+        f = one("upsell_seats", seats_snapshot(mau, seats))
+        assert f.holds is holds and f.severity == "opportunity"
+
+    def test_upsell_reason(self) -> None:
+        f = one("upsell_seats", seats_snapshot(19, 20))
+        assert f.reason == "19 of 20 seats active in 28 days (95%); signal at 90%"
+        assert f.next_step == "Talk to the account about more seats; 1 seat is left."
+        full = one("upsell_seats", seats_snapshot(25, 20))
+        assert full.next_step == "Talk to the account about more seats; all 20 are in use."
+
+    @pytest.mark.parametrize("seats", [None, 0])
+    @pytest.mark.parametrize("rule", ["low_seat_utilization", "upsell_seats", "login_plateau"])
+    def test_unknown_seats_no_seat_rules(self, rule: str, seats: int | None) -> None:
+        snap = create_snapshot({"seats": seats, "seat_utilization": None}, seats=seats)
+        assert run(rule, snap) == []
+
+
+class TestHealth:
+    @pytest.mark.parametrize(
+        ("band", "score", "holds"),
+        [("red", 12.0, True), ("yellow", 40.0, False), ("green", 90.0, False)],
+    )
+    def test_health_red(self, band: str, score: float, holds: bool) -> None:
+        f = one("health_red", create_snapshot(band=band, score=score))
+        assert f.holds is holds
+
+    def test_health_red_reason_names_the_weakest_component(self) -> None:
+        f = one("health_red", create_snapshot(band="red", score=32.1))
+        assert f.reason.startswith(
+            "health score 32.1 is red; weakest: seat_utilization 34.4 (33 of"
+        )
+
+    @pytest.mark.parametrize("band", ["new", "unknown"])
+    def test_no_judgement_without_a_score(self, band: str) -> None:
+        snap = create_snapshot(band=band, score=None)
+        assert run("health_red", snap) == []
+        assert run("renewal_risk", snap) == []
+        assert run("health_drop", snap, ScoreHistory.of([EXAMPLE_SCORE])) == []
+
+
+def history(*points: tuple[int, float | None], scorecard: Scorecard = "health") -> ScoreHistory:
+    """Points as (days before AS_OF, score)."""
+    return ScoreHistory(
+        points=tuple(
+            ScorePoint(
+                as_of=AS_OF - timedelta(days=d),
+                score=s,
+                band="yellow" if s is not None else "unknown",
+                scorecard=scorecard,
+            )
+            for d, s in points
+        )
+    )
+
+
+class TestHealthDrop:
+    @pytest.mark.parametrize(
+        ("past", "holds"),
+        [(72.2, True), (72.1, False), (80.0, True), (57.2, False), (40.0, False)],
+    )
+    def test_fell_15_points(self, past: float, holds: bool) -> None:
+        # current score 57.2: 72.2 is exactly 15 points above.
+        f = one("health_drop", EXAMPLE_SCORE, history((3, past)))
+        assert f.holds is holds
+
+    def test_peak_within_7_days_counts(self) -> None:
+        h = history((8, 90.0), (7, 75.0), (2, 60.0), (1, 58.0))
+        f = one("health_drop", EXAMPLE_SCORE, h)
+        assert f.holds and f.facts["peak"] == 75.0 and f.facts["peak_as_of"] == "2026-10-26"
+        assert f.reason.startswith(
+            "health score 57.2, down 17.8 points from 75 on 2026-10-26 (within 7 days; alert at 15)"
+        )
+        assert "login_trend moved most (-15.2 since the last score)" in f.reason
+
+    def test_older_than_the_window_is_ignored(self) -> None:
+        assert run("health_drop", EXAMPLE_SCORE, history((8, 95.0))) == []
+
+    def test_the_snapshot_itself_and_later_points_are_ignored(self) -> None:
+        h = history((0, 99.0), (-1, 99.0), (1, 60.0))
+        assert not one("health_drop", EXAMPLE_SCORE, h).holds
+
+    @pytest.mark.parametrize(
+        "h",
+        [
+            pytest.param(None, id="no history"),
+            pytest.param(ScoreHistory(), id="empty history"),
+            pytest.param(history((2, None)), id="only unscored points"),
+            pytest.param(history((2, 90.0), scorecard="onboarding"), id="other scorecard"),
+        ],
+    )
+    def test_missing_history_is_not_evaluable(self, h: ScoreHistory | None) -> None:
+        assert run("health_drop", EXAMPLE_SCORE, h) == []
+
+    def test_points_and_window_configurable(self) -> None:
+        assert one("health_drop", EXAMPLE_SCORE, history((2, 67.2)), points=10).holds
+        assert one("health_drop", EXAMPLE_SCORE, history((10, 90.0)), within_days=14).holds
+
+    def test_history_from_messages(self) -> None:
+        earlier = create_snapshot(as_of=AS_OF - timedelta(days=1), score=80.0, band="green")
+        assert one("health_drop", EXAMPLE_SCORE, ScoreHistory.of([earlier])).holds
+
+
+class TestRenewalRisk:
+    @pytest.mark.parametrize(
+        ("days", "band", "holds"),
+        [
+            (90, "yellow", True),
+            (91, "yellow", False),
+            (0, "red", True),
+            (30, "green", False),
+            (-1, "red", False),
+        ],
+    )
+    def test_near_renewal_not_green(self, days: int, band: str, holds: bool) -> None:
+        renewal = AS_OF + timedelta(days=days)
+        snap = create_snapshot(
+            {"days_to_renewal": days, "renewal_date": renewal}, band=band, renewal_date=renewal
+        )
+        assert one("renewal_risk", snap).holds is holds
+
+    def test_reason(self) -> None:
+        f = one("renewal_risk", EXAMPLE_SCORE)
+        assert f.reason == "renewal in 74 days (2027-01-15) with health yellow (57.2); MRR 4800"
+        assert f.severity == "critical"
+
+    def test_no_renewal_date_is_not_evaluable(self) -> None:
+        snap = create_snapshot({"days_to_renewal": None, "renewal_date": None}, renewal_date=None)
+        assert run("renewal_risk", snap) == []
+
+    def test_days_from_the_profile_when_metrics_lack_them(self) -> None:
+        snap = create_snapshot(
+            {"days_to_renewal": None, "renewal_date": None},
+            renewal_date=AS_OF + timedelta(days=10),
+        )
+        assert one("renewal_risk", snap).facts["days_to_renewal"] == 10
+
+    def test_only_red_configurable(self) -> None:
+        assert not one("renewal_risk", EXAMPLE_SCORE, bands="red").holds
+
+
+class TestChampionLost:
+    @pytest.mark.parametrize(
+        ("champion_days", "active_days", "holds"),
+        [
+            (14, 0, True),
+            (13, 0, False),
+            (21, 7, True),
+            (21, 8, False),  # the whole account is quiet: that is `dormant`
+            (40, None, False),
+        ],
+    )
+    def test_champion_quiet_while_account_active(
+        self, champion_days: int, active_days: int | None, holds: bool
+    ) -> None:
+        snap = create_snapshot(
+            {
+                "top_user_last_login": AS_OF - timedelta(days=champion_days),
+                "top_user_days_since_login": champion_days,
+                "days_since_last_active": active_days,
+            }
+        )
+        assert one("champion_lost", snap).holds is holds
+
+    def test_reason(self) -> None:
+        f = one("champion_lost", EXAMPLE_SCORE)
+        assert f.reason == (
+            "top user u-42 has not logged in for 21 days (last login 2026-10-12; alert after 14); "
+            "the account was last active today, 19 weekly actives"
+        )
+        assert f.next_step.startswith("Reach out to u-42")
+
+    @pytest.mark.parametrize(
+        "metrics",
+        [
+            {"top_user": None},
+            {"top_user_last_login": None, "top_user_days_since_login": None},
+        ],
+    )
+    def test_no_champion_is_not_evaluable(self, metrics: dict[str, Any]) -> None:
+        assert run("champion_lost", create_snapshot(metrics)) == []
+
+
+class TestEvaluate:
+    def test_example_score(self) -> None:
+        found = evaluate(EXAMPLE_SCORE, None, DEFAULTS)
+        verdicts = {(f.rule, f.feature): f.holds for f in found}
+        assert verdicts == {
+            ("login_plateau", ""): False,
+            ("login_decline", ""): True,
+            ("dormant", ""): False,
+            ("feature_unused", "reports"): False,
+            ("feature_unused", "dashboards"): False,
+            ("feature_unused", "exports"): True,
+            ("low_seat_utilization", ""): True,
+            ("health_red", ""): False,
+            ("renewal_risk", ""): True,
+            ("champion_lost", ""): True,
+            ("upsell_seats", ""): False,
+        }
+        assert all(f.as_of == AS_OF and f.reason and f.next_step for f in found)
+
+    def test_with_history_adds_health_drop(self) -> None:
+        found = evaluate(EXAMPLE_SCORE, history((1, 61.0)), DEFAULTS)
+        assert [f.holds for f in found if f.rule == "health_drop"] == [False]
+
+    def test_disabled_rules_are_skipped(self) -> None:
+        cfg = parse_config(
+            {"rules": {"dormant": {"enabled": False}, "feature_unused": {"enabled": False}}}
+        ).rules
+        rules = {f.rule for f in evaluate(EXAMPLE_SCORE, None, cfg)}
+        assert "dormant" not in rules and "feature_unused" not in rules
+        assert "login_decline" in rules
+
+    def test_severity_per_rule(self) -> None:
+        cfg = parse_config({"rules": {"login_decline": {"severity": "critical"}}}).rules
+        f = next(f for f in evaluate(EXAMPLE_SCORE, None, cfg) if f.rule == "login_decline")
+        assert f.severity == "critical"
+
+    def test_every_rule_is_registered(self) -> None:
+        assert tuple(RULES) == RULE_NAMES
+
+    def test_findings_survive_json(self) -> None:
+        for f in evaluate(EXAMPLE_SCORE, history((1, 80.0)), DEFAULTS):
+            assert Finding.model_validate_json(f.model_dump_json()) == f
+
+
+class TestConfig:
+    def test_defaults_from_the_issue(self) -> None:
+        r = RulesConfig()
+        assert (r.fire_after, r.resolve_after, r.repeat_interval_days) == (2, 2, 7)
+        assert r.notify_on_resolve is True
+        assert (r.login_plateau.weeks, r.login_plateau.seat_utilization_below) == (4, 0.80)
+        assert (r.login_decline.ratio, r.login_decline.trailing_weeks) == (0.70, 4)
+        assert r.dormant.days == 14 and r.feature_unused.days == 30
+        assert r.low_seat_utilization.below == 0.40 and r.upsell_seats.at_least == 0.90
+        assert (r.health_drop.points, r.health_drop.within_days) == (15, 7)
+        assert r.renewal_risk.within_days == 90 and r.renewal_risk.bands == ("yellow", "red")
+        assert r.champion_lost.days == 14
+        assert r.upsell_seats.severity == "opportunity"
+        assert all(r.rule(n).enabled for n in RULE_NAMES)
+
+    @pytest.mark.parametrize(
+        "data", [None, {}, {"rules": None}, {"rules": {}}, {"rules": {"dormant": None}}]
+    )
+    def test_empty_is_the_defaults(self, data: Any) -> None:
+        assert parse_config(data).rules == RulesConfig()
+
+    def test_policy_inherits_and_overrides(self) -> None:
+        cfg = parse_config(
+            {
+                "rules": {
+                    "fire_after": 3,
+                    "repeat_interval_days": 1,
+                    "dormant": {"fire_after": 1, "notify_on_resolve": False},
+                    "upsell_seats": {"repeat_interval_days": 0},
+                }
+            }
+        ).rules
+        dormant = cfg.policy("dormant")
+        assert (dormant.fire_after, dormant.resolve_after, dormant.notify_on_resolve) == (
+            1,
+            2,
+            False,
+        )
+        assert dormant.repeat_interval == timedelta(days=1)
+        plateau = cfg.policy("login_plateau")
+        assert (plateau.fire_after, plateau.notify_on_resolve) == (3, True)
+        assert cfg.policy("upsell_seats").repeat_interval is None
+
+    def test_routes(self) -> None:
+        cfg = parse_config(
+            {
+                "rules": {
+                    "renewal_risk": {
+                        "route": {
+                            "slack_webhook_url": "https://hooks.slack.com/services/T/B/x",
+                            "emails": " renewals@vendor.example ",
+                            "replace_csm": True,
+                        }
+                    }
+                }
+            }
+        ).rules
+        route = cfg.renewal_risk.route
+        assert route is not None and route.emails == ("renewals@vendor.example",)
+        assert route.replace_csm and cfg.dormant.route is None
+
+    def test_upsell_may_sit_anywhere_when_low_seats_is_off(self) -> None:
+        data = {
+            "rules": {"low_seat_utilization": {"enabled": False}, "upsell_seats": {"at_least": 0.3}}
+        }
+        assert parse_config(data).rules.upsell_seats.at_least == 0.3
+
+    @pytest.mark.parametrize(
+        ("rules", "expected"),
+        [
+            (
+                {"login_decline": {"ratio": 1.5}},
+                "rules.login_decline.ratio: Input should be less than 1",
+            ),
+            (
+                {"login_decline": {"ratio": "most"}},
+                "rules.login_decline.ratio: Input should be a valid number",
+            ),
+            ({"login_decline": {"relative_slope": 0.1}}, "rules.login_decline.relative_slope:"),
+            ({"login_decline": {"trailing_weeks": 0}}, "rules.login_decline.trailing_weeks:"),
+            ({"login_plateau": {"weeks": 2}}, "rules.login_plateau.weeks:"),
+            ({"login_plateau": {"series": "daily"}}, "rules.login_plateau.series:"),
+            ({"dormant": {"days": 0}}, "rules.dormant.days:"),
+            ({"dormant": {"dayz": 3}}, "rules.dormant.dayz: Extra inputs are not permitted"),
+            ({"dormant": {"severity": "urgent"}}, "rules.dormant.severity: Input should be"),
+            ({"dormant": {"enabled": "sometimes"}}, "rules.dormant.enabled:"),
+            ({"dormant": {"fire_after": 0}}, "rules.dormant.fire_after:"),
+            ({"fire_after": 0}, "rules.fire_after: Input should be greater than or equal to 1"),
+            ({"resolve_after": "two"}, "rules.resolve_after:"),
+            ({"repeat_interval_days": -1}, "rules.repeat_interval_days:"),
+            ({"notify_on_resolve": "maybe"}, "rules.notify_on_resolve:"),
+            ({"churn": {}}, "rules.churn: Extra inputs are not permitted"),
+            ({"low_seat_utilization": {"below": 0}}, "rules.low_seat_utilization.below:"),
+            ({"renewal_risk": {"bands": ["purple"]}}, "rules.renewal_risk.bands.0:"),
+            ({"renewal_risk": {"bands": []}}, "rules.renewal_risk.bands:"),
+            ({"health_drop": {"points": 0}}, "rules.health_drop.points:"),
+            (
+                {"upsell_seats": {"at_least": 0.4}},
+                "rules.upsell_seats.at_least: must be above low_seat_utilization.below "
+                "(0.4 <= 0.4)",
+            ),
+            (
+                {"low_seat_utilization": {"below": 0.95}},
+                "rules.upsell_seats.at_least: must be above low_seat_utilization.below",
+            ),
+            (
+                {"dormant": {"route": {}}},
+                "rules.dormant.route: Value error, give a slack_webhook_url",
+            ),
+            (
+                {"dormant": {"route": {"slack_webhook_url": "hooks.slack.com/x"}}},
+                "rules.dormant.route.slack_webhook_url: Value error, must be an http(s):// URL",
+            ),
+            (
+                {"dormant": {"route": {"emails": ["ok@x.example", "nope"]}}},
+                "rules.dormant.route.emails: Value error, 'nope' is not an email address",
+            ),
+            (
+                {"dormant": {"route": {"channel": "#cs"}}},
+                "rules.dormant.route.channel: Extra inputs",
+            ),
+            ([], "rules: Input should be"),
+        ],
+    )
+    def test_errors_name_the_key(self, rules: Any, expected: str) -> None:
+        with pytest.raises(ConfigError) as info:
+            parse_config({"rules": rules}, source="tend.yaml")
+        assert str(info.value).startswith("tend.yaml: ")
+        assert expected in str(info.value)
+
+
+class TestExampleFile:
+    def test_deploy_example_documents_the_defaults(self) -> None:
+        cfg = load_config(EXAMPLE)
+        assert cfg.rules == RulesConfig()
+
+    def test_commented_route_example_is_valid(self) -> None:
+        text = EXAMPLE.read_text()
+        lines = []
+        for ln in text[text.index("#   rules:") :].splitlines():
+            if not ln.startswith("#   "):
+                break
+            lines.append(ln.removeprefix("#"))
+        cfg = parse_config(yaml.safe_load("\n".join(lines))).rules
+        route = cfg.renewal_risk.route
+        assert route is not None and route.emails == ("renewals@vendor.example",)
+        assert route.slack_webhook_url is not None and not route.replace_csm
