@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -17,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.ingest.metrics import RequestMetricsMiddleware
 from services.ingest.routes import Ingestor, error_response, router
 from services.ingest.schemas import request_schemas
-from shared.bus import Bus, create_bus, default_topic_specs
+from shared.bus import Bus, BusUnavailable, create_bus, default_topic_specs
+from shared.bus.base import Producer
 from shared.config import TendConfig, load_config
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
@@ -29,6 +32,25 @@ Segment-compatible tracking API: point any Segment or RudderStack SDK at this ho
 Send the write key as the HTTP Basic user (empty password), in `X-Write-Key`, or as
 `writeKey` in the body. An answer of 200 means the broker has stored every accepted event.
 """
+
+
+async def _connect(producer: Producer, settings: Settings) -> None:
+    await producer.start()
+    await producer.ensure_topics(default_topic_specs(settings))
+
+
+async def _keep_connecting(producer: Producer, settings: Settings) -> None:
+    delay = 1.0
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await _connect(producer, settings)
+        except Exception as err:
+            delay = min(30.0, delay * 2)
+            log.warning("broker still unavailable (%s); next try in %.0fs", err, delay)
+        else:
+            log.info("broker reachable; topics ensured")
+            return
 
 
 def create_app(
@@ -46,9 +68,15 @@ def create_app(
         own_bus = bus is None
         the_bus = create_bus(settings, sessions) if bus is None else bus
         producer = the_bus.producer()
+        connector: asyncio.Task[None] | None = None
         try:
-            await producer.start()
-            await producer.ensure_topics(default_topic_specs(settings))
+            try:
+                await _connect(producer, settings)
+            except BusUnavailable as err:
+                # Serve anyway: /readyz says 503 and every call answers 503 + Retry-After
+                # until the broker is back, while this task keeps trying to connect.
+                log.warning("broker unavailable at start (%s); retrying in the background", err)
+                connector = asyncio.create_task(_keep_connecting(producer, settings))
             app.state.ingest = Ingestor.build(settings.ingest, tend_config, producer, sessions)
             # Everything loaded so far lives as long as the process; keeping it out of the
             # collector's full passes makes those passes (triggered by every batch's many
@@ -57,6 +85,10 @@ def create_app(
             log.info("ingest ready")
             yield
         finally:
+            if connector is not None:
+                connector.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connector
             await producer.stop()
             if own_bus:
                 await the_bus.close()

@@ -410,6 +410,39 @@ class TestBrokerDown:
         found = await read_events(own_broker.bootstrap, answered_2xx)
         assert found.keys() == answered_2xx
 
+    async def test_starts_unready_when_the_broker_is_down_and_recovers(
+        self,
+        serve_ingest: Callable[..., ServedApp],
+        own_broker: TansuBroker,
+        write_key: str,
+    ) -> None:
+        own_broker.stop()
+        served = serve_ingest(own_broker.bootstrap, produce_timeout_s=2.0, retry_after_s=3)
+        async with httpx.AsyncClient(base_url=served.url, timeout=30) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 503
+        r = await post(served, "/v1/track", track("acme"), key=write_key)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "3"
+
+        own_broker.start()
+        ready = False
+        async with httpx.AsyncClient(base_url=served.url, timeout=30) as client:
+            for _ in range(120):
+                if (await client.get("/readyz")).status_code == 200:
+                    ready = True
+                    break
+                await asyncio.sleep(0.5)
+        assert ready, "ingest did not become ready after the broker came up"
+        call = track("acme")
+        for _ in range(20):
+            r = await post(served, "/v1/track", call, key=write_key)
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.5)
+        assert r.status_code == 200
+        found = await read_events(own_broker.bootstrap, {call["messageId"]})
+        assert set(found) == {call["messageId"]}
+
 
 async def recreate_events_topic(bootstrap: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
