@@ -12,7 +12,7 @@ import yaml
 from services.alerts.rules import RULES, Finding, ScoreHistory, ScorePoint, evaluate
 from shared.alert_rules import RULE_NAMES, RulesConfig
 from shared.config import ConfigError, load_config, parse_config
-from shared.scores import EXAMPLE_SCORE, FeatureUsage, ScoreMessage, Scorecard
+from shared.scores import EXAMPLE_SCORE, FeatureUsage, Scorecard, ScoreMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "tend.yaml"
