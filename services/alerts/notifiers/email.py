@@ -1,0 +1,327 @@
+"""Email over SMTP (aiosmtplib): one multipart/alternative message per notification, or one
+daily digest per CSM.
+
+Contract:
+
+- ``send`` opens a connection, sends one message and quits; it never raises for delivery
+  problems. A 4xx answer (451 "try again later", 421, 452) is retried with a backoff hint; a 5xx
+  answer (550 "no such user", 554, 535 bad credentials) fails permanently; connection errors and
+  timeouts are retried. Once the server has accepted the message (250 after DATA), the result is
+  "delivered" even if QUIT fails, so a flaky goodbye never sends the mail twice.
+- With several recipients, the message counts as delivered when the server accepted at least
+  one of them (a retry would send it again to those); the refused ones are logged.
+- Every message carries a deterministic ``Message-ID`` per (alert, kind, day), so a retried send
+  that did reach the mailbox is folded into one by most mail clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import re
+import ssl
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, parseaddr
+from typing import Literal
+
+import aiosmtplib
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from services.alerts.notifiers.base import Channel, DeliveryResult, Notification, record
+from services.alerts.notifiers.render import (
+    format_money,
+    format_mrr,
+    format_renewal,
+    format_score,
+    one_line,
+    render_text,
+    rule_title,
+    subject,
+)
+
+__all__ = ["EmailNotifier", "SmtpSettings", "TlsMode", "parse_recipients"]
+
+log = logging.getLogger("tend.alerts.email")
+
+TlsMode = Literal["starttls", "tls", "none"]
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class SmtpSettings(BaseModel):
+    """SMTP connection settings (``TEND_SMTP_*`` in the issue's configuration)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    user: str | None = None
+    password: SecretStr | None = None
+    from_address: str = Field(description="The From header, e.g. 'tend <alerts@example.com>'.")
+    tls: TlsMode = Field("starttls", description="starttls (port 587), tls (465) or none.")
+    timeout_s: float = Field(30.0, gt=0)
+    validate_certs: bool = True
+    ca_file: str | None = Field(None, description="Extra CA bundle (a private mail relay).")
+
+
+def parse_recipients(destination: str | Sequence[str]) -> list[str]:
+    """Addresses from ``"a@x.com, Jane <b@y.com>"`` (or a list of such strings)."""
+    fields = [destination] if isinstance(destination, str) else list(destination)
+    return [addr for _, addr in getaddresses(fields) if addr and "@" in addr]
+
+
+def _message_id(parts: Iterable[str], from_address: str) -> str:
+    domain = parseaddr(from_address)[1].rpartition("@")[2] or "tend.invalid"
+    local = ".".join(_ID_UNSAFE.sub("-", p) for p in parts)
+    return f"<tend.{local}@{domain}>"
+
+
+def _base_message(
+    settings: SmtpSettings, recipients: list[str], subject_line: str, message_id: str
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = one_line(subject_line)
+    msg["From"] = settings.from_address
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = message_id
+    # RFC 3834: out-of-office robots should not answer an automated alert.
+    msg["Auto-Submitted"] = "auto-generated"
+    return msg
+
+
+_STYLE_TD = 'style="padding:2px 12px 2px 0;color:#555"'
+
+
+def _html_facts(n: Notification) -> str:
+    rows = [
+        ("Score", format_score(n.score, n.band)),
+        ("MRR", format_mrr(n.mrr)),
+        ("Renewal", format_renewal(n.renewal_date, n.as_of)),
+        ("Alert", f"{rule_title(n.rule, n.feature)} ({n.severity})"),
+    ]
+    if n.csm_name or n.csm_email:
+        rows.append(("CSM", n.csm_name or n.csm_email or ""))
+    cells = "".join(
+        f"<tr><td {_STYLE_TD}>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    return f"<table>{cells}</table>"
+
+
+def _html_body(n: Notification, *, heading_level: int = 2) -> str:
+    h = f"h{heading_level}"
+    parts = [
+        f"<{h}>{html.escape(_heading(n))}</{h}>",
+        _html_facts(n),
+        f"<p><strong>Why:</strong> {html.escape(n.reason.strip())}</p>",
+    ]
+    if n.kind != "resolve":
+        parts.append(f"<p><strong>Next step:</strong> {html.escape(n.next_step.strip())}</p>")
+    parts.append(
+        f'<p><a href="{html.escape(n.console_url, quote=True)}">Open '
+        f"{html.escape(n.account_label)} in tend</a></p>"
+    )
+    return "\n".join(parts)
+
+
+def _heading(n: Notification) -> str:
+    prefix = {"open": "", "repeat": "Still open: ", "resolve": "Resolved: "}[n.kind]
+    return one_line(f"{prefix}{n.account_label} · {rule_title(n.rule, n.feature)} · {n.band}")
+
+
+def _html_document(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head>\n"
+        f'<body style="font-family:sans-serif;font-size:14px">\n{body}\n</body></html>\n'
+    )
+
+
+def _is_at_risk(n: Notification) -> bool:
+    return n.kind != "resolve" and n.severity != "opportunity"
+
+
+class EmailNotifier:
+    """Sends notifications and digests by SMTP; see the module docstring for the contract."""
+
+    channel: Channel = "email"
+
+    def __init__(self, settings: SmtpSettings, *, backoff_base_s: float = 60.0) -> None:
+        self.settings = settings
+        self.backoff_base_s = backoff_base_s
+
+    async def aclose(self) -> None:
+        """Nothing to close: every send has its own connection."""
+
+    # -- building messages ------------------------------------------------------------------
+
+    def build_message(self, n: Notification, recipients: Sequence[str]) -> EmailMessage:
+        """One alert as multipart/alternative: the plain text and an escaped HTML part."""
+        msg = _base_message(
+            self.settings,
+            list(recipients),
+            subject(n),
+            _message_id(
+                ("alert", n.alert_id, n.kind, n.as_of.isoformat()), self.settings.from_address
+            ),
+        )
+        msg["X-Tend-Alert-Id"] = one_line(n.alert_id)
+        msg["X-Tend-Rule"] = one_line(n.rule)
+        msg.set_content(render_text(n))
+        msg.add_alternative(_html_document(subject(n), _html_body(n)), subtype="html")
+        return msg
+
+    def build_digest(
+        self, notifications: Sequence[Notification], csm: str, *, csm_name: str | None = None
+    ) -> EmailMessage:
+        """ONE email for one CSM: accounts at risk first, by MRR (largest first, unknown last),
+        then positive signals, then resolved alerts; each account's alerts grouped under it.
+
+        The subject counts accounts at risk and their MRR, each account once.
+        """
+        if not notifications:
+            raise ValueError("a digest needs at least one notification")
+        as_of = max(n.as_of for n in notifications)
+        sections = [
+            ("At risk", [n for n in notifications if _is_at_risk(n)]),
+            (
+                "Opportunities",
+                [n for n in notifications if n.kind != "resolve" and n.severity == "opportunity"],
+            ),
+            ("Resolved", [n for n in notifications if n.kind == "resolve"]),
+        ]
+        at_risk_accounts = {n.account_id: n.mrr for n in sections[0][1]}
+        mrr_at_risk = sum(m for m in at_risk_accounts.values() if m is not None)
+        count = len(at_risk_accounts)
+        title = (
+            f"[tend] Daily digest {as_of.isoformat()}: {count} account"
+            f"{'s' if count != 1 else ''} at risk, {format_money(mrr_at_risk)} MRR"
+        )
+        greeting = f"Hello {csm_name}," if csm_name else "Hello,"
+        text_parts = [greeting, "", title.removeprefix("[tend] "), ""]
+        html_parts = [f"<p>{html.escape(greeting)}</p>", f"<h2>{html.escape(title)}</h2>"]
+        for heading, items in sections:
+            if not items:
+                continue
+            text_parts += [heading.upper(), "=" * len(heading), ""]
+            html_parts.append(f"<h3>{html.escape(heading)}</h3>")
+            for _account_id, alerts in _by_account_mrr(items):
+                for n in alerts:
+                    text_parts += [render_text(n).rstrip(), "-" * 40, ""]
+                    html_parts.append(_html_body(n, heading_level=4))
+                html_parts.append("<hr>")
+        msg = _base_message(
+            self.settings,
+            [csm],
+            title,
+            _message_id(
+                (
+                    "digest",
+                    as_of.isoformat(),
+                    hashlib.sha256(csm.lower().encode()).hexdigest()[:12],
+                ),
+                self.settings.from_address,
+            ),
+        )
+        msg.set_content("\n".join(text_parts) + "\n")
+        msg.add_alternative(_html_document(title, "\n".join(html_parts)), subtype="html")
+        return msg
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send(self, notification: Notification, destination: str) -> DeliveryResult:
+        recipients = parse_recipients(destination)
+        if not recipients:
+            result = DeliveryResult.failed_permanently(f"no email address in {destination!r}")
+        else:
+            result = await self.send_message(
+                self.build_message(notification, recipients), recipients
+            )
+        return record(self.channel, result, notification, ", ".join(recipients) or destination)
+
+    async def send_digest(
+        self, notifications: Sequence[Notification], csm: str, *, csm_name: str | None = None
+    ) -> DeliveryResult:
+        result = await self.send_message(
+            self.build_digest(notifications, csm, csm_name=csm_name), [csm]
+        )
+        return record(self.channel, result, notifications[0], csm)
+
+    async def send_message(
+        self, message: EmailMessage, recipients: Sequence[str]
+    ) -> DeliveryResult:
+        """Send a built message; classify the SMTP outcome (never raises for delivery problems)."""
+        s = self.settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.user,
+            password=s.password.get_secret_value() if s.password else None,
+            use_tls=s.tls == "tls",
+            start_tls=s.tls == "starttls",
+            validate_certs=s.validate_certs,
+            cert_bundle=s.ca_file,
+            timeout=s.timeout_s,
+        )
+        try:
+            await smtp.connect()
+            refused, _ = await smtp.send_message(
+                message, sender=parseaddr(s.from_address)[1], recipients=list(recipients)
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            if any(400 <= c < 500 for c in codes):
+                return self._backoff(f"recipients refused, temporarily: {detail}")
+            return DeliveryResult.failed_permanently(f"recipients refused: {detail}")
+        except aiosmtplib.SMTPResponseException as exc:
+            reason = f"SMTP {exc.code} {one_line(exc.message)}"
+            if 400 <= exc.code < 500:
+                return self._backoff(reason)
+            if exc.code >= 500:
+                return DeliveryResult.failed_permanently(reason)
+            return self._backoff(reason)
+        except aiosmtplib.SMTPNotSupported as exc:
+            # The server cannot do what the settings ask (STARTTLS, AUTH): a retry cannot help.
+            return DeliveryResult.failed_permanently(f"not supported by the server: {exc}")
+        except ssl.SSLCertVerificationError as exc:
+            return DeliveryResult.failed_permanently(f"TLS certificate rejected: {exc}")
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return self._backoff(f"connection error ({type(exc).__name__}: {exc})")
+        finally:
+            await self._quit(smtp)
+        if refused:
+            log.warning(
+                "some recipients refused message_id=%s refused=%s",
+                message["Message-ID"],
+                {addr: f"{r.code} {r.message}" for addr, r in refused.items()},
+            )
+        return DeliveryResult.delivered(
+            f"accepted for {len(recipients) - len(refused)} recipient(s)"
+        )
+
+    @staticmethod
+    async def _quit(smtp: aiosmtplib.SMTP) -> None:
+        if not smtp.is_connected:
+            return
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
+
+    def _backoff(self, reason: str) -> DeliveryResult:
+        return DeliveryResult.retry_after(self.backoff_base_s, reason, backoff=True)
+
+
+def _by_account_mrr(items: Sequence[Notification]) -> list[tuple[str, list[Notification]]]:
+    groups: dict[str, list[Notification]] = {}
+    for n in items:
+        groups.setdefault(n.account_id, []).append(n)
+
+    def key(entry: tuple[str, list[Notification]]) -> tuple[bool, float, str]:
+        mrr = max((n.mrr for n in entry[1] if n.mrr is not None), default=None)
+        return (mrr is None, -(mrr or 0.0), entry[1][0].account_label.lower())
+
+    return sorted(groups.items(), key=key)

@@ -1,0 +1,306 @@
+"""Slack incoming webhooks: one Block Kit message per notification.
+
+Contract:
+
+- ``send`` posts at most once per call and never raises for delivery problems: 2xx is
+  delivered; 429 is retried after the answer's ``Retry-After`` (30 s without one); 408, 425,
+  5xx, timeouts and connection errors are retried with a backoff hint; other answers (400, 403,
+  404, 410: bad payload, revoked or archived webhook) fail permanently.
+- Messages to one webhook are at least ``min_interval_s`` apart (Slack allows about one a
+  second): sends to the same webhook queue behind one lock, in call order. After a 429 the
+  webhook is not posted to again until its ``Retry-After`` has passed; sends meanwhile answer
+  "retry" without a request.
+- A webhook URL's path is its secret: logs, results and metrics never carry it (see
+  :func:`redact_webhook`), and the ``httpx`` logger is filtered for the URLs posted to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from services.alerts.notifiers.base import Channel, DeliveryResult, Notification, record
+from services.alerts.notifiers.render import (
+    escape_mrkdwn,
+    format_mrr,
+    format_renewal,
+    format_score,
+    one_line,
+    render_mrkdwn,
+    rule_title,
+)
+
+__all__ = ["SlackNotifier", "WebhookPacer", "build_payload", "redact_webhook"]
+
+log = logging.getLogger("tend.alerts.slack")
+
+DEFAULT_RETRY_AFTER_S = 30.0
+_RETRYABLE_4XX = frozenset({408, 425})
+_HEADER_MAX = 150
+_SECTION_MAX = 3000
+_BAND_EMOJI = {"green": ":large_green_circle:", "yellow": ":large_yellow_circle:"}
+_BAND_EMOJI |= {"red": ":red_circle:", "new": ":seedling:", "unknown": ":white_circle:"}
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def redact_webhook(url: str) -> str:
+    """``https://hooks.slack.com/…#1a2b3c4d``: the host and a short fingerprint of the URL."""
+    parsed = httpx.URL(url)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{parsed.scheme}://{parsed.netloc.decode()}/…#{digest}"
+
+
+class _RedactWebhooks(logging.Filter):
+    """Replaces webhook URLs in ``httpx`` log records (it logs every request URL at INFO)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.urls:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for url, safe in self.urls.items():
+            redacted = redacted.replace(url, safe)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_HTTPX_FILTER = _RedactWebhooks()
+logging.getLogger("httpx").addFilter(_HTTPX_FILTER)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_payload(n: Notification) -> dict[str, Any]:
+    """The webhook body: Block Kit blocks plus a ``text`` fallback (notifications, old clients)."""
+    title = rule_title(n.rule, n.feature)
+    prefix = {"open": "", "repeat": "Still open: ", "resolve": "Resolved: "}[n.kind]
+    header = one_line(f"{prefix}{n.account_label} · {n.band}")
+    fields = [
+        f"*Score*\n{format_score(n.score, n.band)}",
+        f"*MRR*\n{escape_mrkdwn(format_mrr(n.mrr))}",
+        f"*Renewal*\n{format_renewal(n.renewal_date, n.as_of)}",
+        f"*Alert*\n{escape_mrkdwn(title)} ({n.severity})",
+    ]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _truncate(header, _HEADER_MAX), "emoji": True},
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{_BAND_EMOJI.get(n.band, '')} *{escape_mrkdwn(one_line(title))}*".strip(),
+            },
+            "fields": [{"type": "mrkdwn", "text": f} for f in fields],
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _truncate(escape_mrkdwn(n.reason.strip()), _SECTION_MAX),
+            },
+        },
+    ]
+    if n.kind != "resolve":
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": _truncate(
+                        f"*Next step:* {escape_mrkdwn(n.next_step.strip())}", _SECTION_MAX
+                    ),
+                },
+            }
+        )
+    blocks.append(
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Open in tend"},
+                    "url": n.console_url,
+                    "action_id": "open_console",
+                }
+            ],
+        }
+    )
+    context = [f"alert {n.alert_id}", f"as of {n.as_of.isoformat()}"]
+    if n.csm_name or n.csm_email:
+        context.insert(0, f"CSM: {n.csm_name or n.csm_email}")
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": escape_mrkdwn(" · ".join(context))}],
+        }
+    )
+    return {"text": _truncate(render_mrkdwn(n), _SECTION_MAX), "blocks": blocks}
+
+
+class WebhookPacer:
+    """Keeps messages to one webhook ``min_interval_s`` apart, in call order.
+
+    ``clock`` (monotonic seconds) and ``sleep`` are injectable, so tests check the waits without
+    waiting.
+    """
+
+    def __init__(
+        self,
+        min_interval_s: float = 1.0,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.min_interval_s = min_interval_s
+        self.clock = clock
+        self.sleep = sleep
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._last: dict[str, float] = {}
+        self._blocked_until: dict[str, float] = {}
+
+    def lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def wait_turn(self, key: str) -> None:
+        """Sleep until ``min_interval_s`` has passed since the last message (hold :meth:`lock`)."""
+        last = self._last.get(key)
+        if last is not None:
+            wait = last + self.min_interval_s - self.clock()
+            if wait > 0:
+                await self.sleep(wait)
+
+    def sent(self, key: str) -> None:
+        self._last[key] = self.clock()
+
+    def block(self, key: str, seconds: float) -> None:
+        self._blocked_until[key] = self.clock() + seconds
+
+    def blocked_for(self, key: str) -> float:
+        """Seconds left of a 429's ``Retry-After`` on this webhook; 0 when not blocked."""
+        until = self._blocked_until.get(key)
+        if until is None:
+            return 0.0
+        left = until - self.clock()
+        if left <= 0:
+            del self._blocked_until[key]
+            return 0.0
+        return left
+
+
+def _retry_after_seconds(value: str | None, now: float) -> float | None:
+    """``Retry-After`` as delta-seconds or an HTTP date; None when missing or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+class SlackNotifier:
+    """Posts notifications to Slack incoming webhooks; see the module docstring for the contract.
+
+    One ``httpx.AsyncClient`` is shared by every send (pass one in to share it wider; a client
+    made here is closed by :meth:`aclose`).
+    """
+
+    channel: Channel = "slack"
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        min_interval_s: float = 1.0,
+        default_retry_after_s: float = DEFAULT_RETRY_AFTER_S,
+        backoff_base_s: float = 10.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            follow_redirects=False,
+            headers={"User-Agent": "tend-alerts"},
+        )
+        self.pacer = WebhookPacer(min_interval_s, clock=clock, sleep=sleep)
+        self.default_retry_after_s = default_retry_after_s
+        self.backoff_base_s = backoff_base_s
+
+    async def __aenter__(self) -> SlackNotifier:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    async def send(self, notification: Notification, destination: str) -> DeliveryResult:
+        safe = redact_webhook(destination)
+        _HTTPX_FILTER.urls[destination] = safe
+        result = await self._send(notification, destination)
+        return record(self.channel, result, notification, safe)
+
+    async def _send(self, notification: Notification, url: str) -> DeliveryResult:
+        payload = build_payload(notification)
+        async with self.pacer.lock(url):
+            blocked = self.pacer.blocked_for(url)
+            if blocked > 0:
+                return DeliveryResult.retry_after(blocked, "webhook rate-limited (429) earlier")
+            await self.pacer.wait_turn(url)
+            try:
+                response = await self._client.post(url, json=payload)
+            except httpx.TimeoutException as exc:
+                return self._backoff(f"timeout ({type(exc).__name__})")
+            except httpx.TransportError as exc:
+                return self._backoff(f"connection error ({type(exc).__name__})")
+            finally:
+                self.pacer.sent(url)
+            return self._classify(response, url)
+
+    def _backoff(self, reason: str) -> DeliveryResult:
+        return DeliveryResult.retry_after(self.backoff_base_s, reason, backoff=True)
+
+    def _classify(self, response: httpx.Response, url: str) -> DeliveryResult:
+        status = response.status_code
+        body = one_line(response.text)[:200]
+        reason = f"HTTP {status}" + (f": {body}" if body else "")
+        if 200 <= status < 300:
+            return DeliveryResult.delivered(reason)
+        if status == 429:
+            wait = _retry_after_seconds(response.headers.get("Retry-After"), time.time())
+            wait = self.default_retry_after_s if wait is None else wait
+            self.pacer.block(url, wait)
+            return DeliveryResult.retry_after(wait, reason)
+        if status >= 500 or status in _RETRYABLE_4XX:
+            wait = _retry_after_seconds(response.headers.get("Retry-After"), time.time())
+            if wait is not None:
+                return DeliveryResult.retry_after(wait, reason)
+            return self._backoff(reason)
+        return DeliveryResult.failed_permanently(reason)
