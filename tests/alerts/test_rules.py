@@ -594,6 +594,18 @@ class TestConfig:
         assert (plateau.fire_after, plateau.notify_on_resolve) == (3, True)
         assert cfg.policy("upsell_seats").repeat_interval is None
 
+    def test_plateau_weeks_fit_the_scorer_slope(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            parse_config({"rules": {"login_plateau": {"weeks": 8}}})
+        assert (
+            "rules.login_plateau.weeks: must be at most scoring.trend.slope_weeks (8 > 6)"
+            in str(info.value)
+        )
+        cfg = parse_config(
+            {"rules": {"login_plateau": {"weeks": 8}}, "scoring": {"trend": {"slope_weeks": 8}}}
+        )
+        assert cfg.rules.login_plateau.weeks == 8
+
     def test_routes(self) -> None:
         cfg = parse_config(
             {
