@@ -41,6 +41,7 @@ from services.scorer.activity import (
     FeatureActivity,
 )
 from services.scorer.processor import ACCOUNT_FIELDS
+from shared.bus.base import TopicPartition
 from shared.db.models import (
     Account,
     AccountDay,
@@ -50,6 +51,7 @@ from shared.db.models import (
     HealthScore,
     UserDay,
 )
+from shared.db.offsets import load_offsets
 from shared.db.types import utcnow
 from shared.db.upsert import insert_for
 
@@ -486,16 +488,8 @@ class ScoringRepository:
     ) -> dict[tuple[str, int], int]:
         """The stored next offsets of ``tps`` ((topic, partition) pairs) for ``group_id``;
         partitions never flushed are absent."""
-        wanted = list(dict.fromkeys((str(t), int(p)) for t, p in tps))
-        if not wanted:
-            return {}
-        oc = OFFSETS.c
-        result = await session.execute(
-            select(oc.topic, oc.partition, oc.next_offset).where(
-                oc.group_id == group_id, tuple_(oc.topic, oc.partition).in_(wanted)
-            )
-        )
-        return {(t, int(p)): int(o) for t, p, o in result}
+        stored = await load_offsets(session, group_id, (TopicPartition(t, p) for t, p in tps))
+        return {(tp.topic, tp.partition): o for tp, o in stored.items()}
 
 
 def _score_row(m: Mapping[str, Any]) -> ScoreRow:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.scorer.processor import ACCOUNT_FIELDS, EventDeltas, process_batch
+from shared.bus.base import TopicPartition
 from shared.db.models import (
     Account,
     AccountDay,
@@ -23,6 +24,7 @@ from shared.db.models import (
     UserAccount,
     UserDay,
 )
+from shared.db.offsets import store_offsets as store_group_offsets
 from shared.db.types import utcnow
 from shared.db.upsert import insert_for
 from shared.events import CanonicalEvent
@@ -344,24 +346,12 @@ class RollupWriter:
         now: datetime | None = None,
     ) -> None:
         """Upsert the group's next offsets; keys are (topic, partition) or TopicPartition."""
-        rows = [
-            {
-                "group_id": group_id,
-                "topic": topic,
-                "partition": partition,
-                "next_offset": int(offset),
-                "updated_at": now or utcnow(),
-            }
-            for (topic, partition), offset in ((_offset_key(k), v) for k, v in offsets.items())
-        ]
-        if not rows:
-            return
-        stmt = insert_for(session, OFFSETS)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["group_id", "topic", "partition"],
-            set_={"next_offset": stmt.excluded.next_offset, "updated_at": stmt.excluded.updated_at},
+        await store_group_offsets(
+            session,
+            group_id,
+            {TopicPartition(*_offset_key(k)): int(v) for k, v in offsets.items()},
+            now=now,
         )
-        await session.execute(stmt, rows)
 
     @staticmethod
     async def purge_processed(session: AsyncSession, older_than: datetime) -> int:

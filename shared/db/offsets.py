@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,9 +31,13 @@ async def load_offsets(
 
 
 async def store_offsets(
-    session: AsyncSession, group_id: str, offsets: Mapping[TopicPartition, int]
+    session: AsyncSession,
+    group_id: str,
+    offsets: Mapping[TopicPartition, int],
+    *,
+    now: datetime | None = None,
 ) -> None:
-    now = utcnow()
+    now = now or utcnow()
     await upsert(
         session,
         ConsumerOffset.__table__,  # type: ignore[arg-type]
