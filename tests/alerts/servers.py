@@ -8,16 +8,19 @@ import email
 import email.policy
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from services.alerts.notifiers.base import Notification
 
@@ -28,6 +31,7 @@ __all__ = [
     "SlackWebhookServer",
     "SmtpServer",
     "create_notification",
+    "create_self_signed_cert",
 ]
 
 
@@ -172,17 +176,66 @@ def _free_port() -> int:
         return port
 
 
-class SmtpServer:
-    """An aiosmtpd server on a free 127.0.0.1 port (no TLS, no AUTH) that keeps accepted mail.
+def create_self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key), made with the openssl command."""
+    cert, key = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
-    ``script_data("451 4.3.0 Try again later")`` makes the next DATA answer 451;
-    ``script_rcpt(...)`` does the same for the next RCPT TO.
+
+class SmtpServer:
+    """An aiosmtpd server on a free 127.0.0.1 port that keeps accepted mail.
+
+    ``tls``: ``none``, ``starttls`` (required before MAIL) or ``tls`` (implicit, from the first
+    byte), with the certificate ``cert`` (see :func:`create_self_signed_cert`). ``users`` turns
+    on AUTH (LOGIN/PLAIN) and requires it. ``script_data("451 4.3.0 Try again later")`` makes
+    the next DATA answer 451; ``script_rcpt(...)`` does the same for the next RCPT TO.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        tls: Literal["none", "starttls", "tls"] = "none",
+        cert: tuple[Path, Path] | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
         self._handler = _Handler()
         self.port = _free_port()
-        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+        kwargs: dict[str, Any] = {}
+        if tls != "none":
+            if cert is None:
+                raise ValueError("TLS needs a certificate")
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
+            if tls == "tls":
+                kwargs["ssl_context"] = context
+            else:
+                kwargs.update(tls_context=context, require_starttls=True)
+        if users is not None:
+            known = dict(users)
+
+            def authenticate(
+                server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+            ) -> AuthResult:
+                ok = (
+                    isinstance(data, LoginPassword)
+                    and known.get(data.login.decode()) == data.password.decode()
+                )
+                return AuthResult(success=ok, handled=False)
+
+            kwargs.update(authenticator=authenticate, auth_required=True)
+            # aiosmtpd does not notice an implicit-TLS transport (it only tracks STARTTLS), so
+            # it would hide AUTH there; the connection is encrypted either way.
+            kwargs["auth_require_tls"] = tls == "starttls"
+        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
     @property
     def messages(self) -> list[ReceivedMail]:

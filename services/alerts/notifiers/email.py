@@ -254,19 +254,29 @@ class EmailNotifier:
     ) -> DeliveryResult:
         """Send a built message; classify the SMTP outcome (never raises for delivery problems)."""
         s = self.settings
+        # STARTTLS and AUTH are done step by step (not by ``connect``) so that a server without
+        # STARTTLS is told apart from a broken connection, and credentials never go out before
+        # TLS is up.
         smtp = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
-            username=s.user,
-            password=s.password.get_secret_value() if s.password else None,
             use_tls=s.tls == "tls",
-            start_tls=s.tls == "starttls",
+            start_tls=False,
             validate_certs=s.validate_certs,
             cert_bundle=s.ca_file,
             timeout=s.timeout_s,
         )
         try:
             await smtp.connect()
+            await smtp.ehlo()
+            if s.tls == "starttls":
+                if not smtp.supports_extension("starttls"):
+                    return DeliveryResult.failed_permanently(
+                        "the server does not offer STARTTLS (tls mode is starttls)"
+                    )
+                await smtp.starttls()
+            if s.user:
+                await smtp.login(s.user, s.password.get_secret_value() if s.password else "")
             refused, _ = await smtp.send_message(
                 message, sender=parseaddr(s.from_address)[1], recipients=list(recipients)
             )
@@ -286,9 +296,11 @@ class EmailNotifier:
         except aiosmtplib.SMTPNotSupported as exc:
             # The server cannot do what the settings ask (STARTTLS, AUTH): a retry cannot help.
             return DeliveryResult.failed_permanently(f"not supported by the server: {exc}")
-        except ssl.SSLCertVerificationError as exc:
-            return DeliveryResult.failed_permanently(f"TLS certificate rejected: {exc}")
         except (aiosmtplib.SMTPException, OSError) as exc:
+            cert_error = _certificate_error(exc)
+            if cert_error is not None:
+                # A certificate that does not verify is a setting to fix, not a passing fault.
+                return DeliveryResult.failed_permanently(f"TLS certificate rejected: {cert_error}")
             return self._backoff(f"connection error ({type(exc).__name__}: {exc})")
         finally:
             await self._quit(smtp)
@@ -313,6 +325,18 @@ class EmailNotifier:
 
     def _backoff(self, reason: str) -> DeliveryResult:
         return DeliveryResult.retry_after(self.backoff_base_s, reason, backoff=True)
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind ``exc`` (aiosmtplib wraps it when connecting with TLS)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _by_account_mrr(items: Sequence[Notification]) -> list[tuple[str, list[Notification]]]:
