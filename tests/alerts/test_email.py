@@ -131,6 +131,15 @@ class TestMime:
         assert mail.message["Bcc"] is None
         assert mail.message["Subject"].startswith("[tend] Acme Bcc: evil@example.com:")
 
+    async def test_non_ascii_names_survive_the_headers(
+        self, smtp: SmtpServer, notifier: EmailNotifier
+    ) -> None:
+        n = create_notification(account_name="Müller & Søn GmbH")
+        assert (await notifier.send(n, CSM)).is_delivered
+        message = smtp.messages[0].message
+        assert message["Subject"] == "[tend] Müller & Søn GmbH: login plateau (yellow, 58)"
+        assert "Müller &amp; Søn GmbH" in _parts(message)["text/html"]
+
     async def test_a_resolve_says_so_and_has_no_next_step(
         self, smtp: SmtpServer, notifier: EmailNotifier
     ) -> None:

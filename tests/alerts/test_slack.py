@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest_asyncio
 from prometheus_client import REGISTRY
 
 from services.alerts.notifiers.base import DeliveryResult
+from services.alerts.notifiers.render import format_money, format_mrr, format_renewal, render_text
 from services.alerts.notifiers.slack import SlackNotifier, build_payload, redact_webhook
 from tests.alerts.servers import Reply, SlackWebhookServer, _free_port, create_notification
 
@@ -257,6 +259,13 @@ class TestClassification:
         await notifier.send(create_notification(), server.url())
         assert (_count("delivered"), _count("retry")) == (before[0] + 1, before[1] + 1)
 
+    @pytest.mark.parametrize("url", ["", "hooks.slack.com/services/x", "ftp://h/x", "http://"])
+    async def test_a_malformed_webhook_url_fails_permanently(
+        self, notifier: SlackNotifier, url: str
+    ) -> None:
+        result = await notifier.send(create_notification(), url)
+        assert result == DeliveryResult.failed_permanently("not an http(s) webhook URL")
+
     def test_redaction_keeps_the_host_and_hides_the_path(self) -> None:
         url = f"https://hooks.slack.com/services/T0001/B0002/{SECRET}"
         safe = redact_webhook(url)
@@ -324,3 +333,33 @@ class TestDeliveryResult:
     def test_delivered_and_failed_have_no_delay(self) -> None:
         assert DeliveryResult.delivered().delay(1) == 0
         assert DeliveryResult.failed_permanently("HTTP 410").delay(1) == 0
+
+
+class TestRender:
+    @pytest.mark.parametrize(
+        ("amount", "text"),
+        [(0, "$0"), (1, "$1"), (4500, "$4,500"), (4499.6, "$4,500"), (1_250_000, "$1,250,000")],
+    )
+    def test_money(self, amount: float, text: str) -> None:
+        assert format_money(amount) == text
+        assert format_mrr(amount) == f"{text} MRR"
+
+    @pytest.mark.parametrize(
+        ("renewal", "text"),
+        [
+            (date(2026, 11, 23), "renews 2026-11-23 (today)"),
+            (date(2026, 11, 24), "renews 2026-11-24 (in 1 day)"),
+            (date(2027, 1, 15), "renews 2027-01-15 (in 53 days)"),
+            (date(2026, 11, 22), "renewal was 2026-11-22 (1 day ago)"),
+            (date(2026, 11, 1), "renewal was 2026-11-01 (22 days ago)"),
+            (None, "renewal date unknown"),
+        ],
+    )
+    def test_renewal_counts_days_from_the_snapshot(self, renewal: date | None, text: str) -> None:
+        assert format_renewal(renewal, date(2026, 11, 23)) == text
+
+    def test_the_plain_text_body(self) -> None:
+        text = render_text(create_notification(feature="reports", rule="feature_unused"))
+        assert text.startswith("Acme Corp: feature unused: reports (yellow, 58)\n")
+        assert "MRR: $4,500 MRR\n" in text
+        assert "Open in tend: http://tend.example.com/accounts/acme" in text

@@ -262,8 +262,16 @@ class SlackNotifier:
             await self._client.aclose()
 
     async def send(self, notification: Notification, destination: str) -> DeliveryResult:
+        try:
+            url = httpx.URL(destination)
+        except (httpx.InvalidURL, TypeError):
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            result = DeliveryResult.failed_permanently("not an http(s) webhook URL")
+            return record(self.channel, result, notification, "(invalid webhook URL)")
         safe = redact_webhook(destination)
         _HTTPX_FILTER.urls[destination] = safe
+        _HTTPX_FILTER.urls[str(url)] = safe
         result = await self._send(notification, destination)
         return record(self.channel, result, notification, safe)
 
