@@ -14,9 +14,10 @@ rollup tables back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -25,10 +26,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scorer.consumer import ScorerService
+from shared import topics
+from shared.bus import Bus, TopicSpec
 from shared.bus.base import Delivery, Message, Producer
+from shared.bus.kafka import KafkaBus
+from shared.bus.memory import InProcessBus
+from shared.clock import FixedClock
 from shared.config import TendConfig
 from shared.db.models import AccountDay, ConsumerOffset, FeatureDay, FeatureUserDay, UserDay
+from shared.db.session import create_engine, create_sessionmaker
 from shared.events import CanonicalEvent
+from shared.settings import KafkaSettings
 
 KEY_FEATURES = ("reports", "dashboards", "exports")
 CONFIG = TendConfig(key_features=KEY_FEATURES)
@@ -372,20 +381,93 @@ def expected_rollups(events: Iterable[CanonicalEvent]) -> Rollups:
 # -- driving the real components -------------------------------------------------------------
 
 Sessions = async_sessionmaker[AsyncSession]
+PARTITIONS = 4
+KAFKA = KafkaSettings(partitions=PARTITIONS, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+"""Short session timeout: a restarted group member joins in seconds, not tens of them."""
+
+
+@dataclass
+class Stack:
+    bus: Bus
+    sessions: Sessions
+    producer: Producer
+    kind: str
+
+
+@contextlib.asynccontextmanager
+async def kafka_stack(bootstrap: str, database_url: str) -> AsyncIterator[Stack]:
+    engine = create_engine(database_url)
+    bus = KafkaBus(bootstrap, KAFKA)
+    producer = bus.producer()
+    await producer.start()
+    await producer.ensure_topics([TopicSpec(t, PARTITIONS) for t in topics.ALL])
+    try:
+        yield Stack(bus, create_sessionmaker(engine), producer, "kafka")
+    finally:
+        await bus.close()
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def in_process_stack(database_url: str) -> AsyncIterator[Stack]:
+    engine = create_engine(database_url)
+    sessions = create_sessionmaker(engine)
+    bus = InProcessBus(sessions, PARTITIONS)
+    producer = bus.producer()
+    await producer.start()
+    try:
+        yield Stack(bus, sessions, producer, "in-process")
+    finally:
+        await producer.stop()
+        await bus.close()
+        await engine.dispose()
+
+
+async def run_scorer_until_consumed(
+    stack: Stack, replay: Replay, ends: dict[tuple[str, int], int], group_id: str
+) -> None:
+    """Run ScorerService until the offsets stored in the database reach ``ends``."""
+    clock = FixedClock(replay.as_of_datetime())
+    service = ScorerService(
+        stack.bus,
+        stack.sessions,
+        stack.producer,
+        CONFIG,
+        clock,
+        group_id=group_id,
+        max_records=500,
+        max_wait_s=0.1,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+
+    def alive() -> None:
+        if task.done():
+            raise AssertionError(f"the scorer stopped early: {task.exception()!r}")
+
+    try:
+        await wait_for_offsets(stack.sessions, group_id, ends, alive=alive)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
 
 
 async def publish(
     producer: Producer, topic: str, messages: Sequence[Message], chunk: int = 2000
-) -> dict[tuple[str, int], int]:
-    """Publish in order; returns the end offset (next offset) of every partition written."""
-    ends: dict[tuple[str, int], int] = {}
+) -> list[Delivery]:
+    """Publish in order; where each message was stored, in the same order."""
+    out: list[Delivery] = []
     for start in range(0, len(messages), chunk):
-        deliveries: list[Delivery] = await producer.publish(
-            topic, messages[start : start + chunk], timeout_s=60
-        )
-        for d in deliveries:
-            key = (d.topic, d.partition)
-            ends[key] = max(ends.get(key, 0), d.offset + 1)
+        out += await producer.publish(topic, messages[start : start + chunk], timeout_s=60)
+    return out
+
+
+def end_offsets(deliveries: Iterable[Delivery]) -> dict[tuple[str, int], int]:
+    """The next offset of every partition written."""
+    ends: dict[tuple[str, int], int] = {}
+    for d in deliveries:
+        key = (d.topic, d.partition)
+        ends[key] = max(ends.get(key, 0), d.offset + 1)
     return ends
 
 

@@ -7,48 +7,39 @@ each archetype its band.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from services.scorer.consumer import ScorerService
 from services.scorer.sweep import Rescorer
 from shared import topics
-from shared.bus import Bus, TopicSpec
-from shared.bus.base import Producer
-from shared.bus.kafka import KafkaBus
-from shared.bus.memory import InProcessBus
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
 from shared.db.models import Account, HealthScore
-from shared.db.session import create_engine, create_sessionmaker
 from shared.scores import ScoreMessage
-from shared.settings import KafkaSettings
 from tests.scorer.synthetic import (
     CONFIG,
     Archetype,
     Replay,
     Sessions,
+    Stack,
+    end_offsets,
     expected_rollups,
     generate,
+    in_process_stack,
+    kafka_stack,
     publish,
     read_rollups,
-    wait_for_offsets,
+    run_scorer_until_consumed,
     wait_until,
 )
 from tests.support.broker import TansuBroker
 from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration
-
-PARTITIONS = 4
-KAFKA = KafkaSettings(partitions=PARTITIONS, session_timeout_ms=6000, heartbeat_interval_ms=1000)
 
 EXPECTED_BANDS = {
     # Every component at or near full marks.
@@ -85,72 +76,6 @@ async def fresh_pg() -> AsyncIterator[str]:
     await drop_database(url)
 
 
-@dataclass
-class Stack:
-    bus: Bus
-    sessions: Sessions
-    producer: Producer
-    kind: str
-
-
-@contextlib.asynccontextmanager
-async def kafka_stack(bootstrap: str, database_url: str) -> AsyncIterator[Stack]:
-    engine = create_engine(database_url)
-    bus = KafkaBus(bootstrap, KAFKA)
-    producer = bus.producer()
-    await producer.start()
-    await producer.ensure_topics([TopicSpec(t, PARTITIONS) for t in topics.ALL])
-    try:
-        yield Stack(bus, create_sessionmaker(engine), producer, "kafka")
-    finally:
-        await bus.close()
-        await engine.dispose()
-
-
-@contextlib.asynccontextmanager
-async def in_process_stack(database_url: str) -> AsyncIterator[Stack]:
-    engine = create_engine(database_url)
-    sessions = create_sessionmaker(engine)
-    bus = InProcessBus(sessions, PARTITIONS)
-    producer = bus.producer()
-    await producer.start()
-    try:
-        yield Stack(bus, sessions, producer, "in-process")
-    finally:
-        await producer.stop()
-        await bus.close()
-        await engine.dispose()
-
-
-async def run_scorer_until_consumed(
-    stack: Stack, replay: Replay, ends: dict[tuple[str, int], int], group_id: str
-) -> None:
-    """Run ScorerService until the offsets stored in the database reach ``ends``."""
-    clock = FixedClock(replay.as_of_datetime())
-    service = ScorerService(
-        stack.bus,
-        stack.sessions,
-        stack.producer,
-        CONFIG,
-        clock,
-        group_id=group_id,
-        max_records=500,
-        max_wait_s=0.1,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-
-    def alive() -> None:
-        if task.done():
-            raise AssertionError(f"the scorer stopped early: {task.exception()!r}")
-
-    try:
-        await wait_for_offsets(stack.sessions, group_id, ends, alive=alive)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
 async def current_scores(sessions: Sessions, replay: Replay) -> dict[str, HealthScore]:
     async with sessions() as session:
         rows = await session.scalars(
@@ -173,7 +98,7 @@ async def bands(sessions: Sessions, replay: Replay) -> dict[str, str | None]:
 
 async def replay_and_score(stack: Stack, replay: Replay) -> None:
     group_id = f"scorer-{uuid.uuid4().hex[:8]}"
-    ends = await publish(stack.producer, topics.EVENTS, replay.messages())
+    ends = end_offsets(await publish(stack.producer, topics.EVENTS, replay.messages()))
     await run_scorer_until_consumed(stack, replay, ends, group_id)
     rescorer = Rescorer(stack.sessions, stack.producer, CONFIG, FixedClock(replay.as_of_datetime()))
     assert await rescorer.sweep(replay.end) == len(replay.accounts)

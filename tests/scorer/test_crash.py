@@ -1,0 +1,315 @@
+"""`tend scorer` as a process, killed and restarted: the rollups come out exactly as an
+undisturbed run's; duplicates count once; SIGTERM drains and stores its offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+
+from services.scorer.consumer import GROUP_ID
+from shared import topics
+from shared.bus.base import Delivery
+from shared.db.migrate import upgrade_async
+from shared.db.models import AccountDay, ProcessedEvent
+from shared.db.session import create_engine, create_sessionmaker
+from shared.events import CanonicalEvent
+from tests.scorer.synthetic import (
+    KEY_FEATURES,
+    PARTITIONS,
+    Sessions,
+    end_offsets,
+    expected_rollups,
+    generate,
+    kafka_stack,
+    publish,
+    read_rollups,
+    run_scorer_until_consumed,
+    stored_offsets,
+    to_message,
+    wait_for_offsets,
+    wait_until,
+)
+from tests.support.broker import TansuBroker, free_port
+from tests.support.postgres import create_database, drop_database
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BATCH = 50
+
+
+@pytest.fixture
+def own_broker() -> Iterator[TansuBroker]:
+    """A broker per test: the undisturbed run reads exactly the records of this test."""
+    b = TansuBroker()
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest_asyncio.fixture
+async def database() -> AsyncIterator[tuple[str, Sessions]]:
+    url = await create_database("tend_crash")
+    await upgrade_async(url)
+    engine = create_engine(url)
+    yield url, create_sessionmaker(engine)
+    await engine.dispose()
+    await drop_database(url)
+
+
+class ScorerProcess:
+    """`tend scorer` as a child process (python -m services scorer)."""
+
+    def __init__(self, bootstrap: str, database_url: str, tmp: Path) -> None:
+        config = tmp / "tend.yaml"
+        config.write_text(f"key_features: [{', '.join(KEY_FEATURES)}]\n")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TEND_")}
+        self.env.update(
+            TEND_KAFKA_BOOTSTRAP=bootstrap,
+            TEND_DATABASE_URL=database_url,
+            TEND_CONFIG=str(config),
+            TEND_API_TOKEN="crash-test-token",
+            TEND_KAFKA__PARTITIONS=str(PARTITIONS),
+            TEND_KAFKA__SESSION_TIMEOUT_MS="6000",
+            TEND_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
+            TEND_SCORER__BATCH_MAX_RECORDS=str(BATCH),
+            TEND_SCORER__BATCH_MAX_WAIT_S="0.1",
+            PYTHONUNBUFFERED="1",
+        )
+        self.tmp = tmp
+        self.runs = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.runs += 1
+        self.log_path = self.tmp / f"scorer-{self.runs}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services", "scorer", "--port", str(free_port())],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def alive(self) -> None:
+        """Raises when the process ended on its own (its log tail says why)."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"tend scorer exited {self.proc.returncode}: {self.tail()}")
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self) -> None:
+        """SIGTERM, and check that it drained: uvicorn ran the lifespan shutdown (the scorer
+        finished its batch, flushed and committed) and the process ended on its own."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"tend scorer did not stop on SIGTERM: {self.tail()}") from None
+        log = self.log_path.read_text(errors="replace")
+        assert "Application shutdown complete" in log, self.tail()
+        assert "the scorer stopped with an error" not in log, self.tail()
+        # uvicorn (>= 0.29) re-raises the signal it handled once shutdown is complete, so a
+        # drained `tend scorer` ends "killed by SIGTERM" rather than with exit code 0.
+        assert code in (0, -signal.SIGTERM), (code, self.tail())
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def scorer_process(
+    own_broker: TansuBroker, database: tuple[str, Sessions], tmp_path: Path
+) -> Iterator[ScorerProcess]:
+    proc = ScorerProcess(own_broker.bootstrap, database[0], tmp_path)
+    yield proc
+    proc.cleanup()
+
+
+async def progress(sessions: Sessions) -> int:
+    return sum((await stored_offsets(sessions, GROUP_ID)).values())
+
+
+def expected_at(
+    events: list[CanonicalEvent], deliveries: list[Delivery], stored: dict[tuple[str, int], int]
+) -> list[CanonicalEvent]:
+    """The events below the stored offsets: what the database must reflect, no more, no less."""
+    return [
+        e
+        for e, d in zip(events, deliveries, strict=True)
+        if d.offset < stored.get((d.topic, d.partition), 0)
+    ]
+
+
+class TestKilledAndRestarted:
+    async def test_rollups_equal_an_undisturbed_run(
+        self,
+        own_broker: TansuBroker,
+        database: tuple[str, Sessions],
+        scorer_process: ScorerProcess,
+    ) -> None:
+        _, sessions = database
+        rng = random.Random(20261123)
+        replay = generate(uuid.uuid4().hex[:8], per_archetype=2)
+        async with kafka_stack(own_broker.bootstrap, database[0]) as stack:
+            deliveries = await publish(stack.producer, topics.EVENTS, replay.messages())
+        ends = end_offsets(deliveries)
+        total = sum(ends.values())
+
+        # Kill it at seeded random points while it consumes; every restart resumes from the
+        # offsets in the database.
+        kill_at = sorted(rng.uniform(0.1, 0.85) for _ in range(4))
+        for fraction in kill_at:
+            scorer_process.start()
+
+            async def reached(fraction: float = fraction) -> bool:
+                scorer_process.alive()
+                return await progress(sessions) >= fraction * total
+
+            await wait_until(reached, timeout_s=120, interval_s=0.02, what=f"{fraction:.0%}")
+            await asyncio.sleep(rng.uniform(0, 0.3))
+            scorer_process.kill()
+            # Whatever it had committed when it died is exact: no more, no less.
+            stored = await stored_offsets(sessions, GROUP_ID)
+            committed = expected_at(replay.events, deliveries, stored)
+            assert await read_rollups(sessions) == expected_rollups(committed)
+        assert scorer_process.runs == 4
+
+        scorer_process.start()
+        await wait_for_offsets(sessions, GROUP_ID, ends, alive=scorer_process.alive)
+        scorer_process.terminate()
+        disturbed = await read_rollups(sessions)
+
+        # The undisturbed run: the same topic, its own group and database, never interrupted.
+        other_url = await create_database("tend_crash_ref")
+        try:
+            await upgrade_async(other_url)
+            async with kafka_stack(own_broker.bootstrap, other_url) as stack:
+                await run_scorer_until_consumed(stack, replay, ends, "undisturbed")
+                undisturbed = await read_rollups(stack.sessions)
+        finally:
+            await drop_database(other_url)
+
+        assert disturbed.account_days == undisturbed.account_days
+        assert disturbed.user_days == undisturbed.user_days
+        assert disturbed.feature_days == undisturbed.feature_days
+        assert disturbed.feature_user_days == undisturbed.feature_user_days
+        assert disturbed == expected_rollups(replay.events)
+
+
+class TestDuplicatesAndDrain:
+    async def test_duplicate_message_id_counts_once(
+        self,
+        own_broker: TansuBroker,
+        database: tuple[str, Sessions],
+        scorer_process: ScorerProcess,
+    ) -> None:
+        _, sessions = database
+        account = f"dup-{uuid.uuid4().hex[:8]}"
+        now = datetime.now(UTC).replace(microsecond=0)
+        original = CanonicalEvent(
+            event_id=f"{account}-m1",
+            type="track",
+            account_id=account,
+            user_id="u1",
+            name="Signed In",
+            is_login=True,
+            occurred_at=now - timedelta(minutes=1),
+            received_at=now,
+        )
+        other = original.model_copy(update={"event_id": f"{account}-m2", "is_login": False})
+        # A client retry: the same messageId, received again a minute later.
+        retry = original.model_copy(update={"received_at": now + timedelta(minutes=1)})
+
+        scorer_process.start()
+        async with kafka_stack(own_broker.bootstrap, database[0]) as stack:
+            # The same record published twice (a producer retry), plus another event.
+            first = await publish(
+                stack.producer, topics.EVENTS, [to_message(e) for e in (original, original, other)]
+            )
+            await wait_for_offsets(
+                sessions, GROUP_ID, end_offsets(first), alive=scorer_process.alive
+            )
+            later = await publish(stack.producer, topics.EVENTS, [to_message(retry)])
+            assert later[0].offset > max(d.offset for d in first)
+            await wait_for_offsets(
+                sessions, GROUP_ID, end_offsets(later), alive=scorer_process.alive
+            )
+        scorer_process.terminate()
+
+        async with sessions() as session:
+            day = (
+                await session.execute(
+                    select(AccountDay.events, AccountDay.logins, AccountDay.active_users).where(
+                        AccountDay.account_id == account
+                    )
+                )
+            ).all()
+            ids = (
+                await session.scalars(
+                    select(ProcessedEvent.event_id).where(
+                        ProcessedEvent.event_id.like(f"{account}-%")
+                    )
+                )
+            ).all()
+        assert [tuple(r) for r in day] == [(2, 1, 1)]
+        assert sorted(ids) == [f"{account}-m1", f"{account}-m2"]
+
+    async def test_sigterm_drains_and_stores_offsets(
+        self,
+        own_broker: TansuBroker,
+        database: tuple[str, Sessions],
+        scorer_process: ScorerProcess,
+    ) -> None:
+        _, sessions = database
+        replay = generate(uuid.uuid4().hex[:8])
+        async with kafka_stack(own_broker.bootstrap, database[0]) as stack:
+            deliveries = await publish(stack.producer, topics.EVENTS, replay.messages())
+        ends = end_offsets(deliveries)
+        total = sum(ends.values())
+
+        scorer_process.start()
+
+        async def started() -> bool:
+            scorer_process.alive()
+            return await progress(sessions) >= total // 3
+
+        await wait_until(started, timeout_s=120, interval_s=0.02, what="a third consumed")
+        scorer_process.terminate()
+        stored = await stored_offsets(sessions, GROUP_ID)
+        assert 0 < sum(stored.values()) <= total
+        # The drained state is exact: the rollups are those of the events below the offsets.
+        committed = expected_at(replay.events, deliveries, stored)
+        assert await read_rollups(sessions) == expected_rollups(committed)
+
+        # And a restart finishes the rest from there.
+        scorer_process.start()
+        await wait_for_offsets(sessions, GROUP_ID, ends, alive=scorer_process.alive)
+        scorer_process.terminate()
+        assert await read_rollups(sessions) == expected_rollups(replay.events)
