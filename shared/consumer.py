@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+LAG_REPORT_INTERVAL_S = 5.0
+
 
 class PoisonRecord(Exception):
     """The record can never be processed (undecodable or invalid); it goes to the DLQ."""
@@ -110,6 +112,7 @@ class BatchConsumer(Generic[T]):
         self.backoff = backoff or Backoff()
         self._consumer: Consumer | None = None
         self.batches_committed = 0
+        self._lag_reported_at = -LAG_REPORT_INTERVAL_S
 
     async def _on_assign(self, tps: set[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -145,6 +148,8 @@ class BatchConsumer(Generic[T]):
                 batch = await self._collect(consumer, stop)
                 if batch:
                     await self._process(consumer, producer, batch, stop)
+                else:
+                    await self._report_lag(consumer)
         finally:
             await consumer.stop()
             if owns_producer:
@@ -218,6 +223,20 @@ class BatchConsumer(Generic[T]):
                 exc_info=True,
             )
         await self.handler.after_commit(items)
+        await self._report_lag(consumer)
+
+    async def _report_lag(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_reported_at < LAG_REPORT_INTERVAL_S:
+            return
+        self._lag_reported_at = now
+        try:
+            lags = await consumer.lag()
+        except Exception:
+            log.debug("group=%s could not read consumer lag", self.group_id, exc_info=True)
+            return
+        for tp, n in lags.items():
+            metrics.LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(n)
 
     async def _dead_letter(self, producer: Producer, poison: list[tuple[Record, str]]) -> None:
         messages = [

@@ -122,6 +122,11 @@ class Consumer(Protocol):
         """Store the group's position: ``offsets`` are the *next* offsets to read."""
         ...
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Records not yet read on each assigned partition (end of log minus position);
+        partitions whose end is not known yet are absent."""
+        ...
+
 
 class Bus(Protocol):
     def producer(self) -> Producer: ...

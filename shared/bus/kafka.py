@@ -336,6 +336,19 @@ class KafkaConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._client.seek(_to_kafka(tp), offset)
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for ktp in self._client.assignment():
+            end = self._client.highwater(ktp)
+            if end is None:
+                continue
+            try:
+                position = await self._client.position(ktp)
+            except KafkaError:
+                continue
+            out[TopicPartition(ktp.topic, ktp.partition)] = max(0, end - position)
+        return out
+
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
             return

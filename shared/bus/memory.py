@@ -314,6 +314,21 @@ class InProcessConsumer:
             except TimeoutError:
                 pass
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        if not self._positions:
+            return {}
+        try:
+            async with self._bus.sessions() as session:
+                rows = await session.execute(
+                    select(BusRecord.topic, BusRecord.partition, func.max(BusRecord.offset))
+                    .where(BusRecord.topic.in_(self._topics))
+                    .group_by(BusRecord.topic, BusRecord.partition)
+                )
+                ends = {TopicPartition(t, p): int(o) + 1 for t, p, o in rows}
+        except (SQLAlchemyError, OSError) as exc:
+            raise BusUnavailable(f"reading the in-process bus failed: {exc!r}") from exc
+        return {tp: max(0, ends.get(tp, 0) - pos) for tp, pos in self._positions.items()}
+
     async def _read(self, max_records: int) -> list[Record]:
         tps = sorted(self._positions, key=lambda tp: (tp.topic, tp.partition))
         if not tps or max_records <= 0:

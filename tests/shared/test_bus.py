@@ -157,6 +157,22 @@ class TestBusContract:
             expected[m.key].append(m.value)
         assert per_key == expected
 
+    async def test_lag_counts_what_is_left_to_read(self, bus: Bus, topic: str) -> None:
+        messages = create_messages(30, keys=1)  # one key: all on one partition
+        deliveries = await publish(bus, topic, messages)
+        partition = deliveries[0][0]
+        consumer = bus.consumer(unique("g"), [topic])
+        await consumer.start()
+        try:
+            records = await consume(consumer, 30)
+            assert len(records) == 30
+            tp = TopicPartition(topic, partition)
+            assert (await consumer.lag()).get(tp) == 0
+            consumer.seek(tp, 10)
+            assert (await consumer.lag()).get(tp) == 20
+        finally:
+            await consumer.stop()
+
     async def test_headers_keys_and_values_round_trip(self, bus: Bus, topic: str) -> None:
         messages = [
             Message(
