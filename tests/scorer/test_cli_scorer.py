@@ -1,0 +1,211 @@
+"""`tend accounts import` and `tend rescore [--as-of] [--dry-run --config]` on a real database
+(SQLite file; the same commands run on PostgreSQL through the same code)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from services.cli import main
+from services.scorer.writer import RollupWriter
+from shared.db.migrate import upgrade_async
+from shared.db.session import create_engine, create_sessionmaker
+from tests.scorer.synthetic import KEY_FEATURES, Archetype, Replay, generate
+
+EXPECTED_BANDS = {
+    Archetype.HEALTHY_GROWING: "green",
+    Archetype.HEALTHY_STEADY: "green",
+    Archetype.PLATEAUING: "yellow",
+    Archetype.DECLINING: "yellow",
+    Archetype.DORMANT: "red",
+    Archetype.ABANDONS_FEATURE: "green",
+    Archetype.NEVER_ADOPTS: "green",
+}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    path = tmp_path / "tend.db"
+    asyncio.run(upgrade_async(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tend.yaml"
+    path.write_text(f"key_features: [{', '.join(KEY_FEATURES)}]\n")
+    return path
+
+
+def invoke(db_path: Path, *args: str, config: Path | None = None) -> Result:
+    env = {
+        "TEND_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+        "TEND_KAFKA_BOOTSTRAP": None,
+        "TEND_API_TOKEN": None,
+        "TEND_CONFIG": str(config) if config else None,
+    }
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def query(db_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db_path) as conn:
+        return list(conn.execute(sql, params))
+
+
+def replayed(db_path: Path) -> Replay:
+    """The synthetic archetypes written into the database's rollups (no scores yet)."""
+    replay = generate(uuid.uuid4().hex[:8])
+
+    async def write() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{db_path}")
+        sessions = create_sessionmaker(engine)
+        async with sessions() as session, session.begin():
+            await RollupWriter().flush(session, "cli-test", replay.events, {})
+        await engine.dispose()
+
+    asyncio.run(write())
+    return replay
+
+
+class TestAccountsImport:
+    def test_imports_a_good_file(self, db_path: Path, tmp_path: Path) -> None:
+        csv_file = tmp_path / "accounts.csv"
+        csv_file.write_text(
+            "account_id,name,plan,seats,mrr,renewal_date,csm_email\n"
+            'acme,Acme Inc,pro,120,"4,500",2027-03-31,ann@vendor.example\n'
+            "globex,Globex,team,15,900,,bob@vendor.example\n"
+            "\n"
+            "initech,Initech,,,,2027-01-15,\n"
+        )
+        result = invoke(db_path, "accounts", "import", str(csv_file))
+        assert result.exit_code == 0, result.output
+        assert "Imported 3 account(s)" in result.output
+        rows = query(
+            db_path,
+            "SELECT account_id, name, plan, seats, mrr, renewal_date, csm_email, dirty "
+            "FROM accounts ORDER BY account_id",
+        )
+        assert rows == [
+            ("acme", "Acme Inc", "pro", 120, 4500.0, "2027-03-31", "ann@vendor.example", 1),
+            ("globex", "Globex", "team", 15, 900.0, None, "bob@vendor.example", 1),
+            ("initech", "Initech", None, None, None, "2027-01-15", None, 1),
+        ]
+
+        # A second file updates only the columns it gives.
+        update = tmp_path / "seats.csv"
+        update.write_text("account_id,seats\nacme,150\n")
+        assert invoke(db_path, "accounts", "import", str(update)).exit_code == 0
+        assert query(db_path, "SELECT seats, plan FROM accounts WHERE account_id='acme'") == [
+            (150, "pro")
+        ]
+
+    def test_a_bad_file_names_line_and_column_and_imports_nothing(
+        self, db_path: Path, tmp_path: Path
+    ) -> None:
+        csv_file = tmp_path / "accounts.csv"
+        csv_file.write_text(
+            "account_id,seats,renewal_date\n"
+            "acme,120,2027-03-31\n"
+            "globex,many,2027-01-01\n"
+            "initech,10,next spring\n"
+        )
+        result = invoke(db_path, "accounts", "import", str(csv_file))
+        assert result.exit_code == 1
+        assert "line 3, column seats: 'many' is not a number" in result.output
+        assert "line 4, column renewal_date" in result.output
+        assert "Traceback" not in result.output
+        assert query(db_path, "SELECT count(*) FROM accounts") == [(0,)]
+
+    def test_unknown_column_is_reported_on_line_1(self, db_path: Path, tmp_path: Path) -> None:
+        csv_file = tmp_path / "accounts.csv"
+        csv_file.write_text("account_id,colour\nacme,red\n")
+        result = invoke(db_path, "accounts", "import", str(csv_file))
+        assert result.exit_code == 1
+        assert "line 1, column colour: unknown column" in result.output
+
+
+class TestRescore:
+    def test_as_of_scores_every_account_on_that_day(self, db_path: Path, config_file: Path) -> None:
+        replay = replayed(db_path)
+        day = replay.end.isoformat()
+        result = invoke(db_path, "rescore", "--as-of", day, config=config_file)
+        assert result.exit_code == 0, result.output
+        assert f"Scored 7 account(s) as of {day}" in result.output
+        scored = dict(
+            query(db_path, "SELECT account_id, band FROM health_scores WHERE as_of=?", day)
+        )
+        assert scored == {a.account_id: EXPECTED_BANDS[a.archetype] for a in replay.accounts}
+        current = dict(query(db_path, "SELECT account_id, scored_as_of FROM accounts"))
+        assert set(current.values()) == {day}
+        # Published on the in-process bus (no TEND_KAFKA_BOOTSTRAP): one score per account.
+        assert query(db_path, "SELECT count(*) FROM bus_records WHERE topic='tend.scores.v1'") == [
+            (7,)
+        ]
+
+    def test_bad_as_of_is_a_usage_error(self, db_path: Path) -> None:
+        result = invoke(db_path, "rescore", "--as-of", "15/11/2026")
+        assert result.exit_code == 2
+        assert "--as-of: '15/11/2026' is not a date" in result.output
+
+    def test_dry_run_lists_band_changes_and_writes_nothing(
+        self, db_path: Path, config_file: Path, tmp_path: Path
+    ) -> None:
+        replay = replayed(db_path)
+        day = replay.end.isoformat()
+        assert invoke(db_path, "rescore", "--as-of", day, config=config_file).exit_code == 0
+        stricter = tmp_path / "stricter.yaml"
+        stricter.write_text(
+            f"key_features: [{', '.join(KEY_FEATURES)}]\n"
+            "scoring:\n  bands:\n    green: 95\n    yellow: 70\n"
+        )
+
+        def snapshot() -> tuple[list[tuple[Any, ...]], ...]:
+            return (
+                query(db_path, "SELECT * FROM health_scores ORDER BY account_id, as_of"),
+                query(db_path, "SELECT * FROM accounts ORDER BY account_id"),
+                query(db_path, "SELECT count(*) FROM bus_records"),
+            )
+
+        before = snapshot()
+        result = invoke(
+            db_path,
+            "rescore",
+            "--dry-run",
+            "--as-of",
+            day,
+            "--config",
+            str(stricter),
+            config=config_file,
+        )
+        assert result.exit_code == 0, result.output
+        assert snapshot() == before
+        assert "(dry run: nothing was written or published)" in result.output
+
+        # Under green >= 95 and yellow >= 70 the healthy accounts scoring 70-95 turn yellow
+        # and the yellow ones red; the dormant one stays red.
+        scores = dict(query(db_path, "SELECT account_id, score FROM accounts"))
+        bands = dict(query(db_path, "SELECT account_id, band FROM accounts"))
+
+        def strict_band(score: float) -> str:
+            return "green" if score >= 95 else "yellow" if score >= 70 else "red"
+
+        changing = sorted(a for a, s in scores.items() if strict_band(s) != bands[a])
+        assert changing  # the stricter model does change something
+        assert f"{len(changing)} of 7 accounts would change band" in result.output
+        for account in changing:
+            assert f"  {account}: {bands[account]} ({scores[account]}) -> " in result.output
+        dormant = next(a.account_id for a in replay.accounts if a.archetype is Archetype.DORMANT)
+        assert dormant not in result.output
+
+    def test_dry_run_with_a_bad_config_names_the_key(self, db_path: Path, tmp_path: Path) -> None:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("scoring:\n  weights_typo: 1\n")
+        result = invoke(db_path, "rescore", "--dry-run", "--config", str(bad))
+        assert result.exit_code == 2
+        assert "scoring.weights_typo" in result.output
