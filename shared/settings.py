@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,35 @@ class ScorerSettings(BaseModel):
     dedup_window_days: int = Field(
         7, ge=1, description="How long a messageId is remembered to drop client retries."
     )
+    backfill_days: int = Field(
+        90, ge=0, description="How many missed days of scores are filled in, at most."
+    )
+
+
+class AlertsSettings(BaseModel):
+    """Batching of the alerts consumer, default recipients and delivery tuning
+    (``TEND_ALERTS__*``)."""
+
+    default_emails: str = Field(
+        "", description="Comma-separated addresses for accounts without a CSM email."
+    )
+    batch_max_records: int = Field(500, ge=1, description="Score messages per flushed batch.")
+    batch_max_wait_s: float = Field(0.2, gt=0, description="How long a batch gathers records.")
+    dispatch_interval_s: float = Field(
+        1.0, gt=0, description="How often the dispatcher looks for due notifications when idle."
+    )
+    dispatch_batch: int = Field(50, ge=1, description="Notifications claimed per round.")
+    max_attempts: int = Field(
+        8, ge=1, description="Delivery attempts before a notification is marked failed."
+    )
+    claim_lease_s: float = Field(
+        120.0, gt=0, description="A claimed notification not marked by then is sent again."
+    )
+    max_backoff_s: float = Field(3600.0, gt=0, description="Longest wait between two attempts.")
+
+    @property
+    def default_email_list(self) -> list[str]:
+        return [a.strip() for a in self.default_emails.split(",") if a.strip()]
 
 
 class Settings(BaseSettings):
@@ -88,9 +118,22 @@ class Settings(BaseSettings):
         None, description="Bearer token for the read and alert APIs."
     )
     log_level: str = "INFO"
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Default Slack incoming webhook for accounts without a CSM webhook."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server; unset disables email.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field("tend <tend@localhost>", description="From header of alert mail.")
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    console_url: str = Field(
+        "http://localhost:8000", description="Base URL of the console, for links in alerts."
+    )
     ingest: IngestSettings = IngestSettings()
     kafka: KafkaSettings = KafkaSettings()
     scorer: ScorerSettings = ScorerSettings()
+    alerts: AlertsSettings = AlertsSettings()
 
     @property
     def uses_kafka(self) -> bool:

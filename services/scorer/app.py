@@ -95,6 +95,7 @@ def build_service(
         max_wait_s=settings.scorer.batch_max_wait_s,
         sweep_interval_s=settings.scorer.sweep_interval_s,
         dedup_window=timedelta(days=settings.scorer.dedup_window_days),
+        backfill_days=settings.scorer.backfill_days,
     )
 
 

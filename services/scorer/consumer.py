@@ -70,12 +70,18 @@ class ScorerService:
         max_wait_s: float = 0.5,
         sweep_interval_s: float = 3600.0,
         dedup_window: timedelta = timedelta(days=7),
+        backfill_days: int = 90,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.dedup_window = dedup_window
         self.rescorer = Rescorer(
-            sessions, producer, config, clock, sweep_interval_s=sweep_interval_s
+            sessions,
+            producer,
+            config,
+            clock,
+            sweep_interval_s=sweep_interval_s,
+            backfill_days=backfill_days,
         )
         self.handler = EventsHandler(self.rescorer, group_id)
         self.consumer: BatchConsumer[CanonicalEvent] = BatchConsumer(

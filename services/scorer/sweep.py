@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
@@ -110,6 +110,7 @@ class Rescorer:
         chunk_size: int = 500,
         sweep_interval_s: float = 3600.0,
         debounce_s: float = 0.5,
+        backfill_days: int = 90,
     ) -> None:
         self.sessions = sessions
         self.producer = producer
@@ -118,6 +119,7 @@ class Rescorer:
         self.chunk_size = chunk_size
         self.sweep_interval_s = sweep_interval_s
         self.debounce_s = debounce_s
+        self.backfill_days = backfill_days
         self.repo = ScoringRepository()
         self._wake = asyncio.Event()
 
@@ -175,8 +177,11 @@ class Rescorer:
         return len(messages)
 
     async def rescore_dirty(self, as_of: date | None = None) -> int:
-        """Score every account marked dirty; returns how many were scored."""
-        day = as_of or self.today()
+        """Score every account marked dirty; returns how many were scored.
+
+        Without ``as_of``, each account's missing days are filled in first (see
+        :meth:`_score_until`), so a backfilled history or a scorer that was down for days still
+        leaves one score per account-day."""
         total = 0
         seen: set[str] = set()
         while True:
@@ -189,11 +194,10 @@ class Rescorer:
             if not ids:
                 return total
             seen.update(ids)
-            total += await self._score_chunk(ids, day, "events")
+            total += await self._score_until(ids, as_of, "events")
 
     async def sweep(self, as_of: date | None = None, trigger: str = "sweep") -> int:
         """Score every account, in keyset-paginated chunks; returns how many."""
-        day = as_of or self.today()
         total = 0
         after: str | None = None
         while True:
@@ -201,10 +205,47 @@ class Rescorer:
                 ids = await self.repo.all_account_ids(session, after, self.chunk_size)
             if not ids:
                 break
-            total += await self._score_chunk(ids, day, trigger)
+            total += await self._score_until(ids, as_of, trigger)
             after = ids[-1]
         await self.refresh_band_gauge()
         return total
+
+    async def _score_until(self, ids: Sequence[str], as_of: date | None, trigger: str) -> int:
+        """Score ``ids`` as of ``as_of``; when that is None, as of every day from the day after
+        each account's last score (or its first activity) through today, oldest first, at most
+        ``backfill_days`` back. Returns the number of accounts scored."""
+        if as_of is not None:
+            return await self._score_chunk(ids, as_of, trigger)
+        today = self.today()
+        async with self.sessions() as session:
+            starts = await self._first_unscored_days(session, ids, today)
+        day = min(starts.values(), default=today)
+        while day <= today:
+            due = [i for i in ids if starts[i] <= day]
+            if day == today:
+                return await self._score_chunk(due, day, trigger)
+            await self._score_chunk(due, day, "backfill")
+            day += timedelta(days=1)
+        return 0
+
+    async def _first_unscored_days(
+        self, session: AsyncSession, ids: Sequence[str], today: date
+    ) -> dict[str, date]:
+        earliest = today - timedelta(days=self.backfill_days)
+        rows = await session.execute(
+            select(
+                Account.account_id, Account.scored_as_of, Account.first_seen, Account.created_at
+            ).where(Account.account_id.in_(list(ids)))
+        )
+        starts = dict.fromkeys(ids, today)
+        for account_id, scored_as_of, first_seen, created_at in rows:
+            if scored_as_of is not None:
+                start = scored_as_of + timedelta(days=1)
+            else:
+                known = [d for d in (first_seen, created_at) if d is not None]
+                start = min(known) if known else today
+            starts[account_id] = min(today, max(start, earliest))
+        return starts
 
     async def dry_run(self, config: TendConfig, as_of: date | None = None) -> DryRunReport:
         """How many accounts would change band under ``config``, and which; writes nothing."""
