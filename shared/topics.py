@@ -11,4 +11,7 @@ EVENTS_DLQ = "tend.events.dlq"
 SCORES = "tend.scores.v1"
 """Health scores, key = account id (published by the scorer, consumed by alerts)."""
 
-ALL = (EVENTS, EVENTS_DLQ, SCORES)
+SCORES_DLQ = "tend.scores.dlq"
+"""Score messages the alerts service could not decode or validate; header ``error`` says why."""
+
+ALL = (EVENTS, EVENTS_DLQ, SCORES, SCORES_DLQ)

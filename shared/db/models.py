@@ -14,11 +14,13 @@ from sqlalchemy import (
     Boolean,
     Date,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -231,3 +233,93 @@ class HealthScore(Base):
     previous_score: Mapped[float | None] = mapped_column(Float, default=None)
     previous_band: Mapped[str | None] = mapped_column(String(20), default=None)
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- alerts: alert state per (account, rule, feature), the notification outbox ----------------
+
+
+class Alert(Base):
+    """The one alert row of an (account, rule, feature): its life-cycle state and latest facts.
+
+    Re-evaluations update the row, never duplicate it; a new episode (fired again after a
+    resolve) reuses it. ``status`` and the counters are :class:`~services.alerts.lifecycle.
+    AlertState`; ``none`` and ``pending`` rows are remembered conditions, not alerts yet.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("account_id", "rule", "feature"),
+        Index("ix_alerts_status_updated_at", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[str] = mapped_column(String(50))
+    feature: Mapped[str] = mapped_column(String(200), default="", comment="'' when none.")
+    status: Mapped[str] = mapped_column(String(20))
+    consecutive_holds: Mapped[int] = mapped_column(Integer, default=0)
+    consecutive_clears: Mapped[int] = mapped_column(Integer, default=0)
+    last_evaluated_as_of: Mapped[date | None] = mapped_column(Date, default=None)
+    last_holds: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    opened_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    snoozed_until: Mapped[datetime | None] = mapped_column(default=None)
+    snooze_reason: Mapped[str | None] = mapped_column(String(1000), default=None)
+    last_notified_at: Mapped[datetime | None] = mapped_column(default=None)
+    notifications: Mapped[int] = mapped_column(Integer, default=0)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_by: Mapped[str | None] = mapped_column(String(20), default=None)
+    severity: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    next_step: Mapped[str] = mapped_column(Text, default="")
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    as_of: Mapped[date | None] = mapped_column(Date, default=None, comment="Last evaluated.")
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    band: Mapped[str | None] = mapped_column(String(20), default=None)
+    account_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    mrr: Mapped[float | None] = mapped_column(Float, default=None)
+    csm_email: Mapped[str | None] = mapped_column(String(320), default=None, index=True)
+    csm_slack: Mapped[str | None] = mapped_column(String(1000), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertNotification(Base):
+    """The outbox: one message to one destination, written in the transaction that decided it.
+
+    The dispatcher claims due ``pending`` rows (pushing ``next_attempt_at`` ahead as a lease),
+    sends, then marks them ``sent`` or reschedules them; a crash between send and mark sends
+    again once the lease ends, so a message is delivered at least once, at most twice.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("alerts.id"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20), comment="open, repeat or resolve.")
+    channel: Mapped[str] = mapped_column(String(20), comment="slack or email.")
+    destination: Mapped[str] = mapped_column(String(2000))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AlertScorePoint(Base):
+    """The scores the alerts service has seen per account and day (``health_drop``'s history)."""
+
+    __tablename__ = "alert_score_history"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    band: Mapped[str] = mapped_column(String(20))
+    scorecard: Mapped[str] = mapped_column(String(20), default="health")

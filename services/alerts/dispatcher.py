@@ -1,0 +1,210 @@
+"""The dispatcher: delivers the notification outbox through the notifiers.
+
+Numbered, one round is:
+
+1. Claim: in one short transaction, take up to ``batch`` ``pending`` rows whose
+   ``next_attempt_at`` has come (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+   dispatchers share the outbox), count the attempt and push ``next_attempt_at`` ahead by the
+   lease. A claimed row is invisible to other rounds until the lease ends.
+2. Send each claimed row through its channel's notifier (concurrently; Slack paces itself per
+   webhook).
+3. Mark each row as soon as its send returns, in its own transaction, and only if the claim is
+   still ours (same ``attempts``): ``sent``; ``failed`` for a permanent refusal or when
+   ``max_attempts`` is spent (logged and counted, never retried forever); else ``pending``
+   again at the server's ``Retry-After`` or a growing backoff.
+
+A crash between 2 and 3 leaves the row claimed; it is sent again when the lease ends. So every
+notification is delivered at least once and, after such a crash, at most once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.alerts import metrics as alert_metrics
+from services.alerts.notifiers.base import DeliveryResult, Notification, Notifier
+from shared.clock import Clock
+from shared.db.models import AlertNotification
+
+__all__ = ["Claim", "Dispatcher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    id: int
+    channel: str
+    destination: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class Dispatcher:
+    """Delivers outbox rows: at least once each, at most one duplicate after a crash between a
+    send and its mark; a failing channel ends in ``failed`` after ``max_attempts``."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        notifiers: Mapping[str, Notifier],
+        clock: Clock,
+        *,
+        batch: int = 50,
+        max_attempts: int = 8,
+        lease_s: float = 120.0,
+        max_backoff_s: float = 3600.0,
+        idle_s: float = 1.0,
+    ) -> None:
+        self.sessions = sessions
+        self.notifiers = dict(notifiers)
+        self.clock = clock
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self.lease = timedelta(seconds=lease_s)
+        self.max_backoff_s = max_backoff_s
+        self.idle_s = idle_s
+        self.wake_event = asyncio.Event()
+
+    def wake(self) -> None:
+        self.wake_event.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    handled = await self.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dispatcher round failed (database?); retrying")
+                    handled = 0
+                if handled >= self.batch:
+                    continue  # more may be due right now
+                self.wake_event.clear()
+                waiters = [
+                    asyncio.create_task(stop.wait()),
+                    asyncio.create_task(self.wake_event.wait()),
+                ]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait(
+                        waiters, timeout=self.idle_s, return_when=asyncio.FIRST_COMPLETED
+                    )
+                for w in waiters:
+                    w.cancel()
+        finally:
+            for notifier in self.notifiers.values():
+                with contextlib.suppress(Exception):
+                    await notifier.aclose()
+
+    async def run_once(self) -> int:
+        """One round: claim, send, mark. Returns how many rows were claimed."""
+        claims = await self.claim()
+        if claims:
+            await asyncio.gather(*(self._deliver(c) for c in claims))
+        return len(claims)
+
+    async def claim(self) -> list[Claim]:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            rows = list(
+                await session.scalars(
+                    select(AlertNotification)
+                    .where(
+                        AlertNotification.status == "pending",
+                        AlertNotification.next_attempt_at <= now,
+                    )
+                    .order_by(AlertNotification.next_attempt_at, AlertNotification.id)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            claims = []
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + self.lease
+                claims.append(
+                    Claim(row.id, row.channel, row.destination, dict(row.payload), row.attempts)
+                )
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(AlertNotification)
+                .where(AlertNotification.status == "pending")
+            )
+        alert_metrics.OUTBOX_PENDING.set(int(pending or 0))
+        return claims
+
+    async def _deliver(self, claim: Claim) -> None:
+        result = await self._send(claim)
+        await self._mark(claim, result)
+
+    async def _send(self, claim: Claim) -> DeliveryResult:
+        notifier = self.notifiers.get(claim.channel)
+        if notifier is None:
+            return DeliveryResult.failed_permanently(f"channel {claim.channel} is not configured")
+        try:
+            notification = Notification.model_validate(claim.payload)
+        except ValidationError as err:
+            return DeliveryResult.failed_permanently(f"bad payload: {err.error_count()} errors")
+        try:
+            return await notifier.send(notification, claim.destination)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            # The contract says a notifier does not raise; if one does, retry rather than lose.
+            log.exception("notifier %s raised for notification %s", claim.channel, claim.id)
+            return DeliveryResult.retry_after(30.0, f"{type(err).__name__}: {err}", backoff=True)
+
+    def _outcome(self, claim: Claim, result: DeliveryResult, now: datetime) -> dict[str, Any]:
+        if result.is_delivered:
+            return {"status": "sent", "sent_at": now, "last_error": None}
+        if result.is_failed:
+            return {"status": "failed", "last_error": result.reason[:2000]}
+        if claim.attempts >= self.max_attempts:
+            return {
+                "status": "failed",
+                "last_error": f"gave up after {claim.attempts} attempts: {result.reason}"[:2000],
+            }
+        wait = result.delay(claim.attempts, cap_s=self.max_backoff_s)
+        return {
+            "status": "pending",
+            "next_attempt_at": now + timedelta(seconds=wait),
+            "last_error": result.reason[:2000],
+        }
+
+    async def _mark(self, claim: Claim, result: DeliveryResult) -> None:
+        values = self._outcome(claim, result, self.clock.now())
+        label = {"sent": "sent", "failed": "failed"}.get(values["status"], "retry")
+        alert_metrics.DISPATCHED.labels(claim.channel, label).inc()
+        if label == "failed":
+            log.warning(
+                "notification %s to %s failed for good after %d attempts: %s",
+                claim.id,
+                claim.channel,
+                claim.attempts,
+                values["last_error"],
+            )
+        try:
+            async with self.sessions() as session, session.begin():
+                await session.execute(
+                    update(AlertNotification)
+                    .where(
+                        AlertNotification.id == claim.id,
+                        AlertNotification.status == "pending",
+                        AlertNotification.attempts == claim.attempts,
+                    )
+                    .values(**values)
+                )
+        except Exception:
+            # The claim's lease ends and the row is sent again: a duplicate, never a loss.
+            log.exception("could not mark notification %s as %s", claim.id, values["status"])

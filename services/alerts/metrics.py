@@ -1,0 +1,29 @@
+"""Prometheus metrics of the alerts service (labels: rule, channel, outcome; never an account)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+TRANSITIONS = Counter(
+    "tend_alerts_transitions_total",
+    "Alert life-cycle actions decided by the consumer (notify_open, notify_repeat, ...).",
+    ["rule", "action"],
+)
+SNAPSHOTS = Counter(
+    "tend_alerts_snapshots_total",
+    "Score snapshots evaluated by the alerts consumer.",
+)
+UNROUTED = Counter(
+    "tend_alerts_unrouted_total",
+    "Notifications with nowhere to go (no CSM channel, no default, no route).",
+    ["rule"],
+)
+DISPATCHED = Counter(
+    "tend_alerts_dispatch_total",
+    "Outbox rows handled by the dispatcher by channel and result (sent, retry, failed).",
+    ["channel", "result"],
+)
+OUTBOX_PENDING = Gauge(
+    "tend_alerts_outbox_pending",
+    "Notifications waiting in the outbox, as of the dispatcher's last round.",
+)
