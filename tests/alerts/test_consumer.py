@@ -4,7 +4,7 @@ outbox rows in the batch's transaction; and the whole service on the in-process 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -280,13 +280,13 @@ async def own_db() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
 
 
 @pytest.fixture
-def slack() -> AsyncIterator[SlackWebhookServer]:
+def slack() -> Iterator[SlackWebhookServer]:
     server = SlackWebhookServer().start()
-    yield server  # type: ignore[misc]
+    yield server
     server.stop()
 
 
-async def wait_for(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await condition():
         if asyncio.get_running_loop().time() > deadline:
@@ -299,7 +299,7 @@ class TestService:
         self,
         sessions: async_sessionmaker[AsyncSession],
         slack: SlackWebhookServer,
-        until: object,
+        until: Callable[[], Awaitable[bool]],
     ) -> None:
         bus = InProcessBus(sessions, 2)
         producer = bus.producer()
@@ -320,7 +320,7 @@ class TestService:
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))
         try:
-            await wait_for(until)  # type: ignore[arg-type]
+            await wait_for(until)
         finally:
             stop.set()
             await task

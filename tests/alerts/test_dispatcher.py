@@ -1,0 +1,323 @@
+"""The dispatcher on real PostgreSQL against a real loopback Slack webhook server and a real SMTP
+server (aiosmtpd): delivery, Retry-After, backoff, permanent failures, giving up, and a crash
+between a send and its mark (at most one duplicate, never none)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.alerts.dispatcher import Dispatcher
+from services.alerts.lifecycle import AlertState
+from services.alerts.notifiers.base import DeliveryResult, Notification
+from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
+from services.alerts.notifiers.slack import SlackNotifier
+from services.alerts.rules import Finding
+from services.alerts.state import AlertRepository, build_notification
+from shared.clock import FixedClock
+from shared.db.migrate import upgrade_async
+from shared.db.models import Alert, AlertNotification
+from shared.db.session import create_engine, create_sessionmaker
+from tests.alerts.servers import Reply, SlackWebhookServer, SmtpServer
+from tests.alerts.snapshots import DAY0, create_snapshot, unique_account
+from tests.support.postgres import create_database, drop_database
+
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+LEASE_S = 60.0
+
+
+@pytest_asyncio.fixture(scope="module")
+async def module_db() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A database of its own: a dispatcher claims every due row of its database."""
+    url = await create_database("tend_dispatch")
+    await upgrade_async(url)
+    engine = create_engine(url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+        await drop_database(url)
+
+
+@pytest_asyncio.fixture
+async def db(
+    module_db: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    async with module_db() as session, session.begin():
+        await session.execute(delete(AlertNotification))
+        await session.execute(delete(Alert))
+    return module_db
+
+
+@pytest.fixture(scope="module")
+def slack_server() -> Iterator[SlackWebhookServer]:
+    server = SlackWebhookServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack(slack_server: SlackWebhookServer) -> SlackWebhookServer:
+    slack_server.reset()
+    return slack_server
+
+
+@pytest.fixture(scope="module")
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server: SmtpServer) -> SmtpServer:
+    smtp_server.reset()
+    return smtp_server
+
+
+@pytest_asyncio.fixture
+async def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+@pytest_asyncio.fixture
+async def dispatcher(
+    db: async_sessionmaker[AsyncSession], clock: FixedClock, smtp: SmtpServer
+) -> AsyncIterator[Dispatcher]:
+    email = EmailNotifier(
+        SmtpSettings(host="127.0.0.1", port=smtp.port, from_address="tend@v.example", tls="none"),
+        backoff_base_s=60.0,
+    )
+    slack_notifier = SlackNotifier(
+        timeout_s=2,
+        min_interval_s=0,
+        backoff_base_s=10.0,
+        clock=lambda: clock.now().timestamp(),  # a 429 blocks the webhook on the test's clock
+    )
+    d = Dispatcher(
+        db,
+        {"slack": slack_notifier, "email": email},
+        clock,
+        max_attempts=3,
+        lease_s=LEASE_S,
+        max_backoff_s=300,
+    )
+    yield d
+    await slack_notifier.aclose()
+
+
+async def enqueue(
+    sessions: async_sessionmaker[AsyncSession], *destinations: tuple[str, str]
+) -> tuple[str, list[int]]:
+    """An open dormant alert on a new account with one outbox row per destination."""
+    account = unique_account()
+    finding = Finding(
+        rule="dormant",
+        as_of=DAY0,
+        holds=True,
+        severity="critical",
+        reason="no login for 20 days",
+        next_step="Call the account's main contact.",
+    )
+    repo = AlertRepository()
+    async with sessions() as session, session.begin():
+        row = repo.add(session, account, finding, T0)
+        repo.apply(
+            row, AlertState(status="open"), create_snapshot(account), finding, T0, describe=True
+        )
+        await session.flush()
+        n = build_notification(row, "open", "http://console.example", DAY0)
+        rows = repo.enqueue(session, row, n, list(destinations), T0)  # type: ignore[arg-type]
+        await session.flush()
+        ids = [r.id for r in rows]
+    return account, ids
+
+
+async def outbox_row(sessions: async_sessionmaker[AsyncSession], id: int) -> AlertNotification:
+    async with sessions() as session:
+        row = await session.scalar(select(AlertNotification).where(AlertNotification.id == id))
+        assert row is not None
+        return row
+
+
+class TestSlack:
+    async def test_delivered_once_and_marked_sent(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+    ) -> None:
+        account, [nid] = await enqueue(db, ("slack", slack.url()))
+        assert await dispatcher.run_once() == 1
+        assert await dispatcher.run_once() == 0
+        assert len(slack.requests) == 1
+        body = slack.requests[0].json()
+        assert "Acme Corp" in str(body) and f"/accounts/{account}" in str(body)
+        row = await outbox_row(db, nid)
+        assert (row.status, row.attempts, row.sent_at, row.last_error) == ("sent", 1, T0, None)
+
+    async def test_429_waits_for_retry_after_then_delivers(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+        clock: FixedClock,
+    ) -> None:
+        slack.script(Reply(429, "rate_limited", {"Retry-After": "7"}))
+        _, [nid] = await enqueue(db, ("slack", slack.url("/services/T/B/rate")))
+        await dispatcher.run_once()
+        row = await outbox_row(db, nid)
+        assert (row.status, row.attempts) == ("pending", 1)
+        assert row.next_attempt_at == T0 + timedelta(seconds=7)
+        assert "429" in (row.last_error or "")
+        clock.advance(timedelta(seconds=6))
+        assert await dispatcher.run_once() == 0
+        clock.advance(timedelta(seconds=1))
+        assert await dispatcher.run_once() == 1
+        assert (await outbox_row(db, nid)).status == "sent"
+        assert len(slack.requests) == 2
+
+    async def test_500_then_success_with_backoff(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+        clock: FixedClock,
+    ) -> None:
+        slack.script(Reply(500, "oops"))
+        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        await dispatcher.run_once()
+        row = await outbox_row(db, nid)
+        assert row.status == "pending"
+        assert row.next_attempt_at == T0 + timedelta(seconds=10)
+        clock.advance(timedelta(seconds=10))
+        await dispatcher.run_once()
+        row = await outbox_row(db, nid)
+        assert (row.status, row.attempts) == ("sent", 2)
+        assert len(slack.requests) == 2
+
+    async def test_410_is_permanent(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+    ) -> None:
+        slack.script(Reply(410, "channel_is_archived"))
+        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        await dispatcher.run_once()
+        row = await outbox_row(db, nid)
+        assert (row.status, row.attempts) == ("failed", 1)
+        assert "410" in (row.last_error or "")
+        assert await dispatcher.run_once() == 0
+        assert len(slack.requests) == 1
+
+    async def test_a_channel_that_keeps_failing_gives_up_after_max_attempts(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+        clock: FixedClock,
+    ) -> None:
+        slack.script(*[Reply(503, "down")] * 5)
+        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        waits = []
+        for _ in range(3):
+            await dispatcher.run_once()
+            row = await outbox_row(db, nid)
+            waits.append(row.next_attempt_at - clock.now())
+            clock.set(row.next_attempt_at)
+        row = await outbox_row(db, nid)
+        assert (row.status, row.attempts) == ("failed", 3)
+        assert (row.last_error or "").startswith("gave up after 3 attempts")
+        assert waits[:2] == [timedelta(seconds=10), timedelta(seconds=20)]  # doubling backoff
+        assert len(slack.requests) == 3
+
+
+class TestEmail:
+    async def test_451_then_delivered(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        smtp: SmtpServer,
+        clock: FixedClock,
+    ) -> None:
+        smtp.script_data("451 4.3.0 Try again later")
+        _, [nid] = await enqueue(db, ("email", "dana@vendor.example, lee@vendor.example"))
+        await dispatcher.run_once()
+        row = await outbox_row(db, nid)
+        assert row.status == "pending" and "451" in (row.last_error or "")
+        clock.set(row.next_attempt_at)
+        await dispatcher.run_once()
+        assert (await outbox_row(db, nid)).status == "sent"
+        [mail] = smtp.messages
+        assert sorted(mail.rcpt_tos) == ["dana@vendor.example", "lee@vendor.example"]
+        message = mail.message
+        assert "Acme Corp" in str(message["Subject"])
+        assert {p.get_content_type() for p in message.iter_parts()} == {"text/plain", "text/html"}
+
+    async def test_550_fails(
+        self, db: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, smtp: SmtpServer
+    ) -> None:
+        smtp.script_data("550 5.1.1 No such user")
+        _, [nid] = await enqueue(db, ("email", "ghost@vendor.example"))
+        await dispatcher.run_once()
+        row = await outbox_row(db, nid)
+        assert row.status == "failed" and "550" in (row.last_error or "")
+        assert smtp.messages == []
+
+
+class TestCrashBetweenSendAndMark:
+    async def test_resent_once_the_lease_ends_at_most_one_duplicate(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+        clock: FixedClock,
+    ) -> None:
+        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        [claim] = await dispatcher.claim()
+        notification = Notification.model_validate(claim.payload)
+        await dispatcher.notifiers["slack"].send(notification, claim.destination)
+        # ... and the dispatcher dies here, before marking the row.
+        assert await dispatcher.run_once() == 0  # the claim still holds
+        clock.advance(timedelta(seconds=LEASE_S))
+        assert await dispatcher.run_once() == 1
+        row = await outbox_row(db, nid)
+        assert (row.status, row.attempts) == ("sent", 2)
+        clock.advance(timedelta(seconds=LEASE_S))
+        assert await dispatcher.run_once() == 0
+        assert len(slack.requests) == 2
+
+    async def test_a_stale_mark_does_not_overwrite_a_newer_claim(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+        clock: FixedClock,
+    ) -> None:
+        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        [old] = await dispatcher.claim()
+        clock.advance(timedelta(seconds=LEASE_S))
+        [new] = await dispatcher.claim()
+        assert new.attempts == old.attempts + 1
+        await dispatcher._mark(old, DeliveryResult.failed_permanently("stale"))
+        row = await outbox_row(db, nid)
+        assert (row.status, row.attempts) == ("pending", 2)
+        await dispatcher._mark(new, DeliveryResult.delivered())
+        assert (await outbox_row(db, nid)).status == "sent"
+
+
+class TestUnknownChannel:
+    async def test_a_channel_without_notifier_fails_the_row(
+        self, db: async_sessionmaker[AsyncSession], clock: FixedClock
+    ) -> None:
+        _, [nid] = await enqueue(db, ("pager", "x"))
+        d = Dispatcher(db, {}, clock)
+        await d.run_once()
+        row = await outbox_row(db, nid)
+        assert row.status == "failed" and "not configured" in (row.last_error or "")
