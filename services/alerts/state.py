@@ -29,6 +29,7 @@ __all__ = [
     "AlertRepository",
     "build_notification",
     "console_link",
+    "set_state",
     "state_of",
 ]
 
@@ -40,6 +41,12 @@ STATE_FIELDS: tuple[str, ...] = tuple(AlertState.model_fields)
 
 def state_of(row: Alert) -> AlertState:
     return AlertState.model_validate({name: getattr(row, name) for name in STATE_FIELDS})
+
+
+def set_state(row: Alert, state: AlertState, now: datetime) -> None:
+    for name in STATE_FIELDS:
+        setattr(row, name, getattr(state, name))
+    row.updated_at = now
 
 
 def key_of(row: Alert) -> AlertKey:
@@ -158,8 +165,7 @@ class AlertRepository:
     ) -> None:
         """Write ``state`` and the snapshot's account facts onto ``row``; with ``describe``, also
         the finding's severity, reason, next step and facts (the alert's explanation)."""
-        for name in STATE_FIELDS:
-            setattr(row, name, getattr(state, name))
+        set_state(row, state, now)
         if describe:
             row.severity = finding.severity
             row.reason = finding.reason
@@ -172,7 +178,6 @@ class AlertRepository:
         row.mrr = snapshot.mrr
         row.csm_email = snapshot.csm_email
         row.csm_slack = snapshot.csm_slack
-        row.updated_at = now
 
     @staticmethod
     def enqueue(

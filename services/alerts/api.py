@@ -1,0 +1,205 @@
+"""The alerts API: list and read alerts, acknowledge, snooze and resolve them.
+
+Served by ``tend alerts`` and by ``tend up``. Bearer-token auth (``TEND_API_TOKEN``). A manual
+move locks the alert row, so it never interleaves with a consumer batch deciding about the same
+alert; a move the alert's status does not allow is a 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.alerts.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
+from services.alerts.state import AlertRepository, set_state, state_of
+from shared.alert_rules import RULE_NAMES
+from shared.api_auth import require_token
+from shared.clock import Clock, SystemClock
+from shared.db.models import Alert, AlertNotification
+
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[Depends(require_token)])
+
+ACTIVE = ("open", "acknowledged", "snoozed")
+STATUSES = ("open", "acknowledged", "snoozed", "resolved", "pending")
+"""What ``status=`` accepts, besides ``active`` (the default) and ``all``."""
+
+_repo = AlertRepository()
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    async with sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+
+
+def _now(request: Request) -> datetime:
+    clock: Clock = getattr(request.app.state, "clock", None) or SystemClock()
+    return clock.now()
+
+
+def alert_json(a: Alert) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "account_id": a.account_id,
+        "account_name": a.account_name,
+        "rule": a.rule,
+        "feature": a.feature,
+        "status": a.status,
+        "severity": a.severity,
+        "reason": a.reason,
+        "next_step": a.next_step,
+        "facts": a.facts,
+        "as_of": a.as_of,
+        "score": a.score,
+        "band": a.band,
+        "mrr": a.mrr,
+        "csm_email": a.csm_email,
+        "opened_at": a.opened_at,
+        "acknowledged_at": a.acknowledged_at,
+        "snoozed_until": a.snoozed_until,
+        "snooze_reason": a.snooze_reason,
+        "resolved_at": a.resolved_at,
+        "resolved_by": a.resolved_by,
+        "last_notified_at": a.last_notified_at,
+        "notifications": a.notifications,
+        "consecutive_holds": a.consecutive_holds,
+        "consecutive_clears": a.consecutive_clears,
+        "updated_at": a.updated_at,
+    }
+
+
+def _notification_json(n: AlertNotification) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "kind": n.kind,
+        "channel": n.channel,
+        "status": n.status,
+        "attempts": n.attempts,
+        "next_attempt_at": n.next_attempt_at,
+        "last_error": n.last_error,
+        "created_at": n.created_at,
+        "sent_at": n.sent_at,
+    }
+
+
+def _statuses(value: str) -> list[str]:
+    if value == "active":
+        return list(ACTIVE)
+    if value == "all":
+        return [*STATUSES]
+    wanted = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in STATUSES]
+    if not wanted or unknown:
+        raise HTTPException(
+            422,
+            detail=f"status: {', '.join(unknown) or 'empty'} is not one of "
+            f"active, all, {', '.join(STATUSES)}",
+        )
+    return wanted
+
+
+def _alert_id(alert_id: str) -> int:
+    if not alert_id.isdigit() or len(alert_id) > 18:
+        raise HTTPException(404, detail=f"alert {alert_id!r} not found")
+    return int(alert_id)
+
+
+@router.get("", summary="List alerts (active ones unless status says otherwise)")
+async def list_alerts(
+    session: SessionDep,
+    status: Annotated[
+        str, Query(description="active (default), all, or a comma list of statuses")
+    ] = "active",
+    account: Annotated[str | None, Query(description="account id")] = None,
+    rule: Annotated[str | None, Query(description="rule name, e.g. login_plateau")] = None,
+    csm: Annotated[str | None, Query(description="CSM email or Slack handle")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    statuses = _statuses(status)
+    if rule is not None and rule not in RULE_NAMES:
+        raise HTTPException(422, detail=f"rule: {rule!r} is not one of {', '.join(RULE_NAMES)}")
+    total, rows = await _repo.search(
+        session,
+        statuses=statuses,
+        account=account,
+        rule=rule,
+        csm=csm,
+        limit=limit,
+        offset=offset,
+    )
+    return {"total": total, "alerts": [alert_json(a) for a in rows]}
+
+
+async def _get(session: AsyncSession, alert_id: str, *, lock: bool = False) -> Alert:
+    row = await _repo.get(session, _alert_id(alert_id), lock=lock)
+    # none/pending rows are remembered conditions, not alerts anyone was told about.
+    if row is None or row.status in ("none", "pending"):
+        raise HTTPException(404, detail=f"alert {alert_id!r} not found")
+    return row
+
+
+@router.get("/{alert_id}", summary="One alert with its notifications")
+async def get_alert(alert_id: str, session: SessionDep) -> dict[str, Any]:
+    row = await _get(session, alert_id)
+    body = alert_json(row)
+    body["deliveries"] = [
+        _notification_json(n) for n in await _repo.notifications_of(session, row.id)
+    ]
+    return body
+
+
+async def _move(
+    request: Request,
+    session: AsyncSession,
+    alert_id: str,
+    move: Callable[[AlertState, datetime], AlertState],
+) -> dict[str, Any]:
+    now = _now(request)
+    async with session.begin():
+        row = await _get(session, alert_id, lock=True)
+        try:
+            new = move(state_of(row), now)
+        except LifecycleError as err:
+            raise HTTPException(409, detail=str(err)) from err
+        set_state(row, new, now)
+    return alert_json(row)
+
+
+@router.post("/{alert_id}/ack", summary="Acknowledge: no more repeats")
+async def ack_alert(alert_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
+    return await _move(request, session, alert_id, acknowledge)
+
+
+class SnoozeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: AwareDatetime = Field(description="When the alert wakes up (ISO 8601 with offset).")
+    reason: str | None = Field(None, max_length=1000)
+
+
+@router.post("/{alert_id}/snooze", summary="Snooze until a time, with a reason")
+async def snooze_alert(
+    alert_id: str,
+    body: Annotated[SnoozeBody, Body()],
+    request: Request,
+    session: SessionDep,
+) -> dict[str, Any]:
+    if body.until <= _now(request):
+        raise HTTPException(422, detail="until: must be in the future")
+    return await _move(
+        request, session, alert_id, lambda s, now: snooze(s, body.until, body.reason, now)
+    )
+
+
+@router.post("/{alert_id}/resolve", summary="Resolve by hand")
+async def resolve_alert(alert_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
+    return await _move(request, session, alert_id, resolve)

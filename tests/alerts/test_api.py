@@ -1,0 +1,173 @@
+"""The alerts API on real PostgreSQL: list, read, ack, snooze, resolve; 401, 404, 409, 422."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.alerts.api import router
+from services.alerts.consumer import AlertsHandler
+from shared.clock import FixedClock
+from tests.alerts.snapshots import (
+    alerts_of,
+    create_defaults,
+    create_snapshot,
+    only_rules,
+    unique_account,
+)
+
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+TOKEN = "t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest_asyncio.fixture
+async def client(pg_sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
+    app = FastAPI()
+    app.include_router(router)
+    app.state.sessions = pg_sessions
+    app.state.api_token = TOKEN
+    app.state.clock = FixedClock(T0 + timedelta(days=2))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=AUTH) as c:
+        yield c
+
+
+async def open_alert(
+    sessions: async_sessionmaker[AsyncSession], csm_email: str = "dana@vendor.example"
+) -> tuple[str, int]:
+    """A dormant account evaluated on two days: one open alert."""
+    account = unique_account()
+    handler = AlertsHandler(
+        only_rules("dormant"),
+        FixedClock(T0),
+        defaults=create_defaults(),
+        console_url="http://console.example",
+    )
+    async with sessions() as session, session.begin():
+        await handler.flush(
+            session, [create_snapshot(account, d, csm_email=csm_email) for d in (0, 1)]
+        )
+    [alert] = await alerts_of(sessions, account)
+    assert alert.status == "open"
+    return account, alert.id
+
+
+class TestAuth:
+    async def test_no_token_is_401(self, client: httpx.AsyncClient) -> None:
+        r = await client.get("/v1/alerts", headers={"Authorization": ""})
+        assert r.status_code == 401
+
+
+class TestRead:
+    async def test_list_filters(
+        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        csm = f"{unique_account('csm')}@vendor.example"
+        account, alert_id = await open_alert(pg_sessions, csm_email=csm)
+        r = await client.get("/v1/alerts", params={"account": account})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["total"] == 1
+        [alert] = body["alerts"]
+        assert alert["id"] == alert_id
+        assert (alert["rule"], alert["status"], alert["severity"]) == (
+            "dormant",
+            "open",
+            "critical",
+        )
+        assert "no login for 20 days" in alert["reason"]
+        by_csm = await client.get("/v1/alerts", params={"csm": csm, "rule": "dormant"})
+        assert [a["id"] for a in by_csm.json()["alerts"]] == [alert_id]
+        resolved = await client.get("/v1/alerts", params={"account": account, "status": "resolved"})
+        assert resolved.json() == {"total": 0, "alerts": []}
+
+    async def test_bad_filters_are_422_naming_the_parameter(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        r = await client.get("/v1/alerts", params={"status": "closed"})
+        assert r.status_code == 422 and r.json()["detail"].startswith("status:")
+        r = await client.get("/v1/alerts", params={"rule": "bogus"})
+        assert r.status_code == 422 and r.json()["detail"].startswith("rule:")
+
+    async def test_one_alert_with_its_deliveries(
+        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        account, alert_id = await open_alert(pg_sessions)
+        r = await client.get(f"/v1/alerts/{alert_id}")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["account_id"] == account
+        assert sorted(d["channel"] for d in body["deliveries"]) == ["email", "slack"]
+        assert {d["status"] for d in body["deliveries"]} == {"pending"}
+
+    async def test_unknown_ids_are_404_json(self, client: httpx.AsyncClient) -> None:
+        for path in ("/v1/alerts/999999999999", "/v1/alerts/abc", "/v1/alerts/999999999/ack"):
+            r = await client.request("POST" if path.endswith("ack") else "GET", path)
+            assert r.status_code == 404, path
+            assert "not found" in r.json()["detail"]
+
+
+class TestMoves:
+    async def test_ack_then_ack_again_then_resolve_then_409(
+        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _, alert_id = await open_alert(pg_sessions)
+        r = await client.post(f"/v1/alerts/{alert_id}/ack")
+        assert r.status_code == 200
+        assert r.json()["status"] == "acknowledged"
+        assert r.json()["acknowledged_at"].startswith("2026-11-04T12:00")
+        assert (await client.post(f"/v1/alerts/{alert_id}/ack")).status_code == 200
+        r = await client.post(f"/v1/alerts/{alert_id}/resolve")
+        assert r.status_code == 200
+        assert (r.json()["status"], r.json()["resolved_by"]) == ("resolved", "manual")
+        for move in ("ack", "resolve"):
+            r = await client.post(f"/v1/alerts/{alert_id}/{move}")
+            assert r.status_code == 409
+            assert "resolved" in r.json()["detail"]
+        r = await client.post(
+            f"/v1/alerts/{alert_id}/snooze", json={"until": "2026-12-01T00:00:00+00:00"}
+        )
+        assert r.status_code == 409
+
+    async def test_snooze_with_reason(
+        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        account, alert_id = await open_alert(pg_sessions)
+        r = await client.post(
+            f"/v1/alerts/{alert_id}/snooze",
+            json={"until": "2026-11-20T09:00:00+01:00", "reason": "renewal call booked"},
+        )
+        assert r.status_code == 200
+        body = r.json()
+        assert body["status"] == "snoozed"
+        assert body["snooze_reason"] == "renewal call booked"
+        [row] = await alerts_of(pg_sessions, account)
+        assert row.snoozed_until == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+    async def test_bad_snooze_bodies_are_422_naming_the_field(
+        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _, alert_id = await open_alert(pg_sessions)
+        bodies: list[tuple[Any, str]] = [
+            ({}, "until"),
+            ({"until": "tomorrow"}, "until"),
+            ({"until": "2026-12-01T00:00:00"}, "until"),  # no offset
+            ({"until": "2026-12-01T00:00:00Z", "why": "x"}, "why"),
+        ]
+        for body, field in bodies:
+            r = await client.post(f"/v1/alerts/{alert_id}/snooze", json=body)
+            assert r.status_code == 422, body
+            assert field in [str(p) for e in r.json()["detail"] for p in e["loc"]], body
+        r = await client.post(
+            f"/v1/alerts/{alert_id}/snooze", json={"until": "2026-11-01T00:00:00Z"}
+        )
+        assert r.status_code == 422
+        assert r.json()["detail"] == "until: must be in the future"
+        assert (await client.get(f"/v1/alerts/{alert_id}")).json()["status"] == "open"
