@@ -364,9 +364,21 @@ async def _embedded_scorer(env: Embedded) -> None:
         await producer.stop()
 
 
+async def _embedded_alerts(env: Embedded) -> None:
+    from services.alerts.app import build_service
+
+    producer = env.bus.producer()
+    await producer.start()
+    try:
+        service = build_service(env.settings, env.config, env.bus, env.sessions, producer, None)
+        await service.run(env.stopping)
+    finally:
+        await producer.stop()
+
+
 def embedded_services() -> dict[str, EmbeddedService]:
     """The background services ``tend up`` runs next to the HTTP server, by name."""
-    return {"scorer": _embedded_scorer}
+    return {"scorer": _embedded_scorer, "alerts": _embedded_alerts}
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -494,6 +506,7 @@ def _api_token(settings: Settings) -> str:
 
 
 async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> None:
+    from services.alerts.api import router as alerts_router
     from services.ingest.app import create_app
     from services.scorer.api import router as accounts_router
     from shared.bus import create_bus
@@ -515,6 +528,7 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
             app.state.sessions = sessions
             app.state.api_token = token
             app.include_router(accounts_router)
+            app.include_router(alerts_router)
             server = EmbeddedServer(
                 uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
             )
@@ -581,6 +595,48 @@ def scorer(host: str, port: int) -> None:
     setup_logging(settings.log_level)
     uvicorn.run(
         "services.cli:scorer_app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+    )
+
+
+# -- alerts -----------------------------------------------------------------------------------
+
+
+def alerts_app_factory() -> FastAPI:
+    """The alerts app for uvicorn (``factory=True``)."""
+    from services.alerts.app import create_app
+    from shared.logging import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return create_app(settings, config=load_tend_config(settings))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8002, show_default=True, type=click.IntRange(0, 65535))
+def alerts(host: str, port: int) -> None:
+    """Run the alerts service: scores -> rules -> alert state -> Slack and email, and the
+    alerts API.
+
+    One process is one member of the consumer group; run more for more partitions.
+    """
+    settings = load_settings()
+    load_tend_config(settings)
+    if not settings.uses_kafka:
+        raise ConfigFailure(
+            "alerts needs a Kafka broker: set TEND_KAFKA_BOOTSTRAP (e.g. kafka:9092). "
+            "The in-process bus is only for `tend up`, which runs every service in one process."
+        )
+    from shared.logging import setup_logging
+
+    setup_logging(settings.log_level)
+    uvicorn.run(
+        "services.cli:alerts_app_factory",
         factory=True,
         host=host,
         port=port,

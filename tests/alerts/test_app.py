@@ -1,0 +1,111 @@
+"""The alerts app (``tend alerts``) with its lifespan: consumer, dispatcher and API together on a
+database of its own, the in-process bus and a loopback Slack webhook."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from services.alerts.app import build_defaults, build_notifiers, create_app
+from services.cli import embedded_services
+from shared import topics
+from shared.bus.base import Message
+from shared.bus.memory import InProcessBus
+from shared.config import TendConfig
+from shared.db.migrate import upgrade_async
+from shared.db.session import create_engine, create_sessionmaker
+from shared.settings import Settings
+from tests.alerts.servers import SlackWebhookServer
+from tests.alerts.snapshots import create_snapshot, only_rules, unique_account
+from tests.support.postgres import create_database, drop_database
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackWebhookServer]:
+    server = SlackWebhookServer().start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def db_url() -> AsyncIterator[str]:
+    url = await create_database("tend_alerts_app")
+    await upgrade_async(url)
+    yield url
+    await drop_database(url)
+
+
+class TestSettings:
+    def test_email_only_with_an_smtp_host(self) -> None:
+        assert set(build_notifiers(Settings())) == {"slack"}
+        settings = Settings(smtp_host="mail.example", alerts={"default_emails": "a@x.io, b@x.io"})
+        assert set(build_notifiers(settings)) == {"slack", "email"}
+        defaults = build_defaults(settings)
+        assert defaults.emails == ("a@x.io", "b@x.io") and defaults.email_enabled
+
+    def test_the_default_webhook_is_a_secret(self) -> None:
+        settings = Settings(slack_webhook_url=SecretStr("https://hooks.example/T/B/x"))
+        assert "hooks.example" not in repr(settings)
+        assert build_defaults(settings).slack_webhook_url == "https://hooks.example/T/B/x"
+
+
+class TestEmbedded:
+    def test_tend_up_runs_the_alerts_service(self) -> None:
+        assert {"scorer", "alerts"} <= set(embedded_services())
+
+
+class TestApp:
+    async def test_a_dormant_account_is_posted_listed_and_acked(
+        self, db_url: str, slack: SlackWebhookServer
+    ) -> None:
+        account = unique_account()
+        settings = Settings(
+            database_url=db_url,
+            api_token=SecretStr("tok"),
+            slack_webhook_url=SecretStr(slack.url()),
+            console_url="http://console.example",
+            alerts={"batch_max_wait_s": 0.05, "dispatch_interval_s": 0.1},
+        )
+        engine = create_engine(db_url)
+        bus = InProcessBus(create_sessionmaker(engine), 2)
+        producer = bus.producer()
+        await producer.start()
+        await producer.publish(
+            topics.SCORES,
+            [
+                Message(
+                    create_snapshot(account, d, csm_email=None).to_bytes(), key=account.encode()
+                )
+                for d in (0, 1)
+            ],
+        )
+        app = create_app(settings, bus=bus, config=TendConfig(rules=only_rules("dormant")))
+        try:
+            async with app.router.lifespan_context(app):
+                for _ in range(200):
+                    if slack.requests:
+                        break
+                    await asyncio.sleep(0.05)
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(
+                    transport=transport,
+                    base_url="http://t",
+                    headers={"Authorization": "Bearer tok"},
+                ) as client:
+                    r = await client.get("/v1/alerts", params={"account": account})
+                    [alert] = r.json()["alerts"]
+                    assert (alert["rule"], alert["status"]) == ("dormant", "open")
+                    r = await client.post(f"/v1/alerts/{alert['id']}/ack")
+                    assert r.json()["status"] == "acknowledged"
+                    assert (await client.get("/readyz")).status_code == 200
+        finally:
+            await producer.stop()
+            await bus.close()
+            await engine.dispose()
+        [post] = slack.requests
+        assert f"http://console.example/accounts/{account}" in post.body.decode()
