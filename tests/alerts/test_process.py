@@ -1,0 +1,201 @@
+"""``tend alerts`` as a real process on a real Kafka-protocol broker (tansu) and PostgreSQL: a
+dormant account's scores give one Slack post to a loopback webhook; SIGTERM drains; a restart
+with the same day published again posts nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import topics
+from shared.alert_rules import RULE_NAMES
+from shared.bus.base import Message, TopicSpec
+from shared.bus.kafka import KafkaBus
+from shared.db.migrate import upgrade_async
+from shared.db.models import ConsumerOffset
+from shared.db.session import create_engine, create_sessionmaker
+from shared.settings import KafkaSettings
+from tests.alerts.servers import SlackWebhookServer
+from tests.alerts.snapshots import alerts_of, create_snapshot, outbox_of, unique_account
+from tests.support.broker import TansuBroker, free_port
+from tests.support.postgres import create_database, drop_database
+
+REPO = Path(__file__).resolve().parents[2]
+PARTITIONS = 2
+
+
+@pytest.fixture
+def own_broker() -> Iterator[TansuBroker]:
+    """A broker of its own: the alerts group reads the whole scores topic."""
+    b = TansuBroker()
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest_asyncio.fixture
+async def database() -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSession]]]:
+    url = await create_database("tend_alerts_proc")
+    await upgrade_async(url)
+    engine = create_engine(url)
+    yield url, create_sessionmaker(engine)
+    await engine.dispose()
+    await drop_database(url)
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackWebhookServer]:
+    server = SlackWebhookServer().start()
+    yield server
+    server.stop()
+
+
+class AlertsProcess:
+    def __init__(self, bootstrap: str, database_url: str, webhook: str, tmp: Path) -> None:
+        config = tmp / "tend.yaml"
+        lines = ["rules:"] + [
+            f"  {name}: {{enabled: {'true' if name == 'dormant' else 'false'}}}"
+            for name in RULE_NAMES
+        ]
+        config.write_text("\n".join(lines) + "\n")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TEND_")}
+        self.env.update(
+            TEND_KAFKA_BOOTSTRAP=bootstrap,
+            TEND_DATABASE_URL=database_url,
+            TEND_CONFIG=str(config),
+            TEND_API_TOKEN="alerts-test-token",
+            TEND_SLACK_WEBHOOK_URL=webhook,
+            TEND_CONSOLE_URL="http://console.example",
+            TEND_KAFKA__PARTITIONS=str(PARTITIONS),
+            TEND_KAFKA__SESSION_TIMEOUT_MS="6000",
+            TEND_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
+            TEND_ALERTS__BATCH_MAX_WAIT_S="0.1",
+            TEND_ALERTS__DISPATCH_INTERVAL_S="0.2",
+            PYTHONUNBUFFERED="1",
+        )
+        self.tmp = tmp
+        self.runs = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.runs += 1
+        self.log_path = self.tmp / f"alerts-{self.runs}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services", "alerts", "--port", str(free_port())],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"tend alerts exited {self.proc.returncode}: {self.tail()}")
+
+    def terminate(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"tend alerts did not stop on SIGTERM: {self.tail()}") from None
+        log = self.log_path.read_text(errors="replace")
+        assert "Application shutdown complete" in log, self.tail()
+        assert "stopped with an error" not in log, self.tail()
+        assert code in (0, -signal.SIGTERM), (code, self.tail())
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def publish(bootstrap: str, messages: list[Message]) -> None:
+    bus = KafkaBus(bootstrap, KafkaSettings(partitions=PARTITIONS))
+    producer = bus.producer()
+    await producer.start()
+    try:
+        await producer.ensure_topics([TopicSpec(t, PARTITIONS) for t in topics.ALL])
+        await producer.publish(topics.SCORES, messages, timeout_s=30)
+    finally:
+        await producer.stop()
+        await bus.close()
+
+
+async def consumed(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Records of the scores topic the alerts group has committed in the database."""
+    async with sessions() as session:
+        total = await session.scalar(
+            select(func.coalesce(func.sum(ConsumerOffset.next_offset), 0)).where(
+                ConsumerOffset.group_id == "tend-alerts", ConsumerOffset.topic == topics.SCORES
+            )
+        )
+    return int(total or 0)
+
+
+class TestAlertsProcess:
+    async def test_one_post_drain_on_sigterm_and_a_replayed_day_posts_nothing(
+        self,
+        own_broker: TansuBroker,
+        database: tuple[str, async_sessionmaker[AsyncSession]],
+        slack: SlackWebhookServer,
+        tmp_path: Path,
+    ) -> None:
+        url, sessions = database
+        account = unique_account()
+        key = account.encode()
+        day0, day1 = (create_snapshot(account, d, csm_email=None) for d in (0, 1))
+        await publish(
+            own_broker.bootstrap,
+            [Message(b"garbage", key=key), Message(day0.to_bytes(), key=key)],
+        )
+        proc = AlertsProcess(own_broker.bootstrap, url, slack.url(), tmp_path)
+        try:
+            proc.start()
+            await publish(own_broker.bootstrap, [Message(day1.to_bytes(), key=key)])
+            for _ in range(600):
+                proc.alive()
+                if slack.requests:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(slack.requests) == 1, proc.tail()
+            assert account in slack.requests[0].body.decode()
+            for _ in range(100):
+                if [n.status for n in await outbox_of(sessions, account)] == ["sent"]:
+                    break
+                await asyncio.sleep(0.1)
+            proc.terminate()
+
+            await publish(own_broker.bootstrap, [Message(day1.to_bytes(), key=key)])
+            proc.start()
+            for _ in range(600):
+                proc.alive()
+                if await consumed(sessions) == 4:  # garbage, day 0, day 1, day 1 again
+                    break
+                await asyncio.sleep(0.1)
+            assert await consumed(sessions) == 4, proc.tail()
+            await asyncio.sleep(1.0)  # a wrong second post would have been sent by now
+            proc.terminate()
+        finally:
+            proc.cleanup()
+        [alert] = await alerts_of(sessions, account)
+        assert (alert.status, alert.consecutive_holds) == ("open", 2)
+        assert [n.status for n in await outbox_of(sessions, account)] == ["sent"]
+        assert len(slack.requests) == 1
