@@ -1,0 +1,444 @@
+"""Scorer throughput, re-scoring time and memory.
+
+Run by hand (not in CI), from the repository root:
+
+    .venv/bin/python bench/scorer.py [--events 200000] [--accounts 2000]
+        [--rescore-accounts 100000] [--max-seconds 300]
+
+It starts its own tansu broker and fresh PostgreSQL databases (on TEND_TEST_PG_DSN, default
+the server at 127.0.0.1:5432), and measures:
+
+(a) consume: ``--events`` canonical events over ``--accounts`` accounts are published to
+    ``tend.events.v1``; a plain aiokafka consumer (no group, no processing) reads them all,
+    then :class:`ScorerService` (the real runner: decode, one-transaction flush with the
+    offsets in ``consumer_offsets``, bus commit, and its re-scorer of the dirty accounts)
+    consumes them into the rollups. The scorer's rate is the records committed per second from
+    its first committed batch until the offsets stored in the database reach the end (the
+    group join, ~5 s on tansu, is printed apart). Target: at least half of the raw rate.
+(b) re-score: ``--rescore-accounts`` accounts with ``--rescore-weeks`` weeks of user, account
+    and feature days, seeded with INSERT ... SELECT generate_series, then one
+    ``Rescorer.sweep`` (publishing every score to the broker). Target: under 60 s.
+(c) memory: the process's peak RSS before and after each phase, so one can see that scoring
+    100,000 accounts does not grow memory with the number of accounts (chunked sweep).
+
+Every phase stops at ``--max-seconds``; the rates are over what was done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import resource
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer  # noqa: E402
+from aiokafka.structs import TopicPartition as KafkaTP  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
+
+from services.scorer.consumer import GROUP_ID, ScorerService  # noqa: E402
+from services.scorer.sweep import Rescorer  # noqa: E402
+from shared import topics  # noqa: E402
+from shared.bus import Message, TopicSpec  # noqa: E402
+from shared.bus.kafka import KafkaBus  # noqa: E402
+from shared.clock import FixedClock, SystemClock  # noqa: E402
+from shared.config import TendConfig  # noqa: E402
+from shared.db.migrate import upgrade_async  # noqa: E402
+from shared.db.session import create_engine, create_sessionmaker  # noqa: E402
+from shared.events import CanonicalEvent  # noqa: E402
+from shared.settings import KafkaSettings, ScorerSettings  # noqa: E402
+from tests.support.broker import TansuBroker  # noqa: E402
+from tests.support.postgres import create_database, drop_database  # noqa: E402
+
+KEY_FEATURES = ("reports", "dashboards", "exports")
+CONFIG = TendConfig(key_features=KEY_FEATURES)
+PARTITIONS = 6
+USERS_PER_ACCOUNT = 10
+PUBLISH_CHUNK = 5000
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def memory(label: str) -> None:
+    print(
+        f"  memory {label:<38} current {current_rss_mb():>7.1f} MB   peak {peak_rss_mb():>7.1f} MB"
+    )
+
+
+def rate_line(label: str, n: int, seconds: float) -> str:
+    per_s = n / seconds if seconds > 0 else 0.0
+    return f"  {label:<44} {n:>8} records {seconds:>8.2f} s {per_s:>10,.0f}/s"
+
+
+# -- (a) consume ---------------------------------------------------------------------------
+
+
+def events(n: int, accounts: int, today: date, seed: int = 1) -> Iterator[CanonicalEvent]:
+    """``n`` events spread over ``accounts`` accounts and the last 28 days."""
+    rng = random.Random(seed)
+    start = datetime.combine(today - timedelta(days=27), dtime(0), tzinfo=UTC)
+    for i in range(n):
+        account = f"acct-{rng.randrange(accounts):05d}"
+        user = f"{account}-u{rng.randrange(USERS_PER_ACCOUNT)}"
+        at = start + timedelta(seconds=rng.randrange(28 * 86400))
+        login = rng.random() < 0.15
+        feature = None if login else rng.choice((*KEY_FEATURES, None))
+        yield CanonicalEvent(
+            event_id=f"bench-{seed}-{i}",
+            type="track",
+            account_id=account,
+            user_id=user,
+            name="Signed In" if login else f"{feature or 'page'} used",
+            feature=feature,
+            is_login=login,
+            occurred_at=at,
+            received_at=at + timedelta(seconds=1),
+            properties={"source": "bench", "n": i % 1000},
+        )
+
+
+async def publish_events(bus: KafkaBus, n: int, accounts: int, today: date) -> dict[int, int]:
+    producer = bus.producer()
+    await producer.start()
+    await producer.ensure_topics([TopicSpec(t, PARTITIONS) for t in topics.ALL])
+    ends: dict[int, int] = {}
+    chunk: list[Message] = []
+    started = time.perf_counter()
+
+    async def flush() -> None:
+        for d in await producer.publish(topics.EVENTS, chunk, timeout_s=120):
+            ends[d.partition] = max(ends.get(d.partition, 0), d.offset + 1)
+        chunk.clear()
+
+    for e in events(n, accounts, today):
+        chunk.append(Message(value=e.to_bytes(), key=(e.account_id or "").encode()))
+        if len(chunk) >= PUBLISH_CHUNK:
+            await flush()
+    if chunk:
+        await flush()
+    await producer.stop()
+    print(rate_line("published (KafkaBus producer, acks=all)", n, time.perf_counter() - started))
+    return ends
+
+
+async def raw_consume(
+    bootstrap: str, ends: dict[int, int], max_s: float, *, decode: bool = False
+) -> tuple[int, float]:
+    """A plain aiokafka consumer reading every partition from the start: no group, no
+    database, and no decoding unless ``decode`` (then each value is parsed as a
+    CanonicalEvent, the floor of any consumer of the topic). Returns (records, seconds)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [KafkaTP(topics.EVENTS, p) for p in ends]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        want = sum(ends.values())
+        got = 0
+        started = time.perf_counter()
+        while got < want and time.perf_counter() - started < max_s:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batches.values():
+                got += len(records)
+                if decode:
+                    for r in records:
+                        CanonicalEvent.from_bytes(r.value)
+        return got, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def stored_total(sessions: Sessions, group_id: str) -> int:
+    async with sessions() as session:
+        value = await session.scalar(
+            text("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = :g"),
+            {"g": group_id},
+        )
+        return int(value or 0)
+
+
+async def scorer_consume(
+    bus: KafkaBus, sessions: Sessions, want: int, max_s: float, *, rescorer: bool = True
+) -> tuple[float, int, float, float]:
+    """Run ScorerService (or, without ``rescorer``, only its batch consumer and events handler)
+    until its stored offsets reach ``want`` records. Returns (seconds to join and commit a
+    first batch, records after that, seconds after that, seconds in all)."""
+    producer = bus.producer()
+    await producer.start()
+    scorer = ScorerSettings()
+    group_id = f"{GROUP_ID}-{uuid.uuid4().hex[:8]}"  # each run starts from the beginning
+    service = ScorerService(
+        bus,
+        sessions,
+        producer,
+        CONFIG,
+        SystemClock(),
+        group_id=group_id,
+        max_records=scorer.batch_max_records,
+        max_wait_s=scorer.batch_max_wait_s,
+    )
+    run = service.run if rescorer else service.consumer.run
+    if not rescorer:
+        service.handler.rescorer = None
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(run(stop))
+    first_at: float | None = None
+    first_done = 0
+    done = 0
+    try:
+        while done < want and time.perf_counter() - started < max_s:
+            if task.done():
+                raise RuntimeError(f"the scorer stopped: {task.exception()!r}")
+            done = await stored_total(sessions, group_id)
+            if first_at is None and done > 0:
+                first_at, first_done = time.perf_counter(), done
+            await asyncio.sleep(0.05)
+        finished = time.perf_counter()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 120)
+        await producer.stop()
+    if first_at is None:
+        return finished - started, 0, 0.0, finished - started
+    return first_at - started, done - first_done, finished - first_at, finished - started
+
+
+async def consume_into_fresh_db(
+    bus: KafkaBus, want: int, max_s: float, *, rescorer: bool
+) -> tuple[float, int, float, float]:
+    url = await create_database("tend_bench")
+    try:
+        await upgrade_async(url)
+        engine = create_engine(url)
+        try:
+            sessions = create_sessionmaker(engine)
+            result = await scorer_consume(bus, sessions, want, max_s, rescorer=rescorer)
+            async with sessions() as session:
+                events, accounts = (
+                    await session.execute(
+                        text(
+                            "SELECT (SELECT sum(events) FROM account_days), "
+                            "(SELECT count(*) FROM accounts)"
+                        )
+                    )
+                ).one()
+            print(f"  check: account_days.events sum {events}, accounts {accounts}")
+            return result
+        finally:
+            await engine.dispose()
+    finally:
+        await drop_database(url)
+
+
+async def bench_consume(args: argparse.Namespace, broker: TansuBroker) -> None:
+    print(
+        f"(a) consume: {args.events} events over {args.accounts} accounts, {PARTITIONS} partitions"
+    )
+    kafka = KafkaSettings(
+        partitions=PARTITIONS, session_timeout_ms=6000, heartbeat_interval_ms=1000
+    )
+    bus = KafkaBus(broker.bootstrap, kafka)
+    try:
+        ends = await publish_events(bus, args.events, args.accounts, date.today())
+        want = sum(ends.values())
+        memory("after publishing")
+        raw_n, raw_s = await raw_consume(broker.bootstrap, ends, args.max_seconds)
+        print(rate_line("raw aiokafka consumer (no group, no work)", raw_n, raw_s))
+        dec_n, dec_s = await raw_consume(broker.bootstrap, ends, args.max_seconds, decode=True)
+        print(rate_line("  ... and parsing each CanonicalEvent", dec_n, dec_s))
+        join_s, n, s, total_s = await consume_into_fresh_db(
+            bus, want, args.max_seconds, rescorer=True
+        )
+        print(f"  scorer: joined the group and committed a first batch in {join_s:.2f} s")
+        print(rate_line("ScorerService to committed rollups", n, s))
+        print(rate_line("  ... including the group join", want, total_s))
+        raw_rate = raw_n / raw_s if raw_s else 0.0
+        scorer_rate = n / s if s else 0.0
+        ratio = scorer_rate / raw_rate if raw_rate else 0.0
+        verdict = "meets" if ratio >= 0.5 else "MISSES"
+        print(f"  ratio scorer/raw: {ratio:.3f} ({verdict} the target of 0.5)")
+        memory("after consuming")
+        if not args.skip_consumer_only:
+            _, n2, s2, _ = await consume_into_fresh_db(bus, want, args.max_seconds, rescorer=False)
+            print(rate_line("its consumer alone (re-scorer off)", n2, s2))
+            ratio2 = (n2 / s2) / raw_rate if s2 and raw_rate else 0.0
+            print(f"  ratio consumer alone/raw: {ratio2:.3f}")
+    finally:
+        await bus.close()
+
+
+# -- (b) re-score --------------------------------------------------------------------------
+
+SEED_SQL = [
+    # Accounts, created 120 days ago so they are scored on the health scorecard.
+    """
+    INSERT INTO accounts (account_id, name, plan, seats, mrr, created_at, traits, first_seen,
+                          updated_at, dirty)
+    SELECT 'r' || lpad(g::text, 6, '0'), 'Account ' || g, CASE WHEN g % 3 = 0 THEN 'pro'
+           ELSE 'team' END, 5 + g % 40, 50.0 * (5 + g % 40), CAST(:start AS date) - 120, '{}'::json,
+           CAST(:start AS date) - 120, now(), false
+    FROM generate_series(1, :n) AS g
+    """,
+    # Users active on about 60% of the days, 1-3 events and sometimes a login each.
+    """
+    INSERT INTO user_days (account_id, user_id, day, events, logins)
+    SELECT 'r' || lpad(g::text, 6, '0'), 'u' || u, CAST(:start AS date) + d, 1 + (g + u + d) % 3,
+           CASE WHEN (g + d) % 2 = 0 THEN 1 ELSE 0 END
+    FROM generate_series(1, :n) AS g, generate_series(1, :users) AS u,
+         generate_series(0, :days - 1) AS d
+    WHERE (g * 7 + u * 13 + d * 31) % 10 < 6
+    """,
+    """
+    INSERT INTO account_days (account_id, day, events, logins, active_users)
+    SELECT account_id, day, sum(events), sum(logins), count(*)
+    FROM user_days WHERE account_id LIKE 'r%' GROUP BY account_id, day
+    """,
+    # Every other active user-day uses one key feature.
+    """
+    INSERT INTO feature_user_days (account_id, feature, user_id, day, uses)
+    SELECT account_id, (ARRAY['reports', 'dashboards', 'exports'])[1 + (length(user_id)
+           + extract(day FROM day)::int) % 3], user_id, day, 1 + events % 2
+    FROM user_days WHERE account_id LIKE 'r%' AND extract(day FROM day)::int % 2 = 0
+    """,
+    """
+    INSERT INTO feature_days (account_id, feature, day, uses, users)
+    SELECT account_id, feature, day, sum(uses), count(*)
+    FROM feature_user_days WHERE account_id LIKE 'r%' GROUP BY account_id, feature, day
+    """,
+]
+
+
+async def seed(url: str, n: int, users: int, weeks: int, today: date) -> None:
+    engine = create_engine(url)
+    try:
+        params = {
+            "n": n,
+            "users": users,
+            "days": weeks * 7,
+            "start": today - timedelta(days=weeks * 7 - 1),
+        }
+        async with engine.begin() as conn:
+            for sql in SEED_SQL:
+                used = {k: v for k, v in params.items() if f":{k}" in sql}
+                await conn.execute(text(sql), used)
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE"))
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM user_days), (SELECT count(*) FROM "
+                        "account_days), (SELECT count(*) FROM feature_user_days), "
+                        "(SELECT count(*) FROM feature_days)"
+                    )
+                )
+            ).one()
+        print(
+            f"  seeded {n} accounts: user_days {rows[0]}, account_days {rows[1]}, "
+            f"feature_user_days {rows[2]}, feature_days {rows[3]}"
+        )
+    finally:
+        await engine.dispose()
+
+
+async def bench_rescore(args: argparse.Namespace, broker: TansuBroker) -> None:
+    n = args.rescore_accounts
+    print(f"(b) re-score: {n} accounts, {args.rescore_users} users, {args.rescore_weeks} weeks")
+    today = date.today()
+    url = await create_database("tend_bench_rescore")
+    try:
+        await upgrade_async(url)
+        started = time.perf_counter()
+        await seed(url, n, args.rescore_users, args.rescore_weeks, today)
+        print(f"  seeding took {time.perf_counter() - started:.1f} s (not part of the target)")
+        engine = create_engine(url)
+        bus = KafkaBus(broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
+        producer = None
+        try:
+            if not args.no_publish:
+                producer = bus.producer()
+                await producer.start()
+            clock = FixedClock(datetime.combine(today, dtime(23, 0), tzinfo=UTC))
+            rescorer = Rescorer(create_sessionmaker(engine), producer, CONFIG, clock)
+            memory("before the sweep")
+            started = time.perf_counter()
+            scored = await asyncio.wait_for(rescorer.sweep(today), args.max_seconds)
+            seconds = time.perf_counter() - started
+            where = "published to tend.scores.v1" if producer else "not published"
+            verdict = "meets" if seconds < 60 else "MISSES"
+            print(
+                f"  Rescorer.sweep scored {scored} accounts in {seconds:.1f} s "
+                f"({scored / seconds:,.0f}/s, {where}; {verdict} the target of < 60 s)"
+            )
+            memory("after the sweep")
+            async with engine.connect() as conn:
+                bands = (
+                    await conn.execute(
+                        text("SELECT band, count(*) FROM accounts GROUP BY band ORDER BY band")
+                    )
+                ).all()
+            print(f"  bands: {dict((b, c) for b, c in bands)}")
+        finally:
+            await bus.close()
+            await engine.dispose()
+    finally:
+        await drop_database(url)
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    memory("at start")
+    broker = TansuBroker()
+    broker.start()
+    try:
+        if not args.skip_consume:
+            await bench_consume(args, broker)
+        if not args.skip_rescore:
+            await bench_rescore(args, broker)
+    finally:
+        broker.stop()
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--accounts", type=int, default=2_000)
+    p.add_argument("--rescore-accounts", type=int, default=100_000)
+    p.add_argument("--rescore-users", type=int, default=3)
+    p.add_argument("--rescore-weeks", type=int, default=3)
+    p.add_argument("--no-publish", action="store_true", help="Sweep with producer=None.")
+    p.add_argument("--skip-consume", action="store_true")
+    p.add_argument("--skip-rescore", action="store_true")
+    p.add_argument(
+        "--skip-consumer-only", action="store_true", help="Skip the run without the re-scorer."
+    )
+    p.add_argument("--max-seconds", type=float, default=300.0, help="Bound of each phase.")
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
