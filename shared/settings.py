@@ -91,6 +91,10 @@ class AlertsSettings(BaseModel):
         120.0, gt=0, description="A claimed notification not marked by then is sent again."
     )
     max_backoff_s: float = Field(3600.0, gt=0, description="Longest wait between two attempts.")
+    email_digest: bool = Field(
+        False, description="One mail per recipient a day (by MRR at risk) instead of one per alert."
+    )
+    digest_hour_utc: int = Field(8, ge=0, le=23, description="Hour (UTC) the digest is sent.")
 
     @property
     def default_email_list(self) -> list[str]:

@@ -104,6 +104,7 @@ def build_defaults(settings: Settings) -> Defaults:
         slack_webhook_url=webhook.get_secret_value() if webhook is not None else None,
         emails=tuple(settings.alerts.default_email_list),
         email_enabled=bool(settings.smtp_host),
+        digest_hour_utc=settings.alerts.digest_hour_utc if settings.alerts.email_digest else None,
     )
 
 
@@ -117,15 +118,18 @@ def build_service(
 ) -> AlertsService:
     the_clock = clock or SystemClock()
     a = settings.alerts
+    notifiers = build_notifiers(settings)
+    email = notifiers.get("email")
     dispatcher = Dispatcher(
         sessions,
-        build_notifiers(settings),
+        notifiers,
         the_clock,
         batch=a.dispatch_batch,
         max_attempts=a.max_attempts,
         lease_s=a.claim_lease_s,
         max_backoff_s=a.max_backoff_s,
         idle_s=a.dispatch_interval_s,
+        digests=email if isinstance(email, EmailNotifier) and a.email_digest else None,
     )
     if not settings.smtp_host:
         log.info("TEND_SMTP_HOST is not set: alerts go to Slack only")

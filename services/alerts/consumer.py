@@ -22,7 +22,13 @@ from services.alerts import metrics as alert_metrics
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.lifecycle import AlertState, transition
 from services.alerts.notifiers.base import NotificationKind
-from services.alerts.routing import Defaults, destinations
+from services.alerts.routing import (
+    DIGEST_CHANNEL,
+    Defaults,
+    destinations,
+    digest_destinations,
+    next_digest,
+)
 from services.alerts.rules import ScoreHistory, ScorePoint, evaluate
 from services.alerts.state import AlertKey, AlertRepository, build_notification, state_of
 from shared import topics
@@ -136,8 +142,22 @@ class AlertsHandler:
                     row.account_id,
                 )
                 continue
-            self.repo.enqueue(session, row, notification, where, now)
-            self._wrote += len(where)
+            hour = self.defaults.digest_hour_utc
+            if hour is None:
+                self.repo.enqueue(session, row, notification, where, now)
+                self._wrote += len(where)
+                continue
+            immediate, addresses = digest_destinations(where)
+            self.repo.enqueue(session, row, notification, immediate, now)
+            self.repo.enqueue(
+                session,
+                row,
+                notification,
+                [(DIGEST_CHANNEL, a) for a in addresses],
+                now,
+                due_at=next_digest(now, hour),
+            )
+            self._wrote += len(immediate)
 
     async def after_commit(self, items: Sequence[ScoreMessage]) -> None:
         if self._wrote and self.on_notifications is not None:

@@ -13,6 +13,9 @@ Numbered, one round is:
    ``max_attempts`` is spent (logged and counted, never retried forever); else ``pending``
    again at the server's ``Retry-After`` or a growing backoff.
 
+Digest rows (channel ``email_digest``, due at the digest hour) are claimed per address, all of
+an address's due rows at once, and go out as ONE mail; each row is marked with its outcome.
+
 A crash between 2 and 3 leaves the row claimed; it is sent again when the lease ends. So every
 notification is delivered at least once and, after such a crash, at most once more.
 """
@@ -22,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
@@ -33,10 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import metrics as alert_metrics
 from services.alerts.notifiers.base import DeliveryResult, Notification, Notifier
+from services.alerts.routing import DIGEST_CHANNEL
 from shared.clock import Clock
 from shared.db.models import AlertNotification
 
-__all__ = ["Claim", "Dispatcher"]
+__all__ = ["Claim", "DigestSender", "Dispatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,12 @@ class Claim:
     destination: str
     payload: dict[str, Any]
     attempts: int
+
+
+class DigestSender(Protocol):
+    async def send_digest(
+        self, notifications: Sequence[Notification], csm: str, *, csm_name: str | None = None
+    ) -> DeliveryResult: ...
 
 
 class Dispatcher:
@@ -65,6 +75,8 @@ class Dispatcher:
         lease_s: float = 120.0,
         max_backoff_s: float = 3600.0,
         idle_s: float = 1.0,
+        digests: DigestSender | None = None,
+        digest_max_rows: int = 2000,
     ) -> None:
         self.sessions = sessions
         self.notifiers = dict(notifiers)
@@ -75,6 +87,8 @@ class Dispatcher:
         self.max_backoff_s = max_backoff_s
         self.idle_s = idle_s
         self.wake_event = asyncio.Event()
+        self.digests = digests
+        self.digest_max_rows = digest_max_rows
 
     def wake(self) -> None:
         self.wake_event.set()
@@ -110,12 +124,16 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One round: claim, send, mark. Returns how many rows were claimed."""
         claims = await self.claim()
-        if claims:
-            await asyncio.gather(*(self._deliver(c) for c in claims))
+        digests = await self.claim_digests()
+        work = [self._deliver(c) for c in claims]
+        work += [self._deliver_digest(address, group) for address, group in digests.items()]
+        if work:
+            await asyncio.gather(*work)
         return len(claims)
 
-    async def claim(self) -> list[Claim]:
+    async def claim(self, *, digests: bool = False) -> list[Claim]:
         now = self.clock.now()
+        channel = AlertNotification.channel
         async with self.sessions() as session, session.begin():
             rows = list(
                 await session.scalars(
@@ -123,9 +141,10 @@ class Dispatcher:
                     .where(
                         AlertNotification.status == "pending",
                         AlertNotification.next_attempt_at <= now,
+                        channel == DIGEST_CHANNEL if digests else channel != DIGEST_CHANNEL,
                     )
                     .order_by(AlertNotification.next_attempt_at, AlertNotification.id)
-                    .limit(self.batch)
+                    .limit(self.digest_max_rows if digests else self.batch)
                     .with_for_update(skip_locked=True)
                 )
             )
@@ -143,6 +162,36 @@ class Dispatcher:
             )
         alert_metrics.OUTBOX_PENDING.set(int(pending or 0))
         return claims
+
+    async def claim_digests(self) -> dict[str, list[Claim]]:
+        """Every due digest row, by address (a digest is the day's rows of one address)."""
+        groups: dict[str, list[Claim]] = {}
+        for c in await self.claim(digests=True):
+            groups.setdefault(c.destination, []).append(c)
+        return groups
+
+    async def _deliver_digest(self, address: str, group: list[Claim]) -> None:
+        valid: list[tuple[Claim, Notification]] = []
+        for c in group:
+            try:
+                valid.append((c, Notification.model_validate(c.payload)))
+            except ValidationError as err:
+                bad = f"bad payload: {err.error_count()} errors"
+                await self._mark(c, DeliveryResult.failed_permanently(bad))
+        if not valid:
+            return
+        if self.digests is None:
+            result = DeliveryResult.failed_permanently("email digests are not configured")
+        else:
+            try:
+                result = await self.digests.send_digest([n for _, n in valid], address)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.exception("the digest to %s raised", address)
+                result = DeliveryResult.retry_after(60.0, type(err).__name__, backoff=True)
+        for c, _ in valid:
+            await self._mark(c, result)
 
     async def _deliver(self, claim: Claim) -> None:
         result = await self._send(claim)

@@ -7,11 +7,24 @@ and destination and the dispatcher only delivers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import getaddresses
 
 from services.alerts.notifiers.base import Channel
 from shared.alert_rules import Route
 
-__all__ = ["Defaults", "Destination", "destinations", "is_webhook"]
+__all__ = [
+    "DIGEST_CHANNEL",
+    "Defaults",
+    "Destination",
+    "destinations",
+    "digest_destinations",
+    "is_webhook",
+    "next_digest",
+]
+
+DIGEST_CHANNEL = "email_digest"
+"""Outbox rows of this channel wait for the day's digest and go out in one mail per address."""
 
 Destination = tuple[Channel, str]
 
@@ -24,6 +37,8 @@ class Defaults:
     slack_webhook_url: str | None = None
     emails: tuple[str, ...] = ()
     email_enabled: bool = True
+    digest_hour_utc: int | None = None
+    """Set: email goes out once a day at this hour, one digest per address."""
 
 
 def is_webhook(value: str | None) -> bool:
@@ -57,3 +72,21 @@ def destinations(
         if route.emails:
             add("email", ", ".join(route.emails))
     return found
+
+
+def next_digest(now: datetime, hour_utc: int) -> datetime:
+    """The first ``hour_utc``:00 UTC at or after ``now``."""
+    utc = now.astimezone(UTC)
+    at = utc.replace(hour=hour_utc, minute=0, second=0, microsecond=0)
+    return at if at >= utc else at + timedelta(days=1)
+
+
+def digest_destinations(found: list[Destination]) -> tuple[list[Destination], list[str]]:
+    """Split ``found`` into what goes now and the addresses that get the digest instead."""
+    now = [d for d in found if d[0] != "email"]
+    addresses: list[str] = []
+    for _, destination in (d for d in found if d[0] == "email"):
+        for _, address in getaddresses([destination]):
+            if address and address not in addresses:
+                addresses.append(address)
+    return now, addresses

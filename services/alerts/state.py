@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.lifecycle import AlertState
 from services.alerts.notifiers.base import Notification, NotificationKind
-from services.alerts.routing import Destination
 from services.alerts.rules import Finding, ScorePoint
 from shared.db.models import Alert, AlertNotification, AlertScorePoint
 from shared.db.upsert import upsert
@@ -184,10 +183,13 @@ class AlertRepository:
         session: AsyncSession,
         row: Alert,
         notification: Notification,
-        destinations: Sequence[Destination],
+        destinations: Sequence[tuple[str, str]],
         now: datetime,
+        *,
+        due_at: datetime | None = None,
     ) -> list[AlertNotification]:
-        """Outbox rows, one per destination, due now (``row`` must have its id: flush first)."""
+        """Outbox rows, one per destination, due at ``due_at`` (default: now); ``row`` must
+        have its id (flush first)."""
         payload = notification.model_dump(mode="json")
         outbox = [
             AlertNotification(
@@ -198,7 +200,7 @@ class AlertRepository:
                 payload=payload,
                 status="pending",
                 attempts=0,
-                next_attempt_at=now,
+                next_attempt_at=due_at or now,
                 created_at=now,
             )
             for channel, destination in destinations

@@ -47,6 +47,11 @@ class TestSettings:
         assert set(build_notifiers(settings)) == {"slack", "email"}
         defaults = build_defaults(settings)
         assert defaults.emails == ("a@x.io", "b@x.io") and defaults.email_enabled
+        assert defaults.digest_hour_utc is None
+        digest = Settings(
+            smtp_host="m.example", alerts={"email_digest": True, "digest_hour_utc": 7}
+        )
+        assert build_defaults(digest).digest_hour_utc == 7
 
     def test_the_default_webhook_is_a_secret(self) -> None:
         settings = Settings(slack_webhook_url=SecretStr("https://hooks.example/T/B/x"))

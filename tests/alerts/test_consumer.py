@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts.consumer import AlertsHandler, AlertsService
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers.slack import SlackNotifier
-from services.alerts.routing import Defaults
+from services.alerts.routing import Defaults, next_digest
 from shared import topics
 from shared.alert_rules import RulesConfig
 from shared.bus.base import Message, Record
@@ -392,3 +392,38 @@ async def _caught_up(sessions: async_sessionmaker[AsyncSession]) -> bool:
         end_of = {int(p): int(e) for p, e in ends.all()}
         stored_of = {int(p): int(o) for p, o in stored.all()}
     return bool(end_of) and all(stored_of.get(p, 0) >= e for p, e in end_of.items())
+
+
+class TestDigest:
+    async def test_email_waits_for_the_digest_hour_one_row_per_address(
+        self, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        account = unique_account()
+        handler = create_handler(
+            defaults=create_defaults(emails=("a@v.example", "b@v.example"), digest_hour_utc=8)
+        )
+        await flush(
+            pg_sessions, handler, [create_snapshot(account, d, csm_email=None) for d in (0, 1)]
+        )
+        outbox = await outbox_of(pg_sessions, account)
+        assert [(n.channel, n.destination, n.next_attempt_at) for n in outbox] == [
+            ("slack", DEFAULT_WEBHOOK, T0),
+            ("email_digest", "a@v.example", datetime(2026, 11, 3, 8, 0, tzinfo=UTC)),
+            ("email_digest", "b@v.example", datetime(2026, 11, 3, 8, 0, tzinfo=UTC)),
+        ]
+
+
+class TestNextDigest:
+    @pytest.mark.parametrize(
+        ("now", "expected"),
+        [
+            ("2026-11-02T07:59:59+00:00", "2026-11-02T08:00:00+00:00"),
+            ("2026-11-02T08:00:00+00:00", "2026-11-02T08:00:00+00:00"),
+            ("2026-11-02T08:00:01+00:00", "2026-11-03T08:00:00+00:00"),
+            ("2026-11-02T09:30:00+02:00", "2026-11-02T08:00:00+00:00"),
+            ("2026-12-31T23:00:00+00:00", "2027-01-01T08:00:00+00:00"),
+        ],
+    )
+    def test_the_first_digest_hour_at_or_after_now(self, now: str, expected: str) -> None:
+        got = next_digest(datetime.fromisoformat(now), 8)
+        assert got == datetime.fromisoformat(expected)

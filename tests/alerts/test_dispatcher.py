@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -106,13 +107,17 @@ async def dispatcher(
         max_attempts=3,
         lease_s=LEASE_S,
         max_backoff_s=300,
+        digests=email,
     )
     yield d
     await slack_notifier.aclose()
 
 
 async def enqueue(
-    sessions: async_sessionmaker[AsyncSession], *destinations: tuple[str, str]
+    sessions: async_sessionmaker[AsyncSession],
+    *destinations: tuple[str, str],
+    due_at: datetime | None = None,
+    **snapshot: Any,
 ) -> tuple[str, list[int]]:
     """An open dormant alert on a new account with one outbox row per destination."""
     account = unique_account()
@@ -128,11 +133,16 @@ async def enqueue(
     async with sessions() as session, session.begin():
         row = repo.add(session, account, finding, T0)
         repo.apply(
-            row, AlertState(status="open"), create_snapshot(account), finding, T0, describe=True
+            row,
+            AlertState(status="open"),
+            create_snapshot(account, **snapshot),
+            finding,
+            T0,
+            describe=True,
         )
         await session.flush()
         n = build_notification(row, "open", "http://console.example", DAY0)
-        rows = repo.enqueue(session, row, n, list(destinations), T0)  # type: ignore[arg-type]
+        rows = repo.enqueue(session, row, n, list(destinations), T0, due_at=due_at)
         await session.flush()
         ids = [r.id for r in rows]
     return account, ids
@@ -321,3 +331,41 @@ class TestUnknownChannel:
         await d.run_once()
         row = await outbox_row(db, nid)
         assert row.status == "failed" and "not configured" in (row.last_error or "")
+
+
+class TestDigest:
+    async def test_one_mail_per_address_with_every_due_alert_largest_mrr_first(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        smtp: SmtpServer,
+        clock: FixedClock,
+    ) -> None:
+        due = T0 + timedelta(hours=20)
+        _, small_ids = await enqueue(
+            db, ("email_digest", "dana@v.example"), due_at=due, name="Small Co", mrr=100.0
+        )
+        _, big_ids = await enqueue(
+            db,
+            ("email_digest", "dana@v.example"),
+            ("email_digest", "lee@v.example"),
+            due_at=due,
+            name="Big Co",
+            mrr=9000.0,
+        )
+        assert await dispatcher.run_once() == 0
+        assert smtp.messages == []
+        clock.set(due)
+        await dispatcher.run_once()
+        mails = {m.rcpt_tos[0]: m for m in smtp.messages}
+        assert sorted(mails) == ["dana@v.example", "lee@v.example"]
+        dana = mails["dana@v.example"].message.get_body(("plain",))
+        assert dana is not None
+        text = dana.get_content()
+        assert "Big Co" in text and "Small Co" in text
+        assert text.index("Big Co") < text.index("Small Co")
+        assert "Small Co" not in mails["lee@v.example"].raw.decode()
+        for nid in small_ids + big_ids:
+            assert (await outbox_row(db, nid)).status == "sent"
+        assert await dispatcher.run_once() == 0
+        assert len(smtp.messages) == 2
