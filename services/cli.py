@@ -12,8 +12,10 @@ Exit codes: 0 done, 1 failed (database unreachable, unknown key id, a service cr
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
@@ -301,7 +303,18 @@ def ingest_app_factory() -> FastAPI:
 
     settings = load_settings()
     setup_logging(settings.log_level)
-    return create_app(settings, config=load_tend_config(settings))
+    app = create_app(settings, config=load_tend_config(settings))
+    _forget_metrics_at_exit()
+    return app
+
+
+def _forget_metrics_at_exit() -> None:
+    """In a worker of ``tend ingest --workers N``: drop this worker's live gauges when it
+    exits (uvicorn's spawned workers run atexit handlers on a clean exit)."""
+    from shared.prometheus import mark_worker_dead, multiprocess_dir
+
+    if multiprocess_dir() is not None:
+        atexit.register(mark_worker_dead, os.getpid())
 
 
 @main.command()
@@ -322,15 +335,28 @@ def ingest(host: str, port: int, workers: int) -> None:
     from shared.logging import setup_logging
 
     setup_logging(settings.log_level)
-    uvicorn.run(
-        "services.cli:ingest_app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        lifespan="on",
-        log_config=None,
-    )
+    metrics_dir = None
+    if workers > 1:
+        from shared.prometheus import prepare_multiprocess_dir
+
+        # Before any worker starts: each one inherits it and writes its metrics there, and
+        # every worker's /metrics answers with the sum over all of them.
+        metrics_dir = prepare_multiprocess_dir()
+    try:
+        uvicorn.run(
+            "services.cli:ingest_app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            lifespan="on",
+            log_config=None,
+        )
+    finally:
+        if metrics_dir is not None:
+            from shared.prometheus import remove_multiprocess_dir
+
+            remove_multiprocess_dir(metrics_dir)
 
 
 # -- up: every service in one process ---------------------------------------------------------

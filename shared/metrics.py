@@ -41,3 +41,19 @@ LAG = Gauge(
     "Records on the partition not yet consumed by the group.",
     ["group", "topic", "partition"],
 )
+EVENT_AGE = Histogram(
+    "tend_scorer_event_age_seconds",
+    "Age of an event (now minus its received_at) when the scorer flushes it into the rollups: "
+    "the ingest-to-rollup lag.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 21600),
+)
+
+
+def init_consumer_series(group: str, topics: list[str]) -> None:
+    """Create the group's labelled series at zero, so dashboards and alert rules see 0 rather
+    than no data before the first DLQ record, duplicate or retry."""
+    FLUSH_RETRIES.labels(group)
+    DEDUP_HITS.labels(group)
+    for topic in topics:
+        CONSUMED.labels(group, topic)
+        DLQ_RECORDS.labels(group, topic)

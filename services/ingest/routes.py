@@ -51,6 +51,7 @@ from services.ingest.schemas import (
 from shared import topics
 from shared.bus.base import Producer
 from shared.config import TendConfig
+from shared.prometheus import render_metrics
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -355,5 +356,5 @@ async def readyz(request: Request) -> Response:
 @router.get("/metrics", tags=["operations"], response_class=Response)
 async def prometheus_metrics() -> Response:
     """Prometheus text exposition."""
-    content, media_type = metrics.render()
+    content, media_type = render_metrics()
     return Response(content, media_type=media_type)

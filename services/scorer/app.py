@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +21,7 @@ from shared.bus.base import Producer
 from shared.clock import Clock, SystemClock
 from shared.config import TendConfig, load_config
 from shared.db.session import create_engine, create_sessionmaker
+from shared.prometheus import render_metrics
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,4 +120,5 @@ def add_ops_routes(app: FastAPI) -> None:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        content, media_type = render_metrics()
+        return Response(content, media_type=media_type)

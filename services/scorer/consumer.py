@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,6 +50,10 @@ class EventsHandler:
             metrics.DEDUP_HITS.labels(self.group_id).inc(result.duplicates)
 
     async def after_commit(self, items: Sequence[CanonicalEvent]) -> None:
+        # After the commit, not in flush: a retried flush must not count its events twice.
+        now = datetime.now(UTC)
+        for event in items:
+            metrics.EVENT_AGE.observe(max(0.0, (now - event.received_at).total_seconds()))
         if self.rescorer is not None and items:
             self.rescorer.wake()
 
@@ -95,6 +99,7 @@ class ScorerService:
             max_records=max_records,
             max_wait_s=max_wait_s,
         )
+        metrics.init_consumer_series(group_id, [topics.EVENTS])
 
     async def purge_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
