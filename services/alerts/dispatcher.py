@@ -5,7 +5,9 @@ Numbered, one round is:
 1. Claim: in one short transaction, take up to ``batch`` ``pending`` rows whose
    ``next_attempt_at`` has come (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
    dispatchers share the outbox), count the attempt and push ``next_attempt_at`` ahead by the
-   lease. A claimed row is invisible to other rounds until the lease ends.
+   lease. A claimed row is invisible to other rounds until the lease ends. At most a quarter of
+   the lease in seconds is claimed per destination, so a paced webhook (1 message a second)
+   finishes its share well before the lease ends.
 2. Send each claimed row through its channel's notifier (concurrently; Slack paces itself per
    webhook).
 3. Mark each row as soon as its send returns, in its own transaction, and only if the claim is
@@ -84,6 +86,7 @@ class Dispatcher:
         self.batch = batch
         self.max_attempts = max_attempts
         self.lease = timedelta(seconds=lease_s)
+        self.per_destination = max(1, int(lease_s // 4))
         self.max_backoff_s = max_backoff_s
         self.idle_s = idle_s
         self.wake_event = asyncio.Event()
@@ -149,7 +152,14 @@ class Dispatcher:
                 )
             )
             claims = []
+            taken: dict[str, int] = {}
             for row in rows:
+                if not digests:
+                    # Slack paces a webhook to 1 message a second: claim no more for one
+                    # destination than it can send well within the lease.
+                    taken[row.destination] = taken.get(row.destination, 0) + 1
+                    if taken[row.destination] > self.per_destination:
+                        continue
                 row.attempts += 1
                 row.next_attempt_at = now + self.lease
                 claims.append(

@@ -369,3 +369,25 @@ class TestDigest:
             assert (await outbox_row(db, nid)).status == "sent"
         assert await dispatcher.run_once() == 0
         assert len(smtp.messages) == 2
+
+
+class TestPacing:
+    async def test_claims_per_destination_fit_in_the_lease(
+        self, db: async_sessionmaker[AsyncSession], slack: SlackWebhookServer, clock: FixedClock
+    ) -> None:
+        hook, other = slack.url("/services/T/B/one"), slack.url("/services/T/B/two")
+        for _ in range(5):
+            await enqueue(db, ("slack", hook))
+        await enqueue(db, ("slack", other))
+        notifier = SlackNotifier(timeout_s=2, min_interval_s=0)
+        d = Dispatcher(db, {"slack": notifier}, clock, lease_s=8.0)  # 2 per destination
+        try:
+            assert await d.run_once() == 3
+            assert await d.run_once() == 2
+            assert await d.run_once() == 1
+            assert await d.run_once() == 0
+        finally:
+            await notifier.aclose()
+        assert sorted(r.path for r in slack.requests) == ["/services/T/B/one"] * 5 + [
+            "/services/T/B/two"
+        ]
