@@ -1,10 +1,11 @@
 """The production stack as processes, with traffic, and a real Prometheus scraping it.
 
 One stack per session (only started when an ops test asks for it): its own tansu broker, a
-fresh migrated PostgreSQL database, ``tend ingest --workers 2`` (multiprocess metrics) and
-``tend scorer`` on free loopback ports, fed a few batches of events. Prometheus and promtool
-come from the Debian ``prometheus`` package (``scripts/test`` installs it); Prometheus gets
-its own free port, config and storage directory, never the packaged service on :9090.
+fresh migrated PostgreSQL database, ``tend ingest --workers 2`` (multiprocess metrics),
+``tend scorer`` and ``tend alerts`` on free loopback ports, fed a few batches of events.
+Prometheus and promtool come from the Debian ``prometheus`` package (``scripts/test`` installs
+it); Prometheus gets its own free port, config and storage directory, never the packaged
+service on :9090.
 """
 
 from __future__ import annotations
@@ -261,8 +262,8 @@ async def ops_database() -> AsyncIterator[str]:
 async def stack(
     ops_broker: TansuBroker, ops_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
-    """tend ingest (2 workers) and tend scorer against a broker and PostgreSQL, after traffic:
-    events accepted, scored, a rejected event and a refused request."""
+    """tend ingest (2 workers), tend scorer and tend alerts on a broker and PostgreSQL, after
+    traffic: events accepted, scored, a rejected event and a refused request."""
     tmp = tmp_path_factory.mktemp("ops-stack")
     prefix = uuid.uuid4().hex[:6]
     config = tmp / "tend.yaml"
@@ -283,14 +284,15 @@ async def stack(
 
     env = service_env(ops_broker.bootstrap, ops_database, config)
     py = [sys.executable, "-m", "services"]
-    ports = {"ingest": free_port(), "scorer": free_port()}
+    ports = {"ingest": free_port(), "scorer": free_port(), "alerts": free_port()}
     args = {
         "ingest": [*py, "ingest", "--workers", "2", "--port", str(ports["ingest"])],
         "scorer": [*py, "scorer", "--port", str(ports["scorer"])],
+        "alerts": [*py, "alerts", "--port", str(ports["alerts"])],
     }
     services: dict[str, Service] = {}
     try:
-        for name in ("scorer", "ingest"):  # the scorer creates the topics
+        for name in ("scorer", "alerts", "ingest"):  # the scorer creates the topics
             services[name] = Service(name, Process(name, args[name], env, tmp), ports[name])
             services[name].wait_healthy()
         s = Stack(database_url=ops_database, services=services, write_key=write_key)
@@ -372,7 +374,8 @@ def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """Prometheus scraping the stack every second, with tend's alerting rules loaded, after
     enough scrapes for rates over one minute."""
     workdir = tmp_path_factory.mktemp("prometheus")
-    targets = {name: s.target for name, s in stack.services.items()}
+    # Job names as in deploy/prometheus/prometheus.yml: the dashboards select job=~"tend-.*".
+    targets = {f"tend-{name}": s.target for name, s in stack.services.items()}
     prom = Prometheus(workdir, targets, [DEPLOY / "prometheus" / "alerts.yml"])
     try:
         prom.wait_ready()
