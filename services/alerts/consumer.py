@@ -126,7 +126,9 @@ class AlertsHandler:
             return
         await session.flush()  # new alerts get their ids
         for row, kind, snapshot in decided:
-            notification = build_notification(row, kind, self.console_url, snapshot.as_of)
+            notification = build_notification(
+                row, kind, self.console_url, snapshot.as_of, renewal_date=snapshot.renewal_date
+            )
             where = destinations(
                 row.csm_email,
                 row.csm_slack,

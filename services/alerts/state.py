@@ -57,7 +57,12 @@ def console_link(console_url: str, account_id: str) -> str:
 
 
 def build_notification(
-    row: Alert, kind: NotificationKind, console_url: str, as_of: date
+    row: Alert,
+    kind: NotificationKind,
+    console_url: str,
+    as_of: date,
+    *,
+    renewal_date: date | None = None,
 ) -> Notification:
     """What a channel renders, from the alert row as it stands after the transition."""
     return Notification(
@@ -72,6 +77,7 @@ def build_notification(
         score=row.score,
         band=row.band or "unknown",
         mrr=row.mrr,
+        renewal_date=renewal_date,
         reason=row.reason,
         next_step=row.next_step,
         console_url=console_link(console_url, row.account_id),
