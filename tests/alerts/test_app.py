@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,8 +33,14 @@ def slack() -> Iterator[SlackWebhookServer]:
     server.stop()
 
 
-@pytest_asyncio.fixture
-async def db_url() -> AsyncIterator[str]:
+@pytest_asyncio.fixture(params=["postgresql", "sqlite"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own: PostgreSQL (production) or SQLite (what `tend up` uses)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}"
+        await upgrade_async(url)
+        yield url
+        return
     url = await create_database("tend_alerts_app")
     await upgrade_async(url)
     yield url

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -40,6 +41,24 @@ from tests.support.postgres import create_database, drop_database
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 DORMANT = only_rules("dormant")
+
+
+@pytest_asyncio.fixture(params=["postgresql", "sqlite"])
+async def db(
+    request: pytest.FixtureRequest,
+    pg_sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The run's PostgreSQL database (unique account ids keep tests apart) or a fresh SQLite
+    file (what `tend up` uses)."""
+    if request.param == "postgresql":
+        yield pg_sessions
+        return
+    url = f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
 
 
 def create_handler(
@@ -86,23 +105,23 @@ class TestDecode:
 
 class TestHysteresisAndDedup:
     async def test_fires_on_the_second_holding_day_with_one_outbox_row_per_channel(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         handler = create_handler()
-        await flush(pg_sessions, handler, [create_snapshot(account, 0)])
-        [alert] = await alerts_of(pg_sessions, account)
+        await flush(db, handler, [create_snapshot(account, 0)])
+        [alert] = await alerts_of(db, account)
         assert (alert.status, alert.consecutive_holds) == ("pending", 1)
-        assert await outbox_of(pg_sessions, account) == []
+        assert await outbox_of(db, account) == []
 
-        await flush(pg_sessions, handler, [create_snapshot(account, 1)])
-        [alert] = await alerts_of(pg_sessions, account)
+        await flush(db, handler, [create_snapshot(account, 1)])
+        [alert] = await alerts_of(db, account)
         assert alert.status == "open"
         assert alert.rule == "dormant" and alert.feature == ""
         assert alert.severity == "critical"
         assert "no login for 20 days" in alert.reason
         assert alert.opened_at == T0
-        outbox = await outbox_of(pg_sessions, account)
+        outbox = await outbox_of(db, account)
         assert sorted((n.channel, n.destination, n.kind) for n in outbox) == [
             ("email", "dana@vendor.example", "open"),
             ("slack", DEFAULT_WEBHOOK, "open"),
@@ -115,77 +134,77 @@ class TestHysteresisAndDedup:
 
     @pytest.mark.parametrize("times", [2, 3])
     async def test_the_same_as_of_counts_once(
-        self, pg_sessions: async_sessionmaker[AsyncSession], times: int
+        self, db: async_sessionmaker[AsyncSession], times: int
     ) -> None:
         account = unique_account()
         handler = create_handler()
         for _ in range(times):  # a re-published score of the same day, batch after batch
-            await flush(pg_sessions, handler, [create_snapshot(account, 0)])
+            await flush(db, handler, [create_snapshot(account, 0)])
         # ... and twice within one batch
-        await flush(pg_sessions, handler, [create_snapshot(account, 0)] * times)
-        [alert] = await alerts_of(pg_sessions, account)
+        await flush(db, handler, [create_snapshot(account, 0)] * times)
+        [alert] = await alerts_of(db, account)
         assert (alert.status, alert.consecutive_holds) == ("pending", 1)
-        assert await outbox_of(pg_sessions, account) == []
+        assert await outbox_of(db, account) == []
 
     async def test_one_alert_per_key_however_long_it_holds(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         clock = FixedClock(T0)
         handler = create_handler(clock)
         for day in range(6):
-            await flush(pg_sessions, handler, [create_snapshot(account, day)])
+            await flush(db, handler, [create_snapshot(account, day)])
             clock.advance(timedelta(days=1))
-        alerts = await alerts_of(pg_sessions, account)
+        alerts = await alerts_of(db, account)
         assert [(a.rule, a.status, a.consecutive_holds) for a in alerts] == [("dormant", "open", 6)]
-        assert [n.kind for n in await outbox_of(pg_sessions, account)] == ["open", "open"]
+        assert [n.kind for n in await outbox_of(db, account)] == ["open", "open"]
 
     async def test_an_unacknowledged_alert_repeats_after_the_interval(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         clock = FixedClock(T0)
         handler = create_handler(clock, defaults=create_defaults(email_enabled=False))
         for day in range(9):
-            await flush(pg_sessions, handler, [create_snapshot(account, day)])
+            await flush(db, handler, [create_snapshot(account, day)])
             clock.advance(timedelta(days=1))
-        assert [n.kind for n in await outbox_of(pg_sessions, account)] == ["open", "repeat"]
+        assert [n.kind for n in await outbox_of(db, account)] == ["open", "repeat"]
 
     async def test_two_clear_days_resolve_and_notify(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         handler = create_handler(defaults=create_defaults(email_enabled=False))
         days = [20, 20, 3, 20, 3, 3, 3]  # holds, holds (open), clears, holds, clears, clears
         await flush(
-            pg_sessions,
+            db,
             handler,
             [create_snapshot(account, i, dormant_days=d) for i, d in enumerate(days)],
         )
-        [alert] = await alerts_of(pg_sessions, account)
+        [alert] = await alerts_of(db, account)
         assert (alert.status, alert.resolved_by) == ("resolved", "condition")
         assert "no login for 3 days" in alert.reason  # why it resolved
-        assert [n.kind for n in await outbox_of(pg_sessions, account)] == ["open", "resolve"]
+        assert [n.kind for n in await outbox_of(db, account)] == ["open", "resolve"]
 
     async def test_a_healthy_account_leaves_no_rows(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         handler = create_handler()
         snaps = [create_snapshot(account, d, dormant_days=1) for d in range(5)]
-        await flush(pg_sessions, handler, snaps)
-        assert await alerts_of(pg_sessions, account) == []
+        await flush(db, handler, snaps)
+        assert await alerts_of(db, account) == []
 
 
 class TestOutboxTransaction:
     async def test_a_rolled_back_batch_leaves_neither_alert_nor_outbox(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         handler = create_handler()
         snaps = [create_snapshot(account, 0), create_snapshot(account, 1)]
         with pytest.raises(RuntimeError):
-            async with pg_sessions() as session, session.begin():
+            async with db() as session, session.begin():
                 await handler.flush(session, snaps)
                 assert await session.scalar(
                     select(func.count())
@@ -194,50 +213,46 @@ class TestOutboxTransaction:
                     .where(Alert.account_id == account)
                 )
                 raise RuntimeError("the database went away before the commit")
-        assert await alerts_of(pg_sessions, account) == []
-        assert await outbox_of(pg_sessions, account) == []
+        assert await alerts_of(db, account) == []
+        assert await outbox_of(db, account) == []
         # The retried batch decides the same thing again, exactly once.
-        await flush(pg_sessions, handler, snaps)
-        [alert] = await alerts_of(pg_sessions, account)
+        await flush(db, handler, snaps)
+        [alert] = await alerts_of(db, account)
         assert alert.status == "open"
-        assert len(await outbox_of(pg_sessions, account)) == 2
+        assert len(await outbox_of(db, account)) == 2
 
 
 class TestRouting:
     async def test_csm_webhook_and_email_win_over_the_defaults(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         hook = "https://hooks.slack.example/services/T1/B1/csm"
         handler = create_handler(defaults=create_defaults(emails=("team@vendor.example",)))
         await flush(
-            pg_sessions,
+            db,
             handler,
             [create_snapshot(account, d, csm_slack=hook, csm_email="jo@v.example") for d in (0, 1)],
         )
-        assert sorted(
-            (n.channel, n.destination) for n in await outbox_of(pg_sessions, account)
-        ) == [
+        assert sorted((n.channel, n.destination) for n in await outbox_of(db, account)) == [
             ("email", "jo@v.example"),
             ("slack", hook),
         ]
 
     async def test_without_csm_the_default_email_list(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         handler = create_handler(
             defaults=create_defaults(slack_webhook_url=None, emails=("a@v.example", "b@v.example"))
         )
-        await flush(
-            pg_sessions, handler, [create_snapshot(account, d, csm_email=None) for d in (0, 1)]
-        )
-        assert [(n.channel, n.destination) for n in await outbox_of(pg_sessions, account)] == [
+        await flush(db, handler, [create_snapshot(account, d, csm_email=None) for d in (0, 1)])
+        assert [(n.channel, n.destination) for n in await outbox_of(db, account)] == [
             ("email", "a@v.example, b@v.example")
         ]
 
     async def test_a_rule_route_replacing_the_csm(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         rules = only_rules(
@@ -245,22 +260,20 @@ class TestRouting:
             dormant={"route": {"emails": ["exec@v.example"], "replace_csm": True}},
         )
         handler = create_handler(rules=rules)
-        await flush(pg_sessions, handler, [create_snapshot(account, d) for d in (0, 1)])
-        assert [(n.channel, n.destination) for n in await outbox_of(pg_sessions, account)] == [
+        await flush(db, handler, [create_snapshot(account, d) for d in (0, 1)])
+        assert [(n.channel, n.destination) for n in await outbox_of(db, account)] == [
             ("email", "exec@v.example")
         ]
 
     async def test_nowhere_to_go_still_opens_the_alert(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         handler = create_handler(defaults=Defaults())
-        await flush(
-            pg_sessions, handler, [create_snapshot(account, d, csm_email=None) for d in (0, 1)]
-        )
-        [alert] = await alerts_of(pg_sessions, account)
+        await flush(db, handler, [create_snapshot(account, d, csm_email=None) for d in (0, 1)])
+        [alert] = await alerts_of(db, account)
         assert alert.status == "open"
-        assert await outbox_of(pg_sessions, account) == []
+        assert await outbox_of(db, account) == []
 
 
 # -- the whole service on the in-process bus ----------------------------------------------------
@@ -396,16 +409,14 @@ async def _caught_up(sessions: async_sessionmaker[AsyncSession]) -> bool:
 
 class TestDigest:
     async def test_email_waits_for_the_digest_hour_one_row_per_address(
-        self, pg_sessions: async_sessionmaker[AsyncSession]
+        self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         handler = create_handler(
             defaults=create_defaults(emails=("a@v.example", "b@v.example"), digest_hour_utc=8)
         )
-        await flush(
-            pg_sessions, handler, [create_snapshot(account, d, csm_email=None) for d in (0, 1)]
-        )
-        outbox = await outbox_of(pg_sessions, account)
+        await flush(db, handler, [create_snapshot(account, d, csm_email=None) for d in (0, 1)])
+        outbox = await outbox_of(db, account)
         assert [(n.channel, n.destination, n.next_attempt_at) for n in outbox] == [
             ("slack", DEFAULT_WEBHOOK, T0),
             ("email_digest", "a@v.example", datetime(2026, 11, 3, 8, 0, tzinfo=UTC)),
