@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.conftest import Stack, tool
+from tests.ops.conftest import REPO, Stack, tool
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +153,12 @@ class TestMultiprocess:
         # prometheus-client cannot sum process_* over workers; docs/operations.md says so.
         assert "process_cpu_seconds_total" not in exposition["ingest"]
         assert "process_cpu_seconds_total" in exposition["scorer"]
+
+
+def test_operations_doc_lists_every_tend_metric(exposition: dict[str, str]) -> None:
+    doc = (REPO / "docs" / "operations.md").read_text()
+    for text in exposition.values():
+        for family in families(text).values():
+            if family.name.startswith("tend_") and not family.name.endswith("_created"):
+                name = family.name + ("_total" if family.type == "counter" else "")
+                assert f"`{name}`" in doc, f"{name} is missing from docs/operations.md"
