@@ -25,7 +25,7 @@ from shared.db.migrate import upgrade_async
 from shared.db.models import ConsumerOffset
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import KafkaSettings
-from tests.alerts.servers import SlackWebhookServer
+from tests.alerts.servers import Reply, SlackWebhookServer
 from tests.alerts.snapshots import alerts_of, create_snapshot, outbox_of, unique_account
 from tests.support.broker import TansuBroker, free_port
 from tests.support.postgres import create_database, drop_database
@@ -61,7 +61,9 @@ def slack() -> Iterator[SlackWebhookServer]:
 
 
 class AlertsProcess:
-    def __init__(self, bootstrap: str, database_url: str, webhook: str, tmp: Path) -> None:
+    def __init__(
+        self, bootstrap: str, database_url: str, webhook: str, tmp: Path, **env: str
+    ) -> None:
         config = tmp / "tend.yaml"
         lines = ["rules:"] + [
             f"  {name}: {{enabled: {'true' if name == 'dormant' else 'false'}}}"
@@ -83,6 +85,7 @@ class AlertsProcess:
             TEND_ALERTS__DISPATCH_INTERVAL_S="0.2",
             PYTHONUNBUFFERED="1",
         )
+        self.env.update(env)
         self.tmp = tmp
         self.runs = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -120,6 +123,11 @@ class AlertsProcess:
         assert "Application shutdown complete" in log, self.tail()
         assert "stopped with an error" not in log, self.tail()
         assert code in (0, -signal.SIGTERM), (code, self.tail())
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
 
     def cleanup(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -199,3 +207,51 @@ class TestAlertsProcess:
         assert (alert.status, alert.consecutive_holds) == ("open", 2)
         assert [n.status for n in await outbox_of(sessions, account)] == ["sent"]
         assert len(slack.requests) == 1
+
+    async def test_killed_between_send_and_mark_posts_once_more_never_zero(
+        self,
+        own_broker: TansuBroker,
+        database: tuple[str, async_sessionmaker[AsyncSession]],
+        slack: SlackWebhookServer,
+        tmp_path: Path,
+    ) -> None:
+        url, sessions = database
+        account = unique_account()
+        key = account.encode()
+        await publish(
+            own_broker.bootstrap,
+            [
+                Message(create_snapshot(account, d, csm_email=None).to_bytes(), key=key)
+                for d in (0, 1)
+            ],
+        )
+        slack.script(Reply(200, "ok", delay_s=30))  # Slack has the post; the answer never comes
+        proc = AlertsProcess(
+            own_broker.bootstrap, url, slack.url(), tmp_path, TEND_ALERTS__CLAIM_LEASE_S="2"
+        )
+        try:
+            proc.start()
+            for _ in range(600):
+                proc.alive()
+                if slack.requests:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(slack.requests) == 1, proc.tail()
+            proc.kill()  # between the send and its mark
+            [row] = await outbox_of(sessions, account)
+            assert (row.status, row.attempts) == ("pending", 1)
+
+            proc.start()
+            for _ in range(300):
+                proc.alive()
+                if [n.status for n in await outbox_of(sessions, account)] == ["sent"]:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            proc.terminate()
+        finally:
+            proc.cleanup()
+        [row] = await outbox_of(sessions, account)
+        assert (row.status, row.attempts) == ("sent", 2)
+        assert len(slack.requests) == 2  # one duplicate, never none
+        assert slack.requests[0].body == slack.requests[1].body
