@@ -25,8 +25,10 @@ from shared.db.models import Alert, AlertNotification
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[Depends(require_token)])
 
 ACTIVE = ("open", "acknowledged", "snoozed")
-STATUSES = ("open", "acknowledged", "snoozed", "resolved", "pending")
-"""What ``status=`` accepts, besides ``active`` (the default) and ``all``."""
+NOTIFIED = (*ACTIVE, "resolved")
+STATUSES = (*NOTIFIED, "pending")
+"""What ``status=`` accepts, besides ``active`` (the default) and ``all`` (every status but
+``pending``: a condition that has held, not yet long enough to fire)."""
 
 _repo = AlertRepository()
 
@@ -94,7 +96,7 @@ def _statuses(value: str) -> list[str]:
     if value == "active":
         return list(ACTIVE)
     if value == "all":
-        return [*STATUSES]
+        return list(NOTIFIED)
     wanted = [s.strip() for s in value.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in STATUSES]
     if not wanted or unknown:
@@ -141,8 +143,8 @@ async def list_alerts(
 
 async def _get(session: AsyncSession, alert_id: str, *, lock: bool = False) -> Alert:
     row = await _repo.get(session, _alert_id(alert_id), lock=lock)
-    # none/pending rows are remembered conditions, not alerts anyone was told about.
-    if row is None or row.status in ("none", "pending"):
+    # A ``none`` row only remembers counters of a condition that does not hold.
+    if row is None or row.status == "none":
         raise HTTPException(404, detail=f"alert {alert_id!r} not found")
     return row
 

@@ -171,3 +171,27 @@ class TestMoves:
         assert r.status_code == 422
         assert r.json()["detail"] == "until: must be in the future"
         assert (await client.get(f"/v1/alerts/{alert_id}")).json()["status"] == "open"
+
+
+class TestPending:
+    async def test_a_pending_condition_is_listed_on_request_and_cannot_be_acked(
+        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        account = unique_account()
+        handler = AlertsHandler(
+            only_rules("dormant"),
+            FixedClock(T0),
+            defaults=create_defaults(),
+            console_url="http://console.example",
+        )
+        async with pg_sessions() as session, session.begin():
+            await handler.flush(session, [create_snapshot(account, 0)])
+        for status, expected in (("active", 0), ("all", 0), ("pending", 1)):
+            r = await client.get("/v1/alerts", params={"account": account, "status": status})
+            assert r.json()["total"] == expected, status
+        [pending] = (
+            await client.get("/v1/alerts", params={"account": account, "status": "pending"})
+        ).json()["alerts"]
+        assert (await client.get(f"/v1/alerts/{pending['id']}")).json()["status"] == "pending"
+        r = await client.post(f"/v1/alerts/{pending['id']}/ack")
+        assert r.status_code == 409
