@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts import metrics as alert_metrics
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.lifecycle import AlertState, transition
-from services.alerts.notifiers.base import NotificationKind
+from services.alerts.notifiers.base import Notification, NotificationKind
 from services.alerts.routing import (
     DIGEST_CHANNEL,
     Defaults,
@@ -98,7 +98,7 @@ class AlertsHandler:
         rows = await self.repo.load(session, accounts)
         since = min(m.as_of for m in items) - timedelta(days=self.history_days)
         points = await self.repo.history(session, accounts, since)
-        decided: list[tuple[Alert, NotificationKind, ScoreMessage]] = []
+        decided: list[tuple[Alert, Notification]] = []
         for snapshot in items:
             history = ScoreHistory(points=tuple(points[snapshot.account_id]))
             for finding in evaluate(snapshot, history, self.rules):
@@ -117,7 +117,15 @@ class AlertsHandler:
                 self.repo.apply(row, step.state, snapshot, finding, now, describe=describe)
                 if step.action != "none":
                     alert_metrics.TRANSITIONS.labels(finding.rule, step.action).inc()
-                    decided.append((row, _KIND[step.action], snapshot))
+                    # Built now: a later snapshot of this batch may change the row again.
+                    notification = build_notification(
+                        row,
+                        _KIND[step.action],
+                        self.console_url,
+                        snapshot.as_of,
+                        renewal_date=snapshot.renewal_date,
+                    )
+                    decided.append((row, notification))
             # Later snapshots of the same account in this batch see this one as history.
             points[snapshot.account_id].append(ScorePoint.of(snapshot))
         alert_metrics.SNAPSHOTS.inc(len(items))
@@ -125,10 +133,8 @@ class AlertsHandler:
         if not decided:
             return
         await session.flush()  # new alerts get their ids
-        for row, kind, snapshot in decided:
-            notification = build_notification(
-                row, kind, self.console_url, snapshot.as_of, renewal_date=snapshot.renewal_date
-            )
+        for row, pending in decided:
+            notification = pending.model_copy(update={"alert_id": str(row.id)})
             where = destinations(
                 row.csm_email,
                 row.csm_slack,

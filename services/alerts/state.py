@@ -66,7 +66,7 @@ def build_notification(
 ) -> Notification:
     """What a channel renders, from the alert row as it stands after the transition."""
     return Notification(
-        alert_id=str(row.id),
+        alert_id="" if row.id is None else str(row.id),  # None: not flushed yet
         rule=row.rule,
         feature=row.feature,
         severity=row.severity,

@@ -184,7 +184,13 @@ class TestHysteresisAndDedup:
         [alert] = await alerts_of(db, account)
         assert (alert.status, alert.resolved_by) == ("resolved", "condition")
         assert "no login for 3 days" in alert.reason  # why it resolved
-        assert [n.kind for n in await outbox_of(db, account)] == ["open", "resolve"]
+        outbox = await outbox_of(db, account)
+        assert [n.kind for n in outbox] == ["open", "resolve"]
+        # Each message says what was true when it was decided, though one batch decided both.
+        assert "no login for 20 days" in outbox[0].payload["reason"]
+        assert outbox[0].payload["as_of"] == "2026-11-03"
+        assert "no login for 3 days" in outbox[1].payload["reason"]
+        assert outbox[1].payload["alert_id"] == str(alert.id)
 
     async def test_a_healthy_account_leaves_no_rows(
         self, db: async_sessionmaker[AsyncSession]
