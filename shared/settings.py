@@ -95,6 +95,9 @@ class AlertsSettings(BaseModel):
         False, description="One mail per recipient a day (by MRR at risk) instead of one per alert."
     )
     digest_hour_utc: int = Field(8, ge=0, le=23, description="Hour (UTC) the digest is sent.")
+    outbox_retention_days: int = Field(
+        30, ge=1, description="Sent and failed notifications are deleted after this many days."
+    )
 
     @property
     def default_email_list(self) -> list[str]:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -144,6 +145,7 @@ def build_service(
         dispatcher=dispatcher,
         max_records=a.batch_max_records,
         max_wait_s=a.batch_max_wait_s,
+        retention=timedelta(days=a.outbox_retention_days),
     )
 
 

@@ -189,9 +189,14 @@ class AlertsService:
         group_id: str = GROUP_ID,
         max_records: int = 500,
         max_wait_s: float = 0.2,
+        retention: timedelta = timedelta(days=30),
     ) -> None:
         self.sessions = sessions
         self.dispatcher = dispatcher
+        self.clock = clock
+        self.retention = retention
+        # health_drop looks back at most 90 days; keep a little more.
+        self.score_history = timedelta(days=max(rules.health_drop.within_days, 7) + 7)
         self.handler = AlertsHandler(
             rules,
             clock,
@@ -211,8 +216,31 @@ class AlertsService:
             max_wait_s=max_wait_s,
         )
 
+    async def purge_once(self) -> tuple[int, int]:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            return await self.handler.repo.purge(
+                session,
+                delivered_before=now - self.retention,
+                scores_before=(now - self.score_history).date(),
+            )
+
+    async def purge_loop(self, stop: asyncio.Event, interval_s: float = 3600.0) -> None:
+        while not stop.is_set():
+            try:
+                outbox, points = await self.purge_once()
+                if outbox or points:
+                    log.info("purged %d delivered notifications, %d score points", outbox, points)
+            except Exception:
+                log.exception("purging the outbox failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self.consumer.run(stop), name="alerts-consumer")]
+        tasks = [
+            asyncio.create_task(self.consumer.run(stop), name="alerts-consumer"),
+            asyncio.create_task(self.purge_loop(stop), name="alerts-purge"),
+        ]
         if self.dispatcher is not None:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop), name="alerts-dispatcher"))
         try:

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.lifecycle import AlertState
@@ -262,3 +262,21 @@ class AlertRepository:
             .order_by(AlertNotification.id)
         )
         return list(rows)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    async def purge(
+        self, session: AsyncSession, *, delivered_before: datetime, scores_before: date
+    ) -> tuple[int, int]:
+        """Delete sent and failed outbox rows created before ``delivered_before`` and score
+        points older than ``scores_before``; pending rows are never touched."""
+        outbox = await session.execute(
+            delete(AlertNotification).where(
+                AlertNotification.status.in_(["sent", "failed"]),
+                AlertNotification.created_at < delivered_before,
+            )
+        )
+        points = await session.execute(
+            delete(AlertScorePoint).where(AlertScorePoint.as_of < scores_before)
+        )
+        return int(getattr(outbox, "rowcount", 0) or 0), int(getattr(points, "rowcount", 0) or 0)

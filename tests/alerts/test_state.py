@@ -163,3 +163,44 @@ class TestSearch:
         async with pg_sessions() as session:
             assert await REPO.get(session, 10**12) is None
             assert isinstance(await REPO.get(session, 10**12, lock=True), Alert | None)
+
+
+class TestPurge:
+    async def test_old_delivered_rows_and_old_score_points_go_pending_stays(
+        self, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        account = unique_account()
+        async with pg_sessions() as session, session.begin():
+            row = REPO.add(session, account, create_finding(), T0)
+            REPO.apply(
+                row,
+                AlertState(status="open"),
+                create_snapshot(account),
+                create_finding(),
+                T0,
+                describe=True,
+            )
+            await session.flush()
+            n = build_notification(row, "open", "http://c.example", DAY0)
+            old = REPO.enqueue(session, row, n, [("slack", "http://h/1")] * 3, T0)
+            old[0].status, old[1].status = "sent", "failed"  # old[2] stays pending
+            REPO.enqueue(session, row, n, [("slack", "http://h/2")], T0 + timedelta(days=40))[
+                0
+            ].status = "sent"
+            await REPO.record_scores(
+                session, [create_snapshot(account, 0), create_snapshot(account, 30)]
+            )
+        async with pg_sessions() as session, session.begin():
+            await REPO.purge(
+                session,
+                delivered_before=T0 + timedelta(days=1),
+                scores_before=DAY0 + timedelta(days=1),
+            )
+        rows = await outbox_of(pg_sessions, account)
+        assert sorted((r.destination, r.status) for r in rows) == [
+            ("http://h/1", "pending"),
+            ("http://h/2", "sent"),
+        ]
+        async with pg_sessions() as session:
+            points = await REPO.history(session, [account], DAY0 - timedelta(days=1))
+        assert [p.as_of for p in points[account]] == [DAY0 + timedelta(days=30)]
