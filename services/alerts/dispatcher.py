@@ -10,6 +10,8 @@ Numbered, one round is:
    finishes its share well before the lease ends.
 2. Send each claimed row through its channel's notifier (concurrently; Slack paces itself per
    webhook).
+   A reminder (``repeat``) whose alert is no longer ``open`` (acknowledged, snoozed or
+   resolved since) is marked ``skipped`` instead of claimed.
 3. Mark each row as soon as its send returns, in its own transaction, and only if the claim is
    still ours (same ``attempts``): ``sent``; ``failed`` for a permanent refusal or when
    ``max_attempts`` is spent (logged and counted, never retried forever); else ``pending``
@@ -40,7 +42,7 @@ from services.alerts import metrics as alert_metrics
 from services.alerts.notifiers.base import DeliveryResult, Notification, Notifier
 from services.alerts.routing import DIGEST_CHANNEL
 from shared.clock import Clock
-from shared.db.models import AlertNotification
+from shared.db.models import Alert, AlertNotification
 
 __all__ = ["Claim", "DigestSender", "Dispatcher"]
 
@@ -138,22 +140,27 @@ class Dispatcher:
         now = self.clock.now()
         channel = AlertNotification.channel
         async with self.sessions() as session, session.begin():
-            rows = list(
-                await session.scalars(
-                    select(AlertNotification)
-                    .where(
-                        AlertNotification.status == "pending",
-                        AlertNotification.next_attempt_at <= now,
-                        channel == DIGEST_CHANNEL if digests else channel != DIGEST_CHANNEL,
-                    )
-                    .order_by(AlertNotification.next_attempt_at, AlertNotification.id)
-                    .limit(self.digest_max_rows if digests else self.batch)
-                    .with_for_update(skip_locked=True)
+            found = await session.execute(
+                select(AlertNotification, Alert.status)
+                .join(Alert, Alert.id == AlertNotification.alert_id)
+                .where(
+                    AlertNotification.status == "pending",
+                    AlertNotification.next_attempt_at <= now,
+                    channel == DIGEST_CHANNEL if digests else channel != DIGEST_CHANNEL,
                 )
+                .order_by(AlertNotification.next_attempt_at, AlertNotification.id)
+                .limit(self.digest_max_rows if digests else self.batch)
+                .with_for_update(skip_locked=True, of=AlertNotification)
             )
             claims = []
             taken: dict[str, int] = {}
-            for row in rows:
+            for row, alert_status in found.all():
+                if row.kind == "repeat" and alert_status != "open":
+                    # Acknowledged, snoozed or resolved since the reminder was decided.
+                    row.status = "skipped"
+                    row.last_error = f"not sent: the alert is {alert_status}"
+                    alert_metrics.DISPATCHED.labels(row.channel, "skipped").inc()
+                    continue
                 if not digests:
                     # Slack paces a webhook to 1 message a second: claim no more for one
                     # destination than it can send well within the lease.

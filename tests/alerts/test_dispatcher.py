@@ -14,8 +14,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.dispatcher import Dispatcher
-from services.alerts.lifecycle import AlertState
-from services.alerts.notifiers.base import DeliveryResult, Notification
+from services.alerts.lifecycle import AlertState, Status
+from services.alerts.notifiers.base import DeliveryResult, Notification, NotificationKind
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
 from services.alerts.rules import Finding
@@ -117,6 +117,8 @@ async def enqueue(
     sessions: async_sessionmaker[AsyncSession],
     *destinations: tuple[str, str],
     due_at: datetime | None = None,
+    kind: NotificationKind = "open",
+    status: Status = "open",
     **snapshot: Any,
 ) -> tuple[str, list[int]]:
     """An open dormant alert on a new account with one outbox row per destination."""
@@ -134,14 +136,14 @@ async def enqueue(
         row = repo.add(session, account, finding, T0)
         repo.apply(
             row,
-            AlertState(status="open"),
+            AlertState(status=status),
             create_snapshot(account, **snapshot),
             finding,
             T0,
             describe=True,
         )
         await session.flush()
-        n = build_notification(row, "open", "http://console.example", DAY0)
+        n = build_notification(row, kind, "http://console.example", DAY0)
         rows = repo.enqueue(session, row, n, list(destinations), T0, due_at=due_at)
         await session.flush()
         ids = [r.id for r in rows]
@@ -391,3 +393,30 @@ class TestPacing:
         assert sorted(r.path for r in slack.requests) == ["/services/T/B/one"] * 5 + [
             "/services/T/B/two"
         ]
+
+
+class TestStaleReminders:
+    @pytest.mark.parametrize("status", ["acknowledged", "snoozed", "resolved"])
+    async def test_a_reminder_of_an_alert_no_longer_open_is_skipped(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+        status: Status,
+    ) -> None:
+        _, [nid] = await enqueue(db, ("slack", slack.url()), kind="repeat", status=status)
+        assert await dispatcher.run_once() == 0
+        row = await outbox_row(db, nid)
+        assert (row.status, row.attempts) == ("skipped", 0)
+        assert row.last_error == f"not sent: the alert is {status}"
+        assert slack.requests == []
+
+    async def test_a_resolve_message_still_goes_out(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+    ) -> None:
+        _, [nid] = await enqueue(db, ("slack", slack.url()), kind="resolve", status="resolved")
+        assert await dispatcher.run_once() == 1
+        assert (await outbox_row(db, nid)).status == "sent"
