@@ -439,6 +439,7 @@ async def _serve(server: uvicorn.Server) -> None:
 async def _announce(server: EmbeddedServer, url: str) -> None:
     await server.ready.wait()
     click.echo(f"tend is up at {url}  (API docs: {url}/docs, health: {url}/healthz)")
+    click.echo(f"CSM console: {url}/console/  (sign in with the read API token above)")
     click.echo("Press Ctrl-C to stop.")
 
 
@@ -533,6 +534,7 @@ def _api_token(settings: Settings) -> str:
 
 async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> None:
     from services.alerts.api import router as alerts_router
+    from services.alerts.console.routes import router as console_router
     from services.ingest.app import create_app
     from services.scorer.api import router as accounts_router
     from shared.bus import create_bus
@@ -555,6 +557,8 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
             app.state.api_token = token
             app.include_router(accounts_router)
             app.include_router(alerts_router)
+            app.state.config = config  # the console shades its charts with the model's bands
+            app.include_router(console_router)  # /console, its stylesheet included
             server = EmbeddedServer(
                 uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
             )

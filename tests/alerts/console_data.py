@@ -1,0 +1,192 @@
+"""A private, seeded SQLite database for the console tests, and the app that serves it.
+
+Seven synthetic accounts (one per archetype, :mod:`tests.scorer.synthetic`) replayed through
+the real rollup writer and scored by the real re-scorer: weekly over 12 weeks, then daily over
+the last week (so the sparkline and the 7-day trend have data). Alerts are written as the
+alerts consumer leaves them: open ones on the at-risk accounts, an acknowledged one, a resolved
+one and a pending one (which the console must not show).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from fastapi import FastAPI
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.alerts.api import router as alerts_router
+from services.alerts.console.routes import router as console_router
+from services.scorer.api import router as accounts_router
+from services.scorer.sweep import Rescorer
+from services.scorer.writer import RollupWriter
+from shared.clock import FixedClock
+from shared.db.migrate import upgrade_async
+from shared.db.models import Account, Alert
+from shared.db.session import create_engine, create_sessionmaker
+from tests.scorer.synthetic import CONFIG, Archetype, Replay, generate
+
+TOKEN = "console-test-token"
+
+ANA = "ana@cs.example"
+BEN = "ben@cs.example"
+CSM_OF = {
+    Archetype.DORMANT: ANA,
+    Archetype.PLATEAUING: ANA,
+    Archetype.HEALTHY_STEADY: ANA,
+    Archetype.NEVER_ADOPTS: ANA,
+    Archetype.DECLINING: BEN,
+    Archetype.ABANDONS_FEATURE: BEN,
+    Archetype.HEALTHY_GROWING: BEN,
+}
+RENEWAL_IN_DAYS = {
+    Archetype.DORMANT: 20,
+    Archetype.DECLINING: 45,
+    Archetype.PLATEAUING: 80,
+    Archetype.HEALTHY_GROWING: 150,
+    Archetype.HEALTHY_STEADY: 300,
+    Archetype.ABANDONS_FEATURE: 10,
+    Archetype.NEVER_ADOPTS: 400,
+}
+
+
+@dataclass
+class Seeded:
+    url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    replay: Replay
+    clock: FixedClock
+    alerts: dict[str, int]
+    """Alert ids by a short name: dormant, decline, feature (acknowledged), plateau
+    (resolved), pending."""
+
+    def id_of(self, archetype: Archetype) -> str:
+        return next(a.account_id for a in self.replay.accounts if a.archetype is archetype)
+
+    @property
+    def today(self) -> date:
+        return self.replay.end
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _alert(
+    account_id: str,
+    name: str,
+    rule: str,
+    status: str,
+    severity: str,
+    at: datetime,
+    *,
+    csm: str,
+    mrr: float,
+    feature: str = "",
+) -> Alert:
+    return Alert(
+        account_id=account_id,
+        rule=rule,
+        feature=feature,
+        status=status,
+        severity=severity,
+        consecutive_holds=2,
+        consecutive_clears=0,
+        last_evaluated_as_of=at.date(),
+        last_holds=status != "resolved",
+        opened_at=at - timedelta(days=3) if status != "pending" else None,
+        acknowledged_at=at - timedelta(days=1) if status == "acknowledged" else None,
+        resolved_at=at - timedelta(hours=5) if status == "resolved" else None,
+        resolved_by="condition" if status == "resolved" else None,
+        last_notified_at=at - timedelta(days=3) if status != "pending" else None,
+        notifications=1 if status != "pending" else 0,
+        reason=f"{name}: {rule.replace('_', ' ')} <for {account_id}>",
+        next_step=f"Call the champion of {name}",
+        facts={},
+        as_of=at.date(),
+        account_name=name,
+        mrr=mrr,
+        csm_email=csm,
+        created_at=at - timedelta(days=4),
+        updated_at=at - timedelta(days=3),
+    )
+
+
+async def seed(path: str, prefix: str = "cs") -> Seeded:
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    sessions = create_sessionmaker(engine)
+    replay = generate(prefix, per_archetype=1)
+    writer = RollupWriter()
+    for start in range(0, len(replay.events), 2000):
+        async with sessions() as session, session.begin():
+            await writer.flush(session, "console-test", replay.events[start : start + 2000], {})
+    clock = FixedClock(replay.as_of_datetime())
+    rescorer = Rescorer(sessions, None, CONFIG, clock)
+    days = sorted(
+        {replay.end - timedelta(days=7 * k) for k in range(11, 0, -1)}
+        | {replay.end - timedelta(days=k) for k in range(7, -1, -1)}
+    )
+    for day in days:
+        await rescorer.sweep(day)
+
+    at = datetime.combine(replay.end, time(9), tzinfo=UTC)
+    by_arch = {a.archetype: a for a in replay.accounts}
+    alerts: dict[str, int] = {}
+    async with sessions() as session, session.begin():
+        for archetype, days_left in RENEWAL_IN_DAYS.items():
+            await session.execute(
+                update(Account)
+                .where(Account.account_id == by_arch[archetype].account_id)
+                .values(
+                    renewal_date=replay.end + timedelta(days=days_left),
+                    csm_email=CSM_OF[archetype],
+                )
+            )
+        plan = {
+            "dormant": (Archetype.DORMANT, "dormant", "open", "critical", ""),
+            "decline": (Archetype.DECLINING, "login_decline", "open", "warning", ""),
+            "feature": (
+                Archetype.ABANDONS_FEATURE,
+                "feature_unused",
+                "acknowledged",
+                "warning",
+                "exports",
+            ),
+            "plateau": (Archetype.PLATEAUING, "login_plateau", "resolved", "warning", ""),
+            "pending": (Archetype.HEALTHY_STEADY, "health_drop", "pending", "warning", ""),
+        }
+        rows: dict[str, Alert] = {}
+        for key, (archetype, rule, status, severity, feature) in plan.items():
+            acc = by_arch[archetype]
+            name = f"{archetype.value.replace('_', ' ').title()} 0"
+            rows[key] = _alert(
+                acc.account_id,
+                name,
+                rule,
+                status,
+                severity,
+                at,
+                csm=CSM_OF[archetype],
+                mrr=acc.mrr,
+                feature=feature,
+            )
+            session.add(rows[key])
+        await session.flush()
+        alerts = {k: r.id for k, r in rows.items()}
+    return Seeded(url, engine, sessions, replay, clock, alerts)
+
+
+def build_app(seeded: Seeded, token: str | None = TOKEN) -> FastAPI:
+    """The console with the read and alerts APIs on one app, as ``tend up`` serves them."""
+    app = FastAPI()
+    app.state.sessions = seeded.sessions
+    app.state.api_token = token
+    app.state.clock = seeded.clock
+    app.state.config = CONFIG
+    app.include_router(console_router)
+    app.include_router(accounts_router)
+    app.include_router(alerts_router)
+    return app

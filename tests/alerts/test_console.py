@@ -1,0 +1,472 @@
+"""The CSM console on a seeded private SQLite database, through the app that also serves the
+read and alerts APIs: sign-in, CSRF, the pages' accounts and order, their numbers against the
+APIs', and alert moves."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from html.parser import HTMLParser
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from services.alerts.console import auth
+from tests.alerts.console_data import ANA, BEN, TOKEN, Seeded, build_app, seed
+from tests.scorer.synthetic import Archetype
+
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Tables(HTMLParser):
+    """Rows of every ``<table id=...>``: the ``tr`` attributes and each cell's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[tuple[dict[str, str], list[str]]]] = {}
+        self.inputs: list[dict[str, str]] = []
+        self.labels: set[str] = set()
+        self._table: str | None = None
+        self._in_body = False
+        self._cell: list[str] | None = None
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "table" and "id" in a:
+            self._table = a["id"]
+            self.tables[self._table] = []
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._table and self._in_body:
+            self.tables[self._table].append((a, []))
+        elif tag in ("td", "th") and self._table and self._in_body:
+            self._cell = []
+        elif (tag == "span" and "sr-only" in a.get("class", "")) or tag == "svg":
+            self._skip += 1
+        elif tag in ("input", "select") and a.get("type") != "hidden":
+            self.inputs.append(a)
+        elif tag == "label" and "for" in a:
+            self.labels.add(a["for"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table:
+            self.tables[self._table][-1][1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag == "table":
+            self._table = None
+        elif tag in ("span", "svg") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None and not self._skip:
+            self._cell.append(data)
+
+
+def parse(html: str) -> Tables:
+    t = Tables()
+    t.feed(html)
+    return t
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seeded]:
+    s = await seed(str(tmp_path_factory.mktemp("console") / "console.db"))
+    yield s
+    await s.close()
+
+
+@pytest_asyncio.fixture
+async def anonymous(seeded: Seeded) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_app(seeded))
+    async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
+        yield c
+
+
+@pytest_asyncio.fixture
+async def client(anonymous: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Signed in."""
+    r = await anonymous.post("/console/login", data={"token": TOKEN, "next": "/console/"})
+    assert r.status_code == 303
+    return anonymous
+
+
+async def api(client: httpx.AsyncClient, path: str, **params: Any) -> Any:
+    r = await client.get(path, params=params, headers=BEARER)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def money(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+class TestSignIn:
+    @pytest.mark.parametrize("path", ["/console/", "/console/alerts", "/console/accounts/x"])
+    async def test_pages_need_a_session(self, anonymous: httpx.AsyncClient, path: str) -> None:
+        r = await anonymous.get(path)
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/console/login?next=")
+        login = await anonymous.get(r.headers["location"])
+        assert login.status_code == 200
+        assert f'name="next" value="{path}"' in login.text
+        assert '<label for="token">API token</label>' in login.text
+
+    @pytest.mark.parametrize("token", ["", "wrong", TOKEN + "x", TOKEN[:-1]])
+    async def test_a_bad_token_is_refused(self, anonymous: httpx.AsyncClient, token: str) -> None:
+        r = await anonymous.post("/console/login", data={"token": token})
+        assert r.status_code == 401
+        assert "not the API token" in r.text and 'role="alert"' in r.text
+        assert "set-cookie" not in r.headers
+        assert (await anonymous.get("/console/")).status_code == 303
+
+    async def test_the_right_token_gives_a_safe_cookie(self, anonymous: httpx.AsyncClient) -> None:
+        r = await anonymous.post(
+            "/console/login", data={"token": TOKEN, "next": "/console/alerts?csm=x"}
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/console/alerts?csm=x"
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith(f"{auth.COOKIE}=")
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
+        assert TOKEN not in cookie
+        assert (await anonymous.get("/console/")).status_code == 200
+
+    @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/v1/x"])
+    async def test_next_stays_in_the_console(
+        self, anonymous: httpx.AsyncClient, target: str
+    ) -> None:
+        r = await anonymous.post("/console/login", data={"token": TOKEN, "next": target})
+        assert r.headers["location"] == "/console/"
+
+    async def test_forged_or_foreign_cookies_are_ignored(
+        self, anonymous: httpx.AsyncClient
+    ) -> None:
+        import time
+
+        good = auth.issue(TOKEN, time.time())
+        body, sig = good.split(".")
+        for value in (
+            auth.issue("another-token", time.time()),  # signed for another installation
+            auth.issue(TOKEN, time.time() - auth.MAX_AGE_S - 1),  # expired
+            f"{body}.{sig[:-2]}xx",
+            body,
+            "",
+        ):
+            anonymous.cookies.set(auth.COOKIE, value, path="/console")
+            assert (await anonymous.get("/console/")).status_code == 303
+            anonymous.cookies.clear()
+
+    async def test_no_token_configured_means_closed(self, seeded: Seeded) -> None:
+        transport = httpx.ASGITransport(app=build_app(seeded, token=None))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
+            r = await c.post("/console/login", data={"token": ""})
+            assert r.status_code == 401 and "console is closed" in r.text
+
+    async def test_logout_needs_csrf_then_ends_the_session(self, client: httpx.AsyncClient) -> None:
+        page = await client.get("/console/")
+        assert (await client.post("/console/logout", data={})).status_code == 403
+        assert (await client.get("/console/")).status_code == 200
+        r = await client.post("/console/logout", data={"csrf": csrf_of(page.text)})
+        assert r.status_code == 303 and r.headers["location"] == "/console/login"
+        assert (await client.get("/console/")).status_code == 303
+
+
+class TestPortfolio:
+    async def test_every_account_in_the_read_apis_order(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        for sort in ("score", "-score", "-mrr", "renewal", "name"):
+            html = (await client.get("/console/", params={"sort": sort})).text
+            shown = [attrs["data-account-id"] for attrs, _ in parse(html).tables["portfolio"]]
+            listed = await api(client, "/v1/accounts", sort=sort)
+            assert shown == [a["account_id"] for a in listed["accounts"]], sort
+        assert shown and len(shown) == len(seeded.replay.accounts)
+        first = (await client.get("/console/")).text
+        rows = parse(first).tables["portfolio"]
+        assert rows[0][0]["data-account-id"] == seeded.id_of(Archetype.DORMANT)
+
+    async def test_the_numbers_are_the_apis(self, client: httpx.AsyncClient) -> None:
+        html = (await client.get("/console/")).text
+        rows = {attrs["data-account-id"]: cells for attrs, cells in parse(html).tables["portfolio"]}
+        for a in (await api(client, "/v1/accounts"))["accounts"]:
+            cells = rows[a["account_id"]]
+            name, score, band, trend, _spark, mrr, seats, renewal, csm, alerts = cells
+            assert name == f"{a['name']} {a['account_id']}"
+            assert score == f"{a['score']:.1f}"
+            assert band == a["band"].capitalize()
+            assert mrr == money(a["mrr"])
+            assert renewal == a["renewal_date"]
+            assert csm == a["csm_email"]
+            detail = await api(client, f"/v1/accounts/{a['account_id']}")
+            mau, seats_sold = detail["metrics"]["mau"], a["seats"]
+            assert seats.startswith(f"{mau}/{seats_sold} (")
+            health = await api(client, f"/v1/accounts/{a['account_id']}/health")
+            as_of = health["current"]["as_of"]
+            week_ago = [
+                h["score"]
+                for h in health["history"]
+                if h["as_of"] <= _days_before(as_of, 7) and h["score"] is not None
+            ]
+            expected_trend = f"{a['score'] - week_ago[-1]:+.1f}"
+            assert trend.split()[-1] == expected_trend
+            open_ = await api(client, "/v1/alerts", account=a["account_id"])
+            assert alerts == str(open_["total"])
+
+    async def test_revenue_at_risk(self, client: httpx.AsyncClient) -> None:
+        html = (await client.get("/console/")).text
+        accounts = (await api(client, "/v1/accounts"))["accounts"]
+        at_risk = sum(a["mrr"] for a in accounts if a["band"] in ("red", "yellow"))
+        assert f"<strong>{money(at_risk)}</strong> MRR in red and yellow" in html
+        by_band = {cells[0]: cells[1:] for _, cells in parse(html).tables["mrr-by-band"]}
+        for band in ("red", "yellow", "green"):
+            mine = [a for a in accounts if a["band"] == band]
+            assert by_band[band.capitalize()] == [
+                str(len(mine)),
+                money(sum(a["mrr"] for a in mine)),
+            ]
+
+    @pytest.mark.parametrize(
+        ("params", "expected"),
+        [
+            ({"band": "red"}, {Archetype.DORMANT}),
+            ({"band": "yellow"}, {Archetype.DECLINING, Archetype.PLATEAUING}),
+            (
+                {"csm": BEN},
+                {Archetype.DECLINING, Archetype.ABANDONS_FEATURE, Archetype.HEALTHY_GROWING},
+            ),
+            ({"csm": ANA, "band": "green"}, {Archetype.HEALTHY_STEADY, Archetype.NEVER_ADOPTS}),
+            ({"renewal": "30"}, {Archetype.DORMANT, Archetype.ABANDONS_FEATURE}),
+            (
+                {"renewal": "60"},
+                {Archetype.DORMANT, Archetype.ABANDONS_FEATURE, Archetype.DECLINING},
+            ),
+            ({"band": "nonsense", "renewal": "7", "sort": "x"}, set(Archetype)),
+        ],
+    )
+    async def test_filters(
+        self,
+        client: httpx.AsyncClient,
+        seeded: Seeded,
+        params: dict[str, str],
+        expected: set[Archetype],
+    ) -> None:
+        html = (await client.get("/console/", params=params)).text
+        shown = {attrs["data-account-id"] for attrs, _ in parse(html).tables.get("portfolio", [])}
+        assert shown == {seeded.id_of(a) for a in expected}
+
+    async def test_no_match(self, client: httpx.AsyncClient) -> None:
+        html = (await client.get("/console/", params={"csm": "nobody@example.com"})).text
+        assert "No accounts match these filters." in html
+
+    async def test_sparklines_and_sort_links(self, client: httpx.AsyncClient) -> None:
+        html = (await client.get("/console/", params={"sort": "-mrr"})).text
+        assert html.count('<svg class="spark') == 7
+        assert 'aria-sort="descending"' in html
+        assert 'href="?sort=mrr"' in html  # the MRR header flips the order
+
+
+def _days_before(iso: str, days: int) -> str:
+    from datetime import date
+
+    return (date.fromisoformat(iso) - timedelta(days=days)).isoformat()
+
+
+class TestAccountPage:
+    async def test_components_match_the_health_api(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        account_id = seeded.id_of(Archetype.DECLINING)
+        html = (await client.get(f"/console/accounts/{account_id}")).text
+        health = await api(client, f"/v1/accounts/{account_id}/health")
+        rows = {attrs["data-component"]: cells for attrs, cells in parse(html).tables["components"]}
+        components = health["current"]["components"]
+        assert set(rows) == set(components)
+        for name, c in components.items():
+            cells = rows[name]
+            assert cells[1] == f"{c['score']:.1f}"
+            assert cells[5] == " ".join(c["explanation"].split())
+        assert '<svg class="chart"' in html and "Health score history" in html
+
+    async def test_usage_and_features_match_the_metrics(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        account_id = seeded.id_of(Archetype.ABANDONS_FEATURE)
+        html = (await client.get(f"/console/accounts/{account_id}")).text
+        metrics = (await api(client, f"/v1/accounts/{account_id}"))["metrics"]
+        tables = parse(html).tables
+        weekly = [cells[1:] for _, cells in tables["weekly"]]
+        assert weekly == [
+            [str(a), str(lg)]
+            for a, lg in zip(metrics["weekly_active_users"], metrics["weekly_logins"], strict=True)
+        ]
+        features = {attrs["data-feature"]: cells for attrs, cells in tables["features"]}
+        assert set(features) == {"reports", "dashboards", "exports"}
+        for f in metrics["features"]:
+            cells = features[f["feature"]]
+            assert cells[1].startswith(f["last_used"] or "—")
+            assert cells[2] == f"{f['uses_28d']:,}" and cells[3] == f"{f['users_28d']:,}"
+        assert features["exports"][4] == "unused 28 days"
+        assert features["reports"][4] == "in use"
+
+    async def test_alerts_open_and_past_with_actions(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        html = (await client.get(f"/console/accounts/{seeded.id_of(Archetype.PLATEAUING)}")).text
+        assert f'id="alert-{seeded.alerts["plateau"]}"' in html
+        assert "Past (1)" in html and "Open (0)" in html
+        html = (await client.get(f"/console/accounts/{seeded.id_of(Archetype.DORMANT)}")).text
+        alert_id = seeded.alerts["dormant"]
+        for action in ("ack", "snooze", "resolve"):
+            assert f'action="/console/alerts/{alert_id}/{action}"' in html
+        # User-facing text is escaped.
+        assert "&lt;for cs-dormant-0&gt;" in html and "<for cs-dormant-0>" not in html
+        steady = (
+            await client.get(f"/console/accounts/{seeded.id_of(Archetype.HEALTHY_STEADY)}")
+        ).text
+        assert f'id="alert-{seeded.alerts["pending"]}"' not in steady
+
+    async def test_unknown_account(self, client: httpx.AsyncClient) -> None:
+        r = await client.get("/console/accounts/nope")
+        assert r.status_code == 404 and "no account" in r.text
+
+
+class TestAlertsPage:
+    async def test_open_alerts_grouped_by_rule(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        html = (await client.get("/console/alerts")).text
+        active = await api(client, "/v1/alerts")
+        groups = re.findall(r'<table class="alerts" data-rule="([a-z_]+)">', html)
+        assert set(groups) == {a["rule"] for a in active["alerts"]}
+        shown = {int(i) for i in re.findall(r'<tr data-alert-id="(\d+)"', html)}
+        assert shown == {a["id"] for a in active["alerts"]}
+        assert seeded.alerts["plateau"] not in shown and seeded.alerts["pending"] not in shown
+
+    async def test_filter_by_csm(self, client: httpx.AsyncClient) -> None:
+        for csm in (ANA, BEN):
+            html = (await client.get("/console/alerts", params={"csm": csm})).text
+            shown = {int(i) for i in re.findall(r'<tr data-alert-id="(\d+)"', html)}
+            assert shown == {a["id"] for a in (await api(client, "/v1/alerts", csm=csm))["alerts"]}
+            assert shown
+
+
+class TestActions:
+    async def status(self, client: httpx.AsyncClient, alert_id: int) -> dict[str, Any]:
+        body: dict[str, Any] = await api(client, f"/v1/alerts/{alert_id}")
+        return body
+
+    @pytest.mark.parametrize("csrf", [None, "", "0" * 64, "forged"])
+    async def test_csrf_missing_or_wrong_is_403(
+        self, client: httpx.AsyncClient, seeded: Seeded, csrf: str | None
+    ) -> None:
+        alert_id = seeded.alerts["decline"]
+        before = await self.status(client, alert_id)
+        data = {"next": "/console/"} | ({} if csrf is None else {"csrf": csrf})
+        for action in ("ack", "resolve", "snooze"):
+            r = await client.post(f"/console/alerts/{alert_id}/{action}", data=data)
+            assert r.status_code == 403
+        assert await self.status(client, alert_id) == before
+
+    async def test_another_sessions_csrf_is_refused(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        import time
+
+        other = auth.verify(TOKEN, auth.issue(TOKEN, time.time()), time.time())
+        assert other is not None
+        r = await client.post(
+            f"/console/alerts/{seeded.alerts['decline']}/ack", data={"csrf": other.csrf}
+        )
+        assert r.status_code == 403
+
+    async def test_a_post_without_a_session_goes_to_sign_in(
+        self, anonymous: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        r = await anonymous.post(f"/console/alerts/{seeded.alerts['decline']}/ack", data={})
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
+
+    async def test_ack_snooze_resolve(self, client: httpx.AsyncClient, seeded: Seeded) -> None:
+        alert_id = seeded.alerts["decline"]
+        page = f"/console/accounts/{seeded.id_of(Archetype.DECLINING)}"
+        csrf = csrf_of((await client.get(page)).text)
+        form = {"csrf": csrf, "next": page}
+
+        r = await client.post(f"/console/alerts/{alert_id}/ack", data=form)
+        assert r.status_code == 303
+        assert r.headers["location"] == f"{page}?notice=acknowledged#alert-{alert_id}"
+        assert (await self.status(client, alert_id))["status"] == "acknowledged"
+        html = (await client.get(r.headers["location"])).text
+        assert 'data-status="acknowledged"' in html and "Alert acknowledged" in html
+
+        until = seeded.clock.now() + timedelta(days=3)
+        r = await client.post(
+            f"/console/alerts/{alert_id}/snooze",
+            data=form | {"until": until.strftime("%Y-%m-%dT%H:%M"), "reason": "QBR on Friday"},
+        )
+        assert "notice=snoozed" in r.headers["location"]
+        body = await self.status(client, alert_id)
+        assert body["status"] == "snoozed" and body["snooze_reason"] == "QBR on Friday"
+        assert body["snoozed_until"].startswith(until.strftime("%Y-%m-%dT%H:%M"))
+
+        past = seeded.clock.now() - timedelta(hours=1)
+        r = await client.post(
+            f"/console/alerts/{alert_id}/snooze",
+            data=form | {"until": past.strftime("%Y-%m-%dT%H:%M")},
+        )
+        assert "notice=bad-until" in r.headers["location"]
+        assert (await self.status(client, alert_id))["status"] == "snoozed"
+
+        r = await client.post(f"/console/alerts/{alert_id}/resolve", data=form)
+        assert "notice=resolved" in r.headers["location"]
+        assert (await self.status(client, alert_id))["status"] == "resolved"
+
+        r = await client.post(f"/console/alerts/{alert_id}/ack", data=form)
+        assert "notice=conflict" in r.headers["location"]
+        assert (await self.status(client, alert_id))["status"] == "resolved"
+
+    async def test_unknown_alert_or_action(self, client: httpx.AsyncClient) -> None:
+        csrf = csrf_of((await client.get("/console/")).text)
+        r = await client.post("/console/alerts/999999/ack", data={"csrf": csrf})
+        assert "notice=not-found" in r.headers["location"]
+        r = await client.post("/console/alerts/1/delete", data={"csrf": csrf})
+        assert r.status_code == 404
+
+
+class TestMarkup:
+    async def test_accessible_basics(self, client: httpx.AsyncClient, seeded: Seeded) -> None:
+        for path in (
+            "/console/",
+            "/console/alerts",
+            f"/console/accounts/{seeded.id_of(Archetype.DORMANT)}",
+        ):
+            r = await client.get(path)
+            html = r.text
+            assert '<html lang="en">' in html
+            assert 'name="viewport"' in html and "<h1" in html
+            t = parse(html)
+            for control in t.inputs:
+                assert control.get("id") in t.labels, control  # every control has a label
+            assert "<th " in html and 'scope="col"' in html
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+            assert r.headers["cache-control"] == "no-store"
+            assert "<script" not in html and "http://" not in html.replace("http://tend", "")
+
+    async def test_static_files_ship_with_the_package(self, anonymous: httpx.AsyncClient) -> None:
+        css = await anonymous.get("/console/static/console.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert "@media" in css.text and ":focus-visible" in css.text
+        icon = await anonymous.get("/console/static/favicon.svg")
+        assert icon.headers["content-type"].startswith("image/svg+xml")
+        assert (await anonymous.get("/console/static/../routes.py")).status_code == 404
+        assert (await anonymous.get("/console/static/nope.css")).status_code == 404
