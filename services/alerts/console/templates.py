@@ -453,7 +453,13 @@ of {fmt_money(p.total_mrr)} across {len(p.rows)} account(s).</p>
 </tr></thead>
 <tbody>{rows}</tbody></table></div>"""
     else:
-        table = '<p class="empty">No accounts match these filters.</p>'
+        filtered = f.csm or f.band or f.renewal_days is not None
+        table = (
+            '<p class="empty">No accounts match these filters.</p>'
+            if filtered
+            else '<p class="empty">No accounts yet: they appear once events arrive '
+            "(try <code>tend demo</code>).</p>"
+        )
     body = f"""<h1>Portfolio</h1>
 {summary}
 <section aria-labelledby="accounts-title">
