@@ -135,7 +135,8 @@ class Settings(BaseSettings):
     smtp_from: str = Field("tend <tend@localhost>", description="From header of alert mail.")
     smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
     console_url: str = Field(
-        "http://localhost:8000", description="Base URL of the console, for links in alerts."
+        "http://localhost:8000/console",
+        description="Base URL of the console (where it is mounted), for links in alerts.",
     )
     ingest: IngestSettings = IngestSettings()
     kafka: KafkaSettings = KafkaSettings()
