@@ -763,5 +763,191 @@ def accounts_import(file: Path) -> None:
     click.echo(f"Imported {n} account(s) from {file}. They are scored on the next sweep.")
 
 
+# -- demo and reports -------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--accounts", default=40, show_default=True, type=click.IntRange(1, 5000), help="Accounts."
+)
+@click.option(
+    "--weeks", default=16, show_default=True, type=click.IntRange(6, 52), help="Weeks of history."
+)
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="tend's URL.")
+@click.option(
+    "--write-key",
+    envvar="TEND_WRITE_KEY",
+    show_envvar=True,
+    help="A write key: the one `tend up` printed, or `tend keys create demo`.",
+)
+@click.option("--seed", default=1, show_default=True, type=int, help="Same seed, same data.")
+@click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True)
+def demo(
+    accounts: int, weeks: int, url: str, write_key: str | None, seed: int, use_gzip: bool
+) -> None:
+    """Feed a running tend realistic accounts and WEEKS of usage, some drifting toward churn.
+
+    Sends through the ingest HTTP API, like an SDK. For feature breadth and the key-feature
+    alerts, run tend with the demo's key features: TEND_CONFIG=deploy/tend.yaml tend up
+    (see docs/demo.md). Run it on a fresh database: the usage ends today.
+    """
+    import sys
+    from datetime import UTC, datetime
+
+    from services.demo import EXPECTED, KEY_FEATURES, DemoError, DemoSender, generate, plan_demo
+
+    if not write_key:
+        raise ConfigFailure(
+            "--write-key (or TEND_WRITE_KEY) is required: use the key `tend up` printed at its "
+            "first start, or create one with `tend keys create demo`"
+        )
+    now = datetime.now(UTC)
+    plan = plan_demo(accounts, weeks, seed, now.date())
+    sender = DemoSender(url, write_key, use_gzip=use_gzip)
+    days = weeks * 7
+    click.echo(
+        f"Sending {accounts} accounts and {weeks} weeks of usage ({plan.start} to {plan.today}) "
+        f"to {url} (seed {seed}).",
+        err=True,
+    )
+    try:
+        with click.progressbar(
+            generate(plan, now),
+            length=days,
+            label="Sending usage",
+            file=sys.stderr,
+            item_show_func=lambda item: None if item is None else f"{item[0]}",
+        ) as days_of_calls:
+            for _day, calls in days_of_calls:
+                sender.send_day(calls)
+    except DemoError as err:
+        raise Failure(f"demo stopped after {sender.stats.events} events: {err}") from None
+    finally:
+        sender.close()
+    stats = sender.stats
+    click.echo("")
+    click.echo(
+        f"Sent {stats.events} events in {stats.requests} batches in {stats.seconds:.1f} s "
+        f"({stats.events_per_s:,.0f} events/s, {stats.retries} retries)."
+    )
+    click.echo("")
+    click.echo("Accounts by archetype (expected band once scored; alerts it shows):")
+    for archetype, members in plan.by_archetype().items():
+        if not members:
+            continue
+        band, alerts = EXPECTED[archetype]
+        click.echo(f"  {archetype.value:<17} {len(members):>3}  {band:<7} {alerts}")
+        click.echo(f"  {'':<17}      e.g. {', '.join(a.account_id for a in members[:3])}")
+    click.echo("")
+    click.echo("The scorer backfills a score per account-day; give it a few seconds. Then:")
+    click.echo(f"    curl -H 'Authorization: Bearer <token>' '{url}/v1/accounts?sort=score'")
+    click.echo(f"    console: {url}/  (log in with the API token `tend up` printed)")
+    click.echo(
+        f"Key features used: {', '.join(KEY_FEATURES)}. Unless tend runs with them configured "
+        "(TEND_CONFIG=deploy/tend.yaml), feature breadth is left out and no "
+        "feature_unused alerts open."
+    )
+
+
+@main.command()
+@click.option("--month", metavar="YYYY-MM", help="The month (UTC); default: the last complete one.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the HTML files. [default: ./tend-reports/YYYY-MM]",
+)
+@click.option("--email", is_flag=True, help="Also send each report to the account's CSM (SMTP).")
+def report(month: str | None, out: Path | None, email: bool) -> None:
+    """Render the monthly value report of every account as HTML (and email it to the CSMs).
+
+    Mail goes to the account's csm_email, else to TEND_ALERTS__DEFAULT_EMAILS, through the SMTP
+    server of TEND_SMTP_HOST / _PORT / _USER / _PASSWORD / _FROM / _TLS.
+    """
+    from datetime import UTC, datetime
+    from email.message import EmailMessage
+
+    from services.scorer.report import (
+        MonthError,
+        build_report,
+        last_month,
+        parse_month,
+        render_html,
+        report_email,
+        report_filename,
+        send_reports,
+    )
+    from shared.db.models import Account
+
+    settings = load_settings()
+    config = load_tend_config(settings)
+    if email and not settings.smtp_host:
+        raise ConfigFailure(
+            "--email needs an SMTP server: set TEND_SMTP_HOST (and TEND_SMTP_PORT, "
+            "TEND_SMTP_USER, TEND_SMTP_PASSWORD, TEND_SMTP_FROM, TEND_SMTP_TLS as needed)"
+        )
+    today = datetime.now(UTC).date()
+    try:
+        first = parse_month(month, today) if month is not None else last_month(today)
+    except MonthError as err:
+        raise ConfigFailure(f"--{err}") from None
+    directory = out if out is not None else Path("tend-reports") / first.strftime("%Y-%m")
+    keys = list(config.key_features) or None
+    defaults = settings.alerts.default_email_list
+
+    async def work() -> tuple[int, list[EmailMessage], list[str]]:
+        from sqlalchemy import select
+
+        from shared.db.session import create_engine, create_sessionmaker
+
+        engine = create_engine(settings.database_url)
+        written, messages, skipped = 0, [], []
+        try:
+            async with create_sessionmaker(engine)() as session:
+                accounts = await session.scalars(select(Account).order_by(Account.account_id))
+                for account in accounts.all():
+                    built = await build_report(session, account, first, today, keys)
+                    page = render_html(built)
+                    (directory / report_filename(built)).write_text(page, encoding="utf-8")
+                    written += 1
+                    if not email:
+                        continue
+                    to = [account.csm_email] if account.csm_email else defaults
+                    if not to:
+                        skipped.append(account.account_id)
+                        continue
+                    messages.append(report_email(built, page, settings.smtp_from, to))
+        finally:
+            await engine.dispose()
+        return written, messages, skipped
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise Failure(f"--out {directory}: {err.strerror}") from None
+    written, messages, skipped = run_db(settings.database_url, work())
+    click.echo(f"Wrote {written} report(s) for {first:%Y-%m} to {directory}/")
+    if not email:
+        return
+    try:
+        results = asyncio.run(send_reports(settings, messages))
+    except (OSError, TimeoutError) as err:
+        raise Failure(
+            f"SMTP server {settings.smtp_host}:{settings.smtp_port}: {_one_line(str(err))}"
+        ) from None
+    except Exception as err:  # aiosmtplib's connect/login errors
+        raise Failure(f"SMTP server {settings.smtp_host}:{settings.smtp_port}: {err}") from None
+    failed = [(m["To"], error) for m, error in results if error is not None]
+    click.echo(f"Emailed {len(results) - len(failed)} report(s) to the accounts' CSMs.")
+    if skipped:
+        click.echo(
+            f"Not emailed (no csm_email, no TEND_ALERTS__DEFAULT_EMAILS): {', '.join(skipped)}"
+        )
+    if failed:
+        raise Failure(
+            f"{len(failed)} report(s) not accepted by the SMTP server: "
+            + "; ".join(f"{to}: {error}" for to, error in failed)
+        )
+
+
 if __name__ == "__main__":
     main()

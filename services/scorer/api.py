@@ -10,9 +10,18 @@ from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scorer.report import (
+    MonthError,
+    MonthlyReport,
+    build_report,
+    last_month,
+    parse_month,
+    render_html,
+)
 from shared.api_auth import require_token
 from shared.db.models import Account, AccountDay, FeatureDay, HealthScore
 
@@ -194,3 +203,47 @@ async def get_usage(
         ],
         "features": by_feature,
     }
+
+
+# -- monthly value report -------------------------------------------------------------------
+
+
+async def _report(
+    request: Request, session: AsyncSession, account_id: str, month: str | None
+) -> MonthlyReport:
+    account = await _get_account(session, account_id)
+    today = date.today()
+    try:
+        first = parse_month(month, today) if month is not None else last_month(today)
+    except MonthError as err:
+        raise HTTPException(422, detail=str(err)) from None
+    config = getattr(request.app.state, "tend_config", None)
+    # Without a configuration of its own (or one naming no key features), the report
+    # uses the key features the scorer scored the account with.
+    keys = list(config.key_features) if config is not None and config.key_features else None
+    return await build_report(session, account, first, today, keys)
+
+
+MonthQuery = Annotated[
+    str | None, Query(description="YYYY-MM (UTC); default: the last complete month")
+]
+
+
+@router.get("/{account_id}/report", summary="Monthly value report (JSON)")
+async def get_report(
+    account_id: str, request: Request, session: SessionDep, month: MonthQuery = None
+) -> MonthlyReport:
+    """Active users and seat utilization, logins, feature adoption and the health trend of one
+    month, each with the month before; ``highlights`` says what changed in words."""
+    return await _report(request, session, account_id, month)
+
+
+@router.get(
+    "/{account_id}/report.html",
+    summary="Monthly value report (printable HTML page)",
+    response_class=HTMLResponse,
+)
+async def get_report_html(
+    account_id: str, request: Request, session: SessionDep, month: MonthQuery = None
+) -> HTMLResponse:
+    return HTMLResponse(render_html(await _report(request, session, account_id, month)))
