@@ -68,6 +68,15 @@ class Tables(HTMLParser):
             self._cell.append(data)
 
 
+def _rows(html: str) -> list[tuple[dict[str, str], list[str]]]:
+    """Rows of the tables without an id (the alerts page's one table per rule)."""
+    rows: list[tuple[dict[str, str], list[str]]] = []
+    for chunk in html.split('<table class="alerts"')[1:]:
+        t = parse('<table id="x"' + chunk.split("</table>")[0] + "</table>")
+        rows.extend(t.tables["x"])
+    return rows
+
+
 def parse(html: str) -> Tables:
     t = Tables()
     t.feed(html)
@@ -352,6 +361,14 @@ class TestAlertsPage:
         shown = {int(i) for i in re.findall(r'<tr data-alert-id="(\d+)"', html)}
         assert shown == {a["id"] for a in active["alerts"]}
         assert seeded.alerts["plateau"] not in shown and seeded.alerts["pending"] not in shown
+        # Health is the account's current one, not the alert row's snapshot.
+        dormant = await api(client, f"/v1/accounts/{seeded.id_of(Archetype.DORMANT)}")
+        row = next(
+            cells
+            for attrs, cells in _rows(html)
+            if attrs.get("data-alert-id") == str(seeded.alerts["dormant"])
+        )
+        assert row[3] == f"{dormant['band'].capitalize()} {dormant['score']:.1f}"
 
     async def test_filter_by_csm(self, client: httpx.AsyncClient) -> None:
         for csm in (ANA, BEN):

@@ -240,7 +240,10 @@ async def alerts_page(request: Request, session: SessionDep, csm: str | None = N
     async with _db(request)() as db:
         groups = await views.open_alerts(db, csm or None)
         csms = await views.csm_names(db)
-    return _html(templates.alerts_page(groups, csms, csm or None, session.csrf))
+        health = await views.current_health(
+            db, [a.account_id for alerts in groups.values() for a in alerts]
+        )
+    return _html(templates.alerts_page(groups, health, csms, csm or None, session.csrf))
 
 
 # -- alert moves -------------------------------------------------------------------------------

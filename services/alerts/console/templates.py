@@ -739,7 +739,11 @@ def account_page(
 
 
 def alerts_page(
-    groups: Mapping[str, list[Alert]], csms: Sequence[str], csm: str | None, csrf: str
+    groups: Mapping[str, list[Alert]],
+    health: Mapping[str, tuple[float | None, str | None]],
+    csms: Sequence[str],
+    csm: str | None,
+    csrf: str,
 ) -> str:
     csm_opts = _options([("", "All CSMs"), *((c, c) for c in csms)], csm)
     form = f"""<form class="filters" method="get" action="/console/alerts" role="search"
@@ -756,7 +760,8 @@ def alerts_page(
             f"{f'<span class=sub>{e(a.feature)}</span>' if a.feature else ''}</th>"
             f'<td><span class="sev">{e(a.severity)}</span></td>'
             f'<td><span class="status status-{e(a.status)}">{e(human(a.status))}</span></td>'
-            f"<td>{band_badge(a.band)} {fmt_score(a.score)}</td>"
+            f"<td>{band_badge(health.get(a.account_id, (a.score, a.band))[1])} "
+            f"{fmt_score(health.get(a.account_id, (a.score, a.band))[0])}</td>"
             f'<td class="num">{fmt_money(a.mrr)}</td>'
             f"<td>{e(a.reason)}</td>"
             f"<td>{fmt_when(a.opened_at)}</td>"

@@ -272,3 +272,17 @@ async def open_alerts(session: AsyncSession, csm: str | None) -> dict[str, list[
     for a in rows:
         grouped[a.rule].append(a)
     return dict(sorted(grouped.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+
+async def current_health(
+    session: AsyncSession, account_ids: list[str]
+) -> dict[str, tuple[float | None, str | None]]:
+    """Each account's current score and band (an alert row keeps the ones it was decided on)."""
+    if not account_ids:
+        return {}
+    found = await session.execute(
+        select(Account.account_id, Account.score, Account.band).where(
+            Account.account_id.in_(sorted(set(account_ids)))
+        )
+    )
+    return {a: (s, b) for a, s, b in found}
