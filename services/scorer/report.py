@@ -196,18 +196,16 @@ async def _features(
     session: AsyncSession, account_id: str, start: date, end: date
 ) -> dict[str, tuple[int, int]]:
     """feature -> (uses, distinct users) in the period."""
-    uses = dict(
+    uses: dict[str, int] = dict(
         (
             await session.execute(
                 select(FeatureDay.feature, func.sum(FeatureDay.uses))
                 .where(FeatureDay.account_id == account_id, FeatureDay.day.between(start, end))
                 .group_by(FeatureDay.feature)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
-    users = dict(
+    users: dict[str, int] = dict(
         (
             await session.execute(
                 select(FeatureUserDay.feature, func.count(distinct(FeatureUserDay.user_id)))
@@ -217,9 +215,7 @@ async def _features(
                 )
                 .group_by(FeatureUserDay.feature)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     return {f: (int(n or 0), int(users.get(f, 0))) for f, n in uses.items()}
 
