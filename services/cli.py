@@ -841,7 +841,7 @@ def demo(
     click.echo("")
     click.echo("The scorer backfills a score per account-day; give it a few seconds. Then:")
     click.echo(f"    curl -H 'Authorization: Bearer <token>' '{url}/v1/accounts?sort=score'")
-    click.echo(f"    console: {url}/  (log in with the API token `tend up` printed)")
+    click.echo(f"    console: {url}/console/  (sign in with the API token `tend up` printed)")
     click.echo(
         f"Key features used: {', '.join(KEY_FEATURES)}. Unless tend runs with them configured "
         "(TEND_CONFIG=deploy/tend.yaml), feature breadth is left out and no "

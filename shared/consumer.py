@@ -126,8 +126,10 @@ class BatchConsumer(Generic[T]):
                 log.exception("group=%s cannot read stored offsets; retrying", self.group_id)
                 await asyncio.sleep(delay())
         for tp in tps:
-            if tp in stored:
-                self._consumer.seek(tp, stored[tp])
+            # The database is the truth: a partition it has no offset for starts at the
+            # beginning of the log (offset 0; below the log start the bus resets to the
+            # earliest record), never at an offset the bus remembers from another database.
+            self._consumer.seek(tp, stored.get(tp, 0))
         log.info(
             "group=%s assigned=%s resumed_from=%s",
             self.group_id,

@@ -436,7 +436,10 @@ class ScoringRepository:
                 "previous_band": r.previous_band,
                 "computed_at": r.computed_at or now,
             }
-            for r in {(r.account_id, r.as_of): r for r in rows}.values()
+            for r in sorted(
+                {(r.account_id, r.as_of): r for r in rows}.values(),
+                key=lambda r: (r.account_id, r.as_of),
+            )
         ]
         for chunk in _chunks(values, 2000):
             stmt = insert_for(session, HEALTH_SCORES).values(list(chunk))
@@ -476,7 +479,7 @@ class ScoringRepository:
                     "b_score": r.score,
                     "b_band": r.band,
                 }
-                for r in latest.values()
+                for r in sorted(latest.values(), key=lambda r: r.account_id)
             ],
         )
 

@@ -300,7 +300,9 @@ class RollupWriter:
             )
             stored.update({row.account_id: row._mapping for row in result})
         rows = []
-        for account_id, delta in d.accounts.items():
+        # Rows in key order, like every other writer of accounts, so concurrent
+        # transactions lock them in the same order and cannot deadlock.
+        for account_id, delta in sorted(d.accounts.items()):
             have = stored.get(account_id)
             row: dict[str, Any] = {
                 "account_id": account_id,
