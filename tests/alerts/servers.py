@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date
@@ -54,6 +55,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` when the request had been read (for latency benchmarks)."""
 
     def json(self) -> Any:
         return json.loads(self.body)
