@@ -31,7 +31,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -43,6 +43,7 @@ from services.alerts.notifiers.base import DeliveryResult, Notification, Notifie
 from services.alerts.routing import DIGEST_CHANNEL
 from shared.clock import Clock
 from shared.db.models import Alert, AlertNotification
+from shared.db.types import utcnow
 
 __all__ = ["Claim", "DigestSender", "Dispatcher"]
 
@@ -172,12 +173,18 @@ class Dispatcher:
                 claims.append(
                     Claim(row.id, row.channel, row.destination, dict(row.payload), row.attempts)
                 )
-            pending = await session.scalar(
-                select(func.count())
-                .select_from(AlertNotification)
-                .where(AlertNotification.status == "pending")
-            )
+            pending, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(AlertNotification.created_at)).where(
+                        AlertNotification.status == "pending"
+                    )
+                )
+            ).one()
         alert_metrics.OUTBOX_PENDING.set(int(pending or 0))
+        # created_at is stamped with the wall clock, so the age is measured on it too.
+        alert_metrics.OUTBOX_OLDEST_AGE.set(
+            max(0.0, (utcnow() - _aware(oldest)).total_seconds()) if oldest is not None else 0.0
+        )
         return claims
 
     async def claim_digests(self) -> dict[str, list[Claim]]:
@@ -274,3 +281,8 @@ class Dispatcher:
         except Exception:
             # The claim's lease ends and the row is sent again: a duplicate, never a loss.
             log.exception("could not mark notification %s as %s", claim.id, values["status"])
+
+
+def _aware(at: datetime) -> datetime:
+    # func.min() bypasses the column type, so SQLite hands back a naive UTC datetime.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

@@ -23,6 +23,11 @@ DISPATCHED = Counter(
     "Outbox rows handled by the dispatcher by channel and result (sent, retry, failed).",
     ["channel", "result"],
 )
+OUTBOX_OLDEST_AGE = Gauge(
+    "tend_alerts_outbox_oldest_pending_age_seconds",
+    "Age of the oldest notification still waiting in the outbox (0 when none), as of the "
+    "dispatcher's last round.",
+)
 OUTBOX_PENDING = Gauge(
     "tend_alerts_outbox_pending",
     "Notifications waiting in the outbox, as of the dispatcher's last round.",

@@ -13,6 +13,7 @@ import pytest_asyncio
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.alerts import metrics as alert_metrics
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.lifecycle import AlertState, Status
 from services.alerts.notifiers.base import DeliveryResult, Notification, NotificationKind
@@ -24,6 +25,7 @@ from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
 from shared.db.models import Alert, AlertNotification
 from shared.db.session import create_engine, create_sessionmaker
+from shared.db.types import utcnow
 from tests.alerts.servers import Reply, SlackWebhookServer, SmtpServer
 from tests.alerts.snapshots import DAY0, create_snapshot, unique_account
 from tests.support.postgres import create_database, drop_database
@@ -193,6 +195,29 @@ class TestSlack:
         assert await dispatcher.run_once() == 1
         assert (await outbox_row(db, nid)).status == "sent"
         assert len(slack.requests) == 2
+
+    async def test_outbox_depth_and_oldest_age_are_reported(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+        clock: FixedClock,
+    ) -> None:
+        slack.script(Reply(500, "oops"))
+        _, [nid] = await enqueue(db, ("slack", slack.url("/services/T/B/age")))
+        async with db() as session, session.begin():
+            row = await session.get(AlertNotification, nid)
+            assert row is not None
+            row.created_at = utcnow() - timedelta(hours=1)
+        await dispatcher.run_once()
+        assert (await outbox_row(db, nid)).status == "pending"
+        assert alert_metrics.OUTBOX_PENDING._value.get() >= 1
+        assert alert_metrics.OUTBOX_OLDEST_AGE._value.get() >= 3600
+        clock.set((await outbox_row(db, nid)).next_attempt_at)
+        assert await dispatcher.run_once() == 1
+        assert (await outbox_row(db, nid)).status == "sent"
+        await dispatcher.run_once()
+        assert alert_metrics.OUTBOX_OLDEST_AGE._value.get() < 3600
 
     async def test_500_then_success_with_backoff(
         self,

@@ -46,6 +46,7 @@ REQUIRED = {
         "tend_alerts_transitions": "counter",
         "tend_alerts_dispatch": "counter",
         "tend_alerts_outbox_pending": "gauge",
+        "tend_alerts_outbox_oldest_pending_age_seconds": "gauge",
         "process_cpu_seconds": "counter",
     },
 }
