@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, delete, func, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -91,8 +91,8 @@ class RollupWriter:
       (:meth:`purge_processed`).
     - Every other write is an upsert: counters add the batch's merged increments via
       ``excluded``; distinct-user counts (``account_days.active_users``,
-      ``feature_days.users``) are recomputed from ``user_days`` / ``feature_user_days`` for
-      the keys the batch touched, so they stay exact whatever the order of batches.
+      ``feature_days.users``) are recounted from ``user_days`` / ``feature_user_days`` in the
+      upsert of each key the batch touched, so they stay exact whatever the order of batches.
     - Late events update the day they occurred on. Order inside a batch only matters for
       traits and mappings, where the later event in the batch wins.
     - Cost: a constant number of statements per batch (about a dozen, more only for batches
@@ -148,27 +148,34 @@ class RollupWriter:
         keys: Sequence[str],
         counters: Sequence[str],
         rows: list[dict[str, Any]],
+        distinct: tuple[str, Table] | None = None,
     ) -> None:
+        """Upsert ``rows`` adding ``counters``; with ``distinct`` = (column, source), also set
+        ``column`` to the number of ``source`` rows with the row's key (its distinct users),
+        counted inside the same statement, so it is exact whatever the order of batches."""
         if not rows:
             return
         stmt = insert_for(session, table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={c: table.c[c] + stmt.excluded[c] for c in counters},
-        )
+        set_: dict[str, Any] = {c: table.c[c] + stmt.excluded[c] for c in counters}
+        if distinct is not None:
+            column, source = distinct
+            count = (
+                select(func.count())
+                .select_from(source)
+                .where(*(source.c[k] == bindparam(f"k_{k}") for k in keys))
+                .scalar_subquery()
+            )
+            stmt = stmt.values({column: count})
+            set_[column] = stmt.excluded[column]
+            rows = [r | {f"k_{k}": r[k] for k in keys} for r in rows]
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=set_)
         await session.execute(stmt, rows)
 
     async def _rollups(self, session: AsyncSession, d: EventDeltas) -> None:
-        await self._increment(
-            session,
-            ACCOUNT_DAYS,
-            ["account_id", "day"],
-            ["events", "logins"],
-            [
-                {"account_id": a, "day": day, "events": c.events, "logins": c.logins}
-                for (a, day), c in d.account_days.items()
-            ],
-        )
+        # The per-user tables first: the account-day and feature-day upserts count their
+        # distinct users from them. Every user-day key has its account-day key in the batch
+        # (and every feature-user-day its feature-day), so every count the batch can change
+        # is recomputed.
         await self._increment(
             session,
             USER_DAYS,
@@ -181,16 +188,6 @@ class RollupWriter:
         )
         await self._increment(
             session,
-            FEATURE_DAYS,
-            ["account_id", "feature", "day"],
-            ["uses"],
-            [
-                {"account_id": a, "feature": f, "day": day, "uses": n}
-                for (a, f, day), n in d.feature_days.items()
-            ],
-        )
-        await self._increment(
-            session,
             FEATURE_USER_DAYS,
             ["account_id", "feature", "user_id", "day"],
             ["uses"],
@@ -199,47 +196,28 @@ class RollupWriter:
                 for (a, f, u, day), n in d.feature_user_days.items()
             ],
         )
-        await self._recount(
+        await self._increment(
             session,
             ACCOUNT_DAYS,
-            "active_users",
-            USER_DAYS,
             ["account_id", "day"],
-            list({(a, day) for (a, _u, day) in d.user_days}),
+            ["events", "logins"],
+            [
+                {"account_id": a, "day": day, "events": c.events, "logins": c.logins}
+                for (a, day), c in d.account_days.items()
+            ],
+            distinct=("active_users", USER_DAYS),
         )
-        await self._recount(
+        await self._increment(
             session,
             FEATURE_DAYS,
-            "users",
-            FEATURE_USER_DAYS,
             ["account_id", "feature", "day"],
-            list({(a, f, day) for (a, f, _u, day) in d.feature_user_days}),
+            ["uses"],
+            [
+                {"account_id": a, "feature": f, "day": day, "uses": n}
+                for (a, f, day), n in d.feature_days.items()
+            ],
+            distinct=("users", FEATURE_USER_DAYS),
         )
-
-    async def _recount(
-        self,
-        session: AsyncSession,
-        target: Table,
-        column: str,
-        source: Table,
-        keys: Sequence[str],
-        touched: list[tuple[Any, ...]],
-    ) -> None:
-        """Set ``target.column`` to the number of ``source`` rows per key (distinct users)."""
-        per_row = len(keys)
-        for chunk in _chunks(touched, CHUNK * 2 // per_row):
-            count = (
-                select(func.count())
-                .select_from(source)
-                .where(*(source.c[k] == target.c[k] for k in keys))
-                .scalar_subquery()
-            )
-            stmt = (
-                update(target)
-                .where(tuple_(*(target.c[k] for k in keys)).in_(list(chunk)))
-                .values({column: count})
-            )
-            await session.execute(stmt)
 
     async def _users(self, session: AsyncSession, d: EventDeltas) -> None:
         if not d.users:
