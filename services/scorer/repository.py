@@ -24,7 +24,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -302,24 +301,28 @@ class ScoringRepository:
             .group_by(ud.account_id, ud.user_id)
             .subquery()
         )
-        result = await session.execute(
-            select(ranked.c.account_id, ranked.c.user_id).where(ranked.c.rank == 1)
-        )
-        champions: dict[str, str] = {a: u for a, u in result}
-
-        # 9. The champions' last logins (any time up to as_of).
-        champion_login: dict[str, date | None] = {}
-        if champions:
-            result = await session.execute(
-                select(ud.account_id, func.max(ud.day))
-                .where(
-                    tuple_(ud.account_id, ud.user_id).in_(list(champions.items())),
-                    ud.logins > 0,
-                    ud.day <= as_of,
-                )
-                .group_by(ud.account_id)
+        # 9. With each champion's last login (any time up to as_of), in the same query.
+        ul = USER_DAYS.alias("champion_days")
+        champion_last_login = (
+            select(func.max(ul.c.day))
+            .where(
+                ul.c.account_id == ranked.c.account_id,
+                ul.c.user_id == ranked.c.user_id,
+                ul.c.logins > 0,
+                ul.c.day <= as_of,
             )
-            champion_login = {a: _as_date(d) for a, d in result}
+            .scalar_subquery()
+        )
+        result = await session.execute(
+            select(ranked.c.account_id, ranked.c.user_id, champion_last_login).where(
+                ranked.c.rank == 1
+            )
+        )
+        champions: dict[str, str] = {}
+        champion_login: dict[str, date | None] = {}
+        for account_id, user_id, login in result:
+            champions[account_id] = user_id
+            champion_login[account_id] = _as_date(login)
 
         out: list[AccountActivity] = []
         for account_id in ids:
@@ -441,13 +444,14 @@ class ScoringRepository:
                 key=lambda r: (r.account_id, r.as_of),
             )
         ]
-        for chunk in _chunks(values, 2000):
-            stmt = insert_for(session, HEALTH_SCORES).values(list(chunk))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["account_id", "as_of"],
-                set_={c: stmt.excluded[c] for c in values[0] if c not in ("account_id", "as_of")},
-            )
-            await session.execute(stmt)
+        # executemany of one statement: compiled once and cached, whatever the number of rows
+        # (a multi-row VALUES would be compiled again for every chunk).
+        stmt = insert_for(session, HEALTH_SCORES)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "as_of"],
+            set_={c: stmt.excluded[c] for c in values[0] if c not in ("account_id", "as_of")},
+        )
+        await session.execute(stmt, values)
 
         ac = ACCOUNTS.c
         dirty_after: Any = False

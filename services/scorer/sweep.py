@@ -55,16 +55,21 @@ def previous_from_row(row: ScoreRow) -> PreviousScore:
     )
 
 
+_ROW_PARTS = {"components", "left_out", "metrics", "moved"}
+
+
 def row_from_message(msg: ScoreMessage) -> ScoreRow:
+    # One serialiser call for all the JSON parts (one per part is several times slower).
+    parts = msg.model_dump(mode="json", include=_ROW_PARTS)
     return ScoreRow(
         account_id=msg.account_id,
         as_of=msg.as_of,
         score=msg.score,
         band=msg.band,
-        components={c.name: c.model_dump(mode="json") for c in msg.components},
-        left_out=[lo.model_dump(mode="json") for lo in msg.left_out],
-        metrics=msg.metrics.model_dump(mode="json"),
-        moved=msg.moved.model_dump(mode="json"),
+        components={c["name"]: c for c in parts["components"]},
+        left_out=list(parts["left_out"]),
+        metrics=parts["metrics"],
+        moved=parts["moved"],
         previous_score=msg.previous_score,
         previous_band=msg.previous_band,
         computed_at=msg.computed_at,
