@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 
 import pytest
 import pytest_asyncio
@@ -148,7 +149,9 @@ async def check_outcome(stack: Stack, replay: Replay) -> None:
             assert h.score is not None and h.score >= 90, (archetype, h.score)
 
 
-async def consume_scores(stack: Stack, accounts: set[str]) -> dict[str, list[ScoreMessage]]:
+async def consume_scores(
+    stack: Stack, accounts: set[str], as_of: date
+) -> dict[str, list[ScoreMessage]]:
     consumer = stack.bus.consumer(f"scores-reader-{uuid.uuid4().hex[:8]}", [topics.SCORES])
     await consumer.start()
     got: dict[str, list[ScoreMessage]] = {}
@@ -159,7 +162,8 @@ async def consume_scores(stack: Stack, accounts: set[str]) -> dict[str, list[Sco
                 msg = ScoreMessage.from_bytes(r.value)
                 assert r.key == msg.account_id.encode()
                 got.setdefault(msg.account_id, []).append(msg)
-            return accounts <= got.keys()
+            # Backfilled days come first: wait for each account's score as of the last day.
+            return all(any(m.as_of == as_of for m in got.get(a, ())) for a in accounts)
 
         await wait_until(all_seen, timeout_s=90, what="a score message per account")
     finally:
@@ -168,7 +172,7 @@ async def consume_scores(stack: Stack, accounts: set[str]) -> dict[str, list[Sco
 
 
 async def check_score_messages(stack: Stack, replay: Replay) -> None:
-    messages = await consume_scores(stack, set(replay.account_ids))
+    messages = await consume_scores(stack, set(replay.account_ids), replay.end)
     final = await bands(stack.sessions, replay)
     for account in replay.account_ids:
         at_end = [m for m in messages[account] if m.as_of == replay.end]
