@@ -3,16 +3,10 @@ the background, plus the alerts API, health, readiness and metrics on one port."
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.api import router
@@ -20,11 +14,11 @@ from services.alerts.consumer import AlertsService
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers import EmailNotifier, Notifier, SlackNotifier, SmtpSettings
 from services.alerts.routing import Defaults
-from shared.bus import Bus, create_bus, default_topic_specs
+from shared.bus import Bus
 from shared.bus.base import Producer
 from shared.clock import Clock, SystemClock
 from shared.config import TendConfig, load_config
-from shared.db.session import create_engine, create_sessionmaker
+from shared.service_app import add_ops_routes, service_lifespan
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,35 +37,14 @@ def create_app(
     if settings.api_token is None:
         log.warning("TEND_API_TOKEN is not set: the alerts API refuses every request")
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        sessions = create_sessionmaker(engine)
-        own_bus = bus is None
-        the_bus = create_bus(settings, sessions) if bus is None else bus
-        producer = the_bus.producer()
-        stop = asyncio.Event()
-        task: asyncio.Task[None] | None = None
-        try:
-            await producer.start()
-            await producer.ensure_topics(default_topic_specs(settings))
-            service = build_service(settings, tend_config, the_bus, sessions, producer, clock)
-            app.state.sessions = sessions
-            app.state.producer = producer
-            app.state.service = service
-            task = asyncio.create_task(service.run(stop), name="alerts")
-            yield
-        finally:
-            stop.set()
-            if task is not None:
-                try:
-                    await task
-                except Exception:
-                    log.exception("the alerts service stopped with an error")
-            await producer.stop()
-            if own_bus:
-                await the_bus.close()
-            await engine.dispose()
+    lifespan = service_lifespan(
+        settings,
+        bus,
+        "alerts",
+        lambda the_bus, sessions, producer: build_service(
+            settings, tend_config, the_bus, sessions, producer, clock
+        ),
+    )
 
     app = FastAPI(title="tend alerts", version="1", lifespan=lifespan)
     app.state.api_token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -147,27 +120,3 @@ def build_service(
         max_wait_s=a.batch_max_wait_s,
         retention=timedelta(days=a.outbox_retention_days),
     )
-
-
-def add_ops_routes(app: FastAPI) -> None:
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> Response:
-        problems = []
-        try:
-            async with request.app.state.sessions() as session:
-                await session.execute(text("SELECT 1"))
-        except Exception as err:
-            problems.append(f"database: {type(err).__name__}")
-        if not await request.app.state.producer.ping():
-            problems.append("bus: broker not reachable")
-        if problems:
-            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
