@@ -5,10 +5,6 @@ with the same day published again posts nothing more."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,10 +23,10 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import KafkaSettings
 from tests.alerts.servers import Reply, SlackWebhookServer
 from tests.alerts.snapshots import alerts_of, create_snapshot, outbox_of, unique_account
-from tests.support.broker import TansuBroker, free_port
+from tests.support.broker import TansuBroker
 from tests.support.postgres import create_database, drop_database
+from tests.support.process import ServiceProcess
 
-REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 2
 
 
@@ -60,9 +56,9 @@ def slack() -> Iterator[SlackWebhookServer]:
     server.stop()
 
 
-class AlertsProcess:
+class AlertsProcess(ServiceProcess):
     def __init__(
-        self, bootstrap: str, database_url: str, webhook: str, tmp: Path, **env: str
+        self, bootstrap: str, database_url: str, webhook: str, tmp: Path, **extra_env: str
     ) -> None:
         config = tmp / "tend.yaml"
         lines = ["rules:"] + [
@@ -70,8 +66,7 @@ class AlertsProcess:
             for name in RULE_NAMES
         ]
         config.write_text("\n".join(lines) + "\n")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TEND_")}
-        self.env.update(
+        env = dict(
             TEND_KAFKA_BOOTSTRAP=bootstrap,
             TEND_DATABASE_URL=database_url,
             TEND_CONFIG=str(config),
@@ -83,56 +78,9 @@ class AlertsProcess:
             TEND_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
             TEND_ALERTS__BATCH_MAX_WAIT_S="0.1",
             TEND_ALERTS__DISPATCH_INTERVAL_S="0.2",
-            PYTHONUNBUFFERED="1",
         )
-        self.env.update(env)
-        self.tmp = tmp
-        self.runs = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.runs += 1
-        self.log_path = self.tmp / f"alerts-{self.runs}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services", "alerts", "--port", str(free_port())],
-            cwd=REPO,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def alive(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"tend alerts exited {self.proc.returncode}: {self.tail()}")
-
-    def terminate(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"tend alerts did not stop on SIGTERM: {self.tail()}") from None
-        log = self.log_path.read_text(errors="replace")
-        assert "Application shutdown complete" in log, self.tail()
-        assert "stopped with an error" not in log, self.tail()
-        assert code in (0, -signal.SIGTERM), (code, self.tail())
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        env.update(extra_env)
+        super().__init__("alerts", env, tmp)
 
 
 async def publish(bootstrap: str, messages: list[Message]) -> None:

@@ -5,11 +5,7 @@ undisturbed run's; duplicates count once; SIGTERM drains and stores its offsets.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -42,12 +38,12 @@ from tests.scorer.synthetic import (
     wait_for_offsets,
     wait_until,
 )
-from tests.support.broker import TansuBroker, free_port
+from tests.support.broker import TansuBroker
 from tests.support.postgres import create_database, drop_database
+from tests.support.process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 BATCH = 50
 
 
@@ -70,14 +66,13 @@ async def database() -> AsyncIterator[tuple[str, Sessions]]:
     await drop_database(url)
 
 
-class ScorerProcess:
+class ScorerProcess(ServiceProcess):
     """`tend scorer` as a child process (python -m services scorer)."""
 
     def __init__(self, bootstrap: str, database_url: str, tmp: Path) -> None:
         config = tmp / "tend.yaml"
         config.write_text(f"key_features: [{', '.join(KEY_FEATURES)}]\n")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TEND_")}
-        self.env.update(
+        env = dict(
             TEND_KAFKA_BOOTSTRAP=bootstrap,
             TEND_DATABASE_URL=database_url,
             TEND_CONFIG=str(config),
@@ -87,60 +82,8 @@ class ScorerProcess:
             TEND_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
             TEND_SCORER__BATCH_MAX_RECORDS=str(BATCH),
             TEND_SCORER__BATCH_MAX_WAIT_S="0.1",
-            PYTHONUNBUFFERED="1",
         )
-        self.tmp = tmp
-        self.runs = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.runs += 1
-        self.log_path = self.tmp / f"scorer-{self.runs}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services", "scorer", "--port", str(free_port())],
-            cwd=REPO,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def alive(self) -> None:
-        """Raises when the process ended on its own (its log tail says why)."""
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"tend scorer exited {self.proc.returncode}: {self.tail()}")
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def terminate(self) -> None:
-        """SIGTERM, and check that it drained: uvicorn ran the lifespan shutdown (the scorer
-        finished its batch, flushed and committed) and the process ended on its own."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"tend scorer did not stop on SIGTERM: {self.tail()}") from None
-        log = self.log_path.read_text(errors="replace")
-        assert "Application shutdown complete" in log, self.tail()
-        assert "the scorer stopped with an error" not in log, self.tail()
-        # uvicorn (>= 0.29) re-raises the signal it handled once shutdown is complete, so a
-        # drained `tend scorer` ends "killed by SIGTERM" rather than with exit code 0.
-        assert code in (0, -signal.SIGTERM), (code, self.tail())
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__("scorer", env, tmp)
 
 
 @pytest.fixture
