@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -170,6 +171,58 @@ def seats_changed(replay: Replay, account_id: str, seats: int, day: date) -> Can
     )
 
 
+def check_plateau_delivered(
+    alerts: dict[str, dict[str, Alert]],
+    healthy: str,
+    account: Any,
+    slack: SlackWebhookServer,
+    smtp: SmtpServer,
+) -> None:
+    """The plateauing ``account`` has one open login_plateau alert, posted once to Slack with
+    Block Kit and mailed once (text and HTML) to its CSM; the ``healthy`` account has none."""
+    plateau = account.account_id
+    assert {r: a.status for r, a in alerts.get(healthy, {}).items()} == {}
+    mine = alerts[plateau]
+    assert mine["login_plateau"].status == "open"
+    assert "weekly actives 10, 10, 10, 10" in mine["login_plateau"].reason
+    assert "20% of 50 seats" in mine["login_plateau"].reason
+
+    plateau_posts = [r.json() for r in slack.requests if "login plateau" in r.body.decode()]
+    assert len(plateau_posts) == 1
+    post = plateau_posts[0]
+    assert post["blocks"][0]["type"] == "header"
+    assert "Plateauing 0" in str(post["blocks"])
+    assert str(account.renewal_date) in str(post) or "29 days" in str(post)
+    assert f"http://console.example/accounts/{plateau}" in str(post["blocks"])
+    plateau_mails = [m for m in smtp.messages if m.message["X-Tend-Rule"] == "login_plateau"]
+    assert len(plateau_mails) == 1
+    mail = plateau_mails[0]
+    assert mail.rcpt_tos == [account.csm_email]
+    text = mail.message.get_body(("plain",))
+    html = mail.message.get_body(("html",))
+    assert text is not None and html is not None
+    # The mail says what held on the day the alert opened (a backfilled day may come first,
+    # depending on when the re-scorer ran), so only its shape is fixed.
+    assert re.search(r"weekly actives (\d+, ){3}\d+", text.get_content())
+    assert "Plateauing 0" in html.get_content()
+
+
+def check_plateau_resolved(
+    alerts: dict[str, dict[str, Alert]],
+    plateau: str,
+    slack: SlackWebhookServer,
+    posts_before: int,
+) -> None:
+    """The plateau alert resolved by its condition, with exactly one resolve post since."""
+    assert alerts[plateau]["login_plateau"].status == "resolved"
+    assert alerts[plateau]["login_plateau"].resolved_by == "condition"
+    resolved_posts = [
+        r.body.decode() for r in slack.requests[posts_before:] if "login plateau" in r.body.decode()
+    ]
+    assert len(resolved_posts) == 1
+    assert "resolved" in resolved_posts[0].lower()
+
+
 class TestEndToEnd:
     async def test_plateau_alerted_once_on_slack_and_email_healthy_none_then_resolved(
         self, fresh_pg: str, slack: SlackWebhookServer, smtp: SmtpServer
@@ -190,32 +243,7 @@ class TestEndToEnd:
             await run_alerts(stack, d2, slack, smtp)
             alerts = await alerts_by_account(stack.sessions)
 
-            assert {r: a.status for r, a in alerts.get(healthy, {}).items()} == {}
-            mine = alerts[plateau]
-            assert mine["login_plateau"].status == "open"
-            assert "weekly actives 10, 10, 10, 10" in mine["login_plateau"].reason
-            assert "20% of 50 seats" in mine["login_plateau"].reason
-
-            plateau_posts = [r.json() for r in slack.requests if "login plateau" in r.body.decode()]
-            assert len(plateau_posts) == 1
-            post = plateau_posts[0]
-            assert post["blocks"][0]["type"] == "header"
-            assert "Plateauing 0" in str(post["blocks"])
-            assert str(account.renewal_date) in str(post) or "29 days" in str(post)
-            assert f"http://console.example/accounts/{plateau}" in str(post["blocks"])
-            plateau_mails = [
-                m for m in smtp.messages if m.message["X-Tend-Rule"] == "login_plateau"
-            ]
-            assert len(plateau_mails) == 1
-            mail = plateau_mails[0]
-            assert mail.rcpt_tos == [account.csm_email]
-            text = mail.message.get_body(("plain",))
-            html = mail.message.get_body(("html",))
-            assert text is not None and html is not None
-            # The mail says what held on the day the alert opened (a backfilled day may come
-            # first, depending on when the re-scorer ran), so only its shape is fixed.
-            assert re.search(r"weekly actives (\d+, ){3}\d+", text.get_content())
-            assert "Plateauing 0" in html.get_content()
+            check_plateau_delivered(alerts, healthy, account, slack, smtp)
 
             # Seats cut to 12: 10 active of 12 leaves no room to grow, so it is no plateau.
             d3, d4 = d2 + timedelta(days=1), d2 + timedelta(days=2)
@@ -228,12 +256,4 @@ class TestEndToEnd:
             await run_alerts(stack, d4, slack, smtp)
             alerts = await alerts_by_account(stack.sessions)
 
-        assert alerts[plateau]["login_plateau"].status == "resolved"
-        assert alerts[plateau]["login_plateau"].resolved_by == "condition"
-        resolved_posts = [
-            r.body.decode()
-            for r in slack.requests[posts_before:]
-            if "login plateau" in r.body.decode()
-        ]
-        assert len(resolved_posts) == 1
-        assert "resolved" in resolved_posts[0].lower()
+        check_plateau_resolved(alerts, plateau, slack, posts_before)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +47,8 @@ from shared.settings import IngestSettings, Settings
 from tests.alerts.servers import SlackWebhookServer, SmtpServer
 from tests.alerts.test_end_to_end import (
     alerts_by_account,
+    check_plateau_delivered,
+    check_plateau_resolved,
     noon,
     outbox_settled,
     score_days,
@@ -307,34 +308,7 @@ class TestEndToEndFromIngest:
                 alerts = await alerts_by_account(stack.sessions)
 
                 assert alerts.keys() <= mine
-                assert {r: a.status for r, a in alerts.get(healthy, {}).items()} == {}
-                found = alerts[plateau]
-                assert found["login_plateau"].status == "open"
-                assert "weekly actives 10, 10, 10, 10" in found["login_plateau"].reason
-                assert "20% of 50 seats" in found["login_plateau"].reason
-
-                plateau_posts = [
-                    r.json() for r in slack.requests if "login plateau" in r.body.decode()
-                ]
-                assert len(plateau_posts) == 1
-                post = plateau_posts[0]
-                assert post["blocks"][0]["type"] == "header"
-                assert "Plateauing 0" in str(post["blocks"])
-                assert str(account.renewal_date) in str(post) or "29 days" in str(post)
-                assert f"http://console.example/accounts/{plateau}" in str(post["blocks"])
-                plateau_mails = [
-                    m for m in smtp.messages if m.message["X-Tend-Rule"] == "login_plateau"
-                ]
-                assert len(plateau_mails) == 1
-                mail = plateau_mails[0]
-                assert mail.rcpt_tos == [account.csm_email]
-                text = mail.message.get_body(("plain",))
-                html = mail.message.get_body(("html",))
-                assert text is not None and html is not None
-                # The mail says what held on the day the alert opened (a backfilled day may come
-                # first, depending on when the re-scorer ran), so only its shape is fixed.
-                assert re.search(r"weekly actives (\d+, ){3}\d+", text.get_content())
-                assert "Plateauing 0" in html.get_content()
+                check_plateau_delivered(alerts, healthy, account, slack, smtp)
 
                 # Seats cut to 12 by a group call: 10 active of 12 leaves no room to grow.
                 d3, d4 = d2 + timedelta(days=1), d2 + timedelta(days=2)
@@ -345,12 +319,4 @@ class TestEndToEndFromIngest:
                 await run_alerts(stack, broker.bootstrap, d4, slack, smtp)
                 alerts = await alerts_by_account(stack.sessions)
 
-        assert alerts[plateau]["login_plateau"].status == "resolved"
-        assert alerts[plateau]["login_plateau"].resolved_by == "condition"
-        resolved_posts = [
-            r.body.decode()
-            for r in slack.requests[posts_before:]
-            if "login plateau" in r.body.decode()
-        ]
-        assert len(resolved_posts) == 1
-        assert "resolved" in resolved_posts[0].lower()
+        check_plateau_resolved(alerts, plateau, slack, posts_before)
