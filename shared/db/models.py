@@ -323,3 +323,14 @@ class AlertScorePoint(Base):
     score: Mapped[float | None] = mapped_column(Float, default=None)
     band: Mapped[str] = mapped_column(String(20))
     scorecard: Mapped[str] = mapped_column(String(20), default="health")
+
+
+class ConsoleSignIn(Base):
+    """A console session that is signed in. The cookie only names it (signed, so it cannot be
+    made up); deleting the row at logout makes a copied cookie worthless at once."""
+
+    __tablename__ = "console_sessions"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
