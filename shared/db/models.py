@@ -269,6 +269,21 @@ class Alert(Base):
     notifications: Mapped[int] = mapped_column(Integer, default=0)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_by: Mapped[str | None] = mapped_column(String(20), default=None)
+    started_on: Mapped[date | None] = mapped_column(
+        Date, default=None, comment="Event-time day the episode's condition began."
+    )
+    opened_on: Mapped[date | None] = mapped_column(
+        Date, default=None, comment="Event-time day the episode fired."
+    )
+    resolved_on: Mapped[date | None] = mapped_column(
+        Date, default=None, comment="Event-time day the episode resolved."
+    )
+    reopenings: Mapped[int] = mapped_column(
+        Integer, default=0, comment="Returns within the cool-down, continuing this episode."
+    )
+    manual_resolved_on: Mapped[date | None] = mapped_column(
+        Date, default=None, comment="Event-time day of the last manual resolve (replays keep it)."
+    )
     severity: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
     next_step: Mapped[str] = mapped_column(Text, default="")
@@ -323,6 +338,33 @@ class AlertScorePoint(Base):
     score: Mapped[float | None] = mapped_column(Float, default=None)
     band: Mapped[str] = mapped_column(String(20))
     scorecard: Mapped[str] = mapped_column(String(20), default="health")
+    findings: Mapped[list[Any] | None] = mapped_column(
+        JSON, default=None, comment="The rules' findings of this day (replayed on a re-score)."
+    )
+    states: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, default=None, comment="Every alert's day state after this day (replay checkpoint)."
+    )
+
+
+class AlertEpisode(Base):
+    """One episode of an (account, rule, feature) in event time: the alert's history.
+
+    Rebuilt from the first re-scored day on every replay, so it is a function of the final daily
+    scores whatever order they arrived in; only an episode open in the present is notified.
+    """
+
+    __tablename__ = "alert_episodes"
+    __table_args__ = (UniqueConstraint("account_id", "rule", "feature", "started_on"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[str] = mapped_column(String(50))
+    feature: Mapped[str] = mapped_column(String(200), default="")
+    started_on: Mapped[date] = mapped_column(Date)
+    opened_on: Mapped[date] = mapped_column(Date)
+    resolved_on: Mapped[date | None] = mapped_column(Date, default=None)
+    resolved_by: Mapped[str | None] = mapped_column(String(20), default=None)
+    reopenings: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ConsoleSignIn(Base):
