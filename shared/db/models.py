@@ -142,6 +142,12 @@ class Account(Base):
     band: Mapped[str | None] = mapped_column(String(20), default=None)
     scored_as_of: Mapped[date | None] = mapped_column(Date, default=None)
     dirty: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    rescore_from: Mapped[date | None] = mapped_column(
+        Date,
+        default=None,
+        comment="Earliest day whose score new events (or a profile change) made stale; set "
+        "with the rollups, cleared by the re-scorer as it re-scores the days.",
+    )
 
 
 class User(Base):
@@ -233,6 +239,11 @@ class HealthScore(Base):
     previous_score: Mapped[float | None] = mapped_column(Float, default=None)
     previous_band: Mapped[str | None] = mapped_column(String(20), default=None)
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    provisional: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        comment="A score of today (UTC), which is not complete yet.",
+    )
 
 
 # --- alerts: alert state per (account, rule, feature), the notification outbox ----------------
