@@ -9,11 +9,17 @@ need the ingest's configuration to interpret an event.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 EventType = Literal["track", "identify", "group", "page"]
+
+MAX_NESTING: Final = 128
+"""The deepest ``properties`` / ``traits`` nesting (objects and arrays, the outer object
+counting as one level) ingest may be configured to accept. :meth:`CanonicalEvent.from_bytes`
+reads up to 199 levels (pydantic-core's JSON recursion limit, the event itself being one);
+this leaves room for that limit to shrink without making accepted events undecodable."""
 
 
 class CanonicalEvent(BaseModel):

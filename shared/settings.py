@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.events import MAX_NESTING
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tend.db"
 
 
@@ -38,6 +40,23 @@ class IngestSettings(BaseModel):
         None, gt=0, description="Events per second per write key; unset disables the limit."
     )
     rate_limit_burst: int = Field(5_000, ge=1, description="Token-bucket size per write key.")
+    max_depth: int = Field(
+        32,
+        ge=1,
+        le=MAX_NESTING,
+        description="Deepest nesting of properties and traits (objects and arrays, the outer "
+        f"object counting as one); deeper events are refused. At most {MAX_NESTING}, so every "
+        "accepted event stays decodable downstream.",
+    )
+    cors_origins: str = Field(
+        "*",
+        description="Comma-separated origins (scheme://host[:port]) whose browser pages may "
+        "call the tracking routes; * allows any. Never with credentials (cookies).",
+    )
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
 class KafkaSettings(BaseModel):

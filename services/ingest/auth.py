@@ -94,7 +94,9 @@ class WriteKeyAuthenticator:
         """The id of the active key ``key``; raises :class:`Unauthorized`."""
         if not key:
             raise Unauthorized(MISSING_KEY)
-        if len(key) > MAX_KEY_CHARS:
+        if len(key) > MAX_KEY_CHARS or not key.isprintable():
+            # No issued key has a control character or lone surrogate (which cannot even be
+            # hashed): such a key is simply unknown, not a failure of the key database.
             raise Unauthorized(UNKNOWN_KEY)
         digest = hash_key(key)
         now = self._clock()

@@ -2,8 +2,10 @@
 
 No I/O here. The route reads and decodes the body, then:
 
-1. :func:`parse_batch` checks every call on its own (type, ids, sizes, times) and corrects the
-   client's clock skew; each failure becomes a :class:`Rejection` whose message names the field.
+1. :func:`parse_batch` checks every call on its own (type, ids, sizes, times, and that every
+   text, number and nesting level can be carried to the database: :func:`check_tree`) and
+   corrects the client's clock skew; each failure becomes a :class:`Rejection` whose message
+   names the field.
 2. :func:`users_to_look_up` says which users need their last ``group`` call from the database.
 3. :func:`resolve` picks each event's account, decides login and feature, and builds the
    :class:`~shared.events.CanonicalEvent`; a track call with no account is refused.
@@ -13,6 +15,8 @@ No I/O here. The route reads and decodes the body, then:
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +35,18 @@ MAX_ID_CHARS: Final = 200
 MAX_NAME_CHARS: Final = 200
 SKEW_REPORT_THRESHOLD: Final = timedelta(seconds=1)
 """Corrections smaller than this are network latency, not a wrong clock; not counted."""
+DEFAULT_MAX_DEPTH: Final = 32
+MIN_YEAR: Final = 1970
+MAX_YEAR: Final = 2100
+"""Event times (after skew correction) outside these years are a broken clock, not data."""
+
+# PostgreSQL text cannot hold NUL, and UTF-8 (the topic, the database) cannot hold a lone
+# surrogate, which JSON's \udxxx escapes can produce. Ids, names and keys are also shown in
+# logs, the console and alerts, where other control characters (tab and newline excepted)
+# only disguise what they say.
+_UNSAFE_IN_NAME: Final = re.compile("[\x00-\x08\x0b-\x1f\ud800-\udfff]")
+_UNSAFE_IN_VALUE: Final = re.compile("[\x00\ud800-\udfff]")
+MAX_PATH_CHARS: Final = 120
 
 NO_ACCOUNT_HELP: Final = (
     "no account for this event: send the account id as context.groupId, groupId or "
@@ -92,6 +108,88 @@ class ParsedEvent:
     traits: dict[str, Any] = field(default_factory=dict)
 
 
+# -- text, numbers, nesting ---------------------------------------------------------------------
+
+
+def _unsafe(char: str) -> str:
+    code = ord(char)
+    if code == 0:
+        return "a NUL character (U+0000)"
+    if 0xD800 <= code <= 0xDFFF:
+        return f"a lone surrogate (U+{code:04X})"
+    return f"a control character (U+{code:04X})"
+
+
+def check_name(text: str, field_name: str) -> str:
+    """``text`` when it is usable as an id, event name or key: no control characters but tab
+    and newline, no lone surrogates."""
+    bad = _UNSAFE_IN_NAME.search(text)
+    if bad is not None:
+        raise EventError(f"{field_name}: contains {_unsafe(bad.group())}, which is not allowed")
+    return text
+
+
+class _Unsafe(Exception):
+    """A problem deep inside a tree; ``path`` is filled in while the stack unwinds."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str] = []
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _walk(value: Any, levels_left: int) -> None:
+    if isinstance(value, str):
+        bad = _UNSAFE_IN_VALUE.search(value)
+        if bad is not None:
+            raise _Unsafe(f"contains {_unsafe(bad.group())}, which is not allowed")
+    elif isinstance(value, dict):
+        if levels_left <= 0:
+            raise _TooDeep
+        for key, item in value.items():
+            bad = _UNSAFE_IN_NAME.search(key)
+            if bad is not None:
+                raise _Unsafe(f"a key contains {_unsafe(bad.group())}, which is not allowed")
+            try:
+                _walk(item, levels_left - 1)
+            except _Unsafe as err:
+                err.path.append(f".{key}")
+                raise
+    elif isinstance(value, list):
+        if levels_left <= 0:
+            raise _TooDeep
+        for i, item in enumerate(value):
+            try:
+                _walk(item, levels_left - 1)
+            except _Unsafe as err:
+                err.path.append(f"[{i}]")
+                raise
+    elif isinstance(value, float) and not math.isfinite(value):
+        # JSON has no infinity; Python's parser makes one of 1e400, which would travel as null.
+        raise _Unsafe("a number beyond the range of a double (about 1.8e308)")
+
+
+def check_tree(value: Mapping[str, Any], field_name: str, max_depth: int) -> None:
+    """Raises :class:`EventError` naming the path when ``value`` (properties or traits) nests
+    deeper than ``max_depth`` levels, has a key with a control character or lone surrogate, a
+    string with a NUL or lone surrogate, or a number no double can hold."""
+    try:
+        _walk(value, max_depth)
+    except _TooDeep:
+        raise EventError(
+            f"{field_name}: nested more than {max_depth} levels deep (objects and arrays)"
+        ) from None
+    except _Unsafe as err:
+        path = field_name + "".join(reversed(err.path))
+        if len(path) > MAX_PATH_CHARS:
+            path = path[: MAX_PATH_CHARS - 3] + "..."
+        raise EventError(f"{path}: {err.problem}") from None
+
+
 # -- time ---------------------------------------------------------------------------------------
 
 
@@ -110,7 +208,10 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
         ) from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise EventError(f"{field_name}: {value[:40]!r} is outside the years 1 to 9999") from None
 
 
 def correct_clock_skew(
@@ -122,15 +223,26 @@ def correct_clock_skew(
 ) -> EventTime:
     """``received_at - (sent_at - timestamp)`` when both are given; the client's timestamp when
     only it is given; ``received_at`` when none is. Past times are kept (backfills are real);
-    times further than ``future_tolerance`` ahead of ``received_at`` become ``received_at``."""
+    times further than ``future_tolerance`` ahead of ``received_at`` become ``received_at``.
+    Raises :class:`EventError` when the time (corrected) is outside the years
+    :data:`MIN_YEAR` to :data:`MAX_YEAR`."""
     if timestamp is None:
         return EventTime(received_at)
     occurred = timestamp
     corrected = False
+    out_of_range = EventError(
+        f"timestamp: outside the years {MIN_YEAR} to {MAX_YEAR}"
+        f"{' after clock-skew correction with sentAt' if sent_at is not None else ''}"
+    )
     if sent_at is not None:
         skew = received_at - sent_at
-        occurred = timestamp + skew
+        try:
+            occurred = timestamp + skew
+        except OverflowError:
+            raise out_of_range from None
         corrected = abs(skew) > SKEW_REPORT_THRESHOLD
+    if not MIN_YEAR <= occurred.year <= MAX_YEAR:
+        raise out_of_range
     if occurred - received_at > future_tolerance:
         return EventTime(received_at, skew_corrected=corrected, future_clamped=True)
     return EventTime(occurred, skew_corrected=corrected)
@@ -150,7 +262,7 @@ def _id(raw: Mapping[str, Any], key: str, field_name: str | None = None) -> str 
     text = value.strip() if isinstance(value, str) else str(value)
     if len(text) > MAX_ID_CHARS:
         raise EventError(f"{name}: at most {MAX_ID_CHARS} characters (got {len(text)})")
-    return text or None
+    return check_name(text, name) or None
 
 
 def _object(raw: Mapping[str, Any], key: str, field_name: str | None = None) -> dict[str, Any]:
@@ -173,7 +285,7 @@ def _name(raw: Mapping[str, Any], key: str, *, required: bool, call: str) -> str
     value = value.strip()
     if len(value) > MAX_NAME_CHARS:
         raise EventError(f"{key}: at most {MAX_NAME_CHARS} characters (got {len(value)})")
-    return value
+    return check_name(value, key)
 
 
 def message_id_of(raw: Any) -> str | None:
@@ -181,7 +293,9 @@ def message_id_of(raw: Any) -> str | None:
     if isinstance(raw, dict):
         value = raw.get("messageId")
         if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)[:MAX_MESSAGE_ID_CHARS]
+            text = str(value)[:MAX_MESSAGE_ID_CHARS]
+            if _UNSAFE_IN_NAME.search(text) is None:
+                return text
     return None
 
 
@@ -194,12 +308,15 @@ def _message_id(raw: Mapping[str, Any]) -> str:
     text = str(value)
     if len(text) > MAX_MESSAGE_ID_CHARS:
         raise EventError(f"messageId: at most {MAX_MESSAGE_ID_CHARS} characters (got {len(text)})")
-    return text
+    return check_name(text, "messageId")
 
 
 def event_size(raw: Any) -> int:
     """Bytes of the event as compact JSON, the measure of the per-event limit."""
-    return len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
+    # surrogatepass: a lone surrogate is refused later, with its field named; here it is
+    # only measured.
+    text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def explicit_account(
@@ -233,6 +350,7 @@ def parse_event(
     future_tolerance: timedelta,
     call_type: str | None = None,
     batch_sent_at: datetime | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> ParsedEvent:
     """Check one call. ``call_type`` is the route's type (``/v1/track``); ``None`` means the
     call's own ``type`` field decides (``/v1/batch``). Raises :class:`EventError`."""
@@ -256,8 +374,12 @@ def parse_event(
     context = _object(raw, "context")
     properties = _object(raw, "properties")
     traits = _object(raw, "traits")
+    traits_field = "traits"
     if not traits and event_type == "identify":
         traits = _object(context, "traits", "context.traits")
+        traits_field = "context.traits"
+    check_tree(properties, "properties", max_depth)
+    check_tree(traits, traits_field, max_depth)
 
     name: str | None = None
     if event_type == "track":
@@ -300,6 +422,7 @@ def parse_batch(
     body_bytes: int,
     call_type: str | None = None,
     batch_sent_at: datetime | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> tuple[list[ParsedEvent], list[Rejection]]:
     """Check every call; a bad one is listed, the others go on.
 
@@ -326,6 +449,7 @@ def parse_batch(
                     future_tolerance=future_tolerance,
                     call_type=call_type,
                     batch_sent_at=batch_sent_at,
+                    max_depth=max_depth,
                 )
             )
         except EventError as err:

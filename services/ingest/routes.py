@@ -222,6 +222,7 @@ class Ingestor:
             body_bytes=len(body),
             call_type=call_type,
             batch_sent_at=batch_sent_at,
+            max_depth=s.max_depth,
         )
         wanted = normalize.users_to_look_up(parsed)
         known: dict[str, str] = {}
