@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events import MAX_NESTING
@@ -123,6 +123,29 @@ class AlertsSettings(BaseModel):
         return [a.strip() for a in self.default_emails.split(",") if a.strip()]
 
 
+class ConsoleSettings(BaseModel):
+    """Sign-in and session cookie of the CSM console (``TEND_CONSOLE__*``)."""
+
+    cookie_secure: bool | None = Field(
+        None,
+        description="Mark the session cookie Secure: true behind a TLS proxy, false never; "
+        "unset follows the request's scheme (which uvicorn takes from X-Forwarded-Proto only "
+        "when the proxy is trusted, see --forwarded-allow-ips).",
+    )
+    signin_max_failures: int = Field(
+        10, ge=1, description="Failed sign-ins per client address in a window before 429."
+    )
+    signin_window_s: float = Field(
+        60.0, gt=0, description="The window (seconds) the failed sign-ins are counted over."
+    )
+    session_max_age_s: int = Field(
+        12 * 3600, ge=60, description="How long a console session lasts without signing in again."
+    )
+
+
+MIN_API_TOKEN_CHARS = 32
+
+
 class Settings(BaseSettings):
     """All of tend's environment configuration."""
 
@@ -161,6 +184,18 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     scorer: ScorerSettings = ScorerSettings()
     alerts: AlertsSettings = AlertsSettings()
+    console: ConsoleSettings = ConsoleSettings()
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_enough_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # The token is the only credential of the read and alerts APIs and the console.
+        if value is not None and len(value.get_secret_value()) < MIN_API_TOKEN_CHARS:
+            raise ValueError(
+                f"TEND_API_TOKEN must be at least {MIN_API_TOKEN_CHARS} characters "
+                "(generate one with: openssl rand -hex 32)"
+            )
+        return value
 
     @property
     def uses_kafka(self) -> bool:

@@ -34,7 +34,7 @@ from tests.alerts.servers import Reply, SlackWebhookServer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEND = str(Path(sys.executable).parent / "tend")
-TOKEN = "demo-test-token"
+TOKEN = "demo-test-token-0123456789abcdefgh"
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
 
 

@@ -8,21 +8,26 @@ alert; a move the alert's status does not allow is a 409.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from services.alerts.state import AlertRepository, set_state, state_of
 from shared.alert_rules import RULE_NAMES
 from shared.api_auth import require_token
+from shared.api_input import MAX_BIGINT, is_id, storable, storable_params
 from shared.clock import Clock, SystemClock
 from shared.db.models import Alert, AlertNotification
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/v1/alerts",
+    tags=["alerts"],
+    dependencies=[Depends(require_token), Depends(storable_params)],
+)
 
 ACTIVE = ("open", "acknowledged", "snoozed")
 NOTIFIED = (*ACTIVE, "resolved")
@@ -109,7 +114,7 @@ def _statuses(value: str) -> list[str]:
 
 
 def _alert_id(alert_id: str) -> int:
-    if not alert_id.isdigit() or len(alert_id) > 18:
+    if not is_id(alert_id):
         raise HTTPException(404, detail=f"alert {alert_id!r} not found")
     return int(alert_id)
 
@@ -124,7 +129,7 @@ async def list_alerts(
     rule: Annotated[str | None, Query(description="rule name, e.g. login_plateau")] = None,
     csm: Annotated[str | None, Query(description="CSM email or Slack handle")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> dict[str, Any]:
     statuses = _statuses(status)
     if rule is not None and rule not in RULE_NAMES:
@@ -186,6 +191,22 @@ class SnoozeBody(BaseModel):
 
     until: AwareDatetime = Field(description="When the alert wakes up (ISO 8601 with offset).")
     reason: str | None = Field(None, max_length=1000)
+
+    @field_validator("until")
+    @classmethod
+    def _in_utc_range(cls, value: datetime) -> datetime:
+        # Stored in UTC: 9999-12-31T23:00-05:00 has no UTC time.
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("does not fit the years 1 to 9999 in UTC") from None
+
+    @field_validator("reason")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None and not storable(value):
+            raise ValueError("contains NUL or a lone surrogate")
+        return value
 
 
 @router.post("/{alert_id}/snooze", summary="Snooze until a time, with a reason")

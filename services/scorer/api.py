@@ -23,9 +23,14 @@ from services.scorer.report import (
     render_html,
 )
 from shared.api_auth import require_token
+from shared.api_input import MAX_BIGINT, storable_params
 from shared.db.models import Account, AccountDay, FeatureDay, HealthScore
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/v1/accounts",
+    tags=["accounts"],
+    dependencies=[Depends(require_token), Depends(storable_params)],
+)
 
 MAX_RANGE_DAYS = 731
 SortKey = Literal["score", "-score", "mrr", "-mrr", "renewal", "-renewal", "name", "-name"]
@@ -60,7 +65,10 @@ def account_summary(a: Account) -> dict[str, Any]:
 
 def _date_range(start: date | None, end: date | None, default_days: int) -> tuple[date, date]:
     end = end or date.today()
-    start = start or end - timedelta(days=default_days - 1)
+    if start is None:
+        # Near date.min the default window is cut at the first day there is.
+        back = min(default_days - 1, (end - date.min).days)
+        start = end - timedelta(days=back)
     if start > end:
         raise HTTPException(422, detail="from: must not be after to")
     if (end - start).days > MAX_RANGE_DAYS:
@@ -82,7 +90,7 @@ async def list_accounts(
     csm: Annotated[str | None, Query(description="CSM email or Slack handle")] = None,
     sort: Annotated[SortKey, Query(description="prefix with - for descending")] = "score",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> dict[str, Any]:
     column = {
         "score": Account.score,

@@ -27,7 +27,7 @@ from shared.db.models import Account, Alert
 from shared.db.session import create_engine, create_sessionmaker
 from tests.scorer.synthetic import CONFIG, Archetype, Replay, generate
 
-TOKEN = "console-test-token"
+TOKEN = "console-test-token-0123456789abcdef"
 
 ANA = "ana@cs.example"
 BEN = "ben@cs.example"

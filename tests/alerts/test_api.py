@@ -23,7 +23,7 @@ from tests.alerts.snapshots import (
 )
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
-TOKEN = "t0ken"
+TOKEN = "alerts-api-test-token-0123456789ab"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

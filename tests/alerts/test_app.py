@@ -78,7 +78,7 @@ class TestApp:
         account = unique_account()
         settings = Settings(
             database_url=db_url,
-            api_token=SecretStr("tok"),
+            api_token=SecretStr("alerts-app-test-token-0123456789a"),
             slack_webhook_url=SecretStr(slack.url()),
             console_url="http://console.example",
             alerts={"batch_max_wait_s": 0.05, "dispatch_interval_s": 0.1},

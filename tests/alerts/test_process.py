@@ -70,7 +70,7 @@ class AlertsProcess(ServiceProcess):
             TEND_KAFKA_BOOTSTRAP=bootstrap,
             TEND_DATABASE_URL=database_url,
             TEND_CONFIG=str(config),
-            TEND_API_TOKEN="alerts-test-token",
+            TEND_API_TOKEN="alerts-test-token-0123456789abcdef",
             TEND_SLACK_WEBHOOK_URL=webhook,
             TEND_CONSOLE_URL="http://console.example",
             TEND_KAFKA__PARTITIONS=str(PARTITIONS),

@@ -149,7 +149,7 @@ def service_env(bootstrap: str, database_url: str, config: Path) -> dict[str, st
         TEND_KAFKA_BOOTSTRAP=bootstrap,
         TEND_DATABASE_URL=database_url,
         TEND_CONFIG=str(config),
-        TEND_API_TOKEN="ops-test-token",
+        TEND_API_TOKEN="ops-test-token-0123456789abcdefghij",
         TEND_KAFKA__PARTITIONS="3",
         TEND_SCORER__BATCH_MAX_WAIT_S="0.1",
         TEND_SCORER__SWEEP_INTERVAL_S="2",

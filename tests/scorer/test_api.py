@@ -25,7 +25,7 @@ from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "api-test-token"
+TOKEN = "read-api-test-token-0123456789abcd"
 HISTORY_DAYS = 7
 
 

@@ -76,7 +76,7 @@ class ScorerProcess(ServiceProcess):
             TEND_KAFKA_BOOTSTRAP=bootstrap,
             TEND_DATABASE_URL=database_url,
             TEND_CONFIG=str(config),
-            TEND_API_TOKEN="crash-test-token",
+            TEND_API_TOKEN="crash-test-token-0123456789abcdefg",
             TEND_KAFKA__PARTITIONS=str(PARTITIONS),
             TEND_KAFKA__SESSION_TIMEOUT_MS="6000",
             TEND_KAFKA__HEARTBEAT_INTERVAL_MS="1000",

@@ -40,7 +40,7 @@ from shared.settings import Settings
 from tests.alerts.servers import SmtpServer
 
 TODAY = date(2026, 11, 20)
-TOKEN = "report-token"
+TOKEN = "report-test-token-0123456789abcdef"
 Sessions = async_sessionmaker[AsyncSession]
 
 

@@ -1,9 +1,11 @@
-"""Console sessions: a signed cookie issued for the API token, and per-session CSRF tokens.
+"""Console sessions: a signed cookie naming a server-side session, per-session CSRF tokens, and
+the sign-in throttle.
 
 The signing key is derived from ``TEND_API_TOKEN`` (HMAC-SHA256), so changing the token logs
-every console user out, and a restart with the same token keeps them logged in. The cookie holds
-only a random session id and an expiry; the CSRF token is an HMAC of the session id, so it needs
-no server-side storage and differs per session.
+every console user out. The cookie holds only a random session id and an expiry; the session is
+alive only while its row in ``console_sessions`` exists, so logout (which deletes the row) ends
+it everywhere, a copied cookie included. The CSRF token is an HMAC of the session id, so it
+needs no storage of its own and differs per session.
 """
 
 from __future__ import annotations
@@ -12,8 +14,16 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import secrets
+from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import ConsoleSignIn
 
 COOKIE = "tend_console"
 MAX_AGE_S = 12 * 3600
@@ -43,18 +53,22 @@ def csrf_token(api_token: str, sid: str) -> str:
     return hmac.new(_key(api_token), b"csrf:" + sid.encode(), hashlib.sha256).hexdigest()
 
 
-def issue(api_token: str, now: float) -> str:
-    """A new session cookie value, valid for :data:`MAX_AGE_S` from ``now`` (epoch seconds)."""
-    body = _b64(
-        json.dumps({"sid": secrets.token_urlsafe(18), "exp": int(now) + MAX_AGE_S}).encode()
-    )
+def new_sid() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def issue(api_token: str, now: float, sid: str | None = None, max_age_s: int = MAX_AGE_S) -> str:
+    """A session cookie value for ``sid`` (a new one by default), valid for ``max_age_s`` from
+    ``now`` (epoch seconds). The session is alive only once :func:`open_session` stored it."""
+    body = _b64(json.dumps({"sid": sid or new_sid(), "exp": int(now) + max_age_s}).encode())
     sig = _b64(hmac.new(_key(api_token), body.encode(), hashlib.sha256).digest())
     return f"{body}.{sig}"
 
 
 def verify(api_token: str | None, cookie: str | None, now: float) -> ConsoleSession | None:
     """The session a cookie carries, or None when it is missing, forged or expired (or when no
-    API token is configured: the console is closed then, like the API)."""
+    API token is configured: the console is closed then, like the API). Whether the session
+    is still open on the server is :func:`session_open`'s question."""
     if not api_token or not cookie or cookie.count(".") != 1:
         return None
     body, sig = cookie.split(".")
@@ -73,3 +87,72 @@ def verify(api_token: str | None, cookie: str | None, now: float) -> ConsoleSess
 
 def csrf_ok(session: ConsoleSession, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(session.csrf.encode(), (given or "").encode())
+
+
+# -- the server-side record ----------------------------------------------------------------------
+
+
+def _at(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+async def open_session(db: AsyncSession, sid: str, now: float, max_age_s: int) -> None:
+    """Store a signed-in session, and forget the ones that expired (so the table stays small)."""
+    await db.execute(delete(ConsoleSignIn).where(ConsoleSignIn.expires_at <= _at(now)))
+    db.add(ConsoleSignIn(sid=sid, created_at=_at(now), expires_at=_at(now + max_age_s)))
+
+
+async def session_open(db: AsyncSession, sid: str, now: float) -> bool:
+    expires = await db.scalar(select(ConsoleSignIn.expires_at).where(ConsoleSignIn.sid == sid))
+    return expires is not None and expires > _at(now)
+
+
+async def end_session(db: AsyncSession, sid: str) -> None:
+    await db.execute(delete(ConsoleSignIn).where(ConsoleSignIn.sid == sid))
+
+
+# -- sign-in throttle ----------------------------------------------------------------------------
+
+
+class SignInThrottle:
+    """Counts failed sign-ins per client address over a sliding window.
+
+    Once an address has ``max_failures`` failures inside ``window_s`` seconds, every sign-in from
+    it is refused (right token or not, so guessing gains nothing) until the oldest of them
+    leaves the window. A success clears the address. Memory stays bounded: at most
+    ``max_clients`` addresses are remembered, the longest quiet ones forgotten first.
+    In-process state: each process counts its own failures.
+    """
+
+    def __init__(self, max_failures: int = 10, window_s: float = 60.0, max_clients: int = 10_000):
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self._failures.get(client, deque())
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        return times
+
+    def retry_after(self, client: str, now: float) -> int | None:
+        """Seconds until ``client`` may try again, or None when it may try now."""
+        times = self._recent(client, now)
+        if len(times) < self.max_failures:
+            return None
+        return max(1, math.ceil(times[-self.max_failures] + self.window_s - now))
+
+    def failed(self, client: str, now: float) -> None:
+        times = self._recent(client, now)
+        times.append(now)
+        while len(times) > self.max_failures:
+            times.popleft()
+        # Re-inserted last, so the dict's order is oldest-activity first.
+        self._failures.pop(client, None)
+        self._failures[client] = times
+        while len(self._failures) > self.max_clients:
+            del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)

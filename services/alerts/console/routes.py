@@ -1,8 +1,10 @@
 """The CSM console: server-rendered pages under ``/console`` (portfolio, account, alerts).
 
 Sign-in is with the API token (``app.state.api_token``, as for the APIs) and gives a signed,
-HttpOnly, SameSite=Lax session cookie. Every POST carries the session's CSRF token in a hidden
-field and is refused (403) without it. Alert moves use the alerts service's life cycle under a
+HttpOnly, SameSite=Lax session cookie naming a session stored in the database (logout deletes
+it). Failed sign-ins are throttled per client address (429 with Retry-After). Every POST
+carries the session's CSRF token in a hidden field and is refused (403) without it. Every
+response carries :data:`SECURITY_HEADERS`. Alert moves use the alerts service's life cycle under a
 row lock, exactly like the alerts API, so the console never races the consumer.
 """
 
@@ -20,14 +22,29 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.console import templates, views
-from services.alerts.console.auth import COOKIE, MAX_AGE_S, ConsoleSession, csrf_ok, issue, verify
+from services.alerts.console.auth import (
+    COOKIE,
+    ConsoleSession,
+    SignInThrottle,
+    csrf_ok,
+    end_session,
+    issue,
+    new_sid,
+    open_session,
+    session_open,
+    verify,
+)
 from services.alerts.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from services.alerts.state import AlertRepository, set_state, state_of
 from shared.api_auth import token_matches
+from shared.api_input import is_id, storable, storable_params
 from shared.clock import Clock, SystemClock
 from shared.config import TendConfig
+from shared.settings import ConsoleSettings
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = APIRouter(
+    prefix="/console", include_in_schema=False, dependencies=[Depends(storable_params)]
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
@@ -39,6 +56,7 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
 
@@ -64,12 +82,27 @@ def _bands(request: Request) -> tuple[float, float]:
     return bands.green, bands.yellow
 
 
-def _html(body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+def _settings(request: Request) -> ConsoleSettings:
+    settings: ConsoleSettings | None = getattr(request.app.state, "console", None)
+    return settings or ConsoleSettings()
+
+
+def _throttle(request: Request) -> SignInThrottle:
+    """One throttle per app, made on first use with the app's console settings."""
+    throttle: SignInThrottle | None = getattr(request.app.state, "console_throttle", None)
+    if throttle is None:
+        s = _settings(request)
+        throttle = SignInThrottle(s.signin_max_failures, s.signin_window_s)
+        request.app.state.console_throttle = throttle
+    return throttle
+
+
+def _html(body: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
 def _redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
 
 
 def safe_next(value: str | None, default: str = "/console/") -> str:
@@ -84,15 +117,25 @@ def _login_url(request: Request) -> str:
     return "/console/login?" + urlencode({"next": here})
 
 
-def current_session(request: Request) -> ConsoleSession | None:
-    return verify(_api_token(request), request.cookies.get(COOKIE), time.time())
-
-
-def require_session(request: Request) -> ConsoleSession:
-    """The signed-in session; otherwise a 303 to the sign-in page (which comes back here)."""
-    session = current_session(request)
+async def current_session(request: Request) -> ConsoleSession | None:
+    """The cookie's session when it is genuine, unexpired and still open on the server."""
+    now = time.time()
+    session = verify(_api_token(request), request.cookies.get(COOKIE), now)
     if session is None:
-        raise HTTPException(303, detail="sign in first", headers={"Location": _login_url(request)})
+        return None
+    async with _db(request)() as db:
+        return session if await session_open(db, session.sid, now) else None
+
+
+async def require_session(request: Request) -> ConsoleSession:
+    """The signed-in session; otherwise a 303 to the sign-in page (which comes back here)."""
+    session = await current_session(request)
+    if session is None:
+        raise HTTPException(
+            303,
+            detail="sign in first",
+            headers={**SECURITY_HEADERS, "Location": _login_url(request)},
+        )
     return session
 
 
@@ -108,7 +151,11 @@ async def read_form(request: Request) -> dict[str, str]:
         parsed = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=50)
     except (UnicodeDecodeError, ValueError):
         return {}
-    return {k: v[0] for k, v in parsed.items()}
+    form = {k: v[0] for k, v in parsed.items()}
+    for name, value in form.items():
+        if not storable(value):
+            raise HTTPException(422, detail=f"{name}: contains NUL or a lone surrogate")
+    return form
 
 
 def _forbidden(session: ConsoleSession | None) -> HTMLResponse:
@@ -137,7 +184,7 @@ async def console_root() -> Response:
 
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
-    if current_session(request) is not None:
+    if await current_session(request) is not None:
         return _redirect(safe_next(next))
     return _html(templates.login_page(error=None, next_url=safe_next(next)))
 
@@ -147,7 +194,17 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     next_url = safe_next(form.get("next"))
     expected = _api_token(request)
+    settings = _settings(request)
+    throttle = _throttle(request)
+    client = request.client.host if request.client else "unknown"
+    now = time.time()
+    wait = throttle.retry_after(client, now)
+    if wait is not None:
+        error = f"Too many failed sign-ins from your address; try again in {wait} seconds."
+        page = templates.login_page(error=error, next_url=next_url)
+        return _html(page, 429, {"Retry-After": str(wait)})
     if not token_matches(expected, form.get("token", "").strip()):
+        throttle.failed(client, now)
         error = (
             "That is not the API token of this installation."
             if expected
@@ -155,26 +212,33 @@ async def login(request: Request) -> Response:
         )
         return _html(templates.login_page(error=error, next_url=next_url), 401)
     assert expected is not None
+    throttle.succeeded(client)
+    sid = new_sid()
+    async with _db(request)() as db, db.begin():
+        await open_session(db, sid, now, settings.session_max_age_s)
+    secure = settings.cookie_secure
     response = _redirect(next_url)
     response.set_cookie(
         COOKIE,
-        issue(expected, time.time()),
-        max_age=MAX_AGE_S,
+        issue(expected, now, sid, settings.session_max_age_s),
+        max_age=settings.session_max_age_s,
         path="/console",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https" if secure is None else secure,
     )
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     if session is not None:
         form = await read_form(request)
         if not csrf_ok(session, form.get("csrf")):
             return _forbidden(session)
+        async with _db(request)() as db, db.begin():
+            await end_session(db, session.sid)
     response = _redirect("/console/login")
     response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="lax")
     return response
@@ -186,7 +250,7 @@ async def logout(request: Request) -> Response:
 def _filter(
     csm: str | None, band: str | None, renewal: str | None, sort: str | None
 ) -> views.PortfolioFilter:
-    days = int(renewal) if renewal and renewal.isdigit() else None
+    days = int(renewal) if renewal and renewal.isascii() and renewal.isdigit() else None
     return views.PortfolioFilter(
         csm=csm or None,
         band=band if band in views.BANDS else None,
@@ -261,7 +325,10 @@ def parse_until(value: str | None) -> datetime | None:
         except ValueError:
             return None
         at = datetime(day.year, day.month, day.day)
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00: no such time in UTC
+        return None
 
 
 async def _move(
@@ -290,7 +357,7 @@ async def alert_action(
     form = await read_form(request)
     if not csrf_ok(session, form.get("csrf")):
         return _forbidden(session)
-    if action not in ("ack", "snooze", "resolve") or not alert_id.isdigit() or len(alert_id) > 18:
+    if action not in ("ack", "snooze", "resolve") or not is_id(alert_id):
         return _html(templates.error_page(404, "no such alert action", csrf=session.csrf), 404)
     back = safe_next(form.get("next"), "/console/alerts")
     now = _clock(request).now()
