@@ -88,6 +88,12 @@ class ScorerSettings(BaseModel):
     backfill_days: int = Field(
         90, ge=0, description="How many missed days of scores are filled in, at most."
     )
+    routing_from_traits: bool = Field(
+        False,
+        description="Take csm_email and csm_slack (alert destinations) from group-call traits. "
+        "Off: only an operator sets them (tend accounts import, PATCH /v1/accounts/{id}), "
+        "since anyone holding a write key can send group calls.",
+    )
 
 
 class AlertsSettings(BaseModel):
@@ -117,10 +123,34 @@ class AlertsSettings(BaseModel):
     outbox_retention_days: int = Field(
         30, ge=1, description="Sent and failed notifications are deleted after this many days."
     )
+    slack_webhook_hosts: str = Field(
+        "hooks.slack.com",
+        description="Comma-separated hosts a Slack webhook URL from account data (profile or "
+        "traits) may point at; others go to the default route. TEND_SLACK_WEBHOOK_URL and rule "
+        "routes are trusted and not checked.",
+    )
+    slack_webhook_allow_http: bool = Field(
+        False,
+        description="For testing only: accept http:// webhook URLs from account data "
+        "(a loopback stand-in for Slack). Keep false in production.",
+    )
+    email_domains: str = Field(
+        "",
+        description="Comma-separated domains a CSM email from account data may be at; others "
+        "go to the default route. Empty: any domain.",
+    )
 
     @property
     def default_email_list(self) -> list[str]:
         return [a.strip() for a in self.default_emails.split(",") if a.strip()]
+
+    @property
+    def slack_webhook_host_list(self) -> list[str]:
+        return [h.strip().lower() for h in self.slack_webhook_hosts.split(",") if h.strip()]
+
+    @property
+    def email_domain_list(self) -> list[str]:
+        return [d.strip().lower().lstrip("@") for d in self.email_domains.split(",") if d.strip()]
 
 
 class ConsoleSettings(BaseModel):

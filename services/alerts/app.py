@@ -79,6 +79,9 @@ def build_defaults(settings: Settings) -> Defaults:
         emails=tuple(settings.alerts.default_email_list),
         email_enabled=bool(settings.smtp_host),
         digest_hour_utc=settings.alerts.digest_hour_utc if settings.alerts.email_digest else None,
+        slack_webhook_hosts=tuple(settings.alerts.slack_webhook_host_list),
+        slack_webhook_allow_http=settings.alerts.slack_webhook_allow_http,
+        email_domains=tuple(settings.alerts.email_domain_list),
     )
 
 

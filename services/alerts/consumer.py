@@ -140,6 +140,7 @@ class AlertsHandler:
                 row.csm_slack,
                 self.rules.rule(cast(RuleName, row.rule)).route,
                 self.defaults,
+                account_id=row.account_id,
             )
             if not where:
                 alert_metrics.UNROUTED.labels(row.rule).inc()

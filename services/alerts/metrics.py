@@ -18,6 +18,12 @@ UNROUTED = Counter(
     "Notifications with nowhere to go (no CSM channel, no default, no route).",
     ["rule"],
 )
+REFUSED_DESTINATIONS = Counter(
+    "tend_alerts_refused_destinations_total",
+    "CSM destinations from account data refused by routing (webhook not https or its host not "
+    "allowed, email domain not allowed); the notification took the default route instead.",
+    ["channel"],
+)
 DISPATCHED = Counter(
     "tend_alerts_dispatch_total",
     "Outbox rows handled by the dispatcher by channel and result (sent, retry, failed).",

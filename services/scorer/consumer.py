@@ -32,8 +32,14 @@ GROUP_ID = "tend-scorer"
 class EventsHandler:
     """Decodes canonical events and writes them into the rollups (see RollupWriter)."""
 
-    def __init__(self, rescorer: Rescorer | None, group_id: str = GROUP_ID) -> None:
-        self.writer = RollupWriter()
+    def __init__(
+        self,
+        rescorer: Rescorer | None,
+        group_id: str = GROUP_ID,
+        *,
+        routing_from_traits: bool = False,
+    ) -> None:
+        self.writer = RollupWriter(routing_from_traits=routing_from_traits)
         self.rescorer = rescorer
         self.group_id = group_id
 
@@ -75,6 +81,7 @@ class ScorerService:
         sweep_interval_s: float = 3600.0,
         dedup_window: timedelta = timedelta(days=7),
         backfill_days: int = 90,
+        routing_from_traits: bool = False,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -87,7 +94,9 @@ class ScorerService:
             sweep_interval_s=sweep_interval_s,
             backfill_days=backfill_days,
         )
-        self.handler = EventsHandler(self.rescorer, group_id)
+        self.handler = EventsHandler(
+            self.rescorer, group_id, routing_from_traits=routing_from_traits
+        )
         self.consumer: BatchConsumer[CanonicalEvent] = BatchConsumer(
             bus,
             sessions,

@@ -17,6 +17,11 @@ Rules:
 - ``group`` traits are parsed leniently into the typed account columns (``seats`` "120" is
   120, ``mrr`` "4,500" is 4500.0, dates in ISO form); a value that cannot be parsed is dropped,
   never fatal. All group traits are also kept as they came.
+- Except the routing traits (:data:`ROUTING_FIELDS`, in any spelling): they decide where
+  alerts go, and anyone holding a write key can send a group call, so they are dropped, from
+  the columns and the kept traits, unless ``routing_from_traits`` is on
+  (``TEND_SCORER__ROUTING_FROM_TRAITS``). Operators set them (``tend accounts import``,
+  ``PATCH /v1/accounts/{id}``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ ACCOUNT_FIELDS = (
     "csm_slack",
 )
 """The account traits with a column of their own, in CSV column order."""
+
+ROUTING_FIELDS = ("csm_email", "csm_slack")
+"""Account columns that are alert destinations: operator data, not taken from group calls
+unless ``routing_from_traits`` is on. (``csm_name`` is only shown, so it stays a trait.)"""
 
 
 # --- lenient trait parsing (also used, strictly, by the CSV import) --------------------------
@@ -150,6 +159,13 @@ _TRAIT_ALIASES = {_trait_key(col): col for col in ACCOUNT_FIELDS}
 """``renewal_date``, ``renewalDate`` and ``Renewal Date`` all name the same column."""
 
 
+def without_routing(traits: Mapping[str, Any]) -> dict[str, Any]:
+    """``traits`` less the routing ones (``csm_slack``, ``csmSlack``, ``CSM Slack``...)."""
+    return {
+        k: v for k, v in traits.items() if _TRAIT_ALIASES.get(_trait_key(k)) not in ROUTING_FIELDS
+    }
+
+
 def account_fields(traits: Mapping[str, Any]) -> dict[str, Any]:
     """The typed account columns found in ``traits``; unparseable or null values are dropped."""
     fields: dict[str, Any] = {}
@@ -208,7 +224,7 @@ class EventDeltas:
     """user -> account named by the user's latest ``group`` call."""
 
 
-def process(event: CanonicalEvent) -> EventDeltas:
+def process(event: CanonicalEvent, *, routing_from_traits: bool = False) -> EventDeltas:
     """What ``event`` changes. Pure: the same event always gives the same deltas."""
     deltas = EventDeltas(events=1)
     account = event.account_id
@@ -236,8 +252,9 @@ def process(event: CanonicalEvent) -> EventDeltas:
         if user is not None and event.traits:
             deltas.users[(account, user)].traits = dict(event.traits)
     elif event.type == "group":
-        account_delta.traits = dict(event.traits)
-        account_delta.fields = account_fields(event.traits)
+        traits = dict(event.traits) if routing_from_traits else without_routing(event.traits)
+        account_delta.traits = traits
+        account_delta.fields = account_fields(traits)
         if user is not None:
             deltas.user_accounts[user] = account
     return deltas
@@ -287,6 +304,8 @@ def merge(items: Iterable[EventDeltas]) -> EventDeltas:
     return out
 
 
-def process_batch(events: Iterable[CanonicalEvent]) -> EventDeltas:
+def process_batch(
+    events: Iterable[CanonicalEvent], *, routing_from_traits: bool = False
+) -> EventDeltas:
     """``merge`` of ``process`` over ``events``, in their order."""
-    return merge(process(e) for e in events)
+    return merge(process(e, routing_from_traits=routing_from_traits) for e in events)

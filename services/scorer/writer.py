@@ -98,7 +98,12 @@ class RollupWriter:
     - Cost: a constant number of statements per batch (about a dozen, more only for batches
       over :data:`CHUNK` rows per table), whatever the number of events or accounts.
     - Works on PostgreSQL and SQLite.
+    - Routing traits of group calls (``csm_email``, ``csm_slack``) are ignored unless
+      ``routing_from_traits`` (see :mod:`services.scorer.processor`).
     """
+
+    def __init__(self, *, routing_from_traits: bool = False) -> None:
+        self.routing_from_traits = routing_from_traits
 
     async def flush(
         self,
@@ -110,7 +115,7 @@ class RollupWriter:
         """Apply ``events`` and store ``offsets`` ({(topic, partition) or TopicPartition:
         next offset}) for ``group_id``, in ``session``'s transaction."""
         fresh = await self._claim(session, events)
-        deltas = process_batch(fresh)
+        deltas = process_batch(fresh, routing_from_traits=self.routing_from_traits)
         now = utcnow()
         await self._rollups(session, deltas)
         await self._users(session, deltas)

@@ -86,7 +86,7 @@ class TestTraits:
             "csmSlack": "@kim",
             "industry": "retail",
         }
-        d = process(create_event("e1", type="group", traits=traits))
+        d = process(create_event("e1", type="group", traits=traits), routing_from_traits=True)
         assert d.account_days == {}
         assert d.user_accounts == {"u1": "acme"}
         acc = d.accounts["acme"]
@@ -127,9 +127,42 @@ class TestTraits:
     )
     def test_bad_values_are_dropped(self, traits: dict[str, Any], fields: dict[str, Any]) -> None:
         assert account_fields(traits) == fields
-        d = process(create_event("e1", type="group", traits=traits))
+        d = process(create_event("e1", type="group", traits=traits), routing_from_traits=True)
         assert d.accounts["acme"].fields == fields
         assert d.accounts["acme"].traits == traits
+
+
+@pytest.mark.unit
+class TestRoutingTraits:
+    """A write key may describe an account, not decide where its alerts go."""
+
+    TRAITS: dict[str, Any] = {
+        "name": "Acme",
+        "seats": 12,
+        "csm_name": "Kim",
+        "csm_email": "attacker@evil.example",
+        "csmSlack": "http://127.0.0.1:9/services/internal",
+        "CSM Email": "other@evil.example",
+        "csm-slack": "https://hooks.slack.com/services/T/B/x",
+    }
+
+    def test_by_default_routing_traits_are_dropped_from_columns_and_kept_traits(self) -> None:
+        d = process(create_event("e1", type="group", traits=self.TRAITS))
+        acc = d.accounts["acme"]
+        assert acc.fields == {"name": "Acme", "seats": 12}
+        assert acc.traits == {"name": "Acme", "seats": 12, "csm_name": "Kim"}
+
+    def test_a_batch_drops_them_too(self) -> None:
+        batch = [create_event(f"e{i}", type="group", traits=self.TRAITS) for i in range(2)]
+        acc = process_batch(batch).accounts["acme"]
+        assert "csm_email" not in acc.fields and "csm_slack" not in acc.fields
+
+    def test_when_enabled_group_traits_set_the_csm(self) -> None:
+        d = process(create_event("e1", type="group", traits=self.TRAITS), routing_from_traits=True)
+        acc = d.accounts["acme"]
+        assert acc.fields["csm_email"] in ("attacker@evil.example", "other@evil.example")
+        assert acc.fields["csm_slack"].startswith("http")
+        assert acc.traits == self.TRAITS
 
 
 class TestMerge:

@@ -282,33 +282,36 @@ class EmailNotifier:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
-            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            detail = "; ".join(f"{r.recipient}: SMTP {r.code}" for r in exc.recipients)
             if any(400 <= c < 500 for c in codes):
                 return self._backoff(f"recipients refused, temporarily: {detail}")
             return DeliveryResult.failed_permanently(f"recipients refused: {detail}")
         except aiosmtplib.SMTPResponseException as exc:
-            reason = f"SMTP {exc.code} {one_line(exc.message)}"
+            reason = _smtp_reason(exc.code)
             if 400 <= exc.code < 500:
                 return self._backoff(reason)
             if exc.code >= 500:
                 return DeliveryResult.failed_permanently(reason)
             return self._backoff(reason)
-        except aiosmtplib.SMTPNotSupported as exc:
+        except aiosmtplib.SMTPNotSupported:
             # The server cannot do what the settings ask (STARTTLS, AUTH): a retry cannot help.
-            return DeliveryResult.failed_permanently(f"not supported by the server: {exc}")
+            return DeliveryResult.failed_permanently(
+                "not supported by the server (STARTTLS or AUTH)"
+            )
         except (aiosmtplib.SMTPException, OSError) as exc:
             cert_error = _certificate_error(exc)
             if cert_error is not None:
                 # A certificate that does not verify is a setting to fix, not a passing fault.
-                return DeliveryResult.failed_permanently(f"TLS certificate rejected: {cert_error}")
-            return self._backoff(f"connection error ({type(exc).__name__}: {exc})")
+                why = cert_error.verify_message or "does not verify"
+                return DeliveryResult.failed_permanently(f"TLS certificate rejected: {why}")
+            return self._backoff(_connection_reason(exc))
         finally:
             await self._quit(smtp)
         if refused:
             log.warning(
                 "some recipients refused message_id=%s refused=%s",
                 message["Message-ID"],
-                {addr: f"{r.code} {r.message}" for addr, r in refused.items()},
+                {addr: f"SMTP {r.code}" for addr, r in refused.items()},
             )
         return DeliveryResult.delivered(
             f"accepted for {len(recipients) - len(refused)} recipient(s)"
@@ -325,6 +328,28 @@ class EmailNotifier:
 
     def _backoff(self, reason: str) -> DeliveryResult:
         return DeliveryResult.retry_after(self.backoff_base_s, reason, backoff=True)
+
+
+def _smtp_reason(code: int) -> str:
+    """``SMTP 550 (refused permanently)``: the code only, never the server's text."""
+    if 400 <= code < 500:
+        return f"SMTP {code} (refused for now)"
+    if code >= 500:
+        return f"SMTP {code} (refused permanently)"
+    return f"SMTP {code} (unexpected answer)"
+
+
+def _connection_reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | aiosmtplib.SMTPTimeoutError):
+        return "timeout"
+    if isinstance(exc, aiosmtplib.SMTPConnectError):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        return "could not connect (SMTPConnectError)"
+    return f"connection error ({type(exc).__name__})"
 
 
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:

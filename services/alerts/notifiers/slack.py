@@ -12,16 +12,19 @@ Contract:
   "retry" without a request.
 - A webhook URL's path is its secret: logs, results and metrics never carry it (see
   :func:`redact_webhook`), and the ``httpx`` logger is filtered for the URLs posted to.
+- The reason of a result is written here, never copied from the answer: the status code and
+  its phrase, plus Slack's error code when the body is exactly one of :data:`SLACK_ERRORS`.
+  Whatever else the server at the URL answers is not kept anywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -36,8 +39,9 @@ from services.alerts.notifiers.render import (
     render_mrkdwn,
     rule_title,
 )
+from shared.redact import mask_url
 
-__all__ = ["SlackNotifier", "WebhookPacer", "build_payload", "redact_webhook"]
+__all__ = ["SLACK_ERRORS", "SlackNotifier", "WebhookPacer", "build_payload", "redact_webhook"]
 
 log = logging.getLogger("tend.alerts.slack")
 
@@ -52,11 +56,30 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+SLACK_ERRORS = frozenset(
+    {
+        "invalid_payload",
+        "invalid_token",
+        "no_service",
+        "no_service_id",
+        "no_team",
+        "team_disabled",
+        "no_active_hooks",
+        "channel_not_found",
+        "channel_is_archived",
+        "user_not_found",
+        "action_prohibited",
+        "posting_to_general_channel_denied",
+        "too_many_attachments",
+        "rate_limited",
+    }
+)
+"""Slack's documented webhook error codes: a body equal to one of them is named in a reason."""
+
+
 def redact_webhook(url: str) -> str:
-    """``https://hooks.slack.com/…#1a2b3c4d``: the host and a short fingerprint of the URL."""
-    parsed = httpx.URL(url)
-    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
-    return f"{parsed.scheme}://{parsed.netloc.decode()}/…#{digest}"
+    """The URL as logs and results show it (:func:`shared.redact.mask_url`)."""
+    return mask_url(url)
 
 
 class _RedactWebhooks(logging.Filter):
@@ -220,6 +243,22 @@ def _retry_after_seconds(value: str | None, now: float) -> float | None:
         return None
 
 
+def _reason(response: httpx.Response) -> str:
+    """``HTTP 404 Not Found (channel_not_found)``: the server chose only the status code, and
+    Slack's error code when the body is exactly a known one."""
+    status = response.status_code
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    reason = f"HTTP {status}" + (f" {phrase}" if phrase else "")
+    if 200 <= status < 300:
+        return reason
+    # Read a known error code only from a short body; never echo an arbitrary one.
+    body = response.content[:64].decode("ascii", "replace").strip()
+    return f"{reason} ({body})" if body in SLACK_ERRORS else reason
+
+
 class SlackNotifier:
     """Posts notifications to Slack incoming webhooks; see the module docstring for the contract.
 
@@ -286,6 +325,8 @@ class SlackNotifier:
                 response = await self._client.post(url, json=payload)
             except httpx.TimeoutException as exc:
                 return self._backoff(f"timeout ({type(exc).__name__})")
+            except httpx.ConnectError:
+                return self._backoff("connection refused or host unreachable")
             except httpx.TransportError as exc:
                 return self._backoff(f"connection error ({type(exc).__name__})")
             finally:
@@ -297,8 +338,7 @@ class SlackNotifier:
 
     def _classify(self, response: httpx.Response, url: str) -> DeliveryResult:
         status = response.status_code
-        body = one_line(response.text)[:200]
-        reason = f"HTTP {status}" + (f": {body}" if body else "")
+        reason = _reason(response)
         if 200 <= status < 300:
             return DeliveryResult.delivered(reason)
         if status == 429:
