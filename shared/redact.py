@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["MASK", "RedactingFormatter", "mask_text", "mask_url"]
+__all__ = ["MASK", "RedactingFormatter", "mask_text", "mask_url", "mask_values"]
 
 MASK = "…"
 
@@ -51,6 +52,17 @@ def mask_text(text: str) -> str:
     if "://" not in text:
         return text
     return _URL.sub(lambda m: mask_url(m.group(0)), text)
+
+
+def mask_values(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with every URL in its strings masked."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: mask_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_values(v) for v in value]
+    return value
 
 
 class RedactingFormatter(logging.Formatter):

@@ -146,6 +146,11 @@ class ScoreMessage(_Frozen):
     account_id: str
     as_of: date
     computed_at: AwareDatetime
+    provisional: bool = Field(
+        False,
+        description="A score of today (UTC): the day is not complete, a later message for the "
+        "same (account, as_of) replaces it. Scores of earlier days are final.",
+    )
     scorecard: Scorecard
     score: float | None = Field(description="0 to 100 (1 decimal); None when nothing to judge.")
     band: Band

@@ -88,6 +88,12 @@ class ScorerSettings(BaseModel):
     backfill_days: int = Field(
         90, ge=0, description="How many missed days of scores are filled in, at most."
     )
+    rescore_horizon_days: int = Field(
+        35,
+        ge=0,
+        description="Late events re-score the days they touch and every later day, but no "
+        "day more than this many days before today (UTC).",
+    )
     routing_from_traits: bool = Field(
         False,
         description="Take csm_email and csm_slack (alert destinations) from group-call traits. "

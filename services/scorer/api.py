@@ -1,6 +1,8 @@
-"""The read API: accounts, their current health with its reasons, history and usage.
+"""The read API: accounts, their current health with its reasons, history and usage; and the
+one write an operator makes here, an account's profile (``PATCH /v1/accounts/{id}``).
 
-Served by ``tend scorer`` and by ``tend up``. Bearer-token auth (``TEND_API_TOKEN``).
+Served by ``tend scorer`` and by ``tend up``. Bearer-token auth (``TEND_API_TOKEN``). Webhook
+URLs are secrets: every one shown (``csm_slack``, traits) is masked.
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scorer.accounts_csv import MAX_ID, AccountRow, import_accounts
+from services.scorer.processor import ACCOUNT_PARSERS
 from services.scorer.report import (
     MonthError,
     MonthlyReport,
@@ -23,13 +28,15 @@ from services.scorer.report import (
     render_html,
 )
 from shared.api_auth import require_token
-from shared.api_input import MAX_BIGINT, storable_params
+from shared.api_input import MAX_BIGINT, ClientInputRoute, storable, storable_params
 from shared.db.models import Account, AccountDay, FeatureDay, HealthScore
+from shared.redact import mask_url, mask_values
 
 router = APIRouter(
     prefix="/v1/accounts",
     tags=["accounts"],
     dependencies=[Depends(require_token), Depends(storable_params)],
+    route_class=ClientInputRoute,
 )
 
 MAX_RANGE_DAYS = 731
@@ -55,7 +62,7 @@ def account_summary(a: Account) -> dict[str, Any]:
         "renewal_date": a.renewal_date,
         "lifecycle_stage": a.lifecycle_stage,
         "csm_email": a.csm_email,
-        "csm_slack": a.csm_slack,
+        "csm_slack": mask_url(a.csm_slack) if a.csm_slack else None,
         "score": a.score,
         "band": a.band,
         "scored_as_of": a.scored_as_of,
@@ -120,9 +127,56 @@ async def get_account(account_id: str, session: SessionDep) -> dict[str, Any]:
         .limit(1)
     )
     body = account_summary(account)
-    body["traits"] = account.traits
+    body["traits"] = mask_values(account.traits)
     body["metrics"] = latest.metrics if latest else None
     return body
+
+
+class ProfileUpdate(BaseModel):
+    """Profile columns to set, as ``tend accounts import`` sets them; ``null`` clears one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=300)
+    plan: str | None = Field(None, max_length=100)
+    seats: int | None = Field(None, ge=0, le=2**31 - 1)
+    mrr: float | None = Field(None, ge=0, allow_inf_nan=False)
+    renewal_date: date | None = None
+    lifecycle_stage: str | None = Field(None, max_length=50)
+    created_at: date | None = Field(None, description="Contract start.")
+    csm_email: str | None = Field(None, max_length=320, description="Where alert mail goes.")
+    csm_slack: str | None = Field(
+        None,
+        max_length=200,
+        description="A Slack handle, or an incoming webhook URL alerts are posted to (https, "
+        "on TEND_ALERTS__SLACK_WEBHOOK_HOSTS).",
+    )
+
+
+@router.patch("/{account_id}", summary="Set an account's profile: CSM routing, seats, renewal")
+async def update_profile(
+    account_id: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
+    update: ProfileUpdate,
+    session: SessionDep,
+) -> dict[str, Any]:
+    """The operator's way to route an account's alerts (group calls cannot, unless
+    ``TEND_SCORER__ROUTING_FROM_TRAITS``). Creates the account when it is new; marks it for
+    re-scoring."""
+    fields: dict[str, Any] = {}
+    for column, value in update.model_dump(exclude_unset=True).items():
+        if isinstance(value, str):
+            if not storable(value):
+                raise HTTPException(422, detail=f"{column}: contains NUL or a lone surrogate")
+            try:
+                value = ACCOUNT_PARSERS[column](value)
+            except ValueError as err:
+                raise HTTPException(422, detail=f"{column}: {err}") from None
+        fields[column] = value
+    if not fields:
+        raise HTTPException(422, detail="body: give at least one profile field")
+    await import_accounts(session, [AccountRow(account_id, fields)])
+    await session.commit()
+    return account_summary(await _get_account(session, account_id))
 
 
 def _score_row(h: HealthScore) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Date,
     Table,
     and_,
@@ -126,6 +127,34 @@ class ScoreRow:
     previous_band: str | None = None
     computed_at: datetime | None = None
     """Defaults to now when saved."""
+    provisional: bool = False
+    """A score of today, whose day is not complete yet."""
+
+    def same_score(self, other: ScoreRow) -> bool:
+        """Whether ``other`` says the same as this row (when it was computed aside)."""
+        return all(getattr(self, f) == getattr(other, f) for f in _SCORE_FIELDS)
+
+
+_SCORE_FIELDS = (
+    "score",
+    "band",
+    "components",
+    "left_out",
+    "metrics",
+    "moved",
+    "previous_score",
+    "previous_band",
+    "provisional",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StaleMark:
+    """An account's re-score mark as read inside a re-score transaction."""
+
+    rescore_from: date | None
+    updated_at: datetime
+    """The writer stamps this on every batch: a different value later means new events."""
 
 
 class ScoringRepository:
@@ -362,6 +391,76 @@ class ScoringRepository:
             )
         return out
 
+    async def load_scores(
+        self, session: AsyncSession, account_ids: Sequence[str], as_of: date
+    ) -> dict[str, ScoreRow]:
+        """The stored scores of ``account_ids`` as of ``as_of`` (accounts without one are
+        absent)."""
+        out: dict[str, ScoreRow] = {}
+        hs = HEALTH_SCORES.c
+        for chunk in _chunks(list(dict.fromkeys(account_ids))):
+            result = await session.execute(
+                select(HEALTH_SCORES).where(hs.account_id.in_(list(chunk)), hs.as_of == as_of)
+            )
+            for row in result:
+                out[row.account_id] = _score_row(dict(row._mapping))
+        return out
+
+    async def load_marks(
+        self, session: AsyncSession, account_ids: Sequence[str]
+    ) -> dict[str, StaleMark]:
+        """Each account's re-score mark, read before its activity in the same transaction."""
+        ac = ACCOUNTS.c
+        out: dict[str, StaleMark] = {}
+        for chunk in _chunks(list(dict.fromkeys(account_ids))):
+            result = await session.execute(
+                select(ac.account_id, ac.rescore_from, ac.updated_at).where(
+                    ac.account_id.in_(list(chunk))
+                )
+            )
+            for account_id, rescore_from, updated_at in result:
+                out[account_id] = StaleMark(_as_date(rescore_from), updated_at)
+        return out
+
+    async def advance_marks(
+        self, session: AsyncSession, advances: Mapping[str, tuple[StaleMark, date | None]]
+    ) -> None:
+        """Move each account's mark from what was read to the given day (None: clear it and
+        the dirty flag), unless the writer touched the account since the mark was read (then
+        the mark stays, and the days are scored again: repeated, never lost)."""
+        if not advances:
+            return
+        ac = ACCOUNTS.c
+        stmt = (
+            update(ACCOUNTS)
+            .where(
+                ac.account_id == bindparam("b_account_id"),
+                ac.updated_at == bindparam("b_updated_at"),
+                or_(
+                    and_(ac.rescore_from.is_(None), bindparam("b_unmarked", type_=Boolean)),
+                    ac.rescore_from == bindparam("b_read", type_=Date),
+                ),
+            )
+            .values(
+                rescore_from=bindparam("b_next", type_=Date),
+                dirty=case((bindparam("b_clear", type_=Boolean), False), else_=ac.dirty),
+            )
+        )
+        await session.execute(
+            stmt,
+            [
+                {
+                    "b_account_id": account_id,
+                    "b_updated_at": mark.updated_at,
+                    "b_unmarked": mark.rescore_from is None,
+                    "b_read": mark.rescore_from,
+                    "b_next": day,
+                    "b_clear": day is None,
+                }
+                for account_id, (mark, day) in sorted(advances.items())
+            ],
+        )
+
     async def dirty_accounts(self, session: AsyncSession, limit: int) -> list[str]:
         """Up to ``limit`` accounts touched since they were last scored, oldest change first."""
         result = await session.scalars(
@@ -406,22 +505,17 @@ class ScoringRepository:
                 out[row.account_id] = _score_row(dict(row._mapping))
         return out
 
-    async def save_scores(
-        self,
-        session: AsyncSession,
-        rows: Sequence[ScoreRow],
-        *,
-        loaded_at: datetime | None = None,
-    ) -> None:
-        """Upsert the day's ``health_scores`` rows and make them the accounts' current score.
+    async def save_scores(self, session: AsyncSession, rows: Sequence[ScoreRow]) -> None:
+        """Upsert ``health_scores`` rows and make them the accounts' current score.
 
         An account's current score only moves forward in time: a score as of an earlier date
         than the account's ``scored_as_of`` is kept in history but does not replace it. The
-        dirty flag is cleared with the current score; pass ``loaded_at`` (when the activity
-        was read) to keep it set for accounts that new events touched after that. The writer
-        stamps ``accounts.updated_at`` with the wall clock (:func:`shared.db.types.utcnow`),
-        so ``loaded_at`` must come from the wall clock too, not from a simulated one.
-        """
+        re-score marks are left alone (see :meth:`advance_marks`)."""
+        await self.save_history(session, rows)
+        await self.set_current(session, rows)
+
+    async def save_history(self, session: AsyncSession, rows: Sequence[ScoreRow]) -> None:
+        """Upsert ``health_scores`` rows (a row replaces the stored one of its day)."""
         if not rows:
             return
         now = utcnow()
@@ -438,6 +532,7 @@ class ScoringRepository:
                 "previous_score": r.previous_score,
                 "previous_band": r.previous_band,
                 "computed_at": r.computed_at or now,
+                "provisional": r.provisional,
             }
             for r in sorted(
                 {(r.account_id, r.as_of): r for r in rows}.values(),
@@ -453,10 +548,12 @@ class ScoringRepository:
         )
         await session.execute(stmt, values)
 
+    async def set_current(self, session: AsyncSession, rows: Sequence[ScoreRow]) -> None:
+        """Make each account's latest row of ``rows`` its current score, unless the account
+        already has a current score of a later day."""
+        if not rows:
+            return
         ac = ACCOUNTS.c
-        dirty_after: Any = False
-        if loaded_at is not None:
-            dirty_after = case((ac.updated_at > loaded_at, ac.dirty), else_=False)
         stmt_current = (
             update(ACCOUNTS)
             .where(
@@ -467,7 +564,6 @@ class ScoringRepository:
                 score=bindparam("b_score"),
                 band=bindparam("b_band"),
                 scored_as_of=bindparam("b_as_of", type_=Date),
-                dirty=dirty_after,
             )
         )
         latest: dict[str, ScoreRow] = {}
@@ -514,4 +610,5 @@ def _score_row(m: Mapping[str, Any]) -> ScoreRow:
         previous_score=m["previous_score"],
         previous_band=m["previous_band"],
         computed_at=m["computed_at"],
+        provisional=bool(m.get("provisional", False)),
     )

@@ -1,5 +1,13 @@
 """Re-scoring: accounts touched by new events soon after their batch commits, every account
 on a periodic sweep (a dormant account sends nothing), and on demand (``tend rescore``).
+
+Scores are kept in event time (see docs/scoring.md): the score of day D is a function of the
+events dated on or before D (UTC days) and the account's current profile, whatever the order
+and batching in which the events arrived. Days before today are final; today's score is
+provisional. The rollup writer records per account the earliest day new events touched
+(``accounts.rescore_from``) in the batch's transaction; the re-scorer scores every account from
+that day (at most ``horizon_days`` back), or from its last scored day, through today, one day
+at a time in ascending order, and publishes only the days whose score changed.
 """
 
 from __future__ import annotations
@@ -8,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -17,14 +25,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.metrics import compute_metrics
-from services.scorer.repository import ScoreRow, ScoringRepository
+from services.scorer.repository import ScoreRow, ScoringRepository, StaleMark
 from services.scorer.scoring import Score, score
 from shared import topics
 from shared.bus.base import Message, Producer
 from shared.clock import Clock
 from shared.config import TendConfig
 from shared.db.models import Account
-from shared.db.types import utcnow
 from shared.scores import Band, PreviousScore, ScoreMessage
 
 log = logging.getLogger(__name__)
@@ -37,7 +44,15 @@ RESCORE_SECONDS = Histogram(
 ACCOUNTS_SCORED = Counter(
     "tend_scorer_accounts_scored_total", "Accounts scored, by trigger.", ["trigger"]
 )
+SCORES_PUBLISHED = Counter(
+    "tend_scorer_scores_published_total",
+    "Account-day scores published because they were new or changed (re-scored days whose "
+    "score did not change are not published again).",
+)
 ACCOUNTS_BY_BAND = Gauge("tend_scorer_accounts", "Accounts by their current health band.", ["band"])
+YIELD_EVERY = 100
+"""Accounts scored between two yields to the event loop (the consumer shares it)."""
+BANDS = ("green", "yellow", "red", "new", "unknown")
 ONBOARDING_COMPONENTS = frozenset({"seats_activated", "time_to_first_value", "first_week_logins"})
 
 
@@ -73,7 +88,17 @@ def row_from_message(msg: ScoreMessage) -> ScoreRow:
         previous_score=msg.previous_score,
         previous_band=msg.previous_band,
         computed_at=msg.computed_at,
+        provisional=msg.provisional,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """The days one account needs in this pass: from ``start`` through today; its re-score
+    mark counts from ``floor`` at the earliest (older days are beyond the horizon)."""
+
+    start: date
+    floor: date
 
 
 @dataclass(slots=True)
@@ -87,22 +112,33 @@ class BandChange:
 
 @dataclass(slots=True)
 class DryRunReport:
-    """What a model would change, computed without writing or publishing anything."""
+    """What a model would change as of one day, computed without writing or publishing
+    anything: the live model's score of that day (stored, else computed) against the new
+    model's score of the same day."""
 
     as_of: date
     accounts: int = 0
     changes: list[BandChange] = field(default_factory=list)
+    bands_before: dict[str, int] = field(default_factory=dict)
+    bands_after: dict[str, int] = field(default_factory=dict)
 
 
 class Rescorer:
-    """Keeps every account's health score current.
+    """Keeps every account's daily health scores current, in event time.
 
-    Contract: a chunk of accounts is scored from one consistent read, published to
-    ``tend.scores.v1`` (key = account id) and then saved with the dirty flags cleared, in one
-    database transaction; if publishing or saving fails the transaction rolls back, the
-    accounts stay dirty and the chunk is retried later. A crash after publishing and before
-    the commit re-publishes the same (account, as_of) score: consumers must treat a score
-    message as idempotent per (account, as_of). The wall clock comes from ``clock``.
+    Contract:
+
+    - One account-day at a time per transaction, days in ascending order: a chunk of accounts
+      is scored as of one day from one read, the scores that changed (or are new) are
+      published to ``tend.scores.v1`` (key = account id) and saved, and the accounts' re-score
+      marks are moved past that day, in one database transaction. If publishing or saving
+      fails the transaction rolls back and the marks stay: the days are scored again later.
+    - A mark is moved only if the writer has not touched the account since the mark was read
+      in that transaction (``accounts.updated_at``), so events committed while a day was being
+      scored are never lost: at worst the days are scored again.
+    - A crash after publishing and before the commit re-publishes the same (account, as_of)
+      score; a later message for an (account, as_of) replaces any earlier one.
+    - Scores of days before today (UTC, from ``clock``) are final; today's is provisional.
     """
 
     def __init__(
@@ -116,6 +152,7 @@ class Rescorer:
         sweep_interval_s: float = 3600.0,
         debounce_s: float = 0.5,
         backfill_days: int = 90,
+        horizon_days: int = 35,
     ) -> None:
         self.sessions = sessions
         self.producer = producer
@@ -125,7 +162,10 @@ class Rescorer:
         self.sweep_interval_s = sweep_interval_s
         self.debounce_s = debounce_s
         self.backfill_days = backfill_days
+        self.horizon_days = horizon_days
         self.repo = ScoringRepository()
+        self.published = 0
+        """Account-day scores published by this instance (new or changed ones)."""
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -143,13 +183,16 @@ class Rescorer:
         config: TendConfig | None = None,
     ) -> list[ScoreMessage]:
         """Scores of ``account_ids`` as of ``as_of`` under ``config`` (default: the live one).
-        Reads only."""
+        Reads only. "What moved" is measured against the stored score of the latest earlier
+        day (the day before, once the history is complete), never against the last computed
+        row, so it does not depend on when the day was scored."""
         cfg = config or self.config
         activities = await self.repo.load_activity(session, account_ids, as_of, cfg.key_features)
         previous = await self.repo.load_previous(session, account_ids, as_of)
         now = self.clock.now()
+        provisional = as_of >= now.date()
         out = []
-        for activity in activities:
+        for n, activity in enumerate(activities, 1):
             metrics = compute_metrics(activity, cfg.key_features, cfg.scoring.trend)
             prev_row = previous.get(activity.profile.account_id)
             result: Score = score(
@@ -159,34 +202,57 @@ class Rescorer:
                 cfg.key_features,
                 previous_from_row(prev_row) if prev_row else None,
             )
-            out.append(result.to_message(metrics, activity.profile, now))
+            message = result.to_message(metrics, activity.profile, now)
+            out.append(message.model_copy(update={"provisional": provisional}))
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         return out
 
-    async def _score_chunk(self, account_ids: Sequence[str], as_of: date, trigger: str) -> int:
+    async def _score_day(
+        self,
+        account_ids: Sequence[str],
+        day: date,
+        floors: Mapping[str, date],
+        trigger: str,
+    ) -> int:
+        """Score ``account_ids`` as of ``day``; publish and save what changed; move the marks
+        of the accounts in ``floors`` past ``day``. Returns how many were scored."""
         started = time.perf_counter()
+        today = self.today()
         async with self.sessions() as session, session.begin():
-            # Wall time, not the injectable clock: it is compared with accounts.updated_at,
-            # which the writer stamps with the real time.
-            loaded_at = utcnow()
-            messages = await self.compute(session, account_ids, as_of)
-            if self.producer is not None and messages:
+            # The marks first: events committed after this read move updated_at, so the
+            # marks stay (see advance_marks) even if the reads below missed those events.
+            marks = await self.repo.load_marks(session, list(floors)) if floors else {}
+            messages = await self.compute(session, account_ids, day)
+            stored = await self.repo.load_scores(session, account_ids, day)
+            rows = [row_from_message(m) for m in messages]
+            changed = [
+                (m, r)
+                for m, r in zip(messages, rows, strict=True)
+                if (old := stored.get(r.account_id)) is None or not old.same_score(r)
+            ]
+            if self.producer is not None and changed:
                 await self.producer.publish(
                     topics.SCORES,
-                    [Message(value=m.to_bytes(), key=m.account_id.encode()) for m in messages],
+                    [Message(value=m.to_bytes(), key=m.account_id.encode()) for m, _ in changed],
                 )
-            await self.repo.save_scores(
-                session, [row_from_message(m) for m in messages], loaded_at=loaded_at
-            )
+            await self.repo.save_history(session, [r for _, r in changed])
+            await self.repo.set_current(session, rows)
+            await self.repo.advance_marks(session, _advances(marks, floors, day, today))
         RESCORE_SECONDS.observe(time.perf_counter() - started)
         ACCOUNTS_SCORED.labels(trigger).inc(len(messages))
+        SCORES_PUBLISHED.inc(len(changed))
+        self.published += len(changed)
         return len(messages)
 
     async def rescore_dirty(self, as_of: date | None = None) -> int:
         """Score every account marked dirty; returns how many were scored.
 
-        Without ``as_of``, each account's missing days are filled in first (see
-        :meth:`_score_until`), so a backfilled history or a scorer that was down for days still
-        leaves one score per account-day."""
+        Without ``as_of``, each account is scored for every day from its re-score mark (new
+        events on earlier days, at most ``horizon_days`` back) or its last scored day
+        (whichever is earlier) through today (see :meth:`_score_days`), so late events,
+        a backfilled history or a scorer that was down for days still leave one correct
+        score per account-day."""
         total = 0
         seen: set[str] = set()
         while True:
@@ -199,7 +265,7 @@ class Rescorer:
             if not ids:
                 return total
             seen.update(ids)
-            total += await self._score_until(ids, as_of, "events")
+            total += await self._score_days(ids, as_of, "events")
 
     async def sweep(self, as_of: date | None = None, trigger: str = "sweep") -> int:
         """Score every account, in keyset-paginated chunks; returns how many."""
@@ -210,51 +276,77 @@ class Rescorer:
                 ids = await self.repo.all_account_ids(session, after, self.chunk_size)
             if not ids:
                 break
-            total += await self._score_until(ids, as_of, trigger)
+            total += await self._score_days(ids, as_of, trigger)
             after = ids[-1]
         await self.refresh_band_gauge()
         return total
 
-    async def _score_until(self, ids: Sequence[str], as_of: date | None, trigger: str) -> int:
-        """Score ``ids`` as of ``as_of``; when that is None, as of every day from the day after
-        each account's last score (or its first activity) through today, oldest first, at most
-        ``backfill_days`` back. Returns the number of accounts scored."""
+    async def _score_days(self, ids: Sequence[str], as_of: date | None, trigger: str) -> int:
+        """Score ``ids`` as of ``as_of`` only (marks untouched); when that is None, every day
+        each account needs (see :meth:`_spans`) through today, oldest first, yielding to the
+        event loop between days. Returns the number of accounts scored."""
         if as_of is not None:
-            return await self._score_chunk(ids, as_of, trigger)
+            return await self._score_day(ids, as_of, {}, trigger)
         today = self.today()
         async with self.sessions() as session:
-            starts = await self._first_unscored_days(session, ids, today)
-        day = min(starts.values(), default=today)
+            spans = await self._spans(session, ids, today)
+        if not spans:
+            return 0
+        floors = {a: s.floor for a, s in spans.items()}
+        day = min(s.start for s in spans.values())
         while day <= today:
-            due = [i for i in ids if starts[i] <= day]
-            if day == today:
-                return await self._score_chunk(due, day, trigger)
-            await self._score_chunk(due, day, "backfill")
+            due = [i for i in ids if i in spans and spans[i].start <= day]
+            await self._score_day(
+                due,
+                day,
+                {a: floors[a] for a in due},
+                trigger if day == today else "backfill",
+            )
             day += timedelta(days=1)
-        return 0
+            await asyncio.sleep(0)
+        return len(spans)
 
-    async def _first_unscored_days(
+    async def _spans(
         self, session: AsyncSession, ids: Sequence[str], today: date
-    ) -> dict[str, date]:
-        earliest = today - timedelta(days=self.backfill_days)
+    ) -> dict[str, _Span]:
+        """The days each account needs.
+
+        - Never scored: from its start (first event or contract start), at most
+          ``backfill_days`` back.
+        - Scored: from its last scored day (scored while it was today, so maybe provisional),
+          at most ``backfill_days`` back; and from its re-score mark when that is earlier, at
+          most ``horizon_days`` back (late events older than that change no stored day).
+        """
+        backfill_floor = today - timedelta(days=self.backfill_days)
+        horizon_floor = today - timedelta(days=self.horizon_days)
         rows = await session.execute(
             select(
-                Account.account_id, Account.scored_as_of, Account.first_seen, Account.created_at
+                Account.account_id,
+                Account.scored_as_of,
+                Account.rescore_from,
+                Account.first_seen,
+                Account.created_at,
             ).where(Account.account_id.in_(list(ids)))
         )
-        starts = dict.fromkeys(ids, today)
-        for account_id, scored_as_of, first_seen, created_at in rows:
-            if scored_as_of is not None:
-                start = scored_as_of + timedelta(days=1)
-            else:
-                known = [d for d in (first_seen, created_at) if d is not None]
-                start = min(known) if known else today
-            starts[account_id] = min(today, max(start, earliest))
-        return starts
+        spans: dict[str, _Span] = {}
+        for account_id, scored_as_of, rescore_from, first_seen, created_at in rows:
+            if scored_as_of is None:
+                known = [d for d in (first_seen, created_at, rescore_from) if d is not None]
+                start = _clamp(min(known, default=today), backfill_floor, today)
+                spans[account_id] = _Span(start, backfill_floor)
+                continue
+            start = _clamp(scored_as_of, backfill_floor, today)
+            if rescore_from is not None:
+                start = min(start, _clamp(rescore_from, horizon_floor, today))
+            spans[account_id] = _Span(start, horizon_floor)
+        return spans
 
     async def dry_run(self, config: TendConfig, as_of: date | None = None) -> DryRunReport:
-        """How many accounts would change band under ``config``, and which; writes nothing."""
-        day = as_of or self.today()
+        """How many accounts would change band under ``config`` as of ``as_of`` (default: the
+        last final day, yesterday), and which; writes nothing. Both models are judged as of
+        the same day: the live model by its stored score of that day (recomputed when there
+        is none), the new one computed."""
+        day = as_of or self.today() - timedelta(days=1)
         report = DryRunReport(as_of=day)
         after: str | None = None
         while True:
@@ -262,23 +354,25 @@ class Rescorer:
                 ids = await self.repo.all_account_ids(session, after, self.chunk_size)
                 if not ids:
                     break
-                current = {
-                    a.account_id: a
-                    for a in await session.scalars(
-                        select(Account).where(Account.account_id.in_(ids))
-                    )
+                live = {
+                    a: (r.band, r.score)
+                    for a, r in (await self.repo.load_scores(session, ids, day)).items()
                 }
+                missing = [i for i in ids if i not in live]
+                for msg in await self.compute(session, missing, day):
+                    live[msg.account_id] = (msg.band, msg.score)
                 for msg in await self.compute(session, ids, day, config):
                     report.accounts += 1
-                    before = current.get(msg.account_id)
-                    band_before = before.band if before else None
+                    band_before, score_before = live[msg.account_id]
+                    report.bands_before[band_before] = report.bands_before.get(band_before, 0) + 1
+                    report.bands_after[msg.band] = report.bands_after.get(msg.band, 0) + 1
                     if band_before != msg.band:
                         report.changes.append(
                             BandChange(
                                 account_id=msg.account_id,
                                 before=band_before,  # type: ignore[arg-type]
                                 after=msg.band,
-                                score_before=before.score if before else None,
+                                score_before=score_before,
                                 score_after=msg.score,
                             )
                         )
@@ -289,7 +383,7 @@ class Rescorer:
         async with self.sessions() as session:
             rows = await session.execute(select(Account.band, func.count()).group_by(Account.band))
             counts = {str(band or "unscored"): int(n) for band, n in rows}
-        for band in ("green", "yellow", "red", "new", "unknown", "unscored"):
+        for band in (*BANDS, "unscored"):
             ACCOUNTS_BY_BAND.labels(band).set(counts.get(band, 0))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -319,6 +413,28 @@ class Rescorer:
                 await _wait(stop, self.debounce_s)
 
 
+def _clamp(day: date, low: date, high: date) -> date:
+    return min(max(day, low), high)
+
+
+def _advances(
+    marks: Mapping[str, StaleMark], floors: Mapping[str, date], day: date, today: date
+) -> dict[str, tuple[StaleMark, date | None]]:
+    """Where each account's mark moves once ``day`` is scored: past ``day`` when the mark is
+    that day (counted from its floor; future days count as today), cleared with the dirty flag
+    once today is scored. A mark before ``day`` (new late events since the pass began) stays
+    for the next pass."""
+    out: dict[str, tuple[StaleMark, date | None]] = {}
+    for account_id, mark in marks.items():
+        nxt = None if day >= today else day + timedelta(days=1)
+        if mark.rescore_from is None:
+            if nxt is None:
+                out[account_id] = (mark, None)
+        elif _clamp(mark.rescore_from, floors[account_id], today) == day:
+            out[account_id] = (mark, nxt)
+    return out
+
+
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
@@ -340,6 +456,18 @@ def describe(report: DryRunReport) -> str:
         f"as of {report.as_of}: {len(report.changes)} of {report.accounts} accounts would "
         f"change band"
     ]
+    bands = [b for b in (*BANDS, *sorted(report.bands_before | report.bands_after)) if b]
+    lines.append("  band      live    new")
+    for band in dict.fromkeys(bands):
+        live, new = report.bands_before.get(band, 0), report.bands_after.get(band, 0)
+        if live or new:
+            lines.append(f"  {band:<8} {live:>5} {new:>6}")
+    moves: dict[tuple[str, str], int] = {}
+    for c in report.changes:
+        key = (c.before or "unscored", c.after)
+        moves[key] = moves.get(key, 0) + 1
+    for (was, now), n in sorted(moves.items()):
+        lines.append(f"  {was} -> {now}: {n}")
     for c in sorted(report.changes, key=lambda c: c.account_id):
         before = f"{c.before} ({c.score_before})" if c.before else "unscored"
         lines.append(f"  {c.account_id}: {before} -> {c.after} ({c.score_after})")

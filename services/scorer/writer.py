@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, case, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.scorer.processor import ACCOUNT_FIELDS, EventDeltas, process_batch
+from services.scorer.processor import ACCOUNT_FIELDS, AccountDelta, EventDeltas, process_batch
 from shared.bus.base import TopicPartition
 from shared.db.models import (
     Account,
@@ -40,6 +40,8 @@ USER_ACCOUNTS: Table = UserAccount.__table__  # type: ignore[assignment]
 OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
 
 ACCOUNT_COLUMNS = [ACCOUNTS.c[col] for col in ACCOUNT_FIELDS]
+SCORED_FIELDS = [col for col in ACCOUNT_FIELDS if col not in ("name", "csm_email", "csm_slack")]
+"""The profile columns a score depends on (a change re-scores the account's history)."""
 
 # Keys per ``IN (...)`` list: well under the bind-parameter limits of asyncpg (32767) and
 # SQLite (32766). Inserts are executemany of one cached statement (SQLAlchemy batches them).
@@ -67,6 +69,27 @@ def _earlier(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[
 
 def _later(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:
     return case((old.is_(None), new), (new > old, new), else_=old)
+
+
+def _stale_from(
+    delta: AccountDelta,
+    have: Mapping[str, Any] | None,
+    row: Mapping[str, Any],
+    activity_from: date | None,
+) -> date | None:
+    """The earliest day whose score this batch changes for one account (None: none).
+
+    Every day from the earliest day with new activity; for a new account, or one whose start
+    moved earlier, from its first event; and when a profile column changed, from the start
+    of the account (the score uses the current profile for every day, see docs/scoring.md;
+    the re-scorer bounds this by its horizon)."""
+    days = [activity_from] if activity_from is not None else []
+    old_start: date | None = have["first_seen"] if have is not None else None
+    if old_start is None or delta.first_seen < old_start:
+        days.append(delta.first_seen)
+    if have is not None and any(row[c] != have[c] for c in SCORED_FIELDS):
+        days.append(min(delta.first_seen, old_start or delta.first_seen))
+    return min(days, default=None)
 
 
 def _offset_key(tp: Any) -> tuple[str, int]:
@@ -277,11 +300,18 @@ class RollupWriter:
         stored: dict[str, Mapping[str, Any]] = {}
         for chunk in _chunks(ids):
             result = await session.execute(
-                select(ACCOUNTS.c.account_id, ACCOUNTS.c.traits, *ACCOUNT_COLUMNS).where(
-                    ACCOUNTS.c.account_id.in_(list(chunk))
-                )
+                select(
+                    ACCOUNTS.c.account_id,
+                    ACCOUNTS.c.traits,
+                    ACCOUNTS.c.first_seen,
+                    *ACCOUNT_COLUMNS,
+                ).where(ACCOUNTS.c.account_id.in_(list(chunk)))
             )
             stored.update({row.account_id: row._mapping for row in result})
+        activity_from: dict[str, date] = {}
+        for account_id, day in d.account_days:
+            if account_id not in activity_from or day < activity_from[account_id]:
+                activity_from[account_id] = day
         rows = []
         # Rows in key order, like every other writer of accounts, so concurrent
         # transactions lock them in the same order and cannot deadlock.
@@ -295,6 +325,7 @@ class RollupWriter:
             }
             for col in ACCOUNT_FIELDS:
                 row[col] = delta.fields.get(col, have[col] if have is not None else None)
+            row["rescore_from"] = _stale_from(delta, have, row, activity_from.get(account_id))
             traits = dict(have["traits"] or {}) if have is not None else {}
             traits.update(delta.traits)
             row["traits"] = traits
@@ -306,6 +337,7 @@ class RollupWriter:
             first_seen=_earlier(stmt.excluded.first_seen, ACCOUNTS.c.first_seen),
             updated_at=stmt.excluded.updated_at,
             dirty=stmt.excluded.dirty,
+            rescore_from=_earlier(stmt.excluded.rescore_from, ACCOUNTS.c.rescore_from),
         )
         stmt = stmt.on_conflict_do_update(index_elements=["account_id"], set_=set_)
         await session.execute(stmt, rows)

@@ -25,7 +25,7 @@ from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
 from shared.db.models import Account, Alert
 from shared.db.session import create_engine, create_sessionmaker
-from tests.scorer.synthetic import CONFIG, Archetype, Replay, generate
+from tests.scorer.synthetic import CONFIG, Archetype, Replay, generate, import_profiles
 
 TOKEN = "console-test-token-0123456789abcdef"
 
@@ -119,6 +119,7 @@ async def seed(path: str, prefix: str = "cs") -> Seeded:
     engine = create_engine(url)
     sessions = create_sessionmaker(engine)
     replay = generate(prefix, per_archetype=1)
+    await import_profiles(sessions, replay)
     writer = RollupWriter()
     for start in range(0, len(replay.events), 2000):
         async with sessions() as session, session.begin():

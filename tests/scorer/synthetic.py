@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scorer.accounts_csv import AccountRow, import_accounts
 from services.scorer.consumer import ScorerService
 from shared import topics
 from shared.bus import Bus, TopicSpec
@@ -450,6 +451,14 @@ async def run_scorer_until_consumed(
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+async def import_profiles(sessions: Sessions, replay: Replay) -> None:
+    """The operator's part: each account's CSM (``tend accounts import``), since the scorer
+    takes no routing from group traits."""
+    rows = [AccountRow(a.account_id, {"csm_email": a.csm_email}) for a in replay.accounts]
+    async with sessions() as session, session.begin():
+        await import_accounts(session, rows)
 
 
 async def publish(

@@ -20,7 +20,14 @@ from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
-from tests.scorer.synthetic import CONFIG, Archetype, Replay, expected_rollups, generate
+from tests.scorer.synthetic import (
+    CONFIG,
+    Archetype,
+    Replay,
+    expected_rollups,
+    generate,
+    import_profiles,
+)
 from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration
@@ -55,6 +62,7 @@ async def api() -> AsyncIterator[Api]:
     engine = create_engine(url)
     sessions = create_sessionmaker(engine)
     replay = generate(uuid.uuid4().hex[:8], per_archetype=2)
+    await import_profiles(sessions, replay)
     writer = RollupWriter()
     for start in range(0, len(replay.events), 1000):
         async with sessions() as session, session.begin():
@@ -132,7 +140,11 @@ class TestAccount:
         assert body["band"] == "yellow"
         assert body["seats"] == 20 and body["plan"] == "pro"
         assert body["scored_as_of"] == api.replay.end.isoformat()
-        assert body["traits"]["csm_email"] == body["csm_email"]
+        # The CSM is the operator's import; the group call's csm_email trait was dropped.
+        assert body["csm_email"] == next(
+            a.csm_email for a in api.replay.accounts if a.account_id == account
+        )
+        assert "csm_email" not in body["traits"] and body["traits"]["plan"] == "pro"
         assert body["metrics"]["as_of"] == api.replay.end.isoformat()
         assert body["metrics"]["trend_ratio"] < 0.4
 
