@@ -19,7 +19,7 @@ from services.alerts.lifecycle import AlertState, LifecycleError, acknowledge, r
 from services.alerts.state import AlertRepository, set_state, state_of
 from shared.alert_rules import RULE_NAMES
 from shared.api_auth import require_token
-from shared.api_input import MAX_BIGINT, is_id, storable, storable_params
+from shared.api_input import MAX_BIGINT, ClientInputRoute, is_id, storable, storable_params
 from shared.clock import Clock, SystemClock
 from shared.db.models import Alert, AlertNotification
 
@@ -27,6 +27,7 @@ router = APIRouter(
     prefix="/v1/alerts",
     tags=["alerts"],
     dependencies=[Depends(require_token), Depends(storable_params)],
+    route_class=ClientInputRoute,
 )
 
 ACTIVE = ("open", "acknowledged", "snoozed")
