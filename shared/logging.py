@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
+
+from shared.redact import RedactingFormatter
+
+LINE_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+
+
+def log_handler(stream: TextIO) -> logging.Handler:
+    """The handler every process logs through: URLs in a line are masked (webhook URLs are
+    secrets, and libraries log what they are handed, statement parameters included)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingFormatter(LINE_FORMAT))
+    return handler
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -11,10 +24,7 @@ def setup_logging(level: str = "INFO") -> None:
     if getattr(root, "_tend_configured", False):
         root.setLevel(level.upper())
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    )
+    handler = log_handler(sys.stderr)
     root.addHandler(handler)
     root.setLevel(level.upper())
     root._tend_configured = True  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from shared.api_auth import require_token
 from shared.api_input import MAX_BIGINT, ClientInputRoute, is_id, storable, storable_params
 from shared.clock import Clock, SystemClock
 from shared.db.models import Alert, AlertNotification
+from shared.redact import mask_url
 
 router = APIRouter(
     prefix="/v1/alerts",
@@ -89,6 +90,7 @@ def _notification_json(n: AlertNotification) -> dict[str, Any]:
         "id": n.id,
         "kind": n.kind,
         "channel": n.channel,
+        "destination": mask_url(n.destination),
         "status": n.status,
         "attempts": n.attempts,
         "next_attempt_at": n.next_attempt_at,

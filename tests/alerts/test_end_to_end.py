@@ -37,6 +37,7 @@ from tests.scorer.synthetic import (
     Stack,
     end_offsets,
     generate,
+    import_profiles,
     in_process_stack,
     publish,
     run_scorer_until_consumed,
@@ -109,8 +110,15 @@ async def outbox_settled(sessions: Sessions) -> bool:
     return pending == 0
 
 
-async def run_alerts(stack: Stack, day: date, slack: SlackWebhookServer, smtp: SmtpServer) -> None:
-    """The alerts service until it has consumed every score and delivered every notification."""
+async def run_alerts(
+    stack: Stack,
+    day: date,
+    slack: SlackWebhookServer,
+    smtp: SmtpServer,
+    defaults: Defaults | None = None,
+) -> None:
+    """The alerts service until it has consumed every score and delivered every notification
+    (default route: ``slack``, unless ``defaults`` says otherwise)."""
     clock = FixedClock(noon(day))
     email = EmailNotifier(
         SmtpSettings(host="127.0.0.1", port=smtp.port, from_address="tend@v.example", tls="none")
@@ -125,7 +133,7 @@ async def run_alerts(stack: Stack, day: date, slack: SlackWebhookServer, smtp: S
         stack.producer,
         CONFIG.rules,
         clock,
-        defaults=Defaults(slack_webhook_url=slack.url()),
+        defaults=defaults or Defaults(slack_webhook_url=slack.url()),
         console_url="http://console.example",
         dispatcher=dispatcher,
         max_wait_s=0.1,
@@ -237,6 +245,7 @@ class TestEndToEnd:
         [account] = [a for a in replay.accounts if a.account_id == plateau]
         d1, d2 = replay.end, replay.end + timedelta(days=1)
         async with in_process_stack(fresh_pg) as stack:
+            await import_profiles(stack.sessions, replay)
             deliveries = await publish(stack.producer, topics.EVENTS, replay.messages())
             await run_scorer_until_consumed(stack, replay, end_offsets(deliveries), "tend-scorer")
             await score_days(stack, d1, d2)  # the condition must hold on 2 evaluations

@@ -63,6 +63,7 @@ from tests.scorer.synthetic import (
     Sessions,
     Stack,
     generate,
+    import_profiles,
     kafka_stack,
     run_scorer_until_consumed,
     stored_offsets,
@@ -301,6 +302,7 @@ class TestEndToEndFromIngest:
                 stack.sessions, ALERTS_GROUP, await topic_ends(broker.bootstrap, topics.SCORES)
             )
             key = await new_write_key(stack.sessions)
+            await import_profiles(stack.sessions, replay)  # the CSMs: an operator's import
             with serve_ingest(broker.bootstrap, fresh_pg) as ingest:
                 await ingest_and_score(stack, broker.bootstrap, ingest, key, replay, calls)
                 await score_days(stack, d1, d2)  # the condition must hold on 2 evaluations

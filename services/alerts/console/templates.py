@@ -21,6 +21,7 @@ from services.alerts.console.views import (
     Portfolio,
     PortfolioFilter,
     PortfolioRow,
+    csm_label,
 )
 from shared.db.models import Alert
 
@@ -666,7 +667,7 @@ def account_page(
         ("Renewal", renewal),
         ("Plan", e(a.plan)),
         ("Lifecycle stage", e(a.lifecycle_stage)),
-        ("CSM", e(a.csm_email or a.csm_slack)),
+        ("CSM", e(csm_label(a.csm_email, a.csm_slack))),
     ]
     dl = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
     flash = f'<p class="notice" role="status">{e(NOTICES[notice])}</p>' if notice in NOTICES else ""
@@ -765,7 +766,7 @@ def alerts_page(
             f'<td class="num">{fmt_money(a.mrr)}</td>'
             f"<td>{e(a.reason)}</td>"
             f"<td>{fmt_when(a.opened_at)}</td>"
-            f"<td>{e(a.csm_email or a.csm_slack)}</td></tr>"
+            f"<td>{e(csm_label(a.csm_email, a.csm_slack))}</td></tr>"
             for a in alerts
         )
         rid = f"rule-{e(rule)}"

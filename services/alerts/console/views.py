@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.lifecycle import ACTIVE
 from shared.db.models import Account, Alert, HealthScore
+from shared.redact import mask_url
 
 SPARK_DAYS = 12 * 7
 """The sparkline covers the last 12 weeks of daily scores."""
@@ -89,8 +90,13 @@ class Portfolio:
         return sum(self.mrr_by_band.values())
 
 
+def csm_label(csm_email: str | None, csm_slack: str | None) -> str | None:
+    """Who the CSM is, as the console shows it: a webhook URL is a secret, so it is masked."""
+    return csm_email or (mask_url(csm_slack) if csm_slack else None)
+
+
 def _csm(a: Account) -> str | None:
-    return a.csm_email or a.csm_slack
+    return csm_label(a.csm_email, a.csm_slack)
 
 
 def _account_filter(stmt: Select[Any], f: PortfolioFilter, today: date) -> Select[Any]:
@@ -144,7 +150,8 @@ async def csm_names(session: AsyncSession) -> list[str]:
         .where(func.coalesce(Account.csm_email, Account.csm_slack).is_not(None))
         .distinct()
     )
-    return sorted(c for c in found if c)
+    # A webhook URL names no one and is a secret: not offered as a CSM to filter by.
+    return sorted(c for c in found if c and "://" not in c)
 
 
 async def portfolio(session: AsyncSession, f: PortfolioFilter, today: date) -> Portfolio:
