@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,12 @@ from services.scorer.accounts_csv import (
     parse_accounts_csv,
     read_accounts_csv,
 )
-from services.scorer.activity import AccountActivity, AccountProfile, FeatureActivity
+from services.scorer.activity import (
+    AccountActivity,
+    AccountProfile,
+    FeatureActivity,
+    UserWeeks,
+)
 from services.scorer.repository import ScoreRow, ScoringRepository
 from services.scorer.writer import RollupWriter
 from shared.db.models import Account, AccountDay, FeatureDay, FeatureUserDay, UserDay
@@ -72,6 +77,19 @@ async def seed(
         )
 
 
+def user_weeks(
+    user: str, weeks: dict[int, tuple[int, int]], last: date, login: date | None = None
+) -> UserWeeks:
+    """A user's 12 weeks from {week: (active days, events)}."""
+    return UserWeeks(
+        user_id=user,
+        active_days=tuple(weeks.get(w, (0, 0))[0] for w in range(12)),
+        events=tuple(weeks.get(w, (0, 0))[1] for w in range(12)),
+        last_active=last,
+        last_login=login,
+    )
+
+
 async def load(
     db: Sessions, ids: list[str], key_features: tuple[str, ...] = ()
 ) -> list[AccountActivity]:
@@ -114,8 +132,13 @@ class TestWindows:
             features=(),
             activated_users=6,
             first_week_logins=6,  # u6 and u5, the first two days
-            top_user="u1",
-            top_user_last_login=None,
+            users=(
+                user_weeks("u1", {8: (1, 1)}, ago(27)),
+                user_weeks("u2", {7: (1, 1)}, ago(28)),
+                user_weeks("u3", {11: (2, 3)}, AS_OF, AS_OF),
+                user_weeks("u4", {10: (1, 1)}, ago(7)),
+                user_weeks("u5", {0: (1, 1)}, ago(83), ago(83)),
+            ),
         )
 
     async def test_young_account_gets_a_shorter_daily_series(self, db: Sessions, uid: str) -> None:
@@ -169,7 +192,7 @@ class TestWindows:
         assert await load(db, []) == []
 
 
-class TestFeaturesAndChampion:
+class TestFeaturesAndUsers:
     async def test_key_features_including_unused_ones(self, db: Sessions, uid: str) -> None:
         acme = f"{uid}-acme"
         await seed(
@@ -194,31 +217,45 @@ class TestFeaturesAndChampion:
             FeatureActivity("never"),
         )
 
-    async def test_champion_is_the_most_active_user_before_the_last_two_weeks(
+    async def test_users_per_week_for_the_champion_and_regular_users(
         self, db: Sessions, uid: str
     ) -> None:
         acme = f"{uid}-acme"
-        champ_days = [("champ", ago(d), 1, 1 if d == 40 else 0) for d in (14, 20, 40, 69)]
         await seed(
             db,
             acme,
             [
-                *champ_days,
-                *[("recent", ago(d), 50, 1) for d in range(0, 14)],  # inside the gap
-                *[("earlier", ago(d), 50, 1) for d in range(70, 80)],  # before the 8 weeks
-                ("busy", ago(30), 100, 0),
-                ("busy", ago(31), 100, 0),
-                ("busy", ago(32), 100, 0),
-                ("tie", ago(33), 1, 0),
-                ("tie", ago(34), 1, 0),
-                ("tie", ago(35), 1, 0),
-                ("tie", ago(36), 1, 0),
+                ("weekly", ago(0), 1, 0),
+                ("weekly", ago(7), 2, 1),
+                ("weekly", ago(8), 3, 0),
+                ("weekly", ago(77), 1, 1),
+                ("daily", ago(1), 5, 1),
+                ("daily", ago(2), 5, 0),
+                ("gone", ago(84), 9, 1),  # before the 12 weeks: not a user of the window
             ],
-            first_seen=ago(80),
+            first_seen=ago(200),
         )
         [a] = await load(db, [acme])
-        # champ and tie both have 4 active days and 4 events: the id breaks the tie.
-        assert (a.top_user, a.top_user_last_login) == ("champ", ago(40))
+        assert a.users == (
+            user_weeks("daily", {11: (2, 10)}, ago(1), ago(1)),
+            user_weeks("weekly", {0: (1, 1), 10: (2, 5), 11: (1, 1)}, AS_OF, ago(7)),
+        )
+
+    async def test_a_named_champion_quiet_for_longer_than_the_window(
+        self, db: Sessions, uid: str
+    ) -> None:
+        acme = f"{uid}-acme"
+        await seed(
+            db,
+            acme,
+            [("boss", ago(120), 3, 1), ("boss", ago(100), 1, 0), ("u1", ago(1), 1, 1)],
+            first_seen=ago(200),
+            champion="boss",
+        )
+        [a] = await load(db, [acme])
+        assert a.profile.champion == "boss"
+        assert a.users[0] == UserWeeks(user_id="boss", last_active=ago(100), last_login=ago(120))
+        assert [u.user_id for u in a.users] == ["boss", "u1"]
 
     async def test_query_count_does_not_grow_with_the_chunk(self, db: Sessions, uid: str) -> None:
         ids = [f"{uid}-{i:02d}" for i in range(30)]
@@ -244,7 +281,7 @@ class TestFeaturesAndChampion:
                     got = await repo.load_activity(session, chunk, AS_OF, ("reports",))
                 finally:
                     event.remove(bind, "before_cursor_execute", on_execute)
-            assert [g.top_user for g in got] == ["u2"] * len(chunk)
+            assert [len(g.users) for g in got] == [2] * len(chunk)
             return len(statements)
 
         assert await count(ids[:1]) == await count(ids) <= 10
@@ -278,40 +315,53 @@ class TestScoresAndWorkLists:
         assert latest[acme].moved == {"recency": -50} and latest[acme].previous_score == 80.0
         assert latest[acme].computed_at is not None
         assert account is not None
+        # The re-score marks are not the history's business (see advance_marks).
         assert (account.score, account.band, account.scored_as_of, account.dirty) == (
             35.5,
             "red",
             d2,
-            False,
+            True,
         )
 
-    async def test_dirty_flag_survives_events_after_the_load(self, db: Sessions, uid: str) -> None:
+    async def test_marks_move_only_when_no_events_came_after_they_were_read(
+        self, db: Sessions, uid: str
+    ) -> None:
         from tests.scorer.conftest import create_event
 
         acme, quiet = f"{uid}-acme", f"{uid}-quiet"
         await seed(db, quiet, [])
+        late = f"{AS_OF - timedelta(days=5)}T10:00:00+00:00"
         async with db() as session, session.begin():
             await RollupWriter().flush(
-                session, "g", [create_event(f"{uid}-1", account_id=acme)], {}
+                session, "g", [create_event(f"{uid}-1", account_id=acme, at=late)], {}
             )
         async with db() as session:
             dirty = await repo.dirty_accounts(session, 100_000)
+            marks = await repo.load_marks(session, [acme])
         assert acme in dirty and quiet not in dirty
-        loaded_at = datetime.now(UTC)
+        assert marks[acme].rescore_from == ago(5)
+        # Events after the marks were read: moving the mark now would lose them.
         async with db() as session, session.begin():
             await RollupWriter().flush(
-                session, "g", [create_event(f"{uid}-2", account_id=acme)], {}
+                session, "g", [create_event(f"{uid}-2", account_id=acme, at=late)], {}
             )
         async with db() as session, session.begin():
-            await repo.save_scores(
-                session, [ScoreRow(acme, AS_OF, 50.0, "yellow")], loaded_at=loaded_at
-            )
+            await repo.advance_marks(session, {acme: (marks[acme], None)})
         async with db() as session:
             assert acme in await repo.dirty_accounts(session, 100_000)
+            fresh = await repo.load_marks(session, [acme])
+        assert fresh[acme].rescore_from == ago(5)
         async with db() as session, session.begin():
-            await repo.save_scores(session, [ScoreRow(acme, AS_OF, 50.0, "yellow")])
+            await repo.advance_marks(session, {acme: (fresh[acme], ago(4))})
+        async with db() as session:
+            assert (await repo.load_marks(session, [acme]))[acme].rescore_from == ago(4)
+            assert acme in await repo.dirty_accounts(session, 100_000)
+            moved = await repo.load_marks(session, [acme])
+        async with db() as session, session.begin():
+            await repo.advance_marks(session, {acme: (moved[acme], None)})
         async with db() as session:
             assert acme not in await repo.dirty_accounts(session, 100_000)
+            assert (await repo.load_marks(session, [acme]))[acme].rescore_from is None
 
     async def test_all_account_ids_pages_by_key(self, db: Sessions, uid: str) -> None:
         ids = [f"{uid}-{c}" for c in "abcde"]
@@ -392,6 +442,10 @@ class TestAccountsCsv:
                 ],
             ),
             ("account_id,seats\na,1\na,2\n", ["line 3, column account_id: 'a' already on line 2"]),
+            (
+                f"account_id,champion\na,{'x' * 201}\n",
+                ["line 2, column champion: is longer than 200 characters"],
+            ),
             ("account_id,seats\na,1,2\n", ["line 2: has 3 cells, the header 2"]),
             ('account_id,name\n"a,\n', ["line 2"]),
         ],
@@ -431,3 +485,17 @@ class TestAccountsCsv:
             True,
         )
         assert (b.plan, b.seats, b.traits, b.dirty) == ("Team", None, {}, True)
+
+    async def test_champion_column_names_the_champion(
+        self, db: Sessions, uid: str, tmp_path: Any
+    ) -> None:
+        acme = f"{uid}-acme"
+        await seed(db, acme, [("u1", ago(1), 1, 1)], seats=5, first_seen=ago(30))
+        path = tmp_path / "accounts.csv"
+        path.write_text(f"account_id,champion\n{acme}, dana@acme \n", encoding="utf-8")
+        rows = read_accounts_csv(path)
+        assert rows == [AccountRow(acme, {"champion": "dana@acme"}, line=2)]
+        async with db() as session, session.begin():
+            await import_accounts(session, rows)
+        [a] = await load(db, [acme])
+        assert (a.profile.champion, a.profile.seats) == ("dana@acme", 5)
