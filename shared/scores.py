@@ -55,7 +55,10 @@ class UsageMetrics(_Frozen):
     weekly_active_users: tuple[int, ...] = ()
     weekly_logins: tuple[int, ...] = ()
     seats: int | None = None
-    seat_utilization: float | None = Field(None, description="mau / seats.")
+    seat_utilization: float | None = Field(
+        None,
+        description="regular_users / seats (mau / seats before the account's first whole week).",
+    )
     stickiness: float | None = Field(None, description="mean_dau / mau.")
     key_features_total: int = 0
     key_features_used: int = Field(0, description="Key features used in the last 28 days.")
@@ -94,7 +97,25 @@ class UsageMetrics(_Frozen):
     time_to_first_value_days: int | None = None
     renewal_date: date | None = None
     days_to_renewal: int | None = Field(None, description="Negative once the date has passed.")
-    top_user: str | None = None
+    regular_users: int | None = Field(
+        None,
+        description="Users active in most of the last whole weeks (3 of 4 by default); None "
+        "before the account's first whole week.",
+    )
+    regular_weeks: int = Field(0, description="Whole weeks regular_users was judged on.")
+    champion: str | None = Field(
+        None, description="The champion's user id: named by the operator, else inferred."
+    )
+    champion_source: Literal["named", "inferred"] | None = None
+    champion_last_active: date | None = None
+    champion_days_since_active: int | None = None
+    champion_weeks_active: int = Field(
+        0, description="Weeks the champion was active in, of champion_weeks_observed."
+    )
+    champion_weeks_observed: int = Field(
+        0, description="Whole weeks of the window before the champion's current quiet run."
+    )
+    top_user: str | None = Field(None, description="The champion (kept for older readers).")
     top_user_last_login: date | None = None
     top_user_days_since_login: int | None = None
 
@@ -206,8 +227,11 @@ EXAMPLE_SCORE = ScoreMessage(
             weight=25,
             share=0.25,
             value=0.275,
-            inputs={"mau": 33, "seats": 120, "full_at": 0.8},
-            explanation="33 of 120 seats active in 28 days (28%); full marks at 80%",
+            inputs={"regular_users": 33, "mau": 33, "seats": 120, "full_at": 0.8},
+            explanation=(
+                "33 of 120 seats used regularly (28%; active in most of the last 4 weeks; "
+                "33 active in 28 days); full marks at 80%"
+            ),
         ),
         ComponentScore(
             name="stickiness",
@@ -324,6 +348,14 @@ EXAMPLE_SCORE = ScoreMessage(
         activated_users=58,
         renewal_date=date(2027, 1, 15),
         days_to_renewal=74,
+        regular_users=33,
+        regular_weeks=4,
+        champion="u-42",
+        champion_source="inferred",
+        champion_last_active=date(2026, 10, 12),
+        champion_days_since_active=21,
+        champion_weeks_active=9,
+        champion_weeks_observed=9,
         top_user="u-42",
         top_user_last_login=date(2026, 10, 12),
         top_user_days_since_login=21,

@@ -181,6 +181,22 @@ class TrendWindows(_Section):
     lookback_weeks: int = Field(12, ge=2, le=12)
     min_baseline_weeks: int = Field(2, ge=1, le=11)
     slope_weeks: int = Field(6, ge=3, le=12, description="Weeks in the least-squares slope.")
+    regular_weeks: int = Field(
+        4, ge=1, le=12, description="Whole weeks looked at to call a user regular."
+    )
+    regular_min_weeks: int = Field(
+        3, ge=1, le=12, description="Weeks of those a regular user was active in."
+    )
+    champion_recent_weeks: int = Field(
+        4,
+        ge=1,
+        le=11,
+        description="A challenger must lead the champion in each of these last weeks to replace "
+        "them; the champion is the leader of the weeks before.",
+    )
+    champion_margin: float = Field(
+        0.25, ge=0, le=10, description="... and have this much more active days over them."
+    )
 
 
 class Bands(_Section):
@@ -345,6 +361,11 @@ class ScoringModel(_Section):
                 "trend.min_baseline_weeks",
                 f"{t.min_baseline_weeks} baseline weeks do not fit between week "
                 f"{t.baseline_skip_weeks} and lookback_weeks ({t.lookback_weeks})",
+            )
+        if t.regular_min_weeks > t.regular_weeks:
+            raise KeyedError(
+                "trend.regular_min_weeks",
+                f"must be at most regular_weeks ({t.regular_min_weeks} > {t.regular_weeks})",
             )
         for i, seg in enumerate(self.segments):
             merged = self._merge((i,))

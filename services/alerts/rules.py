@@ -13,8 +13,10 @@ No I/O and no clock here: "today" is the snapshot's ``as_of``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
+from statistics import median
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +39,7 @@ from shared.alert_rules import (
     WeeklySeries,
 )
 from shared.scores import Band, Scorecard, ScoreMessage
+from shared.weekly_stats import binomial_variance, fit_line, robust_variance
 
 __all__ = [
     "RULES",
@@ -141,7 +144,7 @@ def _is(n: int) -> str:
 
 
 def _champion(s: ScoreMessage) -> str:
-    return s.metrics.top_user or "the champion"
+    return s.metrics.champion or s.metrics.top_user or "the champion"
 
 
 # -- shared reads --------------------------------------------------------------------------------
@@ -206,32 +209,57 @@ def _finding(
 # -- the rules -----------------------------------------------------------------------------------
 
 
+def _noise_variance(
+    s: ScoreMessage, level: float, which: WeeklySeries, weeks: Sequence[int]
+) -> float:
+    """Week-to-week variance of a steady series at ``level``. Weekly actives: binomial in the
+    users in play (those seen in 28 days, or the most active in any of ``weeks``), each active
+    in a week or not; seats nobody uses add no noise. Logins: Poisson."""
+    if which == "weekly_active_users":
+        return binomial_variance(level, max(s.metrics.mau, *weeks, 1))
+    return binomial_variance(level, None)
+
+
 def login_plateau(
     s: ScoreMessage, history: ScoreHistory | None, cfg: LoginPlateau
 ) -> list[Finding]:
-    """Weekly actives flat for ``weeks``+ weeks (relative slope within ±``relative_slope``)
-    while seat utilization is below ``seat_utilization_below``.
+    """Weekly actives flat over the last ``weeks`` whole weeks while the regular users leave
+    room to grow (see :class:`~shared.alert_rules.LoginPlateau`).
 
-    The slope is the scorer's (``trend_relative_slope``: least squares over ``slope_weeks``,
-    divided by the account's mean level over those weeks), so big and small accounts are judged
-    alike. No slope (too young, no activity at all) or unknown seats: not evaluable.
+    Flat: the slope is within ±``relative_slope`` of the level a week, or within ``sigmas``
+    standard errors of 0 (the noise of a small account hides a slow trend either way). Room:
+    regular users clearly (by ``sigmas`` binomial standard deviations) under
+    ``seat_utilization_below`` of the seats. Too young, no activity, unknown seats or no regular
+    users measured: not evaluable.
     """
     m = s.metrics
     seats = _seat_count(s)
-    slope = _relative_slope(s, cfg.series)
-    weeks = m.trend_slope_weeks
     series = _series(s, cfg.series)
-    if seats is None or slope is None or weeks < cfg.weeks or len(series) < weeks:
+    if seats is None or m.regular_users is None or _lived_weeks(s, series) < cfg.weeks:
         return []
-    utilization = m.mau / seats
-    flat = abs(slope) <= cfg.relative_slope + _EPS
-    room = utilization < cfg.seat_utilization_below - _EPS
-    window = list(series[-weeks:])
-    idle = max(0, seats - m.mau)
+    window = list(series[-cfg.weeks :])
+    fit = fit_line(window)
+    if fit is None or fit.level <= 0:
+        return []
+    noise = _noise_variance(s, fit.level, cfg.series, window)
+    standard_error = math.sqrt(max(noise, fit.residual_variance) / fit.sxx)
+    band = max(cfg.relative_slope * fit.level, cfg.sigmas * standard_error)
+    flat = abs(fit.slope) <= band + _EPS
+    regular = m.regular_users
+    share = regular / seats
+    seat_sd = math.sqrt(binomial_variance(regular, seats))
+    room = (
+        share < cfg.seat_utilization_below - _EPS
+        and cfg.seat_utilization_below * seats - regular >= cfg.sigmas * seat_sd - _EPS
+    )
+    relative = fit.slope / fit.level
+    idle = max(0, seats - regular)
     reason = (
-        f"{_label(cfg.series)} {', '.join(map(str, window))} over {weeks} weeks "
-        f"(trend {_signed_pct(slope)} a week, flat within ±{_pct(cfg.relative_slope)}); "
-        f"{_pct(utilization)} of {seats} seats active"
+        f"{_label(cfg.series)} {', '.join(map(str, window))} over {cfg.weeks} weeks "
+        f"(trend {_signed_pct(relative)} a week; flat within ±{_num(band)} a week, the larger "
+        f"of {_pct(cfg.relative_slope)} of the level and {_num(cfg.sigmas)} standard errors); "
+        f"{regular} of {seats} seats used regularly ({_pct(share)}; {m.mau} active in 28 days), "
+        f"room to grow below {_pct(cfg.seat_utilization_below)}"
     )
     return [
         _finding(
@@ -241,14 +269,17 @@ def login_plateau(
             holds=flat and room,
             reason=reason,
             next_step=(
-                f"Book a usage review with {_champion(s)}; {_seats(idle)} {_is(idle)} idle."
+                f"Book a usage review with {_champion(s)}; {_seats(idle)} {_is(idle)} not "
+                "used regularly."
             ),
             series=window,
-            relative_slope=round(slope, 4),
-            weeks=weeks,
+            relative_slope=round(relative, 4),
+            flat_band=round(band, 3),
+            weeks=cfg.weeks,
+            regular_users=regular,
             mau=m.mau,
             seats=seats,
-            seat_utilization=round(utilization, 4),
+            seat_utilization=round(share, 4),
         )
     ]
 
@@ -256,11 +287,13 @@ def login_plateau(
 def login_decline(
     s: ScoreMessage, history: ScoreHistory | None, cfg: LoginDecline
 ) -> list[Finding]:
-    """Last week's actives at most ``ratio`` of the mean of the ``trailing_weeks`` before it,
-    or a relative slope at or below ``relative_slope``.
+    """Each of the last ``current_weeks`` whole weeks down on the median of the
+    ``trailing_weeks`` before them, to at most ``ratio`` of it and by ``sigmas`` standard
+    deviations of the week-to-week noise (see :class:`~shared.alert_rules.LoginDecline`); or,
+    when configured, a relative slope at or below ``relative_slope``.
 
-    Each half is judged only with its data (enough whole weeks and a trailing mean above 0; a
-    slope); with neither, the rule is not evaluable.
+    Each half is judged only with its data (``min_baseline_weeks`` whole weeks before the current
+    ones and a baseline above 0; a slope); with neither, the rule is not evaluable.
     """
     series = _series(s, cfg.series)
     label = _label(cfg.series)
@@ -270,19 +303,40 @@ def login_decline(
     holds = False
     evaluable = False
 
-    if lived >= cfg.trailing_weeks + 1:
-        last = series[-1]
-        trailing = list(series[-1 - cfg.trailing_weeks : -1])
-        mean = sum(trailing) / len(trailing)
-        if mean > 0:
+    k = cfg.current_weeks
+    baseline_weeks = min(cfg.trailing_weeks, lived - k, len(series) - k)
+    if baseline_weeks >= cfg.min_baseline_weeks:
+        current = list(series[-k:])
+        baseline = list(series[-k - baseline_weeks : -k])
+        level = float(median(baseline))
+        if level > 0:
             evaluable = True
-            share = last / mean
-            holds = holds or share <= cfg.ratio + _EPS
+            # Never below the spread the baseline weeks show (robustly: one holiday week in them
+            # does not count).
+            noise = max(_noise_variance(s, level, cfg.series, baseline), robust_variance(baseline))
+            # The baseline is itself an estimate: the variance of a median of n weeks is about
+            # pi/2 times that of their mean.
+            sd = math.sqrt(noise * (1 + (math.pi / 2) / baseline_weeks))
+            limit = min(cfg.ratio * level, level - cfg.sigmas * sd)
+            holds = all(x <= limit + _EPS for x in current)
+            shares = ", ".join(_pct(x / level) for x in current)
+            weeks_word = "last week" if k == 1 else f"the last {k} weeks"
             parts.append(
-                f"{label} {last} last week vs a {cfg.trailing_weeks}-week mean of {_num(mean)} "
-                f"({', '.join(map(str, trailing))}): {_pct(share)}, alert at {_pct(cfg.ratio)}"
+                f"{label} {', '.join(map(str, current))} in {weeks_word} vs a median of "
+                f"{_num(level)} over the {baseline_weeks} weeks before "
+                f"({', '.join(map(str, baseline))}): {shares}; alert when each is at most "
+                f"{_num(limit)} ({_pct(cfg.ratio)} of the median, and {_num(cfg.sigmas)} times "
+                f"the week-to-week noise of ±{_num(sd)} below it)"
             )
-            facts.update(last_week=last, trailing=trailing, trailing_mean=mean, share=share)
+            facts.update(
+                current=current,
+                baseline=baseline,
+                baseline_median=level,
+                limit=round(limit, 3),
+                noise_sd=round(sd, 3),
+                last_week=current[-1],
+                share=current[-1] / level,
+            )
 
     slope = _relative_slope(s, cfg.series)
     if cfg.relative_slope is not None and slope is not None:
@@ -387,28 +441,36 @@ def feature_unused(
 def low_seat_utilization(
     s: ScoreMessage, history: ScoreHistory | None, cfg: LowSeatUtilization
 ) -> list[Finding]:
-    """MAU / seats below ``below`` once onboarding is over; unknown seats: not evaluable."""
+    """Regular users / seats below ``below`` once onboarding is over (MAU / seats before the
+    account's first whole week); unknown seats: not evaluable."""
     seats = _seat_count(s)
     if seats is None or not _after_onboarding(s):
         return []
-    mau = s.metrics.mau
-    utilization = mau / seats
-    idle = max(0, seats - mau)
+    m = s.metrics
+    regular = m.regular_users
+    used = m.mau if regular is None else regular
+    utilization = used / seats
+    idle = max(0, seats - used)
+    if regular is None:
+        measured = f"{used} of {seats} seats active in 28 days ({_pct(utilization)})"
+    else:
+        measured = (
+            f"{used} of {seats} seats used regularly ({_pct(utilization)}; "
+            f"{m.mau} active in 28 days)"
+        )
     return [
         _finding(
             s,
             "low_seat_utilization",
             cfg,
             holds=utilization < cfg.below - _EPS,
-            reason=(
-                f"{mau} of {seats} seats active in 28 days ({_pct(utilization)}); "
-                f"alert below {_pct(cfg.below)}"
-            ),
+            reason=f"{measured}; alert below {_pct(cfg.below)}",
             next_step=(
                 f"Plan an adoption push with {_champion(s)}: {_seats(idle)} {_is(idle)} idle"
-                + (f", renewal in {_days(d)}." if (d := s.metrics.days_to_renewal) else ".")
+                + (f", renewal in {_days(d)}." if (d := m.days_to_renewal) else ".")
             ),
-            mau=mau,
+            mau=m.mau,
+            regular_users=regular,
             seats=seats,
             seat_utilization=round(utilization, 4),
             idle_seats=idle,
@@ -521,17 +583,21 @@ def renewal_risk(s: ScoreMessage, history: ScoreHistory | None, cfg: RenewalRisk
 def champion_lost(
     s: ScoreMessage, history: ScoreHistory | None, cfg: ChampionLost
 ) -> list[Finding]:
-    """The top user of the previous 8 weeks has not logged in for ``days`` days while someone
-    else was active within ``account_active_within_days`` days. No champion or no login date
-    for them: not evaluable."""
+    """The champion has not been active for ``days``+ days, a silence with at most ``chance``
+    of happening to them (their weekly rate, from the weeks before the silence with one active
+    and one quiet week of prior, missed every quiet week), while someone else was active within
+    ``account_active_within_days`` days. No champion, or one never seen: not evaluable."""
     m = s.metrics
-    if m.top_user is None or m.top_user_last_login is None:
+    if m.champion is None or m.champion_last_active is None:
         return []
     days = (
-        m.top_user_days_since_login
-        if m.top_user_days_since_login is not None
-        else (s.as_of - m.top_user_last_login).days
+        m.champion_days_since_active
+        if m.champion_days_since_active is not None
+        else (s.as_of - m.champion_last_active).days
     )
+    quiet_weeks = max(0, days) // 7
+    rate = (m.champion_weeks_active + 1) / (m.champion_weeks_observed + 2)
+    chance = (1 - rate) ** quiet_weeks
     active = m.days_since_last_active
     otherwise_active = active is not None and active <= cfg.account_active_within_days
     activity = (
@@ -539,22 +605,29 @@ def champion_lost(
         if active is not None
         else "the account has no activity"
     )
+    who = "named champion" if m.champion_source == "named" else "champion"
     return [
         _finding(
             s,
             "champion_lost",
             cfg,
-            holds=days >= cfg.days and otherwise_active,
+            holds=days >= cfg.days and chance <= cfg.chance + _EPS and otherwise_active,
             reason=(
-                f"top user {m.top_user} has not logged in for {_days(days)} "
-                f"(last login {m.top_user_last_login}; alert after {cfg.days}); {activity}"
+                f"{who} {m.champion} not active for {_days(days)} (last {m.champion_last_active}); "
+                f"active in {m.champion_weeks_active} of the {m.champion_weeks_observed} weeks "
+                f"before, so {quiet_weeks} quiet weeks had a {_pct(chance)} chance; alert after "
+                f"{cfg.days} days at a chance of {_pct(cfg.chance)} or less; {activity}"
             ),
             next_step=(
-                f"Reach out to {m.top_user}; if they have left or moved on, find and "
+                f"Reach out to {m.champion}; if they have left or moved on, find and "
                 "onboard a new champion."
             ),
-            top_user=m.top_user,
+            champion=m.champion,
+            top_user=m.champion,
+            champion_source=m.champion_source,
             days_since=days,
+            quiet_weeks=quiet_weeks,
+            chance=round(chance, 4),
             days_since_account_active=active,
             wau=m.wau,
         )

@@ -1,16 +1,19 @@
 """Accounts from a CSV file (``tend accounts import FILE``): parse strictly, then upsert.
 
 The header names the columns: ``account_id`` (required) and any of ``name, plan, seats, mrr,
-renewal_date, lifecycle_stage, created_at, csm_email, csm_slack``. An empty cell leaves the
-stored value alone. Values are parsed as the scorer parses ``group`` traits, but a value that
+renewal_date, lifecycle_stage, created_at, csm_email, csm_slack, champion``. An empty cell
+leaves the stored value alone. Values are parsed as the scorer parses ``group`` traits, but a value that
 cannot be parsed is an error here, not silently dropped: every error names its line and
 column, and nothing is imported until the whole file is clean.
+
+``champion`` (the user id of the account's champion, as the product sends it) comes from here
+only, never from ``group`` traits: who the champion is is the operator's word.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,18 @@ from shared.db.types import utcnow
 from shared.db.upsert import insert_for
 
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
-COLUMNS = ("account_id", *ACCOUNT_FIELDS)
 MAX_ID = 200
+IMPORT_FIELDS = (*ACCOUNT_FIELDS, "champion")
+COLUMNS = ("account_id", *IMPORT_FIELDS)
+
+
+def _user_id(value: str) -> str:
+    if len(value) > MAX_ID:
+        raise ValueError(f"is longer than {MAX_ID} characters")
+    return value
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {**ACCOUNT_PARSERS, "champion": _user_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +128,7 @@ def parse_accounts_csv(lines: Iterable[str]) -> list[AccountRow]:
                 if not raw.strip():
                     continue
                 try:
-                    fields[column] = ACCOUNT_PARSERS[column](raw.strip())
+                    fields[column] = PARSERS[column](raw.strip())
                 except ValueError as err:
                     problems.append(CsvProblem(line, column, str(err)))
             rows.append(AccountRow(account_id, fields, line))
@@ -139,7 +152,7 @@ async def import_accounts(session: AsyncSession, rows: Sequence[AccountRow]) -> 
     now = utcnow()
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in rows:
-        cols = tuple(c for c in ACCOUNT_FIELDS if c in r.fields)
+        cols = tuple(c for c in IMPORT_FIELDS if c in r.fields)
         by_columns.setdefault(cols, []).append(
             {"account_id": r.account_id, **r.fields, "updated_at": now, "dirty": True}
         )

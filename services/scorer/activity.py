@@ -33,6 +33,8 @@ class AccountProfile:
     created_at: date | None = None
     csm_email: str | None = None
     csm_slack: str | None = None
+    champion: str | None = None
+    """The champion's user id, when the operator named one (``tend accounts import``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,23 @@ class FeatureActivity:
     last_used: date | None = None
     uses_28d: int = 0
     users_28d: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UserWeeks:
+    """One user's activity per week over the 12 weeks (oldest first, like the account's series).
+
+    The champion and the regular users are pure functions of these, so they depend only on the
+    events on or before ``as_of`` and never on what an earlier score picked.
+    """
+
+    user_id: str
+    active_days: tuple[int, ...] = (0,) * WEEKS
+    events: tuple[int, ...] = (0,) * WEEKS
+    last_active: date | None = None
+    """The user's last active day on or before ``as_of`` (outside the 12 weeks too, for a named
+    champion)."""
+    last_login: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +88,5 @@ class AccountActivity:
     """Distinct users ever active in the account."""
     first_week_logins: int = 0
     """Logins in the 7 days from the account's start (created_at, else first_seen)."""
-    top_user: str | None = None
-    """The most active user over the 8 weeks before the last 14 days (champion)."""
-    top_user_last_login: date | None = None
+    users: tuple[UserWeeks, ...] = ()
+    """Every user active in the 12 weeks (and the named champion, active or not)."""

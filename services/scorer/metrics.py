@@ -13,8 +13,10 @@ from datetime import date, timedelta
 from statistics import median
 
 from services.scorer.activity import MONTH_DAYS, WEEKS, AccountActivity, FeatureActivity
+from services.scorer.people import champion_of, regular_users
 from shared.scores import FeatureUsage, UsageMetrics
 from shared.scoring_model import TrendWindows
+from shared.weekly_stats import least_squares_slope
 
 __all__ = ["UsageMetrics", "account_start", "compute_metrics", "least_squares_slope"]
 
@@ -24,18 +26,6 @@ _DEFAULT_WINDOWS = TrendWindows()
 def account_start(activity: AccountActivity) -> date | None:
     known = [d for d in (activity.profile.created_at, activity.first_seen) if d is not None]
     return min(known) if known else None
-
-
-def least_squares_slope(values: Sequence[float]) -> float | None:
-    """Slope of the least-squares line through ``(i, values[i])``; None under 2 points."""
-    n = len(values)
-    if n < 2:
-        return None
-    mean_x = (n - 1) / 2
-    mean_y = sum(values) / n
-    sxy = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(values))
-    sxx = sum((i - mean_x) ** 2 for i in range(n))
-    return sxy / sxx
 
 
 def _ratio(num: float, den: float | None) -> float | None:
@@ -127,6 +117,23 @@ def compute_metrics(
     trend_slope = least_squares_slope(slope_wau) if fit else None
     logins_slope = least_squares_slope(slope_logins) if fit else None
 
+    # -- people: regular users and the champion, from the same whole weeks as the trend
+    regular = regular_users(
+        activity.users,
+        lived_weeks,
+        regular_weeks=windows.regular_weeks,
+        regular_min_weeks=windows.regular_min_weeks,
+    )
+    champion = champion_of(
+        activity.users,
+        as_of,
+        lived_weeks,
+        named=profile.champion,
+        recent_weeks=windows.champion_recent_weeks,
+        margin=windows.champion_margin,
+    )
+    champion_login = champion.last_login if champion else None
+
     return UsageMetrics(
         account_id=profile.account_id,
         as_of=as_of,
@@ -137,7 +144,8 @@ def compute_metrics(
         weekly_active_users=tuple(wau_series),
         weekly_logins=tuple(logins_series),
         seats=seats,
-        seat_utilization=_ratio(mau, seats),
+        # Before a whole week there is no "regular" yet: seats seen at all is all there is.
+        seat_utilization=_ratio(mau if regular is None else regular[0], seats),
         stickiness=_ratio(mean_dau, mau),
         key_features_total=len(features),
         key_features_used=used,
@@ -166,9 +174,17 @@ def compute_metrics(
         time_to_first_value_days=ttv,
         renewal_date=profile.renewal_date,
         days_to_renewal=(profile.renewal_date - as_of).days if profile.renewal_date else None,
-        top_user=activity.top_user,
-        top_user_last_login=activity.top_user_last_login,
-        top_user_days_since_login=_days(as_of, activity.top_user_last_login),
+        regular_users=None if regular is None else regular[0],
+        regular_weeks=0 if regular is None else regular[1],
+        champion=champion.user_id if champion else None,
+        champion_source=champion.source if champion else None,
+        champion_last_active=champion.last_active if champion else None,
+        champion_days_since_active=_days(as_of, champion.last_active) if champion else None,
+        champion_weeks_active=champion.weeks_active if champion else 0,
+        champion_weeks_observed=champion.weeks_observed if champion else 0,
+        top_user=champion.user_id if champion else None,
+        top_user_last_login=champion_login,
+        top_user_days_since_login=_days(as_of, champion_login),
     )
 
 

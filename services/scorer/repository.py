@@ -39,6 +39,7 @@ from services.scorer.activity import (
     AccountActivity,
     AccountProfile,
     FeatureActivity,
+    UserWeeks,
 )
 from services.scorer.processor import ACCOUNT_FIELDS
 from shared.bus.base import TopicPartition
@@ -62,11 +63,6 @@ FEATURE_DAYS: Table = FeatureDay.__table__  # type: ignore[assignment]
 FEATURE_USER_DAYS: Table = FeatureUserDay.__table__  # type: ignore[assignment]
 HEALTH_SCORES: Table = HealthScore.__table__  # type: ignore[assignment]
 OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
-
-CHAMPION_WEEKS = 8
-"""The champion is the most active user over this many weeks ..."""
-CHAMPION_GAP_DAYS = 14
-"""... ending this many days before ``as_of`` (so a champion who just went quiet still is one)."""
 
 _IN_CHUNK = 5000
 
@@ -108,6 +104,28 @@ def _as_date(value: Any) -> date | None:
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _user_weeks(
+    users: Mapping[str, Mapping[str, Any]],
+    champion: str | None,
+    named_last: Mapping[tuple[str, str], tuple[date | None, date | None]],
+    account_id: str,
+) -> tuple[UserWeeks, ...]:
+    out = {
+        user_id: UserWeeks(
+            user_id=user_id,
+            active_days=tuple(u["days"]),
+            events=tuple(u["events"]),
+            last_active=u["last"],
+            last_login=u["login"],
+        )
+        for user_id, u in users.items()
+    }
+    if champion and champion not in out:
+        last, login = named_last.get((account_id, champion), (None, None))
+        out[champion] = UserWeeks(user_id=champion, last_active=last, last_login=login)
+    return tuple(out[k] for k in sorted(out))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +206,9 @@ class ScoringRepository:
         profiles: dict[str, AccountProfile] = {}
         first_seen: dict[str, date | None] = {}
         result = await session.execute(
-            select(ac.account_id, ac.first_seen, *(ac[c] for c in ACCOUNT_FIELDS)).where(
-                ac.account_id.in_(ids)
-            )
+            select(
+                ac.account_id, ac.first_seen, ac.champion, *(ac[c] for c in ACCOUNT_FIELDS)
+            ).where(ac.account_id.in_(ids))
         )
         for row in result:
             m = row._mapping
@@ -205,6 +223,7 @@ class ScoringRepository:
                 created_at=_as_date(m["created_at"]),
                 csm_email=m["csm_email"],
                 csm_slack=m["csm_slack"],
+                champion=m["champion"],
             )
             seen = _as_date(row.first_seen)
             first_seen[row.account_id] = seen if seen is not None and seen <= as_of else None
@@ -313,45 +332,52 @@ class ScoringRepository:
             for account_id, feature, users in result:
                 features.setdefault((account_id, feature), {})["users_28d"] = int(users)
 
-        # 8. Champion: most active days (then events, then id) in the 8 weeks before the gap.
-        champ_end = as_of - timedelta(days=CHAMPION_GAP_DAYS)
-        champ_start = champ_end - timedelta(days=7 * CHAMPION_WEEKS - 1)
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=ud.account_id,
-                order_by=(func.count().desc(), func.sum(ud.events).desc(), ud.user_id),
-            )
-            .label("rank")
-        )
-        ranked = (
-            select(ud.account_id, ud.user_id, rank)
-            .where(ud.account_id.in_(ids), ud.day >= champ_start, ud.day <= champ_end)
-            .group_by(ud.account_id, ud.user_id)
-            .subquery()
-        )
-        # 9. With each champion's last login (any time up to as_of), in the same query.
-        ul = USER_DAYS.alias("champion_days")
-        champion_last_login = (
-            select(func.max(ul.c.day))
-            .where(
-                ul.c.account_id == ranked.c.account_id,
-                ul.c.user_id == ranked.c.user_id,
-                ul.c.logins > 0,
-                ul.c.day <= as_of,
-            )
-            .scalar_subquery()
-        )
+        # 8. Per user and week of the 12: active days, events, last active day, last login. The
+        # champion and the regular users are derived from these (services.scorer.people).
+        per_user: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         result = await session.execute(
-            select(ranked.c.account_id, ranked.c.user_id, champion_last_login).where(
-                ranked.c.rank == 1
+            select(
+                ud.account_id,
+                ud.user_id,
+                week_index,
+                func.count(),
+                func.coalesce(func.sum(ud.events), 0),
+                func.max(ud.day),
+                func.max(case((ud.logins > 0, ud.day))),
             )
+            .where(ud.account_id.in_(ids), ud.day >= weeks_start, ud.day <= as_of)
+            .group_by(ud.account_id, ud.user_id, week_index)
         )
-        champions: dict[str, str] = {}
-        champion_login: dict[str, date | None] = {}
-        for account_id, user_id, login in result:
-            champions[account_id] = user_id
-            champion_login[account_id] = _as_date(login)
+        for account_id, user_id, week, days_active, events, last, login in result:
+            u = per_user[account_id].setdefault(
+                user_id, {"days": [0] * WEEKS, "events": [0] * WEEKS, "last": None, "login": None}
+            )
+            u["days"][int(week)] = int(days_active)
+            u["events"][int(week)] = int(events)
+            u["last"] = max(filter(None, (u["last"], _as_date(last))), default=None)
+            u["login"] = max(filter(None, (u["login"], _as_date(login))), default=None)
+
+        # 9. A named champion may have been quiet for longer than the 12 weeks: their last
+        # activity and login ever (up to as_of).
+        named = [(a, p.champion) for a, p in profiles.items() if p.champion]
+        named_last: dict[tuple[str, str], tuple[date | None, date | None]] = {}
+        for chunk in _chunks(named):
+            result = await session.execute(
+                select(
+                    ud.account_id,
+                    ud.user_id,
+                    func.max(ud.day),
+                    func.max(case((ud.logins > 0, ud.day))),
+                )
+                .where(
+                    ud.account_id.in_([a for a, _ in chunk]),
+                    ud.user_id.in_({c for _, c in chunk if c}),
+                    ud.day <= as_of,
+                )
+                .group_by(ud.account_id, ud.user_id)
+            )
+            for account_id, user_id, last, login in result:
+                named_last[(account_id, user_id)] = (_as_date(last), _as_date(login))
 
         out: list[AccountActivity] = []
         for account_id in ids:
@@ -385,8 +411,9 @@ class ScoringRepository:
                     ),
                     activated_users=activated.get(account_id, 0),
                     first_week_logins=first_week.get(account_id, 0),
-                    top_user=champions.get(account_id),
-                    top_user_last_login=champion_login.get(account_id),
+                    users=_user_weeks(
+                        per_user.get(account_id, {}), profile.champion, named_last, account_id
+                    ),
                 )
             )
         return out

@@ -180,13 +180,23 @@ def _health(card: _Card, m: UsageMetrics, model: ScoringModel, key_features: Seq
             if m.seats is None or m.seat_utilization is None:
                 card.leave_out(name, "seats unknown (no seat count on record)")
                 continue
+            if m.regular_users is None:
+                inputs: dict[str, InputValue] = {"mau": m.mau}
+                used = f"{m.mau} of {m.seats} seats active in 28 days"
+                used += f" ({_pct(m.seat_utilization)})"
+            else:
+                inputs = {"regular_users": m.regular_users, "mau": m.mau}
+                used = (
+                    f"{m.regular_users} of {m.seats} seats used regularly "
+                    f"({_pct(m.seat_utilization)}; active in most of the last "
+                    f"{_plural(m.regular_weeks, 'week')}; {m.mau} active in 28 days)"
+                )
             card.add(
                 name,
                 rule,
                 m.seat_utilization,
-                {"mau": m.mau, "seats": m.seats, "full_at": rule.full_at},
-                f"{m.mau} of {m.seats} seats active in 28 days ({_pct(m.seat_utilization)}); "
-                f"full marks at {_pct(rule.full_at)}",
+                {**inputs, "seats": m.seats, "full_at": rule.full_at},
+                f"{used}; full marks at {_pct(rule.full_at)}",
             )
         elif name == "stickiness":
             rule = c.stickiness

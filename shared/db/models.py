@@ -135,6 +135,9 @@ class Account(Base):
     )
     csm_email: Mapped[str | None] = mapped_column(String(320), default=None)
     csm_slack: Mapped[str | None] = mapped_column(String(200), default=None)
+    champion: Mapped[str | None] = mapped_column(
+        String(200), default=None, comment="The champion's user id, named by an operator."
+    )
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     first_seen: Mapped[date | None] = mapped_column(Date, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.scorer.activity import AccountActivity, AccountProfile, FeatureActivity
+from services.scorer.activity import AccountActivity, AccountProfile, FeatureActivity, UserWeeks
 from services.scorer.metrics import (
     UsageMetrics,
     account_start,
@@ -103,9 +103,20 @@ class TestSeatUtilization:
             (0, None, None),
         ],
     )
-    def test_mau_over_seats(self, mau: int, seats: int | None, expected: float | None) -> None:
-        m = metrics(mau=mau, seats=seats)
+    def test_regular_users_over_seats(
+        self, mau: int, seats: int | None, expected: float | None
+    ) -> None:
+        # Each of the ``mau`` users active in every one of the 12 weeks: all regular.
+        users = tuple(
+            UserWeeks(user_id=f"u{i}", active_days=(1,) * 12, events=(1,) * 12) for i in range(mau)
+        )
+        m = metrics(mau=mau + 5, seats=seats, users=users)
+        assert m.regular_users == mau and m.regular_weeks == 4
         assert m.seat_utilization == (pytest.approx(expected) if expected is not None else None)
+
+    def test_before_a_whole_week_mau_over_seats(self) -> None:
+        m = metrics(mau=4, seats=10, age=5)
+        assert m.regular_users is None and m.seat_utilization == pytest.approx(0.4)
 
     @pytest.mark.parametrize(("seats", "shown"), [(0, None), (None, None), (5, 5)])
     def test_unknown_seats_are_none_not_zero(self, seats: int | None, shown: int | None) -> None:
@@ -235,13 +246,35 @@ class TestDates:
         m = metrics(profile={"renewal_date": renewal})
         assert m.renewal_date == renewal and m.days_to_renewal == days
 
-    def test_top_user_passed_through(self) -> None:
-        m = metrics(top_user="u-1", top_user_last_login=day(21))
+    def test_champion_with_their_dates(self) -> None:
+        users = (
+            UserWeeks(
+                user_id="u-1",
+                active_days=(2,) * 9 + (0, 0, 0),
+                events=(5,) * 9 + (0, 0, 0),
+                last_active=day(21),
+                last_login=day(22),
+            ),
+            UserWeeks(user_id="u-2", active_days=(1,) * 12, events=(1,) * 12, last_active=day(0)),
+        )
+        m = metrics(users=users)
+        assert (m.champion, m.champion_source, m.champion_last_active) == (
+            "u-1",
+            "inferred",
+            day(21),
+        )
+        assert (m.champion_days_since_active, m.champion_weeks_active) == (21, 9)
+        assert m.champion_weeks_observed == 9
         assert (m.top_user, m.top_user_last_login, m.top_user_days_since_login) == (
             "u-1",
-            day(21),
-            21,
+            day(22),
+            22,
         )
+
+    def test_named_champion_wins(self) -> None:
+        users = (UserWeeks(user_id="u-2", active_days=(1,) * 12, events=(1,) * 12),)
+        m = metrics(users=users, profile={"champion": "boss"})
+        assert (m.champion, m.champion_source, m.champion_last_active) == ("boss", "named", None)
 
     def test_first_week_logins_and_activated_passed_through(self) -> None:
         m = metrics(first_week_logins=6, activated_users=4)

@@ -1,0 +1,68 @@
+"""Small statistics of weekly counts, shared by the scorer's metrics and the alert rules (pure).
+
+Weekly active users of an account are, to a first approximation, a binomial count: each of its
+``seats`` is active in a week or not. That gives the week-to-week noise a steady account shows
+without a single real change, which is what the rules' thresholds must clear.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import median
+
+__all__ = ["LineFit", "binomial_variance", "fit_line", "least_squares_slope", "robust_variance"]
+
+
+@dataclass(frozen=True, slots=True)
+class LineFit:
+    slope: float
+    level: float
+    """The mean of the values."""
+    residual_variance: float
+    """Sum of squared residuals / (n - 2); 0 with 2 points."""
+    sxx: float
+
+    @property
+    def slope_standard_error(self) -> float:
+        return math.sqrt(self.residual_variance / self.sxx)
+
+
+def fit_line(values: Sequence[float]) -> LineFit | None:
+    """The least-squares line through ``(i, values[i])``; None under 2 points."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean_x = (n - 1) / 2
+    mean_y = sum(values) / n
+    sxy = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(values))
+    sxx = sum((i - mean_x) ** 2 for i in range(n))
+    slope = sxy / sxx
+    ssr = sum((y - mean_y - slope * (i - mean_x)) ** 2 for i, y in enumerate(values))
+    return LineFit(slope, mean_y, ssr / (n - 2) if n > 2 else 0.0, sxx)
+
+
+def least_squares_slope(values: Sequence[float]) -> float | None:
+    """Slope of the least-squares line through ``(i, values[i])``; None under 2 points."""
+    fit = fit_line(values)
+    return None if fit is None else fit.slope
+
+
+def binomial_variance(level: float, trials: int | None) -> float:
+    """Variance of a weekly count at ``level``: binomial in ``trials`` (seats) when known, else
+    Poisson. The share is smoothed (+0.5 / +1) so a count at 0 or at every seat still has noise."""
+    if trials is None or trials <= 0:
+        return max(level, 0.25)
+    n = max(float(trials), level)
+    p = (level + 0.5) / (n + 1)
+    return n * p * (1 - p)
+
+
+def robust_variance(values: Sequence[float]) -> float:
+    """Variance from the median absolute deviation: one holiday week does not inflate it."""
+    if len(values) < 2:
+        return 0.0
+    mid = median(values)
+    mad = median(abs(v - mid) for v in values)
+    return (1.4826 * mad) ** 2
