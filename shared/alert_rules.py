@@ -1,10 +1,12 @@
 """The alert rules: the ``rules`` section of the YAML file (``TEND_CONFIG``).
 
 Every key has a default (the defaults of issue 4), so an empty section means "all rules on, with
-their default thresholds". The section holds the life-cycle settings every rule shares
-(``fire_after``, ``resolve_after``, ``repeat_interval_days``, ``notify_on_resolve``) and one block
-per rule with its thresholds, its severity, ``enabled``, an optional ``route`` and, optionally,
-its own values of the shared settings.
+their default thresholds". The section holds the life-cycle settings every rule shares (in days
+of event time ``for_days``, ``keep_firing_for_days``, ``reopen_cooldown_days``, where the earlier
+names ``fire_after`` / ``resolve_after`` are still accepted; ``repeat_interval_days``,
+``notify_on_resolve``, ``present_days``) and one block per rule with its thresholds, its
+severity, ``enabled``, an optional ``route`` and, optionally, its own values of the shared
+settings.
 
 Field constraints are checked by pydantic (the location names the key); checks across rules
 raise :class:`~shared.scoring_model.KeyedError`, which :mod:`shared.config` reports under the
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.scoring_model import KeyedError
 
@@ -95,57 +97,46 @@ class RuleSettings(_Section):
 
     enabled: bool = True
     severity: Severity = "warning"
-    fire_after: int | None = Field(None, ge=1, le=30)
-    resolve_after: int | None = Field(None, ge=1, le=30)
+    for_days: int | None = Field(
+        None, ge=1, le=60, validation_alias=AliasChoices("for_days", "fire_after")
+    )
+    keep_firing_for_days: int | None = Field(
+        None, ge=1, le=60, validation_alias=AliasChoices("keep_firing_for_days", "resolve_after")
+    )
+    reopen_cooldown_days: int | None = Field(None, ge=0, le=365)
     repeat_interval_days: float | None = Field(None, ge=0)
     notify_on_resolve: bool | None = None
     route: Route | None = None
 
+    @property
+    def fire_after(self) -> int | None:
+        """The earlier name of ``for_days`` (still accepted in the YAML)."""
+        return self.for_days
+
+    @property
+    def resolve_after(self) -> int | None:
+        """The earlier name of ``keep_firing_for_days`` (still accepted in the YAML)."""
+        return self.keep_firing_for_days
+
 
 class LoginPlateau(RuleSettings):
-    """Weekly actives flat, with room to grow in regular use.
+    """Weekly actives flat (relative slope within ±``relative_slope`` a week) with room to grow."""
 
-    Flat: the least-squares slope over the last ``weeks`` whole weeks is within
-    ±``relative_slope`` of the account's level a week, or not told apart from 0 by ``sigmas``
-    standard errors (a small account's weeks are too noisy to call a trend). Room to grow:
-    the regular users (active in most of the last weeks) are under ``seat_utilization_below`` of
-    the seats, by more than ``sigmas`` standard deviations of a binomial count of the seats.
-    """
-
-    weeks: int = Field(6, ge=3, le=12, description="Whole weeks the slope is fitted over.")
+    weeks: int = Field(4, ge=3, le=12, description="Fewest weeks the flat slope must span.")
     relative_slope: float = Field(
         0.03, gt=0, le=0.5, description="|slope| / the account's own level, per week."
     )
-    sigmas: float = Field(
-        2.0, ge=0, le=10, description="A trend must exceed this many standard errors to count."
-    )
-    seat_utilization_below: float = Field(
-        0.60, gt=0, le=1, description="Regular users / seats under this leaves room to grow."
-    )
+    seat_utilization_below: float = Field(0.80, gt=0, le=1)
     series: WeeklySeries = "weekly_active_users"
 
 
 class LoginDecline(RuleSettings):
-    """Each of the last ``current_weeks`` whole weeks down on the baseline (the median of the
-    ``trailing_weeks`` before them) to at most ``ratio`` of it, and by at least ``sigmas`` standard
-    deviations of the week-to-week noise (binomial in the seats for weekly actives, never below
-    the spread the baseline weeks show); so one week's dip is not a decline, and a small account
-    needs a larger relative drop than a large one. Optionally also a relative slope at or below
-    ``relative_slope``."""
+    """Last week at most ``ratio`` of the trailing mean, or a clearly negative relative slope."""
 
-    ratio: float = Field(0.80, gt=0, lt=1)
-    current_weeks: int = Field(
-        2, ge=1, le=6, description="The drop must hold in each of these last whole weeks."
-    )
-    trailing_weeks: int = Field(
-        8, ge=2, le=11, description="Baseline weeks before the current ones (median)."
-    )
-    min_baseline_weeks: int = Field(3, ge=2, le=11)
-    sigmas: float = Field(
-        2.0, ge=0, le=10, description="Standard deviations of noise each week must drop by."
-    )
+    ratio: float = Field(0.70, gt=0, lt=1)
+    trailing_weeks: int = Field(4, ge=1, le=11)
     relative_slope: float | None = Field(
-        None, lt=0, description="Also fire at or below this slope per week; null: off."
+        -0.10, lt=0, description="Fires at or below this slope per week; null: ratio only."
     )
     series: WeeklySeries = "weekly_active_users"
 
@@ -161,9 +152,7 @@ class FeatureUnused(RuleSettings):
 
 
 class LowSeatUtilization(RuleSettings):
-    below: float = Field(
-        0.40, gt=0, le=1, description="Regular users / seats (seat_utilization) below this fires."
-    )
+    below: float = Field(0.40, gt=0, le=1, description="MAU / seats below this fires.")
 
 
 class HealthRed(RuleSettings):
@@ -189,18 +178,7 @@ class RenewalRisk(RuleSettings):
 
 
 class ChampionLost(RuleSettings):
-    """The champion (named, else inferred) quiet for ``days``+ days, a silence that had at most
-    ``chance`` of happening given how regularly they were active before (each whole quiet week
-    counts as a miss of their weekly rate), while the account was active within
-    ``account_active_within_days``."""
-
-    days: int = Field(14, ge=1, description="Days the champion has not been active.")
-    chance: float = Field(
-        0.02,
-        gt=0,
-        le=1,
-        description="Fire when a silence this long had at most this chance for this champion.",
-    )
+    days: int = Field(14, ge=1, description="Days the top user has not logged in.")
     account_active_within_days: int = Field(
         7, ge=0, description="Someone else was active this recently (else it is `dormant`)."
     )
@@ -213,26 +191,53 @@ class UpsellSeats(RuleSettings):
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """One rule's effective life-cycle settings."""
+    """One rule's effective life-cycle settings, in days of event time."""
 
-    fire_after: int
-    resolve_after: int
+    for_days: int
+    """Days the condition must have held (the first holding day counts) before it fires."""
+    keep_firing_for_days: int
+    """Days it must have cleared before a firing alert resolves."""
+    reopen_cooldown_days: int
+    """A resolved alert whose condition starts to hold again within this many days of its
+    resolve continues as the same alert (a reopening), without a new opened notification."""
     repeat_interval: timedelta | None
     """``None``: an open alert is notified once, never again."""
     notify_on_resolve: bool
 
 
 class RulesConfig(_Section):
-    fire_after: int = Field(
-        2, ge=1, le=30, description="Consecutive evaluations the condition must hold to fire."
+    for_days: int = Field(
+        2,
+        ge=1,
+        le=60,
+        validation_alias=AliasChoices("for_days", "fire_after"),
+        description="Days of event time the condition must hold before an alert fires.",
     )
-    resolve_after: int = Field(
-        2, ge=1, le=30, description="Consecutive evaluations it must clear to resolve."
+    keep_firing_for_days: int = Field(
+        3,
+        ge=1,
+        le=60,
+        validation_alias=AliasChoices("keep_firing_for_days", "resolve_after"),
+        description="Days of event time it must stay clear before a firing alert resolves.",
+    )
+    reopen_cooldown_days: int = Field(
+        14,
+        ge=0,
+        le=365,
+        description="A return within this many days of a resolve continues the same alert.",
     )
     repeat_interval_days: float = Field(
         7.0, ge=0, description="Re-notify an unacknowledged open alert this often; 0: never."
     )
     notify_on_resolve: bool = True
+    present_days: int = Field(
+        2,
+        ge=0,
+        le=60,
+        description="Notify only when an account's latest final day is at most this many days "
+        "before today (UTC); older days (a backfill, a lagging scorer) are recorded, not "
+        "notified.",
+    )
 
     login_plateau: LoginPlateau = Field(default_factory=LoginPlateau)
     login_decline: LoginDecline = Field(default_factory=LoginDecline)
@@ -261,6 +266,16 @@ class RulesConfig(_Section):
             )
         return self
 
+    @property
+    def fire_after(self) -> int:
+        """The earlier name of ``for_days`` (still accepted in the YAML)."""
+        return self.for_days
+
+    @property
+    def resolve_after(self) -> int:
+        """The earlier name of ``keep_firing_for_days`` (still accepted in the YAML)."""
+        return self.keep_firing_for_days
+
     def rule(self, name: RuleName) -> RuleSettings:
         settings: RuleSettings = getattr(self, name)
         return settings
@@ -271,23 +286,19 @@ class RulesConfig(_Section):
             self.repeat_interval_days if r.repeat_interval_days is None else r.repeat_interval_days
         )
         return Policy(
-            fire_after=self.fire_after if r.fire_after is None else r.fire_after,
-            resolve_after=self.resolve_after if r.resolve_after is None else r.resolve_after,
+            for_days=self.for_days if r.for_days is None else r.for_days,
+            keep_firing_for_days=(
+                self.keep_firing_for_days
+                if r.keep_firing_for_days is None
+                else r.keep_firing_for_days
+            ),
+            reopen_cooldown_days=(
+                self.reopen_cooldown_days
+                if r.reopen_cooldown_days is None
+                else r.reopen_cooldown_days
+            ),
             repeat_interval=timedelta(days=days) if days > 0 else None,
             notify_on_resolve=(
                 self.notify_on_resolve if r.notify_on_resolve is None else r.notify_on_resolve
             ),
         )
-        decline = self.login_decline
-        if decline.current_weeks + decline.trailing_weeks > 12:
-            raise KeyedError(
-                "login_decline.trailing_weeks",
-                f"current_weeks + trailing_weeks must fit in the 12 weeks of history "
-                f"({decline.current_weeks} + {decline.trailing_weeks})",
-            )
-        if decline.min_baseline_weeks > decline.trailing_weeks:
-            raise KeyedError(
-                "login_decline.min_baseline_weeks",
-                f"must be at most trailing_weeks "
-                f"({decline.min_baseline_weeks} > {decline.trailing_weeks})",
-            )

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import cast
 
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import metrics as alert_metrics
 from services.alerts.dispatcher import Dispatcher
-from services.alerts.lifecycle import AlertState, transition
+from services.alerts.lifecycle import AlertState, present, replay
 from services.alerts.notifiers.base import Notification, NotificationKind
 from services.alerts.routing import (
     DIGEST_CHANNEL,
@@ -29,15 +29,25 @@ from services.alerts.routing import (
     digest_destinations,
     next_digest,
 )
-from services.alerts.rules import ScoreHistory, ScorePoint, evaluate
-from services.alerts.state import AlertKey, AlertRepository, build_notification, state_of
+from services.alerts.rules import Finding, ScoreHistory, ScorePoint, evaluate
+from services.alerts.state import (
+    AlertKey,
+    AlertRepository,
+    build_notification,
+    day_state_of,
+    decode_states,
+    encode_states,
+    group_notification,
+    state_of,
+)
 from shared import topics
 from shared.alert_rules import RuleName, RulesConfig
 from shared.bus.base import Bus, Producer, Record
 from shared.clock import Clock
-from shared.consumer import BatchConsumer, PoisonRecord
-from shared.db.models import Alert
+from shared.consumer import BatchConsumer, PoisonRecord, RunnerOptions
+from shared.db.models import Alert, AlertScorePoint
 from shared.scores import ScoreMessage
+from shared.service_app import run_loops
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,27 @@ _KIND: dict[str, NotificationKind] = {
     "notify_repeat": "repeat",
     "notify_resolve": "resolve",
 }
+
+
+def _point(p: AlertScorePoint) -> ScorePoint:
+    return ScorePoint.model_validate(
+        {"as_of": p.as_of, "score": p.score, "band": p.band, "scorecard": p.scorecard}
+    )
+
+
+def _placeholder(row: Alert, as_of: date) -> Finding:
+    """A finding that changes nothing of the row's explanation (describe=False)."""
+    return Finding.model_validate(
+        {
+            "rule": row.rule,
+            "feature": row.feature,
+            "as_of": as_of,
+            "holds": False,
+            "severity": row.severity,
+            "reason": row.reason,
+            "next_step": row.next_step,
+        }
+    )
 
 
 class AlertsHandler:
@@ -83,6 +114,8 @@ class AlertsHandler:
             message = ScoreMessage.from_bytes(record.value)
         except ValidationError as err:
             raise PoisonRecord(f"not a score message: {err.error_count()} errors: {err}") from err
+        except Exception as err:  # any producer may write onto the topic: never stop on it
+            raise PoisonRecord(f"not a score message: {type(err).__name__}: {err}") from err
         if record.key is not None and record.key.decode(errors="replace") != message.account_id:
             raise PoisonRecord(
                 f"key {record.key!r} is not the message's account_id {message.account_id!r}"
@@ -91,48 +124,138 @@ class AlertsHandler:
 
     async def flush(self, session: AsyncSession, items: Sequence[ScoreMessage]) -> None:
         self._wrote = 0
-        if not items:
+        alert_metrics.SNAPSHOTS.inc(len(items))
+        # A provisional score (today, incomplete) is never judged: only final days count.
+        final = [m for m in items if not m.provisional]
+        if not final:
             return
         now = self.clock.now()
-        accounts = {m.account_id for m in items}
-        rows = await self.repo.load(session, accounts)
-        since = min(m.as_of for m in items) - timedelta(days=self.history_days)
-        points = await self.repo.history(session, accounts, since)
+        by_account: dict[str, dict[date, ScoreMessage]] = {}
+        for m in final:  # offset order: the last message of an (account, day) wins
+            by_account.setdefault(m.account_id, {})[m.as_of] = m
+        rows = await self.repo.load(session, by_account)
         decided: list[tuple[Alert, Notification]] = []
-        for snapshot in items:
-            history = ScoreHistory(points=tuple(points[snapshot.account_id]))
-            for finding in evaluate(snapshot, history, self.rules):
-                key: AlertKey = (snapshot.account_id, finding.rule, finding.feature)
-                row = rows.get(key)
-                step = transition(
-                    state_of(row) if row is not None else AlertState(), finding, now, self.rules
-                )
-                if not step.counted:
-                    continue
-                if row is None:
-                    if step.state.status == "none":
-                        continue  # a condition that never held: nothing to remember
-                    row = rows[key] = self.repo.add(session, snapshot.account_id, finding, now)
-                describe = finding.holds or step.state.status == "resolved"
-                self.repo.apply(row, step.state, snapshot, finding, now, describe=describe)
-                if step.action != "none":
-                    alert_metrics.TRANSITIONS.labels(finding.rule, step.action).inc()
-                    # Built now: a later snapshot of this batch may change the row again.
-                    notification = build_notification(
-                        row,
-                        _KIND[step.action],
-                        self.console_url,
-                        snapshot.as_of,
-                        renewal_date=snapshot.renewal_date,
-                    )
-                    decided.append((row, notification))
-            # Later snapshots of the same account in this batch see this one as history.
-            points[snapshot.account_id].append(ScorePoint.of(snapshot))
-        alert_metrics.SNAPSHOTS.inc(len(items))
-        await self.repo.record_scores(session, items)
+        for account in sorted(by_account):
+            decided += await self._replay(session, account, by_account[account], rows, now)
         if not decided:
             return
         await session.flush()  # new alerts get their ids
+        self._enqueue(session, decided, now)
+
+    async def _replay(
+        self,
+        session: AsyncSession,
+        account: str,
+        messages: dict[date, ScoreMessage],
+        rows: dict[AlertKey, Alert],
+        now: datetime,
+    ) -> list[tuple[Alert, Notification]]:
+        """Judge the account's new days, replay its alert state from the first of them through
+        its latest stored day, and bring its alert rows to the present."""
+        first = min(messages)
+        stored = await self.repo.days(session, account, first - timedelta(days=self.history_days))
+        points = {p.as_of: _point(p) for p in stored}
+        findings: dict[date, list[Finding]] = {
+            p.as_of: [Finding.model_validate(f) for f in p.findings or []]
+            for p in stored
+            if p.as_of >= first
+        }
+        for day in sorted(messages):
+            points[day] = ScorePoint.of(messages[day])
+        for day in sorted(messages):
+            history = ScoreHistory(points=tuple(points[d] for d in sorted(points) if d < day))
+            findings[day] = evaluate(messages[day], history, self.rules)
+
+        own = {(k[1], k[2]): r for k, r in rows.items() if k[0] == account}
+        checkpoint = await self.repo.checkpoint(session, account, first)
+        if checkpoint is not None and checkpoint.states is not None:
+            start = decode_states(checkpoint.states)
+        else:
+            start = {
+                k: day_state_of(r)
+                for k, r in own.items()
+                if r.last_evaluated_as_of is not None and r.last_evaluated_as_of < first
+            }
+        manual = {k: r.manual_resolved_on for k, r in own.items() if r.manual_resolved_on}
+        days = sorted(findings)
+        result = replay(
+            start,
+            [(d, {(f.rule, f.feature): f.holds for f in findings[d]}) for d in days],
+            lambda rule: self.rules.policy(cast(RuleName, rule)),
+            manual,
+        )
+        await self.repo.save_days(
+            session,
+            [
+                {
+                    "account_id": account,
+                    "as_of": d,
+                    "score": points[d].score,
+                    "band": points[d].band,
+                    "scorecard": points[d].scorecard,
+                    "findings": [f.model_dump(mode="json") for f in findings[d]],
+                    "states": encode_states(result.days[d]),
+                }
+                for d in days
+            ],
+        )
+        await self.repo.save_episodes(session, account, first, result.episodes)
+
+        latest = days[-1]
+        profile = messages[max(messages)]
+        in_present = latest >= self.clock.now().date() - timedelta(days=self.rules.present_days)
+        latest_finding: dict[tuple[str, str], Finding] = {}
+        for d in days:
+            latest_finding.update({(f.rule, f.feature): f for f in findings[d]})
+        decided: list[tuple[Alert, Notification]] = []
+        for key, day_state in sorted(result.final.items()):
+            row = own.get(key)
+            finding = latest_finding.get(key)
+            if row is None and (day_state.status == "none" or finding is None):
+                continue  # a condition that never held: nothing to remember
+            rule = cast(RuleName, key[0])
+            step = present(
+                state_of(row) if row is not None else AlertState(),
+                day_state,
+                now,
+                self.rules.policy(rule),
+                in_present=in_present,
+            )
+            if row is None:
+                assert finding is not None
+                row = rows[(account, *key)] = self.repo.add(session, account, finding, now)
+            describe = finding is not None and (
+                finding.holds or step.state.status in ("resolved", "none")
+            )
+            self.repo.apply(
+                row,
+                step.state,
+                profile,
+                finding or _placeholder(row, latest),
+                now,
+                describe=describe,
+                point=points[latest],
+            )
+            if step.reopened:
+                alert_metrics.REOPENED.labels(rule).inc()
+            if step.action != "none":
+                alert_metrics.TRANSITIONS.labels(rule, step.action).inc()
+                notification = build_notification(
+                    row,
+                    _KIND[step.action],
+                    self.console_url,
+                    latest,
+                    renewal_date=profile.renewal_date,
+                )
+                decided.append((row, notification))
+        return decided
+
+    def _enqueue(
+        self, session: AsyncSession, decided: list[tuple[Alert, Notification]], now: datetime
+    ) -> None:
+        """One outbox row per account and destination for everything decided together: the
+        account's newly open, still open and resolved alerts in one message."""
+        groups: dict[tuple[str, str, str], list[tuple[Alert, Notification]]] = {}
         for row, pending in decided:
             notification = pending.model_copy(update={"alert_id": str(row.id)})
             where = destinations(
@@ -151,22 +274,29 @@ class AlertsHandler:
                     row.account_id,
                 )
                 continue
-            hour = self.defaults.digest_hour_utc
-            if hour is None:
-                self.repo.enqueue(session, row, notification, where, now)
-                self._wrote += len(where)
+            targets: list[tuple[str, str]] = list(where)
+            if self.defaults.digest_hour_utc is not None:
+                immediate, addresses = digest_destinations(where)
+                targets = [*immediate, *((DIGEST_CHANNEL, a) for a in addresses)]
+            for channel, destination in targets:
+                groups.setdefault((row.account_id, channel, destination), []).append(
+                    (row, notification)
+                )
+        hour = self.defaults.digest_hour_utc
+        for (_, target, destination), members in groups.items():
+            lead, notification = group_notification(members)
+            if hour is not None and target == DIGEST_CHANNEL:
+                self.repo.enqueue(
+                    session,
+                    lead,
+                    notification,
+                    [(DIGEST_CHANNEL, destination)],
+                    now,
+                    due_at=next_digest(now, hour),
+                )
                 continue
-            immediate, addresses = digest_destinations(where)
-            self.repo.enqueue(session, row, notification, immediate, now)
-            self.repo.enqueue(
-                session,
-                row,
-                notification,
-                [(DIGEST_CHANNEL, a) for a in addresses],
-                now,
-                due_at=next_digest(now, hour),
-            )
-            self._wrote += len(immediate)
+            self.repo.enqueue(session, lead, notification, [(target, destination)], now)
+            self._wrote += 1
 
     async def after_commit(self, items: Sequence[ScoreMessage]) -> None:
         if self._wrote and self.on_notifications is not None:
@@ -191,13 +321,16 @@ class AlertsService:
         max_records: int = 500,
         max_wait_s: float = 0.2,
         retention: timedelta = timedelta(days=30),
+        runner: RunnerOptions | None = None,
     ) -> None:
         self.sessions = sessions
         self.dispatcher = dispatcher
         self.clock = clock
         self.retention = retention
         # health_drop looks back at most 90 days; keep a little more.
-        self.score_history = timedelta(days=max(rules.health_drop.within_days, 7) + 7)
+        # Keep replay checkpoints well beyond the scorer's re-score horizon (35 days by
+        # default): a re-score older than the kept days replays from the alert rows instead.
+        self.score_history = timedelta(days=max(rules.health_drop.within_days, 7, 90) + 7)
         self.handler = AlertsHandler(
             rules,
             clock,
@@ -215,6 +348,7 @@ class AlertsService:
             producer=producer,
             max_records=max_records,
             max_wait_s=max_wait_s,
+            options=runner,
         )
 
     async def purge_once(self) -> tuple[int, int]:
@@ -238,23 +372,10 @@ class AlertsService:
                 await asyncio.wait_for(stop.wait(), interval_s)
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [
-            asyncio.create_task(self.consumer.run(stop), name="alerts-consumer"),
-            asyncio.create_task(self.purge_loop(stop), name="alerts-purge"),
-        ]
+        loops = {
+            "alerts-consumer": self.consumer.run(stop),
+            "alerts-purge": self.purge_loop(stop),
+        }
         if self.dispatcher is not None:
-            tasks.append(asyncio.create_task(self.dispatcher.run(stop), name="alerts-dispatcher"))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                if t.exception() is not None:
-                    stop.set()
-                    raise t.exception()  # type: ignore[misc]
-        finally:
-            stop.set()
-            if self.dispatcher is not None:
-                self.dispatcher.wake()
-            for t in tasks:
-                if not t.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait_for(t, 30)
+            loops["alerts-dispatcher"] = self.dispatcher.run(stop)
+        await run_loops(stop, loops)

@@ -1,54 +1,75 @@
-"""The life cycle of one alert, keyed by (account, rule, feature): a pure state machine.
+"""The life cycle of an alert, keyed by (account, rule, feature), in two pure layers.
 
-Statuses: ``none`` -> ``pending`` (the condition held, not yet ``fire_after`` times) ->
-``open`` -> (``acknowledged`` | ``snoozed``) -> ``resolved`` -> (``pending`` again ...).
+**Event time** (:class:`DayState`, :func:`step_day`, :func:`replay`): the alert's history is a
+function of the sequence of final daily findings, counted in days of event time (the findings'
+``as_of``), never in evaluations or wall-clock time. Per day ``d`` and key:
 
-1. Every evaluation of a *new* ``as_of`` counts: a finding that holds adds to
-   ``consecutive_holds`` and zeroes ``consecutive_clears``, and the other way round.
-2. The same or an older ``as_of`` (a re-published or replayed score) changes nothing and
-   asks for nothing, so a retried batch or a re-score of the same day is never counted twice.
-3. An inactive alert (``none``, ``pending``, ``resolved``) opens when the condition has held on
-   ``fire_after`` consecutive evaluations: ``notify_open``.
-4. An active alert (``open``, ``acknowledged``, ``snoozed``) resolves when it has cleared on
-   ``resolve_after`` consecutive evaluations: ``notify_resolve`` when ``notify_on_resolve`` (not
-   for a snoozed alert: its owner asked for silence). A hold in between zeroes the clears, so a
-   flapping condition gives one firing and at most one resolve.
-5. An ``open`` alert whose condition holds is re-notified once ``repeat_interval`` has passed
-   since the last notification (``notify_repeat``); ``acknowledged`` ones never are.
-6. A ``snoozed`` alert whose ``snoozed_until`` has passed goes back to ``open``; if the
-   condition still holds, that evaluation notifies (``notify_repeat``) at once.
+1. A finding that holds starts (or continues) a hold that began on ``held_since``; one that
+   clears starts (or continues) a clear that began on ``cleared_since``. A day without a finding
+   (no score that day, or the rule could not judge) changes nothing: a gap neither breaks nor
+   restarts a hold, and the days in it count, as ``for`` counts time in Prometheus.
+2. An inactive alert (``none``, ``pending``, ``resolved``) fires on the day its condition has
+   held ``for_days`` days (``d - held_since + 1``): a new episode that ``started_on``
+   ``held_since`` and ``opened_on`` ``d``. If the last episode resolved by itself at most
+   ``reopen_cooldown_days`` before ``held_since``, it is that episode continuing (a reopening),
+   not a new one.
+3. A firing alert (``open``) resolves on the day its condition has been clear
+   ``keep_firing_for_days`` days (``resolved_on``).
+4. A manual resolve is remembered by the event-time day it was made on (the alert's last
+   evaluated day), and a replay applies it to the episode that was open on that day, so it
+   survives re-scores; the condition then has to hold ``for_days`` again for a new episode.
 
-A rule that was not evaluable produces no finding, so its alert is simply not transitioned.
+:func:`replay` folds days from a checkpoint (the states after the day before), so re-scoring
+day D and replaying from D gives the same states as evaluating every day once, in order.
+
+**The present** (:class:`AlertState`, :func:`present`): the alert row, which adds what people
+did and were told: acknowledged / snoozed, the wall-clock times, the notifications. It follows
+the event-time state as of the account's latest final day and asks for a notification only when
+that day is in the present (``in_present``): an episode is announced once (``notify_open``),
+reminded every ``repeat_interval`` while open and not acknowledged (``notify_repeat``), and its
+end announced (``notify_resolve``) when ``notify_on_resolve`` and it had been announced and was
+not snoozed. An episode whose whole life lies in the past is recorded, never notified.
+
 Manual moves (:func:`acknowledge`, :func:`snooze`, :func:`resolve`) raise
 :class:`LifecycleError` for a move that makes no sense in the current status.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.alerts.rules import Finding
-from shared.alert_rules import Policy, RulesConfig
+from shared.alert_rules import Policy
 
 __all__ = [
     "ACTIVE",
     "Action",
     "AlertState",
+    "DayState",
+    "DayStatus",
+    "Episode",
     "LifecycleError",
+    "Replay",
     "Status",
     "Transition",
     "acknowledge",
+    "present",
+    "replay",
     "resolve",
     "snooze",
-    "transition",
+    "step_day",
 ]
 
 Status = Literal["none", "pending", "open", "acknowledged", "snoozed", "resolved"]
+DayStatus = Literal["none", "pending", "open", "resolved"]
 Action = Literal["none", "notify_open", "notify_repeat", "notify_resolve"]
 ResolvedBy = Literal["condition", "manual"]
+Key = tuple[str, str]
+"""(rule, feature)"""
 
 ACTIVE: frozenset[Status] = frozenset({"open", "acknowledged", "snoozed"})
 
@@ -57,18 +78,195 @@ class LifecycleError(ValueError):
     """A manual move that the alert's current status does not allow."""
 
 
-class AlertState(BaseModel):
-    """Everything the life cycle needs to remember about one (account, rule, feature)."""
-
+class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    status: Status = "none"
-    consecutive_holds: int = Field(0, ge=0)
-    consecutive_clears: int = Field(0, ge=0)
-    last_evaluated_as_of: date | None = Field(
-        None, description="The as_of last counted; a finding for it or earlier is ignored."
-    )
+
+# -- event time ----------------------------------------------------------------------------------
+
+
+class DayState(_Frozen):
+    """One key's state after a day of event time (also the replay checkpoint, as JSON)."""
+
+    status: DayStatus = "none"
+    last_day: date | None = None
     last_holds: bool | None = None
+    held_since: date | None = None
+    cleared_since: date | None = None
+    started_on: date | None = Field(None, description="The last episode's first holding day.")
+    opened_on: date | None = Field(None, description="The day the last episode fired.")
+    resolved_on: date | None = None
+    resolved_by: ResolvedBy | None = None
+    reopenings: int = Field(0, ge=0, description="Returns within the cool-down, this episode.")
+
+    @property
+    def days_held(self) -> int:
+        if self.held_since is None or self.last_day is None or not self.last_holds:
+            return 0
+        return (self.last_day - self.held_since).days + 1
+
+    @property
+    def days_cleared(self) -> int:
+        if self.cleared_since is None or self.last_day is None or self.last_holds:
+            return 0
+        return (self.last_day - self.cleared_since).days + 1
+
+
+def settle_manual(state: DayState, manual_resolved_on: date | None, through: date) -> DayState:
+    """Apply a manual resolve made on a day on or before ``through`` to the episode that was
+    open then."""
+    if (
+        state.status != "open"
+        or manual_resolved_on is None
+        or manual_resolved_on > through
+        or state.opened_on is None
+        or manual_resolved_on < state.opened_on
+    ):
+        return state
+    return state.model_copy(
+        update={
+            "status": "resolved",
+            "resolved_on": manual_resolved_on,
+            "resolved_by": "manual",
+            "held_since": None,
+            "cleared_since": None,
+        }
+    )
+
+
+def step_day(
+    state: DayState, day: date, holds: bool, p: Policy, manual_resolved_on: date | None = None
+) -> DayState:
+    """The state after ``day``'s finding; days must come in ascending order."""
+    if state.last_day is not None and day <= state.last_day:
+        raise ValueError(f"day {day} is not after the last evaluated day {state.last_day}")
+    state = settle_manual(state, manual_resolved_on, date.fromordinal(day.toordinal() - 1))
+    s = state.model_copy(
+        update={
+            "last_day": day,
+            "last_holds": holds,
+            "held_since": (state.held_since or day) if holds else None,
+            "cleared_since": None if holds else (state.cleared_since or day),
+        }
+    )
+    if s.status == "open":
+        if not holds and s.days_cleared >= p.keep_firing_for_days:
+            return s.model_copy(
+                update={"status": "resolved", "resolved_on": day, "resolved_by": "condition"}
+            )
+        return s
+    if not holds:
+        return s.model_copy(update={"status": "resolved" if s.resolved_on else "none"})
+    if s.days_held < p.for_days:
+        return s.model_copy(update={"status": "pending"})
+    assert s.held_since is not None
+    if (
+        s.status in ("pending", "resolved")
+        and s.resolved_by == "condition"
+        and s.resolved_on is not None
+        and (s.held_since - s.resolved_on).days <= p.reopen_cooldown_days
+    ):
+        return s.model_copy(
+            update={
+                "status": "open",
+                "resolved_on": None,
+                "resolved_by": None,
+                "reopenings": s.reopenings + 1,
+            }
+        )
+    return s.model_copy(
+        update={
+            "status": "open",
+            "started_on": s.held_since,
+            "opened_on": day,
+            "resolved_on": None,
+            "resolved_by": None,
+            "reopenings": 0,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One episode of one key, as a replay left it."""
+
+    rule: str
+    feature: str
+    started_on: date
+    opened_on: date
+    resolved_on: date | None
+    resolved_by: ResolvedBy | None
+    reopenings: int
+
+
+@dataclass(slots=True)
+class Replay:
+    """What :func:`replay` produced.
+
+    ``days``: the states after each replayed day (the checkpoints to store, manual resolves of
+    later days not applied); ``final``: the states after the last day with every manual resolve
+    applied (what the alert rows show); ``episodes``: every episode that was open on a replayed
+    day, as it stands at the end.
+    """
+
+    days: dict[date, dict[Key, DayState]] = field(default_factory=dict)
+    final: dict[Key, DayState] = field(default_factory=dict)
+    episodes: list[Episode] = field(default_factory=list)
+
+
+def replay(
+    start: Mapping[Key, DayState],
+    days: Iterable[tuple[date, Mapping[Key, bool]]],
+    policy: Callable[[str], Policy],
+    manual: Mapping[Key, date] | None = None,
+) -> Replay:
+    """Fold ``days`` (ascending; each day's holds by key) over the checkpoint ``start``."""
+    manual = manual or {}
+    states = dict(start)
+    out = Replay()
+    seen: dict[tuple[Key, date], Episode] = {}
+
+    def note(key: Key, s: DayState, was_open: bool) -> None:
+        if s.started_on is None or s.opened_on is None or not (was_open or s.status == "open"):
+            return
+        seen[(key, s.started_on)] = Episode(
+            key[0], key[1], s.started_on, s.opened_on, s.resolved_on, s.resolved_by, s.reopenings
+        )
+
+    last: date | None = None
+    for day, holds_by_key in days:
+        for key, holds in holds_by_key.items():
+            before = states.get(key, DayState())
+            states[key] = step_day(before, day, holds, policy(key[0]), manual.get(key))
+            note(key, states[key], before.status == "open")
+        out.days[day] = dict(states)
+        last = day
+    for key, s in states.items():
+        through = last or s.last_day
+        settled = s if through is None else settle_manual(s, manual.get(key), through)
+        note(key, settled, s.status == "open")
+        out.final[key] = settled
+    out.episodes = sorted(seen.values(), key=lambda e: (e.rule, e.feature, e.started_on))
+    return out
+
+
+# -- the present ---------------------------------------------------------------------------------
+
+
+class AlertState(_Frozen):
+    """The alert row: the event-time state as of the latest day, plus what people did and
+    were told (wall-clock times)."""
+
+    status: Status = "none"
+    consecutive_holds: int = Field(0, ge=0, description="Days the condition has held.")
+    consecutive_clears: int = Field(0, ge=0, description="Days it has been clear.")
+    last_evaluated_as_of: date | None = None
+    last_holds: bool | None = None
+    started_on: date | None = None
+    opened_on: date | None = None
+    resolved_on: date | None = None
+    reopenings: int = Field(0, ge=0)
+    manual_resolved_on: date | None = None
     opened_at: AwareDatetime | None = None
     acknowledged_at: AwareDatetime | None = None
     snoozed_until: AwareDatetime | None = None
@@ -83,15 +281,13 @@ class AlertState(BaseModel):
         return self.status in ACTIVE
 
 
-class Transition(BaseModel):
-    """The state after one evaluation, and what the caller must do (write to the outbox)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Transition(_Frozen):
+    """The row after following the event-time state, and what the caller must notify."""
 
     previous: AlertState
     state: AlertState
     action: Action = "none"
-    counted: bool = Field(description="False when the finding's as_of was already evaluated.")
+    reopened: bool = False
 
     @property
     def changed(self) -> bool:
@@ -103,92 +299,129 @@ def _aware(now: datetime, name: str = "now") -> None:
         raise ValueError(f"{name} must be timezone-aware")
 
 
-def transition(
-    state: AlertState, finding: Finding, now: datetime, rules_config: RulesConfig
+def present(
+    row: AlertState, day: DayState, now: datetime, p: Policy, *, in_present: bool
 ) -> Transition:
+    """Bring the row to ``day`` (the key's state as of the account's latest final day)."""
     _aware(now)
-    if state.last_evaluated_as_of is not None and finding.as_of <= state.last_evaluated_as_of:
-        return Transition(previous=state, state=state, counted=False)
-    return _step(state, finding.holds, finding.as_of, now, rules_config.policy(finding.rule))
-
-
-def _step(state: AlertState, holds: bool, as_of: date, now: datetime, p: Policy) -> Transition:
-    counted = state.model_copy(
+    base = row.model_copy(
         update={
-            "consecutive_holds": state.consecutive_holds + 1 if holds else 0,
-            "consecutive_clears": 0 if holds else state.consecutive_clears + 1,
-            "last_evaluated_as_of": as_of,
-            "last_holds": holds,
+            "consecutive_holds": day.days_held,
+            "consecutive_clears": day.days_cleared,
+            "last_evaluated_as_of": day.last_day,
+            "last_holds": day.last_holds,
+            "started_on": day.started_on,
+            "opened_on": day.opened_on,
+            "resolved_on": day.resolved_on,
+            "reopenings": day.reopenings,
         }
     )
 
-    def done(new: AlertState, action: Action = "none") -> Transition:
-        return Transition(previous=state, state=new, action=action, counted=True)
+    def done(new: AlertState, action: Action = "none", *, reopened: bool = False) -> Transition:
+        return Transition(previous=row, state=new, action=action, reopened=reopened)
 
-    if not state.active:
-        if not holds:
-            # A pending condition that clears falls back to where it came from.
-            back: Status = "resolved" if state.resolved_at is not None else "none"
-            return done(counted.model_copy(update={"status": back}))
-        if counted.consecutive_holds >= p.fire_after:
-            opened = counted.model_copy(
-                update={
-                    "status": "open",
-                    "opened_at": now,
-                    "acknowledged_at": None,
-                    "snoozed_until": None,
-                    "snooze_reason": None,
-                    "last_notified_at": now,
-                    "notifications": 1,
-                    "resolved_at": None,
-                    "resolved_by": None,
-                }
+    if day.status != "open":
+        resolved = day.status == "resolved"
+        if not row.active:
+            return done(
+                base.model_copy(
+                    update={
+                        "status": day.status,
+                        "resolved_at": (row.resolved_at or now) if resolved else None,
+                        "resolved_by": day.resolved_by if resolved else None,
+                    }
+                )
             )
-            return done(opened, "notify_open")
-        return done(counted.model_copy(update={"status": "pending"}))
-
-    woke = False
-    if state.status == "snoozed" and state.snoozed_until is not None and now >= state.snoozed_until:
-        counted = counted.model_copy(
-            update={"status": "open", "snoozed_until": None, "snooze_reason": None}
+        # The episode ended (by itself, or by a manual resolve a replay re-applied), or a
+        # replay found it never was.
+        announced = row.notifications > 0 and row.status != "snoozed"
+        ended = base.model_copy(
+            update={
+                "status": day.status,
+                "resolved_at": now,
+                "resolved_by": day.resolved_by or "condition",
+                "snoozed_until": None,
+                "snooze_reason": None,
+            }
         )
-        woke = True
+        notify = in_present and announced and p.notify_on_resolve
+        return done(ended, "notify_resolve" if notify else "none")
 
-    if not holds:
-        if counted.consecutive_clears >= p.resolve_after:
-            silent = counted.status == "snoozed"
-            resolved = counted.model_copy(
-                update={
-                    "status": "resolved",
-                    "resolved_at": now,
-                    "resolved_by": "condition",
-                    "snoozed_until": None,
-                    "snooze_reason": None,
-                }
-            )
-            notify = p.notify_on_resolve and not silent
-            return done(resolved, "notify_resolve" if notify else "none")
-        return done(counted)
+    if row.active:
+        # Still the problem the row was about: it had already begun when the row last looked.
+        continuing = (
+            day.started_on is not None
+            and row.last_evaluated_as_of is not None
+            and day.started_on <= row.last_evaluated_as_of
+        )
+    else:
+        # The row's own episode again: a return within the cool-down, or a replay undoing
+        # its resolve.
+        continuing = row.opened_on is not None and (row.started_on, row.opened_on) == (
+            day.started_on,
+            day.opened_on,
+        )
+    if not continuing:
+        # A new episode: whatever was acknowledged or snoozed was about an earlier one.
+        fresh = base.model_copy(
+            update={
+                "status": "open",
+                "opened_at": now,
+                "acknowledged_at": None,
+                "snoozed_until": None,
+                "snooze_reason": None,
+                "last_notified_at": None,
+                "notifications": 0,
+                "resolved_at": None,
+                "resolved_by": None,
+            }
+        )
+        return _announce(row, fresh, now, p, in_present=in_present, reopened=False)
+    reopened = not row.active
+    status: Status = row.status if row.active else "open"
+    woke = False
+    if status == "snoozed" and row.snoozed_until is not None and now >= row.snoozed_until:
+        status, woke = "open", True
+    kept = base.model_copy(
+        update={
+            "status": status,
+            "resolved_at": None,
+            "resolved_by": None,
+            **({"snoozed_until": None, "snooze_reason": None} if status != "snoozed" else {}),
+        }
+    )
+    if woke and in_present and kept.notifications > 0:
+        return done(_notified(kept, now), "notify_repeat", reopened=reopened)
+    return _announce(row, kept, now, p, in_present=in_present, reopened=reopened)
 
-    if counted.status != "open":
-        return done(counted)
-    last = counted.last_notified_at
-    due = woke or (
-        p.repeat_interval is not None and (last is None or now - last >= p.repeat_interval)
-    )
-    if not due:
-        return done(counted)
-    repeated = counted.model_copy(
-        update={"last_notified_at": now, "notifications": counted.notifications + 1}
-    )
-    return done(repeated, "notify_repeat")
+
+def _notified(s: AlertState, now: datetime) -> AlertState:
+    return s.model_copy(update={"last_notified_at": now, "notifications": s.notifications + 1})
+
+
+def _announce(
+    row: AlertState, s: AlertState, now: datetime, p: Policy, *, in_present: bool, reopened: bool
+) -> Transition:
+    """An open alert in the present is announced once, then reminded while not acknowledged."""
+
+    def done(new: AlertState, action: Action = "none") -> Transition:
+        return Transition(previous=row, state=new, action=action, reopened=reopened)
+
+    if not in_present or s.status != "open":
+        return done(s)
+    if s.notifications == 0:
+        return done(_notified(s, now), "notify_open")
+    last = s.last_notified_at
+    if p.repeat_interval is not None and (last is None or now - last >= p.repeat_interval):
+        return done(_notified(s, now), "notify_repeat")
+    return done(s)
 
 
 # -- manual moves --------------------------------------------------------------------------------
 
 
 def acknowledge(state: AlertState, now: datetime) -> AlertState:
-    """Open or snoozed -> acknowledged (no more repeats). Acknowledging twice is a no-op."""
+    """Open or snoozed -> acknowledged (no more repeats this episode). Twice is a no-op."""
     _aware(now)
     if state.status == "acknowledged":
         return state
@@ -219,10 +452,10 @@ def snooze(state: AlertState, until: datetime, reason: str | None, now: datetime
 
 
 def resolve(state: AlertState, now: datetime) -> AlertState:
-    """An active alert -> resolved by hand.
+    """An active alert -> resolved by hand, on its last evaluated day of event time.
 
-    The counters restart, so if the condition still holds the alert opens again after
-    ``fire_after`` more evaluations, as a new episode with a new notification.
+    Replays keep the resolve (``manual_resolved_on``); if the condition still holds the alert
+    opens again after ``for_days`` more days, as a new episode with a new notification.
     """
     _aware(now)
     if not state.active:
@@ -232,6 +465,8 @@ def resolve(state: AlertState, now: datetime) -> AlertState:
             "status": "resolved",
             "resolved_at": now,
             "resolved_by": "manual",
+            "resolved_on": state.last_evaluated_as_of,
+            "manual_resolved_on": state.last_evaluated_as_of,
             "snoozed_until": None,
             "snooze_reason": None,
             "consecutive_holds": 0,

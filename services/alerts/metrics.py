@@ -13,6 +13,12 @@ SNAPSHOTS = Counter(
     "tend_alerts_snapshots_total",
     "Score snapshots evaluated by the alerts consumer.",
 )
+REOPENED = Counter(
+    "tend_alerts_reopened_total",
+    "Resolved alerts whose condition returned within the cool-down and continued as the same "
+    "alert (no new opened notification).",
+    ["rule"],
+)
 UNROUTED = Counter(
     "tend_alerts_unrouted_total",
     "Notifications with nowhere to go (no CSM channel, no default, no route).",

@@ -7,7 +7,7 @@ the outbox rows it asks for are written together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -15,10 +15,10 @@ from urllib.parse import quote
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts.lifecycle import AlertState
-from services.alerts.notifiers.base import Notification, NotificationKind
+from services.alerts.lifecycle import AlertState, DayState, Episode
+from services.alerts.notifiers.base import Notification, NotificationItem, NotificationKind
 from services.alerts.rules import Finding, ScorePoint
-from shared.db.models import Alert, AlertNotification, AlertScorePoint
+from shared.db.models import Alert, AlertEpisode, AlertNotification, AlertScorePoint
 from shared.db.upsert import upsert
 from shared.scores import ScoreMessage
 
@@ -28,6 +28,7 @@ __all__ = [
     "AlertRepository",
     "build_notification",
     "console_link",
+    "group_notification",
     "set_state",
     "state_of",
 ]
@@ -52,6 +53,46 @@ def key_of(row: Alert) -> AlertKey:
     return (row.account_id, row.rule, row.feature)
 
 
+def state_key(rule: str, feature: str) -> str:
+    """The key of a day state in a checkpoint's JSON (rule names have no ``/``)."""
+    return f"{rule}/{feature}"
+
+
+def encode_states(states: Mapping[tuple[str, str], DayState]) -> dict[str, Any]:
+    return {state_key(*k): v.model_dump(mode="json") for k, v in sorted(states.items())}
+
+
+def decode_states(data: Mapping[str, Any]) -> dict[tuple[str, str], DayState]:
+    out: dict[tuple[str, str], DayState] = {}
+    for k, v in data.items():
+        rule, _, feature = k.partition("/")
+        out[(rule, feature)] = DayState.model_validate(v)
+    return out
+
+
+def day_state_of(row: Alert) -> DayState:
+    """A row's state as a day state: the start of a replay when no checkpoint precedes it (rows
+    written before day checkpoints existed)."""
+    status = {"acknowledged": "open", "snoozed": "open"}.get(row.status, row.status)
+    last = row.last_evaluated_as_of
+    holds = bool(row.last_holds)
+    opened = row.opened_on or (last if status == "open" else None)
+    return DayState.model_validate(
+        {
+            "status": status,
+            "last_day": last,
+            "last_holds": row.last_holds,
+            "held_since": last if holds else None,
+            "cleared_since": last if last is not None and not holds else None,
+            "started_on": row.started_on or opened,
+            "opened_on": opened,
+            "resolved_on": row.resolved_on or (last if status == "resolved" else None),
+            "resolved_by": row.resolved_by if status == "resolved" else None,
+            "reopenings": row.reopenings or 0,
+        }
+    )
+
+
 def console_link(console_url: str, account_id: str) -> str:
     return f"{console_url.rstrip('/')}/accounts/{quote(account_id, safe='')}"
 
@@ -72,6 +113,7 @@ def build_notification(
         severity=row.severity,
         kind=kind,
         as_of=as_of,
+        started_on=row.started_on,
         account_id=row.account_id,
         account_name=row.account_name,
         score=row.score,
@@ -83,6 +125,41 @@ def build_notification(
         console_url=console_link(console_url, row.account_id),
         csm_email=row.csm_email,
     )
+
+
+_KIND_ORDER = {"open": 0, "repeat": 1, "resolve": 2}
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "opportunity": 2, "info": 3}
+
+
+def group_notification(members: Sequence[tuple[Alert, Notification]]) -> tuple[Alert, Notification]:
+    """One notification for an account's alerts decided together, led by the most urgent
+    (newly open before still open before resolved, then by severity), whose next step is the
+    one suggested; with one member, that member's notification as it is."""
+    ordered = sorted(
+        members,
+        key=lambda m: (
+            _KIND_ORDER[m[1].kind],
+            _SEVERITY_ORDER.get(m[1].severity, 9),
+            m[1].rule,
+            m[1].feature,
+        ),
+    )
+    lead, notification = ordered[0]
+    if len(ordered) == 1:
+        return lead, notification
+    items = tuple(
+        NotificationItem(
+            alert_id=n.alert_id,
+            rule=n.rule,
+            feature=n.feature,
+            severity=n.severity,
+            kind=n.kind,
+            reason=n.reason,
+            started_on=n.started_on,
+        )
+        for _, n in ordered
+    )
+    return lead, notification.model_copy(update={"items": items})
 
 
 class AlertRepository:
@@ -102,6 +179,82 @@ class AlertRepository:
             select(Alert).where(Alert.account_id.in_(ids)).order_by(Alert.id).with_for_update()
         )
         return {key_of(r): r for r in rows}
+
+    async def days(
+        self, session: AsyncSession, account_id: str, since: date
+    ) -> list[AlertScorePoint]:
+        """An account's stored days from ``since`` on, oldest first, locked with its alerts."""
+        rows = await session.scalars(
+            select(AlertScorePoint)
+            .where(AlertScorePoint.account_id == account_id, AlertScorePoint.as_of >= since)
+            .order_by(AlertScorePoint.as_of)
+        )
+        return list(rows)
+
+    async def checkpoint(
+        self, session: AsyncSession, account_id: str, before: date
+    ) -> AlertScorePoint | None:
+        """The last stored day before ``before`` that has a replay checkpoint."""
+        row: AlertScorePoint | None = await session.scalar(
+            select(AlertScorePoint)
+            .where(
+                AlertScorePoint.account_id == account_id,
+                AlertScorePoint.as_of < before,
+                AlertScorePoint.states.is_not(None),
+            )
+            .order_by(AlertScorePoint.as_of.desc())
+            .limit(1)
+        )
+        return row
+
+    async def save_days(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert (account, as_of) days with their score, findings and checkpoint."""
+        await upsert(
+            session,
+            AlertScorePoint.__table__,  # type: ignore[arg-type]
+            list(rows),
+            keys=["account_id", "as_of"],
+            update=["score", "band", "scorecard", "findings", "states"],
+        )
+
+    async def save_episodes(
+        self, session: AsyncSession, account_id: str, since: date, episodes: Sequence[Episode]
+    ) -> None:
+        """Replace the account's episodes that were open on or after ``since`` (what a replay
+        from ``since`` recomputed); episodes that ended before stay as they are."""
+        await session.execute(
+            delete(AlertEpisode).where(
+                AlertEpisode.account_id == account_id,
+                (AlertEpisode.resolved_on.is_(None)) | (AlertEpisode.resolved_on >= since),
+            )
+        )
+        await upsert(
+            session,
+            AlertEpisode.__table__,  # type: ignore[arg-type]
+            [
+                {
+                    "account_id": account_id,
+                    "rule": e.rule,
+                    "feature": e.feature,
+                    "started_on": e.started_on,
+                    "opened_on": e.opened_on,
+                    "resolved_on": e.resolved_on,
+                    "resolved_by": e.resolved_by,
+                    "reopenings": e.reopenings,
+                }
+                for e in episodes
+            ],
+            keys=["account_id", "rule", "feature", "started_on"],
+            update=["opened_on", "resolved_on", "resolved_by", "reopenings"],
+        )
+
+    async def episodes(self, session: AsyncSession, account_id: str) -> list[AlertEpisode]:
+        rows = await session.scalars(
+            select(AlertEpisode)
+            .where(AlertEpisode.account_id == account_id)
+            .order_by(AlertEpisode.rule, AlertEpisode.feature, AlertEpisode.started_on)
+        )
+        return list(rows)
 
     async def history(
         self, session: AsyncSession, account_ids: Iterable[str], since: date
@@ -167,18 +320,21 @@ class AlertRepository:
         now: datetime,
         *,
         describe: bool,
+        point: ScorePoint | None = None,
     ) -> None:
         """Write ``state`` and the snapshot's account facts onto ``row``; with ``describe``, also
-        the finding's severity, reason, next step and facts (the alert's explanation)."""
+        the finding's severity, reason, next step and facts (the alert's explanation).
+        ``point``: the day the state is as of, when it is not the snapshot's (a replay)."""
         set_state(row, state, now)
         if describe:
             row.severity = finding.severity
             row.reason = finding.reason
             row.next_step = finding.next_step
             row.facts = dict(finding.facts)
-        row.as_of = snapshot.as_of
-        row.score = snapshot.score
-        row.band = snapshot.band
+        day = point or ScorePoint.of(snapshot)
+        row.as_of = day.as_of
+        row.score = day.score
+        row.band = day.band
         row.account_name = snapshot.name
         row.mrr = snapshot.mrr
         row.csm_email = snapshot.csm_email

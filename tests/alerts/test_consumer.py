@@ -29,6 +29,7 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.scores import ScoreMessage
 from tests.alerts.servers import SlackWebhookServer
 from tests.alerts.snapshots import (
+    DAY0,
     DEFAULT_WEBHOOK,
     alerts_of,
     create_defaults,
@@ -170,27 +171,54 @@ class TestHysteresisAndDedup:
             clock.advance(timedelta(days=1))
         assert [n.kind for n in await outbox_of(db, account)] == ["open", "repeat"]
 
-    async def test_two_clear_days_resolve_and_notify(
+    async def test_clear_days_resolve_and_notify(
         self, db: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
+        clock = FixedClock(T0)
+        handler = create_handler(clock, defaults=create_defaults(email_enabled=False))
+        # holds, holds (open), clears, holds, clears x3 (keep_firing_for_days 3: resolved)
+        days = [20, 20, 3, 20, 3, 3, 3]
+        for i, d in enumerate(days):
+            await flush(db, handler, [create_snapshot(account, i, dormant_days=d)])
+            clock.advance(timedelta(days=1))
+        [alert] = await alerts_of(db, account)
+        assert (alert.status, alert.resolved_by) == ("resolved", "condition")
+        assert (alert.started_on, alert.opened_on, alert.resolved_on) == (
+            DAY0,
+            DAY0 + timedelta(days=1),
+            DAY0 + timedelta(days=6),
+        )
+        assert "no login for 3 days" in alert.reason  # why it resolved
+        outbox = await outbox_of(db, account)
+        assert [n.kind for n in outbox] == ["open", "resolve"]
+        assert "no login for 20 days" in outbox[0].payload["reason"]
+        assert outbox[0].payload["as_of"] == "2026-11-03"
+        assert "no login for 3 days" in outbox[1].payload["reason"]
+        assert outbox[1].payload["alert_id"] == str(alert.id)
+
+    async def test_an_episode_that_ends_within_one_batch_is_recorded_not_notified(
+        self, db: async_sessionmaker[AsyncSession]
+    ) -> None:
+        # New semantics (issue 10): only what is open as of the latest day is notified.
+        account = unique_account()
         handler = create_handler(defaults=create_defaults(email_enabled=False))
-        days = [20, 20, 3, 20, 3, 3, 3]  # holds, holds (open), clears, holds, clears, clears
+        days = [20, 20, 3, 20, 3, 3, 3]
         await flush(
             db,
             handler,
             [create_snapshot(account, i, dormant_days=d) for i, d in enumerate(days)],
         )
         [alert] = await alerts_of(db, account)
-        assert (alert.status, alert.resolved_by) == ("resolved", "condition")
-        assert "no login for 3 days" in alert.reason  # why it resolved
-        outbox = await outbox_of(db, account)
-        assert [n.kind for n in outbox] == ["open", "resolve"]
-        # Each message says what was true when it was decided, though one batch decided both.
-        assert "no login for 20 days" in outbox[0].payload["reason"]
-        assert outbox[0].payload["as_of"] == "2026-11-03"
-        assert "no login for 3 days" in outbox[1].payload["reason"]
-        assert outbox[1].payload["alert_id"] == str(alert.id)
+        assert (alert.status, alert.notifications) == ("resolved", 0)
+        assert await outbox_of(db, account) == []
+        async with db() as session:
+            [episode] = await handler.repo.episodes(session, account)
+        assert (episode.started_on, episode.opened_on, episode.resolved_on) == (
+            DAY0,
+            DAY0 + timedelta(days=1),
+            DAY0 + timedelta(days=6),
+        )
 
     async def test_a_healthy_account_leaves_no_rows(
         self, db: async_sessionmaker[AsyncSession]

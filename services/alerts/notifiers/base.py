@@ -25,6 +25,7 @@ __all__ = [
     "Channel",
     "DeliveryResult",
     "Notification",
+    "NotificationItem",
     "NotificationKind",
     "Notifier",
     "Outcome",
@@ -44,8 +45,27 @@ NOTIFICATIONS = Counter(
 log = logging.getLogger("tend.alerts.notifiers")
 
 
+class NotificationItem(BaseModel):
+    """One alert of a grouped notification."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_id: str
+    rule: str
+    feature: str = ""
+    severity: Severity
+    kind: NotificationKind
+    reason: str
+    started_on: date | None = None
+
+
 class Notification(BaseModel):
-    """One alert message for one account: everything a channel needs to render it."""
+    """One message for one account: everything a channel needs to render it.
+
+    The fields describe the lead alert (its next step is the one suggested); ``items``, when
+    there are two or more, are every alert of the account decided together (one incident per
+    account and day, Alertmanager ``group_by`` style), the lead first.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -66,6 +86,8 @@ class Notification(BaseModel):
     console_url: str = Field(description="The account's page in the tend console.")
     csm_name: str | None = None
     csm_email: str | None = None
+    started_on: date | None = Field(None, description="Event-time day the condition began.")
+    items: tuple[NotificationItem, ...] = ()
 
     @property
     def account_label(self) -> str:

@@ -32,14 +32,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from services.alerts.notifiers.base import Channel, DeliveryResult, Notification, record
 from services.alerts.notifiers.render import (
+    alert_title,
     format_money,
     format_mrr,
     format_renewal,
     format_score,
     one_line,
     render_text,
-    rule_title,
     subject,
+    why,
 )
 
 __all__ = ["EmailNotifier", "SmtpSettings", "TlsMode", "parse_recipients"]
@@ -100,7 +101,7 @@ def _html_facts(n: Notification) -> str:
         ("Score", format_score(n.score, n.band)),
         ("MRR", format_mrr(n.mrr)),
         ("Renewal", format_renewal(n.renewal_date, n.as_of)),
-        ("Alert", f"{rule_title(n.rule, n.feature)} ({n.severity})"),
+        ("Alert", f"{alert_title(n)} ({n.severity})"),
     ]
     if n.csm_name or n.csm_email:
         rows.append(("CSM", n.csm_name or n.csm_email or ""))
@@ -115,7 +116,7 @@ def _html_body(n: Notification, *, heading_level: int = 2) -> str:
     parts = [
         f"<{h}>{html.escape(_heading(n))}</{h}>",
         _html_facts(n),
-        f"<p><strong>Why:</strong> {html.escape(n.reason.strip())}</p>",
+        f"<p><strong>Why:</strong> {html.escape(why(n)).replace(chr(10), '<br>')}</p>",
     ]
     if n.kind != "resolve":
         parts.append(f"<p><strong>Next step:</strong> {html.escape(n.next_step.strip())}</p>")
@@ -128,7 +129,7 @@ def _html_body(n: Notification, *, heading_level: int = 2) -> str:
 
 def _heading(n: Notification) -> str:
     prefix = {"open": "", "repeat": "Still open: ", "resolve": "Resolved: "}[n.kind]
-    return one_line(f"{prefix}{n.account_label} · {rule_title(n.rule, n.feature)} · {n.band}")
+    return one_line(f"{prefix}{n.account_label} · {alert_title(n)} · {n.band}")
 
 
 def _html_document(title: str, body: str) -> str:

@@ -31,13 +31,14 @@ import httpx
 
 from services.alerts.notifiers.base import Channel, DeliveryResult, Notification, record
 from services.alerts.notifiers.render import (
+    alert_title,
     escape_mrkdwn,
     format_mrr,
     format_renewal,
     format_score,
     one_line,
     render_mrkdwn,
-    rule_title,
+    why,
 )
 from shared.redact import mask_url
 
@@ -111,7 +112,7 @@ def _truncate(text: str, limit: int) -> str:
 
 def build_payload(n: Notification) -> dict[str, Any]:
     """The webhook body: Block Kit blocks plus a ``text`` fallback (notifications, old clients)."""
-    title = rule_title(n.rule, n.feature)
+    title = alert_title(n)
     prefix = {"open": "", "repeat": "Still open: ", "resolve": "Resolved: "}[n.kind]
     header = one_line(f"{prefix}{n.account_label} · {n.band}")
     fields = [
@@ -137,7 +138,7 @@ def build_payload(n: Notification) -> dict[str, Any]:
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": _truncate(escape_mrkdwn(n.reason.strip()), _SECTION_MAX),
+                "text": _truncate(escape_mrkdwn(why(n)), _SECTION_MAX),
             },
         },
     ]
