@@ -343,15 +343,20 @@ def ingest(host: str, port: int, workers: int) -> None:
         # every worker's /metrics answers with the sum over all of them.
         metrics_dir = prepare_multiprocess_dir()
     try:
-        uvicorn.run(
-            "services.cli:ingest_app_factory",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            lifespan="on",
-            log_config=None,
-        )
+        if workers == 1:
+            from shared.service_app import run_server
+
+            run_server("services.cli:ingest_app_factory", host, port)
+        else:
+            uvicorn.run(
+                "services.cli:ingest_app_factory",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                lifespan="on",
+                log_config=None,
+            )
     finally:
         if metrics_dir is not None:
             from shared.prometheus import remove_multiprocess_dir
@@ -497,7 +502,17 @@ async def _supervise(server: EmbeddedServer, env: Embedded, url: str) -> None:
         click.echo("tend is stopping...", err=True)
         env.stopping.set()
         server.should_exit = True
-        await asyncio.wait(tasks)
+        _, late = await asyncio.wait(tasks, timeout=env.settings.shutdown_timeout_s)
+        if late:
+            log.warning(
+                "%s did not drain within %gs (TEND_SHUTDOWN_TIMEOUT_S); giving up uncommitted "
+                "work, which is read again on the next start",
+                ", ".join(sorted(tasks[t] for t in late)),
+                env.settings.shutdown_timeout_s,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
     finally:
         for sig in handled:
             with contextlib.suppress(NotImplementedError):
@@ -623,14 +638,9 @@ def scorer(host: str, port: int) -> None:
     from shared.logging import setup_logging
 
     setup_logging(settings.log_level)
-    uvicorn.run(
-        "services.cli:scorer_app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        lifespan="on",
-        log_config=None,
-    )
+    from shared.service_app import run_server
+
+    run_server("services.cli:scorer_app_factory", host, port)
 
 
 # -- alerts -----------------------------------------------------------------------------------
@@ -665,14 +675,9 @@ def alerts(host: str, port: int) -> None:
     from shared.logging import setup_logging
 
     setup_logging(settings.log_level)
-    uvicorn.run(
-        "services.cli:alerts_app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        lifespan="on",
-        log_config=None,
-    )
+    from shared.service_app import run_server
+
+    run_server("services.cli:alerts_app_factory", host, port)
 
 
 def _parse_day(value: str | None) -> date | None:

@@ -2,10 +2,11 @@
 
 Numbered, the steps of one cycle are:
 
-1. Poll records until the batch is full (``max_records``) or ``max_wait_s`` has passed.
+1. Poll records until the batch is full (``max_records``) or ``max_wait_s`` has passed. An idle
+   window ends the same way with an empty batch, so the lag gauge is refreshed while idle too.
 2. Decode each record with the handler. A record that cannot be decoded or validated (a
-   poison message) is published to the dead-letter topic with the error in the ``error``
-   header and counted; the partition keeps flowing.
+   poison message: any exception from ``decode``) is published to the dead-letter topic with
+   the error in the ``error`` header and counted; the partition keeps flowing.
 3. Flush: in ONE database transaction, the handler writes the batch's effects and the runner
    stores the next offset of every partition in the batch (``consumer_offsets``).
 4. Only after that commit, commit the same offsets to the bus. The bus's committed offset is
@@ -14,10 +15,31 @@ Numbered, the steps of one cycle are:
    the database. So a crash anywhere (before or after the database commit, before or after the
    bus commit) replays work from the last database commit: nothing lost, nothing counted twice.
 
-Infrastructure failures in steps 2-3 (database down, dead-letter publish failing) roll the
-transaction back and retry the same batch with exponential backoff; nothing is committed
-until it succeeds. Stopping (``stop`` event, SIGTERM in the CLI) finishes the batch in hand,
-flushes, commits, and closes.
+Failures of step 3 are sorted by :func:`shared.db.errors.is_data_error`:
+
+- A data error (PostgreSQL SQLSTATE class 22 or 23, e.g. ``invalid byte sequence for encoding
+  "UTF8": 0x00``; SQLite integrity and data errors; a value that cannot be bound) fails the same
+  way on every attempt. The runner bisects the batch: it flushes halves in transactions it rolls
+  back, down to the single records that fail alone, dead-letters those (``error_kind`` header
+  ``database``) and commits the rest with all the offsets. Costs about ``2 log2(n)`` trial
+  flushes per bad record. Handler metrics counted inside ``flush`` may count a trial too.
+- Anything else (database down or read-only, connection lost, timeout, the dead-letter publish
+  failing) rolls back and retries the same batch with exponential backoff and jitter
+  (:class:`shared.retry.Backoff`); nothing is committed until it succeeds.
+
+Stopping (``stop`` event, SIGTERM in the CLI) finishes the batch in hand, flushes, commits and
+closes. Every wait (a retry's backoff, the stored-offset load on assignment) wakes on ``stop``:
+a batch that is failing when ``stop`` comes is given up at once, uncommitted, so it is read again
+on the next start; nothing is lost. The caller bounds the whole drain (``TEND_SHUTDOWN_TIMEOUT_S``
+in :func:`shared.service_app.service_lifespan`) and cancels a flush that hangs past it.
+
+Lag and lost logs: every ``lag_interval_s`` the runner reads each partition's position and the
+log end from the latest fetch (``tend_consumer_lag_records``; 0 when caught up). A position past
+the log's end (a broker that lost its log while the database kept our offsets; tansu and the
+in-process bus then return nothing, silently) is logged as an error, counted in
+``tend_consumer_offset_out_of_range_total`` and handled by ``out_of_range``: ``earliest``
+(default) resumes from the first record the log still holds (dedup by messageId keeps the
+scorer exact), ``latest`` skips to the end.
 """
 
 from __future__ import annotations
@@ -25,15 +47,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Literal, Protocol, TypeVar
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
 from shared.bus.base import Bus, Consumer, Message, Producer, Record, TopicPartition
+from shared.db.errors import is_data_error
 from shared.db.offsets import load_offsets, store_offsets
+from shared.retry import Backoff, sleep_or_stop
+from shared.settings import ConsumerSettings
+
+__all__ = [
+    "Backoff",
+    "BatchConsumer",
+    "BatchHandler",
+    "OutOfRangePolicy",
+    "PoisonRecord",
+    "RunnerOptions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +76,38 @@ T = TypeVar("T")
 
 LAG_REPORT_INTERVAL_S = 5.0
 
+OutOfRangePolicy = Literal["earliest", "latest"]
+
 
 class PoisonRecord(Exception):
     """The record can never be processed (undecodable or invalid); it goes to the DLQ."""
 
 
+class _Rollback(Exception):
+    """Ends a trial flush: its transaction is rolled back, never committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    """How a runner retries and watches its partitions (``TEND_CONSUMER__*``)."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    lag_interval_s: float = LAG_REPORT_INTERVAL_S
+    out_of_range: OutOfRangePolicy = "earliest"
+
+    @classmethod
+    def from_settings(cls, settings: ConsumerSettings) -> RunnerOptions:
+        return cls(
+            backoff=Backoff(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s),
+            lag_interval_s=settings.lag_interval_s,
+            out_of_range=settings.offset_out_of_range,
+        )
+
+
 class BatchHandler(Protocol[T]):
     def decode(self, record: Record) -> T:
-        """Turn a record into an item; raise :class:`PoisonRecord` (or ValueError) if bad."""
+        """Turn a record into an item; raise :class:`PoisonRecord` if bad. Any other exception
+        is treated the same way (decoding is pure, so it would fail again)."""
         ...
 
     async def flush(self, session: AsyncSession, items: Sequence[T]) -> None:
@@ -60,22 +119,17 @@ class BatchHandler(Protocol[T]):
         ...
 
 
-@dataclass(slots=True)
-class Backoff:
-    initial_s: float = 0.2
-    max_s: float = 10.0
-    factor: float = 2.0
-
-    def delays(self) -> Callable[[], float]:
-        current = self.initial_s
-
-        def nxt() -> float:
-            nonlocal current
-            d = current
-            current = min(self.max_s, current * self.factor)
-            return d
-
-        return nxt
+def describe_error(err: BaseException) -> str:
+    """What the DLQ header says: the driver's message (not SQLAlchemy's, which repeats the
+    whole statement and every parameter of the batch), with the SQLSTATE when there is one."""
+    cause: BaseException = err
+    if isinstance(err, sa_exc.StatementError) and isinstance(err.orig, BaseException):
+        cause = err.orig
+    code = getattr(cause, "sqlstate", None)
+    text = f"{type(cause).__name__}: {cause}".strip()
+    if isinstance(code, str):
+        text = f"{text} (SQLSTATE {code})"
+    return text[:1000]
 
 
 class BatchConsumer(Generic[T]):
@@ -83,7 +137,8 @@ class BatchConsumer(Generic[T]):
 
     Guarantees: records of a partition are handed to the handler in offset order; a batch is
     either wholly committed with its offsets or not at all; a batch is retried, never skipped,
-    when the database fails; poison records are skipped only after they reached the DLQ.
+    when the database fails transiently; a record is skipped only after it reached the DLQ
+    (undecodable, or refused by the database alone); every wait wakes on ``stop``.
     """
 
     def __init__(
@@ -98,7 +153,7 @@ class BatchConsumer(Generic[T]):
         producer: Producer | None = None,
         max_records: int = 1000,
         max_wait_s: float = 0.5,
-        backoff: Backoff | None = None,
+        options: RunnerOptions | None = None,
     ) -> None:
         self.bus = bus
         self.sessions = sessions
@@ -109,10 +164,21 @@ class BatchConsumer(Generic[T]):
         self.producer = producer
         self.max_records = max_records
         self.max_wait_s = max_wait_s
-        self.backoff = backoff or Backoff()
+        options = options or RunnerOptions()
+        self.backoff = options.backoff
+        self.lag_interval_s = options.lag_interval_s
+        self.out_of_range = options.out_of_range
         self._consumer: Consumer | None = None
+        self._stop = asyncio.Event()
+        # Partitions assigned while stopping, before their stored offsets were read: their
+        # records must not be processed (they would start from the bus's idea of the offset).
+        self._unseeked: set[TopicPartition] = set()
+        # Next offset of each partition not yet committed: a record below it was committed
+        # already and is dropped if the bus hands it out again (aiokafka can, when its own
+        # start-up offset reset for a partition with no committed offset lands after our seek).
+        self._next: dict[TopicPartition, int] = {}
         self.batches_committed = 0
-        self._lag_reported_at = -LAG_REPORT_INTERVAL_S
+        self._lag_checked_at = -self.lag_interval_s
 
     async def _on_assign(self, tps: set[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -123,13 +189,21 @@ class BatchConsumer(Generic[T]):
                     stored = await load_offsets(session, self.group_id, tps)
                 break
             except Exception:
-                log.exception("group=%s cannot read stored offsets; retrying", self.group_id)
-                await asyncio.sleep(delay())
+                wait = delay()
+                log.exception(
+                    "group=%s cannot read stored offsets; retrying in %.1fs", self.group_id, wait
+                )
+                if await sleep_or_stop(self._stop, wait):
+                    self._unseeked |= tps
+                    log.warning("group=%s stopping before its offsets were read", self.group_id)
+                    return
+        self._unseeked -= tps
         for tp in tps:
             # The database is the truth: a partition it has no offset for starts at the
             # beginning of the log (offset 0; below the log start the bus resets to the
             # earliest record), never at an offset the bus remembers from another database.
-            self._consumer.seek(tp, stored.get(tp, 0))
+            self._next[tp] = stored.get(tp, 0)
+            self._consumer.seek(tp, self._next[tp])
         log.info(
             "group=%s assigned=%s resumed_from=%s",
             self.group_id,
@@ -138,6 +212,7 @@ class BatchConsumer(Generic[T]):
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         consumer = self.bus.consumer(self.group_id, self.topics, on_assign=self._on_assign)
         self._consumer = consumer
         owns_producer = self.producer is None
@@ -150,43 +225,44 @@ class BatchConsumer(Generic[T]):
                 batch = await self._collect(consumer, stop)
                 if batch:
                     await self._process(consumer, producer, batch, stop)
-                else:
-                    await self._report_lag(consumer)
+                await self._check_progress(consumer)
         finally:
             await consumer.stop()
             if owns_producer:
                 await producer.stop()
 
     async def _collect(self, consumer: Consumer, stop: asyncio.Event) -> list[Record]:
+        """A batch, or an empty list once a whole ``max_wait_s`` window brought nothing."""
         batch: list[Record] = []
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_records and not stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0 and batch:
+            if remaining <= 0:
                 break
             got = await consumer.poll(
                 max_records=self.max_records - len(batch), timeout_s=max(remaining, 0.05)
             )
             batch.extend(got)
-            if not got and not batch:
-                # Idle: keep polling with a fresh window so stop is noticed promptly.
-                deadline = time.monotonic() + self.max_wait_s
-                continue
         return batch
 
     async def _process(
         self, consumer: Consumer, producer: Producer, batch: list[Record], stop: asyncio.Event
     ) -> None:
-        items: list[T] = []
-        poison: list[tuple[Record, str]] = []
+        batch = [
+            r for r in batch if r.tp not in self._unseeked and r.offset >= self._next.get(r.tp, 0)
+        ]
+        decoded: list[tuple[Record, T]] = []
+        poison: list[tuple[Record, str, str]] = []
         offsets: dict[TopicPartition, int] = {}
         for rec in batch:
             metrics.CONSUMED.labels(self.group_id, rec.topic).inc()
             offsets[rec.tp] = max(offsets.get(rec.tp, 0), rec.offset + 1)
             try:
-                items.append(self.handler.decode(rec))
-            except (PoisonRecord, ValueError) as err:
-                poison.append((rec, f"{type(err).__name__}: {err}"[:1000]))
+                decoded.append((rec, self.handler.decode(rec)))
+            except Exception as err:  # decoding is pure: whatever it raises, it raises again
+                poison.append((rec, f"{type(err).__name__}: {err}"[:1000], "decode"))
+        if not offsets:
+            return
 
         delay = self.backoff.delays()
         while True:
@@ -195,14 +271,19 @@ class BatchConsumer(Generic[T]):
                     await self._dead_letter(producer, poison)
                     poison = []
                 started = time.perf_counter()
-                async with self.sessions() as session, session.begin():
-                    await self.handler.flush(session, items)
-                    await store_offsets(session, self.group_id, offsets)
+                await self._flush(decoded, offsets)
                 metrics.FLUSH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as err:
+                if decoded and is_data_error(err):
+                    refused = await self._isolate(decoded, err)
+                    if refused:
+                        poison = [(rec, describe_error(e), "database") for rec, _, e in refused]
+                        bad = {id(rec) for rec, _, _ in refused}
+                        decoded = [(rec, item) for rec, item in decoded if id(rec) not in bad]
+                        continue
                 metrics.FLUSH_RETRIES.labels(self.group_id).inc()
                 wait = delay()
                 log.exception(
@@ -211,9 +292,17 @@ class BatchConsumer(Generic[T]):
                     len(batch),
                     wait,
                 )
-                await asyncio.sleep(wait)
+                if await sleep_or_stop(stop, wait):
+                    log.warning(
+                        "group=%s stopping: gave up a batch of %d records, nothing committed; "
+                        "they are read again on the next start",
+                        self.group_id,
+                        len(batch),
+                    )
+                    return
         metrics.BATCH_SIZE.labels(self.group_id).observe(len(batch))
         self.batches_committed += 1
+        self._next.update(offsets)
         try:
             await consumer.commit(offsets)
         except Exception:
@@ -224,39 +313,131 @@ class BatchConsumer(Generic[T]):
                 self.group_id,
                 exc_info=True,
             )
-        await self.handler.after_commit(items)
-        await self._report_lag(consumer)
+        await self.handler.after_commit([item for _, item in decoded])
 
-    async def _report_lag(self, consumer: Consumer) -> None:
-        now = time.monotonic()
-        if now - self._lag_reported_at < LAG_REPORT_INTERVAL_S:
-            return
-        self._lag_reported_at = now
+    async def _flush(
+        self, decoded: Sequence[tuple[Record, T]], offsets: dict[TopicPartition, int]
+    ) -> None:
+        async with self.sessions() as session, session.begin():
+            await self.handler.flush(session, [item for _, item in decoded])
+            await store_offsets(session, self.group_id, offsets)
+
+    async def _trial(self, part: Sequence[tuple[Record, T]]) -> BaseException | None:
+        """Flush ``part`` and roll it back; the data error it raises, or None when it passes.
+        Transient errors propagate (the batch is then retried as a whole)."""
         try:
-            lags = await consumer.lag()
+            async with self.sessions() as session, session.begin():
+                await self.handler.flush(session, [item for _, item in part])
+                await session.flush()
+                raise _Rollback
+        except _Rollback:
+            return None
+        except Exception as err:
+            if is_data_error(err):
+                return err
+            raise
+
+    async def _isolate(
+        self, decoded: Sequence[tuple[Record, T]], err: BaseException
+    ) -> list[tuple[Record, T, BaseException]]:
+        """The records the database refuses on their own, found by bisection. Empty when
+        none does (records that fail only together) or when a trial failed transiently."""
+
+        async def bisect(
+            part: Sequence[tuple[Record, T]], failed: BaseException | None
+        ) -> list[tuple[Record, T, BaseException]]:
+            if failed is None:
+                failed = await self._trial(part)
+                if failed is None:
+                    return []
+            if len(part) == 1:
+                return [(part[0][0], part[0][1], failed)]
+            mid = len(part) // 2
+            return await bisect(part[:mid], None) + await bisect(part[mid:], None)
+
+        try:
+            refused = await bisect(decoded, err)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning(
+                "group=%s looking for the refused record failed", self.group_id, exc_info=True
+            )
+            return []
+        for rec, _, e in refused:
+            metrics.DB_REFUSED.labels(self.group_id, rec.topic).inc()
+            log.error(
+                "group=%s the database refuses %s[%d]@%d: %s",
+                self.group_id,
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                describe_error(e),
+            )
+        if not refused:
+            log.error(
+                "group=%s a batch of %d fails with a data error but no record fails alone",
+                self.group_id,
+                len(decoded),
+            )
+        return refused
+
+    async def _check_progress(self, consumer: Consumer) -> None:
+        """Refresh the lag gauge and catch positions past the log's end."""
+        now = time.monotonic()
+        if now - self._lag_checked_at < self.lag_interval_s:
+            return
+        self._lag_checked_at = now
+        try:
+            progress = await consumer.progress()
         except Exception:
             log.debug("group=%s could not read consumer lag", self.group_id, exc_info=True)
             return
-        for tp, n in lags.items():
-            metrics.LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(n)
+        for tp, (position, end) in progress.items():
+            if position > end:
+                await self._past_the_end(consumer, tp, position, end)
+                position = end
+            metrics.LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(end - position)
 
-    async def _dead_letter(self, producer: Producer, poison: list[tuple[Record, str]]) -> None:
+    async def _past_the_end(
+        self, consumer: Consumer, tp: TopicPartition, position: int, end: int
+    ) -> None:
+        metrics.OFFSET_OUT_OF_RANGE.labels(self.group_id, tp.topic).inc()
+        log.error(
+            "group=%s %s[%d]: position %d is past the log's end %d (did the broker lose its "
+            "log?); resuming from the %s offset (TEND_CONSUMER__OFFSET_OUT_OF_RANGE)",
+            self.group_id,
+            tp.topic,
+            tp.partition,
+            position,
+            end,
+            self.out_of_range,
+        )
+        # The offsets below the old position are new records now, not committed ones.
+        self._next[tp] = 0
+        if self.out_of_range == "latest":
+            consumer.seek(tp, end)
+        else:
+            await consumer.seek_to_beginning(tp)
+
+    async def _dead_letter(self, producer: Producer, poison: list[tuple[Record, str, str]]) -> None:
         messages = [
             Message(
                 value=rec.value,
                 key=rec.key,
                 headers=(
-                    ("error", err.encode()),
+                    ("error", err.encode("utf-8", "backslashreplace")),
+                    ("error_kind", kind.encode()),
                     ("source_topic", rec.topic.encode()),
                     ("source_partition", str(rec.partition).encode()),
                     ("source_offset", str(rec.offset).encode()),
                     ("consumer_group", self.group_id.encode()),
                 ),
             )
-            for rec, err in poison
+            for rec, err, kind in poison
         ]
         await producer.publish(self.dlq_topic, messages)
-        for rec, err in poison:
+        for rec, err, _ in poison:
             metrics.DLQ_RECORDS.labels(self.group_id, rec.topic).inc()
             log.warning(
                 "group=%s dead-lettered %s[%d]@%d: %s",

@@ -28,7 +28,19 @@ FLUSH_RETRIES = Counter(
 )
 DLQ_RECORDS = Counter(
     "tend_consumer_dlq_records_total",
-    "Records sent to a dead-letter topic because they could not be decoded or validated.",
+    "Records sent to a dead-letter topic: undecodable, invalid, or refused by the database.",
+    ["group", "topic"],
+)
+DB_REFUSED = Counter(
+    "tend_consumer_db_refused_records_total",
+    "Records the database refused on their own with a data error (found by bisecting the "
+    "batch); each also counts in tend_consumer_dlq_records_total.",
+    ["group", "topic"],
+)
+OFFSET_OUT_OF_RANGE = Counter(
+    "tend_consumer_offset_out_of_range_total",
+    "Times a partition's position was past the log's end (the broker lost records) and was "
+    "reset by the TEND_CONSUMER__OFFSET_OUT_OF_RANGE policy.",
     ["group", "topic"],
 )
 DEDUP_HITS = Counter(
@@ -57,3 +69,5 @@ def init_consumer_series(group: str, topics: list[str]) -> None:
     for topic in topics:
         CONSUMED.labels(group, topic)
         DLQ_RECORDS.labels(group, topic)
+        DB_REFUSED.labels(group, topic)
+        OFFSET_OUT_OF_RANGE.labels(group, topic)

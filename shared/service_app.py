@@ -1,15 +1,25 @@
 """What the consumer processes (``tend scorer``, ``tend alerts``) share as FastAPI apps: a
-lifespan that runs the service in the background, and the health, readiness and metrics routes.
+lifespan that runs the service in the background, and the health, readiness and metrics routes;
+and how every tend server process runs uvicorn.
+
+Shutdown is bounded: on SIGTERM the lifespan sets the service's ``stop`` event and waits up to
+``TEND_SHUTDOWN_TIMEOUT_S`` (default 10 s) for it to drain (finish the batch in hand, flush,
+commit). A service still busy then (a database that hangs) is cancelled: its batch was not
+committed, so it is read again on the next start and nothing is lost. A process that drained
+exits with code 0 (:class:`DrainingServer`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
@@ -61,16 +71,86 @@ def service_lifespan(
         finally:
             stop.set()
             if task is not None:
-                try:
-                    await task
-                except Exception:
-                    log.exception("the %s service stopped with an error", name)
+                await drain(task, name, settings.shutdown_timeout_s)
             await producer.stop()
             if own_bus:
                 await the_bus.close()
             await engine.dispose()
 
     return lifespan
+
+
+CANCEL_GRACE_S = 5.0
+"""How long a cancelled service may take to unwind (roll back, leave the group)."""
+
+
+async def drain(task: asyncio.Task[None], name: str, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for ``task`` (already told to stop) to finish; past that,
+    cancel it. True when it finished on its own without an error."""
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.warning(
+            "the %s service did not drain within %gs (TEND_SHUTDOWN_TIMEOUT_S); giving up "
+            "the batch in hand, uncommitted: it is read again on the next start",
+            name,
+            timeout_s,
+        )
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+        return False
+    if task.cancelled():
+        return False
+    err = task.exception()
+    if err is not None:
+        log.error("the %s service stopped with an error", name, exc_info=err)
+        return False
+    return True
+
+
+async def run_loops(stop: asyncio.Event, loops: dict[str, Coroutine[Any, Any, None]]) -> None:
+    """Run a service's loops side by side until ``stop``. A loop that fails sets ``stop`` and
+    its error is raised once the others have drained; cancelling this cancels every loop."""
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        stop.set()
+        await asyncio.wait(tasks)
+        for t in tasks:
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()  # a no-op on finished tasks; the rest were abandoned by a cancellation
+        await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, but a process that shut down cleanly after SIGTERM or SIGINT exits
+    with code 0: uvicorn re-raises the signal once it is done, so the process would end as
+    "killed by SIGTERM" (-15), which supervisors and CI count as a crash. A failed lifespan
+    shutdown keeps uvicorn's behaviour."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            lifespan = getattr(self, "lifespan", None)
+            if not getattr(lifespan, "shutdown_failed", False):
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
+
+
+def run_server(app_factory: str, host: str, port: int) -> None:
+    """Serve ``app_factory`` (``module:function``) with one uvicorn process until a signal."""
+    config = uvicorn.Config(
+        app_factory, factory=True, host=host, port=port, lifespan="on", log_config=None
+    )
+    server = DrainingServer(config)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE: could not bind, or the lifespan failed
 
 
 def add_ops_routes(app: FastAPI) -> None:

@@ -182,6 +182,24 @@ class ConsoleSettings(BaseModel):
 MIN_API_TOKEN_CHARS = 32
 
 
+class ConsumerSettings(BaseModel):
+    """What every consumer group (scorer, alerts) does on failures (``TEND_CONSUMER__*``)."""
+
+    retry_initial_s: float = Field(
+        0.2, gt=0, description="First wait before a failed batch is retried (then doubling)."
+    )
+    retry_max_s: float = Field(10.0, gt=0, description="Longest wait between two retries.")
+    offset_out_of_range: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="When a stored offset is past the log's end (the broker lost its log): "
+        "resume from the earliest record the log holds (dedup by messageId keeps the scorer "
+        "exact), or from the end (skips whatever the log holds now).",
+    )
+    lag_interval_s: float = Field(
+        5.0, gt=0, description="How often the lag gauge is recomputed, idle or not."
+    )
+
+
 class Settings(BaseSettings):
     """All of tend's environment configuration."""
 
@@ -220,6 +238,13 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     scorer: ScorerSettings = ScorerSettings()
     alerts: AlertsSettings = AlertsSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    shutdown_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long SIGTERM waits for the background services to drain; after it, "
+        "a batch still in hand is given up uncommitted (read again on the next start).",
+    )
     console: ConsoleSettings = ConsoleSettings()
 
     @field_validator("api_token")

@@ -18,6 +18,7 @@ from shared.bus import Bus
 from shared.bus.base import Producer
 from shared.clock import Clock, SystemClock
 from shared.config import TendConfig, load_config
+from shared.consumer import RunnerOptions
 from shared.service_app import add_ops_routes, service_lifespan
 from shared.settings import Settings
 
@@ -122,4 +123,5 @@ def build_service(
         max_records=a.batch_max_records,
         max_wait_s=a.batch_max_wait_s,
         retention=timedelta(days=a.outbox_retention_days),
+        runner=RunnerOptions.from_settings(settings.consumer),
     )

@@ -44,10 +44,14 @@ from services.alerts.routing import DIGEST_CHANNEL
 from shared.clock import Clock
 from shared.db.models import Alert, AlertNotification
 from shared.db.types import utcnow
+from shared.retry import Backoff, sleep_or_stop
 
 __all__ = ["Claim", "DigestSender", "Dispatcher"]
 
 log = logging.getLogger(__name__)
+
+ROUND_RETRY = Backoff(initial_s=0.5, max_s=30.0)
+"""Waits between failed dispatcher rounds (the database is down)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,7 @@ class Dispatcher:
         self.wake_event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        failed = ROUND_RETRY.delays()
         try:
             while not stop.is_set():
                 try:
@@ -107,8 +112,11 @@ class Dispatcher:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("dispatcher round failed (database?); retrying")
-                    handled = 0
+                    wait = failed()
+                    log.exception("dispatcher round failed (database?); retrying in %.1fs", wait)
+                    await sleep_or_stop(stop, wait)
+                    continue
+                failed = ROUND_RETRY.delays()
                 if handled >= self.batch:
                     continue  # more may be due right now
                 self.wake_event.clear()

@@ -23,6 +23,7 @@ from shared.bus import Bus, BusUnavailable, create_bus, default_topic_specs
 from shared.bus.base import Producer
 from shared.config import TendConfig, load_config
 from shared.db.session import create_engine, create_sessionmaker
+from shared.retry import Backoff
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,15 @@ async def _connect(producer: Producer, settings: Settings) -> None:
 
 
 async def _keep_connecting(producer: Producer, settings: Settings) -> None:
-    delay = 1.0
+    # Cancelled by the lifespan at shutdown, so the sleep needs no stop event.
+    delays = Backoff(initial_s=1.0, max_s=30.0).delays()
+    delay = delays()
     while True:
         await asyncio.sleep(delay)
         try:
             await _connect(producer, settings)
         except Exception as err:
-            delay = min(30.0, delay * 2)
+            delay = delays()
             log.warning("broker still unavailable (%s); next try in %.0fs", err, delay)
         else:
             log.info("broker reachable; topics ensured")

@@ -15,6 +15,7 @@ from shared.bus import Bus
 from shared.bus.base import Producer
 from shared.clock import Clock, SystemClock
 from shared.config import TendConfig, load_config
+from shared.consumer import RunnerOptions
 from shared.service_app import add_ops_routes, service_lifespan
 from shared.settings import Settings
 
@@ -70,4 +71,5 @@ def build_service(
         dedup_window=timedelta(days=settings.scorer.dedup_window_days),
         backfill_days=settings.scorer.backfill_days,
         routing_from_traits=settings.scorer.routing_from_traits,
+        runner=RunnerOptions.from_settings(settings.consumer),
     )

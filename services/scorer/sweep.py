@@ -32,9 +32,13 @@ from shared.bus.base import Message, Producer
 from shared.clock import Clock
 from shared.config import TendConfig
 from shared.db.models import Account
+from shared.retry import Backoff, sleep_or_stop
 from shared.scores import Band, PreviousScore, ScoreMessage
 
 log = logging.getLogger(__name__)
+
+RETRY = Backoff(initial_s=1.0, max_s=60.0)
+"""Waits between failed re-scoring rounds (the database is down): the accounts stay dirty."""
 
 RESCORE_SECONDS = Histogram(
     "tend_scorer_rescore_duration_seconds",
@@ -392,6 +396,7 @@ class Rescorer:
         Failures are logged and retried on the next round; the accounts stay dirty.
         """
         next_sweep = time.monotonic()
+        failed = RETRY.delays()
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_sweep:
@@ -403,9 +408,11 @@ class Rescorer:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("re-scoring failed; will retry")
-                await _wait(stop, 5.0)
+                wait = failed()
+                log.exception("re-scoring failed; retrying in %.1fs", wait)
+                await sleep_or_stop(stop, wait)
                 continue
+            failed = RETRY.delays()
             timeout = max(0.0, min(self.sweep_interval_s, next_sweep - time.monotonic()))
             woke = await _wait_either(self._wake, stop, timeout)
             if woke:

@@ -122,9 +122,20 @@ class Consumer(Protocol):
         """Store the group's position: ``offsets`` are the *next* offsets to read."""
         ...
 
+    async def seek_to_beginning(self, tp: TopicPartition) -> None:
+        """The next poll returns ``tp``'s records from the first one the log still holds."""
+        ...
+
+    async def progress(self) -> dict[TopicPartition, tuple[int, int]]:
+        """``(position, end of log)`` of each assigned partition, the end as the latest fetch
+        saw it (Kafka's high watermark; a broker's offset listing can disagree). A position past
+        the end means the log lost records the group had read. Partitions whose end is not known
+        yet are absent."""
+        ...
+
     async def lag(self) -> dict[TopicPartition, int]:
-        """Records not yet read on each assigned partition (end of log minus position);
-        partitions whose end is not known yet are absent."""
+        """Records not yet read on each assigned partition (end of log minus position, never
+        below 0); partitions whose end is not known yet are absent."""
         ...
 
 

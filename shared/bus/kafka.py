@@ -286,6 +286,7 @@ class KafkaConsumer:
         self._listener = _Listener(on_assign, on_revoke)
         self._start_timeout_s = start_timeout_s
         self._bootstrap = bootstrap
+        self._request_timeout_s = settings.request_timeout_ms / 1000
         self._client = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             client_id=settings.client_id,
@@ -336,18 +337,27 @@ class KafkaConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._client.seek(_to_kafka(tp), offset)
 
-    async def lag(self) -> dict[TopicPartition, int]:
-        out: dict[TopicPartition, int] = {}
+    async def seek_to_beginning(self, tp: TopicPartition) -> None:
+        await self._client.seek_to_beginning(_to_kafka(tp))
+
+    async def progress(self) -> dict[TopicPartition, tuple[int, int]]:
+        out: dict[TopicPartition, tuple[int, int]] = {}
         for ktp in self._client.assignment():
+            # The high watermark of the latest fetch response: tansu's ListOffsets answer can
+            # be off, and a fetch past the end of its log answers with no error at all.
             end = self._client.highwater(ktp)
             if end is None:
                 continue
             try:
-                position = await self._client.position(ktp)
-            except KafkaError:
+                async with asyncio.timeout(self._request_timeout_s):
+                    position = await self._client.position(ktp)
+            except (KafkaError, TimeoutError):
                 continue
-            out[TopicPartition(ktp.topic, ktp.partition)] = max(0, end - position)
+            out[TopicPartition(ktp.topic, ktp.partition)] = (position, end)
         return out
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        return {tp: max(0, end - pos) for tp, (pos, end) in (await self.progress()).items()}
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:

@@ -314,20 +314,36 @@ class InProcessConsumer:
             except TimeoutError:
                 pass
 
-    async def lag(self) -> dict[TopicPartition, int]:
-        if not self._positions:
-            return {}
+    async def _bounds(self) -> dict[TopicPartition, tuple[int, int]]:
+        """First offset and end of each partition of the group's topics that holds records."""
         try:
             async with self._bus.sessions() as session:
                 rows = await session.execute(
-                    select(BusRecord.topic, BusRecord.partition, func.max(BusRecord.offset))
+                    select(
+                        BusRecord.topic,
+                        BusRecord.partition,
+                        func.min(BusRecord.offset),
+                        func.max(BusRecord.offset),
+                    )
                     .where(BusRecord.topic.in_(self._topics))
                     .group_by(BusRecord.topic, BusRecord.partition)
                 )
-                ends = {TopicPartition(t, p): int(o) + 1 for t, p, o in rows}
+                return {TopicPartition(t, p): (int(lo), int(hi) + 1) for t, p, lo, hi in rows}
         except (SQLAlchemyError, OSError) as exc:
             raise BusUnavailable(f"reading the in-process bus failed: {exc!r}") from exc
-        return {tp: max(0, ends.get(tp, 0) - pos) for tp, pos in self._positions.items()}
+
+    async def seek_to_beginning(self, tp: TopicPartition) -> None:
+        first, _ = (await self._bounds()).get(tp, (0, 0))
+        self.seek(tp, first)
+
+    async def progress(self) -> dict[TopicPartition, tuple[int, int]]:
+        if not self._positions:
+            return {}
+        bounds = await self._bounds()
+        return {tp: (pos, bounds.get(tp, (0, 0))[1]) for tp, pos in self._positions.items()}
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        return {tp: max(0, end - pos) for tp, (pos, end) in (await self.progress()).items()}
 
     async def _read(self, max_records: int) -> list[Record]:
         tps = sorted(self._positions, key=lambda tp: (tp.topic, tp.partition))

@@ -1,18 +1,36 @@
-"""The batch runner: the database's offsets decide where a group resumes (in-process bus)."""
+"""The batch runner: the database's offsets decide where a group resumes; poison records never
+stall it; transient failures are retried and give way to stop; the lag gauge tells the truth,
+and an offset past the log's end is caught (tansu + PostgreSQL, in-process bus on SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.bus import Message, Record, TopicPartition, TopicSpec
+from shared import metrics
+from shared.bus import Bus, Message, Record, TopicPartition, TopicSpec
+from shared.bus.kafka import KafkaBus
 from shared.bus.memory import InProcessBus
-from shared.consumer import BatchConsumer, PoisonRecord
+from shared.consumer import BatchConsumer, PoisonRecord, RunnerOptions
 from shared.db.offsets import load_offsets, store_offsets
 from shared.db.session import create_engine, create_sessionmaker
+from shared.retry import Backoff
+from shared.settings import KafkaSettings
+from tests.scorer.synthetic import wait_until
+
+DEADLINE_S = 60.0
+"""Safety net so a broken runner fails the test instead of hanging it; never an assertion."""
 
 TOPIC = "runner.test"
 
@@ -99,3 +117,310 @@ class TestResume:
             stored = await load_offsets(session, "g", [TopicPartition(TOPIC, 0)])
         assert stored == {TopicPartition(TOPIC, 0): 4}
         await bus.close()
+
+
+# -- on every bus and database: poison, retries, stop, lag, lost logs --------------------------
+
+
+@dataclass
+class Stack:
+    """A bus, the database the runner writes to, and names no other test uses."""
+
+    kind: str
+    bus: Bus
+    sessions: async_sessionmaker[AsyncSession]
+    topic: str
+    dlq: str
+    group: str
+    table: str
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.kind != "in-process+sqlite"
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    database_url: str
+    bootstrap: str | None
+
+
+@pytest.fixture(params=["kafka+postgresql", "in-process+sqlite", "in-process+postgresql"])
+def target(request: pytest.FixtureRequest) -> Target:
+    kind = request.param
+    if kind == "in-process+sqlite":
+        return Target(kind, request.getfixturevalue("sqlite_url"), None)
+    url = request.getfixturevalue("pg_url")
+    if kind.startswith("kafka"):
+        return Target(kind, url, request.getfixturevalue("broker").bootstrap)
+    return Target(kind, url, None)
+
+
+@pytest_asyncio.fixture
+async def stack(target: Target) -> AsyncIterator[Stack]:
+    kind = target.kind
+    engine = create_engine(target.database_url)
+    sessions = create_sessionmaker(engine)
+    bus: Bus
+    if target.bootstrap is not None:
+        bus = KafkaBus(
+            target.bootstrap, KafkaSettings(session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        )
+    else:
+        bus = InProcessBus(sessions, 1)
+    uid = uuid.uuid4().hex[:10]
+    s = Stack(kind, bus, sessions, f"runner-{uid}", f"runner-{uid}.dlq", f"g-{uid}", f"t_{uid}")
+    producer = bus.producer()
+    await producer.start()
+    await producer.ensure_topics([TopicSpec(s.topic, 1), TopicSpec(s.dlq, 1)])
+    await producer.stop()
+    async with sessions() as session, session.begin():
+        # The database refuses "refused" (a CHECK constraint) on both; PostgreSQL also
+        # refuses a NUL in text, which SQLite stores.
+        await session.execute(
+            text(f"CREATE TABLE {s.table} (value TEXT NOT NULL CHECK (value <> 'refused'))")
+        )
+    yield s
+    await bus.close()
+    async with sessions() as session, session.begin():
+        await session.execute(text(f"DROP TABLE IF EXISTS {s.table}"))
+    await engine.dispose()
+
+
+class Store:
+    """Writes each record's text into the stack's table; records what each commit held."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.committed: list[str] = []
+        self.flushes = 0
+
+    def decode(self, record: Record) -> str:
+        return record.value.decode()  # bytes that are not UTF-8 raise: a decode poison
+
+    async def flush(self, session: AsyncSession, items: Sequence[str]) -> None:
+        self.flushes += 1
+        if items:
+            await session.execute(
+                text(f"INSERT INTO {self.table} (value) VALUES (:v)"), [{"v": v} for v in items]
+            )
+
+    async def after_commit(self, items: Sequence[str]) -> None:
+        self.committed.extend(items)
+
+
+def runner_for(s: Stack, handler: Store, **options: Any) -> BatchConsumer[str]:
+    return BatchConsumer(
+        s.bus,
+        s.sessions,
+        group_id=s.group,
+        topics=[s.topic],
+        handler=handler,
+        dlq_topic=s.dlq,
+        max_records=100,
+        max_wait_s=0.1,
+        options=RunnerOptions(
+            backoff=options.pop("backoff", Backoff(initial_s=0.05, max_s=0.2)),
+            lag_interval_s=options.pop("lag_interval_s", 0.0),
+            **options,
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(runner: BatchConsumer[str]) -> AsyncIterator[asyncio.Task[None]]:
+    """The runner in the background; stopped (and awaited while it drains) on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, DEADLINE_S)
+
+
+async def publish_values(s: Stack, values: Sequence[bytes]) -> None:
+    producer = s.bus.producer()
+    await producer.start()
+    try:
+        await producer.publish(s.topic, [Message(value=v, key=b"k") for v in values])
+    finally:
+        await producer.stop()
+
+
+async def stored(s: Stack) -> int | None:
+    async with s.sessions() as session:
+        return (await load_offsets(session, s.group, [TopicPartition(s.topic, 0)])).get(
+            TopicPartition(s.topic, 0)
+        )
+
+
+async def wait_stored(s: Stack, n: int, task: asyncio.Task[None]) -> None:
+    async def reached() -> bool:
+        if task.done():
+            raise AssertionError(f"the runner ended: {task.exception()!r}")
+        return await stored(s) == n
+
+    await wait_until(reached, timeout_s=DEADLINE_S, interval_s=0.05, what=f"offset {n}")
+
+
+async def table_values(s: Stack) -> list[str]:
+    async with s.sessions() as session:
+        return list((await session.scalars(text(f"SELECT value FROM {s.table}"))).all())
+
+
+async def dead_letters(s: Stack, n: int) -> list[Record]:
+    consumer = s.bus.consumer(f"{s.group}-dlq-reader", [s.dlq])
+    await consumer.start()
+    got: list[Record] = []
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            while len(got) < n:
+                got.extend(await consumer.poll(max_records=100, timeout_s=0.5))
+        got.extend(await consumer.poll(max_records=100, timeout_s=0.5))  # and nothing more
+    finally:
+        await consumer.stop()
+    return got
+
+
+def counter(name: str, s: Stack) -> float:
+    return REGISTRY.get_sample_value(name, {"group": s.group, "topic": s.topic}) or 0.0
+
+
+def lag_gauge(s: Stack) -> float | None:
+    return REGISTRY.get_sample_value(
+        "tend_consumer_lag_records", {"group": s.group, "topic": s.topic, "partition": "0"}
+    )
+
+
+class TestPoisonNeverStalls:
+    async def test_a_value_the_database_refuses_goes_to_the_dlq_and_the_rest_commits(
+        self, stack: Stack
+    ) -> None:
+        values = [b"a", b"b", b"refused", b"c", b"\xff\xfe", b"d", b"e", b"refused", b"f"]
+        await publish_values(stack, values)
+        handler = Store(stack.table)
+        async with running(runner_for(stack, handler)) as task:
+            await wait_stored(stack, len(values), task)
+
+        assert await table_values(stack) == ["a", "b", "c", "d", "e", "f"]
+        assert handler.committed == ["a", "b", "c", "d", "e", "f"]
+        dlq = await dead_letters(stack, 3)
+        by_offset = {int(r.header("source_offset") or b"-1"): r for r in dlq}
+        assert sorted(by_offset) == [2, 4, 7]
+        for offset in (2, 7):
+            refused = by_offset[offset]
+            assert refused.value == b"refused"
+            assert refused.header("error_kind") == b"database"
+            error = (refused.header("error") or b"").decode()
+            assert "check" in error.lower(), error
+            if stack.on_postgres:
+                assert "SQLSTATE 23514" in error
+        assert by_offset[4].header("error_kind") == b"decode"
+        assert by_offset[4].header("source_topic") == stack.topic.encode()
+        assert counter("tend_consumer_db_refused_records_total", stack) == 2
+        assert counter("tend_consumer_dlq_records_total", stack) == 3
+
+    async def test_a_nul_postgresql_refuses_is_dead_lettered_alone(self, stack: Stack) -> None:
+        if not stack.on_postgres:
+            pytest.skip("SQLite stores NUL")
+        values = [b"before", b"nul \x00 inside", b"after"]
+        await publish_values(stack, values)
+        handler = Store(stack.table)
+        async with running(runner_for(stack, handler)) as task:
+            await wait_stored(stack, 3, task)
+
+        assert await table_values(stack) == ["before", "after"]
+        [refused] = await dead_letters(stack, 1)
+        assert refused.value == values[1]
+        error = (refused.header("error") or b"").decode()
+        assert "0x00" in error and "SQLSTATE 22021" in error, error
+        assert counter("tend_consumer_flush_retries_total", stack) == 0
+
+
+class TestTransientFailures:
+    async def test_retried_with_backoff_until_the_database_accepts_then_committed_once(
+        self, stack: Stack
+    ) -> None:
+        await publish_values(stack, [b"a", b"b"])
+        async with stack.sessions() as session, session.begin():
+            await session.execute(text(f"ALTER TABLE {stack.table} RENAME TO {stack.table}_x"))
+        handler = Store(stack.table)
+        retries = REGISTRY.get_sample_value(
+            "tend_consumer_flush_retries_total", {"group": stack.group}
+        )
+        async with running(runner_for(stack, handler)) as task:
+            # A missing table is not the data's fault: retried, never dead-lettered.
+            await wait_until(lambda: handler.flushes >= 3, timeout_s=DEADLINE_S, what="retries")
+            assert await stored(stack) is None
+            async with stack.sessions() as session, session.begin():
+                await session.execute(text(f"ALTER TABLE {stack.table}_x RENAME TO {stack.table}"))
+            await wait_stored(stack, 2, task)
+        assert await table_values(stack) == ["a", "b"]
+        assert handler.committed == ["a", "b"]
+        after = REGISTRY.get_sample_value(
+            "tend_consumer_flush_retries_total", {"group": stack.group}
+        )
+        assert (after or 0) - (retries or 0) >= 2
+        assert counter("tend_consumer_dlq_records_total", stack) == 0
+
+    async def test_stop_during_a_long_backoff_gives_the_batch_up_uncommitted(
+        self, stack: Stack
+    ) -> None:
+        await publish_values(stack, [b"a", b"b"])
+        async with stack.sessions() as session, session.begin():
+            await session.execute(text(f"DROP TABLE {stack.table}"))
+        handler = Store(stack.table)
+        # A backoff far longer than the test's deadline: only waking on stop can end it.
+        runner = runner_for(stack, handler, backoff=Backoff(initial_s=600, max_s=600))
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        await wait_until(lambda: handler.flushes >= 1, timeout_s=DEADLINE_S, what="a flush")
+        stop.set()
+        await asyncio.wait_for(task, DEADLINE_S)
+        assert await stored(stack) is None
+        assert handler.committed == []
+
+
+class TestLag:
+    async def test_gauge_is_recomputed_while_idle(self, stack: Stack) -> None:
+        await publish_values(stack, [b"a", b"b", b"c"])
+        async with stack.sessions() as session, session.begin():
+            await store_offsets(session, stack.group, {TopicPartition(stack.topic, 0): 3})
+        metrics.LAG.labels(stack.group, stack.topic, "0").set(1747)  # a stale reading
+        handler = Store(stack.table)
+        async with running(runner_for(stack, handler)):
+            # Nothing left to read: the runner never flushes, and must still say 0.
+            await wait_until(lambda: lag_gauge(stack) == 0, timeout_s=DEADLINE_S, what="lag 0")
+        assert handler.committed == []
+
+
+class TestOffsetPastTheLogEnd:
+    async def test_detected_counted_and_resumed_from_the_earliest_record(
+        self, stack: Stack
+    ) -> None:
+        # The database remembers offset 50; the broker lost its log and holds 3 new records.
+        async with stack.sessions() as session, session.begin():
+            await store_offsets(session, stack.group, {TopicPartition(stack.topic, 0): 50})
+        await publish_values(stack, [b"a", b"b", b"c"])
+        handler = Store(stack.table)
+        async with running(runner_for(stack, handler)) as task:
+            await wait_stored(stack, 3, task)
+        assert handler.committed == ["a", "b", "c"]
+        assert counter("tend_consumer_offset_out_of_range_total", stack) >= 1
+
+    async def test_latest_policy_skips_to_the_end(self, stack: Stack) -> None:
+        async with stack.sessions() as session, session.begin():
+            await store_offsets(session, stack.group, {TopicPartition(stack.topic, 0): 50})
+        await publish_values(stack, [b"a", b"b", b"c"])
+        handler = Store(stack.table)
+        async with running(runner_for(stack, handler, out_of_range="latest")) as task:
+            await wait_until(
+                lambda: counter("tend_consumer_offset_out_of_range_total", stack) >= 1,
+                timeout_s=DEADLINE_S,
+                what="detection",
+            )
+            await publish_values(stack, [b"d"])
+            await wait_stored(stack, 4, task)
+        assert handler.committed == ["d"]
