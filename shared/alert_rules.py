@@ -120,23 +120,49 @@ class RuleSettings(_Section):
 
 
 class LoginPlateau(RuleSettings):
-    """Weekly actives flat (relative slope within ±``relative_slope`` a week) with room to grow."""
+    """Weekly actives flat, with room to grow in regular use.
 
-    weeks: int = Field(4, ge=3, le=12, description="Fewest weeks the flat slope must span.")
+    Flat: the least-squares slope over the last ``weeks`` whole weeks is within
+    ±``relative_slope`` of the account's level a week, or not told apart from 0 by ``sigmas``
+    standard errors (a small account's weeks are too noisy to call a trend). Room to grow:
+    the regular users (active in most of the last weeks) are under ``seat_utilization_below`` of
+    the seats, by more than ``sigmas`` standard deviations of a binomial count of the seats.
+    """
+
+    weeks: int = Field(6, ge=3, le=12, description="Whole weeks the slope is fitted over.")
     relative_slope: float = Field(
         0.03, gt=0, le=0.5, description="|slope| / the account's own level, per week."
     )
-    seat_utilization_below: float = Field(0.80, gt=0, le=1)
+    sigmas: float = Field(
+        2.0, ge=0, le=10, description="A trend must exceed this many standard errors to count."
+    )
+    seat_utilization_below: float = Field(
+        0.60, gt=0, le=1, description="Regular users / seats under this leaves room to grow."
+    )
     series: WeeklySeries = "weekly_active_users"
 
 
 class LoginDecline(RuleSettings):
-    """Last week at most ``ratio`` of the trailing mean, or a clearly negative relative slope."""
+    """Each of the last ``current_weeks`` whole weeks down on the baseline (the median of the
+    ``trailing_weeks`` before them) to at most ``ratio`` of it, and by at least ``sigmas`` standard
+    deviations of the week-to-week noise (binomial in the seats for weekly actives, never below
+    the spread the baseline weeks show); so one week's dip is not a decline, and a small account
+    needs a larger relative drop than a large one. Optionally also a relative slope at or below
+    ``relative_slope``."""
 
-    ratio: float = Field(0.70, gt=0, lt=1)
-    trailing_weeks: int = Field(4, ge=1, le=11)
+    ratio: float = Field(0.80, gt=0, lt=1)
+    current_weeks: int = Field(
+        2, ge=1, le=6, description="The drop must hold in each of these last whole weeks."
+    )
+    trailing_weeks: int = Field(
+        8, ge=2, le=11, description="Baseline weeks before the current ones (median)."
+    )
+    min_baseline_weeks: int = Field(3, ge=2, le=11)
+    sigmas: float = Field(
+        2.0, ge=0, le=10, description="Standard deviations of noise each week must drop by."
+    )
     relative_slope: float | None = Field(
-        -0.10, lt=0, description="Fires at or below this slope per week; null: ratio only."
+        None, lt=0, description="Also fire at or below this slope per week; null: off."
     )
     series: WeeklySeries = "weekly_active_users"
 
@@ -152,7 +178,9 @@ class FeatureUnused(RuleSettings):
 
 
 class LowSeatUtilization(RuleSettings):
-    below: float = Field(0.40, gt=0, le=1, description="MAU / seats below this fires.")
+    below: float = Field(
+        0.40, gt=0, le=1, description="Regular users / seats (seat_utilization) below this fires."
+    )
 
 
 class HealthRed(RuleSettings):
@@ -178,7 +206,18 @@ class RenewalRisk(RuleSettings):
 
 
 class ChampionLost(RuleSettings):
-    days: int = Field(14, ge=1, description="Days the top user has not logged in.")
+    """The champion (named, else inferred) quiet for ``days``+ days, a silence that had at most
+    ``chance`` of happening given how regularly they were active before (each whole quiet week
+    counts as a miss of their weekly rate), while the account was active within
+    ``account_active_within_days``."""
+
+    days: int = Field(14, ge=1, description="Days the champion has not been active.")
+    chance: float = Field(
+        0.02,
+        gt=0,
+        le=1,
+        description="Fire when a silence this long had at most this chance for this champion.",
+    )
     account_active_within_days: int = Field(
         7, ge=0, description="Someone else was active this recently (else it is `dormant`)."
     )
@@ -258,6 +297,19 @@ class RulesConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RulesConfig:
+        decline = self.login_decline
+        if decline.current_weeks + decline.trailing_weeks > 12:
+            raise KeyedError(
+                "login_decline.trailing_weeks",
+                f"current_weeks + trailing_weeks must fit in the 12 weeks of history "
+                f"({decline.current_weeks} + {decline.trailing_weeks})",
+            )
+        if decline.min_baseline_weeks > decline.trailing_weeks:
+            raise KeyedError(
+                "login_decline.min_baseline_weeks",
+                f"must be at most trailing_weeks "
+                f"({decline.min_baseline_weeks} > {decline.trailing_weeks})",
+            )
         low, up = self.low_seat_utilization, self.upsell_seats
         if low.enabled and up.enabled and not up.at_least > low.below:
             raise KeyedError(

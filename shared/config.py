@@ -17,7 +17,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from shared.alert_rules import RulesConfig
@@ -64,17 +63,6 @@ class TendConfig(Section):
         # `scoring:` or `rules:` with nothing under it (YAML null) means the defaults, like an
         # absent key.
         return {} if v is None else v
-
-    @model_validator(mode="after")
-    def _rules_fit_the_metrics(self) -> TendConfig:
-        # The plateau rule reads the scorer's slope, which spans at most trend.slope_weeks.
-        plateau, slope_weeks = self.rules.login_plateau, self.scoring.trend.slope_weeks
-        if plateau.enabled and plateau.weeks > slope_weeks:
-            raise KeyedError(
-                "rules.login_plateau.weeks",
-                f"must be at most scoring.trend.slope_weeks ({plateau.weeks} > {slope_weeks})",
-            )
-        return self
 
     def is_login(self, event_name: str | None) -> bool:
         return event_name is not None and event_name in self.login_events

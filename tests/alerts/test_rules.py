@@ -53,145 +53,203 @@ def seats_snapshot(mau: int, seats: int | None, **more: Any) -> ScoreMessage:
 
 
 def flat(
-    slope: float | None, mau: int = 40, seats: int | None = 120, weeks: int = 6
+    series: tuple[int, ...] = (30, 31, 33, 35, 38, 40, 41, 40, 42, 41, 40, 41),
+    regular: int | None = 30,
+    seats: int | None = 120,
+    mau: int = 40,
+    **metrics: Any,
 ) -> ScoreMessage:
-    """Weekly actives that grew, then stopped at about 41."""
+    """Weekly actives that grew, then stopped at about 41, with ``regular`` regular users."""
     return seats_snapshot(
         mau,
         seats,
-        metrics={
-            "weekly_active_users": (30, 31, 33, 35, 38, 40, 41, 40, 42, 41, 40, 41),
-            "trend_relative_slope": slope,
-            "trend_slope_weeks": weeks,
-        },
+        metrics={"weekly_active_users": series, "regular_users": regular, **metrics},
     )
+
+
+def weeks_of(*tail: int, level: int = 41) -> tuple[int, ...]:
+    return (level,) * (12 - len(tail)) + tail
 
 
 class TestLoginPlateau:
     @pytest.mark.parametrize(
-        ("slope", "holds"),
-        [(0.0, True), (0.03, True), (-0.03, True), (0.0301, False), (-0.031, False), (0.2, False)],
+        ("tail", "holds"),
+        [
+            pytest.param((41, 41, 41, 41, 41, 41), True, id="flat"),
+            pytest.param((40, 41, 42, 40, 41, 42), True, id="noise"),
+            pytest.param((36, 38, 40, 42, 44, 46), False, id="growing 2 a week (5%)"),
+            pytest.param((46, 44, 42, 40, 38, 36), False, id="falling 2 a week"),
+            pytest.param((40, 40, 41, 41, 42, 42), True, id="0.4 a week is within 3%"),
+        ],
     )
-    def test_slope_within_band(self, slope: float, holds: bool) -> None:
-        assert one("login_plateau", flat(slope)).holds is holds
+    def test_flat_means_no_trend_beyond_the_band_and_the_noise(
+        self, tail: tuple[int, ...], holds: bool
+    ) -> None:
+        assert one("login_plateau", flat(weeks_of(*tail))).holds is holds
+
+    def test_a_small_accounts_noise_is_not_a_trend(self) -> None:
+        # 10 seats: 3, 2, 4, 3, 4, 2 is a slope of 0.03 users a week, well inside the noise; a
+        # 5%-a-week rule on the raw slope would call each jump a trend.
+        snap = flat((3,) * 6 + (3, 2, 4, 3, 4, 2), regular=2, seats=10, mau=6)
+        f = one("login_plateau", snap)
+        assert f.holds and f.facts["flat_band"] > 0.03 * 3
+
+    def test_a_clear_growth_in_a_small_account_is_not_flat(self) -> None:
+        snap = flat((1,) * 6 + (1, 2, 3, 4, 5, 6), regular=3, seats=10, mau=7)
+        assert not one("login_plateau", snap).holds
 
     @pytest.mark.parametrize(
-        ("mau", "holds"), [(95, True), (96, False), (97, False), (120, False), (0, True)]
+        ("regular", "holds"),
+        [(30, True), (60, True), (62, False), (72, False), (96, False), (0, True)],
     )
-    def test_only_with_room_to_grow(self, mau: int, holds: bool) -> None:
-        # 96 of 120 seats is exactly 80%: no room left below the threshold.
-        assert one("login_plateau", flat(0.0, mau=mau)).holds is holds
+    def test_room_to_grow_counts_regular_users(self, regular: int, holds: bool) -> None:
+        # 72 of 120 is exactly 60%; 62 is under it but within 2 binomial sd (about 11 seats).
+        assert one("login_plateau", flat(weeks_of(), regular=regular)).holds is holds
+
+    def test_low_regular_use_is_room_even_with_most_seats_seen_in_28_days(self) -> None:
+        # 30% of the seats active in any week, 80% seen at some point in 28 days.
+        snap = seats_snapshot(8, 10, metrics={"weekly_active_users": (3,) * 12, "regular_users": 1})
+        f = one("login_plateau", snap)
+        assert f.holds and f.facts["mau"] == 8 and f.facts["seat_utilization"] == 0.1
 
     def test_reason_carries_the_numbers(self) -> None:
-        f = one("login_plateau", flat(0.005, mau=40, weeks=4))
+        f = one("login_plateau", flat(weeks_of(42, 41, 40, 41, 41, 41)))
         assert f.reason == (
-            "weekly actives 42, 41, 40, 41 over 4 weeks (trend +0.5% a week, flat within ±3%); "
-            "33.3% of 120 seats active"
+            "weekly actives 42, 41, 40, 41, 41, 41 over 6 weeks (trend -0.3% a week; flat within "
+            "±1.2 a week, the larger of 3% of the level and 2 standard errors); 30 of 120 seats "
+            "used regularly (25%; 40 active in 28 days), room to grow below 60%"
         )
-        assert f.next_step == "Book a usage review with u-42; 80 seats are idle."
-        assert f.facts["series"] == [42, 41, 40, 41]
+        assert f.next_step == "Book a usage review with u-42; 90 seats are not used regularly."
+        assert f.facts["series"] == [42, 41, 40, 41, 41, 41]
         assert f.severity == "warning" and f.feature == ""
 
     @pytest.mark.parametrize(
         "snapshot",
         [
-            pytest.param(flat(None), id="no relative slope (no level)"),
-            pytest.param(flat(0.0, seats=None), id="unknown seats"),
-            pytest.param(flat(0.0, weeks=3), id="slope over 3 weeks only"),
-            pytest.param(flat(0.0, weeks=0), id="no slope weeks"),
+            pytest.param(flat((0,) * 12), id="no activity (no level)"),
+            pytest.param(flat(seats=None), id="unknown seats"),
+            pytest.param(flat(regular=None), id="no regular users measured"),
+            pytest.param(flat(account_age_days=40), id="5 whole weeks lived"),
+            pytest.param(flat(account_age_days=None), id="unknown age"),
         ],
     )
     def test_missing_data_is_not_evaluable(self, snapshot: ScoreMessage) -> None:
         assert run("login_plateau", snapshot) == []
 
-    def test_weeks_and_band_configurable(self) -> None:
-        assert run("login_plateau", flat(0.0, weeks=4), weeks=5) == []
-        assert one("login_plateau", flat(0.04), relative_slope=0.05).holds
+    def test_weeks_band_and_room_configurable(self) -> None:
+        assert run("login_plateau", flat(account_age_days=40), weeks=5) != []
+        grow = flat(weeks_of(36, 38, 40, 42, 44, 46))
+        assert one("login_plateau", grow, relative_slope=0.1).holds
+        assert not one("login_plateau", flat(), seat_utilization_below=0.2).holds
 
     def test_logins_series(self) -> None:
         snap = create_snapshot(
-            {"trend_relative_slope": 0.5, "logins_relative_slope": 0.01, "trend_slope_weeks": 6}
+            {"weekly_active_users": weeks_of(1, 2, 4, 8, 16, 32), "weekly_logins": (100,) * 12}
         )
         assert not one("login_plateau", snap).holds
         f = one("login_plateau", snap, series="weekly_logins")
-        assert f.holds and f.reason.startswith("weekly logins 101, 96, 90, 70, 66, 61 over 6 weeks")
+        assert f.holds and f.reason.startswith("weekly logins 100, 100, 100, 100, 100, 100 over")
 
 
 def decline(
-    last: int, trailing: tuple[int, ...] = (10, 10, 10, 10), **metrics: Any
+    *current: int, baseline: tuple[int, ...] = (10,) * 8, seats: int = 120, **metrics: Any
 ) -> ScoreMessage:
-    series = (10,) * (11 - len(trailing)) + trailing + (last,)
-    return create_snapshot({"weekly_active_users": series, "trend_relative_slope": None, **metrics})
+    """Weekly actives ``baseline`` then ``current``; users seen in 28 days a bit above the
+    baseline's best week (the users in play)."""
+    series = (10,) * (12 - len(baseline) - len(current)) + baseline + current
+    return create_snapshot(
+        {
+            "weekly_active_users": series,
+            "trend_relative_slope": None,
+            "seats": seats,
+            "mau": round(1.15 * max(baseline)),
+            **metrics,
+        },
+        seats=seats,
+    )
 
 
 class TestLoginDecline:
     @pytest.mark.parametrize(
-        ("last", "trailing", "holds"),
+        ("current", "baseline", "holds"),
         [
-            (7, (10, 10, 10, 10), True),  # exactly 70%
-            (6, (10, 10, 10, 10), True),
-            (0, (10, 10, 10, 10), True),
-            (8, (10, 10, 10, 10), False),
-            (699, (1000, 1000, 1000, 1000), True),  # 69.9%
-            (700, (1000, 1000, 1000, 1000), True),  # 70.0%
-            (701, (1000, 1000, 1000, 1000), False),  # 70.1%
-            (7, (4, 16, 10, 10), True),  # the mean, not the last week before
+            pytest.param((100, 100), (140,) * 8, True, id="-29% twice, 140 of 1000"),
+            pytest.param((112, 112), (140,) * 8, True, id="exactly 80% twice"),
+            pytest.param((113, 112), (140,) * 8, False, id="80.7% then 80%"),
+            pytest.param((140, 70), (140,) * 8, False, id="one week's dip"),
+            pytest.param((70, 140), (140,) * 8, False, id="a dip that recovered"),
+            pytest.param((0, 0), (140,) * 8, True, id="gone"),
+            pytest.param((100, 100), (140, 140, 140, 140, 70, 140, 140, 140), True, id="median"),
         ],
     )
-    def test_last_week_vs_trailing_mean(
-        self, last: int, trailing: tuple[int, ...], holds: bool
+    def test_each_current_week_down_on_the_baseline_median(
+        self, current: tuple[int, int], baseline: tuple[int, ...], holds: bool
     ) -> None:
-        assert one("login_decline", decline(last, trailing)).holds is holds
+        snap = decline(*current, baseline=baseline, seats=1000)
+        assert one("login_decline", snap).holds is holds
+
+    @pytest.mark.parametrize(
+        ("seats", "level", "current", "holds"),
+        [
+            # 7 of 10 seats active a week: noise sd ~1.6, so a 30% drop is within 2 sd.
+            pytest.param(10, 7, 5, False, id="10 seats: 7 -> 5 is noise"),
+            pytest.param(10, 7, 3, True, id="10 seats: 7 -> 3"),
+            pytest.param(1000, 700, 550, True, id="1000 seats: 700 -> 550"),
+            pytest.param(1000, 700, 570, False, id="1000 seats: 700 -> 570 (81%)"),
+        ],
+    )
+    def test_small_accounts_need_a_larger_relative_drop(
+        self, seats: int, level: int, current: int, holds: bool
+    ) -> None:
+        snap = decline(current, current, baseline=(level,) * 8, seats=seats)
+        assert one("login_decline", snap).holds is holds
+
+    def test_a_noisy_baseline_widens_the_noise(self) -> None:
+        calm = decline(60, 60, baseline=(100,) * 8, seats=1000)
+        noisy = decline(60, 60, baseline=(60, 140, 60, 140, 100, 60, 140, 100), seats=1000)
+        assert one("login_decline", calm).holds and not one("login_decline", noisy).holds
 
     @pytest.mark.parametrize(
         ("slope", "holds"), [(-0.10, True), (-0.5, True), (-0.0999, False), (0.0, False)]
     )
-    def test_clearly_negative_slope(self, slope: float, holds: bool) -> None:
-        assert one("login_decline", decline(10, trend_relative_slope=slope)).holds is holds
-
-    def test_either_half_fires(self) -> None:
-        assert one("login_decline", decline(5, trend_relative_slope=0.0)).holds
-        assert one("login_decline", decline(10, trend_relative_slope=-0.2)).holds
+    def test_optional_negative_slope(self, slope: float, holds: bool) -> None:
+        snap = decline(10, 10, trend_relative_slope=slope)
+        assert not one("login_decline", snap).holds
+        assert one("login_decline", snap, relative_slope=-0.1).holds is holds
 
     def test_reason(self) -> None:
-        f = one("login_decline", decline(7, trend_relative_slope=-0.05, trend_slope_weeks=6))
+        f = one("login_decline", decline(100, 90, baseline=(140,) * 8, seats=1000))
         assert f.reason == (
-            "weekly actives 7 last week vs a 4-week mean of 10 (10, 10, 10, 10): 70%, alert at 70%"
-            "; trend -5% a week over 6 weeks, alert at -10%"
+            "weekly actives 100, 90 in the last 2 weeks vs a median of 140 over the 8 weeks "
+            "before (140, 140, 140, 140, 140, 140, 140, 140): 71.4%, 64.3%; alert when each is "
+            "at most 112 (80% of the median, and 2 times the week-to-week noise of ±4.7 below it)"
         )
-        assert f.facts["trailing_mean"] == 10.0 and f.facts["last_week"] == 7
+        assert f.facts["baseline_median"] == 140.0 and f.facts["current"] == [100, 90]
 
     @pytest.mark.parametrize(
         "snapshot",
         [
-            pytest.param(decline(0, (0, 0, 0, 0)), id="trailing mean 0, no slope"),
-            pytest.param(decline(3, account_age_days=27), id="3 whole weeks lived, no slope"),
-            pytest.param(decline(3, account_age_days=None), id="unknown age, no slope"),
+            pytest.param(decline(0, 0, baseline=(0,) * 8), id="baseline 0"),
+            pytest.param(decline(3, 3, account_age_days=27), id="4 whole weeks lived"),
+            pytest.param(decline(3, 3, account_age_days=None), id="unknown age"),
         ],
     )
     def test_missing_data_is_not_evaluable(self, snapshot: ScoreMessage) -> None:
         assert run("login_decline", snapshot) == []
 
     def test_five_whole_weeks_are_enough(self) -> None:
-        # 34 days old: weeks 0..4 are whole weeks of the account's life.
-        assert one("login_decline", decline(3, account_age_days=34)).holds
+        # 35 days old: 2 current weeks and a baseline of 3.
+        f = one("login_decline", decline(1, 1, account_age_days=35))
+        assert f.holds and f.facts["baseline"] == [10, 10, 10]
 
-    def test_slope_half_can_be_switched_off(self) -> None:
-        snap = decline(10, trend_relative_slope=-0.5)
-        assert not one("login_decline", snap, relative_slope=None).holds
-        assert (
-            run(
-                "login_decline",
-                decline(0, (0, 0, 0, 0), trend_relative_slope=-0.5),
-                relative_slope=None,
-            )
-            == []
-        )
-
-    def test_ratio_and_window_configurable(self) -> None:
-        assert one("login_decline", decline(8), ratio=0.8).holds
-        assert one("login_decline", decline(7, (20, 20, 1, 1))).holds
-        assert not one("login_decline", decline(7, (20, 20, 1, 1)), trailing_weeks=2).holds
+    def test_window_configurable(self) -> None:
+        dip = decline(65, 14, baseline=(70,) * 8, seats=1000)
+        assert not one("login_decline", dip).holds
+        assert one("login_decline", dip, current_weeks=1).holds
+        assert one("login_decline", decline(50, 50, baseline=(70,) * 8), ratio=0.75).holds
+        snap = decline(5, 5, baseline=(30, 30, 30, 30, 30, 30, 5, 5), seats=1000)
+        assert one("login_decline", snap).holds
+        assert not one("login_decline", snap, trailing_weeks=3).holds
 
 
 class TestDormant:
@@ -303,19 +361,29 @@ class TestFeatureUnused:
 
 class TestSeatRules:
     @pytest.mark.parametrize(
-        ("mau", "seats", "holds"),
+        ("regular", "seats", "holds"),
         [(47, 120, True), (48, 120, False), (399, 1000, True), (400, 1000, False), (0, 10, True)],
     )
-    def test_low_seat_utilization_below_40(self, mau: int, seats: int, holds: bool) -> None:
-        assert one("low_seat_utilization", seats_snapshot(mau, seats)).holds is holds
+    def test_low_seat_utilization_counts_regular_users(
+        self, regular: int, seats: int, holds: bool
+    ) -> None:
+        snap = seats_snapshot(seats, seats, metrics={"regular_users": regular})
+        assert one("low_seat_utilization", snap).holds is holds
 
     def test_low_seat_reason(self) -> None:
-        f = one("low_seat_utilization", seats_snapshot(33, 120))
-        assert f.reason == "33 of 120 seats active in 28 days (27.5%); alert below 40%"
+        f = one("low_seat_utilization", seats_snapshot(60, 120, metrics={"regular_users": 33}))
+        assert f.reason == (
+            "33 of 120 seats used regularly (27.5%; 60 active in 28 days); alert below 40%"
+        )
         assert (
             f.next_step == "Plan an adoption push with u-42: 87 seats are idle, renewal in 74 days."
         )
         assert f.facts["idle_seats"] == 87
+
+    def test_low_seat_before_regular_users_are_measured(self) -> None:
+        snap = seats_snapshot(33, 120, metrics={"regular_users": None})
+        f = one("low_seat_utilization", snap)
+        assert f.holds and f.reason == "33 of 120 seats active in 28 days (27.5%); alert below 40%"
 
     def test_low_seat_only_after_onboarding(self) -> None:
         assert run("low_seat_utilization", seats_snapshot(1, 120, scorecard="onboarding")) == []
@@ -465,9 +533,24 @@ class TestRenewalRisk:
         assert not one("renewal_risk", EXAMPLE_SCORE, bands="red").holds
 
 
+def champion(quiet_days: int, active: int = 10, observed: int = 10, **metrics: Any) -> ScoreMessage:
+    return create_snapshot(
+        {
+            "champion": "u-42",
+            "champion_source": "inferred",
+            "champion_last_active": AS_OF - timedelta(days=quiet_days),
+            "champion_days_since_active": quiet_days,
+            "champion_weeks_active": active,
+            "champion_weeks_observed": observed,
+            "days_since_last_active": 0,
+            **metrics,
+        }
+    )
+
+
 class TestChampionLost:
     @pytest.mark.parametrize(
-        ("champion_days", "active_days", "holds"),
+        ("quiet_days", "active_days", "holds"),
         [
             (14, 0, True),
             (13, 0, False),
@@ -476,35 +559,56 @@ class TestChampionLost:
             (40, None, False),
         ],
     )
-    def test_champion_quiet_while_account_active(
-        self, champion_days: int, active_days: int | None, holds: bool
+    def test_a_regular_champion_quiet_while_account_active(
+        self, quiet_days: int, active_days: int | None, holds: bool
     ) -> None:
-        snap = create_snapshot(
-            {
-                "top_user_last_login": AS_OF - timedelta(days=champion_days),
-                "top_user_days_since_login": champion_days,
-                "days_since_last_active": active_days,
-            }
-        )
+        snap = champion(quiet_days, days_since_last_active=active_days)
         assert one("champion_lost", snap).holds is holds
 
+    @pytest.mark.parametrize(
+        ("active", "observed", "quiet_days", "holds"),
+        [
+            # Every week of 10: 2 quiet weeks had a (1/12)^2 = 0.7% chance.
+            (10, 10, 14, True),
+            # Active in 7 of 10 weeks (a weekly but not daily person who skips some):
+            # 2 quiet weeks are ordinary (11%), 3 still 3.7%, 4 are 1.2%.
+            (7, 10, 14, False),
+            (7, 10, 27, False),
+            (7, 10, 28, True),
+            # Too little history to call 2 weeks unusual: (1/4)^2.
+            (2, 2, 20, False),
+            (2, 2, 21, True),
+        ],
+    )
+    def test_the_silence_must_be_unusual_for_this_champion(
+        self, active: int, observed: int, quiet_days: int, holds: bool
+    ) -> None:
+        assert one("champion_lost", champion(quiet_days, active, observed)).holds is holds
+
     def test_reason(self) -> None:
-        f = one("champion_lost", EXAMPLE_SCORE)
+        f = one("champion_lost", champion(21, 9, 9))
         assert f.reason == (
-            "top user u-42 has not logged in for 21 days (last login 2026-10-12; alert after 14); "
-            "the account was last active today, 19 weekly actives"
+            "champion u-42 not active for 21 days (last 2026-10-12); active in 9 of the 9 weeks "
+            "before, so 3 quiet weeks had a 0.1% chance; alert after 14 days at a chance of 2% "
+            "or less; the account was last active today, 19 weekly actives"
         )
         assert f.next_step.startswith("Reach out to u-42")
+        assert f.facts["quiet_weeks"] == 3 and f.facts["champion_source"] == "inferred"
+
+    def test_a_named_champion_says_so(self) -> None:
+        f = one("champion_lost", champion(30, 8, 8, champion_source="named"))
+        assert f.holds and f.reason.startswith("named champion u-42 not active for 30 days")
 
     @pytest.mark.parametrize(
         "metrics",
-        [
-            {"top_user": None},
-            {"top_user_last_login": None, "top_user_days_since_login": None},
-        ],
+        [{"champion": None}, {"champion_last_active": None}],
     )
     def test_no_champion_is_not_evaluable(self, metrics: dict[str, Any]) -> None:
-        assert run("champion_lost", create_snapshot(metrics)) == []
+        assert run("champion_lost", champion(30, **{k: v for k, v in metrics.items()})) == []
+
+    def test_chance_and_days_configurable(self) -> None:
+        assert one("champion_lost", champion(14, 7, 10), chance=0.2).holds
+        assert not one("champion_lost", champion(14), days=21).holds
 
 
 class TestEvaluate:
@@ -557,13 +661,15 @@ class TestConfig:
         assert (r.for_days, r.keep_firing_for_days, r.reopen_cooldown_days) == (2, 3, 14)
         assert (r.repeat_interval_days, r.present_days) == (7, 2)
         assert r.notify_on_resolve is True
-        assert (r.login_plateau.weeks, r.login_plateau.seat_utilization_below) == (4, 0.80)
-        assert (r.login_decline.ratio, r.login_decline.trailing_weeks) == (0.70, 4)
+        assert (r.login_plateau.weeks, r.login_plateau.seat_utilization_below) == (6, 0.60)
+        assert r.login_plateau.sigmas == r.login_decline.sigmas == 2.0
+        assert (r.login_decline.ratio, r.login_decline.trailing_weeks) == (0.80, 8)
+        assert (r.login_decline.current_weeks, r.login_decline.relative_slope) == (2, None)
         assert r.dormant.days == 14 and r.feature_unused.days == 30
         assert r.low_seat_utilization.below == 0.40 and r.upsell_seats.at_least == 0.90
         assert (r.health_drop.points, r.health_drop.within_days) == (15, 7)
         assert r.renewal_risk.within_days == 90 and r.renewal_risk.bands == ("yellow", "red")
-        assert r.champion_lost.days == 14
+        assert (r.champion_lost.days, r.champion_lost.chance) == (14, 0.02)
         assert r.upsell_seats.severity == "opportunity"
         assert all(r.rule(n).enabled for n in RULE_NAMES)
 
@@ -610,18 +716,6 @@ class TestConfig:
         assert decline.reopen_cooldown_days == 21
         assert cfg.policy("dormant").reopen_cooldown_days == 0
 
-    def test_plateau_weeks_fit_the_scorer_slope(self) -> None:
-        with pytest.raises(ConfigError) as info:
-            parse_config({"rules": {"login_plateau": {"weeks": 8}}})
-        assert (
-            "rules.login_plateau.weeks: must be at most scoring.trend.slope_weeks (8 > 6)"
-            in str(info.value)
-        )
-        cfg = parse_config(
-            {"rules": {"login_plateau": {"weeks": 8}}, "scoring": {"trend": {"slope_weeks": 8}}}
-        )
-        assert cfg.rules.login_plateau.weeks == 8
-
     def test_routes(self) -> None:
         cfg = parse_config(
             {
@@ -659,6 +753,17 @@ class TestConfig:
             ),
             ({"login_decline": {"relative_slope": 0.1}}, "rules.login_decline.relative_slope:"),
             ({"login_decline": {"trailing_weeks": 0}}, "rules.login_decline.trailing_weeks:"),
+            (
+                {"login_decline": {"trailing_weeks": 11}},
+                "rules.login_decline.trailing_weeks: current_weeks + trailing_weeks must fit",
+            ),
+            (
+                {"login_decline": {"trailing_weeks": 4, "min_baseline_weeks": 5}},
+                "rules.login_decline.min_baseline_weeks: must be at most trailing_weeks (5 > 4)",
+            ),
+            ({"login_decline": {"sigmas": -1}}, "rules.login_decline.sigmas:"),
+            ({"login_plateau": {"sigmas": "many"}}, "rules.login_plateau.sigmas:"),
+            ({"champion_lost": {"chance": 0}}, "rules.champion_lost.chance:"),
             ({"login_plateau": {"weeks": 2}}, "rules.login_plateau.weeks:"),
             ({"login_plateau": {"series": "daily"}}, "rules.login_plateau.series:"),
             ({"dormant": {"days": 0}}, "rules.dormant.days:"),
