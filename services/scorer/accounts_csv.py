@@ -2,9 +2,9 @@
 
 The header names the columns: ``account_id`` (required) and any of ``name, plan, seats, mrr,
 renewal_date, lifecycle_stage, created_at, csm_email, csm_slack, champion``. An empty cell
-leaves the stored value alone. Values are parsed as the scorer parses ``group`` traits, but a value that
-cannot be parsed is an error here, not silently dropped: every error names its line and
-column, and nothing is imported until the whole file is clean.
+leaves the stored value alone. Values are parsed as the scorer parses ``group`` traits, but a
+value that cannot be parsed is an error here, not silently dropped: every error names its line
+and column, and nothing is imported until the whole file is clean.
 
 ``champion`` (the user id of the account's champion, as the product sends it) comes from here
 only, never from ``group`` traits: who the champion is is the operator's word.
