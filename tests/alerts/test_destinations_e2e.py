@@ -12,19 +12,16 @@ the alerts service and the dispatcher, to loopback servers.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.alerts.routing import Defaults
 from services.scorer.accounts_csv import AccountRow, import_accounts
 from shared import topics
-from shared.db.migrate import upgrade_async
 from shared.db.models import Account
 from shared.events import CanonicalEvent
 from tests.alerts.servers import SlackWebhookServer, SmtpServer
@@ -38,25 +35,12 @@ from tests.scorer.synthetic import (
     run_scorer_until_consumed,
     to_message,
 )
-from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
 CSM = "dana@vendor.example"
 OPS = "ops@vendor.example"
 ATTACKER = "attacker@evil.example"
-
-
-@pytest_asyncio.fixture(params=["postgresql", "sqlite"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "postgresql":
-        url = await create_database("tend_destinations")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'destinations.db'}"
-    await upgrade_async(url)
-    yield url
-    if request.param == "postgresql":
-        await drop_database(url)
 
 
 @pytest.fixture
@@ -68,13 +52,6 @@ def servers() -> Iterator[dict[str, SlackWebhookServer]]:
         server.stop()
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
 def refused_slack() -> float:
     value = REGISTRY.get_sample_value(
         "tend_alerts_refused_destinations_total", {"channel": "slack"}
@@ -84,7 +61,7 @@ def refused_slack() -> float:
 
 class TestDestinations:
     async def test_write_key_traits_never_route_and_operator_webhooks_are_checked(
-        self, db_url: str, servers: dict[str, SlackWebhookServer], smtp: SmtpServer
+        self, own_db_url: str, servers: dict[str, SlackWebhookServer], smtp: SmtpServer
     ) -> None:
         replay = generate(
             f"dst{uuid.uuid4().hex[:6]}",
@@ -123,7 +100,7 @@ class TestDestinations:
         )
         refused_before = refused_slack()
         d1, d2 = replay.end, replay.end + timedelta(days=1)
-        async with in_process_stack(db_url) as stack:
+        async with in_process_stack(own_db_url) as stack:
             async with stack.sessions() as session, session.begin():
                 await import_accounts(session, profiles)
             messages = [*replay.messages(), *(to_message(e) for e in group_calls)]

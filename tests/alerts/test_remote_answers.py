@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,12 +21,10 @@ from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
 from shared.clock import FixedClock
-from shared.db.migrate import upgrade_async
 from shared.db.models import Alert, AlertNotification
 from shared.db.session import create_engine, create_sessionmaker
 from tests.alerts.servers import Reply, SlackWebhookServer, SmtpServer
 from tests.alerts.snapshots import create_defaults, create_snapshot, only_rules, unique_account
-from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -37,35 +34,16 @@ LEAK = "LEAKED-internal-admin-token-7f3a9c"
 HOOK_SECRET = "hooksecrethooksecret"
 
 
-@pytest_asyncio.fixture(params=["postgresql", "sqlite"])
-async def db(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """A database of its own: the dispatcher claims every due row of its database."""
-    if request.param == "postgresql":
-        url = await create_database("tend_remote_answers")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'remote.db'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-        if request.param == "postgresql":
-            await drop_database(url)
+@pytest_asyncio.fixture
+async def db(own_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(own_db_url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
 
 
 @pytest.fixture
 def slack() -> Iterator[SlackWebhookServer]:
     server = SlackWebhookServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
     yield server
     server.stop()
 
