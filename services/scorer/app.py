@@ -70,6 +70,7 @@ def build_service(
         sweep_interval_s=settings.scorer.sweep_interval_s,
         dedup_window=timedelta(days=settings.scorer.dedup_window_days),
         backfill_days=settings.scorer.backfill_days,
+        horizon_days=settings.scorer.rescore_horizon_days,
         routing_from_traits=settings.scorer.routing_from_traits,
         runner=RunnerOptions.from_settings(settings.consumer),
     )

@@ -85,6 +85,7 @@ class ScorerService:
         sweep_interval_s: float = 3600.0,
         dedup_window: timedelta = timedelta(days=7),
         backfill_days: int = 90,
+        horizon_days: int = 35,
         routing_from_traits: bool = False,
         runner: RunnerOptions | None = None,
     ) -> None:
@@ -98,6 +99,7 @@ class ScorerService:
             clock,
             sweep_interval_s=sweep_interval_s,
             backfill_days=backfill_days,
+            horizon_days=horizon_days,
         )
         self.handler = EventsHandler(
             self.rescorer, group_id, routing_from_traits=routing_from_traits
