@@ -77,7 +77,10 @@ def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number, got a boolean")
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # JSON integers have no size limit; a double has
+            raise ValueError(f"{value!r:.40} is too large") from None
     elif isinstance(value, str):
         cleaned = _NUMBER_NOISE.sub("", value)
         try:
@@ -123,7 +126,10 @@ def parse_date(value: Any) -> date:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
-    return parsed.astimezone(UTC).date() if parsed.tzinfo else parsed.date()
+    try:
+        return parsed.astimezone(UTC).date() if parsed.tzinfo else parsed.date()
+    except OverflowError:  # an offset that moves it past year 1 or 9999
+        raise ValueError(f"{value!r} is outside the calendar") from None
 
 
 def parse_lifecycle_stage(value: Any) -> str:

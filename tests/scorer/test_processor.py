@@ -123,6 +123,10 @@ class TestTraits:
             ({"name": None, "plan": ["a"]}, {}),
             ({"name": "x" * 301}, {}),
             ({"seats": "oops", "plan": "Pro"}, {"plan": "Pro"}),
+            # Past what a double or a date holds: dropped, not a crash of the scorer.
+            ({"seats": 10**400, "mrr": -(10**400)}, {}),
+            ({"renewal_date": "0001-01-01T00:00:00+01:00"}, {}),
+            ({"created_at": "9999-12-31T23:59:59-01:00"}, {}),
         ],
     )
     def test_bad_values_are_dropped(self, traits: dict[str, Any], fields: dict[str, Any]) -> None:
