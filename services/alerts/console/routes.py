@@ -360,24 +360,53 @@ async def alert_action(
     if action not in ("ack", "snooze", "resolve") or not is_id(alert_id):
         return _html(templates.error_page(404, "no such alert action", csrf=session.csrf), 404)
     back = safe_next(form.get("next"), "/console/alerts")
-    now = _clock(request).now()
-    notice: str
-    if action == "ack":
-        notice = await _move(request, int(alert_id), acknowledge) or "acknowledged"
-    elif action == "resolve":
-        notice = await _move(request, int(alert_id), resolve) or "resolved"
-    else:
-        until = parse_until(form.get("until"))
-        if until is None or until <= now:
-            notice = "bad-until"
-        else:
-            reason = (form.get("reason") or "")[:1000]
-            notice = (
-                await _move(request, int(alert_id), lambda s, t: snooze(s, until, reason, t))
-                or "snoozed"
-            )
+    move, done = _move_of(action, form, _clock(request).now())
+    notice = (await _move(request, int(alert_id), move) or done) if move else done
     path = back.split("?", 1)[0].split("#", 1)[0]
     return _redirect(f"{path}?{urlencode({'notice': notice})}#alert-{quote(alert_id)}")
+
+
+def _move_of(
+    action: str, form: dict[str, str], now: datetime
+) -> tuple[Callable[[AlertState, datetime], AlertState] | None, str]:
+    """The move a form asks for and the notice when it is done (no move: the notice why)."""
+    if action == "ack":
+        return acknowledge, "acknowledged"
+    if action == "resolve":
+        return resolve, "resolved"
+    until = parse_until(form.get("until"))
+    if until is None or until <= now:
+        return None, "bad-until"
+    reason = (form.get("reason") or "")[:1000]
+    return (lambda s, t: snooze(s, until, reason, t)), "snoozed"
+
+
+@router.post("/accounts/{account_id}/alerts/{action}")
+async def account_alerts_action(
+    account_id: str, action: str, request: Request, session: SessionDep
+) -> Response:
+    """Acknowledge, snooze or resolve every open alert of an account (one incident)."""
+    form = await read_form(request)
+    if not csrf_ok(session, form.get("csrf")):
+        return _forbidden(session)
+    if action not in ("ack", "snooze", "resolve"):
+        return _html(templates.error_page(404, "no such alert action", csrf=session.csrf), 404)
+    back = safe_next(form.get("next"), templates.account_href(account_id))
+    now = _clock(request).now()
+    move, notice = _move_of(action, form, now)
+    if move is not None:
+        async with _db(request)() as db, db.begin():
+            rows = await _repo.load(db, [account_id])
+            active = [r for r in rows.values() if r.status in views.ACTIVE_STATUSES]
+            if not active:
+                notice = "not-found"
+            for row in active:
+                try:
+                    set_state(row, move(state_of(row), now), now)
+                except LifecycleError:
+                    continue  # e.g. acknowledging one that is already acknowledged
+    path = back.split("?", 1)[0].split("#", 1)[0]
+    return _redirect(f"{path}?{urlencode({'notice': notice})}#incident")
 
 
 # -- static ------------------------------------------------------------------------------------

@@ -577,10 +577,15 @@ def _features(metrics: Mapping[str, Any]) -> str:
 
 
 def _alert_actions(a: Alert, csrf: str, back: str, now: datetime) -> str:
-    base = f"/console/alerts/{a.id}"
+    can_ack = a.status in ("open", "snoozed")
+    return _actions(f"/console/alerts/{a.id}", str(a.id), can_ack, csrf, back, now)
+
+
+def _actions(base: str, uid: str, can_ack: bool, csrf: str, back: str, now: datetime) -> str:
+    """Acknowledge / snooze / resolve forms posting to ``base``/{ack,snooze,resolve}."""
     hidden = f'{csrf_field(csrf)}<input type="hidden" name="next" value="{e(back)}">'
     parts = []
-    if a.status in ("open", "snoozed"):
+    if can_ack:
         parts.append(
             f'<form method="post" action="{base}/ack">{hidden}'
             f'<button type="submit">Acknowledge</button></form>'
@@ -589,11 +594,11 @@ def _alert_actions(a: Alert, csrf: str, back: str, now: datetime) -> str:
     minimum = now.strftime("%Y-%m-%dT%H:%M")
     parts.append(
         f'<form method="post" action="{base}/snooze" class="snooze">{hidden}'
-        f'<label for="until-{a.id}">Snooze until (UTC)</label>'
-        f'<input id="until-{a.id}" name="until" type="datetime-local" required '
+        f'<label for="until-{uid}">Snooze until (UTC)</label>'
+        f'<input id="until-{uid}" name="until" type="datetime-local" required '
         f'value="{default_until}" min="{minimum}">'
-        f'<label for="reason-{a.id}">Reason</label>'
-        f'<input id="reason-{a.id}" name="reason" type="text" maxlength="1000" '
+        f'<label for="reason-{uid}">Reason</label>'
+        f'<input id="reason-{uid}" name="reason" type="text" maxlength="1000" '
         'placeholder="e.g. waiting for the QBR">'
         '<button type="submit" class="secondary">Snooze</button></form>'
     )
@@ -626,11 +631,38 @@ def _alert_card(a: Alert, csrf: str, back: str, now: datetime, *, actions: bool)
  data-alert-id="{a.id}" data-status="{e(a.status)}" aria-labelledby="alert-{a.id}-title">
 <h3 id="alert-{a.id}-title">{e(alert_title(a))}
  <span class="sev">{e(a.severity)}</span></h3>
-<p class="status-line">{_status_line(a)} · opened {fmt_when(a.opened_at)}</p>
+<p class="status-line">{_status_line(a)}{_began(a)} · opened {fmt_when(a.opened_at)}</p>
 <p>{e(a.reason)}</p>
 {f'<p class="next"><b>Next step:</b> {e(a.next_step)}</p>' if a.next_step else ""}
 {_alert_actions(a, csrf, back, now) if actions else ""}
 </article>"""
+
+
+def _began(a: Alert) -> str:
+    # The event-time day the problem began, which a backfill's wall-clock opening time is not.
+    return f" · began {fmt_date(a.started_on)}" if a.started_on else ""
+
+
+def _incident_card(alerts: Sequence[Alert], csrf: str, back: str, now: datetime) -> str:
+    """An account's open alerts as one card: the rules inside, and with two or more,
+    acknowledge / snooze / resolve for all of them at once."""
+    first = alerts[0]
+    began = min((a.started_on for a in alerts if a.started_on), default=None)
+    group = ""
+    if len(alerts) > 1:
+        can_ack = any(a.status in ("open", "snoozed") for a in alerts)
+        base = f"{account_href(first.account_id)}/alerts"
+        group = '<p class="muted">All of them:</p>' + _actions(
+            base, "all", can_ack, csrf, back, now
+        )
+    rules = "".join(_alert_card(a, csrf, back, now, actions=True) for a in alerts)
+    count = f"{len(alerts)} open alert{'s' if len(alerts) != 1 else ''}"
+    return f"""<section class="incident" id="incident" aria-labelledby="incident-title">
+<h3 id="incident-title">{count} {band_badge(first.band)}</h3>
+{f'<p class="status-line">Began {fmt_date(began)}</p>' if began else ""}
+{group}
+<div class="incident-rules">{rules}</div>
+</section>"""
 
 
 def account_page(
@@ -695,7 +727,7 @@ def account_page(
     active = [x for x in p.alerts if x.status != "resolved"]
     past = [x for x in p.alerts if x.status == "resolved"]
     active_html = (
-        "".join(_alert_card(x, csrf, back, now, actions=True) for x in active)
+        _incident_card(active, csrf, back, now)
         if active
         else '<p class="empty">No open alerts.</p>'
     )
