@@ -21,8 +21,9 @@ from shared import metrics, topics
 from shared.bus.base import Bus, Producer, Record
 from shared.clock import Clock
 from shared.config import TendConfig
-from shared.consumer import BatchConsumer, PoisonRecord
+from shared.consumer import BatchConsumer, PoisonRecord, RunnerOptions
 from shared.events import CanonicalEvent
+from shared.service_app import run_loops
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,22 @@ GROUP_ID = "tend-scorer"
 class EventsHandler:
     """Decodes canonical events and writes them into the rollups (see RollupWriter)."""
 
-    def __init__(self, rescorer: Rescorer | None, group_id: str = GROUP_ID) -> None:
-        self.writer = RollupWriter()
+    def __init__(
+        self,
+        rescorer: Rescorer | None,
+        group_id: str = GROUP_ID,
+        *,
+        routing_from_traits: bool = False,
+    ) -> None:
+        self.writer = RollupWriter(routing_from_traits=routing_from_traits)
         self.rescorer = rescorer
         self.group_id = group_id
 
     def decode(self, record: Record) -> CanonicalEvent:
-        event = CanonicalEvent.from_bytes(record.value)
+        try:
+            event = CanonicalEvent.from_bytes(record.value)
+        except Exception as err:  # any producer may write onto the topic: never stop on it
+            raise PoisonRecord(f"not a canonical event: {type(err).__name__}: {err}") from err
         # Identify and page calls may come before the user's group call: no account is valid
         # for them (ingest keys them by user), and they change nothing here.
         if event.type in ("track", "group") and not event.account_id:
@@ -77,6 +87,9 @@ class ScorerService:
         sweep_interval_s: float = 3600.0,
         dedup_window: timedelta = timedelta(days=7),
         backfill_days: int = 90,
+        horizon_days: int = 35,
+        routing_from_traits: bool = False,
+        runner: RunnerOptions | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -88,8 +101,11 @@ class ScorerService:
             clock,
             sweep_interval_s=sweep_interval_s,
             backfill_days=backfill_days,
+            horizon_days=horizon_days,
         )
-        self.handler = EventsHandler(self.rescorer, group_id)
+        self.handler = EventsHandler(
+            self.rescorer, group_id, routing_from_traits=routing_from_traits
+        )
         self.consumer: BatchConsumer[CanonicalEvent] = BatchConsumer(
             bus,
             sessions,
@@ -100,6 +116,7 @@ class ScorerService:
             producer=producer,
             max_records=max_records,
             max_wait_s=max_wait_s,
+            options=runner,
         )
         metrics.init_consumer_series(group_id, [topics.EVENTS])
 
@@ -118,20 +135,11 @@ class ScorerService:
                 await asyncio.wait_for(stop.wait(), 3600)
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [
-            asyncio.create_task(self.consumer.run(stop), name="scorer-consumer"),
-            asyncio.create_task(self.rescorer.run(stop), name="scorer-rescorer"),
-            asyncio.create_task(self.purge_loop(stop), name="scorer-purge"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                if t.exception() is not None:
-                    stop.set()
-                    raise t.exception()  # type: ignore[misc]
-        finally:
-            stop.set()
-            for t in tasks:
-                if not t.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait_for(t, 30)
+        await run_loops(
+            stop,
+            {
+                "scorer-consumer": self.consumer.run(stop),
+                "scorer-rescorer": self.rescorer.run(stop),
+                "scorer-purge": self.purge_loop(stop),
+            },
+        )
