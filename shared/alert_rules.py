@@ -129,7 +129,7 @@ class LoginPlateau(RuleSettings):
     the seats, by more than ``sigmas`` standard deviations of a binomial count of the seats.
     """
 
-    weeks: int = Field(6, ge=3, le=12, description="Whole weeks the slope is fitted over.")
+    weeks: int = Field(8, ge=3, le=12, description="Whole weeks the slope is fitted over.")
     relative_slope: float = Field(
         0.03, gt=0, le=0.5, description="|slope| / the account's own level, per week."
     )
@@ -208,12 +208,12 @@ class RenewalRisk(RuleSettings):
 class ChampionLost(RuleSettings):
     """The champion (named, else inferred) quiet for ``days``+ days, a silence that had at most
     ``chance`` of happening given how regularly they were active before (each whole quiet week
-    counts as a miss of their weekly rate), while the account was active within
-    ``account_active_within_days``."""
+    counts as a miss of their weekly rate, taken no higher than the account's typical user's),
+    while the account was active within ``account_active_within_days``."""
 
     days: int = Field(14, ge=1, description="Days the champion has not been active.")
     chance: float = Field(
-        0.02,
+        0.01,
         gt=0,
         le=1,
         description="Fire when a silence this long had at most this chance for this champion.",

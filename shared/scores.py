@@ -115,6 +115,11 @@ class UsageMetrics(_Frozen):
     champion_weeks_observed: int = Field(
         0, description="Whole weeks of the window before the champion's current quiet run."
     )
+    users_weekly_rate: float | None = Field(
+        None,
+        description="Median share of the whole weeks (of 12) a user was active in: how often "
+        "people of this account skip a week.",
+    )
     top_user: str | None = Field(None, description="The champion (kept for older readers).")
     top_user_last_login: date | None = None
     top_user_days_since_login: int | None = None
@@ -356,6 +361,7 @@ EXAMPLE_SCORE = ScoreMessage(
         champion_days_since_active=21,
         champion_weeks_active=9,
         champion_weeks_observed=9,
+        users_weekly_rate=0.9167,
         top_user="u-42",
         top_user_last_login=date(2026, 10, 12),
         top_user_days_since_login=21,

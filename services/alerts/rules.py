@@ -580,6 +580,12 @@ def renewal_risk(s: ScoreMessage, history: ScoreHistory | None, cfg: RenewalRisk
     ]
 
 
+def _typical(typical: float | None, own: float) -> str:
+    if typical is None or typical >= own:
+        return ""
+    return f" (people here are active in {_pct(typical)} of weeks)"
+
+
 def champion_lost(
     s: ScoreMessage, history: ScoreHistory | None, cfg: ChampionLost
 ) -> list[Finding]:
@@ -596,7 +602,11 @@ def champion_lost(
         else (s.as_of - m.champion_last_active).days
     )
     quiet_weeks = max(0, days) // 7
-    rate = (m.champion_weeks_active + 1) / (m.champion_weeks_observed + 2)
+    own = (m.champion_weeks_active + 1) / (m.champion_weeks_observed + 2)
+    # The champion is the most regular of many, so their own past overstates how regular they
+    # are: never assume more than the account's typical user shows.
+    typical = m.users_weekly_rate
+    rate = own if typical is None else min(own, typical)
     chance = (1 - rate) ** quiet_weeks
     active = m.days_since_last_active
     otherwise_active = active is not None and active <= cfg.account_active_within_days
@@ -615,7 +625,8 @@ def champion_lost(
             reason=(
                 f"{who} {m.champion} not active for {_days(days)} (last {m.champion_last_active}); "
                 f"active in {m.champion_weeks_active} of the {m.champion_weeks_observed} weeks "
-                f"before, so {quiet_weeks} quiet weeks had a {_pct(chance)} chance; alert after "
+                f"before{_typical(typical, own)}, so {quiet_weeks} quiet weeks had a "
+                f"{_pct(chance)} chance; alert after "
                 f"{cfg.days} days at a chance of {_pct(cfg.chance)} or less; {activity}"
             ),
             next_step=(
@@ -628,6 +639,7 @@ def champion_lost(
             days_since=days,
             quiet_weeks=quiet_weeks,
             chance=round(chance, 4),
+            weekly_rate=round(rate, 4),
             days_since_account_active=active,
             wau=m.wau,
         )

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from statistics import median
 
 from services.scorer.activity import MONTH_DAYS, WEEKS, AccountActivity, FeatureActivity
-from services.scorer.people import champion_of, regular_users
+from services.scorer.people import champion_of, regular_users, typical_weekly_rate
 from shared.scores import FeatureUsage, UsageMetrics
 from shared.scoring_model import TrendWindows
 from shared.weekly_stats import least_squares_slope
@@ -182,6 +182,7 @@ def compute_metrics(
         champion_days_since_active=_days(as_of, champion.last_active) if champion else None,
         champion_weeks_active=champion.weeks_active if champion else 0,
         champion_weeks_observed=champion.weeks_observed if champion else 0,
+        users_weekly_rate=typical_weekly_rate(activity.users, lived_weeks),
         top_user=champion.user_id if champion else None,
         top_user_last_login=champion_login,
         top_user_days_since_login=_days(as_of, champion_login),

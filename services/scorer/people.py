@@ -25,7 +25,7 @@ from typing import Literal
 
 from services.scorer.activity import WEEKS, UserWeeks
 
-__all__ = ["ChampionPick", "champion_of", "regular_users"]
+__all__ = ["ChampionPick", "champion_of", "regular_users", "typical_weekly_rate"]
 
 ChampionSource = Literal["named", "inferred"]
 
@@ -137,3 +137,21 @@ def regular_users(
     recent = range(WEEKS - weeks, WEEKS)
     count = sum(1 for u in users if sum(1 for w in recent if u.active_days[w] > 0) >= need)
     return count, weeks
+
+
+def typical_weekly_rate(users: Sequence[UserWeeks], lived_weeks: int) -> float | None:
+    """The median share of the lived weeks a user of the account was active in (users active in
+    at least one of them): how often people here skip a week. None without lived weeks or
+    users. A champion's silence is judged against the lower of this and their own rate, because
+    the champion is picked as the most regular of many, so their own past overstates it."""
+    lived = min(WEEKS, lived_weeks)
+    if lived <= 0:
+        return None
+    weeks = range(WEEKS - lived, WEEKS)
+    rates = sorted(
+        n / lived for u in users if (n := sum(1 for w in weeks if u.active_days[w] > 0)) > 0
+    )
+    if not rates:
+        return None
+    mid = len(rates) // 2
+    return rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
