@@ -430,9 +430,9 @@ class EmbeddedServer(uvicorn.Server):
             self.ready.set()
 
 
-async def _serve(server: uvicorn.Server) -> None:
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     except SystemExit as exc:  # uvicorn exits when it cannot bind or its lifespan fails
         if not server.started:
             raise StartupFailure("the HTTP server did not start (see the log above)") from None
@@ -473,14 +473,14 @@ async def _ensure_write_key(sessions: async_sessionmaker[AsyncSession], url: str
     click.echo("")
 
 
-async def _supervise(server: EmbeddedServer, env: Embedded, url: str) -> None:
+async def _supervise(server: EmbeddedServer, sock: socket.socket, env: Embedded, url: str) -> None:
     """Run the HTTP server and the background services until a signal or until one ends.
 
     Whatever ends first (a signal, the server, a crashed service), everything is asked to stop
     and awaited while it drains; a second signal cancels what is still running.
     """
     loop = asyncio.get_running_loop()
-    tasks: dict[asyncio.Task[None], str] = {asyncio.create_task(_serve(server)): "http"}
+    tasks: dict[asyncio.Task[None], str] = {asyncio.create_task(_serve(server, sock)): "http"}
     for name, service in embedded_services().items():
         tasks[asyncio.create_task(service(env))] = name
     announce = asyncio.create_task(_announce(server, url))
@@ -539,7 +539,7 @@ def _api_token(settings: Settings) -> str:
         return settings.api_token.get_secret_value()
     import secrets
 
-    token = secrets.token_urlsafe(24)
+    token = secrets.token_urlsafe(32)  # 43 characters; TEND_API_TOKEN needs at least 32
     click.echo("Read API token for this run (set TEND_API_TOKEN to choose your own):")
     click.echo("")
     click.echo(f"    {token}")
@@ -555,7 +555,15 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
     from shared.bus import create_bus
     from shared.db.session import create_engine, create_sessionmaker
 
-    url = f"http://{host}:{port}"
+    from shared.service_app import bind_port
+
+    # The port first: a second `tend up` on a busy port must stop before it migrates, creates
+    # a key or re-scores anything (it would change the running instance's data).
+    try:
+        sock = bind_port(host, port)
+    except OSError as err:
+        raise StartupFailure(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    url = f"http://{host}:{sock.getsockname()[1]}"
     with database_errors(settings.database_url):
         click.echo(await _migrate(settings.database_url))
     engine = create_engine(settings.database_url)
@@ -573,11 +581,12 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
             app.include_router(accounts_router)
             app.include_router(alerts_router)
             app.state.config = config  # the console shades its charts with the model's bands
+            app.state.console = settings.console
             app.include_router(console_router)  # /console, its stylesheet included
             server = EmbeddedServer(
                 uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
             )
-            await _supervise(server, env, url)
+            await _supervise(server, sock, env, url)
         finally:
             await bus.close()
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -142,13 +143,37 @@ class DrainingServer(uvicorn.Server):
                     captured.clear()
 
 
+def bind_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, for uvicorn to listen on.
+
+    uvicorn binds only after the app's lifespan has started, that is after the service has
+    begun consuming and writing; a process that then finds its port busy would already have
+    changed the database. Binding first makes a busy port end the process before it writes.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def run_server(app_factory: str, host: str, port: int) -> None:
     """Serve ``app_factory`` (``module:function``) with one uvicorn process until a signal."""
+    try:
+        sock = bind_port(host, port)
+    except OSError as err:
+        print(f"tend: cannot listen on {host}:{port}: {err.strerror or err}", file=sys.stderr)
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE
     config = uvicorn.Config(
         app_factory, factory=True, host=host, port=port, lifespan="on", log_config=None
     )
     server = DrainingServer(config)
-    server.run()
+    server.run(sockets=[sock])
     if not server.started:
         sys.exit(3)  # uvicorn's STARTUP_FAILURE: could not bind, or the lifespan failed
 
