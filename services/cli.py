@@ -811,10 +811,22 @@ def accounts_import(file: Path) -> None:
     show_envvar=True,
     help="A write key: the one `tend up` printed, or `tend keys create demo`.",
 )
+@click.option(
+    "--api-token",
+    envvar="TEND_API_TOKEN",
+    show_envvar=True,
+    help="The API token: the demo sets each account's CSM with it, as an operator would.",
+)
 @click.option("--seed", default=1, show_default=True, type=int, help="Same seed, same data.")
 @click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True)
 def demo(
-    accounts: int, weeks: int, url: str, write_key: str | None, seed: int, use_gzip: bool
+    accounts: int,
+    weeks: int,
+    url: str,
+    write_key: str | None,
+    api_token: str | None,
+    seed: int,
+    use_gzip: bool,
 ) -> None:
     """Feed a running tend realistic accounts and WEEKS of usage, some drifting toward churn.
 
@@ -842,6 +854,15 @@ def demo(
         err=True,
     )
     try:
+        if api_token:
+            n = sender.set_profiles(plan.accounts, api_token)
+            click.echo(f"Set the profile and CSM of {n} accounts (PATCH /v1/accounts).", err=True)
+        else:
+            click.echo(
+                "No --api-token (TEND_API_TOKEN): accounts get no CSM, so alerts take the "
+                "default route (TEND_SLACK_WEBHOOK_URL, TEND_ALERTS__DEFAULT_EMAILS).",
+                err=True,
+            )
         with click.progressbar(
             generate(plan, now),
             length=days,

@@ -11,7 +11,8 @@ A client of the public API, like any SDK: it imports no service. Three parts:
    shape exactly and the trend signals are crisp, not noise.
 3. :class:`DemoSender` posts them to ``/v1/batch`` in batches under the ingest limits (gzip by
    default), retrying 503 and 429 after their ``Retry-After`` and stopping on any other 4xx with
-   the server's message.
+   the server's message. Before that, given the API token, it sets each account's profile and
+   CSM with ``PATCH /v1/accounts/{id}``, as an operator would: group calls cannot route alerts.
 
 The key features are ``reports``, ``dashboards`` and ``integrations``: the feature catalog and
 key features of ``deploy/tend.yaml``. Every feature event also carries ``properties.feature``, so
@@ -25,11 +26,12 @@ import gzip
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 
@@ -163,6 +165,8 @@ class DemoAccount:
     users: tuple[str, ...]
 
     def traits(self) -> dict[str, Any]:
+        """What the product's group call says (a write key cannot route alerts: no CSM
+        destinations here, see :meth:`profile`)."""
         return {
             "name": self.name,
             "plan": self.plan,
@@ -171,10 +175,14 @@ class DemoAccount:
             "renewal_date": self.renewal_date.isoformat(),
             "lifecycle_stage": self.lifecycle_stage,
             "created_at": self.created_at.isoformat(),
-            "csm_email": self.csm_email,
-            "csm_slack": self.csm_slack,
             "csm_name": self.csm_name,
         }
+
+    def profile(self) -> dict[str, Any]:
+        """What the operator sets (``PATCH /v1/accounts/{id}``): the CSM's destinations too."""
+        traits = self.traits()
+        del traits["csm_name"]
+        return {**traits, "csm_email": self.csm_email, "csm_slack": self.csm_slack}
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +467,31 @@ class DemoSender:
             size += len(encoded) + 1
         if batch:
             self._post(batch)
+
+    def set_profiles(self, accounts: Iterable[DemoAccount], api_token: str) -> int:
+        """Set each account's profile and CSM through the read API, as an operator would (a
+        write key cannot route alerts). Raises :class:`DemoError` on the first refusal."""
+        headers = {"Authorization": f"Bearer {api_token}"}
+        n = 0
+        for account in accounts:
+            target = f"{self.url}/v1/accounts/{quote(account.account_id, safe='')}"
+            try:
+                r = self.client.patch(target, json=account.profile(), headers=headers)
+            except httpx.TransportError as err:
+                raise DemoError(
+                    f"cannot reach tend at {self.url} ({err!r}); is `tend up` running?"
+                ) from None
+            if r.status_code == 401:
+                raise DemoError(
+                    f"tend at {self.url} refused the API token (401): use the token `tend up` "
+                    "printed (TEND_API_TOKEN)"
+                )
+            if r.status_code >= 300:
+                raise DemoError(
+                    f"setting the profile of {account.account_id}: {_refusal(r, self.url)}"
+                )
+            n += 1
+        return n
 
     def _post(self, encoded: list[bytes]) -> None:
         sent_at = json.dumps(_iso(datetime.now(UTC)))

@@ -52,7 +52,10 @@ class TestPlan:
         for a in plan.accounts:
             assert a.renewal_date > NOW.date() and a.created_at < plan.start
             assert len(a.users) <= a.seats
-            assert set(a.traits()) >= {"name", "plan", "seats", "mrr", "renewal_date", "csm_email"}
+            assert set(a.traits()) >= {"name", "plan", "seats", "mrr", "renewal_date", "csm_name"}
+            # Routing is the operator's: in the profile the demo PATCHes, not in group calls.
+            assert not {"csm_email", "csm_slack"} & set(a.traits())
+            assert a.profile()["csm_email"] == a.csm_email
         seats = {a.archetype: a for a in plan.accounts}
         assert len(seats[Archetype.OUT_OF_SEATS].users) == seats[Archetype.OUT_OF_SEATS].seats
 
@@ -253,6 +256,10 @@ def test_demo_against_tend_up(tend_up: tuple[str, str, dict[str, str]]) -> None:
         assert time.monotonic() - started < 90, "accounts not scored in time"
         time.sleep(0.5)
         rows = scored()
+    # The CSMs came through the operator's API (the demo has TEND_API_TOKEN).
+    assert {aid: r["csm_email"] for aid, r in rows.items()} == {
+        a.account_id: a.csm_email for a in plan.accounts
+    }
     bands = {archetype[aid].value: (r["band"], r["score"]) for aid, r in rows.items()}
     expected = {a.value: EXPECTED[a][0] for a in ARCHETYPES}
     assert {k: b for k, (b, _) in bands.items()} == expected, bands
