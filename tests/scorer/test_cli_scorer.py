@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,66 @@ class TestRescore:
             assert f"  {account}: {bands[account]} ({scores[account]}) -> " in result.output
         dormant = next(a.account_id for a in replay.accounts if a.archetype is Archetype.DORMANT)
         assert dormant not in result.output
+
+    def test_dry_run_judges_both_models_as_of_the_same_past_day(
+        self, db_path: Path, config_file: Path, tmp_path: Path
+    ) -> None:
+        replay = replayed(db_path)
+        past, end = replay.end - timedelta(days=42), replay.end
+        for day in (past, end):
+            result = invoke(db_path, "rescore", "--as-of", day.isoformat(), config=config_file)
+            assert result.exit_code == 0, result.output
+        then = dict(
+            query(db_path, "SELECT account_id, band FROM health_scores WHERE as_of=?", str(past))
+        )
+        now = dict(query(db_path, "SELECT account_id, band FROM accounts"))
+        assert then != now  # bands moved since: the current band is not the past day's
+
+        same = invoke(
+            db_path,
+            "rescore",
+            "--dry-run",
+            "--as-of",
+            past.isoformat(),
+            "--config",
+            str(config_file),
+            config=config_file,
+        )
+        assert same.exit_code == 0, same.output
+        assert f"as of {past}: 0 of 7 accounts would change band" in same.output
+        for band in set(then.values()):
+            n = sum(1 for b in then.values() if b == band)
+            assert f"  {band:<8} {n:>5} {n:>6}" in same.output
+
+        stricter = tmp_path / "stricter.yaml"
+        stricter.write_text(
+            f"key_features: [{', '.join(KEY_FEATURES)}]\n"
+            "scoring:\n  bands:\n    green: 95\n    yellow: 70\n"
+        )
+        result = invoke(
+            db_path,
+            "rescore",
+            "--dry-run",
+            "--as-of",
+            past.isoformat(),
+            "--config",
+            str(stricter),
+            config=config_file,
+        )
+        assert result.exit_code == 0, result.output
+        scores = dict(
+            query(db_path, "SELECT account_id, score FROM health_scores WHERE as_of=?", str(past))
+        )
+        moves: dict[tuple[str, str], int] = {}
+        for account, score in scores.items():
+            if score is None:
+                continue
+            band = "green" if score >= 95 else "yellow" if score >= 70 else "red"
+            if band != then[account]:
+                moves[(then[account], band)] = moves.get((then[account], band), 0) + 1
+        assert moves
+        for (was, new), n in moves.items():
+            assert f"  {was} -> {new}: {n}" in result.output
 
     def test_dry_run_with_a_bad_config_names_the_key(self, db_path: Path, tmp_path: Path) -> None:
         bad = tmp_path / "bad.yaml"
