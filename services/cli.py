@@ -554,7 +554,6 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
     from services.scorer.api import router as accounts_router
     from shared.bus import create_bus
     from shared.db.session import create_engine, create_sessionmaker
-
     from shared.service_app import bind_port
 
     # The port first: a second `tend up` on a busy port must stop before it migrates, creates
@@ -953,13 +952,19 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
 
         engine = create_engine(settings.database_url)
         written, messages, skipped = 0, [], []
+        paths: set[Path] = set()
         try:
             async with create_sessionmaker(engine)() as session:
                 accounts = await session.scalars(select(Account).order_by(Account.account_id))
                 for account in accounts.all():
                     built = await build_report(session, account, first, today, keys)
                     page = render_html(built)
-                    (directory / report_filename(built)).write_text(page, encoding="utf-8")
+                    path = directory / report_filename(built)
+                    if path in paths:  # the name's hash makes this a 48-bit coincidence
+                        raise Failure(f"two accounts map to the report file {path}")
+                    paths.add(path)
+                    path.write_text(page, encoding="utf-8")
+                    click.echo(str(path))
                     written += 1
                     if not email:
                         continue

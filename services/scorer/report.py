@@ -15,6 +15,7 @@ Seat utilization uses the account's current seats: traits have no history.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import Sequence
@@ -577,14 +578,22 @@ def report_email(r: MonthlyReport, page: str, sender: str, to: Sequence[str]) ->
         page.encode("utf-8"),
         maintype="text",
         subtype="html",
-        filename=report_filename(r),
+        filename=report_filename(r, unique=False),
     )
     return msg
 
 
-def report_filename(r: MonthlyReport) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", r.account.account_id).strip("-") or "account"
-    return f"{safe}-{r.month}.html"
+def report_filename(r: MonthlyReport, *, unique: bool = True) -> str:
+    """``<readable slug>-<hash of the account id>-<month>.html``. Ids that slugify alike
+    (``acme/eu`` and ``acme eu``, or ones differing only in case on a case-insensitive disk)
+    still get their own files: the hash is of the exact id. ``unique=False`` leaves the hash
+    out, for a mail's single attachment."""
+    account_id = r.account.account_id
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", account_id).strip("-.")[:80] or "account"
+    if not unique:
+        return f"{slug}-{r.month}.html"
+    digest = hashlib.sha256(account_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{slug}-{digest}-{r.month}.html"
 
 
 class SmtpNotConfigured(Exception):

@@ -4,6 +4,8 @@ the change from the month before, the routes, and ``tend report`` (files, SMTP).
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -303,12 +305,45 @@ class TestReportCommand:
             main, ["report", "--month", "2026-10", "--out", str(out)], env=_env(url)
         )
         assert result.exit_code == 0, result.output
-        assert sorted(p.name for p in out.iterdir()) == [
-            "acme-2026-10.html",
-            "globex-eu-2026-10.html",
+        names = sorted(p.name for p in out.iterdir())
+        assert [re.sub(r"-[0-9a-f]{12}-", "-#-", n) for n in names] == [
+            "acme-#-2026-10.html",
+            "globex-eu-#-2026-10.html",
         ]
-        assert "Globex" in (out / "globex-eu-2026-10.html").read_text()
+        assert "Globex" in next(out.glob("globex-eu-*.html")).read_text()
         assert "Wrote 2 report(s) for 2026-10" in result.output
+
+    @pytest.mark.parametrize(
+        "ids",
+        [
+            ["acme/eu", "acme eu", "acme:eu", "acme--eu"],  # slugify alike
+            ["Acme", "acme", "ACME"],  # alike on a case-insensitive disk
+            ["é", "ü", "日本", "---"],  # nothing readable left
+            ["x" * 200, "x" * 199 + "y"],  # alike once the slug is cut
+        ],
+    )
+    async def test_names_never_collide_and_each_path_is_printed(
+        self, sqlite_db: tuple[str, Sessions], tmp_path: Path, ids: list[str]
+    ) -> None:
+        url, sessions = sqlite_db
+        for aid in ids:
+            await seed_account(sessions, aid, name=f"Name of {aid}")
+        out = tmp_path / "out"
+        result = await invoke(
+            main, ["report", "--month", "2026-10", "--out", str(out)], env=_env(url)
+        )
+        assert result.exit_code == 0, result.output
+        files = sorted(out.iterdir())
+        assert len(files) == len(ids)
+        assert len({f.name.lower() for f in files}) == len(ids)
+        printed = sorted(
+            Path(line) for line in result.output.splitlines() if line.endswith(".html")
+        )
+        assert printed == files
+        assert f"Wrote {len(ids)} report(s)" in result.output
+        for aid in ids:
+            # Each account's own report is in exactly one file.
+            assert sum(html.escape(f"Name of {aid}") in f.read_text() for f in files) == 1
 
     async def test_bad_month_and_missing_smtp(self, sqlite_db: tuple[str, Sessions]) -> None:
         url, _ = sqlite_db
