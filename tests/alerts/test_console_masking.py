@@ -1,0 +1,62 @@
+"""The console never shows a webhook URL in full: an account whose CSM is only a Slack webhook
+shows it masked on the portfolio, account and alerts pages, and it is not offered as a CSM to
+filter by (seeded SQLite database, the app ``tend up`` serves)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import update
+
+from shared.db.models import Account, Alert
+from tests.alerts.console_data import TOKEN, Seeded, build_app, seed
+from tests.scorer.synthetic import Archetype
+
+pytestmark = pytest.mark.integration
+
+WEBHOOK = "https://hooks.slack.com/services/T0MASK/B0MASK/consolesecretconsole"
+MASKED = "https://hooks.slack.com/services/…"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seeded]:
+    s = await seed(str(tmp_path_factory.mktemp("masking") / "console.db"), prefix="mk")
+    account = s.id_of(Archetype.DORMANT)
+    async with s.sessions() as session, session.begin():
+        for model in (Account, Alert):
+            await session.execute(
+                update(model)
+                .where(model.account_id == account)
+                .values(csm_email=None, csm_slack=WEBHOOK)
+            )
+    yield s
+    await s.close()
+
+
+@pytest_asyncio.fixture
+async def client(seeded: Seeded) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_app(seeded))
+    async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
+        r = await c.post("/console/login", data={"token": TOKEN, "next": "/console/"})
+        assert r.status_code == 303
+        yield c
+
+
+class TestWebhooksOnPages:
+    async def test_shown_masked_everywhere_and_not_offered_as_a_filter(
+        self, seeded: Seeded, client: httpx.AsyncClient
+    ) -> None:
+        account = seeded.id_of(Archetype.DORMANT)
+        pages = {
+            path: await client.get(path)
+            for path in ("/console/", "/console/alerts", f"/console/accounts/{account}")
+        }
+        for path, page in pages.items():
+            assert page.status_code == 200, path
+            assert "consolesecret" not in page.text and "T0MASK" not in page.text, path
+        assert MASKED in pages[f"/console/accounts/{account}"].text
+        assert MASKED in pages["/console/alerts"].text
+        assert f'<option value="{MASKED}"' not in pages["/console/"].text
