@@ -146,7 +146,7 @@ async def read_form(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body (the first value of each field)."""
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, detail="form too large")
+        raise HTTPException(413, detail="form too large", headers=SECURITY_HEADERS)
     try:
         parsed = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=50)
     except (UnicodeDecodeError, ValueError):
@@ -154,7 +154,9 @@ async def read_form(request: Request) -> dict[str, str]:
     form = {k: v[0] for k, v in parsed.items()}
     for name, value in form.items():
         if not storable(value):
-            raise HTTPException(422, detail=f"{name}: contains NUL or a lone surrogate")
+            raise HTTPException(
+                422, detail=f"{name}: contains NUL or a lone surrogate", headers=SECURITY_HEADERS
+            )
     return form
 
 
@@ -421,4 +423,14 @@ async def static(name: str) -> Response:
         (STATIC_DIR / name).read_bytes(),
         media_type=media_type,
         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/{path:path}")
+async def not_found(request: Request) -> Response:
+    """Any other console address: an HTML 404 with the console's headers (not the app's JSON),
+    also where the path exists for another method (``GET /console/logout``)."""
+    session = await current_session(request)
+    return _html(
+        templates.error_page(404, "no such page", csrf=session.csrf if session else None), 404
     )
