@@ -4,7 +4,7 @@ reads of the alert and outbox rows."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -18,6 +18,12 @@ from shared.scores import EXAMPLE_SCORE, ScoreMessage
 
 DAY0 = date(2026, 11, 2)
 DEFAULT_WEBHOOK = "http://127.0.0.1:9/services/T0/B0/default"
+
+
+def recent_day(days_ago: int = 2) -> int:
+    """The ``day`` of :func:`create_snapshot` that is ``days_ago`` days before today (UTC, wall
+    clock): a service process runs on the real clock, and only recent final days notify."""
+    return (datetime.now(UTC).date() - DAY0).days - days_ago
 
 
 def unique_account(prefix: str = "acct") -> str:

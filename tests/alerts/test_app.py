@@ -22,7 +22,7 @@ from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
 from tests.alerts.servers import SlackWebhookServer
-from tests.alerts.snapshots import create_snapshot, only_rules, unique_account
+from tests.alerts.snapshots import create_snapshot, only_rules, recent_day, unique_account
 from tests.support.postgres import create_database, drop_database
 
 
@@ -91,7 +91,8 @@ class TestApp:
             topics.SCORES,
             [
                 Message(
-                    create_snapshot(account, d, csm_email=None).to_bytes(), key=account.encode()
+                    create_snapshot(account, recent_day() + d, csm_email=None).to_bytes(),
+                    key=account.encode(),
                 )
                 for d in (0, 1)
             ],

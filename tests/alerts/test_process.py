@@ -22,12 +22,20 @@ from shared.db.models import ConsumerOffset
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import KafkaSettings
 from tests.alerts.servers import Reply, SlackWebhookServer
-from tests.alerts.snapshots import alerts_of, create_snapshot, outbox_of, unique_account
+from tests.alerts.snapshots import (
+    alerts_of,
+    create_snapshot,
+    outbox_of,
+    recent_day,
+    unique_account,
+)
 from tests.support.broker import TansuBroker
 from tests.support.postgres import create_database, drop_database
 from tests.support.process import ServiceProcess
 
 PARTITIONS = 2
+RECENT = recent_day()
+"""Snapshots of the day before yesterday and yesterday: the process runs on the wall clock."""
 
 
 @pytest.fixture
@@ -117,7 +125,7 @@ class TestAlertsProcess:
         url, sessions = database
         account = unique_account()
         key = account.encode()
-        day0, day1 = (create_snapshot(account, d, csm_email=None) for d in (0, 1))
+        day0, day1 = (create_snapshot(account, RECENT + d, csm_email=None) for d in (0, 1))
         await publish(
             own_broker.bootstrap,
             [Message(b"garbage", key=key), Message(day0.to_bytes(), key=key)],
@@ -169,7 +177,7 @@ class TestAlertsProcess:
         await publish(
             own_broker.bootstrap,
             [
-                Message(create_snapshot(account, d, csm_email=None).to_bytes(), key=key)
+                Message(create_snapshot(account, RECENT + d, csm_email=None).to_bytes(), key=key)
                 for d in (0, 1)
             ],
         )
