@@ -16,8 +16,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.ingest.cors import TrackingCors
 from services.ingest.metrics import RequestMetricsMiddleware
-from services.ingest.routes import Ingestor, error_response, router
+from services.ingest.routes import TRACKING_PATHS, Ingestor, error_response, router
 from services.ingest.schemas import request_schemas
 from shared.bus import Bus, BusUnavailable, create_bus, default_topic_specs
 from shared.bus.base import Producer
@@ -104,6 +105,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    # Only the tracking paths: `tend up` serves the read and alerts APIs and the console from
+    # this same app, and those must not be callable from other origins.
+    app.add_middleware(TrackingCors, origins=settings.ingest.cors_origin_list, paths=TRACKING_PATHS)
     app.add_middleware(RequestMetricsMiddleware)
 
     @app.exception_handler(StarletteHTTPException)

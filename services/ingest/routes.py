@@ -331,6 +331,33 @@ async def page(request: Request) -> Response:
     return await _ingestor(request).handle(request, "page")
 
 
+# analytics.js (Segment's browser SDK) posts to the first letter of the call type, and to
+# /v1/b when batching; same handling, left out of the OpenAPI document.
+SHORT_PATHS: Final[dict[str, str | None]] = {
+    "/v1/b": None,
+    "/v1/t": "track",
+    "/v1/i": "identify",
+    "/v1/g": "group",
+    "/v1/p": "page",
+}
+
+
+def _short_route(call_type: str | None) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return await _ingestor(request).handle(request, call_type)
+
+    return endpoint
+
+
+for _path, _call_type in SHORT_PATHS.items():
+    router.add_api_route(_path, _short_route(_call_type), methods=["POST"], include_in_schema=False)
+
+TRACKING_PATHS: Final = frozenset(
+    {"/v1/batch", "/v1/track", "/v1/identify", "/v1/group", "/v1/page", *SHORT_PATHS}
+)
+"""Every path that takes events (and gets CORS)."""
+
+
 @router.get("/healthz", tags=["operations"])
 async def healthz() -> dict[str, str]:
     """The process is alive."""

@@ -107,10 +107,15 @@ async def write_key(pg_url: str) -> str:
 
 
 async def read_events(
-    bootstrap: str, event_ids: set[str], *, timeout_s: float = 30.0
+    bootstrap: str,
+    event_ids: set[str],
+    *,
+    timeout_s: float = 30.0,
+    seen: set[str] | None = None,
 ) -> dict[str, tuple[bytes | None, dict[str, bytes], CanonicalEvent]]:
     """event id -> (Kafka key, headers, event) for every one of ``event_ids`` on the events
-    topic; returns what it found when ``timeout_s`` passes first."""
+    topic; returns what it found when ``timeout_s`` passes first. ``seen`` collects the id of
+    every event read on the way."""
     consumer = AIOKafkaConsumer(
         topics.EVENTS,
         bootstrap_servers=bootstrap,
@@ -129,6 +134,8 @@ async def read_events(
             for records in batches.values():
                 for r in records:
                     event = CanonicalEvent.from_bytes(r.value)
+                    if seen is not None:
+                        seen.add(event.event_id)
                     if event.event_id in event_ids:
                         found[event.event_id] = (r.key, dict(r.headers), event)
     finally:
