@@ -10,7 +10,6 @@ import os
 import socket
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.alerts.console_data import seed
 from tests.support.broker import TansuBroker
+from tests.support.commands import run_tend
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "failed-start-test-token-0123456789abcdef"
@@ -61,15 +61,7 @@ def tend(args: list[str], db: Path, **env: str) -> subprocess.CompletedProcess[s
         TEND_CONFIG=str(REPO / "deploy" / "tend.yaml"),
         **env,
     )
-    return subprocess.run(
-        [sys.executable, "-m", "services", *args],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_tend(args, environment)
 
 
 class TestBusyPort:

@@ -28,25 +28,19 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.support.broker import free_port
+from tests.support.commands import run_tend
 from tests.support.postgres import create_database, drop_database
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "schemathesis-test-token-0123456789abcdef"
-EXAMPLES = 25
+# A deeper local run: SCHEMATHESIS_EXAMPLES=300 pytest tests/test_schemathesis.py
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
 pytestmark = pytest.mark.integration
 
 
 def _tend(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "services", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_tend(args, env)
     assert done.returncode == 0, done.stderr + done.stdout
     return done.stdout
 
