@@ -251,3 +251,17 @@ def format_summary(
         f"{episode_differences(list(outcomes.values()))}"
     )
     return "\n".join(lines)
+
+
+def format_episodes(portfolio: Portfolio, outcome: Outcome) -> str:
+    """Every account's alert episodes, days counted from its behaviour change (``+3``)."""
+    lines = []
+    for r in account_results(portfolio, outcome):
+        a = r.account
+        lines.append(f"{a.account_id} (change {a.change}, expects {a.expected_rule or '-'}):")
+        for e in r.episodes:
+            name = f"{e.rule}:{e.feature}" if e.feature else e.rule
+            resolved = f"{(e.resolved_on - a.change).days:+d}" if e.resolved_on else "open"
+            again = f", {e.reopenings} reopenings" if e.reopenings else ""
+            lines.append(f"    {name:<30} {(e.opened_on - a.change).days:+4d} .. {resolved}{again}")
+    return "\n".join(lines)

@@ -11,12 +11,12 @@ SQLite file by default, or PostgreSQL.
 Three arrival orders (:data:`MODES`):
 
 - ``stream``: the account profiles are imported first (``tend accounts import``), then the
-  calls are posted oldest first, one day of history at a time in requests of at most
-  ``request_calls`` calls, with the scorer and alerts running; each day waits until the
-  scorer has committed it, so scoring runs between the days (as ``tend demo`` feeds history
+  calls are posted oldest first, ``pace_days`` days of history at a time in requests of at
+  most ``request_calls`` calls, with the scorer and alerts running; each step waits until the
+  scorer has committed it, so scoring runs between the steps (as ``tend demo`` feeds history
   into a running ``tend up``).
 - ``shuffled``: the same, but the calls in a seeded random order, cut into as many slices as
-  there are days.
+  ``stream`` has steps.
 - ``at_once``: every call is posted before the scorer starts; the scorer then reads them as
   one batch.
 
@@ -300,6 +300,7 @@ async def run_portfolio(
     *,
     config: TendConfig | None = None,
     request_calls: int = 500,
+    pace_days: int = 7,
     seed: int = 1,
 ) -> Outcome:
     """Feed ``portfolio`` in ``mode`` into a fresh pipeline on ``database_url`` (an empty
@@ -315,8 +316,11 @@ async def run_portfolio(
             start()
         else:
             start()
-            slices = by_day if mode == "stream" else _shuffled(by_day, seed)
-            for calls in slices:
+            steps = [
+                [c for day in by_day[i : i + pace_days] for c in day]
+                for i in range(0, len(by_day), pace_days)
+            ]
+            for calls in steps if mode == "stream" else _shuffled(steps, seed):
                 await pipe.post(calls, request_calls)
                 await pipe.wait_for("the scorer", pipe.scorer_caught_up)
         await pipe.settle()
@@ -326,10 +330,10 @@ async def run_portfolio(
     return outcome
 
 
-def _shuffled(by_day: list[list[dict[str, Any]]], seed: int) -> list[list[dict[str, Any]]]:
-    calls = [c for day in by_day for c in day]
+def _shuffled(steps: list[list[dict[str, Any]]], seed: int) -> list[list[dict[str, Any]]]:
+    calls = [c for step in steps for c in step]
     random.Random(seed).shuffle(calls)
-    n = len(by_day)
+    n = len(steps)
     size = -(-len(calls) // n)
     return [calls[i : i + size] for i in range(0, len(calls), size)]
 

@@ -158,7 +158,8 @@ class SimAccount:
         n = len(self.users)
         b = self.behaviour
         if b is Behaviour.GROWING:
-            return Day(round(n * (0.35 + 0.65 * t / (WEEKS * 7 - 1))))
+            # From just over half the seats (clear of low utilization) to nearly all of them.
+            return Day(round(n * (0.55 + 0.4 * t / (WEEKS * 7 - 1))))
         if b is Behaviour.SEASONAL:
             return Day(round(n * 0.85), rate=0.5 if 0 <= since < 7 else 1.0)
         if b is Behaviour.PLATEAU:
