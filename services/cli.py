@@ -775,7 +775,8 @@ def accounts_import(file: Path) -> None:
     """Load or update accounts from a CSV file.
 
     Columns: account_id (required), name, plan, seats, mrr, renewal_date, lifecycle_stage,
-    created_at, csm_email, csm_slack. Nothing is imported when any line is invalid.
+    created_at, csm_email, csm_slack, champion (the user id of the account's champion).
+    Nothing is imported when any line is invalid.
     """
     from services.scorer.accounts_csv import AccountsCsvError, import_accounts, read_accounts_csv
 

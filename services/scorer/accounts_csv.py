@@ -33,9 +33,12 @@ COLUMNS = ("account_id", *IMPORT_FIELDS)
 
 
 def _user_id(value: str) -> str:
-    if len(value) > MAX_ID:
+    text = value.strip()
+    if not text:
+        raise ValueError("is blank")
+    if len(text) > MAX_ID:
         raise ValueError(f"is longer than {MAX_ID} characters")
-    return value
+    return text
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {**ACCOUNT_PARSERS, "champion": _user_id}

@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.accounts_csv import MAX_ID, AccountRow, import_accounts
-from services.scorer.processor import ACCOUNT_PARSERS
+from services.scorer.accounts_csv import MAX_ID, PARSERS, AccountRow, import_accounts
 from services.scorer.report import (
     MonthError,
     MonthlyReport,
@@ -63,6 +62,7 @@ def account_summary(a: Account) -> dict[str, Any]:
         "lifecycle_stage": a.lifecycle_stage,
         "csm_email": a.csm_email,
         "csm_slack": mask_url(a.csm_slack) if a.csm_slack else None,
+        "champion": a.champion,
         "score": a.score,
         "band": a.band,
         "scored_as_of": a.scored_as_of,
@@ -129,7 +129,20 @@ async def get_account(account_id: str, session: SessionDep) -> dict[str, Any]:
     body = account_summary(account)
     body["traits"] = mask_values(account.traits)
     body["metrics"] = latest.metrics if latest else None
+    body["current_champion"] = _current_champion(latest.metrics if latest else None)
     return body
+
+
+def _current_champion(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The champion of the latest score: the named one (``champion``) or the inferred one."""
+    if not metrics or not metrics.get("champion"):
+        return None
+    return {
+        "user_id": metrics["champion"],
+        "source": metrics.get("champion_source"),
+        "last_active": metrics.get("champion_last_active"),
+        "days_since_active": metrics.get("champion_days_since_active"),
+    }
 
 
 class ProfileUpdate(BaseModel):
@@ -151,6 +164,11 @@ class ProfileUpdate(BaseModel):
         description="A Slack handle, or an incoming webhook URL alerts are posted to (https, "
         "on TEND_ALERTS__SLACK_WEBHOOK_HOSTS).",
     )
+    champion: str | None = Field(
+        None,
+        max_length=MAX_ID,
+        description="The champion's user id; null: infer the champion from usage again.",
+    )
 
 
 @router.patch("/{account_id}", summary="Set an account's profile: CSM routing, seats, renewal")
@@ -168,7 +186,7 @@ async def update_profile(
             if not storable(value):
                 raise HTTPException(422, detail=f"{column}: contains NUL or a lone surrogate")
             try:
-                value = ACCOUNT_PARSERS[column](value)
+                value = PARSERS[column](value)
             except ValueError as err:
                 raise HTTPException(422, detail=f"{column}: {err}") from None
         fields[column] = value

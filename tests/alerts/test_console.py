@@ -307,6 +307,17 @@ class TestAccountPage:
             assert cells[5] == " ".join(c["explanation"].split())
         assert '<svg class="chart"' in html and "Health score history" in html
 
+    async def test_champion_and_regular_seats_match_the_api(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        account_id = seeded.id_of(Archetype.DECLINING)
+        html = (await client.get(f"/console/accounts/{account_id}")).text
+        detail = await api(client, f"/v1/accounts/{account_id}")
+        m, champion = detail["metrics"], detail["current_champion"]
+        assert champion is not None and champion["user_id"] == m["champion"]
+        assert f"<dt>Champion</dt><dd>{champion['user_id']} " in html
+        assert f"<dt>Seats used regularly</dt><dd>{m['regular_users']}/{detail['seats']} " in html
+
     async def test_usage_and_features_match_the_metrics(
         self, client: httpx.AsyncClient, seeded: Seeded
     ) -> None:

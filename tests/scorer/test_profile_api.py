@@ -106,6 +106,22 @@ class TestOperatorSetsTheProfile:
         assert (row.name, row.seats) == ("Acme", 12)
         assert row.traits == {"name": "Acme", "seats": 12}
 
+    async def test_the_operator_names_the_champion_and_a_group_call_cannot(
+        self, db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, uid: str
+    ) -> None:
+        account = f"{uid}-acme"
+        response = await client.patch(
+            f"/v1/accounts/{account}", json={"champion": " dana "}, headers=AUTH
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["champion"] == "dana"
+        await group_call(db, f"{uid}-g1", account, {"champion": "mallory"})
+        body = (await client.get(f"/v1/accounts/{account}", headers=AUTH)).json()
+        assert (body["champion"], body["current_champion"]) == ("dana", None)
+        assert (await stored(db, account)).champion == "dana"
+        await client.patch(f"/v1/accounts/{account}", json={"champion": None}, headers=AUTH)
+        assert (await stored(db, account)).champion is None
+
     async def test_webhook_urls_in_traits_are_masked_when_shown(
         self, db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, uid: str
     ) -> None:

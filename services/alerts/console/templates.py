@@ -665,6 +665,17 @@ def _incident_card(alerts: Sequence[Alert], csrf: str, back: str, now: datetime)
 </section>"""
 
 
+def _champion(m: Mapping[str, Any]) -> str:
+    """Who the champion is, how we know, and when they were last active."""
+    who = m.get("champion")
+    if not who:
+        return '<span class="muted">none yet</span>'
+    how = "named" if m.get("champion_source") == "named" else "most regular user"
+    days = m.get("champion_days_since_active")
+    last = f", last active {e(days)} days ago" if isinstance(days, int) and days > 0 else ""
+    return f'{e(who)} <span class="muted">({how}{last})</span>'
+
+
 def account_page(
     p: AccountPage,
     *,
@@ -686,16 +697,19 @@ def account_page(
         if days_left is not None
         else ""
     )
+    used = m.get("regular_users")
     seats_used = (
-        f"{m.get('mau')}/{a.seats} ({fmt_pct(m.get('seat_utilization'))})"
-        if a.seats and m.get("mau") is not None
+        f"{e(used)}/{a.seats} ({fmt_pct(m.get('seat_utilization'))})"
+        f" <span class=muted>{e(m.get('mau'))} active in 28 days</span>"
+        if a.seats and used is not None
         else e(a.seats)
     )
     facts = [
         ("Health score", f"{fmt_score(a.score)} {band_badge(a.band)}"),
         ("Scored as of", fmt_date(a.scored_as_of)),
         ("MRR", fmt_money(a.mrr)),
-        ("Seats used (28 d)", seats_used),
+        ("Seats used regularly", seats_used),
+        ("Champion", _champion(m)),
         ("Renewal", renewal),
         ("Plan", e(a.plan)),
         ("Lifecycle stage", e(a.lifecycle_stage)),
