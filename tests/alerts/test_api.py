@@ -83,6 +83,12 @@ class TestRead:
             "critical",
         )
         assert "no login for 20 days" in alert["reason"]
+        # when the problem began and fired, in event time (the snapshots' days)
+        assert (alert["started_on"], alert["opened_on"], alert["resolved_on"]) == (
+            "2026-11-02",
+            "2026-11-03",
+            None,
+        )
         by_csm = await client.get("/v1/alerts", params={"csm": csm, "rule": "dormant"})
         assert [a["id"] for a in by_csm.json()["alerts"]] == [alert_id]
         resolved = await client.get("/v1/alerts", params={"account": account, "status": "resolved"})
