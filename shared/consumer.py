@@ -170,9 +170,12 @@ class BatchConsumer(Generic[T]):
         self.out_of_range = options.out_of_range
         self._consumer: Consumer | None = None
         self._stop = asyncio.Event()
-        # Partitions assigned while stopping, before their stored offsets were read: their
-        # records must not be processed (they would start from the bus's idea of the offset).
+        # Partitions assigned but not yet seeked to their stored offsets: the bus may already
+        # hand out their records from its own idea of the offset (aiokafka fetches while the
+        # assignment callback runs), and those must not be processed.
         self._unseeked: set[TopicPartition] = set()
+        # Bumped by every assignment: a batch collected across one is dropped and read again.
+        self._epoch = 0
         # Next offset of each partition not yet committed: a record below it was committed
         # already and is dropped if the bus hands it out again (aiokafka can, when its own
         # start-up offset reset for a partition with no committed offset lands after our seek).
@@ -182,6 +185,8 @@ class BatchConsumer(Generic[T]):
 
     async def _on_assign(self, tps: set[TopicPartition]) -> None:
         assert self._consumer is not None
+        self._epoch += 1
+        self._unseeked |= tps
         delay = self.backoff.delays()
         while True:
             try:
@@ -194,7 +199,6 @@ class BatchConsumer(Generic[T]):
                     "group=%s cannot read stored offsets; retrying in %.1fs", self.group_id, wait
                 )
                 if await sleep_or_stop(self._stop, wait):
-                    self._unseeked |= tps
                     log.warning("group=%s stopping before its offsets were read", self.group_id)
                     return
         self._unseeked -= tps
@@ -234,6 +238,7 @@ class BatchConsumer(Generic[T]):
     async def _collect(self, consumer: Consumer, stop: asyncio.Event) -> list[Record]:
         """A batch, or an empty list once a whole ``max_wait_s`` window brought nothing."""
         batch: list[Record] = []
+        epoch = self._epoch
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_records and not stop.is_set():
             remaining = deadline - time.monotonic()
@@ -243,14 +248,20 @@ class BatchConsumer(Generic[T]):
                 max_records=self.max_records - len(batch), timeout_s=max(remaining, 0.05)
             )
             batch.extend(got)
+        if epoch != self._epoch or any(r.tp in self._unseeked for r in batch):
+            # Some records may predate the seek to the stored offsets: drop them all and read
+            # again from the offsets the database holds.
+            assigned = consumer.assignment()
+            for tp in {r.tp for r in batch} - self._unseeked:
+                if tp in assigned and tp in self._next:
+                    consumer.seek(tp, self._next[tp])
+            return []
         return batch
 
     async def _process(
         self, consumer: Consumer, producer: Producer, batch: list[Record], stop: asyncio.Event
     ) -> None:
-        batch = [
-            r for r in batch if r.tp not in self._unseeked and r.offset >= self._next.get(r.tp, 0)
-        ]
+        batch = self._not_yet_committed(batch)
         decoded: list[tuple[Record, T]] = []
         poison: list[tuple[Record, str, str]] = []
         offsets: dict[TopicPartition, int] = {}
@@ -314,6 +325,17 @@ class BatchConsumer(Generic[T]):
                 exc_info=True,
             )
         await self.handler.after_commit([item for _, item in decoded])
+
+    def _not_yet_committed(self, batch: list[Record]) -> list[Record]:
+        """``batch`` without records at or below an offset already committed or already in the
+        batch: the bus can hand a record out again (a late offset reset after our seek)."""
+        expect = dict(self._next)
+        kept: list[Record] = []
+        for r in batch:
+            if r.offset >= expect.get(r.tp, 0):
+                kept.append(r)
+                expect[r.tp] = r.offset + 1
+        return kept
 
     async def _flush(
         self, decoded: Sequence[tuple[Record, T]], offsets: dict[TopicPartition, int]

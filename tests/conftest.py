@@ -23,6 +23,15 @@ def broker() -> Iterator[TansuBroker]:
     b.stop()
 
 
+@pytest.fixture
+def own_broker() -> Iterator[TansuBroker]:
+    """A broker for one test, empty at start: what a consumer reads is this test's records."""
+    b = TansuBroker()
+    b.start()
+    yield b
+    b.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def pg_url() -> AsyncIterator[str]:
     """A fresh, migrated PostgreSQL database for this test run."""

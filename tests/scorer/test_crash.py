@@ -1,16 +1,19 @@
 """`tend scorer` as a process, killed and restarted: the rollups come out exactly as an
-undisturbed run's; duplicates count once; SIGTERM drains and stores its offsets.
+undisturbed run's; duplicates count once; SIGTERM drains and stores its offsets, and exits 0
+within TEND_SHUTDOWN_TIMEOUT_S even while its database refuses or hangs every write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
@@ -39,21 +42,12 @@ from tests.scorer.synthetic import (
     wait_until,
 )
 from tests.support.broker import TansuBroker
-from tests.support.postgres import create_database, drop_database
+from tests.support.postgres import SERVER_DSN, create_database, drop_database
 from tests.support.process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
 BATCH = 50
-
-
-@pytest.fixture
-def own_broker() -> Iterator[TansuBroker]:
-    """A broker per test: the undisturbed run reads exactly the records of this test."""
-    b = TansuBroker()
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest_asyncio.fixture
@@ -256,3 +250,89 @@ class TestDuplicatesAndDrain:
         await wait_for_offsets(sessions, GROUP_ID, ends, alive=scorer_process.alive)
         scorer_process.terminate()
         assert await read_rollups(sessions) == expected_rollups(replay.events)
+
+
+SHUTDOWN_TIMEOUT_S = 3.0
+
+
+async def admin(sql: str) -> None:
+    conn = await asyncpg.connect(SERVER_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+class TestSigtermWhileTheDatabaseRefuses:
+    """SIGTERM while every flush fails or hangs: the process gives up its batch, uncommitted,
+    exits 0 within TEND_SHUTDOWN_TIMEOUT_S (plus start-up and close), and a restart on a
+    healthy database loses nothing."""
+
+    @pytest.mark.parametrize("refusal", ["read-only", "locked"])
+    async def test_exits_within_the_bound_and_loses_nothing(
+        self,
+        own_broker: TansuBroker,
+        database: tuple[str, Sessions],
+        scorer_process: ScorerProcess,
+        refusal: str,
+    ) -> None:
+        url, sessions = database
+        name = url.rsplit("/", 1)[1]
+        scorer_process.env["TEND_SHUTDOWN_TIMEOUT_S"] = str(SHUTDOWN_TIMEOUT_S)
+        first = generate(uuid.uuid4().hex[:8])
+        async with kafka_stack(own_broker.bootstrap, url) as stack:
+            before = await publish(stack.producer, topics.EVENTS, first.messages())
+        scorer_process.start()
+        await wait_for_offsets(sessions, GROUP_ID, end_offsets(before), alive=scorer_process.alive)
+        stored_before = await stored_offsets(sessions, GROUP_ID)
+
+        lock: asyncpg.Connection | None = None
+        if refusal == "read-only":
+            await admin(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            await admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+        else:
+            # A flush that never returns: the offsets table is locked by an open transaction.
+            lock = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+            await lock.execute("BEGIN; LOCK TABLE consumer_offsets IN ACCESS EXCLUSIVE MODE")
+        try:
+            second = generate(uuid.uuid4().hex[:8], per_archetype=1)
+            async with kafka_stack(own_broker.bootstrap, url) as stack:
+                after = await publish(stack.producer, topics.EVENTS, second.messages())
+
+            async def failing() -> bool:
+                scorer_process.alive()
+                if refusal == "read-only":
+                    log = scorer_process.log_path.read_text(errors="replace")
+                    return "flush of" in log and "retrying in" in log
+                # Locked: one of the scorer's statements waits on the lock.
+                conn = await asyncpg.connect(SERVER_DSN)
+                try:
+                    waiting = await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
+                        "AND wait_event_type = 'Lock'",
+                        name,
+                    )
+                finally:
+                    await conn.close()
+                return bool(waiting)
+
+            await wait_until(failing, timeout_s=120, interval_s=0.2, what=f"{refusal} failures")
+            started = time.monotonic()
+            scorer_process.terminate(timeout_s=SHUTDOWN_TIMEOUT_S + 20)
+            took = time.monotonic() - started
+            print(f"SIGTERM with a {refusal} database: exited 0 after {took:.1f}s")
+        finally:
+            if lock is not None:
+                await lock.close()
+            if refusal == "read-only":
+                await admin(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        # Nothing of the second load was committed, and nothing is lost: a restart on the
+        # healthy database stores it all, exactly once.
+        assert await stored_offsets(sessions, GROUP_ID) == stored_before
+        scorer_process.start()
+        await wait_for_offsets(sessions, GROUP_ID, end_offsets(after), alive=scorer_process.alive)
+        scorer_process.terminate()
+        assert await read_rollups(sessions) == expected_rollups(first.events + second.events)

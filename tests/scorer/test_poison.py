@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,15 +50,6 @@ class Target:
     stack: Stack
     bootstrap: str | None
     on_postgres: bool
-
-
-@pytest.fixture
-def own_broker() -> Iterator[TansuBroker]:
-    """A broker per test: the scorer reads only this test's records."""
-    b = TansuBroker()
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest_asyncio.fixture(params=["tansu+postgresql", "in-process+sqlite"])

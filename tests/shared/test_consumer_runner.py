@@ -382,6 +382,31 @@ class TestTransientFailures:
         assert await stored(stack) is None
         assert handler.committed == []
 
+    async def test_stop_while_the_stored_offsets_cannot_be_read(
+        self, stack: Stack, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await publish_values(stack, [b"a", b"b"])
+        handler = Store(stack.table)
+        runner = runner_for(stack, handler, backoff=Backoff(initial_s=600, max_s=600))
+        async with stack.sessions() as session, session.begin():
+            await session.execute(text("ALTER TABLE consumer_offsets RENAME TO offsets_away"))
+        try:
+            stop = asyncio.Event()
+            task = asyncio.create_task(runner.run(stop))
+            await wait_until(
+                lambda: "cannot read stored offsets" in caplog.text,
+                timeout_s=DEADLINE_S,
+                what="a failed offset load",
+            )
+            stop.set()
+            await asyncio.wait_for(task, DEADLINE_S)
+        finally:
+            async with stack.sessions() as session, session.begin():
+                await session.execute(text("ALTER TABLE offsets_away RENAME TO consumer_offsets"))
+        # Never seeked, so nothing may be processed: it would start from the bus's offset.
+        assert handler.flushes == 0
+        assert await stored(stack) is None
+
 
 class TestLag:
     async def test_gauge_is_recomputed_while_idle(self, stack: Stack) -> None:
