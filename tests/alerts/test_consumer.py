@@ -262,7 +262,10 @@ class TestRouting:
     ) -> None:
         account = unique_account()
         hook = "https://hooks.slack.example/services/T1/B1/csm"
-        handler = create_handler(defaults=create_defaults(emails=("team@vendor.example",)))
+        defaults = create_defaults(
+            emails=("team@vendor.example",), slack_webhook_hosts=("hooks.slack.example",)
+        )
+        handler = create_handler(defaults=defaults)
         await flush(
             db,
             handler,
