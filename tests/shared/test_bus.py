@@ -173,6 +173,27 @@ class TestBusContract:
         finally:
             await consumer.stop()
 
+    async def test_a_position_past_the_log_end_shows_and_seek_to_beginning_recovers(
+        self, bus: Bus, topic: str
+    ) -> None:
+        deliveries = await publish(bus, topic, create_messages(5, keys=1))
+        tp = TopicPartition(topic, deliveries[0][0])
+        consumer = bus.consumer(unique("g"), [topic])
+        await consumer.start()
+        try:
+            await consume(consumer, 5)
+            assert (await consumer.progress())[tp] == (5, 5)
+            # What a stored offset looks like after the broker lost its log: nothing comes,
+            # and no error says why; only the position against the log end tells.
+            consumer.seek(tp, 50)
+            assert await consumer.poll(max_records=100, timeout_s=0.5) == []
+            assert (await consumer.progress())[tp] == (50, 5)
+            await consumer.seek_to_beginning(tp)
+            again = await consume(consumer, 5)
+            assert [r.offset for r in again] == [0, 1, 2, 3, 4]
+        finally:
+            await consumer.stop()
+
     async def test_headers_keys_and_values_round_trip(self, bus: Bus, topic: str) -> None:
         messages = [
             Message(
