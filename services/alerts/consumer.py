@@ -12,15 +12,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import metrics as alert_metrics
 from services.alerts.dispatcher import Dispatcher
-from services.alerts.lifecycle import AlertState, present, replay
+from services.alerts.lifecycle import AlertState, Episode, present, replay
 from services.alerts.notifiers.base import Notification, NotificationKind
 from services.alerts.routing import (
     DIGEST_CHANNEL,
@@ -81,6 +82,15 @@ def _placeholder(row: Alert, as_of: date) -> Finding:
     )
 
 
+@dataclass(slots=True)
+class _Replayed:
+    """One account's share of a batch: its stored days and episodes, and what to notify."""
+
+    days: list[dict[str, Any]]
+    episodes: list[Episode]
+    decided: list[tuple[Alert, Notification]] = field(default_factory=list)
+
+
 class AlertsHandler:
     """Evaluates score snapshots and writes alert transitions and their outbox rows.
 
@@ -134,26 +144,46 @@ class AlertsHandler:
         for m in final:  # offset order: the last message of an (account, day) wins
             by_account.setdefault(m.account_id, {})[m.as_of] = m
         rows = await self.repo.load(session, by_account)
+        firsts = {a: min(days) for a, days in by_account.items()}
+        window = timedelta(days=max(self.history_days, 1))
+        stored = await self.repo.days(session, {a: d - window for a, d in firsts.items()})
+        day_rows: list[dict[str, Any]] = []
+        episodes: dict[str, list[Episode]] = {}
         decided: list[tuple[Alert, Notification]] = []
         for account in sorted(by_account):
-            decided += await self._replay(session, account, by_account[account], rows, now)
+            before = [p for p in stored[account] if p.as_of < firsts[account] and p.states]
+            checkpoint = (
+                before[-1]
+                if before
+                else await self.repo.checkpoint(session, account, firsts[account])
+            )
+            replayed = self._replay(
+                session, account, by_account[account], stored[account], checkpoint, rows, now
+            )
+            day_rows += replayed.days
+            episodes[account] = replayed.episodes
+            decided += replayed.decided
+        await self.repo.save_days(session, day_rows)
+        await self.repo.save_episodes(session, firsts, episodes)
         if not decided:
             return
         await session.flush()  # new alerts get their ids
         self._enqueue(session, decided, now)
 
-    async def _replay(
+    def _replay(
         self,
         session: AsyncSession,
         account: str,
         messages: dict[date, ScoreMessage],
+        stored: list[AlertScorePoint],
+        checkpoint: AlertScorePoint | None,
         rows: dict[AlertKey, Alert],
         now: datetime,
-    ) -> list[tuple[Alert, Notification]]:
+    ) -> _Replayed:
         """Judge the account's new days, replay its alert state from the first of them through
-        its latest stored day, and bring its alert rows to the present."""
+        its latest stored day (``stored``: its days from a little before the first on), and
+        bring its alert rows to the present."""
         first = min(messages)
-        stored = await self.repo.days(session, account, first - timedelta(days=self.history_days))
         points = {p.as_of: _point(p) for p in stored}
         findings: dict[date, list[Finding]] = {
             p.as_of: [Finding.model_validate(f) for f in p.findings or []]
@@ -167,7 +197,6 @@ class AlertsHandler:
             findings[day] = evaluate(messages[day], history, self.rules)
 
         own = {(k[1], k[2]): r for k, r in rows.items() if k[0] == account}
-        checkpoint = await self.repo.checkpoint(session, account, first)
         if checkpoint is not None and checkpoint.states is not None:
             start = decode_states(checkpoint.states)
         else:
@@ -184,9 +213,8 @@ class AlertsHandler:
             lambda rule: self.rules.policy(cast(RuleName, rule)),
             manual,
         )
-        await self.repo.save_days(
-            session,
-            [
+        out = _Replayed(
+            days=[
                 {
                     "account_id": account,
                     "as_of": d,
@@ -198,8 +226,8 @@ class AlertsHandler:
                 }
                 for d in days
             ],
+            episodes=result.episodes,
         )
-        await self.repo.save_episodes(session, account, first, result.episodes)
 
         latest = days[-1]
         profile = messages[max(messages)]
@@ -207,7 +235,6 @@ class AlertsHandler:
         latest_finding: dict[tuple[str, str], Finding] = {}
         for d in days:
             latest_finding.update({(f.rule, f.feature): f for f in findings[d]})
-        decided: list[tuple[Alert, Notification]] = []
         for key, day_state in sorted(result.final.items()):
             row = own.get(key)
             finding = latest_finding.get(key)
@@ -247,8 +274,8 @@ class AlertsHandler:
                     latest,
                     renewal_date=profile.renewal_date,
                 )
-                decided.append((row, notification))
-        return decided
+                out.decided.append((row, notification))
+        return out
 
     def _enqueue(
         self, session: AsyncSession, decided: list[tuple[Alert, Notification]], now: datetime

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.lifecycle import AlertState, DayState, Episode
@@ -91,6 +91,14 @@ def day_state_of(row: Alert) -> DayState:
             "reopenings": row.reopenings or 0,
         }
     )
+
+
+def _by_day(since: Mapping[str, date]) -> list[tuple[date, list[str]]]:
+    """Accounts grouped by their day (a batch's accounts mostly share it): few OR terms."""
+    groups: dict[date, list[str]] = {}
+    for account_id, day in since.items():
+        groups.setdefault(day, []).append(account_id)
+    return sorted((d, sorted(ids)) for d, ids in groups.items())
 
 
 def console_link(console_url: str, account_id: str) -> str:
@@ -181,15 +189,27 @@ class AlertRepository:
         return {key_of(r): r for r in rows}
 
     async def days(
-        self, session: AsyncSession, account_id: str, since: date
-    ) -> list[AlertScorePoint]:
-        """An account's stored days from ``since`` on, oldest first, locked with its alerts."""
+        self, session: AsyncSession, since: Mapping[str, date]
+    ) -> dict[str, list[AlertScorePoint]]:
+        """Each account's stored days from its ``since`` day on, oldest first."""
+        found: dict[str, list[AlertScorePoint]] = {a: [] for a in since}
+        if not since:
+            return found
         rows = await session.scalars(
             select(AlertScorePoint)
-            .where(AlertScorePoint.account_id == account_id, AlertScorePoint.as_of >= since)
-            .order_by(AlertScorePoint.as_of)
+            .where(
+                or_(
+                    *(
+                        (AlertScorePoint.account_id.in_(ids)) & (AlertScorePoint.as_of >= day)
+                        for day, ids in _by_day(since)
+                    )
+                )
+            )
+            .order_by(AlertScorePoint.account_id, AlertScorePoint.as_of)
         )
-        return list(rows)
+        for p in rows:
+            found[p.account_id].append(p)
+        return found
 
     async def checkpoint(
         self, session: AsyncSession, account_id: str, before: date
@@ -218,14 +238,24 @@ class AlertRepository:
         )
 
     async def save_episodes(
-        self, session: AsyncSession, account_id: str, since: date, episodes: Sequence[Episode]
+        self,
+        session: AsyncSession,
+        since: Mapping[str, date],
+        episodes: Mapping[str, Sequence[Episode]],
     ) -> None:
-        """Replace the account's episodes that were open on or after ``since`` (what a replay
-        from ``since`` recomputed); episodes that ended before stay as they are."""
+        """Replace each account's episodes that were open on or after its ``since`` day (what a
+        replay from there recomputed) by ``episodes``; episodes that ended before stay."""
+        if not since:
+            return
         await session.execute(
             delete(AlertEpisode).where(
-                AlertEpisode.account_id == account_id,
-                (AlertEpisode.resolved_on.is_(None)) | (AlertEpisode.resolved_on >= since),
+                or_(
+                    *(
+                        (AlertEpisode.account_id.in_(ids))
+                        & (AlertEpisode.resolved_on.is_(None) | (AlertEpisode.resolved_on >= day))
+                        for day, ids in _by_day(since)
+                    )
+                )
             )
         )
         await upsert(
@@ -242,7 +272,8 @@ class AlertRepository:
                     "resolved_by": e.resolved_by,
                     "reopenings": e.reopenings,
                 }
-                for e in episodes
+                for account_id, found in sorted(episodes.items())
+                for e in found
             ],
             keys=["account_id", "rule", "feature", "started_on"],
             update=["opened_on", "resolved_on", "resolved_by", "reopenings"],
