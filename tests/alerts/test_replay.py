@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
-from services.alerts.lifecycle import acknowledge
+from services.alerts.lifecycle import acknowledge, resolve
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
 from services.alerts.state import set_state, state_of
@@ -252,6 +252,29 @@ class TestManualActionsSurviveReplays:
         )
         assert by_rule["health_red"].status == "open"
         assert len(await outbox_of(db, account)) == 1
+
+    async def test_a_manual_resolve_survives_a_rescore(
+        self, db: async_sessionmaker[AsyncSession]
+    ) -> None:
+        account = unique_account("res")
+        handler = create_handler()
+        await feed(db, handler, scores(account, range(DAYS - 2), rescored), 10)
+        async with db() as session, session.begin():
+            rows = await session.scalars(select(Alert).where(Alert.account_id == account))
+            for row in rows:
+                set_state(row, resolve(state_of(row), NOW), NOW)  # on day 57, the latest
+        # days 56-57 re-scored, 58-59 new: still sick, but the resolve holds for the episode
+        # open on day 57, and a new one fires after for_days (2) days counted from day 58
+        await feed(db, handler, scores(account, range(DAYS - 4, DAYS), rescored), 4)
+        by_rule = {a.rule: a for a in await alerts_of(db, account)}
+        assert (by_rule["dormant"].status, by_rule["dormant"].started_on) == ("open", day(58))
+        assert [e[1:] for e in await episodes(db, handler, account) if e[0] == "dormant"] == [
+            (day(10), day(11), day(22), "condition"),
+            (day(50), day(51), day(57), "manual"),
+            (day(58), day(59), None, None),
+        ]
+        kinds = [n.kind for n in await outbox_of(db, account)]
+        assert kinds == ["open"]  # the new episode, once (day 57 is not in the present)
 
 
 @pytest.fixture
