@@ -244,7 +244,10 @@ class Dispatcher:
         except Exception as err:
             # The contract says a notifier does not raise; if one does, retry rather than lose.
             log.exception("notifier %s raised for notification %s", claim.channel, claim.id)
-            return DeliveryResult.retry_after(30.0, f"{type(err).__name__}: {err}", backoff=True)
+            # The exception's text may carry a URL or an answer: stored is only its type.
+            return DeliveryResult.retry_after(
+                30.0, f"notifier raised {type(err).__name__}", backoff=True
+            )
 
     def _outcome(self, claim: Claim, result: DeliveryResult, now: datetime) -> dict[str, Any]:
         if result.is_delivered:

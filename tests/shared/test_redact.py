@@ -8,6 +8,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from services.alerts.notifiers.slack import SlackNotifier
 from services.scorer.accounts_csv import AccountRow, import_accounts
@@ -44,6 +46,24 @@ class TestMask:
     def test_keeps_scheme_host_and_first_path_part_only(self, value: str, shown: str) -> None:
         assert mask_url(value) == shown
         assert mask_url(mask_url(value)) == shown
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        scheme=st.sampled_from(["http", "https", "HTTPS"]),
+        host=st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{2,5}){0,2}", fullmatch=True),
+        first=st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True),
+        secret=st.from_regex(r"[A-Za-z0-9]{12,30}", fullmatch=True),
+        tail=st.sampled_from(["/{s}", "/x/{s}", "?token={s}", "#{s}", "/{s}/", "/a?b={s}"]),
+    )
+    def test_nothing_after_the_first_path_part_survives(
+        self, scheme: str, host: str, first: str, secret: str, tail: str
+    ) -> None:
+        assume(secret.lower() not in f"{host}/{first}".lower())
+        url = f"{scheme}://{host}/{first}" + tail.format(s=secret)
+        shown = mask_url(url)
+        assert secret not in shown
+        assert shown == f"{scheme.lower()}://{host}/{first}/…"
+        assert secret not in mask_text(f"posting {url} failed")
 
     def test_text_and_nested_values(self) -> None:
         url = f"https://hooks.slack.com/services/T000/{SECRET}"

@@ -246,6 +246,15 @@ def format_summary(
     lines.append(
         f"account-days whose band differs between {', '.join(outcomes)}: {differ} of {compared}"
     )
+    names = list(outcomes)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    if len(pairs) > 1:
+        lines.append(
+            "  by pair: "
+            + ", ".join(
+                f"{a}/{b} {band_differences([outcomes[a], outcomes[b]])[1]}" for a, b in pairs
+            )
+        )
     lines.append(
         f"alert episodes not identical in every order: "
         f"{episode_differences(list(outcomes.values()))}"

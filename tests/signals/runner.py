@@ -242,6 +242,20 @@ async def dirty_accounts(sessions: Sessions) -> int:
         return int(n or 0)
 
 
+def scorer_settings(portfolio: Portfolio, batch: int) -> dict[str, Any]:
+    # The whole simulated history is scored (not only the default 90 days back), and a late
+    # event re-scores its day however old (the default horizon, 35 days, is for live traffic;
+    # a backfill of 26 weeks in any order needs them all), where the scorer has a horizon.
+    out: dict[str, Any] = {
+        "batch_max_records": batch,
+        "batch_max_wait_s": 0.05,
+        "backfill_days": portfolio.days,
+    }
+    if "rescore_horizon_days" in ScorerSettings.model_fields:
+        out["rescore_horizon_days"] = portfolio.days + 1
+    return out
+
+
 @contextlib.asynccontextmanager
 async def pipeline(
     portfolio: Portfolio,
@@ -256,10 +270,7 @@ async def pipeline(
         database_url=database_url,
         kafka_bootstrap=None,
         slack_webhook_url=NOWHERE,
-        # The whole simulated history is scored, not only the default 90 days back.
-        scorer=ScorerSettings(
-            batch_max_records=scorer_batch, batch_max_wait_s=0.05, backfill_days=portfolio.days
-        ),
+        scorer=ScorerSettings(**scorer_settings(portfolio, scorer_batch)),
         alerts=AlertsSettings(batch_max_wait_s=0.05, dispatch_interval_s=0.2),
     )
     engine = create_engine(database_url)
