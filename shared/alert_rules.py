@@ -129,7 +129,12 @@ class LoginPlateau(RuleSettings):
     the seats, by more than ``sigmas`` standard deviations of a binomial count of the seats.
     """
 
-    weeks: int = Field(8, ge=3, le=12, description="Whole weeks the slope is fitted over.")
+    weeks: int = Field(
+        8, ge=3, le=12, description="Whole weeks the slope is fitted over (the last ones)."
+    )
+    min_weeks: int = Field(
+        4, ge=3, le=12, description="A younger account is judged on its weeks, at least these."
+    )
     relative_slope: float = Field(
         0.03, gt=0, le=0.5, description="|slope| / the account's own level, per week."
     )
@@ -297,6 +302,12 @@ class RulesConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RulesConfig:
+        plateau = self.login_plateau
+        if plateau.min_weeks > plateau.weeks:
+            raise KeyedError(
+                "login_plateau.min_weeks",
+                f"must be at most weeks ({plateau.min_weeks} > {plateau.weeks})",
+            )
         decline = self.login_decline
         if decline.current_weeks + decline.trailing_weeks > 12:
             raise KeyedError(

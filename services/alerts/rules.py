@@ -223,21 +223,23 @@ def _noise_variance(
 def login_plateau(
     s: ScoreMessage, history: ScoreHistory | None, cfg: LoginPlateau
 ) -> list[Finding]:
-    """Weekly actives flat over the last ``weeks`` whole weeks while the regular users leave
-    room to grow (see :class:`~shared.alert_rules.LoginPlateau`).
+    """Weekly actives flat over the last ``weeks`` whole weeks (a younger account: the weeks it
+    lived, at least ``min_weeks``) while the regular users leave room to grow (see
+    :class:`~shared.alert_rules.LoginPlateau`).
 
     Flat: the slope is within ±``relative_slope`` of the level a week, or within ``sigmas``
     standard errors of 0 (the noise of a small account hides a slow trend either way). Room:
     regular users clearly (by ``sigmas`` binomial standard deviations) under
-    ``seat_utilization_below`` of the seats. Too young, no activity, unknown seats or no regular
-    users measured: not evaluable.
+    ``seat_utilization_below`` of the seats. Under ``min_weeks`` lived, no activity, unknown seats
+    or no regular users measured: not evaluable.
     """
     m = s.metrics
     seats = _seat_count(s)
     series = _series(s, cfg.series)
-    if seats is None or m.regular_users is None or _lived_weeks(s, series) < cfg.weeks:
+    weeks = min(cfg.weeks, _lived_weeks(s, series))
+    if seats is None or m.regular_users is None or weeks < cfg.min_weeks:
         return []
-    window = list(series[-cfg.weeks :])
+    window = list(series[-weeks:])
     fit = fit_line(window)
     if fit is None or fit.level <= 0:
         return []
@@ -255,7 +257,7 @@ def login_plateau(
     relative = fit.slope / fit.level
     idle = max(0, seats - regular)
     reason = (
-        f"{_label(cfg.series)} {', '.join(map(str, window))} over {cfg.weeks} weeks "
+        f"{_label(cfg.series)} {', '.join(map(str, window))} over {weeks} weeks "
         f"(trend {_signed_pct(relative)} a week; flat within ±{_num(band)} a week, the larger "
         f"of {_pct(cfg.relative_slope)} of the level and {_num(cfg.sigmas)} standard errors); "
         f"{regular} of {seats} seats used regularly ({_pct(share)}; {m.mau} active in 28 days), "
@@ -275,7 +277,7 @@ def login_plateau(
             series=window,
             relative_slope=round(relative, 4),
             flat_band=round(band, 3),
-            weeks=cfg.weeks,
+            weeks=weeks,
             regular_users=regular,
             mau=m.mau,
             seats=seats,

@@ -129,7 +129,7 @@ class TestLoginPlateau:
             pytest.param(flat((0,) * 12), id="no activity (no level)"),
             pytest.param(flat(seats=None), id="unknown seats"),
             pytest.param(flat(regular=None), id="no regular users measured"),
-            pytest.param(flat(account_age_days=40), id="5 whole weeks lived"),
+            pytest.param(flat(account_age_days=26), id="3 whole weeks lived"),
             pytest.param(flat(account_age_days=None), id="unknown age"),
         ],
     )
@@ -137,7 +137,9 @@ class TestLoginPlateau:
         assert run("login_plateau", snapshot) == []
 
     def test_weeks_band_and_room_configurable(self) -> None:
-        assert run("login_plateau", flat(account_age_days=40), weeks=5) != []
+        young = one("login_plateau", flat(account_age_days=40))
+        assert young.holds and young.facts["weeks"] == 5
+        assert run("login_plateau", flat(account_age_days=40), min_weeks=6) == []
         grow = flat(weeks_of(32, 34, 36, 38, 40, 42, 44, 46))
         assert one("login_plateau", grow, relative_slope=0.1).holds
         assert not one("login_plateau", flat(), seat_utilization_below=0.2).holds
@@ -774,6 +776,10 @@ class TestConfig:
             ),
             ({"login_decline": {"sigmas": -1}}, "rules.login_decline.sigmas:"),
             ({"login_plateau": {"sigmas": "many"}}, "rules.login_plateau.sigmas:"),
+            (
+                {"login_plateau": {"weeks": 5, "min_weeks": 6}},
+                "rules.login_plateau.min_weeks: must be at most weeks (6 > 5)",
+            ),
             ({"champion_lost": {"chance": 0}}, "rules.champion_lost.chance:"),
             ({"login_plateau": {"weeks": 2}}, "rules.login_plateau.weeks:"),
             ({"login_plateau": {"series": "daily"}}, "rules.login_plateau.series:"),
