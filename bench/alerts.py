@@ -60,7 +60,7 @@ from shared.db.session import create_engine, create_sessionmaker  # noqa: E402
 from shared.scores import ScoreMessage  # noqa: E402
 from shared.settings import KafkaSettings, Settings  # noqa: E402
 from tests.alerts.servers import SlackWebhookServer  # noqa: E402
-from tests.alerts.snapshots import create_snapshot, only_rules  # noqa: E402
+from tests.alerts.snapshots import create_snapshot, only_rules, recent_day  # noqa: E402
 from tests.support.broker import TansuBroker  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
 
@@ -144,7 +144,8 @@ async def bench_latency(bench: Bench, n: int, rate: float, max_s: float) -> None
 
     def snapshot(account: str, day: int) -> ScoreMessage:
         hook = bench.slack.url(paths[account])
-        return create_snapshot(account, day, csm_email=None, csm_slack=hook)
+        # Recent days: the service runs on the wall clock and notifies recent final days only.
+        return create_snapshot(account, recent_day() + day, csm_email=None, csm_slack=hook)
 
     base = await bench.consumed()
     async with bench.running() as task:
@@ -216,7 +217,7 @@ async def bench_throughput(bench: Bench, n: int, max_s: float) -> None:
     healthy = [create_snapshot(f"ok-{i:06d}", 0, dormant_days=HEALTHY_DAYS) for i in range(n)]
     await evaluate_rate(bench, "healthy (nothing fires)", healthy, max_s)
     firing = [
-        create_snapshot(f"fire-{i:06d}", day, csm_email=None)
+        create_snapshot(f"fire-{i:06d}", recent_day() + day, csm_email=None)
         for day in (0, 1)
         for i in range(n // 2)
     ]
