@@ -918,6 +918,7 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
     from datetime import UTC, datetime
     from email.message import EmailMessage
 
+    from services.alerts.routing import Defaults, email_refusal
     from services.scorer.report import (
         MonthError,
         build_report,
@@ -945,6 +946,8 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
     directory = out if out is not None else Path("tend-reports") / first.strftime("%Y-%m")
     keys = list(config.key_features) or None
     defaults = settings.alerts.default_email_list
+    # A CSM address is account data: the domain list of alert mail applies here too.
+    allowed = Defaults(email_domains=tuple(settings.alerts.email_domain_list))
 
     async def work() -> tuple[int, list[EmailMessage], list[str]]:
         from sqlalchemy import select
@@ -969,7 +972,16 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
                     written += 1
                     if not email:
                         continue
-                    to = [account.csm_email] if account.csm_email else defaults
+                    csm = account.csm_email
+                    refusal = email_refusal(csm, allowed) if csm else None
+                    if refusal is not None:
+                        click.echo(
+                            f"{account.account_id}: not mailing csm_email {csm} ({refusal}); "
+                            "the default addresses get it",
+                            err=True,
+                        )
+                        csm = None
+                    to = [csm] if csm else defaults
                     if not to:
                         skipped.append(account.account_id)
                         continue

@@ -394,6 +394,35 @@ class TestReportCommand:
         assert "3 active users of 10 seats" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
+class TestReportMailDomains:
+    async def test_a_csm_off_the_email_domains_is_not_mailed_the_defaults_are(
+        self, sqlite_db: tuple[str, Sessions], tmp_path: Path
+    ) -> None:
+        url, sessions = sqlite_db
+        await seed_account(sessions, "acme")  # csm-acme@vendor.example
+        server = SmtpServer().start()
+        try:
+            env = _env(
+                url,
+                TEND_SMTP_HOST="127.0.0.1",
+                TEND_SMTP_PORT=str(server.port),
+                TEND_SMTP_TLS="none",
+                TEND_ALERTS__EMAIL_DOMAINS="ours.example",
+                TEND_ALERTS__DEFAULT_EMAILS="cs-team@ours.example",
+            )
+            result = await invoke(
+                main,
+                ["report", "--month", "2026-10", "--email", "--out", str(tmp_path / "r")],
+                env=env,
+            )
+            mails = server.messages
+        finally:
+            server.stop()
+        assert result.exit_code == 0, result.output
+        assert [m.rcpt_tos for m in mails] == [["cs-team@ours.example"]]
+        assert "not mailing csm_email csm-acme@vendor.example" in result.output
+
+
 def test_email_message_shape() -> None:
     from services.scorer.report import (
         Delta,
