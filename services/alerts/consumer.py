@@ -150,15 +150,23 @@ class AlertsHandler:
         day_rows: list[dict[str, Any]] = []
         episodes: dict[str, list[Episode]] = {}
         decided: list[tuple[Alert, Notification]] = []
+        checkpoints: dict[str, AlertScorePoint] = {}
+        for account, first in firsts.items():
+            loaded = [p for p in stored[account] if p.as_of < first and p.states]
+            if loaded:
+                checkpoints[account] = loaded[-1]
+        # Accounts new to the batch's window (first days, long gaps): one query for them all.
+        missing = {a: d for a, d in firsts.items() if a not in checkpoints}
+        checkpoints.update(await self.repo.checkpoints(session, missing))
         for account in sorted(by_account):
-            before = [p for p in stored[account] if p.as_of < firsts[account] and p.states]
-            checkpoint = (
-                before[-1]
-                if before
-                else await self.repo.checkpoint(session, account, firsts[account])
-            )
             replayed = self._replay(
-                session, account, by_account[account], stored[account], checkpoint, rows, now
+                session,
+                account,
+                by_account[account],
+                stored[account],
+                checkpoints.get(account),
+                rows,
+                now,
             )
             day_rows += replayed.days
             episodes[account] = replayed.episodes

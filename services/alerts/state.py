@@ -211,21 +211,28 @@ class AlertRepository:
             found[p.account_id].append(p)
         return found
 
-    async def checkpoint(
-        self, session: AsyncSession, account_id: str, before: date
-    ) -> AlertScorePoint | None:
-        """The last stored day before ``before`` that has a replay checkpoint."""
-        row: AlertScorePoint | None = await session.scalar(
-            select(AlertScorePoint)
+    async def checkpoints(
+        self, session: AsyncSession, before: Mapping[str, date]
+    ) -> dict[str, AlertScorePoint]:
+        """Each account's last stored day before its ``before`` day that has a checkpoint."""
+        if not before:
+            return {}
+        p = AlertScorePoint
+        latest = (
+            select(p.account_id, func.max(p.as_of).label("as_of"))
             .where(
-                AlertScorePoint.account_id == account_id,
-                AlertScorePoint.as_of < before,
-                AlertScorePoint.states.is_not(None),
+                p.states.is_not(None),
+                or_(*((p.account_id.in_(ids)) & (p.as_of < day) for day, ids in _by_day(before))),
             )
-            .order_by(AlertScorePoint.as_of.desc())
-            .limit(1)
+            .group_by(p.account_id)
+            .subquery()
         )
-        return row
+        rows = await session.scalars(
+            select(p).join(
+                latest, (p.account_id == latest.c.account_id) & (p.as_of == latest.c.as_of)
+            )
+        )
+        return {r.account_id: r for r in rows}
 
     async def save_days(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
         """Upsert (account, as_of) days with their score, findings and checkpoint."""
