@@ -108,7 +108,7 @@ class TestApp:
                 async with httpx.AsyncClient(
                     transport=transport,
                     base_url="http://t",
-                    headers={"Authorization": "Bearer tok"},
+                    headers={"Authorization": "Bearer alerts-app-test-token-0123456789a"},
                 ) as client:
                     r = await client.get("/v1/alerts", params={"account": account})
                     [alert] = r.json()["alerts"]
