@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from statistics import median
 
 __all__ = ["LineFit", "binomial_variance", "fit_line", "least_squares_slope", "robust_variance"]
@@ -60,9 +61,12 @@ def binomial_variance(level: float, trials: int | None) -> float:
 
 
 def robust_variance(values: Sequence[float]) -> float:
-    """Variance from the median absolute deviation: one holiday week does not inflate it."""
-    if len(values) < 2:
+    """Week-to-week variance from the median absolute deviation of the changes between
+    consecutive weeks (halved: a change carries two weeks' noise). Neither a trend in the weeks
+    nor one holiday week among them inflates it; 0 under 3 weeks."""
+    if len(values) < 3:
         return 0.0
-    mid = median(values)
-    mad = median(abs(v - mid) for v in values)
-    return (1.4826 * mad) ** 2
+    changes = [b - a for a, b in pairwise(values)]
+    mid = median(changes)
+    mad = median(abs(c - mid) for c in changes)
+    return (1.4826 * mad) ** 2 / 2

@@ -313,8 +313,8 @@ def login_decline(
         level = float(median(baseline))
         if level > 0:
             evaluable = True
-            # Never below the spread the baseline weeks show (robustly: one holiday week in them
-            # does not count).
+            # Never below the week-to-week spread the baseline shows (robustly: neither a trend
+            # already under way nor one holiday week in it counts).
             noise = max(_noise_variance(s, level, cfg.series, baseline), robust_variance(baseline))
             # The baseline is itself an estimate: the variance of a median of n weeks is about
             # pi/2 times that of their mean.
