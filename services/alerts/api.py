@@ -233,3 +233,43 @@ async def snooze_alert(
 @router.post("/{alert_id}/resolve", summary="Resolve by hand")
 async def resolve_alert(alert_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
     return await _move(request, session, alert_id, resolve)
+
+
+async def _move_incident(
+    request: Request,
+    session: AsyncSession,
+    account_id: str,
+    move: Callable[[AlertState, datetime], AlertState],
+) -> dict[str, Any]:
+    now = _now(request)
+    async with session.begin():
+        moved = await _repo.move_incident(session, account_id, move, now)
+    if not moved:
+        raise HTTPException(404, detail=f"account {account_id!r} has no open alerts")
+    return {"account_id": account_id, "alerts": [alert_json(a) for a in moved]}
+
+
+@router.post("/accounts/{account_id}/ack", summary="Acknowledge every open alert of an account")
+async def ack_incident(account_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
+    return await _move_incident(request, session, account_id, acknowledge)
+
+
+@router.post("/accounts/{account_id}/snooze", summary="Snooze every open alert of an account")
+async def snooze_incident(
+    account_id: str,
+    body: Annotated[SnoozeBody, Body()],
+    request: Request,
+    session: SessionDep,
+) -> dict[str, Any]:
+    if body.until <= _now(request):
+        raise HTTPException(422, detail="until: must be in the future")
+    return await _move_incident(
+        request, session, account_id, lambda s, now: snooze(s, body.until, body.reason, now)
+    )
+
+
+@router.post("/accounts/{account_id}/resolve", summary="Resolve every open alert of an account")
+async def resolve_incident(
+    account_id: str, request: Request, session: SessionDep
+) -> dict[str, Any]:
+    return await _move_incident(request, session, account_id, resolve)

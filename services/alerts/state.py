@@ -7,7 +7,7 @@ the outbox rows it asks for are written together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +15,7 @@ from urllib.parse import quote
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts.lifecycle import AlertState, DayState, Episode
+from services.alerts.lifecycle import ACTIVE, AlertState, DayState, Episode, LifecycleError
 from services.alerts.notifiers.base import Notification, NotificationItem, NotificationKind
 from services.alerts.rules import Finding, ScorePoint
 from shared.db.models import Alert, AlertEpisode, AlertNotification, AlertScorePoint
@@ -409,6 +409,25 @@ class AlertRepository:
         return outbox
 
     # -- the API's side ----------------------------------------------------------------------
+
+    async def move_incident(
+        self,
+        session: AsyncSession,
+        account_id: str,
+        move: Callable[[AlertState, datetime], AlertState],
+        now: datetime,
+    ) -> list[Alert]:
+        """Apply a manual move to every active alert of an account (its incident), locked;
+        one the move makes no sense for (acknowledging an acknowledged one) stays as it is.
+        Returns the account's active alerts before the move (none: nothing to move)."""
+        rows = await self.load(session, [account_id])
+        active = [r for r in rows.values() if r.status in ACTIVE]
+        for row in active:
+            try:
+                set_state(row, move(state_of(row), now), now)
+            except LifecycleError:
+                continue
+        return active
 
     async def get(
         self, session: AsyncSession, alert_id: int, *, lock: bool = False

@@ -201,3 +201,50 @@ class TestPending:
         assert (await client.get(f"/v1/alerts/{pending['id']}")).json()["status"] == "pending"
         r = await client.post(f"/v1/alerts/{pending['id']}/ack")
         assert r.status_code == 409
+
+
+class TestIncidentMoves:
+    """Every open alert of an account at once (the console's incident card)."""
+
+    async def incident(self, sessions: async_sessionmaker[AsyncSession]) -> str:
+        account = unique_account()
+        handler = AlertsHandler(
+            only_rules("dormant", "health_red"),
+            FixedClock(T0),
+            defaults=create_defaults(),
+            console_url="http://console.example",
+        )
+        async with sessions() as session, session.begin():
+            await handler.flush(
+                session, [create_snapshot(account, d, band="red", score=30.0) for d in (0, 1)]
+            )
+        assert [a.status for a in await alerts_of(sessions, account)] == ["open", "open"]
+        return account
+
+    async def test_ack_snooze_resolve_the_group(
+        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        account = await self.incident(pg_sessions)
+        base = f"/v1/alerts/accounts/{account}"
+        r = await client.post(f"{base}/ack")
+        assert r.status_code == 200
+        assert [(a["rule"], a["status"]) for a in r.json()["alerts"]] == [
+            ("dormant", "acknowledged"),
+            ("health_red", "acknowledged"),
+        ]
+        r = await client.post(f"{base}/snooze", json={"until": "2026-11-01T00:00:00Z"})
+        assert r.status_code == 422 and r.json()["detail"].startswith("until:")
+        r = await client.post(
+            f"{base}/snooze", json={"until": "2026-12-01T00:00:00Z", "reason": "QBR"}
+        )
+        assert {a["status"] for a in r.json()["alerts"]} == {"snoozed"}
+        r = await client.post(f"{base}/resolve")
+        assert {(a["status"], a["resolved_by"]) for a in r.json()["alerts"]} == {
+            ("resolved", "manual")
+        }
+        assert [a.status for a in await alerts_of(pg_sessions, account)] == [
+            "resolved",
+            "resolved",
+        ]
+        r = await client.post(f"{base}/ack")
+        assert r.status_code == 404 and "no open alerts" in r.json()["detail"]

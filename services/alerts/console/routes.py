@@ -398,15 +398,8 @@ async def account_alerts_action(
     move, notice = _move_of(action, form, now)
     if move is not None:
         async with _db(request)() as db, db.begin():
-            rows = await _repo.load(db, [account_id])
-            active = [r for r in rows.values() if r.status in views.ACTIVE_STATUSES]
-            if not active:
+            if not await _repo.move_incident(db, account_id, move, now):
                 notice = "not-found"
-            for row in active:
-                try:
-                    set_state(row, move(state_of(row), now), now)
-                except LifecycleError:
-                    continue  # e.g. acknowledging one that is already acknowledged
     path = back.split("?", 1)[0].split("#", 1)[0]
     return _redirect(f"{path}?{urlencode({'notice': notice})}#incident")
 
