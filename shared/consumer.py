@@ -55,7 +55,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.bus.base import Bus, Consumer, Message, Producer, Record, TopicPartition
+from shared.bus.base import (
+    Bus,
+    BusUnavailable,
+    Consumer,
+    Message,
+    Producer,
+    Record,
+    TopicPartition,
+)
 from shared.db.errors import is_data_error
 from shared.db.offsets import load_offsets, store_offsets
 from shared.retry import Backoff, sleep_or_stop
@@ -225,8 +233,23 @@ class BatchConsumer(Generic[T]):
         if owns_producer:
             await producer.start()
         try:
+            poll_failed = self.backoff.delays()
             while not stop.is_set():
-                batch = await self._collect(consumer, stop)
+                try:
+                    batch = await self._collect(consumer, stop)
+                except BusUnavailable:
+                    # The broker (or, for the in-process bus, the database) did not answer a
+                    # poll: nothing was handed out, so waiting and polling again loses nothing.
+                    wait = poll_failed()
+                    log.warning(
+                        "group=%s polling failed; retrying in %.1fs",
+                        self.group_id,
+                        wait,
+                        exc_info=True,
+                    )
+                    await sleep_or_stop(stop, wait)
+                    continue
+                poll_failed = self.backoff.delays()
                 if batch:
                     await self._process(consumer, producer, batch, stop)
                 await self._check_progress(consumer)
@@ -244,9 +267,14 @@ class BatchConsumer(Generic[T]):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            got = await consumer.poll(
-                max_records=self.max_records - len(batch), timeout_s=max(remaining, 0.05)
-            )
+            try:
+                got = await consumer.poll(
+                    max_records=self.max_records - len(batch), timeout_s=max(remaining, 0.05)
+                )
+            except BusUnavailable:
+                if not batch:
+                    raise
+                break  # the records in hand were handed out: process them, never drop them
             batch.extend(got)
         if epoch != self._epoch or any(r.tp in self._unseeked for r in batch):
             # Some records may predate the seek to the stored offsets: drop them all and read

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -406,6 +407,35 @@ class TestTransientFailures:
         # Never seeked, so nothing may be processed: it would start from the bus's offset.
         assert handler.flushes == 0
         assert await stored(stack) is None
+
+    async def test_a_poll_the_in_process_bus_cannot_answer_is_retried(
+        self, stack: Stack, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        if stack.kind.startswith("kafka"):
+            pytest.skip("the in-process bus polls the database")
+        caplog.set_level(logging.INFO, logger="shared.consumer")
+        handler = Store(stack.table)
+        away = False
+
+        async def rename(old: str, new: str) -> None:
+            async with stack.sessions() as session, session.begin():
+                await session.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+        try:
+            async with running(runner_for(stack, handler)) as task:
+                await wait_until(lambda: "assigned=" in caplog.text, timeout_s=DEADLINE_S)
+                await rename("bus_records", "bus_records_away")
+                away = True
+                await wait_until(lambda: "polling failed" in caplog.text, timeout_s=DEADLINE_S)
+                assert not task.done()  # the runner outlives the failure
+                await rename("bus_records_away", "bus_records")
+                away = False
+                await publish_values(stack, [b"a", b"b"])
+                await wait_stored(stack, 2, task)
+        finally:
+            if away:
+                await rename("bus_records_away", "bus_records")
+        assert handler.committed == ["a", "b"]
 
 
 class TestLag:
