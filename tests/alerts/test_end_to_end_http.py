@@ -313,12 +313,13 @@ class TestEndToEndFromIngest:
                 check_plateau_delivered(alerts, healthy, account, slack, smtp)
 
                 # Seats cut to 12 by a group call: 10 active of 12 leaves no room to grow.
-                d3, d4 = d2 + timedelta(days=1), d2 + timedelta(days=2)
+                # It resolves once clear for keep_firing_for_days (3) days.
+                d3, d4, d5 = (d2 + timedelta(days=n) for n in (1, 2, 3))
                 seats = group_call(plateau, account.users[0], 12, d3)
                 await ingest_and_score(stack, broker.bootstrap, ingest, key, replay, [seats])
-                await score_days(stack, d3, d4)
+                await score_days(stack, d3, d4, d5)
                 posts_before = len(slack.requests)
-                await run_alerts(stack, broker.bootstrap, d4, slack, smtp)
+                await run_alerts(stack, broker.bootstrap, d5, slack, smtp)
                 alerts = await alerts_by_account(stack.sessions)
 
         check_plateau_resolved(alerts, plateau, slack, posts_before)

@@ -169,7 +169,8 @@ class EmailNotifier:
             ),
         )
         msg["X-Tend-Alert-Id"] = one_line(n.alert_id)
-        msg["X-Tend-Rule"] = one_line(n.rule)
+        # A grouped notification names every rule in it, the leading one first.
+        msg["X-Tend-Rule"] = one_line(", ".join(i.rule for i in n.items) or n.rule)
         msg.set_content(render_text(n))
         msg.add_alternative(_html_document(subject(n), _html_body(n)), subtype="html")
         return msg
