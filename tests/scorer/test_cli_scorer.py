@@ -218,16 +218,19 @@ class TestRescore:
         now = dict(query(db_path, "SELECT account_id, band FROM accounts"))
         assert then != now  # bands moved since: the current band is not the past day's
 
-        same = invoke(
-            db_path,
-            "rescore",
-            "--dry-run",
-            "--as-of",
-            past.isoformat(),
-            "--config",
-            str(config_file),
-            config=config_file,
-        )
+        def dry_run(model: Path) -> Result:
+            return invoke(
+                db_path,
+                "rescore",
+                "--dry-run",
+                "--as-of",
+                past.isoformat(),
+                "--config",
+                str(model),
+                config=config_file,
+            )
+
+        same = dry_run(config_file)
         assert same.exit_code == 0, same.output
         assert f"as of {past}: 0 of 7 accounts would change band" in same.output
         for band in set(then.values()):
@@ -239,16 +242,7 @@ class TestRescore:
             f"key_features: [{', '.join(KEY_FEATURES)}]\n"
             "scoring:\n  bands:\n    green: 95\n    yellow: 70\n"
         )
-        result = invoke(
-            db_path,
-            "rescore",
-            "--dry-run",
-            "--as-of",
-            past.isoformat(),
-            "--config",
-            str(stricter),
-            config=config_file,
-        )
+        result = dry_run(stricter)
         assert result.exit_code == 0, result.output
         scores = dict(
             query(db_path, "SELECT account_id, score FROM health_scores WHERE as_of=?", str(past))
