@@ -34,7 +34,7 @@ ALLOWED_HEADERS: Final = (
     "X-Write-Key",
     "Content-Encoding",  # gzip bodies
 )
-EXPOSED_HEADERS: Final = ("Retry-After",)
+EXPOSED_HEADERS: Final = ("Retry-After", "X-RateLimit-Reset")
 PREFLIGHT_MAX_AGE_S: Final = 7200
 """How long a browser may reuse a preflight answer (Chromium caps it at two hours)."""
 

@@ -210,7 +210,8 @@ class Ingestor:
                     f"rate limit of {self.limiter.rate_per_s:g} events/s for this write key "
                     f"exceeded; retry after {wait_s} s",
                     "rate_limited",
-                    {"Retry-After": str(wait_s)},
+                    # analytics.js waits for X-RateLimit-Reset (seconds), not Retry-After.
+                    {"Retry-After": str(wait_s), "X-RateLimit-Reset": str(wait_s)},
                 )
 
         # 4. Check, resolve accounts, build events.

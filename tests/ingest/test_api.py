@@ -369,6 +369,7 @@ class TestRateLimit:
         r = await post(served, "/v1/track", track("a"), key=write_key)
         assert r.status_code == 429
         assert int(r.headers["Retry-After"]) >= 1
+        assert r.headers["X-RateLimit-Reset"] == r.headers["Retry-After"]
         assert r.json()["error"].startswith("rate limit")
 
 
