@@ -312,12 +312,14 @@ class TestOneIncidentPerAccount:
         await slack_notifier.aclose()
         await email.aclose()
 
-        [post] = slack.requests
+        # The run's database is shared: other tests' pending rows may be claimed too (and a
+        # loopback port reused), so only this account's messages are counted.
+        [post] = [r for r in slack.requests if account in r.body.decode()]
         text = str(post.json())
         assert "2 alerts: dormant, health red" in text
         assert "no login for 20 days" in text and f"since {day(55).isoformat()}" in text
         assert str(post.json()["blocks"]).count("Next step") == 1  # one next step
-        [mail] = smtp.messages
+        [mail] = [m for m in smtp.messages if account in str(m.message.get_body(("plain",)))]
         message = mail.message
         assert message["To"] == "dana@vendor.example"
         assert "2 new alerts" in message["Subject"]
