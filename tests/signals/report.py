@@ -263,7 +263,8 @@ def format_summary(
 
 
 def format_episodes(portfolio: Portfolio, outcome: Outcome) -> str:
-    """Every account's alert episodes, days counted from its behaviour change (``+3``)."""
+    """Every account's alert episodes and outbox rows, days counted from its behaviour change
+    (``+3``)."""
     lines = []
     for r in account_results(portfolio, outcome):
         a = r.account
@@ -273,4 +274,9 @@ def format_episodes(portfolio: Portfolio, outcome: Outcome) -> str:
             resolved = f"{(e.resolved_on - a.change).days:+d}" if e.resolved_on else "open"
             again = f", {e.reopenings} reopenings" if e.reopenings else ""
             lines.append(f"    {name:<30} {(e.opened_on - a.change).days:+4d} .. {resolved}{again}")
+        for n in outcome.notices:
+            if n.account_id == a.account_id:
+                day = f"{(n.as_of - a.change).days:+d}" if n.as_of else "?"
+                what = f"{n.rule}:{n.feature}" if n.feature else n.rule
+                lines.append(f"    notified {n.kind} {what} as of {day}")
     return "\n".join(lines)

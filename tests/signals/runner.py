@@ -51,7 +51,8 @@ from services.ingest.app import create_app as create_ingest
 from services.scorer.accounts_csv import import_accounts, parse_accounts_csv
 from services.scorer.app import build_service as build_scorer
 from shared import topics
-from shared.bus import create_bus
+from shared.bus import Bus, create_bus
+from shared.bus.base import Producer
 from shared.clock import FixedClock
 from shared.config import TendConfig, load_config
 from shared.db.keys import create_key
@@ -150,17 +151,16 @@ class Pipeline:
         for i in range(0, len(calls), request_calls):
             body = {"batch": list(calls[i : i + request_calls])}
             r = await self.client.post("/v1/batch", json=body, auth=(self.write_key, ""))
-            answer = r.json() if r.headers.get("content-type", "").startswith("app") else {}
-            if r.status_code != 200 or answer.get("rejected"):
+            if r.status_code != 200 or r.json().get("rejected"):
                 raise AssertionError(f"ingest refused a batch: {r.status_code} {r.text[:300]}")
 
-    def start_services(self, bus: Any, producers: list[Any]) -> None:
-        for build in (build_scorer, build_alerts):
-            producer = producers.pop()
-            service = build(self.settings, self.config, bus, self.sessions, producer, self.clock)
-            if getattr(service, "dispatcher", None) is not None:
-                # Nothing leaves the process: the outbox rows are what would be sent.
-                service.dispatcher = None  # type: ignore[union-attr]
+    def start_services(self, bus: Bus, producers: list[Producer]) -> None:
+        args = (self.settings, self.config, bus, self.sessions)
+        scorer = build_scorer(*args, producers[0], self.clock)
+        alerts = build_alerts(*args, producers[1], self.clock)
+        # Nothing leaves the process: the outbox rows are what would be sent.
+        alerts.dispatcher = None
+        for service in (scorer, alerts):
             self.tasks.append(asyncio.create_task(service.run(self.stop)))
 
     def check_alive(self) -> None:
