@@ -214,7 +214,9 @@ class BatchConsumer(Generic[T]):
             # The database is the truth: a partition it has no offset for starts at the
             # beginning of the log (offset 0; below the log start the bus resets to the
             # earliest record), never at an offset the bus remembers from another database.
-            self._next[tp] = stored.get(tp, 0)
+            # A batch of ours may have committed while the offsets were read (a rebalance
+            # runs beside the flush): then our own next offset is the newer truth.
+            self._next[tp] = max(stored.get(tp, 0), self._next.get(tp, 0))
             self._consumer.seek(tp, self._next[tp])
         log.info(
             "group=%s assigned=%s resumed_from=%s",
