@@ -20,8 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
+from services.alerts.api import router as alerts_router
+from services.alerts.console.routes import router as console_router
+from services.ingest.app import create_app
 from services.ingest.cors import ALLOWED_HEADERS
 from services.ingest.routes import TRACKING_PATHS
+from services.scorer.api import router as accounts_router
+from shared.settings import Settings
 from tests.ingest.conftest import ServedApp, read_events
 from tests.ingest.test_api import basic, track, uid
 from tests.support.broker import TansuBroker, free_port
@@ -118,6 +123,22 @@ class TestResponses:
         assert "access-control-allow-origin" not in r.headers
         r = httpx.options(f"{ingest.url}{path}", headers=preflight(PAGE_ORIGIN, "authorization"))
         assert "access-control-allow-origin" not in r.headers
+
+
+class TestOnlyTrackingRoutes:
+    """``tend up`` serves the read and alerts APIs and the console from the ingest app."""
+
+    @pytest.mark.parametrize("path", ["/v1/accounts", "/v1/alerts", "/console/login"])
+    async def test_routes_added_to_the_app_get_no_cors(self, path: str) -> None:
+        app = create_app(Settings())
+        for router in (accounts_router, alerts_router, console_router):
+            app.include_router(router)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tend") as client:
+            r = await client.options(path, headers=preflight(PAGE_ORIGIN, "authorization"))
+            assert "access-control-allow-origin" not in r.headers
+            r = await client.options("/v1/batch", headers=preflight(PAGE_ORIGIN, "authorization"))
+            assert r.headers["access-control-allow-origin"] == "*"
 
 
 # -- in a browser ------------------------------------------------------------------------------
