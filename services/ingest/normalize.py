@@ -274,18 +274,21 @@ def _object(raw: Mapping[str, Any], key: str, field_name: str | None = None) -> 
     return value
 
 
-def _name(raw: Mapping[str, Any], key: str, *, required: bool, call: str) -> str | None:
+def _name(
+    raw: Mapping[str, Any], key: str, *, required: bool, call: str, field_name: str | None = None
+) -> str | None:
     value = raw.get(key)
+    name = field_name or key
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise EventError(f"{key}: required for {call} calls (the event name)")
+            raise EventError(f"{name}: required for {call} calls (the event name)")
         return None
     if not isinstance(value, str):
-        raise EventError(f"{key}: must be a string")
+        raise EventError(f"{name}: must be a string")
     value = value.strip()
     if len(value) > MAX_NAME_CHARS:
-        raise EventError(f"{key}: at most {MAX_NAME_CHARS} characters (got {len(value)})")
-    return check_name(value, key)
+        raise EventError(f"{name}: at most {MAX_NAME_CHARS} characters (got {len(value)})")
+    return check_name(value, name)
 
 
 def message_id_of(raw: Any) -> str | None:
@@ -387,7 +390,9 @@ def parse_event(
     elif event_type == "page":
         name = _name(raw, "name", required=False, call="page")
         if name is None and isinstance(properties.get("name"), str):
-            name = _name(properties, "name", required=False, call="page")
+            name = _name(
+                properties, "name", required=False, call="page", field_name="properties.name"
+            )
 
     account_id = explicit_account(event_type, raw, context, properties)
 

@@ -54,6 +54,10 @@ ID_FIELDS: list[tuple[str, Any]] = [
     ),
     ("event", lambda bad: create_track(event=f"Signed{bad}In")),
     ("name", lambda bad: {"type": "page", "userId": "u", "name": f"Home{bad}x"}),
+    (
+        "properties.name",
+        lambda bad: {"type": "page", "userId": "u", "properties": {"name": f"Home{bad}x"}},
+    ),
     ("properties", lambda bad: create_track(properties={f"k{bad}": 1})),
     ("properties.a.b", lambda bad: create_track(properties={"a": {"b": {f"k{bad}": 1}}})),
     ("traits", lambda bad: {"type": "group", "userId": "u", "groupId": "g", "traits": {bad: 1}}),
