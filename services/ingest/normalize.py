@@ -142,38 +142,42 @@ class _TooDeep(Exception):
     pass
 
 
-def _walk(value: Any, levels_left: int) -> None:
-    if isinstance(value, str):
-        bad = _UNSAFE_IN_VALUE.search(value)
-        if bad is not None:
-            raise _Unsafe(f"contains {_unsafe(bad.group())}, which is not allowed")
-    elif isinstance(value, dict):
-        if levels_left <= 0:
-            raise _TooDeep
-        for key, item in value.items():
-            bad = _UNSAFE_IN_NAME.search(key)
-            if bad is not None:
-                raise _Unsafe(f"a key contains {_unsafe(bad.group())}, which is not allowed")
-            try:
+def _walk(container: dict[str, Any] | list[Any], levels_left: int) -> None:
+    """Checks a dict or list from ``json.loads``, whose values have exact JSON types (hence
+    ``type(x) is``: this runs for every value of every event, and is the cost of ingest's
+    checks)."""
+    if levels_left <= 0:
+        raise _TooDeep
+    items: Iterable[tuple[Any, Any]]
+    if type(container) is dict:
+        # One search over all keys; a bad character cannot arise from the joining.
+        if _UNSAFE_IN_NAME.search("".join(container)) is not None:
+            for name in container:
+                bad = _UNSAFE_IN_NAME.search(name)
+                if bad is not None:
+                    raise _Unsafe(f"a key contains {_unsafe(bad.group())}, which is not allowed")
+        items = container.items()
+    else:
+        items = enumerate(container)
+    for key, item in items:
+        kind = type(item)
+        try:
+            if kind is str:
+                bad = _UNSAFE_IN_VALUE.search(item)
+                if bad is not None:
+                    raise _Unsafe(f"contains {_unsafe(bad.group())}, which is not allowed")
+            elif kind is dict or kind is list:
                 _walk(item, levels_left - 1)
-            except _Unsafe as err:
-                err.path.append(f".{key}")
-                raise
-    elif isinstance(value, list):
-        if levels_left <= 0:
-            raise _TooDeep
-        for i, item in enumerate(value):
-            try:
-                _walk(item, levels_left - 1)
-            except _Unsafe as err:
-                err.path.append(f"[{i}]")
-                raise
-    elif isinstance(value, float) and not math.isfinite(value):
-        # JSON has no infinity; Python's parser makes one of 1e400, which would travel as null.
-        raise _Unsafe("a number beyond the range of a double (about 1.8e308)")
+            elif kind is float and not math.isfinite(item):
+                # JSON has no infinity; Python's parser makes one of 1e400, which would
+                # travel as null.
+                raise _Unsafe("a number beyond the range of a double (about 1.8e308)")
+        except _Unsafe as err:
+            err.path.append(f".{key}" if type(key) is str else f"[{key}]")
+            raise
 
 
-def check_tree(value: Mapping[str, Any], field_name: str, max_depth: int) -> None:
+def check_tree(value: dict[str, Any], field_name: str, max_depth: int) -> None:
     """Raises :class:`EventError` naming the path when ``value`` (properties or traits) nests
     deeper than ``max_depth`` levels, has a key with a control character or lone surrogate, a
     string with a NUL or lone surrogate, or a number no double can hold."""
