@@ -42,6 +42,19 @@ def parses(raw: dict[str, Any], **kw: Any) -> normalize.ParsedEvent:
     return normalize.parse_event(raw, 0, received_at=RECEIVED, future_tolerance=TOLERANCE, **kw)
 
 
+def parse_all(
+    calls: list[Any], **kw: Any
+) -> tuple[list[normalize.ParsedEvent], list[normalize.Rejection]]:
+    return parse_batch(
+        calls,
+        received_at=RECEIVED,
+        future_tolerance=TOLERANCE,
+        max_event_bytes=32_000,
+        body_bytes=100,
+        **kw,
+    )
+
+
 ID_FIELDS: list[tuple[str, Any]] = [
     ("userId", lambda bad: create_track(userId=f"u{bad}x")),
     ("anonymousId", lambda bad: create_track(anonymousId=f"a{bad}x")),
@@ -94,13 +107,7 @@ class TestIdsNamesAndKeys:
         parses(build(fine))
 
     def test_rejection_entry_does_not_echo_an_unsafe_message_id(self) -> None:
-        _, rejected = parse_batch(
-            [create_track(messageId="m\x00")],
-            received_at=RECEIVED,
-            future_tolerance=TOLERANCE,
-            max_event_bytes=32_000,
-            body_bytes=100,
-        )
+        _, rejected = parse_all([create_track(messageId="m\x00")])
         assert rejected[0].message_id is None
         assert rejected[0].error.startswith("messageId:")
 
@@ -184,14 +191,7 @@ class TestNesting:
                 "traits": {"k": nested(limit - 1, leaf=1, array=array)},
             },
         ]
-        parsed, rejected = parse_batch(
-            calls,
-            received_at=RECEIVED,
-            future_tolerance=TOLERANCE,
-            max_event_bytes=32_000,
-            body_bytes=100,
-            max_depth=limit,
-        )
+        parsed, rejected = parse_all(calls, max_depth=limit)
         assert not rejected
         events, unresolved = resolve(parsed, {}, TendConfig(), received_at=RECEIVED)
         assert not unresolved
