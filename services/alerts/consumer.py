@@ -32,7 +32,6 @@ from services.alerts.routing import (
 )
 from services.alerts.rules import Finding, ScoreHistory, ScorePoint, evaluate
 from services.alerts.state import (
-    AlertKey,
     AlertRepository,
     build_notification,
     day_state_of,
@@ -144,6 +143,9 @@ class AlertsHandler:
         for m in final:  # offset order: the last message of an (account, day) wins
             by_account.setdefault(m.account_id, {})[m.as_of] = m
         rows = await self.repo.load(session, by_account)
+        own: dict[str, dict[tuple[str, str], Alert]] = {a: {} for a in by_account}
+        for (account_id, rule, feature), row in rows.items():
+            own[account_id][(rule, feature)] = row
         firsts = {a: min(days) for a, days in by_account.items()}
         window = timedelta(days=max(self.history_days, 1))
         stored = await self.repo.days(session, {a: d - window for a, d in firsts.items()})
@@ -165,14 +167,17 @@ class AlertsHandler:
                 by_account[account],
                 stored[account],
                 checkpoints.get(account),
-                rows,
+                own[account],
                 now,
             )
             day_rows += replayed.days
             episodes[account] = replayed.episodes
             decided += replayed.decided
         await self.repo.save_days(session, day_rows)
-        await self.repo.save_episodes(session, firsts, episodes)
+        # An account without alert rows has no episodes (an episode opened a row): skip it.
+        await self.repo.save_episodes(
+            session, {a: d for a, d in firsts.items() if own[a] or episodes[a]}, episodes
+        )
         if not decided:
             return
         await session.flush()  # new alerts get their ids
@@ -185,7 +190,7 @@ class AlertsHandler:
         messages: dict[date, ScoreMessage],
         stored: list[AlertScorePoint],
         checkpoint: AlertScorePoint | None,
-        rows: dict[AlertKey, Alert],
+        own: dict[tuple[str, str], Alert],
         now: datetime,
     ) -> _Replayed:
         """Judge the account's new days, replay its alert state from the first of them through
@@ -204,7 +209,6 @@ class AlertsHandler:
             history = ScoreHistory(points=tuple(points[d] for d in sorted(points) if d < day))
             findings[day] = evaluate(messages[day], history, self.rules)
 
-        own = {(k[1], k[2]): r for k, r in rows.items() if k[0] == account}
         if checkpoint is not None and checkpoint.states is not None:
             start = decode_states(checkpoint.states)
         else:
@@ -258,7 +262,7 @@ class AlertsHandler:
             )
             if row is None:
                 assert finding is not None
-                row = rows[(account, *key)] = self.repo.add(session, account, finding, now)
+                row = own[key] = self.repo.add(session, account, finding, now)
             describe = finding is not None and (
                 finding.holds or step.state.status in ("resolved", "none")
             )
