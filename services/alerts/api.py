@@ -223,11 +223,15 @@ async def snooze_alert(
     request: Request,
     session: SessionDep,
 ) -> dict[str, Any]:
+    return await _move(request, session, alert_id, _snooze_move(body, request))
+
+
+def _snooze_move(
+    body: SnoozeBody, request: Request
+) -> Callable[[AlertState, datetime], AlertState]:
     if body.until <= _now(request):
         raise HTTPException(422, detail="until: must be in the future")
-    return await _move(
-        request, session, alert_id, lambda s, now: snooze(s, body.until, body.reason, now)
-    )
+    return lambda s, now: snooze(s, body.until, body.reason, now)
 
 
 @router.post("/{alert_id}/resolve", summary="Resolve by hand")
@@ -261,11 +265,7 @@ async def snooze_incident(
     request: Request,
     session: SessionDep,
 ) -> dict[str, Any]:
-    if body.until <= _now(request):
-        raise HTTPException(422, detail="until: must be in the future")
-    return await _move_incident(
-        request, session, account_id, lambda s, now: snooze(s, body.until, body.reason, now)
-    )
+    return await _move_incident(request, session, account_id, _snooze_move(body, request))
 
 
 @router.post("/accounts/{account_id}/resolve", summary="Resolve every open alert of an account")

@@ -4,9 +4,8 @@ outbox rows in the batch's transaction; and the whole service on the in-process 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -42,24 +41,6 @@ from tests.support.postgres import create_database, drop_database
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 DORMANT = only_rules("dormant")
-
-
-@pytest_asyncio.fixture(params=["postgresql", "sqlite"])
-async def db(
-    request: pytest.FixtureRequest,
-    pg_sessions: async_sessionmaker[AsyncSession],
-    tmp_path: Path,
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """The run's PostgreSQL database (unique account ids keep tests apart) or a fresh SQLite
-    file (what `tend up` uses)."""
-    if request.param == "postgresql":
-        yield pg_sessions
-        return
-    url = f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 def create_handler(
@@ -327,13 +308,6 @@ async def own_db() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     finally:
         await engine.dispose()
         await drop_database(url)
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:

@@ -6,13 +6,11 @@ account's alerts decided together go out as one Slack post and one email."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,9 +21,7 @@ from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
 from services.alerts.state import set_state, state_of
 from shared.clock import FixedClock
-from shared.db.migrate import upgrade_async
 from shared.db.models import Alert, AlertScorePoint
-from shared.db.session import create_engine, create_sessionmaker
 from shared.scores import ScoreMessage
 from tests.alerts.servers import SlackWebhookServer, SmtpServer
 from tests.alerts.snapshots import (
@@ -64,22 +60,6 @@ def rescored(day: int) -> dict[str, Any]:
 
 def scores(account: str, days: Sequence[int], version: Any) -> list[ScoreMessage]:
     return [create_snapshot(account, d, **version(d)) for d in days]
-
-
-@pytest_asyncio.fixture(params=["postgresql", "sqlite"])
-async def db(
-    request: pytest.FixtureRequest,
-    pg_sessions: async_sessionmaker[AsyncSession],
-    tmp_path: Path,
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    if request.param == "postgresql":
-        yield pg_sessions
-        return
-    url = f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 def create_handler(defaults: Any = None) -> AlertsHandler:
@@ -275,20 +255,6 @@ class TestManualActionsSurviveReplays:
         ]
         kinds = [n.kind for n in await outbox_of(db, account)]
         assert kinds == ["open"]  # the new episode, once (day 57 is not in the present)
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 class TestOneIncidentPerAccount:
