@@ -218,8 +218,8 @@ class TestPortfolio:
             assert renewal == a["renewal_date"]
             assert csm == a["csm_email"]
             detail = await api(client, f"/v1/accounts/{a['account_id']}")
-            mau, seats_sold = detail["metrics"]["mau"], a["seats"]
-            assert seats.startswith(f"{mau}/{seats_sold} (")
+            regular, seats_sold = detail["metrics"]["regular_users"], a["seats"]
+            assert seats.startswith(f"{regular}/{seats_sold} (")
             health = await api(client, f"/v1/accounts/{a['account_id']}/health")
             as_of = health["current"]["as_of"]
             week_ago = [

@@ -362,8 +362,8 @@ def account_href(account_id: str) -> str:
 def _portfolio_row(r: PortfolioRow) -> str:
     util = r.seat_utilization
     seats = (
-        f"{r.mau}/{r.seats} <span class=muted>({fmt_pct(util)})</span>"
-        if r.mau is not None and r.seats
+        f"{r.seats_used}/{r.seats} <span class=muted>({fmt_pct(util)})</span>"
+        if r.seats_used is not None and r.seats
         else e(r.seats)
     )
     alerts = (
@@ -447,7 +447,7 @@ of {fmt_money(p.total_mrr)} across {len(p.rows)} account(s).</p>
 {_sort_header("Trend (7 d)", "trend", f, css="num")}
 <th scope="col">12 weeks</th>
 {_sort_header("MRR", "mrr", f, css="num")}
-<th scope="col" class="num">Seats used</th>
+<th scope="col" class="num">Seats used regularly</th>
 {_sort_header("Renewal", "renewal", f)}
 <th scope="col">CSM</th>
 <th scope="col" class="num">Open alerts</th>

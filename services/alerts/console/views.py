@@ -60,6 +60,7 @@ class PortfolioRow:
     renewal_date: date | None
     csm: str | None
     open_alerts: int = 0
+    regular_users: int | None = None
     score_before: float | None = None
     """The score :data:`TREND_DAYS` before ``scored_as_of`` (the latest one at or before)."""
     spark: list[tuple[date, float | None]] = field(default_factory=list)
@@ -71,10 +72,15 @@ class PortfolioRow:
         return round(self.score - self.score_before, 1)
 
     @property
+    def seats_used(self) -> int | None:
+        """Seats used regularly (users active in most recent weeks), else seen in 28 days."""
+        return self.regular_users if self.regular_users is not None else self.mau
+
+    @property
     def seat_utilization(self) -> float | None:
-        if self.mau is None or not self.seats:
+        if self.seats_used is None or not self.seats:
             return None
-        return self.mau / self.seats
+        return self.seats_used / self.seats
 
 
 @dataclass(slots=True)
@@ -203,6 +209,10 @@ async def portfolio(session: AsyncSession, f: PortfolioFilter, today: date) -> P
             if account_id in rows and isinstance(metrics, dict):
                 mau = metrics.get("mau")
                 rows[account_id].mau = int(mau) if isinstance(mau, int | float) else None
+                regular = metrics.get("regular_users")
+                rows[account_id].regular_users = (
+                    int(regular) if isinstance(regular, int | float) else None
+                )
     counts = await session.execute(
         select(Alert.account_id, func.count())
         .where(Alert.account_id.in_(ids), Alert.status.in_(ACTIVE_STATUSES))
