@@ -204,6 +204,7 @@ class StaleMark:
     rescore_from: date | None
     updated_at: datetime
     """The writer stamps this on every batch: a different value later means new events."""
+    dirty: bool = True
 
 
 class ScoringRepository:
@@ -467,12 +468,12 @@ class ScoringRepository:
         out: dict[str, StaleMark] = {}
         for chunk in _chunks(list(dict.fromkeys(account_ids))):
             result = await session.execute(
-                select(ac.account_id, ac.rescore_from, ac.updated_at).where(
+                select(ac.account_id, ac.rescore_from, ac.updated_at, ac.dirty).where(
                     ac.account_id.in_(list(chunk))
                 )
             )
-            for account_id, rescore_from, updated_at in result:
-                out[account_id] = StaleMark(_as_date(rescore_from), updated_at)
+            for account_id, rescore_from, updated_at, dirty in result:
+                out[account_id] = StaleMark(_as_date(rescore_from), updated_at, bool(dirty))
         return out
 
     async def advance_marks(

@@ -435,7 +435,8 @@ def _advances(
     for account_id, mark in marks.items():
         nxt = None if day >= today else day + timedelta(days=1)
         if mark.rescore_from is None:
-            if nxt is None:
+            # Nothing to move: only a dirty flag to clear, once today is scored.
+            if nxt is None and mark.dirty:
                 out[account_id] = (mark, None)
         elif _clamp(mark.rescore_from, floors[account_id], today) == day:
             out[account_id] = (mark, nxt)
