@@ -259,6 +259,46 @@ class TestTraitsAndOffsets:
         assert stored == {(topic, 0): 12, (topic, 1): 4}
 
 
+class TestStaleDays:
+    """``accounts.rescore_from``: the earliest day whose score a batch changed, kept with the
+    rollups so the re-scorer can score it again (see services/scorer/sweep.py)."""
+
+    async def marks(self, db: Sessions, account: str) -> tuple[Any, ...]:
+        async with db() as session:
+            row = await session.get(Account, account)
+        assert row is not None
+        return row.rescore_from, row.dirty
+
+    async def test_the_earliest_day_any_batch_touched_wins(self, db: Sessions, uid: str) -> None:
+        acme = f"{uid}-acme"
+        await flush(db, [create_event(f"{uid}-1", account_id=acme, at="2026-11-05T10:00:00Z")])
+        assert await self.marks(db, acme) == (date(2026, 11, 5), True)
+        await flush(db, [create_event(f"{uid}-2", account_id=acme, at="2026-11-09T10:00:00Z")])
+        assert await self.marks(db, acme) == (date(2026, 11, 5), True)
+        await flush(db, [create_event(f"{uid}-3", account_id=acme, at="2026-11-03T23:59:00Z")])
+        assert await self.marks(db, acme) == (date(2026, 11, 3), True)
+
+    async def test_a_scored_profile_change_marks_the_whole_history(
+        self, db: Sessions, uid: str
+    ) -> None:
+        acme = f"{uid}-acme"
+
+        def group(n: int, at: str, **traits: Any) -> CanonicalEvent:
+            return create_event(f"{uid}-g{n}", type="group", account_id=acme, at=at, traits=traits)
+
+        await flush(db, [group(1, "2026-11-01T10:00:00Z", seats=10, csm_email="a@x.io")])
+        async with db() as session, session.begin():
+            row = await session.get(Account, acme)
+            assert row is not None
+            row.rescore_from, row.dirty = None, False
+        # The same profile again, and a routing-only change: no score moves.
+        await flush(db, [group(2, "2026-11-08T10:00:00Z", seats="10", csm_email="b@x.io")])
+        assert (await self.marks(db, acme))[0] is None
+        # Seats change: every day since the account's start is stale (the re-scorer bounds it).
+        await flush(db, [group(3, "2026-11-09T10:00:00Z", seats=20)])
+        assert await self.marks(db, acme) == (date(2026, 11, 1), True)
+
+
 class TestEfficiency:
     async def test_a_big_batch_is_a_handful_of_statements(self, db: Sessions, uid: str) -> None:
         base = datetime(2026, 11, 2, tzinfo=UTC)
