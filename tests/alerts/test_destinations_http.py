@@ -1,19 +1,16 @@
 """A write key cannot route alerts, from the ingest API on: a ``group`` call posted over HTTP
-(uvicorn, tansu, PostgreSQL) names an internal address as ``csm_slack`` and an outside address
-as ``csm_email``; the scorer keeps the call's other traits and drops those."""
+(uvicorn, tansu; PostgreSQL and SQLite) names an internal address as ``csm_slack`` and an
+outside address as ``csm_email``; the scorer keeps the call's other traits and drops those."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 
 from shared import topics
-from shared.db.migrate import upgrade_async
 from shared.db.models import Account
 from tests.alerts.test_end_to_end import noon
 from tests.alerts.test_end_to_end_http import (
@@ -34,20 +31,11 @@ from tests.scorer.synthetic import (
     wait_until,
 )
 from tests.support.broker import TansuBroker
-from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
 ATTACKER = "attacker@evil.example"
 INTERNAL = "http://127.0.0.1:9/internal/admin/reset"
-
-
-@pytest_asyncio.fixture
-async def fresh_pg() -> AsyncIterator[str]:
-    url = await create_database("tend_destinations_http")
-    await upgrade_async(url)
-    yield url
-    await drop_database(url)
 
 
 async def settled_end(
@@ -73,7 +61,7 @@ async def settled_end(
 
 class TestGroupCallOverHttp:
     async def test_a_write_key_group_call_sets_no_csm_routing(
-        self, broker: TansuBroker, fresh_pg: str
+        self, broker: TansuBroker, own_db_url: str
     ) -> None:
         """The ingest API accepts the call; the scorer keeps its other traits and drops the
         routing ones, so no alert of this account can go where the call said (what happens
@@ -98,11 +86,11 @@ class TestGroupCallOverHttp:
             },
         }
         calls = [*(segment_call(e) for e in replay.events), reroute]
-        async with kafka_stack(broker.bootstrap, fresh_pg) as stack:  # ensures the topics
+        async with kafka_stack(broker.bootstrap, own_db_url) as stack:  # ensures the topics
             events_before = await topic_ends(broker.bootstrap, topics.EVENTS)
             await start_group_at(stack.sessions, SCORER_GROUP, events_before)
             key = await new_write_key(stack.sessions)
-            with serve_ingest(broker.bootstrap, fresh_pg) as ingest:
+            with serve_ingest(broker.bootstrap, own_db_url) as ingest:
                 await post_calls(ingest, key, calls)
             # The broker may report a topic's end late: the scorer runs to a settled one.
             events_end = await settled_end(broker.bootstrap, topics.EVENTS, events_before, 1)
