@@ -148,23 +148,29 @@ class LoginPlateau(RuleSettings):
 
 
 class LoginDecline(RuleSettings):
-    """Each of the last ``current_weeks`` whole weeks down on the baseline (the median of the
-    ``trailing_weeks`` before them) to at most ``ratio`` of it, and by at least ``sigmas`` standard
-    deviations of the week-to-week noise (binomial in the seats for weekly actives, never below
-    the spread the baseline weeks show); so one week's dip is not a decline, and a small account
-    needs a larger relative drop than a large one. Optionally also a relative slope at or below
-    ``relative_slope``."""
+    """The last of the ``current_weeks`` whole weeks at most ``ratio`` of the baseline (the
+    median of the ``trailing_weeks`` before them), the earlier current weeks already down to
+    ``earlier_ratio`` of it (a one-week dip, or one that recovered, is not a decline), and the
+    current weeks' mean ``sigmas`` standard deviations of the week-to-week noise below the
+    baseline (binomial in the users in play for weekly actives, never below the spread of the
+    baseline's week-to-week changes): a small account needs a larger relative drop than a
+    large one. Optionally also a relative slope at or below ``relative_slope``."""
 
-    ratio: float = Field(0.80, gt=0, lt=1)
+    ratio: float = Field(
+        0.80, gt=0, lt=1, description="The last whole week at most this share of the baseline."
+    )
+    earlier_ratio: float = Field(
+        0.95, gt=0, le=1, description="The earlier current weeks at most this share."
+    )
     current_weeks: int = Field(
-        2, ge=1, le=6, description="The drop must hold in each of these last whole weeks."
+        2, ge=1, le=6, description="The drop must show in these last whole weeks."
     )
     trailing_weeks: int = Field(
         8, ge=2, le=11, description="Baseline weeks before the current ones (median)."
     )
     min_baseline_weeks: int = Field(3, ge=2, le=11)
     sigmas: float = Field(
-        2.0, ge=0, le=10, description="Standard deviations of noise each week must drop by."
+        2.5, ge=0, le=10, description="Standard deviations of noise the mean must drop by."
     )
     relative_slope: float | None = Field(
         None, lt=0, description="Also fire at or below this slope per week; null: off."
@@ -309,6 +315,11 @@ class RulesConfig(_Section):
                 f"must be at most weeks ({plateau.min_weeks} > {plateau.weeks})",
             )
         decline = self.login_decline
+        if decline.earlier_ratio < decline.ratio:
+            raise KeyedError(
+                "login_decline.earlier_ratio",
+                f"must be at least ratio ({decline.earlier_ratio} < {decline.ratio})",
+            )
         if decline.current_weeks + decline.trailing_weeks > 12:
             raise KeyedError(
                 "login_decline.trailing_weeks",

@@ -289,10 +289,12 @@ def login_plateau(
 def login_decline(
     s: ScoreMessage, history: ScoreHistory | None, cfg: LoginDecline
 ) -> list[Finding]:
-    """Each of the last ``current_weeks`` whole weeks down on the median of the
-    ``trailing_weeks`` before them, to at most ``ratio`` of it and by ``sigmas`` standard
-    deviations of the week-to-week noise (see :class:`~shared.alert_rules.LoginDecline`); or,
-    when configured, a relative slope at or below ``relative_slope``.
+    """The last of the ``current_weeks`` whole weeks down to at most ``ratio`` of the median of
+    the ``trailing_weeks`` before them, the earlier ones already down to ``earlier_ratio`` (a
+    one-week dip, or a dip that recovered, is not a decline), and their mean ``sigmas``
+    standard deviations of the noise below the median (see
+    :class:`~shared.alert_rules.LoginDecline`); or, when configured, a relative slope at or
+    below ``relative_slope``.
 
     Each half is judged only with its data (``min_baseline_weeks`` whole weeks before the current
     ones and a baseline above 0; a slope); with neither, the rule is not evaluable.
@@ -318,23 +320,46 @@ def login_decline(
             noise = max(_noise_variance(s, level, cfg.series, baseline), robust_variance(baseline))
             # The baseline is itself an estimate: the variance of a median of n weeks is about
             # pi/2 times that of their mean.
-            sd = math.sqrt(noise * (1 + (math.pi / 2) / baseline_weeks))
-            limit = min(cfg.ratio * level, level - cfg.sigmas * sd)
-            holds = all(x <= limit + _EPS for x in current)
+            baseline_var = noise * (math.pi / 2) / baseline_weeks
+            sd = math.sqrt(noise + baseline_var)
+            sd_mean = math.sqrt(noise / k + baseline_var)
+            mean = sum(current) / k
+            latest_limit = cfg.ratio * level
+            earlier_limit = cfg.earlier_ratio * level
+            mean_limit = level - cfg.sigmas * sd_mean
+            holds = (
+                current[-1] <= latest_limit + _EPS
+                and all(x <= earlier_limit + _EPS for x in current[:-1])
+                and mean <= mean_limit + _EPS
+            )
             shares = ", ".join(_pct(x / level) for x in current)
+            if k == 1:
+                when = (
+                    f"alert when it is at most {_num(min(latest_limit, mean_limit))} "
+                    f"({_pct(cfg.ratio)} of the median, and {_num(cfg.sigmas)} times the "
+                    f"week-to-week noise of ±{_num(sd)} below it)"
+                )
+            else:
+                when = (
+                    f"alert when the last is at most {_pct(cfg.ratio)} of the median "
+                    f"({_num(latest_limit)}), the weeks before it at most "
+                    f"{_pct(cfg.earlier_ratio)} ({_num(earlier_limit)}), and their mean "
+                    f"{_num(cfg.sigmas)} standard deviations below the median (at most "
+                    f"{_num(mean_limit)}; noise ±{_num(sd)} a week)"
+                )
             weeks_word = "last week" if k == 1 else f"the last {k} weeks"
             parts.append(
                 f"{label} {', '.join(map(str, current))} in {weeks_word} vs a median of "
                 f"{_num(level)} over the {baseline_weeks} weeks before "
-                f"({', '.join(map(str, baseline))}): {shares}; alert when each is at most "
-                f"{_num(limit)} ({_pct(cfg.ratio)} of the median, and {_num(cfg.sigmas)} times "
-                f"the week-to-week noise of ±{_num(sd)} below it)"
+                f"({', '.join(map(str, baseline))}): {shares}; {when}"
             )
             facts.update(
                 current=current,
                 baseline=baseline,
                 baseline_median=level,
-                limit=round(limit, 3),
+                latest_limit=round(latest_limit, 3),
+                earlier_limit=round(earlier_limit, 3),
+                mean_limit=round(mean_limit, 3),
                 noise_sd=round(sd, 3),
                 last_week=current[-1],
                 share=current[-1] / level,

@@ -180,14 +180,16 @@ class TestLoginDecline:
         [
             pytest.param((100, 100), (140,) * 8, True, id="-29% twice, 140 of 1000"),
             pytest.param((112, 112), (140,) * 8, True, id="exactly 80% twice"),
-            pytest.param((113, 112), (140,) * 8, False, id="80.7% then 80%"),
+            pytest.param((133, 112), (140,) * 8, True, id="95% then exactly 80%"),
+            pytest.param((134, 112), (140,) * 8, False, id="95.7% then 80%: not yet down"),
+            pytest.param((100, 113), (140,) * 8, False, id="then 80.7%"),
             pytest.param((140, 70), (140,) * 8, False, id="one week's dip"),
             pytest.param((70, 140), (140,) * 8, False, id="a dip that recovered"),
             pytest.param((0, 0), (140,) * 8, True, id="gone"),
             pytest.param((100, 100), (140, 140, 140, 140, 70, 140, 140, 140), True, id="median"),
         ],
     )
-    def test_each_current_week_down_on_the_baseline_median(
+    def test_last_week_down_the_one_before_already_down_on_the_baseline_median(
         self, current: tuple[int, int], baseline: tuple[int, ...], holds: bool
     ) -> None:
         snap = decline(*current, baseline=baseline, seats=1000)
@@ -226,8 +228,10 @@ class TestLoginDecline:
         f = one("login_decline", decline(100, 90, baseline=(140,) * 8, seats=1000))
         assert f.reason == (
             "weekly actives 100, 90 in the last 2 weeks vs a median of 140 over the 8 weeks "
-            "before (140, 140, 140, 140, 140, 140, 140, 140): 71.4%, 64.3%; alert when each is "
-            "at most 112 (80% of the median, and 2 times the week-to-week noise of ±4.7 below it)"
+            "before (140, 140, 140, 140, 140, 140, 140, 140): 71.4%, 64.3%; alert when the last "
+            "is at most 80% of the median (112), the weeks before it at most 95% (133), and "
+            "their mean 2.5 standard deviations below the median (at most 131; noise ±4.7 a "
+            "week)"
         )
         assert f.facts["baseline_median"] == 140.0 and f.facts["current"] == [100, 90]
 
@@ -248,7 +252,7 @@ class TestLoginDecline:
         assert f.holds and f.facts["baseline"] == [10, 10, 10]
 
     def test_window_configurable(self) -> None:
-        dip = decline(65, 14, baseline=(70,) * 8, seats=1000)
+        dip = decline(70, 14, baseline=(70,) * 8, seats=1000)
         assert not one("login_decline", dip).holds
         assert one("login_decline", dip, current_weeks=1).holds
         assert one("login_decline", decline(50, 50, baseline=(70,) * 8), ratio=0.75).holds
@@ -675,7 +679,8 @@ class TestConfig:
         assert (r.repeat_interval_days, r.present_days) == (7, 2)
         assert r.notify_on_resolve is True
         assert (r.login_plateau.weeks, r.login_plateau.seat_utilization_below) == (8, 0.60)
-        assert r.login_plateau.sigmas == r.login_decline.sigmas == 2.0
+        assert (r.login_plateau.sigmas, r.login_decline.sigmas) == (2.0, 2.5)
+        assert r.login_decline.earlier_ratio == 0.95
         assert (r.login_decline.ratio, r.login_decline.trailing_weeks) == (0.80, 8)
         assert (r.login_decline.current_weeks, r.login_decline.relative_slope) == (2, None)
         assert r.dormant.days == 14 and r.feature_unused.days == 30
@@ -775,6 +780,10 @@ class TestConfig:
                 "rules.login_decline.min_baseline_weeks: must be at most trailing_weeks (5 > 4)",
             ),
             ({"login_decline": {"sigmas": -1}}, "rules.login_decline.sigmas:"),
+            (
+                {"login_decline": {"earlier_ratio": 0.7}},
+                "rules.login_decline.earlier_ratio: must be at least ratio (0.7 < 0.8)",
+            ),
             ({"login_plateau": {"sigmas": "many"}}, "rules.login_plateau.sigmas:"),
             (
                 {"login_plateau": {"weeks": 5, "min_weeks": 6}},
