@@ -215,9 +215,11 @@ def _noise_variance(
     """Week-to-week variance of a steady series at ``level``. Weekly actives: binomial in the
     users in play (those seen in 28 days, or the most active in any of ``weeks``), each active
     in a week or not; seats nobody uses add no noise. Logins: Poisson."""
+    # At least one user's worth: in a 5-seat account one person's holiday is a 20% week, and
+    # the binomial of people who nearly always come would call that rare.
     if which == "weekly_active_users":
-        return binomial_variance(level, max(s.metrics.mau, *weeks, 1))
-    return binomial_variance(level, None)
+        return max(1.0, binomial_variance(level, max(s.metrics.mau, *weeks, 1)))
+    return max(1.0, binomial_variance(level, None))
 
 
 def login_plateau(
