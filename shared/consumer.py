@@ -178,12 +178,6 @@ class BatchConsumer(Generic[T]):
         self.out_of_range = options.out_of_range
         self._consumer: Consumer | None = None
         self._stop = asyncio.Event()
-        # Partitions assigned but not yet seeked to their stored offsets: the bus may already
-        # hand out their records from its own idea of the offset (aiokafka fetches while the
-        # assignment callback runs), and those must not be processed.
-        self._unseeked: set[TopicPartition] = set()
-        # Bumped by every assignment: a batch collected across one is dropped and read again.
-        self._epoch = 0
         # Next offset of each partition not yet committed: a record below it was committed
         # already and is dropped if the bus hands it out again (aiokafka can, when its own
         # start-up offset reset for a partition with no committed offset lands after our seek).
@@ -193,8 +187,10 @@ class BatchConsumer(Generic[T]):
 
     async def _on_assign(self, tps: set[TopicPartition]) -> None:
         assert self._consumer is not None
-        self._epoch += 1
-        self._unseeked |= tps
+        # aiokafka keeps fetching while this callback awaits the database, from its own idea
+        # of the offset, and a seek racing a poll can be overwritten: nothing of these
+        # partitions is handed out until they are seeked to the offsets the database holds.
+        self._consumer.pause(tps)
         delay = self.backoff.delays()
         while True:
             try:
@@ -209,7 +205,6 @@ class BatchConsumer(Generic[T]):
                 if await sleep_or_stop(self._stop, wait):
                     log.warning("group=%s stopping before its offsets were read", self.group_id)
                     return
-        self._unseeked -= tps
         for tp in tps:
             # The database is the truth: a partition it has no offset for starts at the
             # beginning of the log (offset 0; below the log start the bus resets to the
@@ -218,6 +213,7 @@ class BatchConsumer(Generic[T]):
             # runs beside the flush): then our own next offset is the newer truth.
             self._next[tp] = max(stored.get(tp, 0), self._next.get(tp, 0))
             self._consumer.seek(tp, self._next[tp])
+        self._consumer.resume(tps)
         log.info(
             "group=%s assigned=%s resumed_from=%s",
             self.group_id,
@@ -263,7 +259,6 @@ class BatchConsumer(Generic[T]):
     async def _collect(self, consumer: Consumer, stop: asyncio.Event) -> list[Record]:
         """A batch, or an empty list once a whole ``max_wait_s`` window brought nothing."""
         batch: list[Record] = []
-        epoch = self._epoch
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_records and not stop.is_set():
             remaining = deadline - time.monotonic()
@@ -278,14 +273,6 @@ class BatchConsumer(Generic[T]):
                     raise
                 break  # the records in hand were handed out: process them, never drop them
             batch.extend(got)
-        if epoch != self._epoch or any(r.tp in self._unseeked for r in batch):
-            # Some records may predate the seek to the stored offsets: drop them all and read
-            # again from the offsets the database holds.
-            assigned = consumer.assignment()
-            for tp in {r.tp for r in batch} - self._unseeked:
-                if tp in assigned and tp in self._next:
-                    consumer.seek(tp, self._next[tp])
-            return []
         return batch
 
     async def _process(

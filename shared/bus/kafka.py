@@ -337,6 +337,14 @@ class KafkaConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._client.seek(_to_kafka(tp), offset)
 
+    def pause(self, tps: set[TopicPartition]) -> None:
+        assigned = self._client.assignment()
+        self._client.pause(*(k for k in map(_to_kafka, tps) if k in assigned))
+
+    def resume(self, tps: set[TopicPartition]) -> None:
+        assigned = self._client.assignment()
+        self._client.resume(*(k for k in map(_to_kafka, tps) if k in assigned))
+
     async def seek_to_beginning(self, tp: TopicPartition) -> None:
         await self._client.seek_to_beginning(_to_kafka(tp))
 

@@ -246,6 +246,7 @@ class InProcessConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._rotation = 0
         self._running = False
+        self._paused: set[TopicPartition] = set()
 
     async def start(self) -> None:
         self._bus.register(self)
@@ -332,6 +333,12 @@ class InProcessConsumer:
         except (SQLAlchemyError, OSError) as exc:
             raise BusUnavailable(f"reading the in-process bus failed: {exc!r}") from exc
 
+    def pause(self, tps: set[TopicPartition]) -> None:
+        self._paused |= tps
+
+    def resume(self, tps: set[TopicPartition]) -> None:
+        self._paused -= tps
+
     async def seek_to_beginning(self, tp: TopicPartition) -> None:
         first, _ = (await self._bounds()).get(tp, (0, 0))
         self.seek(tp, first)
@@ -346,7 +353,7 @@ class InProcessConsumer:
         return {tp: max(0, end - pos) for tp, (pos, end) in (await self.progress()).items()}
 
     async def _read(self, max_records: int) -> list[Record]:
-        tps = sorted(self._positions, key=lambda tp: (tp.topic, tp.partition))
+        tps = sorted(set(self._positions) - self._paused, key=lambda tp: (tp.topic, tp.partition))
         if not tps or max_records <= 0:
             return []
         # Start at a different partition each poll, so a backlog on one does not starve others.
