@@ -12,8 +12,12 @@ Numbered, the steps of one cycle are:
 4. Only after that commit, commit the same offsets to the bus. The bus's committed offset is
    a convenience for tooling; the database's is the truth.
 5. On start and on every partition assignment, seek each partition to the offset stored in
-   the database. So a crash anywhere (before or after the database commit, before or after the
-   bus commit) replays work from the last database commit: nothing lost, nothing counted twice.
+   the database (or to the runner's own next offset, when one of its batches committed while
+   the stored offsets were being read); the partitions are paused until then, so nothing
+   fetched from the bus's own idea of the offset is handed out. So a crash anywhere (before or
+   after the database commit, before or after the bus commit) replays work from the last
+   database commit: nothing lost, nothing counted twice. A record the bus hands out again
+   below an offset already committed is skipped.
 
 Failures of step 3 are sorted by :func:`shared.db.errors.is_data_error`:
 
