@@ -47,6 +47,8 @@ class EventsHandler:
     def decode(self, record: Record) -> CanonicalEvent:
         try:
             event = CanonicalEvent.from_bytes(record.value)
+        except ValueError:  # pydantic's ValidationError: dead-lettered under its own name
+            raise
         except Exception as err:  # any producer may write onto the topic: never stop on it
             raise PoisonRecord(f"not a canonical event: {type(err).__name__}: {err}") from err
         # Identify and page calls may come before the user's group call: no account is valid

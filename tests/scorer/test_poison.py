@@ -198,4 +198,4 @@ class TestRecordsFromAnotherProducer:
             if r.header("error_kind") == b"database":
                 assert "0x00" in error and "SQLSTATE 22021" in error, error
             else:
-                assert error.startswith("PoisonRecord: not a canonical event"), error
+                assert error.startswith("ValidationError"), error
