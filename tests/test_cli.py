@@ -21,6 +21,7 @@ from services.cli import main
 from shared.settings import (
     AlertsSettings,
     ConsoleSettings,
+    ConsumerSettings,
     IngestSettings,
     KafkaSettings,
     ScorerSettings,
@@ -211,13 +212,14 @@ class TestIngestCommand:
 class TestDocumentation:
     def test_readme_names_every_setting(self) -> None:
         readme = (REPO / "README.md").read_text()
-        nested = {"ingest", "kafka", "scorer", "alerts", "console"}
+        nested = {"ingest", "kafka", "scorer", "alerts", "console", "consumer"}
         names = [f"TEND_{name.upper()}" for name in Settings.model_fields if name not in nested]
         names += [f"TEND_INGEST__{name.upper()}" for name in IngestSettings.model_fields]
         names += [f"TEND_KAFKA__{name.upper()}" for name in KafkaSettings.model_fields]
         names += [f"TEND_SCORER__{name.upper()}" for name in ScorerSettings.model_fields]
         names += [f"TEND_ALERTS__{name.upper()}" for name in AlertsSettings.model_fields]
         names += [f"TEND_CONSOLE__{name.upper()}" for name in ConsoleSettings.model_fields]
+        names += [f"TEND_CONSUMER__{name.upper()}" for name in ConsumerSettings.model_fields]
         missing = [name for name in names if f"`{name}`" not in readme]
         assert missing == []
 
