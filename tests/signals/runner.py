@@ -124,6 +124,9 @@ class Outcome:
     scores: dict[tuple[str, date], tuple[float | None, str]] = field(default_factory=dict)
     episodes: list[Episode] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    """One per message (outbox row), named by its lead alert."""
+    announced: list[Notice] = field(default_factory=list)
+    """One per alert a message speaks of (a grouped message names several)."""
     alerts: list[dict[str, Any]] = field(default_factory=list)
     """The alert rows as they end (every column)."""
     calls: int = 0
@@ -370,16 +373,20 @@ async def collect(sessions: Sessions, portfolio: Portfolio, out: Outcome) -> Non
         recorded = await recorded_episodes(session)
     for n in notes:
         alert = by_id.get(n.alert_id)
-        as_of = n.payload.get("as_of") if isinstance(n.payload, dict) else None
-        out.notices.append(
-            Notice(
-                alert.account_id if alert else "",
-                alert.rule if alert else "",
-                alert.feature if alert else "",
-                n.kind,
-                _day(as_of) if as_of else None,
-            )
+        payload = n.payload if isinstance(n.payload, dict) else {}
+        as_of = _day(payload["as_of"]) if payload.get("as_of") else None
+        account = alert.account_id if alert else ""
+        lead = Notice(
+            account, alert.rule if alert else "", alert.feature if alert else "", n.kind, as_of
         )
+        out.notices.append(lead)
+        # A grouped message (one incident per account) speaks of every alert in its items.
+        items = payload.get("items") or []
+        out.announced.extend(
+            Notice(account, i["rule"], i.get("feature") or "", i["kind"], as_of) for i in items
+        )
+        if not items:
+            out.announced.append(lead)
     out.episodes = recorded if recorded is not None else episodes_from(out.alerts, out.notices)
 
 
