@@ -4,7 +4,7 @@ database of its own, the in-process bus and a loopback Slack webhook."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,13 +24,6 @@ from shared.settings import Settings
 from tests.alerts.servers import SlackWebhookServer
 from tests.alerts.snapshots import create_snapshot, only_rules, recent_day, unique_account
 from tests.support.postgres import create_database, drop_database
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
 
 
 @pytest_asyncio.fixture(params=["postgresql", "sqlite"])

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 
@@ -52,20 +51,6 @@ async def fresh_pg() -> AsyncIterator[str]:
     await upgrade_async(url)
     yield url
     await drop_database(url)
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 def noon(day: date) -> datetime:

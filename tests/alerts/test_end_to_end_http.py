@@ -89,20 +89,6 @@ async def fresh_pg() -> AsyncIterator[str]:
     await drop_database(url)
 
 
-@pytest.fixture
-def slack() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
 # -- Segment calls ------------------------------------------------------------------------------
 
 

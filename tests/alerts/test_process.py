@@ -57,13 +57,6 @@ async def database() -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSession
     await drop_database(url)
 
 
-@pytest.fixture
-def slack() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
-
-
 class AlertsProcess(ServiceProcess):
     def __init__(
         self, bootstrap: str, database_url: str, webhook: str, tmp: Path, **extra_env: str

@@ -5,7 +5,7 @@ SQLite, with the real consumer, dispatcher, loopback Slack stand-in and SMTP ser
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -39,13 +39,6 @@ async def db(own_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]
     engine = create_engine(own_db_url)
     yield create_sessionmaker(engine)
     await engine.dispose()
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
 
 
 async def everything_stored(sessions: async_sessionmaker[AsyncSession]) -> str:
