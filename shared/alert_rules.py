@@ -154,7 +154,11 @@ class LoginDecline(RuleSettings):
     current weeks' mean ``sigmas`` standard deviations of the week-to-week noise below the
     baseline (binomial in the users in play for weekly actives, never below the spread of the
     baseline's week-to-week changes): a small account needs a larger relative drop than a
-    large one. Optionally also a relative slope at or below ``relative_slope``."""
+    large one. With ``daily`` also the daily view (daily actives of the last 14 days against the
+    same weekdays before them, the last ``recent_days`` not recovering: see
+    :func:`services.alerts.rules.login_decline`), which tells a sustained decline from a dip that
+    recovered days sooner than whole weeks can. Optionally also a relative slope at or below
+    ``relative_slope``."""
 
     ratio: float = Field(
         0.80, gt=0, lt=1, description="The last whole week at most this share of the baseline."
@@ -176,6 +180,30 @@ class LoginDecline(RuleSettings):
         None, lt=0, description="Also fire at or below this slope per week; null: off."
     )
     series: WeeklySeries = "weekly_active_users"
+    daily: bool = Field(
+        True,
+        description="Also judge the daily actives of the last 14 days against the same weekdays "
+        "before them, so a sustained decline is told from a dip that recovered sooner.",
+    )
+    earlier_sigmas: float = Field(
+        1.0, ge=0, le=10, description="Daily view: the 7 days before the last 7 this far below."
+    )
+    earlier_drop_share: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Daily view: the 7 days before the last 7 carry at least this share of "
+        "their drop (a cliff in the last week alone is a dip under way).",
+    )
+    recent_days: int = Field(
+        3, ge=1, le=7, description="Daily view: these last days must not be recovering."
+    )
+    recovery_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Daily view: the last recent_days may be this much above the week's share.",
+    )
 
 
 class Dormant(RuleSettings):

@@ -54,6 +54,11 @@ class UsageMetrics(_Frozen):
     mean_dau: float = Field(0.0, description="Mean daily actives over the last 28 days.")
     weekly_active_users: tuple[int, ...] = ()
     weekly_logins: tuple[int, ...] = ()
+    daily_active_users: tuple[int, ...] = Field(
+        (),
+        description="Distinct active users per day, the last 35 days (the account's days only), "
+        "oldest first; the last is as_of.",
+    )
     seats: int | None = None
     seat_utilization: float | None = Field(
         None,

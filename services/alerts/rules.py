@@ -288,6 +288,78 @@ def login_plateau(
     ]
 
 
+DAILY_WINDOW = 35
+"""Days of daily actives the daily view needs (the score carries 35)."""
+_DAILY_BASELINE_FROM = 14
+"""The daily view's baseline: the days from this many days back to the start of the series."""
+
+
+def _daily_decline(s: ScoreMessage, cfg: LoginDecline) -> tuple[bool, str, dict[str, FactValue]]:
+    """The daily view of a decline (``cfg.daily``): daily actives against the same weekdays of
+    the baseline days (14 to 34 days back). The last 7 days at most ``ratio`` of what the
+    baseline expects, the 7 before them at most ``earlier_ratio``, the 14 days together ``sigmas``
+    standard deviations (Poisson, with the baseline's own error) below it, and the last
+    ``recent_days`` not recovering: no higher a share than the last 7 days (``recovery_margin``)
+    and at most ``ratio``. A one-week dip that has ended is recovering; one still under way has a
+    week before it at the baseline; a decline has neither."""
+    daily = list(s.metrics.daily_active_users)
+    n = len(daily)
+    age = s.metrics.account_age_days
+    if n < DAILY_WINDOW or (age is not None and age + 1 < DAILY_WINDOW):
+        return False, "", {}
+
+    def back(i: int) -> int:
+        return daily[n - 1 - i]
+
+    def expected(i: int) -> float:
+        same = [back(j) for j in range(_DAILY_BASELINE_FROM, n) if (j - i) % 7 == 0]
+        return sum(same) / len(same)
+
+    def window(first: int, stop: int) -> tuple[float, float, float]:
+        seen = float(sum(back(i) for i in range(first, stop)))
+        exp = sum(expected(i) for i in range(first, stop))
+        samples = min(
+            len([j for j in range(_DAILY_BASELINE_FROM, n) if (j - i) % 7 == 0])
+            for i in range(first, stop)
+        )
+        return seen, exp, exp * (1 + 1 / samples)
+
+    last, last_exp, _ = window(0, 7)
+    before, before_exp, before_var = window(7, 14)
+    both, both_exp, both_var = window(0, 14)
+    recent, recent_exp, _ = window(0, cfg.recent_days)
+    if last_exp <= 0 or before_exp <= 0 or recent_exp <= 0:
+        return False, "", {}
+    last_share, before_share = last / last_exp, before / before_exp
+    recent_share = recent / recent_exp
+    limit = both_exp - cfg.sigmas * math.sqrt(max(both_var, 0.25))
+    before_limit = before_exp - cfg.earlier_sigmas * math.sqrt(max(before_var, 0.25))
+    holds = (
+        last_share <= cfg.ratio + _EPS
+        and last_share <= before_share + cfg.recovery_margin + _EPS
+        and before_share <= cfg.earlier_ratio + _EPS
+        and before <= before_limit + _EPS
+        and 1 - before_share >= cfg.earlier_drop_share * (1 - last_share) - _EPS
+        and both <= limit + _EPS
+        and recent_share <= min(cfg.ratio, last_share + cfg.recovery_margin) + _EPS
+    )
+    part = (
+        f"daily actives {_pct(last_share)} of the same weekdays' baseline in the last 7 days, "
+        f"{_pct(before_share)} in the 7 before, {_pct(recent_share)} in the last "
+        f"{cfg.recent_days}; alert when at most {_pct(cfg.ratio)}, {_pct(cfg.earlier_ratio)}, "
+        f"not recovering, and the 14 days {_num(cfg.sigmas)} standard deviations below the "
+        f"baseline (at most {_num(limit)} active user-days, {_num(both)} seen)"
+    )
+    facts: dict[str, FactValue] = {
+        "daily_last_share": round(last_share, 4),
+        "daily_before_share": round(before_share, 4),
+        "daily_recent_share": round(recent_share, 4),
+        "daily_limit": round(limit, 3),
+        "daily_seen": both,
+    }
+    return holds, part, facts
+
+
 def login_decline(
     s: ScoreMessage, history: ScoreHistory | None, cfg: LoginDecline
 ) -> list[Finding]:
@@ -366,6 +438,13 @@ def login_decline(
                 last_week=current[-1],
                 share=current[-1] / level,
             )
+
+    if cfg.daily and evaluable and not holds:
+        daily_holds, daily_part, daily_facts = _daily_decline(s, cfg)
+        if daily_part:
+            holds = daily_holds
+            parts.append(daily_part)
+            facts.update(daily_facts)
 
     slope = _relative_slope(s, cfg.series)
     if cfg.relative_slope is not None and slope is not None:

@@ -17,6 +17,8 @@ from datetime import date
 
 WEEKS = 12
 MONTH_DAYS = 28
+DAILY_DAYS = 35
+"""Days of the daily series (five whole weeks): the login_decline rule's daily view."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +75,8 @@ class AccountActivity:
     last_active: date | None = None
     last_login: date | None = None
     daily_active_users: tuple[int, ...] = ()
-    """Distinct active users per day over the last 28 days, oldest first (may be shorter
-    when the account is younger; missing days count as 0)."""
+    """Distinct active users per day over the last ``DAILY_DAYS`` (35) days, oldest first (may
+    be shorter when the account is younger; missing days count as 0)."""
     wau: int = 0
     """Distinct users active in the last 7 days."""
     mau: int = 0

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from statistics import median
 
-from services.scorer.activity import MONTH_DAYS, WEEKS, AccountActivity, FeatureActivity
+from services.scorer.activity import DAILY_DAYS, MONTH_DAYS, WEEKS, AccountActivity, FeatureActivity
 from services.scorer.people import champion_of, regular_users, typical_weekly_rate
 from shared.scores import FeatureUsage, UsageMetrics
 from shared.scoring_model import TrendWindows
@@ -141,6 +141,7 @@ def compute_metrics(
         wau=activity.wau,
         mau=mau,
         mean_dau=mean_dau,
+        daily_active_users=tuple(activity.daily_active_users[-DAILY_DAYS:]),
         weekly_active_users=tuple(wau_series),
         weekly_logins=tuple(logins_series),
         seats=seats,

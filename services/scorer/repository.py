@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from services.scorer.activity import (
+    DAILY_DAYS,
     MONTH_DAYS,
     WEEKS,
     AccountActivity,
@@ -230,6 +231,7 @@ class ScoringRepository:
             return []
         keys = list(dict.fromkeys(key_features))
         month_start = as_of - timedelta(days=MONTH_DAYS - 1)
+        daily_start = as_of - timedelta(days=DAILY_DAYS - 1)
         week_start = as_of - timedelta(days=6)
         weeks_start = as_of - timedelta(days=7 * WEEKS - 1)
 
@@ -305,7 +307,7 @@ class ScoringRepository:
         # per-user weeks of step 8.
         week_index = _week_of(ud.day, weeks_start).label("week")
 
-        # 5. Account days of the 12 weeks: logins per week, daily active users (28 days).
+        # 5. Account days of the 12 weeks: logins per week, daily active users (35 days).
         weekly_logins: dict[str, list[int]] = defaultdict(lambda: [0] * WEEKS)
         daily: dict[str, dict[date, int]] = defaultdict(dict)
         result = await session.execute(
@@ -317,7 +319,7 @@ class ScoringRepository:
             day = _as_date(raw_day)
             assert day is not None
             weekly_logins[account_id][(day - weeks_start).days // 7] += int(logins)
-            if day >= month_start:
+            if day >= daily_start:
                 daily[account_id][day] = int(users)
 
         # 6-7. Key features: first/last use ever, uses and distinct users in 28 days.
@@ -414,7 +416,7 @@ class ScoringRepository:
             origin = min(known) if known else None
             series: tuple[int, ...] = ()
             if origin is not None and origin <= as_of:
-                first_day = max(month_start, origin)
+                first_day = max(daily_start, origin)
                 days = daily.get(account_id, {})
                 series = tuple(
                     days.get(first_day + timedelta(days=i), 0)

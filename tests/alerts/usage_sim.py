@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from services.alerts.rules import RULES, ScoreHistory
 from services.scorer.activity import (
-    MONTH_DAYS,
+    DAILY_DAYS,
     WEEKS,
     AccountActivity,
     AccountProfile,
@@ -106,7 +106,7 @@ def activity_on(usage: SimUsage, d: int) -> AccountActivity:
             )
     weekly = tuple(sum(1 for x in users if x.active_days[w]) for w in range(WEEKS))
     logins = tuple(sum(x.events[w] for x in users) for w in range(WEEKS))
-    month = [usage.daily[i] if i >= 0 else 0 for i in range(d - MONTH_DAYS + 1, d + 1)]
+    month = [usage.daily[i] if i >= 0 else 0 for i in range(d - DAILY_DAYS + 1, d + 1)]
     last_active = max((x.last_active for x in users if x.last_active), default=None)
     return AccountActivity(
         profile=AccountProfile(

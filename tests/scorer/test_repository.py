@@ -116,8 +116,8 @@ class TestWindows:
             first_seen=ago(84),
         )
         [a] = await load(db, [acme])
-        dau = [0] * 28
-        dau[0] = dau[20] = dau[21] = dau[27] = 1
+        dau = [0] * 35  # the daily series covers 35 days (u2's ago(28) is inside)
+        dau[6] = dau[7] = dau[27] = dau[28] = dau[34] = 1
         assert a == AccountActivity(
             profile=AccountProfile(account_id=acme),
             as_of=AS_OF,
