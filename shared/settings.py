@@ -221,6 +221,11 @@ class Settings(BaseSettings):
         None, description="Bearer token for the read and alert APIs."
     )
     log_level: str = "INFO"
+    log_format: Literal["text", "json", "auto"] = Field(
+        "auto",
+        description="Log lines as text (key=value), json (one object a line, with service, "
+        "level, event and ids) or auto: text when stderr is a terminal, json otherwise.",
+    )
     slack_webhook_url: SecretStr | None = Field(
         None, description="Default Slack incoming webhook for accounts without a CSM webhook."
     )
