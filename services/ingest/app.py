@@ -10,16 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ingest.cors import TrackingCors
 from services.ingest.metrics import RequestMetricsMiddleware
-from services.ingest.routes import TRACKING_PATHS, Ingestor, error_response, router
+from services.ingest.routes import TRACKING_PATHS, Ingestor, router
 from services.ingest.schemas import request_schemas
+from shared.api_errors import SEGMENT, install_error_handlers
 from shared.bus import Bus, BusUnavailable, create_bus, default_topic_specs
 from shared.bus.base import Producer
 from shared.config import TendConfig, load_config
@@ -110,14 +108,8 @@ def create_app(
     app.add_middleware(TrackingCors, origins=settings.ingest.cors_origin_list, paths=TRACKING_PATHS)
     app.add_middleware(RequestMetricsMiddleware)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return error_response(400, "; ".join(problems) or "invalid request")
+    # Errors the routes do not answer themselves (unknown paths, methods) in the Segment shape.
+    install_error_handlers(app, shape=SEGMENT)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

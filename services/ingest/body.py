@@ -31,7 +31,7 @@ def check_encoding(content_encoding: str | None) -> bool:
     if value in IDENTITY_ENCODINGS:
         return False
     raise BodyError(
-        415, f"Content-Encoding {value[:40]!r} is not supported; send gzip or no encoding"
+        415, f"Content-Encoding: {value[:40]!r} is not supported; send gzip or no encoding"
     )
 
 

@@ -26,6 +26,8 @@ from typing import Final
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.api_errors import SEGMENT, ApiError
+
 ALLOWED_HEADERS: Final = (
     "Authorization",  # RudderStack: Basic with the write key
     "Content-Type",  # application/json;charset=UTF-8 (RudderStack), text/plain (analytics.js)
@@ -79,13 +81,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _refuse(origin: str, send: Send) -> None:
-    body = json.dumps(
-        {
-            "success": False,
-            "error": f"Origin: {origin[:100]!r} may not send events here "
-            "(see TEND_INGEST__CORS_ORIGINS)",
-        }
-    ).encode()
+    message = f"Origin: {origin[:100]!r} may not send events here (see TEND_INGEST__CORS_ORIGINS)"
+    body = json.dumps(ApiError(403, message, field="Origin").body(SEGMENT)).encode()
     await send(
         {
             "type": "http.response.start",

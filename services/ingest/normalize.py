@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, cast, get_args
 
+from shared.api_errors import field_of
 from shared.bus.base import Message
 from shared.config import TendConfig
 from shared.events import CanonicalEvent, EventType
@@ -79,7 +80,15 @@ class Rejection:
     reason: Reason
 
     def as_json(self) -> dict[str, Any]:
-        return {"index": self.index, "messageId": self.message_id, "error": self.error}
+        # code and field as in every tend error (shared.api_errors); Segment SDKs read none.
+        entry = {
+            "index": self.index,
+            "messageId": self.message_id,
+            "error": self.error,
+            "code": self.reason.value,
+        }
+        at = field_of(self.error)
+        return entry if at is None else {**entry, "field": at}
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,8 @@ from services.ingest.schemas import (
     TrackCall,
     request_body_doc,
 )
-from shared import topics
+from shared import api_errors, topics
+from shared.api_errors import SEGMENT, ApiError, operation_id
 from shared.bus.base import Producer
 from shared.config import TendConfig
 from shared.prometheus import render_metrics
@@ -60,7 +61,8 @@ READY_TIMEOUT_S: Final = 3.0
 
 
 class RequestError(Exception):
-    """A whole-request problem: answered ``{"success": false, "error": ...}``."""
+    """A whole-request problem: answered ``{"success": false, "error": ..., "code": ...}``
+    (:func:`error_response`); ``reason`` is the rejection metric's label."""
 
     def __init__(
         self,
@@ -76,8 +78,11 @@ class RequestError(Exception):
         self.headers = headers or {}
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"success": False, "error": message}, status_code=status, headers=headers)
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, *, code: str | None = None
+) -> Response:
+    """The Segment-compatible error body, with tend's ``code`` and ``field`` beside ``error``."""
+    return api_errors.error_response(ApiError(status, message, code=code, headers=headers), SEGMENT)
 
 
 @dataclass
@@ -244,7 +249,7 @@ class Ingestor:
         if call_type is not None and rejected:
             r = rejected[0]
             status = 413 if r.reason is normalize.Reason.TOO_LARGE else 400
-            return error_response(status, r.error)
+            return error_response(status, r.error, code=r.reason.value)
 
         # 5. Publish all of them at once; answer only after the broker acknowledged them all.
         if events:
@@ -285,7 +290,7 @@ class Ingestor:
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
 
 
-router = APIRouter()
+router = APIRouter(generate_unique_id_function=operation_id)
 
 
 def _ingestor(request: Request) -> Ingestor:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from shared.api_errors import SEGMENT, error_responses
+
 
 class SegmentCall(BaseModel):
     """Fields shared by every call. Unknown fields are allowed and ignored."""
@@ -72,6 +74,8 @@ class RejectedEvent(BaseModel):
     index: int = Field(description="Position of the call in the request (0 for single calls).")
     messageId: str | None
     error: str = Field(description="What is wrong, naming the field.")
+    code: str = Field(description="invalid, unknown_type, too_large or no_account.")
+    field: str | None = Field(None, description="The field at fault, when one is.")
 
 
 class IngestResponse(BaseModel):
@@ -80,19 +84,35 @@ class IngestResponse(BaseModel):
     rejected: list[RejectedEvent] = Field(default_factory=list)
 
 
-class ErrorResponse(BaseModel):
-    success: Literal[False] = False
-    error: str
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Malformed JSON or an invalid single call."},
-    401: {"model": ErrorResponse, "description": "Missing, unknown or revoked write key."},
-    413: {"model": ErrorResponse, "description": "Body, batch or event above its limit."},
-    415: {"model": ErrorResponse, "description": "Content-Encoding other than gzip."},
-    429: {"model": ErrorResponse, "description": "Rate limit of the write key; see Retry-After."},
-    503: {"model": ErrorResponse, "description": "Broker unavailable; nothing was accepted."},
-}
+ERROR_RESPONSES = error_responses(
+    400,
+    401,
+    403,
+    413,
+    415,
+    429,
+    503,
+    shape=SEGMENT,
+    descriptions={
+        400: "Malformed JSON or an invalid single call.",
+        401: "Missing, unknown or revoked write key.",
+        403: "A browser origin not in TEND_INGEST__CORS_ORIGINS.",
+        413: "Body, batch or event above its limit.",
+        415: "Content-Encoding other than gzip.",
+        429: "Rate limit of the write key; see Retry-After.",
+        503: "Broker unavailable; nothing was accepted.",
+    },
+    messages={
+        400: "batch: required, a list of events (track, identify, group, page)",
+        401: "unknown or revoked write key",
+        403: "Origin: 'https://evil.example' may not send events here",
+        413: "batch: 2501 events, more than the limit of 2500",
+        415: "Content-Encoding: 'br' is not supported; send gzip or no encoding",
+        429: "rate limit of 100 events/s for this write key exceeded; retry after 1 s",
+        503: "the event broker did not acknowledge the events; nothing was accepted, retry later",
+    },
+)
+"""The Segment-compatible error body (:class:`shared.api_errors.SegmentError`) of each status."""
 
 
 REF_TEMPLATE = "#/components/schemas/{model}"
