@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     Float,
     ForeignKey,
@@ -390,3 +391,62 @@ class ConsoleSignIn(Base):
     sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# --- outcomes: what customers did (issue 12); docs/retention.md ---------------------------------
+
+
+class Outcome(Base):
+    """A cancellation, renewal, expansion or contraction an operator recorded (never a write key).
+
+    ``(account_id, kind, effective_on)`` is the natural key: a re-import updates the row, never
+    duplicates it. Which value columns a kind uses is checked by :mod:`shared.outcomes.model`.
+    """
+
+    __tablename__ = "outcomes"
+    __table_args__ = (
+        UniqueConstraint("account_id", "kind", "effective_on"),
+        CheckConstraint(
+            "kind IN ('cancellation', 'renewal', 'expansion', 'contraction')", name="kind"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    effective_on: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    mrr_delta: Mapped[float | None] = mapped_column(
+        Float, default=None, comment="Expansion (> 0) or contraction (< 0)."
+    )
+    new_mrr: Mapped[float | None] = mapped_column(Float, default=None, comment="Renewal.")
+    mrr_lost: Mapped[float | None] = mapped_column(
+        Float, default=None, comment="Cancellation; optional."
+    )
+    new_term_end: Mapped[date | None] = mapped_column(Date, default=None, comment="Renewal.")
+    source: Mapped[str] = mapped_column(String(20), comment="import, api or demo.")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MrrChange(Base):
+    """An account's MRR from ``effective_on`` on, derived from its outcomes and profile (rebuilt
+    whenever they change; one row per day, the day's last value)."""
+
+    __tablename__ = "mrr_history"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    effective_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    mrr: Mapped[float] = mapped_column(Float)
+    cause: Mapped[str] = mapped_column(String(20), comment="start or the outcome's kind.")
+
+
+class LifecycleStageChange(Base):
+    """An account's derived lifecycle stage from ``effective_on`` on (new, growing, renewal,
+    cancelled); rebuilt with the MRR history."""
+
+    __tablename__ = "lifecycle_stage_changes"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    effective_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(20))
