@@ -1,5 +1,5 @@
-"""Email over SMTP (aiosmtplib): one multipart/alternative message per notification, or one
-daily digest per CSM.
+"""Email: one multipart/alternative message per notification, or one daily digest per CSM,
+sent through the one SMTP client of tend (:mod:`shared.smtp`, which classifies each failure).
 
 Contract:
 
@@ -20,57 +20,21 @@ import hashlib
 import html
 import logging
 import re
-import ssl
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, parseaddr
-from typing import Literal
-
-import aiosmtplib
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from email.utils import format_datetime, parseaddr
 
 from services.alerts.notifiers.base import Channel, DeliveryResult, Notification, record
-from services.alerts.notifiers.render import (
-    alert_title,
-    format_money,
-    format_mrr,
-    format_renewal,
-    format_score,
-    one_line,
-    render_text,
-    subject,
-    why,
-)
+from services.alerts.notifiers.render import alert_title, one_line, render_text, subject, why
+from shared import format as fmt
+from shared.smtp import SmtpError, SmtpSettings, TlsMode, parse_recipients, send_one
 
 __all__ = ["EmailNotifier", "SmtpSettings", "TlsMode", "parse_recipients"]
 
 log = logging.getLogger("tend.alerts.email")
 
-TlsMode = Literal["starttls", "tls", "none"]
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class SmtpSettings(BaseModel):
-    """SMTP connection settings (``TEND_SMTP_*`` in the issue's configuration)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str
-    port: int = Field(587, ge=1, le=65535)
-    user: str | None = None
-    password: SecretStr | None = None
-    from_address: str = Field(description="The From header, e.g. 'tend <alerts@example.com>'.")
-    tls: TlsMode = Field("starttls", description="starttls (port 587), tls (465) or none.")
-    timeout_s: float = Field(30.0, gt=0)
-    validate_certs: bool = True
-    ca_file: str | None = Field(None, description="Extra CA bundle (a private mail relay).")
-
-
-def parse_recipients(destination: str | Sequence[str]) -> list[str]:
-    """Addresses from ``"a@x.com, Jane <b@y.com>"`` (or a list of such strings)."""
-    fields = [destination] if isinstance(destination, str) else list(destination)
-    return [addr for _, addr in getaddresses(fields) if addr and "@" in addr]
 
 
 def _message_id(parts: Iterable[str], from_address: str) -> str:
@@ -98,9 +62,9 @@ _STYLE_TD = 'style="padding:2px 12px 2px 0;color:#555"'
 
 def _html_facts(n: Notification) -> str:
     rows = [
-        ("Score", format_score(n.score, n.band)),
-        ("MRR", format_mrr(n.mrr)),
-        ("Renewal", format_renewal(n.renewal_date, n.as_of)),
+        ("Score", fmt.score_band(n.score, n.band)),
+        ("MRR", fmt.mrr(n.mrr)),
+        ("Renewal", fmt.renewal(n.renewal_date, n.as_of)),
         ("Alert", f"{alert_title(n)} ({n.severity})"),
     ]
     if n.csm_name or n.csm_email:
@@ -198,8 +162,8 @@ class EmailNotifier:
         mrr_at_risk = sum(m for m in at_risk_accounts.values() if m is not None)
         count = len(at_risk_accounts)
         title = (
-            f"[tend] Daily digest {as_of.isoformat()}: {count} account"
-            f"{'s' if count != 1 else ''} at risk, {format_money(mrr_at_risk)} MRR"
+            f"[tend] Daily digest {fmt.day(as_of)}: {fmt.plural(count, 'account')} at risk, "
+            f"{fmt.mrr(mrr_at_risk)}"
         )
         greeting = f"Hello {csm_name}," if csm_name else "Hello,"
         text_parts = [greeting, "", title.removeprefix("[tend] "), ""]
@@ -255,115 +219,21 @@ class EmailNotifier:
         self, message: EmailMessage, recipients: Sequence[str]
     ) -> DeliveryResult:
         """Send a built message; classify the SMTP outcome (never raises for delivery problems)."""
-        s = self.settings
-        # STARTTLS and AUTH are done step by step (not by ``connect``) so that a server without
-        # STARTTLS is told apart from a broken connection, and credentials never go out before
-        # TLS is up.
-        smtp = aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
-            use_tls=s.tls == "tls",
-            start_tls=False,
-            validate_certs=s.validate_certs,
-            cert_bundle=s.ca_file,
-            timeout=s.timeout_s,
-        )
         try:
-            await smtp.connect()
-            await smtp.ehlo()
-            if s.tls == "starttls":
-                if not smtp.supports_extension("starttls"):
-                    return DeliveryResult.failed_permanently(
-                        "the server does not offer STARTTLS (tls mode is starttls)"
-                    )
-                await smtp.starttls()
-            if s.user:
-                await smtp.login(s.user, s.password.get_secret_value() if s.password else "")
-            refused, _ = await smtp.send_message(
-                message, sender=parseaddr(s.from_address)[1], recipients=list(recipients)
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            detail = "; ".join(f"{r.recipient}: SMTP {r.code}" for r in exc.recipients)
-            if any(400 <= c < 500 for c in codes):
-                return self._backoff(f"recipients refused, temporarily: {detail}")
-            return DeliveryResult.failed_permanently(f"recipients refused: {detail}")
-        except aiosmtplib.SMTPResponseException as exc:
-            reason = _smtp_reason(exc.code)
-            if 400 <= exc.code < 500:
-                return self._backoff(reason)
-            if exc.code >= 500:
-                return DeliveryResult.failed_permanently(reason)
-            return self._backoff(reason)
-        except aiosmtplib.SMTPNotSupported:
-            # The server cannot do what the settings ask (STARTTLS, AUTH): a retry cannot help.
-            return DeliveryResult.failed_permanently(
-                "not supported by the server (STARTTLS or AUTH)"
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            cert_error = _certificate_error(exc)
-            if cert_error is not None:
-                # A certificate that does not verify is a setting to fix, not a passing fault.
-                why = cert_error.verify_message or "does not verify"
-                return DeliveryResult.failed_permanently(f"TLS certificate rejected: {why}")
-            return self._backoff(_connection_reason(exc))
-        finally:
-            await self._quit(smtp)
+            refused = await send_one(self.settings, message, recipients)
+        except SmtpError as err:
+            if err.temporary:
+                return DeliveryResult.retry_after(self.backoff_base_s, err.reason, backoff=True)
+            return DeliveryResult.failed_permanently(err.reason)
         if refused:
             log.warning(
                 "some recipients refused message_id=%s refused=%s",
                 message["Message-ID"],
-                {addr: f"SMTP {r.code}" for addr, r in refused.items()},
+                {addr: f"SMTP {code}" for addr, code in refused.items()},
             )
         return DeliveryResult.delivered(
             f"accepted for {len(recipients) - len(refused)} recipient(s)"
         )
-
-    @staticmethod
-    async def _quit(smtp: aiosmtplib.SMTP) -> None:
-        if not smtp.is_connected:
-            return
-        try:
-            await smtp.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            smtp.close()
-
-    def _backoff(self, reason: str) -> DeliveryResult:
-        return DeliveryResult.retry_after(self.backoff_base_s, reason, backoff=True)
-
-
-def _smtp_reason(code: int) -> str:
-    """``SMTP 550 (refused permanently)``: the code only, never the server's text."""
-    if 400 <= code < 500:
-        return f"SMTP {code} (refused for now)"
-    if code >= 500:
-        return f"SMTP {code} (refused permanently)"
-    return f"SMTP {code} (unexpected answer)"
-
-
-def _connection_reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError | aiosmtplib.SMTPTimeoutError):
-        return "timeout"
-    if isinstance(exc, aiosmtplib.SMTPConnectError):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        return "could not connect (SMTPConnectError)"
-    return f"connection error ({type(exc).__name__})"
-
-
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate failure behind ``exc`` (aiosmtplib wraps it when connecting with TLS)."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _by_account_mrr(items: Sequence[Notification]) -> list[tuple[str, list[Notification]]]:

@@ -1,7 +1,8 @@
-"""Text shared by every channel: numbers, one-line summaries and the plain-text body (pure).
+"""Text shared by every channel: one-line summaries, facts and the plain-text body (pure).
 
-Amounts are US dollars rounded to whole dollars (``$4,500 MRR``); renewal dates count days from
-the notification's ``as_of`` (``renews 2027-01-15 (in 53 days)``), so rendering needs no clock.
+Numbers and dates go through :mod:`shared.format`: amounts in whole dollars (``$4,500 MRR``),
+renewal dates counted from the notification's ``as_of`` (``renews 2027-01-15 (in 53 days)``), so
+rendering needs no clock.
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ import re
 from datetime import date
 
 from services.alerts.notifiers.base import Notification, NotificationItem
+from shared import format as fmt
 
 __all__ = [
     "alert_title",
     "escape_mrkdwn",
-    "format_money",
-    "format_mrr",
-    "format_renewal",
-    "format_score",
     "kind_label",
     "one_line",
     "render_mrkdwn",
@@ -36,34 +34,8 @@ def one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-def format_money(amount: float) -> str:
-    rounded = round(amount)
-    sign = "-" if rounded < 0 else ""
-    return f"{sign}${abs(rounded):,}"
-
-
-def format_mrr(mrr: float | None) -> str:
-    return "MRR unknown" if mrr is None else f"{format_money(mrr)} MRR"
-
-
-def format_renewal(renewal_date: date | None, as_of: date) -> str:
-    if renewal_date is None:
-        return "renewal date unknown"
-    days = (renewal_date - as_of).days
-    when = renewal_date.isoformat()
-    if days == 0:
-        return f"renews {when} (today)"
-    if days > 0:
-        return f"renews {when} (in {days} day{'s' if days != 1 else ''})"
-    return f"renewal was {when} ({-days} day{'s' if days != -1 else ''} ago)"
-
-
-def format_score(score: float | None, band: str) -> str:
-    return band if score is None else f"{round(score)} ({band})"
-
-
 def rule_title(rule: str, feature: str = "") -> str:
-    title = rule.replace("_", " ")
+    title = fmt.words(rule)
     return f"{title}: {feature}" if feature else title
 
 
@@ -82,12 +54,11 @@ def kind_label(notification: Notification | NotificationItem) -> str:
 def summary(n: Notification) -> str:
     """``Acme Corp: login plateau (yellow, 58)``; ``resolved`` or ``still open`` after the rule;
     a group: ``Acme Corp: 2 new alerts, 1 resolved (red, 31)``."""
-    score = "" if n.score is None else f", {round(n.score)}"
+    score = "" if n.score is None else f", {fmt.score(n.score)}"
     if len(n.items) > 1:
         counts = {k: sum(1 for i in n.items if i.kind == k) for k in ("open", "repeat", "resolve")}
         words = [
-            f"{counts['open']} new alert{'s' if counts['open'] != 1 else ''}"
-            * bool(counts["open"]),
+            fmt.plural(counts["open"], "new alert") * bool(counts["open"]),
             f"{counts['repeat']} still open" * bool(counts["repeat"]),
             f"{counts['resolve']} resolved" * bool(counts["resolve"]),
         ]
@@ -98,7 +69,7 @@ def summary(n: Notification) -> str:
 
 
 def _since(started_on: date | None) -> str:
-    return f" (since {started_on.isoformat()})" if started_on is not None else ""
+    return f" (since {fmt.day(started_on)})" if started_on is not None else ""
 
 
 def why(n: Notification) -> str:
@@ -121,9 +92,9 @@ def subject(n: Notification) -> str:
 
 def _facts(n: Notification) -> list[tuple[str, str]]:
     return [
-        ("Score", format_score(n.score, n.band)),
-        ("MRR", format_mrr(n.mrr)),
-        ("Renewal", format_renewal(n.renewal_date, n.as_of)),
+        ("Score", fmt.score_band(n.score, n.band)),
+        ("MRR", fmt.mrr(n.mrr)),
+        ("Renewal", fmt.renewal(n.renewal_date, n.as_of)),
         ("Severity", n.severity),
     ]
 

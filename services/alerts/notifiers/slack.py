@@ -33,13 +33,11 @@ from services.alerts.notifiers.base import Channel, DeliveryResult, Notification
 from services.alerts.notifiers.render import (
     alert_title,
     escape_mrkdwn,
-    format_mrr,
-    format_renewal,
-    format_score,
     one_line,
     render_mrkdwn,
     why,
 )
+from shared import format as fmt
 from shared.redact import mask_url
 
 __all__ = ["SLACK_ERRORS", "SlackNotifier", "WebhookPacer", "build_payload", "redact_webhook"]
@@ -116,9 +114,9 @@ def build_payload(n: Notification) -> dict[str, Any]:
     prefix = {"open": "", "repeat": "Still open: ", "resolve": "Resolved: "}[n.kind]
     header = one_line(f"{prefix}{n.account_label} · {n.band}")
     fields = [
-        f"*Score*\n{format_score(n.score, n.band)}",
-        f"*MRR*\n{escape_mrkdwn(format_mrr(n.mrr))}",
-        f"*Renewal*\n{format_renewal(n.renewal_date, n.as_of)}",
+        f"*Score*\n{fmt.score_band(n.score, n.band)}",
+        f"*MRR*\n{escape_mrkdwn(fmt.mrr(n.mrr))}",
+        f"*Renewal*\n{fmt.renewal(n.renewal_date, n.as_of)}",
         f"*Alert*\n{escape_mrkdwn(title)} ({n.severity})",
     ]
     blocks: list[dict[str, Any]] = [
@@ -167,7 +165,7 @@ def build_payload(n: Notification) -> dict[str, Any]:
             ],
         }
     )
-    context = [f"alert {n.alert_id}", f"as of {n.as_of.isoformat()}"]
+    context = [f"alert {n.alert_id}", f"as of {fmt.day(n.as_of)}"]
     if n.csm_name or n.csm_email:
         context.insert(0, f"CSM: {n.csm_name or n.csm_email}")
     blocks.append(
