@@ -20,16 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from services.demo import (
+from services.cli.demo_plan import (
     ARCHETYPES,
     EXPECTED,
     KEY_FEATURES,
     Archetype,
-    DemoError,
-    DemoSender,
     generate,
     plan_demo,
 )
+from services.cli.demo_send import DemoError, DemoSender
 from tests.alerts.servers import Reply, SlackWebhookServer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from services.demo import FEATURE_EVENTS, KEY_FEATURES
+from services.cli.demo_plan import FEATURE_EVENTS, KEY_FEATURES
 from tests.scorer.synthetic import DEFAULT_END
 
 WEEKS: Final = 26

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.demo import KEY_FEATURES
+from services.cli.demo_plan import KEY_FEATURES
 from shared.alert_rules import RulesConfig
 from tests.signals.report import (
     AccountResult,

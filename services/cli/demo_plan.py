@@ -1,6 +1,7 @@
-"""``tend demo``: realistic accounts and usage, sent through the ingest HTTP API.
+"""``tend demo``'s data: realistic accounts and their usage, as Segment calls (pure, seeded).
 
-A client of the public API, like any SDK: it imports no service. Three parts:
+A client of the public API, like any SDK: it imports no service. Two parts here, the third in
+:mod:`services.cli.demo_send`:
 
 1. :func:`plan_demo` (pure, seeded) picks the accounts: names, plans, seats, MRR, renewal dates,
    CSMs, and one archetype each, round-robin, so any ``--accounts`` >= 8 has every archetype.
@@ -9,10 +10,7 @@ A client of the public API, like any SDK: it imports no service. Three parts:
    user-day a login, key-feature uses and now and then a search or a page view. Each user in play
    in a week is active on a fixed number of weekdays, so weekly actives follow the archetype's
    shape exactly and the trend signals are crisp, not noise.
-3. :class:`DemoSender` posts them to ``/v1/batch`` in batches under the ingest limits (gzip by
-   default), retrying 503 and 429 after their ``Retry-After`` and stopping on any other 4xx with
-   the server's message. Before that, given the API token, it sets each account's profile and
-   CSM with ``PATCH /v1/accounts/{id}``, as an operator would: group calls cannot route alerts.
+3. :class:`~services.cli.demo_send.DemoSender` posts them to ``/v1/batch`` (see there).
 
 The key features are ``reports``, ``dashboards`` and ``integrations``: the feature catalog and
 key features of ``deploy/tend.yaml``. Every feature event also carries ``properties.feature``, so
@@ -22,18 +20,12 @@ alerts need ``key_features`` configured: run ``TEND_CONFIG=deploy/tend.yaml tend
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
-from urllib.parse import quote
-
-import httpx
 
 KEY_FEATURES: Final = ("reports", "dashboards", "integrations")
 FEATURE_EVENTS: Final = {
@@ -42,13 +34,6 @@ FEATURE_EVENTS: Final = {
     "integrations": "Integration Connected",
 }
 """Event names of the key features, as in deploy/tend.yaml's feature catalog."""
-
-MAX_BATCH_EVENTS: Final = 1000
-MAX_BATCH_BYTES: Final = 400_000
-"""Under the ingest defaults (2,500 events, 500,000 decompressed bytes per request)."""
-
-MAX_RETRIES: Final = 20
-MAX_RETRY_WAIT_S: Final = 30.0
 
 
 class Archetype(StrEnum):
@@ -261,7 +246,7 @@ def plan_demo(accounts: int, weeks: int, seed: int, today: date) -> DemoPlan:
 # -- events -------------------------------------------------------------------------------------
 
 
-def _iso(at: datetime) -> str:
+def iso_timestamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -312,7 +297,7 @@ def generate(plan: DemoPlan, now: datetime) -> Iterator[tuple[date, list[dict[st
                             userId=a.users[0],
                             groupId=a.account_id,
                             traits=a.traits(),
-                            timestamp=_iso(at),
+                            timestamp=iso_timestamp(at),
                         ),
                     )
                 )
@@ -367,7 +352,7 @@ def _user_day(
 
     def add(at: datetime, **fields: Any) -> None:
         if at <= now:
-            out.append((at, call(state, timestamp=_iso(at), context=context, **fields)))
+            out.append((at, call(state, timestamp=iso_timestamp(at), context=context, **fields)))
 
     if user not in state.identified:
         state.identified.add(user)
@@ -407,158 +392,3 @@ def _user_day(
         at += timedelta(seconds=rng.randrange(30, 600))
         add(at, type="page", userId=user, name="Settings", properties={"path": "/settings"})
     return out
-
-
-# -- sending ------------------------------------------------------------------------------------
-
-
-class DemoError(Exception):
-    """The demo cannot go on; the message says why and what to do."""
-
-
-@dataclass(slots=True)
-class SendStats:
-    events: int = 0
-    requests: int = 0
-    retries: int = 0
-    bytes_sent: int = 0
-    seconds: float = 0.0
-
-    @property
-    def events_per_s(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
-
-
-class DemoSender:
-    """Posts calls to ``/v1/batch``. Contract: a batch counts as sent only on a 2xx answer with
-    nothing rejected; 503 and 429 are retried after ``Retry-After`` (at most
-    :data:`MAX_RETRY_WAIT_S`), connection errors after a short backoff, :data:`MAX_RETRIES`
-    times in a row at most; any other 4xx or 5xx raises :class:`DemoError` with the server's
-    message. A retried batch keeps its message ids, so the scorer counts it once."""
-
-    def __init__(
-        self,
-        url: str,
-        write_key: str,
-        *,
-        use_gzip: bool = True,
-        client: httpx.Client | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.use_gzip = use_gzip
-        self.client = client or httpx.Client(timeout=60.0)
-        self.auth = httpx.BasicAuth(write_key, "")
-        self.sleep = sleep
-        self.stats = SendStats()
-
-    def close(self) -> None:
-        self.client.close()
-
-    def send_day(self, calls: list[dict[str, Any]]) -> None:
-        batch: list[bytes] = []
-        size = 0
-        for c in calls:
-            encoded = json.dumps(c, separators=(",", ":")).encode()
-            if batch and (len(batch) >= MAX_BATCH_EVENTS or size + len(encoded) > MAX_BATCH_BYTES):
-                self._post(batch)
-                batch, size = [], 0
-            batch.append(encoded)
-            size += len(encoded) + 1
-        if batch:
-            self._post(batch)
-
-    def set_profiles(self, accounts: Iterable[DemoAccount], api_token: str) -> int:
-        """Set each account's profile and CSM through the read API, as an operator would (a
-        write key cannot route alerts). Raises :class:`DemoError` on the first refusal."""
-        headers = {"Authorization": f"Bearer {api_token}"}
-        n = 0
-        for account in accounts:
-            target = f"{self.url}/v1/accounts/{quote(account.account_id, safe='')}"
-            try:
-                r = self.client.patch(target, json=account.profile(), headers=headers)
-            except httpx.TransportError as err:
-                raise DemoError(
-                    f"cannot reach tend at {self.url} ({err!r}); is `tend up` running?"
-                ) from None
-            if r.status_code == 401:
-                raise DemoError(
-                    f"tend at {self.url} refused the API token (401): use the token `tend up` "
-                    "printed (TEND_API_TOKEN)"
-                )
-            if r.status_code >= 300:
-                raise DemoError(
-                    f"setting the profile of {account.account_id}: {_refusal(r, self.url)}"
-                )
-            n += 1
-        return n
-
-    def _post(self, encoded: list[bytes]) -> None:
-        sent_at = json.dumps(_iso(datetime.now(UTC)))
-        body = b'{"batch":[' + b",".join(encoded) + b'],"sentAt":' + sent_at.encode() + b"}"
-        headers = {"Content-Type": "application/json"}
-        if self.use_gzip:
-            body = gzip.compress(body, compresslevel=5)
-            headers["Content-Encoding"] = "gzip"
-        started = time.perf_counter()
-        for attempt in range(MAX_RETRIES + 1):
-            try:
-                r = self.client.post(
-                    f"{self.url}/v1/batch", content=body, headers=headers, auth=self.auth
-                )
-            except httpx.TransportError as err:
-                if attempt == MAX_RETRIES:
-                    raise DemoError(
-                        f"cannot reach tend at {self.url} ({err!r}); is `tend up` running?"
-                    ) from None
-                self.stats.retries += 1
-                self.sleep(min(MAX_RETRY_WAIT_S, 0.5 * 2**attempt))
-                continue
-            if r.status_code in (429, 503) and attempt < MAX_RETRIES:
-                self.stats.retries += 1
-                self.sleep(_retry_after(r))
-                continue
-            if r.status_code >= 300:
-                raise DemoError(_refusal(r, self.url))
-            rejected = _json(r).get("rejected") or []
-            if rejected:
-                first = rejected[0]
-                raise DemoError(
-                    f"tend rejected {len(rejected)} of {len(encoded)} events, e.g. "
-                    f"{first.get('messageId')}: {first.get('error')}"
-                )
-            break
-        else:  # pragma: no cover - the loop always breaks or raises
-            raise AssertionError
-        self.stats.seconds += time.perf_counter() - started
-        self.stats.events += len(encoded)
-        self.stats.requests += 1
-        self.stats.bytes_sent += len(body)
-
-
-def _json(r: httpx.Response) -> dict[str, Any]:
-    try:
-        data = r.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _retry_after(r: httpx.Response) -> float:
-    try:
-        wait = float(r.headers.get("Retry-After", "1"))
-    except ValueError:
-        wait = 1.0
-    return max(0.1, min(MAX_RETRY_WAIT_S, wait))
-
-
-def _refusal(r: httpx.Response, url: str) -> str:
-    error = _json(r).get("error") or r.text[:200] or r.reason_phrase
-    if r.status_code == 401:
-        return (
-            f"tend at {url} refused the write key (401: {error}). Use the key `tend up` printed "
-            "at its first start, or create one with `tend keys create demo`."
-        )
-    if r.status_code == 404:
-        return f"{url}/v1/batch is not tend's ingest API (404); check --url"
-    return f"tend at {url} answered {r.status_code}: {error}"

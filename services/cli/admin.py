@@ -1,0 +1,147 @@
+"""Admin commands: ``tend migrate``, ``tend keys create|list|revoke``, ``tend accounts import``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from services.cli.common import (
+    ConfigFailure,
+    Failure,
+    load_settings,
+    migrate_database,
+    open_transaction,
+    run_db,
+)
+
+
+@click.command()
+def migrate() -> None:
+    """Apply the database migrations (Alembic upgrade to head) on TEND_DATABASE_URL."""
+    settings = load_settings()
+    click.echo(run_db(settings.database_url, migrate_database(settings.database_url)))
+
+
+# -- write keys -------------------------------------------------------------------------------
+
+
+def _when(value: Any) -> str:
+    return "-" if value is None else str(value.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+@click.group()
+def keys() -> None:
+    """Manage the write keys that SDKs use to send events."""
+
+
+@keys.command("create")
+@click.argument("name")
+def keys_create(name: str) -> None:
+    """Create a write key called NAME and print it (this once only; only its hash is kept)."""
+    from shared.db.keys import create_key
+
+    if not name.strip():
+        raise ConfigFailure("a write key needs a non-blank NAME")
+    settings = load_settings()
+
+    async def work() -> tuple[int, str]:
+        async with open_transaction(settings.database_url) as session:
+            row, plaintext = await create_key(session, name)
+            return row.id, plaintext
+
+    key_id, plaintext = run_db(settings.database_url, work())
+    click.echo(
+        f"Created write key {key_id} ({name.strip()!r}). Store it now; it is not shown again:"
+    )
+    click.echo("")
+    click.echo(f"    {plaintext}")
+    click.echo("")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List write keys: id, name, prefix, created, revoked (never the key itself)."""
+    from shared.db.keys import list_keys
+
+    settings = load_settings()
+
+    async def work() -> list[tuple[str, str, str, str, str]]:
+        async with open_transaction(settings.database_url) as session:
+            return [
+                (str(k.id), k.name, k.prefix, _when(k.created_at), _when(k.revoked_at))
+                for k in await list_keys(session)
+            ]
+
+    rows = run_db(settings.database_url, work())
+    if not rows:
+        click.echo("No write keys yet. Create one with: tend keys create NAME")
+        return
+    table = [("ID", "NAME", "PREFIX", "CREATED (UTC)", "REVOKED (UTC)"), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@keys.command("revoke")
+@click.argument("key_id", metavar="ID", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke the write key with this ID; ingest refuses it once its key cache expires."""
+    from shared.db.keys import revoke_key
+    from shared.db.models import ApiKey
+
+    settings = load_settings()
+
+    async def work() -> tuple[str, bool] | None:
+        async with open_transaction(settings.database_url) as session:
+            existing = await session.get(ApiKey, key_id)
+            was_revoked = existing is not None and existing.revoked_at is not None
+            row = await revoke_key(session, key_id)
+            return None if row is None else (row.name, was_revoked)
+
+    result = run_db(settings.database_url, work())
+    if result is None:
+        raise Failure(f"no write key with id {key_id} (see: tend keys list)")
+    name, was_revoked = result
+    if was_revoked:
+        click.echo(f"Write key {key_id} ({name!r}) was already revoked.")
+        return
+    ttl = settings.ingest.key_cache_ttl_s
+    click.echo(
+        f"Revoked write key {key_id} ({name!r}). Running ingest processes refuse it within "
+        f"{ttl:g} s (TEND_INGEST__KEY_CACHE_TTL_S)."
+    )
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+
+@click.group()
+def accounts() -> None:
+    """Manage customer accounts."""
+
+
+@accounts.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def accounts_import(file: Path) -> None:
+    """Load or update accounts from a CSV file.
+
+    Columns: account_id (required), name, plan, seats, mrr, renewal_date, lifecycle_stage,
+    created_at, csm_email, csm_slack, champion (the user id of the account's champion).
+    Nothing is imported when any line is invalid.
+    """
+    from services.scorer.accounts_csv import AccountsCsvError, import_accounts, read_accounts_csv
+
+    settings = load_settings()
+    try:
+        rows = read_accounts_csv(file)
+    except AccountsCsvError as err:
+        raise Failure(str(err)) from None
+
+    async def work() -> int:
+        async with open_transaction(settings.database_url) as session:
+            return await import_accounts(session, rows)
+
+    n = run_db(settings.database_url, work())
+    click.echo(f"Imported {n} account(s) from {file}. They are scored on the next sweep.")

@@ -1,0 +1,284 @@
+"""``tend up``: every service in one process on the embedded defaults (SQLite, in-process bus):
+the ingest app with the read API, the alerts API and the console, and the scorer and alerts
+services in the background, supervised together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+import uvicorn
+
+from services.cli.common import (
+    Failure,
+    StartupFailure,
+    database_errors,
+    load_settings,
+    load_tend_config,
+    migrate_database,
+    one_line,
+)
+from shared.config import TendConfig
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from shared.bus.base import Bus
+
+log = logging.getLogger("tend.cli")
+
+
+@dataclass(slots=True)
+class Embedded:
+    """What the services of ``tend up`` share: one database, one bus, one stop signal."""
+
+    settings: Settings
+    config: TendConfig
+    sessions: async_sessionmaker[AsyncSession]
+    bus: Bus
+    stopping: asyncio.Event
+
+
+EmbeddedService = Callable[[Embedded], Coroutine[Any, Any, None]]
+"""A background service of ``tend up``. It runs until ``stopping`` is set, then drains (finishes
+its batch, flushes, commits) and returns. Raising stops the whole process with exit code 1."""
+
+
+async def _embedded_scorer(env: Embedded) -> None:
+    from services.scorer.app import build_service
+
+    producer = env.bus.producer()
+    await producer.start()
+    try:
+        service = build_service(env.settings, env.config, env.bus, env.sessions, producer, None)
+        await service.run(env.stopping)
+    finally:
+        await producer.stop()
+
+
+async def _embedded_alerts(env: Embedded) -> None:
+    from services.alerts.app import build_service
+
+    producer = env.bus.producer()
+    await producer.start()
+    try:
+        service = build_service(env.settings, env.config, env.bus, env.sessions, producer, None)
+        await service.run(env.stopping)
+    finally:
+        await producer.stop()
+
+
+def embedded_services() -> dict[str, EmbeddedService]:
+    """The background services ``tend up`` runs next to the HTTP server, by name."""
+    return {"scorer": _embedded_scorer, "alerts": _embedded_alerts}
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn's server for ``tend up``: the process owns the signals (so background services
+    drain alongside the HTTP server), and :attr:`ready` is set once it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.ready.set()
+
+
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:  # uvicorn exits when it cannot bind or its lifespan fails
+        if not server.started:
+            raise StartupFailure("the HTTP server did not start (see the log above)") from None
+        raise Failure(f"the HTTP server exited with code {exc.code}") from None
+    if not server.started:
+        raise StartupFailure("the HTTP server did not start (see the log above)")
+
+
+async def _announce(server: EmbeddedServer, url: str) -> None:
+    await server.ready.wait()
+    click.echo(f"tend is up at {url}  (API docs: {url}/docs, health: {url}/healthz)")
+    click.echo(f"CSM console: {url}/console/  (sign in with the read API token above)")
+    click.echo("Press Ctrl-C to stop.")
+
+
+async def _ensure_write_key(sessions: async_sessionmaker[AsyncSession], url: str) -> None:
+    from shared.db.keys import create_key, list_keys
+    from shared.db.session import transaction
+
+    async with transaction(sessions) as session:
+        active = [k for k in await list_keys(session) if k.revoked_at is None]
+        if active:
+            click.echo(
+                f"{len(active)} active write key(s) exist (tend keys list); "
+                "create another with: tend keys create NAME"
+            )
+            return
+        row, plaintext = await create_key(session, "default")
+    click.echo(f"Created write key {row.id} ('default'). Store it now; it is not shown again:")
+    click.echo("")
+    click.echo(f"    {plaintext}")
+    click.echo("")
+    click.echo("Send an event with it:")
+    click.echo(
+        f"    curl -u '{plaintext}:' {url}/v1/track -H 'Content-Type: application/json' "
+        """-d '{"userId": "u1", "event": "Signed In", "properties": {"account_id": "acme"}}'"""
+    )
+    click.echo("")
+
+
+async def _supervise(server: EmbeddedServer, sock: socket.socket, env: Embedded, url: str) -> None:
+    """Run the HTTP server and the background services until a signal or until one ends.
+
+    Whatever ends first (a signal, the server, a crashed service), everything is asked to stop
+    and awaited while it drains; a second signal cancels what is still running.
+    """
+    loop = asyncio.get_running_loop()
+    tasks: dict[asyncio.Task[None], str] = {asyncio.create_task(_serve(server, sock)): "http"}
+    for name, service in embedded_services().items():
+        tasks[asyncio.create_task(service(env))] = name
+    announce = asyncio.create_task(_announce(server, url))
+    stop = asyncio.create_task(env.stopping.wait())
+
+    def on_signal() -> None:
+        if env.stopping.is_set():
+            server.force_exit = True
+            for task in tasks:
+                task.cancel()
+        env.stopping.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    for sig in handled:
+        with contextlib.suppress(NotImplementedError):  # no add_signal_handler on Windows
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+        click.echo("tend is stopping...", err=True)
+        env.stopping.set()
+        server.should_exit = True
+        _, late = await asyncio.wait(tasks, timeout=env.settings.shutdown_timeout_s)
+        if late:
+            log.warning(
+                "%s did not drain within %gs (TEND_SHUTDOWN_TIMEOUT_S); giving up uncommitted "
+                "work, which is read again on the next start",
+                ", ".join(sorted(tasks[t] for t in late)),
+                env.settings.shutdown_timeout_s,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
+    finally:
+        for sig in handled:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+        announce.cancel()
+        stop.cancel()
+        for task in tasks:
+            task.cancel()
+    for task, name in tasks.items():
+        if task.cancelled():
+            continue
+        exc = task.exception()
+        if isinstance(exc, Failure):
+            raise exc
+        if exc is not None:
+            log.error("service %s crashed", name, exc_info=exc)
+            raise Failure(f"service {name} crashed: {one_line(repr(exc))}")
+
+
+def _api_token(settings: Settings) -> str:
+    """TEND_API_TOKEN, or a fresh one for this run (printed, so the user can call the API)."""
+    if settings.api_token is not None:
+        click.echo("Read API token: the value of TEND_API_TOKEN.")
+        return settings.api_token.get_secret_value()
+    import secrets
+
+    token = secrets.token_urlsafe(32)  # 43 characters; TEND_API_TOKEN needs at least 32
+    click.echo("Read API token for this run (set TEND_API_TOKEN to choose your own):")
+    click.echo("")
+    click.echo(f"    {token}")
+    click.echo("")
+    return token
+
+
+async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> None:
+    from services.alerts.api import router as alerts_router
+    from services.alerts.console.routes import router as console_router
+    from services.ingest.app import create_app
+    from services.scorer.api import router as accounts_router
+    from shared.bus import create_bus
+    from shared.db.session import create_engine, create_sessionmaker
+    from shared.service_app import bind_port
+
+    # The port first: a second `tend up` on a busy port must stop before it migrates, creates
+    # a key or re-scores anything (it would change the running instance's data).
+    try:
+        sock = bind_port(host, port)
+    except OSError as err:
+        raise StartupFailure(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    with database_errors(settings.database_url):
+        click.echo(await migrate_database(settings.database_url))
+    engine = create_engine(settings.database_url)
+    try:
+        sessions = create_sessionmaker(engine)
+        with database_errors(settings.database_url):
+            await _ensure_write_key(sessions, url)
+        bus = create_bus(settings, sessions)
+        try:
+            env = Embedded(settings, config, sessions, bus, asyncio.Event())
+            app = create_app(settings, bus=bus, config=config)
+            token = _api_token(settings)
+            app.state.sessions = sessions
+            app.state.api_token = token
+            app.include_router(accounts_router)
+            app.include_router(alerts_router)
+            app.state.config = config  # the console shades its charts with the model's bands
+            app.state.console = settings.console
+            app.include_router(console_router)  # /console, its stylesheet included
+            server = EmbeddedServer(
+                uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
+            )
+            await _supervise(server, sock, env, url)
+        finally:
+            await bus.close()
+    finally:
+        await engine.dispose()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def up(host: str, port: int) -> None:
+    """Run all of tend in one process on the embedded defaults (SQLite, in-process bus).
+
+    Migrates the database, creates a first write key when none exists, then serves the API.
+    """
+    from shared.logging import setup_logging
+
+    settings = load_settings()
+    config = load_tend_config(settings)
+    setup_logging(settings.log_level)
+    # Alembic announces each of its plugins at INFO; `tend up` prints its own migration summary.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if settings.uses_kafka:
+        click.echo(f"Using the Kafka broker at {settings.kafka_bootstrap} (TEND_KAFKA_BOOTSTRAP).")
+    try:
+        asyncio.run(_up(settings, config, host, port))
+    except KeyboardInterrupt:  # before the signal handlers are in place (e.g. while migrating)
+        raise click.exceptions.Exit(130) from None
