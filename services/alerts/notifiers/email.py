@@ -17,13 +17,16 @@ Contract:
 from __future__ import annotations
 
 import hashlib
-import html
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from typing import Any
+
+import jinja2
 
 from services.alerts.notifiers.base import Channel, DeliveryResult, Notification, record
 from services.alerts.notifiers.render import alert_title, one_line, render_text, subject, why
@@ -57,38 +60,44 @@ def _base_message(
     return msg
 
 
-_STYLE_TD = 'style="padding:2px 12px 2px 0;color:#555"'
+# The HTML parts are Jinja templates (autoescaped) in templates/; the text parts are render.py's.
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("services.alerts.notifiers", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
-def _html_facts(n: Notification) -> str:
-    rows = [
-        ("Score", fmt.score_band(n.score, n.band)),
-        ("MRR", fmt.mrr(n.mrr)),
-        ("Renewal", fmt.renewal(n.renewal_date, n.as_of)),
-        ("Alert", f"{alert_title(n)} ({n.severity})"),
-    ]
-    if n.csm_name or n.csm_email:
-        rows.append(("CSM", n.csm_name or n.csm_email or ""))
-    cells = "".join(
-        f"<tr><td {_STYLE_TD}>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows
-    )
-    return f"<table>{cells}</table>"
+@dataclass(frozen=True, slots=True)
+class _AlertView:
+    """What the HTML of one alert shows, every value already in words."""
 
+    heading: str
+    facts: list[tuple[str, str]]
+    why: str
+    next_step: str | None
+    console_url: str
+    account: str
 
-def _html_body(n: Notification, *, heading_level: int = 2) -> str:
-    h = f"h{heading_level}"
-    parts = [
-        f"<{h}>{html.escape(_heading(n))}</{h}>",
-        _html_facts(n),
-        f"<p><strong>Why:</strong> {html.escape(why(n)).replace(chr(10), '<br>')}</p>",
-    ]
-    if n.kind != "resolve":
-        parts.append(f"<p><strong>Next step:</strong> {html.escape(n.next_step.strip())}</p>")
-    parts.append(
-        f'<p><a href="{html.escape(n.console_url, quote=True)}">Open '
-        f"{html.escape(n.account_label)} in tend</a></p>"
-    )
-    return "\n".join(parts)
+    @classmethod
+    def of(cls, n: Notification) -> _AlertView:
+        facts = [
+            ("Score", fmt.score_band(n.score, n.band)),
+            ("MRR", fmt.mrr(n.mrr)),
+            ("Renewal", fmt.renewal(n.renewal_date, n.as_of)),
+            ("Alert", f"{alert_title(n)} ({n.severity})"),
+        ]
+        if n.csm_name or n.csm_email:
+            facts.append(("CSM", n.csm_name or n.csm_email or ""))
+        return cls(
+            heading=_heading(n),
+            facts=facts,
+            why=why(n),
+            next_step=None if n.kind == "resolve" else n.next_step.strip(),
+            console_url=n.console_url,
+            account=n.account_label,
+        )
 
 
 def _heading(n: Notification) -> str:
@@ -96,12 +105,8 @@ def _heading(n: Notification) -> str:
     return one_line(f"{prefix}{n.account_label} · {alert_title(n)} · {n.band}")
 
 
-def _html_document(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head>\n"
-        f'<body style="font-family:sans-serif;font-size:14px">\n{body}\n</body></html>\n'
-    )
+def _render(template: str, **context: Any) -> str:
+    return _TEMPLATES.get_template(template).render(**context)
 
 
 def _is_at_risk(n: Notification) -> bool:
@@ -136,7 +141,8 @@ class EmailNotifier:
         # A grouped notification names every rule in it, the leading one first.
         msg["X-Tend-Rule"] = one_line(", ".join(i.rule for i in n.items) or n.rule)
         msg.set_content(render_text(n))
-        msg.add_alternative(_html_document(subject(n), _html_body(n)), subtype="html")
+        page = _render("alert.html", title=subject(n), view=_AlertView.of(n))
+        msg.add_alternative(page, subtype="html")
         return msg
 
     def build_digest(
@@ -167,17 +173,17 @@ class EmailNotifier:
         )
         greeting = f"Hello {csm_name}," if csm_name else "Hello,"
         text_parts = [greeting, "", title.removeprefix("[tend] "), ""]
-        html_parts = [f"<p>{html.escape(greeting)}</p>", f"<h2>{html.escape(title)}</h2>"]
+        html_sections = []
         for heading, items in sections:
             if not items:
                 continue
             text_parts += [heading.upper(), "=" * len(heading), ""]
-            html_parts.append(f"<h3>{html.escape(heading)}</h3>")
+            accounts = []
             for _account_id, alerts in _by_account_mrr(items):
                 for n in alerts:
                     text_parts += [render_text(n).rstrip(), "-" * 40, ""]
-                    html_parts.append(_html_body(n, heading_level=4))
-                html_parts.append("<hr>")
+                accounts.append([_AlertView.of(n) for n in alerts])
+            html_sections.append({"heading": heading, "accounts": accounts})
         msg = _base_message(
             self.settings,
             [csm],
@@ -192,7 +198,8 @@ class EmailNotifier:
             ),
         )
         msg.set_content("\n".join(text_parts) + "\n")
-        msg.add_alternative(_html_document(title, "\n".join(html_parts)), subtype="html")
+        page = _render("digest.html", title=title, greeting=greeting, sections=html_sections)
+        msg.add_alternative(page, subtype="html")
         return msg
 
     # -- sending ----------------------------------------------------------------------------
