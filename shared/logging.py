@@ -23,12 +23,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TextIO, cast, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, cast, get_args
 
 from pydantic import BaseModel, SecretStr
 
 from shared.db.keys import KEY_PREFIX
 from shared.redact import MASK, RedactingFormatter, mask_text
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 LogFormat = Literal["text", "json", "auto"]
 LOG_FORMATS: Final = get_args(LogFormat)
@@ -211,7 +214,7 @@ class JsonFormatter(logging.Formatter):
 
 def resolve_format(fmt: str | None, stream: TextIO) -> Literal["text", "json"]:
     """``fmt`` (or ``TEND_LOG_FORMAT``, or auto) as the format the lines are written in."""
-    chosen = (fmt or os.environ.get("TEND_LOG_FORMAT") or "auto").strip().lower()
+    chosen = fmt or os.environ.get("TEND_LOG_FORMAT") or "auto"
     if chosen not in LOG_FORMATS:
         raise ValueError(f"TEND_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {chosen!r}")
     if chosen == "auto":
@@ -291,3 +294,14 @@ def setup_logging(
         )
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+def configure_logging(settings: Settings, service: str) -> None:
+    """:func:`setup_logging` as ``settings`` ask (``TEND_LOG_LEVEL``, ``TEND_LOG_FORMAT``),
+    lines marked with ``service``, the settings' secrets masked by value."""
+    setup_logging(
+        settings.log_level,
+        service=service,
+        fmt=settings.log_format,
+        secrets=secrets_of(settings),
+    )
