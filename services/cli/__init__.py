@@ -1,10 +1,10 @@
 """The ``tend`` command line: one console script, one sub-command per process or admin task.
 
 This package is the only place that wires services together. One module per command group:
-:mod:`~services.cli.serve` (the service processes), :mod:`~services.cli.up` (everything in one
-process), :mod:`~services.cli.admin` (migrate, keys, accounts), :mod:`~services.cli.demo`,
-:mod:`~services.cli.report`, :mod:`~services.cli.rescore`; what they share is in
-:mod:`~services.cli.common`.
+:mod:`~services.cli.serve` (the service processes: ingest, scorer, alerts, web),
+:mod:`~services.cli.up` (everything in one process), :mod:`~services.cli.admin` (migrate, keys,
+accounts), :mod:`~services.cli.demo`, :mod:`~services.cli.report`, :mod:`~services.cli.rescore`;
+what they share is in :mod:`~services.cli.common`.
 
 Adding a sub-command: write a ``@click.command()`` in the module of its group and register it
 below with ``main.add_command``; read configuration through
@@ -26,7 +26,7 @@ from services.cli.common import TendGroup
 from services.cli.demo import demo
 from services.cli.report import report
 from services.cli.rescore import rescore
-from services.cli.serve import alerts, ingest, scorer
+from services.cli.serve import alerts, ingest, scorer, web
 from services.cli.up import embedded_services, up
 
 __all__ = ["embedded_services", "main"]
@@ -42,6 +42,5 @@ def main() -> None:
     """
 
 
-# In the order of the original module, which `tend --help` lists alphabetically anyway.
-for command in (migrate, keys, ingest, up, scorer, alerts, rescore, accounts, demo, report):
+for command in (migrate, keys, ingest, up, scorer, alerts, web, rescore, accounts, demo, report):
     main.add_command(command)
