@@ -5,14 +5,17 @@ the settings, its own services, the scrape config, Grafana's provisioning and th
 
 from __future__ import annotations
 
-import json
+import importlib.metadata
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from pydantic import BaseModel
 
 from shared.settings import Settings
@@ -20,11 +23,7 @@ from tests.ops.conftest import DEPLOY, REPO, tool
 
 COMPOSE = DEPLOY / "compose.yaml"
 PROMETHEUS = DEPLOY / "prometheus"
-TEND_SERVICES = ("ingest", "scorer", "alerts", "web")
-CONSUMERS = ("scorer", "alerts")
-"""Kafka consumers: they serve only /healthz, /readyz and /metrics, so publish no port."""
-PUBLIC = {"ingest": 8000, "web": 8003}
-"""What people and clients reach: SDKs send to ingest; the APIs and the console are web's."""
+TEND_SERVICES = ("ingest", "scorer", "alerts")
 REQUIRED_SECRETS = (
     "TEND_API_TOKEN",
     "POSTGRES_PASSWORD",
@@ -147,40 +146,11 @@ class TestCompose:
         for name in TEND_SERVICES:
             service = all_services[name]
             assert depends_on(service)["migrate"] == "service_completed_successfully", name
-            assert depends_on(service)["postgres"] == "service_healthy", name
-            # The web service needs only the database: it starts (and answers) without Kafka.
-            if name == "web":
-                assert "kafka" not in depends_on(service), name
-                assert "TEND_KAFKA_BOOTSTRAP" in service["environment"]  # shared, unused
-            else:
-                assert depends_on(service)["kafka"] == "service_healthy", name
+            assert depends_on(service)["kafka"] == "service_healthy", name
             assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
             assert f"127.0.0.1:{port_of(service)}/" in " ".join(service["healthcheck"]["test"])
             assert service["command"][0] == name
         assert all_services["scorer"]["deploy"]["replicas"] == 2
-
-    def test_only_ingest_and_web_publish_their_ports(self) -> None:
-        s = services()
-        for name, port in PUBLIC.items():
-            assert f"{port}:{port}" in s[name]["ports"], name
-            assert port_of(s[name]) == port, name
-        for name in CONSUMERS:
-            assert "ports" not in s[name], f"{name} serves only ops routes; publish nothing"
-
-    def test_the_console_url_points_at_the_web_service(self) -> None:
-        s = services()
-        for name in TEND_SERVICES:
-            url = s[name]["environment"]["TEND_CONSOLE_URL"]
-            assert url.endswith(f":{PUBLIC['web']}/console}}"), (name, url)
-        assert "--workers" in s["web"]["command"]  # scaled like ingest
-
-    def test_dashboards_link_to_the_console(self) -> None:
-        console = PUBLIC["web"]
-        for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
-            dashboard = json.loads(path.read_text())
-            [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "console_url"]
-            assert variable["query"] == f"http://localhost:{console}/console", path.name
-            assert any(link["url"] == "${console_url}/" for link in dashboard["links"]), path.name
 
     def test_kafka_runs_in_kraft_mode_and_postgres_keeps_a_volume(self) -> None:
         s = services()
@@ -260,11 +230,97 @@ class TestDockerfile:
         for package in ("shared", "services", "migrations"):
             assert f"COPY {package} " in text, package
 
-    def test_the_image_exposes_every_service_port(self) -> None:
+
+LOCK = REPO / "requirements.lock"
+DEV_LOCK = REPO / "requirements-dev.lock"
+PIN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;]+)(?:\s*;\s*(?P<marker>.+))?$"
+)
+
+
+def pins(path: Path) -> dict[str, tuple[str, str | None]]:
+    """name -> (exact version, environment marker) of a lock file; any other requirement line
+    (a range, a URL, an editable) fails the test."""
+    found: dict[str, tuple[str, str | None]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = PIN.match(line)
+        assert match, f"{path.name}: not an exact pin: {line!r}"
+        found[canonicalize_name(match["name"])] = (match["version"], match["marker"])
+    return found
+
+
+def project_requirements(extra: str | None = None) -> list[Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    listed = project["optional-dependencies"][extra] if extra else project["dependencies"]
+    return [Requirement(r) for r in listed]
+
+
+def closure(roots: list[Requirement]) -> set[str]:
+    """The packages ``roots`` need on this interpreter, transitively, their extras included,
+    as the installed distributions' metadata says."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = list(roots)
+    while todo:
+        req = todo.pop()
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for spec in importlib.metadata.requires(req.name) or []:
+            sub = Requirement(spec)
+            extras = req.extras or {""}
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(sub)
+    return {name for name, _ in seen}
+
+
+@pytest.mark.unit
+class TestLockFiles:
+    """pyproject keeps ranges; the locks pin one exact version of everything (bash scripts/lock
+    writes them, README "Reproducible builds")."""
+
+    @pytest.mark.parametrize(("lock", "extra"), [(LOCK, None), (DEV_LOCK, None), (DEV_LOCK, "dev")])
+    def test_every_dependency_is_pinned_within_its_range(
+        self, lock: Path, extra: str | None
+    ) -> None:
+        locked = pins(lock)
+        for req in project_requirements(extra):
+            name = canonicalize_name(req.name)
+            assert name in locked, f"{req.name} is in pyproject.toml but not in {lock.name}"
+            version, _ = locked[name]
+            assert req.specifier.contains(version, prereleases=True), (lock.name, str(req), version)
+
+    def test_transitive_dependencies_are_pinned_too(self) -> None:
+        missing = closure(project_requirements()) - set(pins(LOCK))
+        assert missing == set(), f"not in requirements.lock: {sorted(missing)}"
+
+    def test_the_dev_lock_has_the_runtime_pins(self) -> None:
+        dev = {n: v for n, (v, _) in pins(DEV_LOCK).items()}
+        runtime = {n: v for n, (v, _) in pins(LOCK).items()}
+        assert {n: (v, dev.get(n)) for n, v in runtime.items() if dev.get(n) != v} == {}
+
+    def test_the_locks_say_how_they_are_made(self) -> None:
+        for lock in (LOCK, DEV_LOCK):
+            assert "bash scripts/lock" in lock.read_text().split("\n", 3)[1], lock.name
+        assert "pip compile pyproject.toml" in (REPO / "scripts" / "lock").read_text()
+
+    def test_the_image_installs_from_the_lock(self) -> None:
         text = (REPO / "Dockerfile").read_text()
-        [exposed] = re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)
-        ports = {port_of(s) for name, s in services().items() if name in TEND_SERVICES}
-        assert ports == {int(p) for p in exposed.split()}
+        runs = [
+            " ".join(m.split()) for m in re.findall(r"^RUN\s+((?:.*\\\n)*.*)$", text, re.MULTILINE)
+        ]
+        installs = [r for r in runs if "pip install" in r]
+        assert any("-r requirements.lock" in r for r in installs), installs
+        assert "COPY requirements.lock " in text
+        project = [r for r in installs if "-r requirements.lock" not in r]
+        # The project itself adds nothing the lock did not pin.
+        assert project and all("--no-deps" in r for r in project), project
+        assert installs.index(next(r for r in installs if "requirements.lock" in r)) < (
+            installs.index(project[0])
+        )
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_SECRETS))
