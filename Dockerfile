@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for every tend process: `tend migrate`, `tend ingest`, `tend scorer`, `tend alerts`.
+# One image for every tend process: `tend migrate`, `tend ingest`, `tend scorer`, `tend alerts`,
+# `tend web`.
 #   docker build -t tend .        (deploy/compose.yaml builds it for you)
 
 # -- build: the project and its dependencies in a virtual environment -------------------------
@@ -31,9 +32,9 @@ ENV PATH=/opt/tend/bin:$PATH \
     HEALTHCHECK_PORT=8000
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8000 8001 8002
+EXPOSE 8000 8001 8002 8003
 # Liveness of whichever service runs here; set HEALTHCHECK_PORT to its port (8001 scorer,
-# 8002 alerts). `tend migrate` is one-shot and has no health to check.
+# 8002 alerts, 8003 web). `tend migrate` is one-shot and has no health to check.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['HEALTHCHECK_PORT'], timeout=2)"]
 ENTRYPOINT ["tend"]

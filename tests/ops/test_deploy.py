@@ -6,6 +6,7 @@ the settings, its own services, the scrape config, Grafana's provisioning and th
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
 import subprocess
 import tomllib
@@ -23,7 +24,11 @@ from tests.ops.conftest import DEPLOY, REPO, tool
 
 COMPOSE = DEPLOY / "compose.yaml"
 PROMETHEUS = DEPLOY / "prometheus"
-TEND_SERVICES = ("ingest", "scorer", "alerts")
+TEND_SERVICES = ("ingest", "scorer", "alerts", "web")
+CONSUMERS = ("scorer", "alerts")
+"""Kafka consumers: they serve only /healthz, /readyz and /metrics, so publish no port."""
+PUBLIC = {"ingest": 8000, "web": 8003}
+"""What people and clients reach: SDKs send to ingest; the APIs and the console are web's."""
 REQUIRED_SECRETS = (
     "TEND_API_TOKEN",
     "POSTGRES_PASSWORD",
@@ -146,11 +151,40 @@ class TestCompose:
         for name in TEND_SERVICES:
             service = all_services[name]
             assert depends_on(service)["migrate"] == "service_completed_successfully", name
-            assert depends_on(service)["kafka"] == "service_healthy", name
+            assert depends_on(service)["postgres"] == "service_healthy", name
+            # The web service needs only the database: it starts (and answers) without Kafka.
+            if name == "web":
+                assert "kafka" not in depends_on(service), name
+                assert "TEND_KAFKA_BOOTSTRAP" in service["environment"]  # shared, unused
+            else:
+                assert depends_on(service)["kafka"] == "service_healthy", name
             assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
             assert f"127.0.0.1:{port_of(service)}/" in " ".join(service["healthcheck"]["test"])
             assert service["command"][0] == name
         assert all_services["scorer"]["deploy"]["replicas"] == 2
+
+    def test_only_ingest_and_web_publish_their_ports(self) -> None:
+        s = services()
+        for name, port in PUBLIC.items():
+            assert f"{port}:{port}" in s[name]["ports"], name
+            assert port_of(s[name]) == port, name
+        for name in CONSUMERS:
+            assert "ports" not in s[name], f"{name} serves only ops routes; publish nothing"
+
+    def test_the_console_url_points_at_the_web_service(self) -> None:
+        s = services()
+        for name in TEND_SERVICES:
+            url = s[name]["environment"]["TEND_CONSOLE_URL"]
+            assert url.endswith(f":{PUBLIC['web']}/console}}"), (name, url)
+        assert "--workers" in s["web"]["command"]  # scaled like ingest
+
+    def test_dashboards_link_to_the_console(self) -> None:
+        console = PUBLIC["web"]
+        for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+            dashboard = json.loads(path.read_text())
+            [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "console_url"]
+            assert variable["query"] == f"http://localhost:{console}/console", path.name
+            assert any(link["url"] == "${console_url}/" for link in dashboard["links"]), path.name
 
     def test_kafka_runs_in_kraft_mode_and_postgres_keeps_a_volume(self) -> None:
         s = services()
@@ -321,6 +355,12 @@ class TestLockFiles:
         assert installs.index(next(r for r in installs if "requirements.lock" in r)) < (
             installs.index(project[0])
         )
+
+    def test_the_image_exposes_every_service_port(self) -> None:
+        text = (REPO / "Dockerfile").read_text()
+        [exposed] = re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)
+        ports = {port_of(s) for name, s in services().items() if name in TEND_SERVICES}
+        assert ports == {int(p) for p in exposed.split()}
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_SECRETS))
