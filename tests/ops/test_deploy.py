@@ -264,6 +264,12 @@ class TestDockerfile:
         for package in ("shared", "services", "migrations"):
             assert f"COPY {package} " in text, package
 
+    def test_the_image_exposes_every_service_port(self) -> None:
+        text = (REPO / "Dockerfile").read_text()
+        [exposed] = re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)
+        ports = {port_of(s) for name, s in services().items() if name in TEND_SERVICES}
+        assert ports == {int(p) for p in exposed.split()}
+
 
 LOCK = REPO / "requirements.lock"
 DEV_LOCK = REPO / "requirements-dev.lock"
@@ -355,12 +361,6 @@ class TestLockFiles:
         assert installs.index(next(r for r in installs if "requirements.lock" in r)) < (
             installs.index(project[0])
         )
-
-    def test_the_image_exposes_every_service_port(self) -> None:
-        text = (REPO / "Dockerfile").read_text()
-        [exposed] = re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)
-        ports = {port_of(s) for name, s in services().items() if name in TEND_SERVICES}
-        assert ports == {int(p) for p in exposed.split()}
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_SECRETS))
