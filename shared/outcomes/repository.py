@@ -164,11 +164,12 @@ class OutcomeRepository:
         return [StageChange(r.effective_on, r.stage) for r in result]
 
     async def histories(
-        self, account_ids: Sequence[str] | None = None, *, derive: bool = False
+        self, account_ids: Sequence[str] | None = None, *, stored: bool = False
     ) -> list[AccountHistory]:
-        """Accounts with their outcomes and MRR history, for the retention maths. The MRR
-        history is the stored one, or derived afresh with ``derive`` (what :meth:`rebuild`
-        writes)."""
+        """Accounts (every one when None) with their outcomes and MRR history, for the
+        retention maths. The MRR history is derived afresh from the profile and outcomes as
+        they are now, or, with ``stored``, read from ``mrr_history`` as :meth:`rebuild` last
+        wrote it (an account never rebuilt has none there)."""
         query = select(
             ACCOUNTS.c.account_id,
             ACCOUNTS.c.created_at,
@@ -183,17 +184,17 @@ class OutcomeRepository:
         by_account: dict[str, list[CustomerOutcome]] = {}
         for o in await self._outcomes(None if account_ids is None else ids):
             by_account.setdefault(o.account_id, []).append(o)
-        stored: dict[str, list[MrrPoint]] = {}
-        if not derive:
-            stored = await self._stored_mrr(None if account_ids is None else ids)
+        kept: dict[str, list[MrrPoint]] = {}
+        if stored:
+            kept = await self._stored_mrr(None if account_ids is None else ids)
         out = []
         for p in sorted(profiles, key=lambda p: p.account_id):
             outcomes = tuple(in_day_order(by_account.get(p.account_id, [])))
             start = account_start(p.created_at, p.first_seen, outcomes)
-            if derive:
-                points = derive_mrr_history(outcomes, profile_mrr=p.mrr, start=start)
+            if stored:
+                points = kept.get(p.account_id, [])
             else:
-                points = stored.get(p.account_id, [])
+                points = derive_mrr_history(outcomes, profile_mrr=p.mrr, start=start)
             out.append(
                 AccountHistory(
                     account_id=p.account_id,
@@ -219,7 +220,7 @@ class OutcomeRepository:
         (every account when None) with what their profile and outcomes give today; returns the
         number of accounts rebuilt. Stages move with time (New ends, a Renewal window opens),
         so this is also what a daily job calls."""
-        histories = await self.histories(account_ids, derive=True)
+        histories = await self.histories(account_ids)
         ids = [h.account_id for h in histories]
         for chunk in _chunks(ids):
             await self.session.execute(
