@@ -54,6 +54,7 @@ _MONEY = ("mrr_lost", "new_mrr", "mrr_delta")
 _DATES = ("effective_on", "new_term_end")
 _MAX_SHOWN = 50
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +118,11 @@ def _parse_money(value: Any) -> float:
     if isinstance(value, int | float):
         number = float(value)
     elif isinstance(value, str):
+        text = value.strip()
+        if _GROUPED.fullmatch(text):  # 1,250.50; but "1,5" is refused, not read as 15
+            text = text.replace(",", "")
         try:
-            number = float(value.strip().replace(",", ""))
+            number = float(text)
         except ValueError:
             raise ValueError(
                 f"{value!r} is not a number (write 1200.50, no currency sign)"
@@ -172,10 +176,13 @@ def _parse_row(
     for name in REQUIRED_COLUMNS:
         if name not in parsed and name not in bad:
             problems.append(ImportProblem(row, name, "is required", unit))
-    if problems:
+    if any(name not in parsed for name in REQUIRED_COLUMNS):
         return None, problems
+    # Check the kind's rules too, but say nothing more of a field already refused.
     outcome = CustomerOutcome(**parsed, source=source)
-    problems.extend(ImportProblem(row, f, msg, unit) for f, msg in outcome_problems(outcome))
+    problems.extend(
+        ImportProblem(row, f, msg, unit) for f, msg in outcome_problems(outcome) if f not in bad
+    )
     return (None if problems else outcome), problems
 
 

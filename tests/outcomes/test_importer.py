@@ -81,6 +81,8 @@ class TestCsv:
             ("a,expansion,2026-01-01,,,,,-5", "mrr_delta"),  # wrong sign
             ("a,contraction,2026-01-01,,,,,5", "mrr_delta"),
             ("a,expansion,2026-01-01,,,,,$5", "mrr_delta"),
+            ('a,expansion,2026-01-01,,,,,"1,5"', "mrr_delta"),  # a decimal comma, not 15
+            ('a,expansion,2026-01-01,,,,,"12,50,0"', "mrr_delta"),
             ("a,expansion,2026-01-01,,,,,nan", "mrr_delta"),
             ("a,expansion,2026-01-01,,,,,1e13", "mrr_delta"),
             ("a,expansion,2026-01-01,,,100,,5", "new_mrr"),  # not used by an expansion
@@ -107,6 +109,10 @@ class TestCsv:
             "c,expansion,2026-01-01\n"
         )
         assert problems_of(text) == [(2, "mrr_delta"), (3, "kind"), (3, "effective_on"), (4, None)]
+
+    def test_a_refused_value_and_the_kinds_rules_together(self) -> None:
+        text = "account_id,kind,effective_on,mrr_lost,new_mrr\na,cancellation,2026-01-01,x,5\n"
+        assert problems_of(text) == [(2, "mrr_lost"), (2, "reason"), (2, "new_mrr")]
 
     def test_a_natural_key_twice_names_both_lines(self) -> None:
         text = (
