@@ -188,6 +188,15 @@ class BatchConsumer(Generic[T]):
         self._next: dict[TopicPartition, int] = {}
         self.batches_committed = 0
         self._lag_checked_at = -self.lag_interval_s
+        self._ids: dict[str, object] = {"group": group_id}
+        """What every log line of this runner concerns (JSON logs carry it as fields)."""
+
+    def _record_ids(self, rec: Record) -> dict[str, object]:
+        ids = {**self._ids, "topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
+        if rec.key is not None:
+            # Every topic is keyed by account id.
+            ids["account_id"] = rec.key.decode("utf-8", "replace")
+        return ids
 
     async def _on_assign(self, tps: set[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -204,10 +213,17 @@ class BatchConsumer(Generic[T]):
             except Exception:
                 wait = delay()
                 log.exception(
-                    "group=%s cannot read stored offsets; retrying in %.1fs", self.group_id, wait
+                    "group=%s cannot read stored offsets; retrying in %.1fs",
+                    self.group_id,
+                    wait,
+                    extra=self._ids,
                 )
                 if await sleep_or_stop(self._stop, wait):
-                    log.warning("group=%s stopping before its offsets were read", self.group_id)
+                    log.warning(
+                        "group=%s stopping before its offsets were read",
+                        self.group_id,
+                        extra=self._ids,
+                    )
                     return
         for tp in tps:
             # The database is the truth: a partition it has no offset for starts at the
@@ -223,6 +239,7 @@ class BatchConsumer(Generic[T]):
             self.group_id,
             sorted((tp.topic, tp.partition) for tp in tps),
             {f"{tp.topic}[{tp.partition}]": o for tp, o in stored.items()},
+            extra=self._ids,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -248,6 +265,7 @@ class BatchConsumer(Generic[T]):
                         self.group_id,
                         wait,
                         exc_info=True,
+                        extra=self._ids,
                     )
                     await sleep_or_stop(stop, wait)
                     continue
@@ -323,6 +341,7 @@ class BatchConsumer(Generic[T]):
                     self.group_id,
                     len(batch),
                     wait,
+                    extra={**self._ids, "records": len(batch)},
                 )
                 if await sleep_or_stop(stop, wait):
                     log.warning(
@@ -330,6 +349,7 @@ class BatchConsumer(Generic[T]):
                         "they are read again on the next start",
                         self.group_id,
                         len(batch),
+                        extra={**self._ids, "records": len(batch)},
                     )
                     return
         metrics.BATCH_SIZE.labels(self.group_id).observe(len(batch))
@@ -344,6 +364,7 @@ class BatchConsumer(Generic[T]):
                 "group=%s bus commit failed; offsets are safe in the database",
                 self.group_id,
                 exc_info=True,
+                extra=self._ids,
             )
         await self.handler.after_commit([item for _, item in decoded])
 
@@ -404,7 +425,10 @@ class BatchConsumer(Generic[T]):
             raise
         except Exception:
             log.warning(
-                "group=%s looking for the refused record failed", self.group_id, exc_info=True
+                "group=%s looking for the refused record failed",
+                self.group_id,
+                exc_info=True,
+                extra=self._ids,
             )
             return []
         for rec, _, e in refused:
@@ -416,12 +440,14 @@ class BatchConsumer(Generic[T]):
                 rec.partition,
                 rec.offset,
                 describe_error(e),
+                extra=self._record_ids(rec),
             )
         if not refused:
             log.error(
                 "group=%s a batch of %d fails with a data error but no record fails alone",
                 self.group_id,
                 len(decoded),
+                extra={**self._ids, "records": len(decoded)},
             )
         return refused
 
@@ -434,7 +460,12 @@ class BatchConsumer(Generic[T]):
         try:
             progress = await consumer.progress()
         except Exception:
-            log.debug("group=%s could not read consumer lag", self.group_id, exc_info=True)
+            log.debug(
+                "group=%s could not read consumer lag",
+                self.group_id,
+                exc_info=True,
+                extra=self._ids,
+            )
             return
         for tp, (position, end) in progress.items():
             if position > end:
@@ -455,6 +486,7 @@ class BatchConsumer(Generic[T]):
             position,
             end,
             self.out_of_range,
+            extra={**self._ids, "topic": tp.topic, "partition": tp.partition, "offset": position},
         )
         # The offsets below the old position are new records now, not committed ones.
         self._next[tp] = 0
@@ -489,4 +521,5 @@ class BatchConsumer(Generic[T]):
                 rec.partition,
                 rec.offset,
                 err,
+                extra=self._record_ids(rec),
             )
