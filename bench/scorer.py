@@ -50,7 +50,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
 from services.scorer.consumer import GROUP_ID, ScorerService  # noqa: E402
-from services.scorer.sweep import Rescorer  # noqa: E402
+from services.scorer.rescorer import Rescorer  # noqa: E402
 from shared import topics  # noqa: E402
 from shared.bus import Message, TopicSpec  # noqa: E402
 from shared.bus.kafka import KafkaBus  # noqa: E402

@@ -99,9 +99,9 @@ def tend_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
 def tend_up_openapi() -> dict[str, Any]:
     """The OpenAPI document of the app `tend up` serves, built in-process the way `tend up`
     builds it (the fixture checks that the running server serves the same)."""
-    from services.alerts.api import router as alerts_router
     from services.ingest.app import create_app
-    from services.scorer.api import router as accounts_router
+    from services.web.api.accounts import router as accounts_router
+    from services.web.api.alerts import router as alerts_router
     from shared.config import TendConfig
     from shared.settings import Settings
 

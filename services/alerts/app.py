@@ -1,5 +1,6 @@
 """The alerts process (``tend alerts``): the consumer of ``tend.scores.v1`` and the dispatcher in
-the background, plus the alerts API, health, readiness and metrics on one port."""
+the background, with health, readiness and metrics (its only routes: the alerts API and the
+console are the web service's, ``tend web``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.api import router
 from services.alerts.consumer import AlertsService
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers import EmailNotifier, Notifier, SlackNotifier, SmtpSettings
@@ -35,9 +35,6 @@ def create_app(
     """The alerts app. Its lifespan opens the database and the bus, creates missing topics and
     runs :class:`AlertsService` until shutdown, when the consumer drains and commits."""
     tend_config = config if config is not None else load_config(settings.config)
-    if settings.api_token is None:
-        log.warning("TEND_API_TOKEN is not set: the alerts API refuses every request")
-
     lifespan = service_lifespan(
         settings,
         bus,
@@ -48,10 +45,6 @@ def create_app(
     )
 
     app = FastAPI(title="tend alerts", version="1", lifespan=lifespan)
-    app.state.api_token = settings.api_token.get_secret_value() if settings.api_token else None
-    if clock is not None:
-        app.state.clock = clock
-    app.include_router(router)
     add_ops_routes(app)
     return app
 

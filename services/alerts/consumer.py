@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import metrics as alert_metrics
 from services.alerts.dispatcher import Dispatcher
-from services.alerts.lifecycle import AlertState, Episode, present, replay
 from services.alerts.notifiers.base import Notification, NotificationKind
 from services.alerts.routing import (
     DIGEST_CHANNEL,
@@ -38,10 +37,11 @@ from services.alerts.state import (
     decode_states,
     encode_states,
     group_notification,
-    state_of,
 )
 from shared import topics
 from shared.alert_rules import RuleName, RulesConfig
+from shared.alerting.lifecycle import AlertState, Episode, present, replay
+from shared.alerting.state import state_of
 from shared.bus.base import Bus, Producer, Record
 from shared.clock import Clock
 from shared.consumer import BatchConsumer, PoisonRecord, RunnerOptions

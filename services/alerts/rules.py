@@ -7,7 +7,7 @@ to judge (unknown seats, no trend yet, no history) returns nothing rather than a
 does not hold, so missing data never fires an alert and never resolves one either.
 
 :func:`evaluate` runs every enabled rule; the caller feeds each finding to
-:func:`services.alerts.lifecycle.transition`, which counts consecutive holds and clears.
+:func:`shared.alerting.lifecycle.transition`, which counts consecutive holds and clears.
 No I/O and no clock here: "today" is the snapshot's ``as_of``.
 """
 

@@ -1,13 +1,14 @@
-"""Alert state and the notification outbox in the database.
+"""The alerts consumer's side of alert state: day states, episodes, score history, the outbox.
 
 :class:`AlertRepository` holds the queries. It never commits: the consumer's flush (one
-transaction with the partition offsets) or the API request commits, so an alert transition and
-the outbox rows it asks for are written together or not at all.
+transaction with the partition offsets) commits, so an alert transition and the outbox rows it
+asks for are written together or not at all. Reading and writing a row's life-cycle state and
+manual moves (the web service's side) live in :mod:`shared.alerting.state`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -15,42 +16,20 @@ from urllib.parse import quote
 from sqlalchemy import Table, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts.lifecycle import ACTIVE, AlertState, DayState, Episode, LifecycleError
 from services.alerts.notifiers.base import Notification, NotificationItem, NotificationKind
 from services.alerts.rules import Finding, ScorePoint
+from shared.alerting.lifecycle import AlertState, DayState, Episode
+from shared.alerting.state import AlertKey, lock_account_alerts, set_state
 from shared.db.models import Alert, AlertEpisode, AlertNotification, AlertScorePoint
 from shared.db.upsert import insert_for, upsert
 from shared.scores import ScoreMessage
 
 __all__ = [
-    "STATE_FIELDS",
-    "AlertKey",
     "AlertRepository",
     "build_notification",
     "console_link",
     "group_notification",
-    "set_state",
-    "state_of",
 ]
-
-AlertKey = tuple[str, str, str]
-"""(account_id, rule, feature)"""
-
-STATE_FIELDS: tuple[str, ...] = tuple(AlertState.model_fields)
-
-
-def state_of(row: Alert) -> AlertState:
-    return AlertState.model_validate({name: getattr(row, name) for name in STATE_FIELDS})
-
-
-def set_state(row: Alert, state: AlertState, now: datetime) -> None:
-    for name in STATE_FIELDS:
-        setattr(row, name, getattr(state, name))
-    row.updated_at = now
-
-
-def key_of(row: Alert) -> AlertKey:
-    return (row.account_id, row.rule, row.feature)
 
 
 def state_key(rule: str, feature: str) -> str:
@@ -198,14 +177,8 @@ class AlertRepository:
         self, session: AsyncSession, account_ids: Iterable[str]
     ) -> dict[AlertKey, Alert]:
         """Every alert row of these accounts, locked until the transaction ends, so a manual
-        move from the API waits for the batch instead of being overwritten by it."""
-        ids = sorted(set(account_ids))
-        if not ids:
-            return {}
-        rows = await session.scalars(
-            select(Alert).where(Alert.account_id.in_(ids)).order_by(Alert.id).with_for_update()
-        )
-        return {key_of(r): r for r in rows}
+        move from the API or the console waits for the batch instead of being overwritten."""
+        return await lock_account_alerts(session, account_ids)
 
     async def days(
         self, session: AsyncSession, since: Mapping[str, date]
@@ -426,74 +399,6 @@ class AlertRepository:
         ]
         session.add_all(outbox)
         return outbox
-
-    # -- the API's side ----------------------------------------------------------------------
-
-    async def move_incident(
-        self,
-        session: AsyncSession,
-        account_id: str,
-        move: Callable[[AlertState, datetime], AlertState],
-        now: datetime,
-    ) -> list[Alert]:
-        """Apply a manual move to every active alert of an account (its incident), locked;
-        one the move makes no sense for (acknowledging an acknowledged one) stays as it is.
-        Returns the account's active alerts before the move (none: nothing to move)."""
-        rows = await self.load(session, [account_id])
-        active = [r for r in rows.values() if r.status in ACTIVE]
-        for row in active:
-            try:
-                set_state(row, move(state_of(row), now), now)
-            except LifecycleError:
-                continue
-        return active
-
-    async def get(
-        self, session: AsyncSession, alert_id: int, *, lock: bool = False
-    ) -> Alert | None:
-        stmt = select(Alert).where(Alert.id == alert_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        row: Alert | None = await session.scalar(stmt)
-        return row
-
-    async def search(
-        self,
-        session: AsyncSession,
-        *,
-        statuses: Sequence[str],
-        account: str | None = None,
-        rule: str | None = None,
-        csm: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[int, list[Alert]]:
-        conditions: list[Any] = [Alert.status.in_(list(statuses))]
-        if account:
-            conditions.append(Alert.account_id == account)
-        if rule:
-            conditions.append(Alert.rule == rule)
-        if csm:
-            conditions.append((Alert.csm_email == csm) | (Alert.csm_slack == csm))
-        total = await session.scalar(select(func.count()).select_from(Alert).where(*conditions))
-        rows = await session.scalars(
-            select(Alert)
-            .where(*conditions)
-            .order_by(Alert.updated_at.desc(), Alert.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        return int(total or 0), list(rows)
-
-    async def notifications_of(
-        self, session: AsyncSession, alert_id: int
-    ) -> list[AlertNotification]:
-        rows = await session.scalars(
-            select(AlertNotification)
-            .where(AlertNotification.alert_id == alert_id)
-            .order_by(AlertNotification.id)
-        )
-        return list(rows)
 
     # -- housekeeping ------------------------------------------------------------------------
 

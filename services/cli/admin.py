@@ -131,7 +131,7 @@ def accounts_import(file: Path) -> None:
     created_at, csm_email, csm_slack, champion (the user id of the account's champion).
     Nothing is imported when any line is invalid.
     """
-    from services.scorer.accounts_csv import AccountsCsvError, import_accounts, read_accounts_csv
+    from shared.accounts_csv import AccountsCsvError, import_accounts, read_accounts_csv
 
     settings = load_settings()
     try:

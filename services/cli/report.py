@@ -35,16 +35,9 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
     from email.message import EmailMessage
 
     from services.alerts.routing import Defaults, email_refusal
-    from services.scorer.report import (
-        MonthError,
-        build_report,
-        last_month,
-        parse_month,
-        render_html,
-        report_email,
-        report_filename,
-        send_reports,
-    )
+    from services.web.reports.build import MonthError, build_report, last_month, parse_month
+    from services.web.reports.render import render_html
+    from services.web.reports.send import report_email, report_filename, send_reports
     from shared.db.models import Account
 
     settings = load_settings()

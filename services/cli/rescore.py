@@ -46,7 +46,7 @@ def _parse_day(value: str | None) -> date | None:
 def rescore(as_of: str | None, dry_run: bool, config_path: Path | None) -> None:
     """Re-score every account now (or preview a new scoring model with --dry-run: both models
     as of the same day, band by band)."""
-    from services.scorer.sweep import Rescorer, describe
+    from services.scorer.rescorer import Rescorer, describe
     from shared.bus import create_bus
     from shared.clock import SystemClock
     from shared.db.session import create_engine, create_sessionmaker

@@ -217,10 +217,10 @@ def _api_token(settings: Settings) -> str:
 
 
 async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> None:
-    from services.alerts.api import router as alerts_router
-    from services.alerts.console.routes import router as console_router
     from services.ingest.app import create_app
-    from services.scorer.api import router as accounts_router
+    from services.web.api.accounts import router as accounts_router
+    from services.web.api.alerts import router as alerts_router
+    from services.web.console.routes import router as console_router
     from shared.bus import create_bus
     from shared.db.session import create_engine, create_sessionmaker
     from shared.service_app import bind_port

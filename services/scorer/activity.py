@@ -1,7 +1,7 @@
 """What the scorer knows about one account as of a date: the input of the pure scoring code.
 
 The repository builds these from the daily rollups with a few aggregate queries per chunk of
-accounts (never one query per account); :mod:`services.scorer.metrics` derives the rolling
+accounts (never one query per account); :mod:`services.scorer.usage` derives the rolling
 metrics from them and :mod:`services.scorer.scoring` the health score. Nothing here does I/O.
 
 Conventions: every window ends on ``as_of`` inclusive. "Last 28 days" is

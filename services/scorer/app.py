@@ -1,5 +1,5 @@
-"""The scorer process (``tend scorer``): the background consumer and re-scorer, plus the read
-API, health, readiness and metrics on one port."""
+"""The scorer process (``tend scorer``): the background consumer and re-scorer, with health,
+readiness and metrics (its only routes: the read API is the web service's, ``tend web``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.api import router
 from services.scorer.consumer import ScorerService
 from shared.bus import Bus
 from shared.bus.base import Producer
@@ -32,9 +31,6 @@ def create_app(
     """The scorer app. Its lifespan opens the database and the bus, creates missing topics
     and runs :class:`ScorerService` until shutdown, when the service drains and commits."""
     tend_config = config if config is not None else load_config(settings.config)
-    if settings.api_token is None:
-        log.warning("TEND_API_TOKEN is not set: the read API refuses every request")
-
     lifespan = service_lifespan(
         settings,
         bus,
@@ -45,8 +41,6 @@ def create_app(
     )
 
     app = FastAPI(title="tend scorer", version="1", lifespan=lifespan)
-    app.state.api_token = settings.api_token.get_secret_value() if settings.api_token else None
-    app.include_router(router)
     add_ops_routes(app)
     return app
 

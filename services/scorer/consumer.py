@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.sweep import Rescorer
+from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
 from shared import metrics, topics
 from shared.bus.base import Bus, Producer, Record

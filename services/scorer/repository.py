@@ -43,7 +43,7 @@ from services.scorer.activity import (
     FeatureActivity,
     UserWeeks,
 )
-from services.scorer.processor import ACCOUNT_FIELDS
+from shared.account_fields import ACCOUNT_FIELDS
 from shared.bus.base import TopicPartition
 from shared.db.models import (
     Account,

@@ -11,7 +11,8 @@ from sqlalchemy import Table, bindparam, case, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.scorer.processor import ACCOUNT_FIELDS, AccountDelta, EventDeltas, process_batch
+from services.scorer.processor import AccountDelta, EventDeltas, process_batch
+from shared.account_fields import ACCOUNT_FIELDS
 from shared.bus.base import TopicPartition
 from shared.db.models import (
     Account,

@@ -257,7 +257,7 @@ class Alert(Base):
     """The one alert row of an (account, rule, feature): its life-cycle state and latest facts.
 
     Re-evaluations update the row, never duplicate it; a new episode (fired again after a
-    resolve) reuses it. ``status`` and the counters are :class:`~services.alerts.lifecycle.
+    resolve) reuses it. ``status`` and the counters are :class:`~shared.alerting.lifecycle.
     AlertState`; ``none`` and ``pending`` rows are remembered conditions, not alerts yet.
     """
 

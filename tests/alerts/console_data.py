@@ -16,11 +16,11 @@ from fastapi import FastAPI
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.alerts.api import router as alerts_router
-from services.alerts.console.routes import router as console_router
-from services.scorer.api import router as accounts_router
-from services.scorer.sweep import Rescorer
+from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
+from services.web.api.accounts import router as accounts_router
+from services.web.api.alerts import router as alerts_router
+from services.web.console.routes import router as console_router
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
 from shared.db.models import Account, Alert

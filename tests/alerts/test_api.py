@@ -11,8 +11,8 @@ import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.api import router
 from services.alerts.consumer import AlertsHandler
+from services.web.api.alerts import router
 from shared.clock import FixedClock
 from tests.alerts.snapshots import (
     alerts_of,

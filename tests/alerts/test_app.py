@@ -1,5 +1,6 @@
-"""The alerts app (``tend alerts``) with its lifespan: consumer, dispatcher and API together on a
-database of its own, the in-process bus and a loopback Slack webhook."""
+"""The alerts app (``tend alerts``) with its lifespan: consumer and dispatcher on a database of
+its own, the in-process bus and a loopback Slack webhook; the alerts API (the web service's,
+``tend web``) lists and acknowledges what it decided, on the same database."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 
 from services.alerts.app import build_defaults, build_notifiers, create_app
 from services.cli import embedded_services
+from services.web.app import create_app as create_web_app
 from shared import topics
 from shared.bus.base import Message
 from shared.bus.memory import InProcessBus
@@ -97,9 +99,9 @@ class TestApp:
                     if slack.requests:
                         break
                     await asyncio.sleep(0.05)
-                transport = httpx.ASGITransport(app=app)
+                web = create_web_app(settings, sessions=create_sessionmaker(engine))
                 async with httpx.AsyncClient(
-                    transport=transport,
+                    transport=httpx.ASGITransport(app=web),
                     base_url="http://t",
                     headers={"Authorization": "Bearer alerts-app-test-token-0123456789a"},
                 ) as client:
@@ -108,7 +110,10 @@ class TestApp:
                     assert (alert["rule"], alert["status"]) == ("dormant", "open")
                     r = await client.post(f"/v1/alerts/{alert['id']}/ack")
                     assert r.json()["status"] == "acknowledged"
-                    assert (await client.get("/readyz")).status_code == 200
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as ops:
+                    assert (await ops.get("/readyz")).status_code == 200
+                    assert (await ops.get("/v1/alerts")).status_code == 404
         finally:
             await producer.stop()
             await bus.close()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from services.alerts.console import auth
+from services.web.console import auth
 from tests.alerts.console_data import ANA, BEN, TOKEN, Seeded, build_app, seed
 from tests.scorer.synthetic import Archetype
 

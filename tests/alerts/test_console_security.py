@@ -16,11 +16,11 @@ from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.api import router as alerts_router
-from services.alerts.console import auth
-from services.alerts.console.routes import SECURITY_HEADERS
-from services.alerts.console.routes import router as console_router
 from services.cli import main
+from services.web.api.alerts import router as alerts_router
+from services.web.console import auth
+from services.web.console.routes import SECURITY_HEADERS
+from services.web.console.routes import router as console_router
 from shared.db.models import ConsoleSignIn
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import MIN_API_TOKEN_CHARS, ConsoleSettings, Settings

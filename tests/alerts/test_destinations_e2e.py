@@ -20,8 +20,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.alerts.routing import Defaults
-from services.scorer.accounts_csv import AccountRow, import_accounts
 from shared import topics
+from shared.accounts_csv import AccountRow, import_accounts
 from shared.db.models import Account
 from shared.events import CanonicalEvent
 from tests.alerts.servers import SlackWebhookServer, SmtpServer

@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import metrics as alert_metrics
 from services.alerts.dispatcher import Dispatcher
-from services.alerts.lifecycle import AlertState, Status
 from services.alerts.notifiers.base import DeliveryResult, Notification, NotificationKind
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
 from services.alerts.rules import Finding
 from services.alerts.state import AlertRepository, build_notification
+from shared.alerting.lifecycle import AlertState, Status
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
 from shared.db.models import Alert, AlertNotification

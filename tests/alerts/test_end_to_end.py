@@ -21,7 +21,7 @@ from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
 from services.alerts.routing import Defaults
-from services.scorer.sweep import Rescorer
+from services.scorer.rescorer import Rescorer
 from shared import topics
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.alerts.lifecycle import (
+from shared.alert_rules import Policy, RulesConfig
+from shared.alerting.lifecycle import (
     Action,
     AlertState,
     DayState,
@@ -23,7 +24,6 @@ from services.alerts.lifecycle import (
     snooze,
     step_day,
 )
-from shared.alert_rules import Policy, RulesConfig
 from shared.config import parse_config
 
 pytestmark = pytest.mark.unit

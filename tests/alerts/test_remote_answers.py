@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.api import router
 from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
+from services.web.api.alerts import router
 from shared.clock import FixedClock
 from shared.db.models import Alert, AlertNotification
 from shared.db.session import create_engine, create_sessionmaker

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
-from services.alerts.lifecycle import acknowledge, resolve
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
-from services.alerts.state import set_state, state_of
+from shared.alerting.lifecycle import acknowledge, resolve
+from shared.alerting.state import set_state, state_of
 from shared.clock import FixedClock
 from shared.db.models import Alert, AlertScorePoint
 from shared.scores import ScoreMessage

@@ -8,10 +8,12 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.lifecycle import AlertState
 from services.alerts.rules import Finding
-from services.alerts.state import AlertRepository, build_notification, state_of
+from services.alerts.state import AlertRepository, build_notification
+from shared.alerting.lifecycle import AlertState
+from shared.alerting.state import state_of
 from shared.db.models import Alert
+from shared.read.alerts import get_alert, search_alerts
 from tests.alerts.snapshots import DAY0, create_snapshot, outbox_of, unique_account
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -150,7 +152,7 @@ class TestSearch:
 
         async def ids(**filters: object) -> list[tuple[str, str]]:
             async with pg_sessions() as session:
-                _, rows = await REPO.search(session, **filters)  # type: ignore[arg-type]
+                _, rows = await search_alerts(session, **filters)  # type: ignore[arg-type]
             return sorted((r.account_id, r.rule) for r in rows if r.account_id in (a, b))
 
         active = ["open", "acknowledged", "snoozed"]
@@ -161,8 +163,8 @@ class TestSearch:
 
     async def test_get_unknown_is_none(self, pg_sessions: async_sessionmaker[AsyncSession]) -> None:
         async with pg_sessions() as session:
-            assert await REPO.get(session, 10**12) is None
-            assert isinstance(await REPO.get(session, 10**12, lock=True), Alert | None)
+            assert await get_alert(session, 10**12) is None
+            assert isinstance(await get_alert(session, 10**12, lock=True), Alert | None)
 
 
 class TestPurge:

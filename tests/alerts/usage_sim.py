@@ -24,7 +24,7 @@ from services.scorer.activity import (
     AccountProfile,
     UserWeeks,
 )
-from services.scorer.metrics import compute_metrics
+from services.scorer.usage import compute_metrics
 from shared.alert_rules import RuleName, RulesConfig
 from shared.scores import ScoreMessage
 

@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from services.alerts.api import router as alerts_router
-from services.alerts.console.routes import router as console_router
 from services.ingest.app import create_app
 from services.ingest.cors import ALLOWED_HEADERS
 from services.ingest.routes import TRACKING_PATHS
-from services.scorer.api import router as accounts_router
+from services.web.api.accounts import router as accounts_router
+from services.web.api.alerts import router as alerts_router
+from services.web.console.routes import router as console_router
 from shared.settings import Settings
 from tests.ingest.conftest import ServedApp, read_events
 from tests.ingest.test_api import basic, track, uid

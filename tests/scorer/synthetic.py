@@ -26,9 +26,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.accounts_csv import AccountRow, import_accounts
 from services.scorer.consumer import ScorerService
 from shared import topics
+from shared.accounts_csv import AccountRow, import_accounts
 from shared.bus import Bus, TopicSpec
 from shared.bus.base import Delivery, Message, Producer
 from shared.bus.kafka import KafkaBus

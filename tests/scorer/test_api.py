@@ -13,9 +13,9 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from services.scorer.app import create_app
-from services.scorer.sweep import Rescorer
+from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
+from services.web.app import create_app
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
@@ -72,8 +72,7 @@ async def api() -> AsyncIterator[Api]:
     for back in reversed(range(HISTORY_DAYS)):
         await rescorer.sweep(replay.end - timedelta(days=back))
 
-    app = create_app(Settings(database_url=url, api_token=SecretStr(TOKEN)), config=CONFIG)
-    app.state.sessions = sessions  # what the lifespan sets; no consumer is needed here
+    app = create_app(Settings(api_token=SecretStr(TOKEN)), config=CONFIG, sessions=sessions)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://scorer") as client:
         yield Api(client, replay)

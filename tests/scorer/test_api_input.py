@@ -13,8 +13,8 @@ import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.api import router as alerts_router
-from services.scorer.api import router as accounts_router
+from services.web.api.accounts import router as accounts_router
+from services.web.api.alerts import router as alerts_router
 from shared.db.models import Account
 
 TOKEN = "api-input-test-token-0123456789abcdef"

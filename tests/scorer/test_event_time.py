@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.sweep import Rescorer
+from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
 from shared import topics
 from shared.bus.base import BusUnavailable, Delivery, Message

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.scorer.activity import AccountActivity, AccountProfile, FeatureActivity, UserWeeks
-from services.scorer.metrics import (
+from services.scorer.usage import (
     UsageMetrics,
     account_start,
     compute_metrics,

@@ -13,8 +13,8 @@ import pytest_asyncio
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.app import create_app
 from services.scorer.writer import RollupWriter
+from services.web.app import create_app
 from shared.db.models import Account
 from shared.settings import Settings
 from tests.scorer.conftest import create_event
@@ -29,8 +29,7 @@ SECRET = "sekritsekritsekrit"
 
 @pytest_asyncio.fixture
 async def client(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(api_token=SecretStr(TOKEN)))
-    app.state.sessions = db  # what the lifespan sets; no consumer is needed here
+    app = create_app(Settings(api_token=SecretStr(TOKEN)), sessions=db)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://scorer") as c:
         yield c

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from services.scorer.sweep import Rescorer
+from services.scorer.rescorer import Rescorer
 from shared import topics
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async

@@ -19,15 +19,10 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.cli import main
-from services.scorer.app import create_app
-from services.scorer.report import (
-    MonthError,
-    build_report,
-    last_month,
-    parse_month,
-    render_html,
-    report_email,
-)
+from services.web.app import create_app
+from services.web.reports.build import MonthError, build_report, last_month, parse_month
+from services.web.reports.render import render_html
+from services.web.reports.send import report_email
 from shared.db.migrate import upgrade_async
 from shared.db.models import (
     Account,
@@ -233,10 +228,9 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[tuple[str, Sessions]]:
 
 @pytest_asyncio.fixture
 async def client(sqlite_db: tuple[str, Sessions]) -> AsyncIterator[httpx.AsyncClient]:
-    url, sessions = sqlite_db
+    _, sessions = sqlite_db
     await seed_account(sessions, "acme", name="Acme <script>alert(1)</script>")
-    app = create_app(Settings(database_url=url, api_token=SecretStr(TOKEN)))
-    app.state.sessions = sessions
+    app = create_app(Settings(api_token=SecretStr(TOKEN)), sessions=sessions)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport,
@@ -424,12 +418,7 @@ class TestReportMailDomains:
 
 
 def test_email_message_shape() -> None:
-    from services.scorer.report import (
-        Delta,
-        HealthTrend,
-        MonthlyReport,
-        ReportAccount,
-    )
+    from services.web.reports.build import Delta, HealthTrend, MonthlyReport, ReportAccount
 
     zero = Delta.of(0, 0)
     r = MonthlyReport(

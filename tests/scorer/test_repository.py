@@ -12,13 +12,6 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.accounts_csv import (
-    AccountRow,
-    AccountsCsvError,
-    import_accounts,
-    parse_accounts_csv,
-    read_accounts_csv,
-)
 from services.scorer.activity import (
     AccountActivity,
     AccountProfile,
@@ -27,6 +20,13 @@ from services.scorer.activity import (
 )
 from services.scorer.repository import ScoreRow, ScoringRepository
 from services.scorer.writer import RollupWriter
+from shared.accounts_csv import (
+    AccountRow,
+    AccountsCsvError,
+    import_accounts,
+    parse_accounts_csv,
+    read_accounts_csv,
+)
 from shared.db.models import Account, AccountDay, FeatureDay, FeatureUserDay, UserDay
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from services.scorer.activity import AccountActivity, AccountProfile
-from services.scorer.metrics import compute_metrics
 from services.scorer.scoring import PreviousScore, Score, band_for, is_onboarding, score
+from services.scorer.usage import compute_metrics
 from shared.scores import EXAMPLE_SCORE, FeatureUsage, ScoreMessage, UsageMetrics
 from shared.scoring_model import (
     FewerDaysIsBetter,

@@ -9,7 +9,7 @@ import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.sweep import Rescorer
+from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
 from shared.clock import FixedClock
 from shared.config import TendConfig, parse_config

@@ -261,7 +261,7 @@ class TestTraitsAndOffsets:
 
 class TestStaleDays:
     """``accounts.rescore_from``: the earliest day whose score a batch changed, kept with the
-    rollups so the re-scorer can score it again (see services/scorer/sweep.py)."""
+    rollups so the re-scorer can score it again (see services/scorer/rescorer.py)."""
 
     async def marks(self, db: Sessions, account: str) -> tuple[Any, ...]:
         async with db() as session:

@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from services.alerts.notifiers.slack import SlackNotifier
-from services.scorer.accounts_csv import AccountRow, import_accounts
+from shared.accounts_csv import AccountRow, import_accounts
 from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
 from shared.logging import log_handler

@@ -48,9 +48,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.app import build_service as build_alerts
 from services.ingest.app import create_app as create_ingest
-from services.scorer.accounts_csv import import_accounts, parse_accounts_csv
 from services.scorer.app import build_service as build_scorer
 from shared import topics
+from shared.accounts_csv import import_accounts, parse_accounts_csv
 from shared.bus import Bus, create_bus
 from shared.bus.base import Producer
 from shared.clock import FixedClock

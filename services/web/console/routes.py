@@ -4,8 +4,9 @@ Sign-in is with the API token (``app.state.api_token``, as for the APIs) and giv
 HttpOnly, SameSite=Lax session cookie naming a session stored in the database (logout deletes
 it). Failed sign-ins are throttled per client address (429 with Retry-After). Every POST
 carries the session's CSRF token in a hidden field and is refused (403) without it. Every
-response carries :data:`SECURITY_HEADERS`. Alert moves use the alerts service's life cycle under a
-row lock, exactly like the alerts API, so the console never races the consumer.
+response carries :data:`SECURITY_HEADERS`. Alert moves use the shared alert life cycle
+(:mod:`shared.alerting`) under a row lock, exactly like the alerts API, so the console never
+races the consumer.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.console import templates, views
-from services.alerts.console.auth import (
+from services.web.console import templates, views
+from services.web.console.auth import (
     COOKIE,
     ConsoleSession,
     SignInThrottle,
@@ -34,19 +35,20 @@ from services.alerts.console.auth import (
     session_open,
     verify,
 )
-from services.alerts.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
-from services.alerts.state import AlertRepository, set_state, state_of
+from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
+from shared.alerting.state import apply_move, move_incident
 from shared.api_auth import token_matches
 from shared.api_input import is_id, storable, storable_params
 from shared.clock import Clock, SystemClock
 from shared.config import TendConfig
+from shared.read.alerts import get_alert
 from shared.settings import ConsoleSettings
 
 router = APIRouter(
     prefix="/console", include_in_schema=False, dependencies=[Depends(storable_params)]
 )
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent.parent / "static"
 STATIC_FILES = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
 MAX_FORM_BYTES = 64 * 1024
 SECURITY_HEADERS = {
@@ -59,9 +61,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
-
-_repo = AlertRepository()
-
 
 # -- plumbing ----------------------------------------------------------------------------------
 
@@ -341,14 +340,13 @@ async def _move(
     """Apply ``move`` under a row lock; returns the notice to show."""
     now = _clock(request).now()
     async with _db(request)() as db, db.begin():
-        row = await _repo.get(db, alert_id, lock=True)
+        row = await get_alert(db, alert_id, lock=True)
         if row is None or row.status in ("none", "pending"):
             return "not-found"
         try:
-            new = move(state_of(row), now)
+            apply_move(row, move, now)
         except LifecycleError:
             return "conflict"
-        set_state(row, new, now)
     return ""
 
 
@@ -398,7 +396,7 @@ async def account_alerts_action(
     move, notice = _move_of(action, form, now)
     if move is not None:
         async with _db(request)() as db, db.begin():
-            if not await _repo.move_incident(db, account_id, move, now):
+            if not await move_incident(db, account_id, move, now):
                 notice = "not-found"
     path = back.split("?", 1)[0].split("#", 1)[0]
     return _redirect(f"{path}?{urlencode({'notice': notice})}#incident")

@@ -1,6 +1,6 @@
 """The alerts API: list and read alerts, acknowledge, snooze and resolve them.
 
-Served by ``tend alerts`` and by ``tend up``. Bearer-token auth (``TEND_API_TOKEN``). A manual
+Served by ``tend web`` (and inside ``tend up``). Bearer-token auth (``TEND_API_TOKEN``). A manual
 move locks the alert row, so it never interleaves with a consumer batch deciding about the same
 alert; a move the alert's status does not allow is a 409.
 """
@@ -15,13 +15,14 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
-from services.alerts.state import AlertRepository, set_state, state_of
 from shared.alert_rules import RULE_NAMES
+from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
+from shared.alerting.state import apply_move, move_incident
 from shared.api_auth import require_token
 from shared.api_input import MAX_BIGINT, ClientInputRoute, is_id, storable, storable_params
 from shared.clock import Clock, SystemClock
 from shared.db.models import Alert, AlertNotification
+from shared.read import alerts
 from shared.redact import mask_url
 
 router = APIRouter(
@@ -36,8 +37,6 @@ NOTIFIED = (*ACTIVE, "resolved")
 STATUSES = (*NOTIFIED, "pending")
 """What ``status=`` accepts, besides ``active`` (the default) and ``all`` (every status but
 ``pending``: a condition that has held, not yet long enough to fire)."""
-
-_repo = AlertRepository()
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -141,7 +140,7 @@ async def list_alerts(
     statuses = _statuses(status)
     if rule is not None and rule not in RULE_NAMES:
         raise HTTPException(422, detail=f"rule: {rule!r} is not one of {', '.join(RULE_NAMES)}")
-    total, rows = await _repo.search(
+    total, rows = await alerts.search_alerts(
         session,
         statuses=statuses,
         account=account,
@@ -154,7 +153,7 @@ async def list_alerts(
 
 
 async def _get(session: AsyncSession, alert_id: str, *, lock: bool = False) -> Alert:
-    row = await _repo.get(session, _alert_id(alert_id), lock=lock)
+    row = await alerts.get_alert(session, _alert_id(alert_id), lock=lock)
     # A ``none`` row only remembers counters of a condition that does not hold.
     if row is None or row.status == "none":
         raise HTTPException(404, detail=f"alert {alert_id!r} not found")
@@ -165,9 +164,7 @@ async def _get(session: AsyncSession, alert_id: str, *, lock: bool = False) -> A
 async def get_alert(alert_id: str, session: SessionDep) -> dict[str, Any]:
     row = await _get(session, alert_id)
     body = alert_json(row)
-    body["deliveries"] = [
-        _notification_json(n) for n in await _repo.notifications_of(session, row.id)
-    ]
+    body["deliveries"] = [_notification_json(n) for n in await alerts.deliveries(session, row.id)]
     return body
 
 
@@ -181,10 +178,9 @@ async def _move(
     async with session.begin():
         row = await _get(session, alert_id, lock=True)
         try:
-            new = move(state_of(row), now)
+            apply_move(row, move, now)
         except LifecycleError as err:
             raise HTTPException(409, detail=str(err)) from err
-        set_state(row, new, now)
     return alert_json(row)
 
 
@@ -247,7 +243,7 @@ async def _move_incident(
 ) -> dict[str, Any]:
     now = _now(request)
     async with session.begin():
-        moved = await _repo.move_incident(session, account_id, move, now)
+        moved = await move_incident(session, account_id, move, now)
     if not moved:
         raise HTTPException(404, detail=f"account {account_id!r} has no open alerts")
     return {"account_id": account_id, "alerts": [alert_json(a) for a in moved]}

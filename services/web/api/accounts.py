@@ -1,7 +1,7 @@
 """The read API: accounts, their current health with its reasons, history and usage; and the
 one write an operator makes here, an account's profile (``PATCH /v1/accounts/{id}``).
 
-Served by ``tend scorer`` and by ``tend up``. Bearer-token auth (``TEND_API_TOKEN``). Webhook
+Served by ``tend web`` (and inside ``tend up``). Bearer-token auth (``TEND_API_TOKEN``). Webhook
 URLs are secrets: every one shown (``csm_slack``, traits) is masked.
 """
 
@@ -9,26 +9,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.accounts_csv import MAX_ID, PARSERS, AccountRow, import_accounts
-from services.scorer.report import (
+from services.web.reports.build import (
     MonthError,
     MonthlyReport,
     build_report,
     last_month,
     parse_month,
-    render_html,
 )
+from services.web.reports.render import render_html
+from shared.accounts_csv import MAX_ID, PARSERS, AccountRow, import_accounts
 from shared.api_auth import require_token
 from shared.api_input import MAX_BIGINT, ClientInputRoute, storable, storable_params
-from shared.db.models import Account, AccountDay, FeatureDay, HealthScore
+from shared.config import TendConfig
+from shared.db.models import Account, HealthScore
+from shared.read import accounts, scores, usage
+from shared.read.accounts import AccountFilter, SortKey
 from shared.redact import mask_url, mask_values
 
 router = APIRouter(
@@ -39,7 +41,6 @@ router = APIRouter(
 )
 
 MAX_RANGE_DAYS = 731
-SortKey = Literal["score", "-score", "mrr", "-mrr", "renewal", "-renewal", "name", "-name"]
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -84,7 +85,7 @@ def _date_range(start: date | None, end: date | None, default_days: int) -> tupl
 
 
 async def _get_account(session: AsyncSession, account_id: str) -> Account:
-    account = await session.get(Account, account_id)
+    account = await accounts.get_account(session, account_id)
     if account is None:
         raise HTTPException(404, detail=f"account {account_id!r} not found")
     return account
@@ -99,33 +100,16 @@ async def list_accounts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> dict[str, Any]:
-    column = {
-        "score": Account.score,
-        "mrr": Account.mrr,
-        "renewal": Account.renewal_date,
-        "name": Account.name,
-    }[sort.lstrip("-")]
-    ordering = column.desc() if sort.startswith("-") else column.asc()
-    stmt = select(Account)
-    if band:
-        stmt = stmt.where(Account.band == band)
-    if csm:
-        stmt = stmt.where((Account.csm_email == csm) | (Account.csm_slack == csm))
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    stmt = stmt.order_by(ordering.nulls_last(), Account.account_id)
-    rows = (await session.scalars(stmt.limit(limit).offset(offset))).all()
-    return {"total": total or 0, "accounts": [account_summary(a) for a in rows]}
+    total, rows = await accounts.list_accounts(
+        session, AccountFilter(csm=csm, band=band), sort=sort, limit=limit, offset=offset
+    )
+    return {"total": total, "accounts": [account_summary(a) for a in rows]}
 
 
 @router.get("/{account_id}", summary="One account: traits, current score and metrics")
 async def get_account(account_id: str, session: SessionDep) -> dict[str, Any]:
     account = await _get_account(session, account_id)
-    latest = await session.scalar(
-        select(HealthScore)
-        .where(HealthScore.account_id == account_id)
-        .order_by(HealthScore.as_of.desc())
-        .limit(1)
-    )
+    latest = await scores.latest_score(session, account_id)
     body = account_summary(account)
     body["traits"] = mask_values(account.traits)
     body["metrics"] = latest.metrics if latest else None
@@ -220,23 +204,8 @@ async def get_health(
 ) -> dict[str, Any]:
     await _get_account(session, account_id)
     start, end = _date_range(start, end, 90)
-    latest = await session.scalar(
-        select(HealthScore)
-        .where(HealthScore.account_id == account_id)
-        .order_by(HealthScore.as_of.desc())
-        .limit(1)
-    )
-    history = (
-        await session.scalars(
-            select(HealthScore)
-            .where(
-                HealthScore.account_id == account_id,
-                HealthScore.as_of >= start,
-                HealthScore.as_of <= end,
-            )
-            .order_by(HealthScore.as_of)
-        )
-    ).all()
+    latest = await scores.latest_score(session, account_id)
+    history = await scores.score_history(session, account_id, start, end)
     return {
         "account_id": account_id,
         "current": _score_row(latest) if latest else None,
@@ -254,20 +223,8 @@ async def get_usage(
 ) -> dict[str, Any]:
     await _get_account(session, account_id)
     start, end = _date_range(start, end, 28)
-    days = (
-        await session.scalars(
-            select(AccountDay)
-            .where(AccountDay.account_id == account_id, AccountDay.day.between(start, end))
-            .order_by(AccountDay.day)
-        )
-    ).all()
-    features = (
-        await session.scalars(
-            select(FeatureDay)
-            .where(FeatureDay.account_id == account_id, FeatureDay.day.between(start, end))
-            .order_by(FeatureDay.feature, FeatureDay.day)
-        )
-    ).all()
+    days = await usage.account_days(session, account_id, start, end)
+    features = await usage.feature_days(session, account_id, start, end)
     by_feature: dict[str, list[dict[str, Any]]] = {}
     for f in features:
         by_feature.setdefault(f.feature, []).append(
@@ -297,9 +254,9 @@ async def _report(
         first = parse_month(month, today) if month is not None else last_month(today)
     except MonthError as err:
         raise HTTPException(422, detail=str(err)) from None
-    config = getattr(request.app.state, "tend_config", None)
-    # Without a configuration of its own (or one naming no key features), the report
-    # uses the key features the scorer scored the account with.
+    config: TendConfig | None = getattr(request.app.state, "config", None)
+    # Without a configuration (or one naming no key features), the report uses the key
+    # features the scorer scored the account with.
     keys = list(config.key_features) if config is not None and config.key_features else None
     return await build_report(session, account, first, today, keys)
 

@@ -1,8 +1,8 @@
-"""The console's queries: a portfolio, one account, the open alerts.
+"""The console's view models: a portfolio, one account, the open alerts.
 
-Read-only, a fixed number of queries per page whatever the number of accounts. The numbers are
-the ones the read API serves (``accounts`` for the current score, ``health_scores`` for history
-and the explanation), so the console and ``/v1/accounts`` never disagree.
+Read through the read models (:mod:`shared.read`), the same queries the read API and the
+reports use, so the console and ``/v1/accounts`` never disagree; a fixed number of queries per
+page whatever the number of accounts.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts.lifecycle import ACTIVE
 from shared.db.models import Account, Alert, HealthScore
+from shared.read import accounts, alerts, scores
+from shared.read.accounts import AccountFilter
+from shared.read.alerts import SHOWN_STATUSES
 from shared.redact import mask_url
 
 SPARK_DAYS = 12 * 7
@@ -34,9 +35,6 @@ SortKey = Literal[
 SORT_KEYS: tuple[str, ...] = (
     "score", "-score", "trend", "-trend", "mrr", "-mrr", "renewal", "-renewal", "name", "-name",
 )  # fmt: skip
-ACTIVE_STATUSES: tuple[str, ...] = tuple(sorted(ACTIVE))
-SHOWN_STATUSES: tuple[str, ...] = (*ACTIVE_STATUSES, "resolved")
-"""Alert rows the console lists (``none`` and ``pending`` are remembered conditions only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +103,14 @@ def _csm(a: Account) -> str | None:
     return csm_label(a.csm_email, a.csm_slack)
 
 
-def _account_filter(stmt: Select[Any], f: PortfolioFilter, today: date) -> Select[Any]:
-    if f.csm:
-        stmt = stmt.where((Account.csm_email == f.csm) | (Account.csm_slack == f.csm))
-    if f.band:
-        stmt = stmt.where(Account.band == f.band)
-    if f.renewal_days is not None:
-        stmt = stmt.where(
-            Account.renewal_date >= today,
-            Account.renewal_date <= today + timedelta(days=f.renewal_days),
-        )
-    return stmt
+def _account_filter(f: PortfolioFilter, today: date) -> AccountFilter:
+    window = f.renewal_days is not None
+    return AccountFilter(
+        csm=f.csm,
+        band=f.band,
+        renewal_from=today if window else None,
+        renewal_to=today + timedelta(days=f.renewal_days or 0) if window else None,
+    )
 
 
 def _nulls_last(value: Any, descending: bool) -> tuple[int, Any]:
@@ -151,20 +146,14 @@ def sort_rows(rows: list[PortfolioRow], sort: str) -> list[PortfolioRow]:
 
 
 async def csm_names(session: AsyncSession) -> list[str]:
-    found = await session.scalars(
-        select(func.coalesce(Account.csm_email, Account.csm_slack))
-        .where(func.coalesce(Account.csm_email, Account.csm_slack).is_not(None))
-        .distinct()
-    )
-    # A webhook URL names no one and is a secret: not offered as a CSM to filter by.
-    return sorted(c for c in found if c and "://" not in c)
+    return await accounts.csm_names(session)
 
 
 async def portfolio(session: AsyncSession, f: PortfolioFilter, today: date) -> Portfolio:
     """Every account matching ``f`` with its score, trend, sparkline and open alerts."""
-    accounts = list(await session.scalars(_account_filter(select(Account), f, today)))
-    ids = select(Account.account_id)
-    ids = _account_filter(ids, f, today)
+    where = _account_filter(f, today)
+    found = await accounts.find_accounts(session, where)
+    ids = where.ids()
     rows = {
         a.account_id: PortfolioRow(
             account_id=a.account_id,
@@ -178,17 +167,12 @@ async def portfolio(session: AsyncSession, f: PortfolioFilter, today: date) -> P
             renewal_date=a.renewal_date,
             csm=_csm(a),
         )
-        for a in accounts
+        for a in found
     }
-    anchors = [a.scored_as_of for a in accounts if a.scored_as_of is not None]
+    anchors = [a.scored_as_of for a in found if a.scored_as_of is not None]
     if anchors:
         since = min(anchors) - timedelta(days=SPARK_DAYS - 1)
-        history = await session.execute(
-            select(HealthScore.account_id, HealthScore.as_of, HealthScore.score)
-            .where(HealthScore.account_id.in_(ids), HealthScore.as_of >= since)
-            .order_by(HealthScore.account_id, HealthScore.as_of)
-        )
-        for account_id, as_of, score in history:
+        for account_id, as_of, score in await scores.score_series(session, ids, since):
             row = rows.get(account_id)
             if row is None or row.scored_as_of is None or as_of > row.scored_as_of:
                 continue
@@ -196,31 +180,17 @@ async def portfolio(session: AsyncSession, f: PortfolioFilter, today: date) -> P
                 row.spark.append((as_of, score))
             if as_of <= row.scored_as_of - timedelta(days=TREND_DAYS):
                 row.score_before = score  # ascending: the last one seen is the latest
-        latest = await session.execute(
-            select(HealthScore.account_id, HealthScore.metrics)
-            .join(
-                Account,
-                (Account.account_id == HealthScore.account_id)
-                & (Account.scored_as_of == HealthScore.as_of),
-            )
-            .where(HealthScore.account_id.in_(ids))
-        )
-        for account_id, metrics in latest:
-            if account_id in rows and isinstance(metrics, dict):
+        for account_id, metrics in (await scores.current_metrics(session, ids)).items():
+            if account_id in rows:
                 mau = metrics.get("mau")
                 rows[account_id].mau = int(mau) if isinstance(mau, int | float) else None
                 regular = metrics.get("regular_users")
                 rows[account_id].regular_users = (
                     int(regular) if isinstance(regular, int | float) else None
                 )
-    counts = await session.execute(
-        select(Alert.account_id, func.count())
-        .where(Alert.account_id.in_(ids), Alert.status.in_(ACTIVE_STATUSES))
-        .group_by(Alert.account_id)
-    )
-    for account_id, n in counts:
+    for account_id, n in (await alerts.active_counts(session, ids)).items():
         if account_id in rows:
-            rows[account_id].open_alerts = int(n)
+            rows[account_id].open_alerts = n
 
     mrr_by_band: dict[str, float] = defaultdict(float)
     accounts_by_band: dict[str, int] = defaultdict(int)
@@ -251,38 +221,21 @@ class AccountPage:
 
 
 async def account_page(session: AsyncSession, account_id: str) -> AccountPage | None:
-    account = await session.get(Account, account_id)
+    account = await accounts.get_account(session, account_id)
     if account is None:
         return None
-    latest = await session.scalar(
-        select(HealthScore)
-        .where(HealthScore.account_id == account_id)
-        .order_by(HealthScore.as_of.desc())
-        .limit(1)
-    )
+    latest = await scores.latest_score(session, account_id)
     history: list[tuple[date, float | None, str]] = []
     if latest is not None:
         since = latest.as_of - timedelta(days=HISTORY_DAYS - 1)
-        found = await session.execute(
-            select(HealthScore.as_of, HealthScore.score, HealthScore.band)
-            .where(HealthScore.account_id == account_id, HealthScore.as_of >= since)
-            .order_by(HealthScore.as_of)
-        )
-        history = [(d, s, b) for d, s, b in found]
-    alerts = await session.scalars(
-        select(Alert)
-        .where(Alert.account_id == account_id, Alert.status.in_(SHOWN_STATUSES))
-        .order_by(Alert.updated_at.desc(), Alert.id.desc())
-    )
-    return AccountPage(account, latest, history, list(alerts))
+        history = await scores.score_points(session, account_id, since)
+    shown = await alerts.account_alerts(session, account_id, SHOWN_STATUSES)
+    return AccountPage(account, latest, history, shown)
 
 
 async def open_alerts(session: AsyncSession, csm: str | None) -> dict[str, list[Alert]]:
     """Active alerts by rule (rules with the most first), most severe then richest first."""
-    stmt = select(Alert).where(Alert.status.in_(ACTIVE_STATUSES))
-    if csm:
-        stmt = stmt.where((Alert.csm_email == csm) | (Alert.csm_slack == csm))
-    rows = list(await session.scalars(stmt.order_by(Alert.id)))
+    rows = await alerts.active_alerts(session, csm)
     severity = {"critical": 0, "warning": 1, "info": 2, "opportunity": 3}
     rows.sort(key=lambda a: (severity.get(a.severity, 5), -(a.mrr or 0.0), a.account_id))
     grouped: dict[str, list[Alert]] = defaultdict(list)
@@ -295,11 +248,4 @@ async def current_health(
     session: AsyncSession, account_ids: list[str]
 ) -> dict[str, tuple[float | None, str | None]]:
     """Each account's current score and band (an alert row keeps the ones it was decided on)."""
-    if not account_ids:
-        return {}
-    found = await session.execute(
-        select(Account.account_id, Account.score, Account.band).where(
-            Account.account_id.in_(sorted(set(account_ids)))
-        )
-    )
-    return {a: (s, b) for a, s, b in found}
+    return await accounts.current_health(session, account_ids)

@@ -24,9 +24,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.metrics import compute_metrics
 from services.scorer.repository import ScoreRow, ScoringRepository, StaleMark
 from services.scorer.scoring import Score, score
+from services.scorer.usage import compute_metrics
 from shared import topics
 from shared.bus.base import Message, Producer
 from shared.clock import Clock

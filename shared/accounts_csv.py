@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scorer.processor import ACCOUNT_FIELDS, ACCOUNT_PARSERS
+from shared.account_fields import ACCOUNT_FIELDS, ACCOUNT_PARSERS
 from shared.db.models import Account
 from shared.db.types import utcnow
 from shared.db.upsert import insert_for

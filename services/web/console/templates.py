@@ -14,7 +14,7 @@ from string import Template
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from services.alerts.console.views import (
+from services.web.console.views import (
     BANDS,
     RENEWAL_WINDOWS,
     AccountPage,

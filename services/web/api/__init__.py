@@ -1,0 +1,1 @@
+"""The web service's JSON APIs: accounts (read API, profiles, reports) and alerts."""

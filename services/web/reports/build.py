@@ -1,0 +1,319 @@
+"""The monthly value report of one account (its data): the proof a customer's champion shows
+their CFO.
+
+What it says, for one calendar month (UTC days) and compared with the month before: active users
+and seat utilization, logins and activity, each key feature's uses and users (and the other
+features used), the health trend (the daily scores), and a few plain sentences on what changed.
+
+Three parts: :func:`build_report` (here) reads the rollups and scores through the read models
+(:mod:`shared.read`; no commit) into a :class:`MonthlyReport`;
+:func:`services.web.reports.render.render_html` turns it into a printable page;
+:mod:`services.web.reports.send` delivers it to the account's CSM (``tend report --email``).
+
+Seat utilization uses the account's current seats: traits have no history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import Account, HealthScore
+from shared.read.scores import score_history, scored_key_features
+from shared.read.usage import feature_totals, usage_totals
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class MonthError(ValueError):
+    """A ``month`` that is not YYYY-MM, or has not started yet; the message names the field."""
+
+
+def parse_month(text: str, today: date) -> date:
+    """The first day of ``YYYY-MM``; refuses months that have not started by ``today``."""
+    m = _MONTH.match(text.strip())
+    if m is None or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1970:
+        raise MonthError(f"month: {text[:20]!r} is not a month (YYYY-MM, e.g. 2026-10)")
+    first = date(int(m.group(1)), int(m.group(2)), 1)
+    if first > today:
+        raise MonthError(f"month: {text} has not started yet")
+    return first
+
+
+def last_month(today: date) -> date:
+    """The first day of the month before ``today``'s: the last complete month."""
+    return (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+
+
+def month_end(first: date) -> date:
+    return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def month_label(first: date) -> str:
+    return first.strftime("%B %Y")
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+
+class Delta(BaseModel):
+    """A number this month and the month before."""
+
+    value: float | None
+    previous: float | None
+    change: float | None = Field(description="value - previous; None when either is missing.")
+    change_pct: float | None = Field(description="Relative change in percent; None from zero.")
+
+    @classmethod
+    def of(cls, value: float | None, previous: float | None, digits: int = 3) -> Delta:
+        change = pct = None
+        if value is not None and previous is not None:
+            change = round(value - previous, digits)
+            pct = round(100.0 * (value - previous) / previous, 1) if previous else None
+        return cls(
+            value=None if value is None else round(value, digits),
+            previous=None if previous is None else round(previous, digits),
+            change=change,
+            change_pct=pct,
+        )
+
+
+FeatureStatus = Literal["adopted", "new", "dropped", "growing", "shrinking", "steady", "unused"]
+
+
+class FeatureAdoption(BaseModel):
+    feature: str
+    key: bool = Field(description="One of the configured key features.")
+    uses: int
+    users: int = Field(description="Distinct users of the feature in the month.")
+    previous_uses: int
+    previous_users: int
+    status: FeatureStatus = Field(
+        description="new (first used this month after none last month), dropped (none this month "
+        "after some), growing / shrinking (uses +-10% or more), steady, unused (neither month)."
+    )
+
+
+class HealthPoint(BaseModel):
+    as_of: date
+    score: float | None
+    band: str
+
+
+class HealthTrend(BaseModel):
+    start: HealthPoint | None = Field(description="The first score of the month.")
+    end: HealthPoint | None = Field(description="The last score of the month.")
+    previous_month_end: HealthPoint | None
+    change: float | None = Field(description="end - previous_month_end (else end - start).")
+    low: float | None
+    high: float | None
+    days_by_band: dict[str, int]
+    history: list[HealthPoint]
+
+
+class ReportAccount(BaseModel):
+    account_id: str
+    name: str | None
+    plan: str | None
+    seats: int | None
+    mrr: float | None
+    renewal_date: date | None
+    csm_email: str | None
+    csm_name: str | None
+
+
+class MonthlyReport(BaseModel):
+    account: ReportAccount
+    month: str = Field(description="YYYY-MM")
+    period_start: date
+    period_end: date = Field(description="The month's last day, or today while it runs.")
+    complete: bool = Field(description="False while the month is still running.")
+    previous_month: str
+    active_users: Delta = Field(description="Distinct users active in the month.")
+    seat_utilization: Delta = Field(description="Active users / seats (current seats).")
+    logins: Delta
+    events: Delta
+    active_days: Delta = Field(description="Days with any activity.")
+    mean_daily_active_users: Delta
+    key_features_used: Delta
+    key_features_total: int
+    features: list[FeatureAdoption]
+    health: HealthTrend
+    highlights: list[str] = Field(description="What changed from the month before, in words.")
+
+
+def _status(uses: int, previous: int) -> FeatureStatus:
+    if uses == 0:
+        return "dropped" if previous else "unused"
+    if previous == 0:
+        return "new"
+    if uses >= previous * 1.1:
+        return "growing"
+    if uses <= previous * 0.9:
+        return "shrinking"
+    return "steady"
+
+
+def _point(h: HealthScore) -> HealthPoint:
+    return HealthPoint(as_of=h.as_of, score=h.score, band=h.band)
+
+
+async def build_report(
+    session: AsyncSession,
+    account: Account,
+    first: date,
+    today: date,
+    key_features: Sequence[str] | None = None,
+) -> MonthlyReport:
+    """The report of ``account`` for the month starting ``first``. ``key_features`` None: those
+    of the account's latest score (:func:`scored_key_features`)."""
+    aid = account.account_id
+    end = min(month_end(first), today)
+    prev_first = last_month(first)
+    prev_end = month_end(prev_first)
+    keys = (
+        list(dict.fromkeys(key_features))
+        if key_features is not None
+        else await scored_key_features(session, aid)
+    )
+
+    now, before = (
+        await usage_totals(session, aid, first, end),
+        await usage_totals(session, aid, prev_first, prev_end),
+    )
+    f_now = await feature_totals(session, aid, first, end)
+    f_before = await feature_totals(session, aid, prev_first, prev_end)
+    others = sorted((f_now.keys() | f_before.keys()) - set(keys))
+    features = []
+    for name in [*keys, *others]:
+        uses, users = f_now.get(name, (0, 0))
+        p_uses, p_users = f_before.get(name, (0, 0))
+        features.append(
+            FeatureAdoption(
+                feature=name,
+                key=name in keys,
+                uses=uses,
+                users=users,
+                previous_uses=p_uses,
+                previous_users=p_users,
+                status=_status(uses, p_uses),
+            )
+        )
+    key_used = sum(1 for f in features if f.key and f.uses)
+    key_used_before = sum(1 for f in features if f.key and f.previous_uses)
+
+    scores = await score_history(session, aid, prev_first, end)
+    history = [_point(h) for h in scores if h.as_of >= first]
+    previous_end = next((_point(h) for h in reversed(scores) if h.as_of < first), None)
+    start_p = history[0] if history else None
+    end_p = history[-1] if history else None
+    base = previous_end or start_p
+    values = [p.score for p in history if p.score is not None]
+    by_band: dict[str, int] = {}
+    for p in history:
+        by_band[p.band] = by_band.get(p.band, 0) + 1
+    health = HealthTrend(
+        start=start_p,
+        end=end_p,
+        previous_month_end=previous_end,
+        change=(
+            round(end_p.score - base.score, 1)
+            if end_p and base and end_p.score is not None and base.score is not None
+            else None
+        ),
+        low=min(values) if values else None,
+        high=max(values) if values else None,
+        days_by_band=by_band,
+        history=history,
+    )
+
+    seats = account.seats if account.seats and account.seats > 0 else None
+    traits = account.traits or {}
+    csm_name = traits.get("csm_name")
+    report = MonthlyReport(
+        account=ReportAccount(
+            account_id=aid,
+            name=account.name,
+            plan=account.plan,
+            seats=account.seats,
+            mrr=account.mrr,
+            renewal_date=account.renewal_date,
+            csm_email=account.csm_email,
+            csm_name=csm_name if isinstance(csm_name, str) else None,
+        ),
+        month=first.strftime("%Y-%m"),
+        period_start=first,
+        period_end=end,
+        complete=month_end(first) < today,
+        previous_month=prev_first.strftime("%Y-%m"),
+        active_users=Delta.of(now.users, before.users),
+        seat_utilization=Delta.of(
+            now.users / seats if seats else None, before.users / seats if seats else None
+        ),
+        logins=Delta.of(now.logins, before.logins),
+        events=Delta.of(now.events, before.events),
+        active_days=Delta.of(now.active_days, before.active_days),
+        mean_daily_active_users=Delta.of(
+            now.active_user_days / now.days, before.active_user_days / before.days, 1
+        ),
+        key_features_used=Delta.of(key_used, key_used_before),
+        key_features_total=len(keys),
+        features=features,
+        health=health,
+        highlights=[],
+    )
+    report.highlights = highlights(report)
+    return report
+
+
+def _signed(n: float, unit: str = "") -> str:
+    return f"{'+' if n > 0 else ''}{n:,.0f}{unit}"
+
+
+def highlights(r: MonthlyReport) -> list[str]:
+    """What changed from the month before, as short sentences (most telling first)."""
+    prev = month_label(date.fromisoformat(r.previous_month + "-01"))
+    out = []
+    au = r.active_users
+    if au.value is not None:
+        seats = r.account.seats
+        util = f" of {seats} seats ({r.seat_utilization.value:.0%})" if seats else ""
+        if au.change:
+            out.append(f"{au.value:,.0f} active users{util}, {_signed(au.change)} from {prev}.")
+        else:
+            out.append(f"{au.value:,.0f} active users{util}, as in {prev}.")
+    lg = r.logins
+    if lg.value is not None and lg.change_pct is not None and lg.change:
+        word = "up" if lg.change > 0 else "down"
+        out.append(f"{lg.value:,.0f} logins, {word} {abs(lg.change_pct):.0f}% from {prev}.")
+    elif lg.value is not None:
+        out.append(f"{lg.value:,.0f} logins.")
+    new = [f.feature for f in r.features if f.key and f.status == "new"]
+    dropped = [f.feature for f in r.features if f.key and f.status == "dropped"]
+    unused = [f.feature for f in r.features if f.key and f.status == "unused"]
+    if new:
+        out.append(f"Started using {', '.join(new)}.")
+    if dropped:
+        out.append(f"Stopped using {', '.join(dropped)} (used in {prev}).")
+    if unused:
+        out.append(f"Not adopted yet: {', '.join(unused)}.")
+    if r.key_features_total:
+        out.append(
+            f"{r.key_features_used.value:.0f} of {r.key_features_total} key features in use."
+        )
+    h = r.health
+    if h.end is not None and h.end.score is not None:
+        base = h.previous_month_end or h.start
+        if base is not None and base.score is not None and base.as_of != h.end.as_of:
+            out.append(
+                f"Health {h.end.score:.0f} ({h.end.band}) on {h.end.as_of:%b %-d}, from "
+                f"{base.score:.0f} ({base.band}) on {base.as_of:%b %-d}."
+            )
+        else:
+            out.append(f"Health {h.end.score:.0f} ({h.end.band}) on {h.end.as_of:%b %-d}.")
+    return out

@@ -1,0 +1,95 @@
+"""Accounts: one, a page of them (read API), a filtered portfolio (console), their CSMs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import Account
+
+SortKey = Literal["score", "-score", "mrr", "-mrr", "renewal", "-renewal", "name", "-name"]
+_SORT_COLUMNS: dict[str, Any] = {
+    "score": Account.score,
+    "mrr": Account.mrr,
+    "renewal": Account.renewal_date,
+    "name": Account.name,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFilter:
+    """Which accounts: of a CSM (email or Slack handle), in a band, renewing in a window."""
+
+    csm: str | None = None
+    band: str | None = None
+    renewal_from: date | None = None
+    renewal_to: date | None = None
+
+    def apply(self, stmt: Select[Any]) -> Select[Any]:
+        if self.csm:
+            stmt = stmt.where((Account.csm_email == self.csm) | (Account.csm_slack == self.csm))
+        if self.band:
+            stmt = stmt.where(Account.band == self.band)
+        if self.renewal_from is not None:
+            stmt = stmt.where(Account.renewal_date >= self.renewal_from)
+        if self.renewal_to is not None:
+            stmt = stmt.where(Account.renewal_date <= self.renewal_to)
+        return stmt
+
+    def ids(self) -> Select[tuple[str]]:
+        """The matching account ids, as a subquery for ``IN`` (no list of ids in Python)."""
+        return self.apply(select(Account.account_id))
+
+
+async def get_account(session: AsyncSession, account_id: str) -> Account | None:
+    return await session.get(Account, account_id)
+
+
+async def list_accounts(
+    session: AsyncSession,
+    where: AccountFilter,
+    *,
+    sort: SortKey = "score",
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[Account]]:
+    """The total matching and one page, by ``sort`` (``-`` descending; nulls last), then id."""
+    column = _SORT_COLUMNS[sort.lstrip("-")]
+    ordering = column.desc() if sort.startswith("-") else column.asc()
+    stmt = where.apply(select(Account))
+    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+    stmt = stmt.order_by(ordering.nulls_last(), Account.account_id)
+    rows = (await session.scalars(stmt.limit(limit).offset(offset))).all()
+    return int(total or 0), list(rows)
+
+
+async def find_accounts(session: AsyncSession, where: AccountFilter) -> list[Account]:
+    """Every matching account, unordered (the caller sorts by what it shows)."""
+    return list(await session.scalars(where.apply(select(Account))))
+
+
+async def csm_names(session: AsyncSession) -> list[str]:
+    """The CSMs accounts name (email, else Slack handle), sorted; a webhook URL names no one
+    and is a secret, so it is left out."""
+    csm = func.coalesce(Account.csm_email, Account.csm_slack)
+    found = await session.scalars(select(csm).where(csm.is_not(None)).distinct())
+    return sorted(c for c in found if c and "://" not in c)
+
+
+async def current_health(
+    session: AsyncSession, account_ids: Sequence[str]
+) -> dict[str, tuple[float | None, str | None]]:
+    """Each account's current score and band."""
+    if not account_ids:
+        return {}
+    found = await session.execute(
+        select(Account.account_id, Account.score, Account.band).where(
+            Account.account_id.in_(sorted(set(account_ids)))
+        )
+    )
+    return {a: (s, b) for a, s, b in found}

@@ -1,0 +1,98 @@
+"""Alerts: search, one alert with its deliveries, an account's alerts, counts per account.
+
+Rows with status ``none`` (a remembered condition that does not hold) are never shown to
+people; ``pending`` ones (held, not long enough to fire) only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.alerting.lifecycle import ACTIVE
+from shared.db.models import Alert, AlertNotification
+
+ACTIVE_STATUSES: tuple[str, ...] = tuple(sorted(ACTIVE))
+SHOWN_STATUSES: tuple[str, ...] = (*ACTIVE_STATUSES, "resolved")
+"""The alert rows people see by default: active and resolved ones."""
+
+
+async def search_alerts(
+    session: AsyncSession,
+    *,
+    statuses: Sequence[str],
+    account: str | None = None,
+    rule: str | None = None,
+    csm: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[Alert]]:
+    """The total matching and one page, most recently changed first."""
+    conditions: list[Any] = [Alert.status.in_(list(statuses))]
+    if account:
+        conditions.append(Alert.account_id == account)
+    if rule:
+        conditions.append(Alert.rule == rule)
+    if csm:
+        conditions.append((Alert.csm_email == csm) | (Alert.csm_slack == csm))
+    total = await session.scalar(select(func.count()).select_from(Alert).where(*conditions))
+    rows = await session.scalars(
+        select(Alert)
+        .where(*conditions)
+        .order_by(Alert.updated_at.desc(), Alert.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return int(total or 0), list(rows)
+
+
+async def get_alert(session: AsyncSession, alert_id: int, *, lock: bool = False) -> Alert | None:
+    """One alert row; ``lock``: locked until the caller's transaction ends (a manual move)."""
+    stmt = select(Alert).where(Alert.id == alert_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    row: Alert | None = await session.scalar(stmt)
+    return row
+
+
+async def deliveries(session: AsyncSession, alert_id: int) -> list[AlertNotification]:
+    """The alert's notifications (outbox rows), oldest first."""
+    rows = await session.scalars(
+        select(AlertNotification)
+        .where(AlertNotification.alert_id == alert_id)
+        .order_by(AlertNotification.id)
+    )
+    return list(rows)
+
+
+async def account_alerts(
+    session: AsyncSession, account_id: str, statuses: Sequence[str] = SHOWN_STATUSES
+) -> list[Alert]:
+    """The account's alerts in ``statuses``, most recently changed first."""
+    rows = await session.scalars(
+        select(Alert)
+        .where(Alert.account_id == account_id, Alert.status.in_(list(statuses)))
+        .order_by(Alert.updated_at.desc(), Alert.id.desc())
+    )
+    return list(rows)
+
+
+async def active_alerts(session: AsyncSession, csm: str | None = None) -> list[Alert]:
+    """Every active alert (of one CSM: email or Slack handle), by id."""
+    stmt = select(Alert).where(Alert.status.in_(ACTIVE_STATUSES))
+    if csm:
+        stmt = stmt.where((Alert.csm_email == csm) | (Alert.csm_slack == csm))
+    return list(await session.scalars(stmt.order_by(Alert.id)))
+
+
+async def active_counts(session: AsyncSession, account_ids: Select[tuple[str]]) -> dict[str, int]:
+    """The number of active alerts of each account (``account_ids``: a subquery of ids)."""
+    found = await session.execute(
+        select(Alert.account_id, func.count())
+        .where(Alert.account_id.in_(account_ids), Alert.status.in_(ACTIVE_STATUSES))
+        .group_by(Alert.account_id)
+    )
+    return {a: int(n) for a, n in found}
