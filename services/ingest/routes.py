@@ -236,7 +236,10 @@ class Ingestor:
             try:
                 known = await self.accounts.lookup(wanted)
             except Exception:
-                log.exception("user-to-account lookup failed")
+                log.exception(
+                    "user-to-account lookup failed",
+                    extra={"key_id": key_id, "count": len(wanted)},
+                )
                 raise self._unavailable("the account database is unavailable") from None
         events, unresolved = normalize.resolve(
             parsed, known, self.config, received_at=received_at, write_key_id=key_id
@@ -253,7 +256,7 @@ class Ingestor:
 
         # 5. Publish all of them at once; answer only after the broker acknowledged them all.
         if events:
-            await self._publish(events)
+            await self._publish(events, key_id)
             skewed = sum(1 for p in parsed if p.time.skew_corrected)
             clamped = sum(1 for p in parsed if p.time.future_clamped)
             if skewed:
@@ -275,7 +278,7 @@ class Ingestor:
         }
         return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
 
-    async def _publish(self, events: list[Any]) -> None:
+    async def _publish(self, events: list[Any], key_id: int) -> None:
         s = self.settings
         messages = [normalize.to_message(e) for e in events]
         started = time.perf_counter()
@@ -285,7 +288,12 @@ class Ingestor:
                 await self.producer.publish(topics.EVENTS, messages, timeout_s=s.produce_timeout_s)
         except Exception as err:  # BusUnavailable, a timeout, or anything the client raised
             metrics.PRODUCE_FAILURES.inc()
-            log.warning("publishing %d events failed: %r", len(messages), err)
+            log.warning(
+                "publishing %d events failed: %r",
+                len(messages),
+                err,
+                extra={"key_id": key_id, "topic": topics.EVENTS, "count": len(messages)},
+            )
             raise self._unavailable("the event broker did not acknowledge the events") from None
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
 
