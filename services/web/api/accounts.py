@@ -7,15 +7,15 @@ URLs are secrets: every one shown (``csm_slack``, traits) is masked.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.web.deps import SessionDep
 from services.web.reports.build import (
     MonthError,
     MonthlyReport,
@@ -41,15 +41,6 @@ router = APIRouter(
 )
 
 MAX_RANGE_DAYS = 731
-
-
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
-    async with sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 
 def account_summary(a: Account) -> dict[str, Any]:

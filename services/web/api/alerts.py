@@ -7,20 +7,20 @@ alert; a move the alert's status does not allow is a 409.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.web.deps import SessionDep, clock_of
 from shared.alert_rules import RULE_NAMES
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
 from shared.api_auth import require_token
 from shared.api_input import MAX_BIGINT, ClientInputRoute, is_id, storable, storable_params
-from shared.clock import Clock, SystemClock
 from shared.db.models import Alert, AlertNotification
 from shared.read import alerts
 from shared.redact import mask_url
@@ -39,18 +39,8 @@ STATUSES = (*NOTIFIED, "pending")
 ``pending``: a condition that has held, not yet long enough to fire)."""
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
-    async with sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(_session)]
-
-
 def _now(request: Request) -> datetime:
-    clock: Clock = getattr(request.app.state, "clock", None) or SystemClock()
-    return clock.now()
+    return clock_of(request).now()
 
 
 def alert_json(a: Alert) -> dict[str, Any]:
