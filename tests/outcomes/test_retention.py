@@ -248,7 +248,9 @@ def simulated(draw: st.DrawFn, account_id: str) -> Simulated:
     return sim
 
 
-def expected_rows(sims: dict[str, Simulated], month: Month) -> tuple[int, int, float, float, float, float]:
+def expected_rows(
+    sims: dict[str, Simulated], month: Month
+) -> tuple[int, int, float, float, float, float]:
     before = month.first_day - timedelta(days=1)
     last = month.next().first_day - timedelta(days=1)
     n = churned = 0
