@@ -63,6 +63,17 @@ class Claim:
     attempts: int
 
 
+def _claim_ids(claim: Claim) -> dict[str, Any]:
+    """What a log line about ``claim`` concerns (never its destination: a webhook URL is a
+    secret)."""
+    return {
+        "notification_id": claim.id,
+        "channel": claim.channel,
+        "alert_id": claim.payload.get("alert_id"),
+        "account_id": claim.payload.get("account_id"),
+    }
+
+
 class DigestSender(Protocol):
     async def send_digest(
         self, notifications: Sequence[Notification], csm: str, *, csm_name: str | None = None
@@ -220,7 +231,11 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                log.exception("the digest to %s raised", address)
+                log.exception(
+                    "the digest to %s raised",
+                    address,
+                    extra={"channel": "email", "count": len(valid)},
+                )
                 result = DeliveryResult.retry_after(60.0, type(err).__name__, backoff=True)
         for c, _ in valid:
             await self._mark(c, result)
@@ -243,7 +258,12 @@ class Dispatcher:
             raise
         except Exception as err:
             # The contract says a notifier does not raise; if one does, retry rather than lose.
-            log.exception("notifier %s raised for notification %s", claim.channel, claim.id)
+            log.exception(
+                "notifier %s raised for notification %s",
+                claim.channel,
+                claim.id,
+                extra=_claim_ids(claim),
+            )
             # The exception's text may carry a URL or an answer: stored is only its type.
             return DeliveryResult.retry_after(
                 30.0, f"notifier raised {type(err).__name__}", backoff=True
@@ -277,6 +297,7 @@ class Dispatcher:
                 claim.channel,
                 claim.attempts,
                 values["last_error"],
+                extra=_claim_ids(claim),
             )
         try:
             async with self.sessions() as session, session.begin():
@@ -291,7 +312,12 @@ class Dispatcher:
                 )
         except Exception:
             # The claim's lease ends and the row is sent again: a duplicate, never a loss.
-            log.exception("could not mark notification %s as %s", claim.id, values["status"])
+            log.exception(
+                "could not mark notification %s as %s",
+                claim.id,
+                values["status"],
+                extra=_claim_ids(claim),
+            )
 
 
 def _aware(at: datetime) -> datetime:
