@@ -311,6 +311,7 @@ class AlertsHandler:
                     row.id,
                     row.rule,
                     row.account_id,
+                    extra={"alert_id": row.id, "rule": row.rule, "account_id": row.account_id},
                 )
                 continue
             targets: list[tuple[str, str]] = list(where)
@@ -404,7 +405,12 @@ class AlertsService:
             try:
                 outbox, points = await self.purge_once()
                 if outbox or points:
-                    log.info("purged %d delivered notifications, %d score points", outbox, points)
+                    log.info(
+                        "purged %d delivered notifications, %d score points",
+                        outbox,
+                        points,
+                        extra={"notifications": outbox, "score_points": points},
+                    )
             except Exception:
                 log.exception("purging the outbox failed; will retry")
             with contextlib.suppress(TimeoutError):

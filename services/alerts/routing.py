@@ -109,6 +109,7 @@ def _refused(channel: Channel, value: str, reason: str, account_id: str | None) 
         account_id,
         shown,
         reason,
+        extra={"channel": channel, "account_id": account_id},
     )
 
 

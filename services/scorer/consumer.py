@@ -130,7 +130,9 @@ class ScorerService:
                         session, self.clock.now() - self.dedup_window
                     )
                 if n:
-                    log.info("purged %d event ids older than the dedup window", n)
+                    log.info(
+                        "purged %d event ids older than the dedup window", n, extra={"count": n}
+                    )
             except Exception:
                 log.exception("purging the dedup window failed; will retry")
             with contextlib.suppress(TimeoutError):

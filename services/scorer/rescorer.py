@@ -401,7 +401,7 @@ class Rescorer:
             try:
                 if time.monotonic() >= next_sweep:
                     n = await self.sweep()
-                    log.info("sweep scored %d accounts", n)
+                    log.info("sweep scored %d accounts", n, extra={"count": n})
                     next_sweep = time.monotonic() + self.sweep_interval_s
                 else:
                     await self.rescore_dirty()

@@ -72,6 +72,8 @@ class TestWebhookFromAccountData:
         assert "account_id=acme" in caplog.text and "is not in" in caplog.text
         assert "https://internal.example/admin/…" in caplog.text
         assert "secretpath" not in caplog.text and "token=abc" not in caplog.text
+        [line] = caplog.records  # its ids, as JSON logs show them
+        assert (line.account_id, line.channel) == ("acme", "slack")  # type: ignore[attr-defined]
 
     def test_an_allowed_csm_webhook_replaces_the_default(self) -> None:
         assert destinations(None, SLACK, None, defaults())[0] == ("slack", SLACK)

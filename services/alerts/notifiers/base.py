@@ -157,6 +157,15 @@ class Notifier(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _ids(channel: Channel, notification: Notification) -> dict[str, str]:
+    return {
+        "channel": channel,
+        "alert_id": notification.alert_id,
+        "rule": notification.rule,
+        "account_id": notification.account_id,
+    }
+
+
 def record(
     channel: Channel, result: DeliveryResult, notification: Notification, destination: str
 ) -> DeliveryResult:
@@ -172,6 +181,7 @@ def record(
             notification.account_id,
             destination,
             result.reason,
+            extra=_ids(channel, notification),
         )
     elif result.is_retry:
         log.info(
@@ -183,5 +193,6 @@ def record(
             destination,
             result.retry_after_s,
             result.reason,
+            extra=_ids(channel, notification),
         )
     return result
