@@ -1,4 +1,5 @@
-"""A tend service (``tend scorer``, ``tend alerts``) as a child process, for crash tests."""
+"""A tend service (``tend scorer``, ``tend alerts``, ``tend web``, ``tend up`` ...) as a child
+process, for crash and layout tests."""
 
 from __future__ import annotations
 
@@ -25,12 +26,19 @@ class ServiceProcess:
         self.runs = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = tmp / f"{command}-0.log"
+        self.port = 0
+        """The port of the latest start (each start picks a free one)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.runs += 1
         self.log_path = self.tmp / f"{self.command}-{self.runs}.log"
+        self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services", self.command, "--port", str(free_port())],
+            [sys.executable, "-m", "services", self.command, "--port", str(self.port)],
             cwd=REPO,
             env=self.env,
             stdin=subprocess.DEVNULL,
