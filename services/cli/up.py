@@ -1,6 +1,7 @@
 """``tend up``: every service in one process on the embedded defaults (SQLite, in-process bus):
-the ingest app with the read API, the alerts API and the console, and the scorer and alerts
-services in the background, supervised together."""
+the ingest app with the web service's app (the same one ``tend web`` serves: read API, alerts
+API, console, reports) mounted beside it, and the scorer and alerts services in the background,
+supervised together."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import socket
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,9 +31,12 @@ from shared.config import TendConfig
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from shared.bus.base import Bus
+    from shared.bus.base import Bus, Producer
+    from shared.clock import Clock
+    from shared.service_app import BackgroundService
 
 log = logging.getLogger("tend.cli")
 
@@ -52,25 +57,18 @@ EmbeddedService = Callable[[Embedded], Coroutine[Any, Any, None]]
 its batch, flushes, commits) and returns. Raising stops the whole process with exit code 1."""
 
 
-async def _embedded_scorer(env: Embedded) -> None:
-    from services.scorer.app import build_service
+ServiceBuilder = Callable[
+    [Settings, TendConfig, "Bus", "async_sessionmaker[AsyncSession]", "Producer", "Clock | None"],
+    "BackgroundService",
+]
+"""A service module's ``build_service``: what its process runs in its app's lifespan."""
 
+
+async def _run_embedded(env: Embedded, *, build: ServiceBuilder) -> None:
     producer = env.bus.producer()
     await producer.start()
     try:
-        service = build_service(env.settings, env.config, env.bus, env.sessions, producer, None)
-        await service.run(env.stopping)
-    finally:
-        await producer.stop()
-
-
-async def _embedded_alerts(env: Embedded) -> None:
-    from services.alerts.app import build_service
-
-    producer = env.bus.producer()
-    await producer.start()
-    try:
-        service = build_service(env.settings, env.config, env.bus, env.sessions, producer, None)
+        service = build(env.settings, env.config, env.bus, env.sessions, producer, None)
         await service.run(env.stopping)
     finally:
         await producer.stop()
@@ -78,7 +76,58 @@ async def _embedded_alerts(env: Embedded) -> None:
 
 def embedded_services() -> dict[str, EmbeddedService]:
     """The background services ``tend up`` runs next to the HTTP server, by name."""
-    return {"scorer": _embedded_scorer, "alerts": _embedded_alerts}
+    from services.alerts.app import build_service as build_alerts
+    from services.scorer.app import build_service as build_scorer
+
+    return {
+        "scorer": partial(_run_embedded, build=build_scorer),
+        "alerts": partial(_run_embedded, build=build_alerts),
+    }
+
+
+def up_app(
+    settings: Settings,
+    config: TendConfig,
+    *,
+    bus: Bus | None = None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
+    api_token: str | None = None,
+) -> FastAPI:
+    """The app ``tend up`` serves: the ingest app, with the web service's app (built by the
+    same ``services.web.app.create_app`` as ``tend web``'s) mounted at the root for every path
+    ingest does not serve. Given ``sessions`` the web app needs no lifespan of its own (a
+    mounted app's lifespan never runs). ``/openapi.json`` and ``/docs`` describe both."""
+    from services.ingest.app import create_app as create_ingest_app
+    from services.web.app import create_app as create_web_app
+
+    app = create_ingest_app(settings, bus=bus, config=config)
+    web = create_web_app(settings, config=config, sessions=sessions, api_token=api_token)
+    app.mount("/", web)  # after ingest's routes: they match first
+    _describe_both(app, web)
+    return app
+
+
+def _describe_both(app: FastAPI, mounted: FastAPI) -> None:
+    """``app``'s OpenAPI document gains the paths and components of the app mounted in it."""
+    own = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = own()
+        other = mounted.openapi()
+        document.setdefault("paths", {}).update(other.get("paths", {}))
+        components = document.setdefault("components", {})
+        for section, entries in other.get("components", {}).items():
+            components.setdefault(section, {}).update(entries)
+        if "tags" in other:
+            known = {tag["name"] for tag in document.get("tags", [])}
+            tags = [tag for tag in other["tags"] if tag["name"] not in known]
+            document["tags"] = [*document.get("tags", []), *tags]
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -168,7 +217,7 @@ async def _supervise(server: EmbeddedServer, sock: socket.socket, env: Embedded,
             loop.add_signal_handler(sig, on_signal)
     try:
         await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
-        click.echo("tend is stopping...", err=True)
+        log.info("tend is stopping...")
         env.stopping.set()
         server.should_exit = True
         _, late = await asyncio.wait(tasks, timeout=env.settings.shutdown_timeout_s)
@@ -217,10 +266,6 @@ def _api_token(settings: Settings) -> str:
 
 
 async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> None:
-    from services.ingest.app import create_app
-    from services.web.api.accounts import router as accounts_router
-    from services.web.api.alerts import router as alerts_router
-    from services.web.console.routes import router as console_router
     from shared.bus import create_bus
     from shared.db.session import create_engine, create_sessionmaker
     from shared.service_app import bind_port
@@ -242,15 +287,8 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
         bus = create_bus(settings, sessions)
         try:
             env = Embedded(settings, config, sessions, bus, asyncio.Event())
-            app = create_app(settings, bus=bus, config=config)
             token = _api_token(settings)
-            app.state.sessions = sessions
-            app.state.api_token = token
-            app.include_router(accounts_router)
-            app.include_router(alerts_router)
-            app.state.config = config  # the console shades its charts with the model's bands
-            app.state.console = settings.console
-            app.include_router(console_router)  # /console, its stylesheet included
+            app = up_app(settings, config, bus=bus, sessions=sessions, api_token=token)
             server = EmbeddedServer(
                 uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
             )
@@ -269,11 +307,11 @@ def up(host: str, port: int) -> None:
 
     Migrates the database, creates a first write key when none exists, then serves the API.
     """
-    from shared.logging import setup_logging
+    from shared.logging import configure_logging
 
     settings = load_settings()
     config = load_tend_config(settings)
-    setup_logging(settings.log_level)
+    configure_logging(settings, "up")
     # Alembic announces each of its plugins at INFO; `tend up` prints its own migration summary.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if settings.uses_kafka:
