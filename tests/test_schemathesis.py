@@ -99,16 +99,11 @@ def tend_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
 def tend_up_openapi() -> dict[str, Any]:
     """The OpenAPI document of the app `tend up` serves, built in-process the way `tend up`
     builds it (the fixture checks that the running server serves the same)."""
-    from services.ingest.app import create_app
-    from services.web.api.accounts import router as accounts_router
-    from services.web.api.alerts import router as alerts_router
+    from services.cli.up import up_app
     from shared.config import TendConfig
     from shared.settings import Settings
 
-    app = create_app(Settings(), config=TendConfig())
-    app.include_router(accounts_router)
-    app.include_router(alerts_router)
-    document: dict[str, Any] = app.openapi()
+    document: dict[str, Any] = up_app(Settings(), TendConfig()).openapi()
     return document
 
 
