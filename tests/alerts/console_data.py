@@ -18,13 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
-from services.web.api.accounts import router as accounts_router
-from services.web.api.alerts import router as alerts_router
-from services.web.console.routes import router as console_router
+from services.web.app import create_app
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
 from shared.db.models import Account, Alert
 from shared.db.session import create_engine, create_sessionmaker
+from shared.settings import Settings
 from tests.scorer.synthetic import CONFIG, Archetype, Replay, generate, import_profiles
 
 TOKEN = "console-test-token-0123456789abcdef"
@@ -181,13 +180,12 @@ async def seed(path: str, prefix: str = "cs") -> Seeded:
 
 
 def build_app(seeded: Seeded, token: str | None = TOKEN) -> FastAPI:
-    """The console with the read and alerts APIs on one app, as ``tend up`` serves them."""
-    app = FastAPI()
-    app.state.sessions = seeded.sessions
-    app.state.api_token = token
-    app.state.clock = seeded.clock
-    app.state.config = CONFIG
-    app.include_router(console_router)
-    app.include_router(accounts_router)
-    app.include_router(alerts_router)
-    return app
+    """The web app (console, read and alerts APIs, reports) on the seeded database, as
+    ``tend web`` and ``tend up`` serve it; ``token`` None: no API token (the console is closed)."""
+    return create_app(
+        Settings(api_token=None, config=None),
+        config=CONFIG,
+        sessions=seeded.sessions,
+        clock=seeded.clock,
+        api_token=token,
+    )
