@@ -198,6 +198,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": self.mask.text(record.getMessage()),
         }
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            line.update(_access_fields(record.args, self.mask))
         for key, value in record.__dict__.items():
             if key in _RECORD_FIELDS or key.startswith("_"):
                 continue
@@ -210,6 +212,15 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = self.mask.text(self.formatStack(record.stack_info))
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def _access_fields(args: tuple[Any, ...], mask: SecretMask) -> dict[str, Any]:
+    """uvicorn's access line as fields: its arguments are (client, method, path, http
+    version, status)."""
+    if len(args) != 5:
+        return {}
+    _, method, path, _, status = args
+    return {"method": method, "path": mask.text(str(path)), "status": status}
 
 
 def resolve_format(fmt: str | None, stream: TextIO) -> Literal["text", "json"]:

@@ -180,9 +180,13 @@ SLACK_SECRET_PART = "xoxWEBHOOKsecret"
 
 @contextlib.contextmanager
 def capture(
-    fmt: str = "json", *, service: str = "scorer", secrets: tuple[str, ...] = ()
+    fmt: str = "json",
+    *,
+    service: str = "scorer",
+    secrets: tuple[str, ...] = (),
+    name: str | None = None,
 ) -> Iterator[tuple[logging.Logger, io.StringIO]]:
-    """A logger writing through the process handler (``fmt``) into a string."""
+    """A logger (``name``) writing through the process handler (``fmt``) into a string."""
     stream = io.StringIO()
     handler = log_handler(
         stream,
@@ -190,7 +194,8 @@ def capture(
         service=service,
         mask=SecretMask(secrets),
     )
-    logger = logging.getLogger(f"tend.test.{fmt}")
+    logger = logging.getLogger(name or f"tend.test.{fmt}")
+    propagate, level = logger.propagate, logger.level
     logger.propagate = False
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
@@ -198,7 +203,7 @@ def capture(
         yield logger, stream
     finally:
         logger.removeHandler(handler)
-        logger.propagate = True
+        logger.propagate, logger.level = propagate, level
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -249,6 +254,24 @@ class TestJsonLines:
         assert first["event"] == "two\nlines"
         assert (first["as_of"], first["tags"]) == ("2026-11-01", ["a", "b"])
         assert second["event"] == "ünïcode …"
+
+    def test_an_access_line_has_method_path_and_status(self) -> None:
+        with capture(service="web", name="uvicorn.access") as (access, stream):
+            access.info(
+                '%s - "%s %s HTTP/%s" %d',
+                "127.0.0.1:5000",
+                "GET",
+                f"/v1/accounts?token={API_TOKEN}",
+                "1.1",
+                200,
+            )
+        [line] = json_lines(stream.getvalue())
+        assert (line["method"], line["path"], line["status"]) == (
+            "GET",
+            "/v1/accounts?token=…",
+            200,
+        )
+        assert API_TOKEN not in stream.getvalue()
 
     def test_an_id_never_hides_a_field_of_the_line(self) -> None:
         with capture(service="alerts") as (log, stream):
@@ -501,7 +524,8 @@ class TestTendProcess:
             assert line["service"] == "up", line
         events = [line["event"] for line in lines]
         assert any("Application startup complete" in e for e in events), events
-        assert any("/healthz" in e for e in events), events
+        [access] = [line for line in lines if line.get("path", "").startswith("/healthz")]
+        assert (access["method"], access["status"]) == ("GET", 200)
         for secret in (API_TOKEN, SMTP_PASSWORD, SLACK_SECRET_PART):
             assert secret not in text
 
