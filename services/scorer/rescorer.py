@@ -8,6 +8,9 @@ provisional. The rollup writer records per account the earliest day new events t
 (``accounts.rescore_from``) in the batch's transaction; the re-scorer scores every account from
 that day (at most ``horizon_days`` back), or from its last scored day, through today, one day
 at a time in ascending order, and publishes only the days whose score changed.
+
+One module of about 480 lines on purpose: the three triggers (after a batch, the sweep, on
+demand) share one day-by-day loop, its re-score marks and its metrics.
 """
 
 from __future__ import annotations
