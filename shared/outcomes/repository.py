@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Account, FeatureDay, LifecycleStageChange, MrrChange, Outcome
 from shared.db.types import utcnow
-from shared.db.upsert import upsert
+from shared.db.upsert import insert_for
 from shared.outcomes.lifecycle import stage_changes
 from shared.outcomes.model import (
     VALUE_FIELDS,
@@ -135,7 +135,14 @@ class OutcomeRepository:
                     "updated_at": now,
                 }
             )
-        await upsert(self.session, OUTCOMES, rows, keys=_KEY, update=(*_STORED, "updated_at"))
+        if rows:
+            # One statement executed for many rows: compiled once, whatever the batch size.
+            stmt = insert_for(self.session, OUTCOMES)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(_KEY),
+                set_={c: stmt.excluded[c] for c in (*_STORED, "updated_at")},
+            )
+            await self.session.execute(stmt, rows)
         await self.rebuild(ids, as_of=as_of)
         return RecordResult(inserted, updated, len(outcomes) - inserted - updated)
 

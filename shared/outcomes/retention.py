@@ -42,7 +42,7 @@ class Month:
     def parse(cls, text: str, *, field: str = "month") -> Month:
         """``YYYY-MM``; a ValueError naming ``field`` otherwise."""
         m = _MONTH.fullmatch(text.strip())
-        if m is None or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1:
+        if m is None or not 1 <= int(m.group(2)) <= 12 or not 1 <= int(m.group(1)) <= 9998:
             raise ValueError(f"{field}: {text!r} is not a month written YYYY-MM")
         return cls(int(m.group(1)), int(m.group(2)))
 

@@ -13,7 +13,7 @@ from datetime import date
 
 import pytest
 from alembic import command
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.migrate import alembic_config, upgrade_async
@@ -161,6 +161,21 @@ class TestRecording:
                 twice = [change(ids["A"], D(2026, 5, 1), 10), change(ids["A"], D(2026, 5, 1), 20)]
                 with pytest.raises(ValueError, match=r"effective_on: .* given twice"):
                     await record(sessions, twice)
+
+    async def test_a_large_import(self, pg_url: str, sqlite_url: str) -> None:
+        for engine, url in engines(pg_url, sqlite_url):
+            async with opened(url) as sessions:
+                prefix = uuid.uuid4().hex[:10]
+                ids = [f"{prefix}-{i}" for i in range(1500)]
+                async with transaction(sessions) as session:
+                    await session.execute(
+                        insert(Account),
+                        [{"account_id": a, "created_at": D(2025, 1, 1), "mrr": 100} for a in ids],
+                    )
+                batch = [change(a, D(2026, m, 1), 10) for a in ids for m in (1, 2)]
+                assert await record(sessions, batch) == (3000, 0, 0), engine
+                assert await record(sessions, batch) == (0, 0, 3000), engine
+                assert await count_outcomes(sessions, ids) == 3000, engine
 
 
 class TestReading:

@@ -185,7 +185,9 @@ class TestTimeToValue:
 
 
 class TestMonth:
-    @pytest.mark.parametrize("text", ["2026-13", "2026-00", "26-01", "2026/01", "", "2026-1"])
+    @pytest.mark.parametrize(
+        "text", ["2026-13", "2026-00", "26-01", "2026/01", "", "2026-1", "0000-01", "9999-12"]
+    )
     def test_bad_months_name_the_field(self, text: str) -> None:
         with pytest.raises(ValueError, match=r"^from: "):
             Month.parse(text, field="from")
