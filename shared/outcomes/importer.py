@@ -22,6 +22,7 @@ may appear once per file; recording it again later replaces its values (idempote
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -310,7 +311,12 @@ def read_outcomes(path: Path | str, *, source: Source = "import") -> list[Import
     """Parse the file at ``path``: JSON when it ends in ``.json``, else CSV (UTF-8, with or
     without a byte-order mark)."""
     p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        unit: Literal["line", "item"] = "item" if p.suffix.lower() == ".json" else "line"
+        where = f"is not UTF-8 text (byte {err.start})"
+        raise OutcomeImportError([ImportProblem(0, None, where, unit)]) from None
     if p.suffix.lower() == ".json":
-        return parse_outcomes_json(p.read_text(encoding="utf-8-sig"), source=source)
-    with p.open(encoding="utf-8-sig", newline="") as f:
-        return parse_outcomes_csv(f, source=source)
+        return parse_outcomes_json(text, source=source)
+    return parse_outcomes_csv(io.StringIO(text, newline=""), source=source)

@@ -205,6 +205,17 @@ class TestFiles:
         assert len(read_outcomes(tmp_path / "o.csv")) == 4
         assert read_outcomes(tmp_path / "o.JSON")[0].outcome.mrr_delta == 1
 
+    def test_not_utf8(self, tmp_path: Path) -> None:
+        (tmp_path / "o.csv").write_bytes(b"account_id,kind,effective_on,reason\nm\xfcller,x,y,z\n")
+        with pytest.raises(OutcomeImportError, match=r"the file: is not UTF-8 text \(byte 37\)"):
+            read_outcomes(tmp_path / "o.csv")
+
+    def test_crlf_and_a_quoted_line_break(self, tmp_path: Path) -> None:
+        text = 'account_id,kind,effective_on,reason\r\na,cancellation,2026-01-01,"too\r\ndear"\r\n'
+        (tmp_path / "o.csv").write_bytes(text.encode())
+        (row,) = read_outcomes(tmp_path / "o.csv")
+        assert row.outcome.reason == "too\r\ndear"
+
 
 @st.composite
 def outcomes(draw: st.DrawFn) -> CustomerOutcome:
