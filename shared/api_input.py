@@ -7,14 +7,7 @@ must fit a signed 64-bit integer; ``str.isdigit`` accepts digits ``int`` refuses
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Coroutine
-from typing import Any
-
-from fastapi import HTTPException, Request, Response
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import HTTPException, Request
 
 MAX_BIGINT = 2**63 - 1
 """The largest offset or id the databases take (PostgreSQL BIGINT, SQLite INTEGER)."""
@@ -44,31 +37,8 @@ async def storable_params(request: Request) -> None:
     for where, params in (("path", request.path_params), ("query", request.query_params)):
         for name, value in params.items():
             if isinstance(value, str) and not storable(value):
+                # An HTTPException, so that every app answers it (the console's too); the
+                # message starts with the field, which shared.api_errors reports as `field`.
                 raise HTTPException(
-                    422,
-                    detail=f"{name}: the {where} parameter contains NUL or a lone surrogate",
+                    422, f"{name}: the {where} parameter contains NUL or a lone surrogate"
                 )
-
-
-def validation_error_response(exc: RequestValidationError) -> Response:
-    """FastAPI's 422 body, written so that it can always be sent: the default handler echoes
-    the refused input as UTF-8 and fails (a 500) when that input holds a lone surrogate."""
-    body = {"detail": jsonable_encoder(exc.errors())}
-    return Response(json.dumps(body, ensure_ascii=True), 422, media_type="application/json")
-
-
-class ClientInputRoute(APIRoute):
-    """A route whose request-validation errors are answered by
-    :func:`validation_error_response`, whatever exception handlers the app it is mounted in has
-    (the read and alerts APIs are mounted in several apps)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                return validation_error_response(exc)
-
-        return route

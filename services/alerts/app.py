@@ -14,6 +14,7 @@ from services.alerts.consumer import AlertsService
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers import EmailNotifier, Notifier, SlackNotifier, SmtpSettings
 from services.alerts.routing import Defaults
+from shared.api_errors import install_error_handlers
 from shared.bus import Bus
 from shared.bus.base import Producer
 from shared.clock import Clock, SystemClock
@@ -45,6 +46,7 @@ def create_app(
     )
 
     app = FastAPI(title="tend alerts", version="1", lifespan=lifespan)
+    install_error_handlers(app)
     add_ops_routes(app)
     return app
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.consumer import ScorerService
+from shared.api_errors import install_error_handlers
 from shared.bus import Bus
 from shared.bus.base import Producer
 from shared.clock import Clock, SystemClock
@@ -41,6 +42,7 @@ def create_app(
     )
 
     app = FastAPI(title="tend scorer", version="1", lifespan=lifespan)
+    install_error_handlers(app)
     add_ops_routes(app)
     return app
 

@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from services.web.api.accounts import router as accounts_router
 from services.web.api.alerts import router as alerts_router
 from services.web.console.routes import router as console_router
+from shared.api_errors import install_error_handlers
 from shared.clock import Clock
 from shared.config import TendConfig, load_config
 from shared.db.session import create_engine, create_sessionmaker
@@ -62,6 +63,7 @@ def create_app(
         app.state.sessions = sessions
     if clock is not None:
         app.state.clock = clock
+    install_error_handlers(app)
     app.include_router(accounts_router)
     app.include_router(alerts_router)
     # Before the console's routes: its catch-all answers every other /console address.

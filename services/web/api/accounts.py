@@ -10,11 +10,18 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.web.api.schemas import (
+    AccountDetail,
+    AccountHealth,
+    AccountList,
+    AccountSummary,
+    AccountUsage,
+)
 from services.web.deps import SessionDep
 from services.web.reports.build import (
     MonthError,
@@ -26,7 +33,8 @@ from services.web.reports.build import (
 from services.web.reports.render import render_html
 from shared.accounts_csv import MAX_ID, PARSERS, AccountRow, import_accounts
 from shared.api_auth import require_token
-from shared.api_input import MAX_BIGINT, ClientInputRoute, storable, storable_params
+from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
+from shared.api_input import MAX_BIGINT, storable, storable_params
 from shared.config import TendConfig
 from shared.db.models import Account, HealthScore
 from shared.read import accounts, scores, usage
@@ -37,8 +45,11 @@ router = APIRouter(
     prefix="/v1/accounts",
     tags=["accounts"],
     dependencies=[Depends(require_token), Depends(storable_params)],
-    route_class=ClientInputRoute,
+    route_class=ErrorRoute,
+    generate_unique_id_function=operation_id,
+    responses=error_responses(401, 422),
 )
+NOT_FOUND = error_responses(404)
 
 MAX_RANGE_DAYS = 731
 
@@ -69,20 +80,20 @@ def _date_range(start: date | None, end: date | None, default_days: int) -> tupl
         back = min(default_days - 1, (end - date.min).days)
         start = end - timedelta(days=back)
     if start > end:
-        raise HTTPException(422, detail="from: must not be after to")
+        raise ApiError.invalid("from", "must not be after to")
     if (end - start).days > MAX_RANGE_DAYS:
-        raise HTTPException(422, detail=f"from: the range may span at most {MAX_RANGE_DAYS} days")
+        raise ApiError.invalid("from", f"the range may span at most {MAX_RANGE_DAYS} days")
     return start, end
 
 
 async def _get_account(session: AsyncSession, account_id: str) -> Account:
     account = await accounts.get_account(session, account_id)
     if account is None:
-        raise HTTPException(404, detail=f"account {account_id!r} not found")
+        raise ApiError.not_found("account", account_id)
     return account
 
 
-@router.get("", summary="List accounts with their current health")
+@router.get("", summary="List accounts with their current health", response_model=AccountList)
 async def list_accounts(
     session: SessionDep,
     band: Annotated[str | None, Query(description="green, yellow, red, ...")] = None,
@@ -97,7 +108,12 @@ async def list_accounts(
     return {"total": total, "accounts": [account_summary(a) for a in rows]}
 
 
-@router.get("/{account_id}", summary="One account: traits, current score and metrics")
+@router.get(
+    "/{account_id}",
+    summary="One account: traits, current score and metrics",
+    response_model=AccountDetail,
+    responses=NOT_FOUND,
+)
 async def get_account(account_id: str, session: SessionDep) -> dict[str, Any]:
     account = await _get_account(session, account_id)
     latest = await scores.latest_score(session, account_id)
@@ -146,7 +162,11 @@ class ProfileUpdate(BaseModel):
     )
 
 
-@router.patch("/{account_id}", summary="Set an account's profile: CSM routing, seats, renewal")
+@router.patch(
+    "/{account_id}",
+    summary="Set an account's profile: CSM routing, seats, renewal",
+    response_model=AccountSummary,
+)
 async def update_profile(
     account_id: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
     update: ProfileUpdate,
@@ -159,14 +179,14 @@ async def update_profile(
     for column, value in update.model_dump(exclude_unset=True).items():
         if isinstance(value, str):
             if not storable(value):
-                raise HTTPException(422, detail=f"{column}: contains NUL or a lone surrogate")
+                raise ApiError.invalid(column, "contains NUL or a lone surrogate")
             try:
                 value = PARSERS[column](value)
             except ValueError as err:
-                raise HTTPException(422, detail=f"{column}: {err}") from None
+                raise ApiError.invalid(column, str(err)) from None
         fields[column] = value
     if not fields:
-        raise HTTPException(422, detail="body: give at least one profile field")
+        raise ApiError.invalid("body", "give at least one profile field")
     await import_accounts(session, [AccountRow(account_id, fields)])
     await session.commit()
     return account_summary(await _get_account(session, account_id))
@@ -186,7 +206,12 @@ def _score_row(h: HealthScore) -> dict[str, Any]:
     }
 
 
-@router.get("/{account_id}/health", summary="Current score with components, and daily history")
+@router.get(
+    "/{account_id}/health",
+    summary="Current score with components, and daily history",
+    response_model=AccountHealth,
+    responses=NOT_FOUND,
+)
 async def get_health(
     account_id: str,
     session: SessionDep,
@@ -205,7 +230,12 @@ async def get_health(
     }
 
 
-@router.get("/{account_id}/usage", summary="Daily rollups, overall and per feature")
+@router.get(
+    "/{account_id}/usage",
+    summary="Daily rollups, overall and per feature",
+    response_model=AccountUsage,
+    responses=NOT_FOUND,
+)
 async def get_usage(
     account_id: str,
     session: SessionDep,
@@ -244,7 +274,7 @@ async def _report(
     try:
         first = parse_month(month, today) if month is not None else last_month(today)
     except MonthError as err:
-        raise HTTPException(422, detail=str(err)) from None
+        raise ApiError(422, str(err), code="invalid") from None
     config: TendConfig | None = getattr(request.app.state, "config", None)
     # Without a configuration (or one naming no key features), the report uses the key
     # features the scorer scored the account with.
@@ -257,7 +287,7 @@ MonthQuery = Annotated[
 ]
 
 
-@router.get("/{account_id}/report", summary="Monthly value report (JSON)")
+@router.get("/{account_id}/report", summary="Monthly value report (JSON)", responses=NOT_FOUND)
 async def get_report(
     account_id: str, request: Request, session: SessionDep, month: MonthQuery = None
 ) -> MonthlyReport:
@@ -270,8 +300,10 @@ async def get_report(
     "/{account_id}/report.html",
     summary="Monthly value report (printable HTML page)",
     response_class=HTMLResponse,
+    responses=NOT_FOUND,
 )
 async def get_report_html(
     account_id: str, request: Request, session: SessionDep, month: MonthQuery = None
 ) -> HTMLResponse:
-    return HTMLResponse(render_html(await _report(request, session, account_id, month)))
+    report = await _report(request, session, account_id, month)
+    return HTMLResponse(render_html(report, config=getattr(request.app.state, "config", None)))

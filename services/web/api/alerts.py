@@ -11,16 +11,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.web.api.schemas import AlertDetail, AlertList, AlertOut, IncidentMove
 from services.web.deps import SessionDep, clock_of
 from shared.alert_rules import RULE_NAMES
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
 from shared.api_auth import require_token
-from shared.api_input import MAX_BIGINT, ClientInputRoute, is_id, storable, storable_params
+from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
+from shared.api_input import MAX_BIGINT, is_id, storable, storable_params
 from shared.db.models import Alert, AlertNotification
 from shared.read import alerts
 from shared.redact import mask_url
@@ -29,8 +31,12 @@ router = APIRouter(
     prefix="/v1/alerts",
     tags=["alerts"],
     dependencies=[Depends(require_token), Depends(storable_params)],
-    route_class=ClientInputRoute,
+    route_class=ErrorRoute,
+    generate_unique_id_function=operation_id,
+    responses=error_responses(401, 422),
 )
+NOT_FOUND = error_responses(404)
+MOVE_ERRORS = error_responses(404, 409)
 
 ACTIVE = ("open", "acknowledged", "snoozed")
 NOTIFIED = (*ACTIVE, "resolved")
@@ -101,21 +107,24 @@ def _statuses(value: str) -> list[str]:
     wanted = [s.strip() for s in value.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in STATUSES]
     if not wanted or unknown:
-        raise HTTPException(
-            422,
-            detail=f"status: {', '.join(unknown) or 'empty'} is not one of "
-            f"active, all, {', '.join(STATUSES)}",
+        raise ApiError.invalid(
+            "status",
+            f"{', '.join(unknown) or 'empty'} is not one of active, all, {', '.join(STATUSES)}",
         )
     return wanted
 
 
 def _alert_id(alert_id: str) -> int:
     if not is_id(alert_id):
-        raise HTTPException(404, detail=f"alert {alert_id!r} not found")
+        raise ApiError.not_found("alert", alert_id)
     return int(alert_id)
 
 
-@router.get("", summary="List alerts (active ones unless status says otherwise)")
+@router.get(
+    "",
+    summary="List alerts (active ones unless status says otherwise)",
+    response_model=AlertList,
+)
 async def list_alerts(
     session: SessionDep,
     status: Annotated[
@@ -129,7 +138,7 @@ async def list_alerts(
 ) -> dict[str, Any]:
     statuses = _statuses(status)
     if rule is not None and rule not in RULE_NAMES:
-        raise HTTPException(422, detail=f"rule: {rule!r} is not one of {', '.join(RULE_NAMES)}")
+        raise ApiError.invalid("rule", f"{rule!r} is not one of {', '.join(RULE_NAMES)}")
     total, rows = await alerts.search_alerts(
         session,
         statuses=statuses,
@@ -146,11 +155,16 @@ async def _get(session: AsyncSession, alert_id: str, *, lock: bool = False) -> A
     row = await alerts.get_alert(session, _alert_id(alert_id), lock=lock)
     # A ``none`` row only remembers counters of a condition that does not hold.
     if row is None or row.status == "none":
-        raise HTTPException(404, detail=f"alert {alert_id!r} not found")
+        raise ApiError.not_found("alert", alert_id)
     return row
 
 
-@router.get("/{alert_id}", summary="One alert with its notifications")
+@router.get(
+    "/{alert_id}",
+    summary="One alert with its notifications",
+    response_model=AlertDetail,
+    responses=NOT_FOUND,
+)
 async def get_alert(alert_id: str, session: SessionDep) -> dict[str, Any]:
     row = await _get(session, alert_id)
     body = alert_json(row)
@@ -170,11 +184,16 @@ async def _move(
         try:
             apply_move(row, move, now)
         except LifecycleError as err:
-            raise HTTPException(409, detail=str(err)) from err
+            raise ApiError.conflict(str(err)) from err
     return alert_json(row)
 
 
-@router.post("/{alert_id}/ack", summary="Acknowledge: no more repeats")
+@router.post(
+    "/{alert_id}/ack",
+    summary="Acknowledge: no more repeats",
+    response_model=AlertOut,
+    responses=MOVE_ERRORS,
+)
 async def ack_alert(alert_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
     return await _move(request, session, alert_id, acknowledge)
 
@@ -202,7 +221,12 @@ class SnoozeBody(BaseModel):
         return value
 
 
-@router.post("/{alert_id}/snooze", summary="Snooze until a time, with a reason")
+@router.post(
+    "/{alert_id}/snooze",
+    summary="Snooze until a time, with a reason",
+    response_model=AlertOut,
+    responses=MOVE_ERRORS,
+)
 async def snooze_alert(
     alert_id: str,
     body: Annotated[SnoozeBody, Body()],
@@ -216,11 +240,16 @@ def _snooze_move(
     body: SnoozeBody, request: Request
 ) -> Callable[[AlertState, datetime], AlertState]:
     if body.until <= _now(request):
-        raise HTTPException(422, detail="until: must be in the future")
+        raise ApiError.invalid("until", "must be in the future")
     return lambda s, now: snooze(s, body.until, body.reason, now)
 
 
-@router.post("/{alert_id}/resolve", summary="Resolve by hand")
+@router.post(
+    "/{alert_id}/resolve",
+    summary="Resolve by hand",
+    response_model=AlertOut,
+    responses=MOVE_ERRORS,
+)
 async def resolve_alert(alert_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
     return await _move(request, session, alert_id, resolve)
 
@@ -235,16 +264,26 @@ async def _move_incident(
     async with session.begin():
         moved = await move_incident(session, account_id, move, now)
     if not moved:
-        raise HTTPException(404, detail=f"account {account_id!r} has no open alerts")
+        raise ApiError(404, f"account {account_id!r} has no open alerts", code="not_found")
     return {"account_id": account_id, "alerts": [alert_json(a) for a in moved]}
 
 
-@router.post("/accounts/{account_id}/ack", summary="Acknowledge every open alert of an account")
+@router.post(
+    "/accounts/{account_id}/ack",
+    summary="Acknowledge every open alert of an account",
+    response_model=IncidentMove,
+    responses=NOT_FOUND,
+)
 async def ack_incident(account_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
     return await _move_incident(request, session, account_id, acknowledge)
 
 
-@router.post("/accounts/{account_id}/snooze", summary="Snooze every open alert of an account")
+@router.post(
+    "/accounts/{account_id}/snooze",
+    summary="Snooze every open alert of an account",
+    response_model=IncidentMove,
+    responses=NOT_FOUND,
+)
 async def snooze_incident(
     account_id: str,
     body: Annotated[SnoozeBody, Body()],
@@ -254,7 +293,12 @@ async def snooze_incident(
     return await _move_incident(request, session, account_id, _snooze_move(body, request))
 
 
-@router.post("/accounts/{account_id}/resolve", summary="Resolve every open alert of an account")
+@router.post(
+    "/accounts/{account_id}/resolve",
+    summary="Resolve every open alert of an account",
+    response_model=IncidentMove,
+    responses=NOT_FOUND,
+)
 async def resolve_incident(
     account_id: str, request: Request, session: SessionDep
 ) -> dict[str, Any]:

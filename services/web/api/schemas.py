@@ -1,0 +1,241 @@
+"""The answers of the read API and the alerts API, as models: the routes' ``response_model``, so
+the OpenAPI document describes (and the server checks) every field a client gets. Errors are
+:class:`shared.api_errors.TendError`.
+
+Values stored as JSON (score components, metrics, alert facts) stay open dicts: their keys are
+the scoring model's and the rules', documented in docs/scoring.md and docs/alerts.md.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JsonObject = dict[str, Any]
+
+
+def _example(example: JsonObject) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
+
+ACCOUNT_EXAMPLE: JsonObject = {
+    "account_id": "acme",
+    "name": "Acme Corp",
+    "plan": "business",
+    "seats": 120,
+    "mrr": 4800.0,
+    "renewal_date": "2027-03-31",
+    "lifecycle_stage": "growing",
+    "csm_email": "dana@vendor.example",
+    "csm_slack": "https://hooks.slack.com/services/…",
+    "champion": None,
+    "score": 41.5,
+    "band": "red",
+    "scored_as_of": "2026-11-30",
+    "first_seen": "2025-02-03",
+}
+
+
+class AccountSummary(BaseModel):
+    """An account's profile and current health. ``csm_slack`` webhook URLs are masked."""
+
+    model_config = _example(ACCOUNT_EXAMPLE)
+
+    account_id: str
+    name: str | None = None
+    plan: str | None = None
+    seats: int | None = None
+    mrr: float | None = None
+    renewal_date: date | None = None
+    lifecycle_stage: str | None = None
+    csm_email: str | None = None
+    csm_slack: str | None = Field(None, description="A Slack handle, or a masked webhook URL.")
+    champion: str | None = Field(None, description="The champion an operator named.")
+    score: float | None = Field(None, description="0 to 100; null before the first score.")
+    band: str | None = Field(None, description="green, yellow, red, ...")
+    scored_as_of: date | None = None
+    first_seen: date | None = None
+
+
+class AccountList(BaseModel):
+    total: int = Field(description="Accounts matching the filters (all pages).")
+    accounts: list[AccountSummary]
+
+
+class CurrentChampion(BaseModel):
+    user_id: str
+    source: str | None = Field(None, description="named (by an operator) or inferred (usage).")
+    last_active: date | None = None
+    days_since_active: int | None = None
+
+
+class AccountDetail(AccountSummary):
+    model_config = _example(
+        {
+            **ACCOUNT_EXAMPLE,
+            "traits": {"industry": "logistics"},
+            "metrics": {"active_users_28d": 33, "regular_users": 31},
+            "current_champion": {
+                "user_id": "u-42",
+                "source": "inferred",
+                "last_active": "2026-11-02",
+                "days_since_active": 28,
+            },
+        }
+    )
+
+    traits: JsonObject = Field(description="Traits from group calls; webhook URLs masked.")
+    metrics: JsonObject | None = Field(description="The metrics behind the current score.")
+    current_champion: CurrentChampion | None
+
+
+class ScoreRow(BaseModel):
+    as_of: date
+    score: float | None
+    band: str
+    previous_score: float | None = None
+    previous_band: str | None = None
+    components: JsonObject = Field(description="Each component's score, 0 to 100.")
+    left_out: list[Any] = Field(description="Components without data; their weight is spread.")
+    moved: JsonObject = Field(description="What moved since the previous score.")
+    computed_at: datetime
+
+
+class HistoryPoint(BaseModel):
+    as_of: date
+    score: float | None
+    band: str
+
+
+class AccountHealth(BaseModel):
+    account_id: str
+    current: ScoreRow | None
+    metrics: JsonObject | None
+    history: list[HistoryPoint] = Field(description="One score a day in the range, oldest first.")
+
+
+class UsageDay(BaseModel):
+    day: date
+    events: int
+    logins: int
+    active_users: int
+
+
+class FeatureUse(BaseModel):
+    day: date
+    uses: int
+    users: int
+
+
+class AccountUsage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    account_id: str
+    from_: date = Field(alias="from")
+    to: date
+    days: list[UsageDay]
+    features: dict[str, list[FeatureUse]] = Field(description="Daily use of each feature.")
+
+
+ALERT_EXAMPLE: JsonObject = {
+    "id": 42,
+    "account_id": "acme",
+    "account_name": "Acme Corp",
+    "rule": "login_decline",
+    "feature": "",
+    "status": "open",
+    "severity": "high",
+    "reason": "weekly actives fell from 40 to 26 over 3 weeks",
+    "next_step": "Call the champion u-42 this week.",
+    "facts": {"weekly_actives": [40, 35, 30, 26]},
+    "as_of": "2026-11-30",
+    "started_on": "2026-11-23",
+    "opened_on": "2026-11-30",
+    "resolved_on": None,
+    "reopenings": 0,
+    "score": 41.5,
+    "band": "red",
+    "mrr": 4800.0,
+    "csm_email": "dana@vendor.example",
+    "opened_at": "2026-11-30T06:00:00Z",
+    "acknowledged_at": None,
+    "snoozed_until": None,
+    "snooze_reason": None,
+    "resolved_at": None,
+    "resolved_by": None,
+    "last_notified_at": "2026-11-30T06:00:05Z",
+    "notifications": 1,
+    "consecutive_holds": 3,
+    "consecutive_clears": 0,
+    "updated_at": "2026-11-30T06:00:05Z",
+}
+
+
+class AlertOut(BaseModel):
+    """One alert of one rule on one account (and feature, for feature rules)."""
+
+    model_config = _example(ALERT_EXAMPLE)
+
+    id: int
+    account_id: str
+    account_name: str | None = None
+    rule: str
+    feature: str = Field(description="'' unless the rule is about one feature.")
+    status: str = Field(description="pending, open, acknowledged, snoozed or resolved.")
+    severity: str
+    reason: str
+    next_step: str
+    facts: JsonObject
+    as_of: date | None = Field(None, description="The score day last evaluated.")
+    started_on: date | None = Field(None, description="The day the condition began (event time).")
+    opened_on: date | None = None
+    resolved_on: date | None = None
+    reopenings: int
+    score: float | None = None
+    band: str | None = None
+    mrr: float | None = None
+    csm_email: str | None = None
+    opened_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    snooze_reason: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = Field(None, description="rules (the condition cleared) or a person.")
+    last_notified_at: datetime | None = None
+    notifications: int
+    consecutive_holds: int
+    consecutive_clears: int
+    updated_at: datetime
+
+
+class Delivery(BaseModel):
+    """One notification of the alert (the outbox row); ``destination`` is masked."""
+
+    id: int
+    kind: str = Field(description="open, repeat or resolve.")
+    channel: str = Field(description="slack or email.")
+    destination: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class AlertDetail(AlertOut):
+    deliveries: list[Delivery]
+
+
+class AlertList(BaseModel):
+    total: int = Field(description="Alerts matching the filters (all pages).")
+    alerts: list[AlertOut]
+
+
+class IncidentMove(BaseModel):
+    """The account's active alerts, after the move (those it did not apply to unchanged)."""
+
+    account_id: str
+    alerts: list[AlertOut]
