@@ -88,7 +88,8 @@ class TestAuth:
             response = await api.client.get(path, headers=headers)
             assert response.status_code == 401
             assert response.headers["www-authenticate"] == "Bearer"
-            assert "bearer token" in response.json()["detail"]
+            error = response.json()["error"]
+            assert error["code"] == "unauthorized" and "bearer token" in error["message"]
 
 
 class TestList:
@@ -128,7 +129,9 @@ class TestList:
     async def test_unknown_sort_is_a_422(self, api: Api) -> None:
         response = await api.get("/v1/accounts", sort="colour")
         assert response.status_code == 422
-        assert response.json()["detail"][0]["loc"] == ["query", "sort"]
+        error = response.json()["error"]
+        assert (error["code"], error["field"]) == ("invalid", "sort")
+        assert error["message"].startswith("sort: ")
 
 
 class TestAccount:
@@ -152,7 +155,9 @@ class TestAccount:
             response = await api.get(f"/v1/accounts/no-such-account{suffix}")
             assert response.status_code == 404
             assert response.headers["content-type"] == "application/json"
-            assert response.json() == {"detail": "account 'no-such-account' not found"}
+            assert response.json() == {
+                "error": {"code": "not_found", "message": "account 'no-such-account' not found"}
+            }
 
 
 class TestHealth:
@@ -193,8 +198,8 @@ class TestHealth:
         for suffix in ("/health", "/usage"):
             response = await api.get(f"/v1/accounts/{account}{suffix}", **{"from": value})
             assert response.status_code == 422
-            [error] = response.json()["detail"]
-            assert error["loc"] == ["query", "from"]
+            error = response.json()["error"]
+            assert (error["code"], error["field"]) == ("invalid", "from")
 
     async def test_from_after_to_is_a_422(self, api: Api) -> None:
         account = api.id_of(Archetype.HEALTHY_STEADY)
@@ -202,7 +207,8 @@ class TestHealth:
             f"/v1/accounts/{account}/health", **{"from": "2026-11-10", "to": "2026-11-01"}
         )
         assert response.status_code == 422
-        assert response.json()["detail"].startswith("from:")
+        error = response.json()["error"]
+        assert error["field"] == "from" and error["message"] == "from: must not be after to"
 
 
 class TestUsage:
