@@ -39,14 +39,15 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
     from services.web.reports.render import render_html
     from services.web.reports.send import report_email, report_filename, send_reports
     from shared.db.models import Account
+    from shared.smtp import SmtpError, SmtpNotConfigured, SmtpSettings
 
     settings = load_settings()
     config = load_tend_config(settings)
-    if email and not settings.smtp_host:
-        raise ConfigFailure(
-            "--email needs an SMTP server: set TEND_SMTP_HOST (and TEND_SMTP_PORT, "
-            "TEND_SMTP_USER, TEND_SMTP_PASSWORD, TEND_SMTP_FROM, TEND_SMTP_TLS as needed)"
-        )
+    if email:
+        try:
+            SmtpSettings.from_settings(settings, purpose="--email")
+        except SmtpNotConfigured as err:
+            raise ConfigFailure(str(err)) from None
     today = datetime.now(UTC).date()
     try:
         first = parse_month(month, today) if month is not None else last_month(today)
@@ -71,7 +72,7 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
                 accounts = await session.scalars(select(Account).order_by(Account.account_id))
                 for account in accounts.all():
                     built = await build_report(session, account, first, today, keys)
-                    page = render_html(built)
+                    page = render_html(built, config=config)
                     path = directory / report_filename(built)
                     if path in paths:  # the name's hash makes this a 48-bit coincidence
                         raise Failure(f"two accounts map to the report file {path}")
@@ -109,12 +110,8 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
         return
     try:
         results = asyncio.run(send_reports(settings, messages))
-    except (OSError, TimeoutError) as err:
-        raise Failure(
-            f"SMTP server {settings.smtp_host}:{settings.smtp_port}: {one_line(str(err))}"
-        ) from None
-    except Exception as err:  # aiosmtplib's connect/login errors
-        raise Failure(f"SMTP server {settings.smtp_host}:{settings.smtp_port}: {err}") from None
+    except SmtpError as err:  # connecting, TLS or login failed: nothing was sent
+        raise Failure(one_line(str(err))) from None
     failed = [(m["To"], error) for m, error in results if error is not None]
     click.echo(f"Emailed {len(results) - len(failed)} report(s) to the accounts' CSMs.")
     if skipped:

@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import format as fmt
 from shared.db.models import Account, HealthScore
 from shared.read.scores import score_history, scored_key_features
 from shared.read.usage import feature_totals, usage_totals
@@ -52,10 +53,6 @@ def last_month(today: date) -> date:
 
 def month_end(first: date) -> date:
     return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-
-
-def month_label(first: date) -> str:
-    return first.strftime("%B %Y")
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -271,28 +268,27 @@ async def build_report(
     return report
 
 
-def _signed(n: float, unit: str = "") -> str:
-    return f"{'+' if n > 0 else ''}{n:,.0f}{unit}"
-
-
 def highlights(r: MonthlyReport) -> list[str]:
     """What changed from the month before, as short sentences (most telling first)."""
-    prev = month_label(date.fromisoformat(r.previous_month + "-01"))
+    prev = fmt.month(r.previous_month)
     out = []
     au = r.active_users
     if au.value is not None:
         seats = r.account.seats
-        util = f" of {seats} seats ({r.seat_utilization.value:.0%})" if seats else ""
+        users = fmt.plural(round(au.value), "active user")
+        if seats:
+            users += f" of {fmt.plural(seats, 'seat')} ({fmt.percent(r.seat_utilization.value)})"
         if au.change:
-            out.append(f"{au.value:,.0f} active users{util}, {_signed(au.change)} from {prev}.")
+            out.append(f"{users}, {fmt.signed(au.change)} from {prev}.")
         else:
-            out.append(f"{au.value:,.0f} active users{util}, as in {prev}.")
+            out.append(f"{users}, as in {prev}.")
     lg = r.logins
     if lg.value is not None and lg.change_pct is not None and lg.change:
         word = "up" if lg.change > 0 else "down"
-        out.append(f"{lg.value:,.0f} logins, {word} {abs(lg.change_pct):.0f}% from {prev}.")
+        logins = fmt.plural(round(lg.value), "login")
+        out.append(f"{logins}, {word} {fmt.number(abs(lg.change_pct))}% from {prev}.")
     elif lg.value is not None:
-        out.append(f"{lg.value:,.0f} logins.")
+        out.append(f"{fmt.plural(round(lg.value), 'login')}.")
     new = [f.feature for f in r.features if f.key and f.status == "new"]
     dropped = [f.feature for f in r.features if f.key and f.status == "dropped"]
     unused = [f.feature for f in r.features if f.key and f.status == "unused"]
@@ -303,17 +299,15 @@ def highlights(r: MonthlyReport) -> list[str]:
     if unused:
         out.append(f"Not adopted yet: {', '.join(unused)}.")
     if r.key_features_total:
-        out.append(
-            f"{r.key_features_used.value:.0f} of {r.key_features_total} key features in use."
-        )
+        used = fmt.count(r.key_features_used.value)
+        out.append(f"{used} of {r.key_features_total} key features in use.")
     h = r.health
     if h.end is not None and h.end.score is not None:
+        now = f"Health {fmt.score_band(h.end.score, h.end.band)} on {fmt.short_day(h.end.as_of)}"
         base = h.previous_month_end or h.start
         if base is not None and base.score is not None and base.as_of != h.end.as_of:
-            out.append(
-                f"Health {h.end.score:.0f} ({h.end.band}) on {h.end.as_of:%b %-d}, from "
-                f"{base.score:.0f} ({base.band}) on {base.as_of:%b %-d}."
-            )
+            before = f"{fmt.score_band(base.score, base.band)} on {fmt.short_day(base.as_of)}"
+            out.append(f"{now}, from {before}.")
         else:
-            out.append(f"Health {h.end.score:.0f} ({h.end.band}) on {h.end.as_of:%b %-d}.")
+            out.append(f"{now}.")
     return out

@@ -1,5 +1,6 @@
 """Sending monthly value reports: the email (a text summary, the HTML page as the alternative
-and as an attachment) and one SMTP connection for many (``tend report --email``)."""
+and as an attachment) and one SMTP connection for many (``tend report --email``), through the
+one SMTP client of tend (:mod:`shared.smtp`)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,13 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from services.web.reports.build import MonthlyReport, month_label
+from services.web.reports.build import MonthlyReport
+from services.web.reports.render import render_text
+from shared import format as fmt
 from shared.settings import Settings
+from shared.smtp import SmtpClient, SmtpError, SmtpNotConfigured, SmtpSettings
 
-# -- email --------------------------------------------------------------------------------------
-
-
-def report_text(r: MonthlyReport) -> str:
-    a = r.account
-    lines = [f"{a.name or a.account_id}: monthly value report, {month_label(r.period_start)}", ""]
-    lines += [f"- {s}" for s in r.highlights]
-    lines += ["", "The full report is attached as HTML (print it or save it as PDF)."]
-    return "\n".join(lines) + "\n"
+__all__ = ["SmtpNotConfigured", "report_email", "report_filename", "send_reports"]
 
 
 def report_email(r: MonthlyReport, page: str, sender: str, to: Sequence[str]) -> EmailMessage:
@@ -29,22 +25,16 @@ def report_email(r: MonthlyReport, page: str, sender: str, to: Sequence[str]) ->
     attachment the CSM can forward to the customer."""
     a = r.account
     msg = EmailMessage()
-    msg["Subject"] = (
-        f"Monthly value report: {a.name or a.account_id}, {month_label(r.period_start)}"
-    )
+    msg["Subject"] = f"Monthly value report: {a.name or a.account_id}, {fmt.month(r.period_start)}"
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid("tend-report")
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(report_text(r))
+    msg.set_content(render_text(r))
     msg.add_alternative(page, subtype="html")
-    msg.add_attachment(
-        page.encode("utf-8"),
-        maintype="text",
-        subtype="html",
-        filename=report_filename(r, unique=False),
-    )
+    # A str attachment carries charset=utf-8, so names beyond ASCII survive a forward.
+    msg.add_attachment(page, subtype="html", filename=report_filename(r, unique=False))
     return msg
 
 
@@ -61,47 +51,24 @@ def report_filename(r: MonthlyReport, *, unique: bool = True) -> str:
     return f"{slug}-{digest}-{r.month}.html"
 
 
-class SmtpNotConfigured(Exception):
-    """``--email`` without ``TEND_SMTP_HOST``."""
-
-
 async def send_reports(
     settings: Settings, messages: Sequence[EmailMessage]
 ) -> list[tuple[EmailMessage, str | None]]:
     """Send over one SMTP connection (``TEND_SMTP_*``); each message with ``None`` when the
-    server accepted it, else the error. A message refused stays refused (no retry): the command
-    prints which, and can be run again for those accounts."""
-    import aiosmtplib
+    server accepted it (for at least one recipient), else why not. A message refused stays
+    refused (no retry): the command prints which, and can be run again for those accounts.
 
-    if not settings.smtp_host:
-        raise SmtpNotConfigured(
-            "--email needs an SMTP server: set TEND_SMTP_HOST (and TEND_SMTP_PORT, "
-            "TEND_SMTP_USER, TEND_SMTP_PASSWORD, TEND_SMTP_FROM, TEND_SMTP_TLS as needed)"
-        )
-    smtp = aiosmtplib.SMTP(
-        hostname=settings.smtp_host,
-        port=settings.smtp_port,
-        use_tls=settings.smtp_tls == "tls",
-        start_tls=settings.smtp_tls == "starttls",
-        timeout=30,
-    )
+    Raises :class:`SmtpNotConfigured` without ``TEND_SMTP_HOST`` and
+    :class:`~shared.smtp.SmtpError` when the connection, TLS or login fails.
+    """
+    smtp = SmtpSettings.from_settings(settings, purpose="--email")
     results: list[tuple[EmailMessage, str | None]] = []
-    await smtp.connect()
-    try:
-        if settings.smtp_user:
-            password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
-            await smtp.login(settings.smtp_user, password)
+    async with SmtpClient(smtp) as client:
         for msg in messages:
             try:
-                await smtp.send_message(msg)
+                await client.send(msg)
+            except SmtpError as err:
+                results.append((msg, err.reason))
+            else:
                 results.append((msg, None))
-            except aiosmtplib.SMTPResponseException as err:
-                results.append((msg, f"{err.code} {err.message}"))
-            except aiosmtplib.SMTPRecipientsRefused as err:
-                results.append((msg, "; ".join(f"{r.code} {r.message}" for r in err.recipients)))
-    finally:
-        try:
-            await smtp.quit()
-        except aiosmtplib.SMTPException:
-            smtp.close()
     return results
