@@ -3,8 +3,9 @@
 ``TEND_LOG_FORMAT`` picks the format: ``text`` (the line people read), ``json`` (one JSON object
 a line, for a log pipeline) or ``auto`` (text when stderr is a terminal, JSON otherwise). A JSON
 line carries ``ts``, ``level``, ``service``, ``logger``, ``event`` (the message), every id the
-call passed with ``extra=`` (``account_id``, ``topic``, ``partition``, ``offset``, ...) and
-``exc`` when there is an exception.
+call passed with ``extra=`` (``account_id``, ``topic``, ``partition``, ``offset``, ...), the
+``request_id`` of the HTTP request being handled (:mod:`shared.request_id`) and ``exc`` when
+there is an exception.
 
 Neither format ever shows a secret: every line goes through :class:`SecretMask` (URLs masked by
 :func:`shared.redact.mask_url`, the process's known secret values, write keys, and the values
@@ -29,6 +30,7 @@ from pydantic import BaseModel, SecretStr
 
 from shared.db.keys import KEY_PREFIX
 from shared.redact import MASK, RedactingFormatter, mask_text
+from shared.request_id import REQUEST_ID
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -198,6 +200,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": self.mask.text(record.getMessage()),
         }
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            line["request_id"] = request_id
         if record.name == "uvicorn.access" and isinstance(record.args, tuple):
             line.update(_access_fields(record.args, self.mask))
         for key, value in record.__dict__.items():

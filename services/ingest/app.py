@@ -22,6 +22,7 @@ from shared.bus import Bus, BusUnavailable, create_bus, default_topic_specs
 from shared.bus.base import Producer
 from shared.config import TendConfig, load_config
 from shared.db.session import create_engine, create_sessionmaker
+from shared.request_id import RequestIdMiddleware
 from shared.retry import Backoff
 from shared.settings import Settings
 
@@ -107,6 +108,8 @@ def create_app(
     # this same app, and those must not be callable from other origins.
     app.add_middleware(TrackingCors, origins=settings.ingest.cors_origin_list, paths=TRACKING_PATHS)
     app.add_middleware(RequestMetricsMiddleware)
+    # Outermost: every line logged while a request is handled carries its id.
+    app.add_middleware(RequestIdMiddleware)
 
     # Errors the routes do not answer themselves (unknown paths, methods) in the Segment shape.
     install_error_handlers(app, shape=SEGMENT)

@@ -24,6 +24,11 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from shared.db.keys import generate_key
 from shared.logging import (
@@ -35,6 +40,7 @@ from shared.logging import (
     setup_logging,
 )
 from shared.redact import MASK
+from shared.request_id import RequestIdMiddleware
 from shared.settings import Settings
 from tests.support.broker import TansuBroker, free_port
 
@@ -281,6 +287,44 @@ class TestJsonLines:
         assert (line["event"], line["event_id"]) == ("sent", "m-1")
 
 
+def request_id_app(log: logging.Logger) -> Starlette:
+    async def hello(request: Request) -> PlainTextResponse:
+        log.info("handling %s", request.url.path, extra={"account_id": "acme"})
+        return PlainTextResponse("hi")
+
+    return Starlette(routes=[Route("/hello", hello)], middleware=[Middleware(RequestIdMiddleware)])
+
+
+@pytest.mark.unit
+class TestRequestIds:
+    async def test_every_line_of_a_request_carries_its_id(self) -> None:
+        with capture(service="ingest") as (log, stream):
+            transport = httpx.ASGITransport(app=request_id_app(log))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                first = await client.get("/hello")
+                second = await client.get("/hello")
+            log.info("outside any request")
+        one, two, outside = json_lines(stream.getvalue())
+        assert one["request_id"] == first.headers["X-Request-ID"]
+        assert two["request_id"] == second.headers["X-Request-ID"]
+        assert one["request_id"] != two["request_id"] and one["account_id"] == "acme"
+        assert "request_id" not in outside
+
+    @pytest.mark.parametrize(
+        ("given", "kept"),
+        [("req-7f3a.1:x", True), ("", False), ("x" * 129, False), ("a b", False), ("a/b", False)],
+    )
+    async def test_a_sane_client_id_is_kept(self, given: str, kept: bool) -> None:
+        with capture() as (log, stream):
+            transport = httpx.ASGITransport(app=request_id_app(log))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                answer = await client.get("/hello", headers={"X-Request-ID": given})
+        [line] = json_lines(stream.getvalue())
+        assert line["request_id"] == answer.headers["X-Request-ID"]
+        assert (answer.headers["X-Request-ID"] == given) is kept
+        assert re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", answer.headers["X-Request-ID"])
+
+
 @pytest.mark.unit
 class TestTextLines:
     def test_the_line_is_unchanged(self) -> None:
@@ -505,7 +549,7 @@ class TestTendProcess:
                 assert time.monotonic() < deadline, log_path.read_text()[-3000:]
                 time.sleep(0.1)
             # A request the access log records, carrying the token in its URL by mistake.
-            httpx.get(f"http://127.0.0.1:{port}/healthz?token={API_TOKEN}", timeout=10)
+            answer = httpx.get(f"http://127.0.0.1:{port}/healthz?token={API_TOKEN}", timeout=10)
             deadline = time.monotonic() + 10
             while "/healthz" not in log_path.read_text() and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -526,6 +570,7 @@ class TestTendProcess:
         assert any("Application startup complete" in e for e in events), events
         [access] = [line for line in lines if line.get("path", "").startswith("/healthz")]
         assert (access["method"], access["status"]) == ("GET", 200)
+        assert access["request_id"] == answer.headers["X-Request-ID"]
         for secret in (API_TOKEN, SMTP_PASSWORD, SLACK_SECRET_PART):
             assert secret not in text
 
