@@ -33,8 +33,11 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = Headers(scope=scope).get(HEADER)
-        request_id = given if given and _SANE.fullmatch(given) else uuid.uuid4().hex
+        # An app mounted in another that has this middleware too (`tend up`) keeps the outer id.
+        request_id = REQUEST_ID.get()
+        if request_id is None:
+            given = Headers(scope=scope).get(HEADER)
+            request_id = given if given and _SANE.fullmatch(given) else uuid.uuid4().hex
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -26,6 +26,7 @@ from shared.clock import Clock
 from shared.config import TendConfig, load_config
 from shared.db.session import create_engine, create_sessionmaker
 from shared.prometheus import render_metrics
+from shared.request_id import RequestIdMiddleware
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def create_app(
     if clock is not None:
         app.state.clock = clock
     install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(accounts_router)
     app.include_router(alerts_router)
     # Before the console's routes: its catch-all answers every other /console address.

@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from shared.db.keys import generate_key
 from shared.logging import (
@@ -309,6 +309,19 @@ class TestRequestIds:
         assert two["request_id"] == second.headers["X-Request-ID"]
         assert one["request_id"] != two["request_id"] and one["account_id"] == "acme"
         assert "request_id" not in outside
+
+    async def test_an_app_mounted_in_another_keeps_the_outer_id(self) -> None:
+        with capture() as (log, stream):
+            outer = Starlette(
+                routes=[Mount("/inner", request_id_app(log))],
+                middleware=[Middleware(RequestIdMiddleware)],
+            )
+            transport = httpx.ASGITransport(app=outer)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                answer = await client.get("/inner/hello")
+        [line] = json_lines(stream.getvalue())
+        assert line["request_id"] == answer.headers["X-Request-ID"]
+        assert answer.headers.get_list("X-Request-ID") == [line["request_id"]]
 
     @pytest.mark.parametrize(
         ("given", "kept"),
