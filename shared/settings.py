@@ -235,6 +235,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = Field("tend <tend@localhost>", description="From header of alert mail.")
     smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_s: float = Field(30.0, gt=0, description="Seconds per SMTP command.")
+    smtp_ca_file: str | None = Field(
+        None, description="Extra CA bundle for the SMTP server's certificate (a private relay)."
+    )
+    smtp_validate_certs: bool = Field(
+        True, description="Verify the SMTP server's certificate (turn off only for testing)."
+    )
     console_url: str = Field(
         "http://localhost:8000/console",
         description="Base URL of the console (where it is mounted), for links in alerts.",

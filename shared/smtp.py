@@ -79,6 +79,9 @@ class SmtpSettings(BaseModel):
             password=settings.smtp_password,
             from_address=settings.smtp_from,
             tls=settings.smtp_tls,
+            timeout_s=settings.smtp_timeout_s,
+            validate_certs=settings.smtp_validate_certs,
+            ca_file=settings.smtp_ca_file,
         )
 
     @property

@@ -55,16 +55,7 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
     """Slack always (webhooks come with the alerts); email when ``TEND_SMTP_HOST`` is set."""
     notifiers: dict[str, Notifier] = {"slack": SlackNotifier()}
     if settings.smtp_host:
-        notifiers["email"] = EmailNotifier(
-            SmtpSettings(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                user=settings.smtp_user,
-                password=settings.smtp_password,
-                from_address=settings.smtp_from,
-                tls=settings.smtp_tls,
-            )
-        )
+        notifiers["email"] = EmailNotifier(SmtpSettings.from_settings(settings))
     return notifiers
 
 

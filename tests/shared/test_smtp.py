@@ -55,9 +55,17 @@ class TestSettings:
             smtp_user="tend",
             smtp_password=SecretStr("pw"),
             smtp_from=FROM,
+            smtp_timeout_s=7.5,
+            smtp_ca_file="/etc/ssl/relay.pem",
+            smtp_validate_certs=False,
         )
         smtp = SmtpSettings.from_settings(settings)
         assert (smtp.host, smtp.port, smtp.tls, smtp.user) == ("mail.example", 465, "tls", "tend")
+        assert (smtp.timeout_s, smtp.ca_file, smtp.validate_certs) == (
+            7.5,
+            "/etc/ssl/relay.pem",
+            False,
+        )
         assert smtp.sender == "reports@vendor.example" and smtp.server == "mail.example:465"
 
     def test_no_host_names_the_setting(self) -> None:
