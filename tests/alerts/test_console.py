@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from services.web.console import auth
+from shared.format import signed
 from tests.alerts.console_data import ANA, BEN, TOKEN, Seeded, build_app, seed
 from tests.scorer.synthetic import Archetype
 
@@ -118,7 +119,7 @@ async def api(client: httpx.AsyncClient, path: str, **params: Any) -> Any:
 
 
 def money(x: float | None) -> str:
-    return "—" if x is None else f"{x:,.0f}"
+    return "—" if x is None else f"${x:,.0f}"
 
 
 class TestSignIn:
@@ -227,7 +228,7 @@ class TestPortfolio:
                 for h in health["history"]
                 if h["as_of"] <= _days_before(as_of, 7) and h["score"] is not None
             ]
-            expected_trend = f"{a['score'] - week_ago[-1]:+.1f}"
+            expected_trend = signed(a["score"] - week_ago[-1], 1)  # a zero change has no sign
             assert trend.split()[-1] == expected_trend
             open_ = await api(client, "/v1/alerts", account=a["account_id"])
             assert alerts == str(open_["total"])

@@ -1,25 +1,26 @@
 """Console sessions: a signed cookie naming a server-side session, per-session CSRF tokens, and
 the sign-in throttle.
 
-The signing key is derived from ``TEND_API_TOKEN`` (HMAC-SHA256), so changing the token logs
-every console user out. The cookie holds only a random session id and an expiry; the session is
-alive only while its row in ``console_sessions`` exists, so logout (which deletes the row) ends
-it everywhere, a copied cookie included. The CSRF token is an HMAC of the session id, so it
-needs no storage of its own and differs per session.
+Signing is itsdangerous' (HMAC-SHA256, keyed by ``TEND_API_TOKEN`` with a purpose salt), so
+changing the token logs every console user out. The cookie holds only a random session id and an
+expiry; the session is alive only while its row in ``console_sessions`` exists, so logout (which
+deletes the row) ends it everywhere, a copied cookie included. The CSRF token is the signature of
+the session id under another salt, so it needs no storage of its own, differs per session and
+cannot be turned into a cookie.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import math
 import secrets
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from itsdangerous import BadData, Signer, URLSafeSerializer
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,19 +28,14 @@ from shared.db.models import ConsoleSignIn
 
 COOKIE = "tend_console"
 MAX_AGE_S = 12 * 3600
-_SESSION_CONTEXT = b"tend console session v1"
+_SESSION_SALT = "tend console session v1"
+_CSRF_SALT = "tend console csrf v1"
 
 
-def _key(api_token: str) -> bytes:
-    return hmac.new(api_token.encode(), _SESSION_CONTEXT, hashlib.sha256).digest()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _cookies(api_token: str) -> URLSafeSerializer:
+    return URLSafeSerializer(
+        api_token, salt=_SESSION_SALT, signer_kwargs={"digest_method": hashlib.sha256}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +46,8 @@ class ConsoleSession:
 
 
 def csrf_token(api_token: str, sid: str) -> str:
-    return hmac.new(_key(api_token), b"csrf:" + sid.encode(), hashlib.sha256).hexdigest()
+    signer = Signer(api_token, salt=_CSRF_SALT, digest_method=hashlib.sha256)
+    return signer.get_signature(sid).decode()
 
 
 def new_sid() -> str:
@@ -60,25 +57,19 @@ def new_sid() -> str:
 def issue(api_token: str, now: float, sid: str | None = None, max_age_s: int = MAX_AGE_S) -> str:
     """A session cookie value for ``sid`` (a new one by default), valid for ``max_age_s`` from
     ``now`` (epoch seconds). The session is alive only once :func:`open_session` stored it."""
-    body = _b64(json.dumps({"sid": sid or new_sid(), "exp": int(now) + max_age_s}).encode())
-    sig = _b64(hmac.new(_key(api_token), body.encode(), hashlib.sha256).digest())
-    return f"{body}.{sig}"
+    return _cookies(api_token).dumps({"sid": sid or new_sid(), "exp": int(now) + max_age_s})
 
 
 def verify(api_token: str | None, cookie: str | None, now: float) -> ConsoleSession | None:
     """The session a cookie carries, or None when it is missing, forged or expired (or when no
     API token is configured: the console is closed then, like the API). Whether the session
     is still open on the server is :func:`session_open`'s question."""
-    if not api_token or not cookie or cookie.count(".") != 1:
-        return None
-    body, sig = cookie.split(".")
-    expected = _b64(hmac.new(_key(api_token), body.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(expected.encode(), sig.encode()):
+    if not api_token or not cookie:
         return None
     try:
-        data = json.loads(_unb64(body))
+        data: Any = _cookies(api_token).loads(cookie)
         sid, exp = str(data["sid"]), int(data["exp"])
-    except (ValueError, KeyError, TypeError):
+    except (BadData, ValueError, KeyError, TypeError):
         return None
     if exp <= now:
         return None
