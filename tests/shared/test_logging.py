@@ -534,7 +534,7 @@ def tend_env(tmp_path: Path, **env: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.integration
+@pytest.mark.e2e
 class TestTendProcess:
     def test_json_lines_from_tend_up(self, tmp_path: Path) -> None:
         port = free_port()
