@@ -10,13 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.staticfiles import StaticFiles
 
 from services.web.api.accounts import router as accounts_router
 from services.web.api.alerts import router as alerts_router
@@ -30,8 +28,6 @@ from shared.request_id import RequestIdMiddleware
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-
-STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(
@@ -68,8 +64,8 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(accounts_router)
     app.include_router(alerts_router)
-    # Before the console's routes: its catch-all answers every other /console address.
-    app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    # The console serves /console/static itself (Starlette's StaticFiles, with its cache and
+    # nosniff headers), in this app and in any other that includes its router.
     app.include_router(console_router)
     add_web_ops_routes(app)
     return app
