@@ -3,16 +3,20 @@ helper), and the web app's report honouring TEND_CONFIG's key features."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from click.testing import CliRunner, Result
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.cli import main
 from services.web.app import create_app
 from services.web.reports.build import (
     Delta,
@@ -28,6 +32,7 @@ from shared.config import TendConfig
 from shared.db.models import Account, FeatureDay, FeatureUserDay, HealthScore
 from shared.scoring_model import Bands, ScoringModel
 from shared.settings import Settings
+from tests.alerts.servers import _free_port
 
 Sessions = async_sessionmaker[AsyncSession]
 TOKEN = "report-render-token-0123456789abcdef"
@@ -234,3 +239,50 @@ class TestConfiguredKeyFeatures:
         assert r.status_code == 200, r.text
         assert "Key features: exports, dashboards." in r.text
         assert "exports (key)" in r.text and "reports (key)" not in r.text
+
+
+# -- tend report with a configuration ---------------------------------------------------------
+
+
+async def invoke(args: list[str], env: Mapping[str, str | None]) -> Result:
+    """The CLI runs its own event loop (asyncio.run): in a thread, off the test's loop."""
+    return await asyncio.to_thread(CliRunner().invoke, main, args, env=dict(env))
+
+
+@pytest.mark.integration
+class TestReportCommand:
+    async def test_the_files_list_tend_configs_key_features(
+        self, sqlite_url: str, sqlite_sessions: Sessions, tmp_path: Path
+    ) -> None:
+        await seed(sqlite_sessions)
+        config = tmp_path / "tend.yaml"
+        config.write_text("key_features: [exports, dashboards]\n")
+        out = tmp_path / "out"
+        env = {"TEND_DATABASE_URL": sqlite_url, "TEND_CONFIG": str(config)}
+        result = await invoke(["report", "--month", "2026-10", "--out", str(out)], env)
+        assert result.exit_code == 0, result.output
+        [page] = out.iterdir()
+        text = page.read_text()
+        assert "Key features: exports, dashboards." in text and "reports (key)" not in text
+        assert "Not adopted yet: dashboards." in text
+
+    async def test_an_smtp_server_that_is_not_there_is_named(
+        self, sqlite_url: str, sqlite_sessions: Sessions, tmp_path: Path
+    ) -> None:
+        await seed(sqlite_sessions)
+        async with sqlite_sessions() as s, s.begin():
+            account = await s.get(Account, "acme")
+            assert account is not None
+            account.csm_email = "csm@vendor.example"
+        port = _free_port()
+        env = {
+            "TEND_DATABASE_URL": sqlite_url,
+            "TEND_CONFIG": None,
+            "TEND_SMTP_HOST": "127.0.0.1",
+            "TEND_SMTP_PORT": str(port),
+            "TEND_SMTP_TLS": "none",
+        }
+        args = ["report", "--month", "2026-10", "--email", "--out", str(tmp_path / "r")]
+        result = await invoke(args, env)
+        assert result.exit_code == 1, result.output
+        assert f"SMTP server 127.0.0.1:{port}: connection refused" in result.output
