@@ -297,7 +297,7 @@ def lag_gauge(s: Stack) -> float | None:
 
 class TestPoisonNeverStalls:
     async def test_a_value_the_database_refuses_goes_to_the_dlq_and_the_rest_commits(
-        self, stack: Stack
+        self, stack: Stack, caplog: pytest.LogCaptureFixture
     ) -> None:
         values = [b"a", b"b", b"refused", b"c", b"\xff\xfe", b"d", b"e", b"refused", b"f"]
         await publish_values(stack, values)
@@ -322,6 +322,12 @@ class TestPoisonNeverStalls:
         assert by_offset[4].header("source_topic") == stack.topic.encode()
         assert counter("tend_consumer_db_refused_records_total", stack) == 2
         assert counter("tend_consumer_dlq_records_total", stack) == 3
+        # Each line names the record it concerns (JSON logs carry these as fields).
+        lines = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+        assert sorted((r.group, r.topic, r.partition, r.offset) for r in lines) == [
+            (stack.group, stack.topic, 0, offset) for offset in (2, 4, 7)
+        ]
+        assert {r.account_id for r in lines} == {"k"}  # the record key
 
     async def test_a_nul_postgresql_refuses_is_dead_lettered_alone(self, stack: Stack) -> None:
         if not stack.on_postgres:
