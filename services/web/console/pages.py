@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from services.web.charts import Bands, BarChart, bar_chart, line_chart, sparkline
+from services.web.console.views import AccountPage, Portfolio
 from shared import format as fmt
 from shared.db.models import Alert
 
@@ -68,9 +69,9 @@ def csm_options(csms: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def portfolio_context(
-    portfolio: Any, bands: Sequence[str], windows: Sequence[int]
+    portfolio: Portfolio, bands: Sequence[str], windows: Sequence[int]
 ) -> dict[str, Any]:
-    """``portfolio``: a :class:`views.Portfolio`; ``bands``/``windows``: the filter's choices."""
+    """``bands`` and ``windows``: the filter's choices of band and renewal window (days)."""
     return {
         "portfolio": portfolio,
         "bands": bands,
@@ -204,9 +205,15 @@ def champion(metrics: Mapping[str, Any]) -> Champion | None:
 
 
 def account_context(
-    page: Any, *, moves: Moves, today: date, bands: Bands, notice: str | None, csm: str | None
+    page: AccountPage,
+    *,
+    moves: Moves,
+    today: date,
+    bands: Bands,
+    notice: str | None,
+    csm: str | None,
 ) -> dict[str, Any]:
-    """``page``: a :class:`views.AccountPage`; ``csm``: who the CSM is, as shown."""
+    """``csm``: who the CSM is, as shown."""
     a = page.account
     m = page.metrics
     latest = page.latest
