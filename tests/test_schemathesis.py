@@ -46,7 +46,7 @@ def _tend(args: list[str], env: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def tend_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def tend_up_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A `tend up` process on a fresh PostgreSQL database: (url, write key)."""
     tmp = tmp_path_factory.mktemp("schemathesis")
     db_url = asyncio.run(create_database("tend_st"))
@@ -128,9 +128,9 @@ def credentials(path: str, write_key: str) -> dict[str, str]:
     suppress_health_check=list(HealthCheck),
 )
 def test_no_server_error_and_conforming_responses(
-    case: schemathesis.Case, tend_up: tuple[str, str]
+    case: schemathesis.Case, tend_up_pg: tuple[str, str]
 ) -> None:
-    url, key = tend_up
+    url, key = tend_up_pg
     case.call_and_validate(
         base_url=url,
         headers=credentials(case.path, key),

@@ -28,7 +28,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest_asyncio.fixture
-async def client(pg_sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
+async def alerts_client(
+    pg_sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(router)
     app.state.sessions = pg_sessions
@@ -60,18 +62,18 @@ async def open_alert(
 
 
 class TestAuth:
-    async def test_no_token_is_401(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/v1/alerts", headers={"Authorization": ""})
+    async def test_no_token_is_401(self, alerts_client: httpx.AsyncClient) -> None:
+        r = await alerts_client.get("/v1/alerts", headers={"Authorization": ""})
         assert r.status_code == 401
 
 
 class TestRead:
     async def test_list_filters(
-        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         csm = f"{unique_account('csm')}@vendor.example"
         account, alert_id = await open_alert(pg_sessions, csm_email=csm)
-        r = await client.get("/v1/alerts", params={"account": account})
+        r = await alerts_client.get("/v1/alerts", params={"account": account})
         assert r.status_code == 200
         body = r.json()
         assert body["total"] == 1
@@ -89,64 +91,66 @@ class TestRead:
             "2026-11-03",
             None,
         )
-        by_csm = await client.get("/v1/alerts", params={"csm": csm, "rule": "dormant"})
+        by_csm = await alerts_client.get("/v1/alerts", params={"csm": csm, "rule": "dormant"})
         assert [a["id"] for a in by_csm.json()["alerts"]] == [alert_id]
-        resolved = await client.get("/v1/alerts", params={"account": account, "status": "resolved"})
+        resolved = await alerts_client.get(
+            "/v1/alerts", params={"account": account, "status": "resolved"}
+        )
         assert resolved.json() == {"total": 0, "alerts": []}
 
     async def test_bad_filters_are_422_naming_the_parameter(
-        self, client: httpx.AsyncClient
+        self, alerts_client: httpx.AsyncClient
     ) -> None:
-        r = await client.get("/v1/alerts", params={"status": "closed"})
+        r = await alerts_client.get("/v1/alerts", params={"status": "closed"})
         assert r.status_code == 422 and r.json()["detail"].startswith("status:")
-        r = await client.get("/v1/alerts", params={"rule": "bogus"})
+        r = await alerts_client.get("/v1/alerts", params={"rule": "bogus"})
         assert r.status_code == 422 and r.json()["detail"].startswith("rule:")
 
     async def test_one_alert_with_its_deliveries(
-        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         account, alert_id = await open_alert(pg_sessions)
-        r = await client.get(f"/v1/alerts/{alert_id}")
+        r = await alerts_client.get(f"/v1/alerts/{alert_id}")
         assert r.status_code == 200
         body = r.json()
         assert body["account_id"] == account
         assert sorted(d["channel"] for d in body["deliveries"]) == ["email", "slack"]
         assert {d["status"] for d in body["deliveries"]} == {"pending"}
 
-    async def test_unknown_ids_are_404_json(self, client: httpx.AsyncClient) -> None:
+    async def test_unknown_ids_are_404_json(self, alerts_client: httpx.AsyncClient) -> None:
         for path in ("/v1/alerts/999999999999", "/v1/alerts/abc", "/v1/alerts/999999999/ack"):
-            r = await client.request("POST" if path.endswith("ack") else "GET", path)
+            r = await alerts_client.request("POST" if path.endswith("ack") else "GET", path)
             assert r.status_code == 404, path
             assert "not found" in r.json()["detail"]
 
 
 class TestMoves:
     async def test_ack_then_ack_again_then_resolve_then_409(
-        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         _, alert_id = await open_alert(pg_sessions)
-        r = await client.post(f"/v1/alerts/{alert_id}/ack")
+        r = await alerts_client.post(f"/v1/alerts/{alert_id}/ack")
         assert r.status_code == 200
         assert r.json()["status"] == "acknowledged"
         assert r.json()["acknowledged_at"].startswith("2026-11-04T12:00")
-        assert (await client.post(f"/v1/alerts/{alert_id}/ack")).status_code == 200
-        r = await client.post(f"/v1/alerts/{alert_id}/resolve")
+        assert (await alerts_client.post(f"/v1/alerts/{alert_id}/ack")).status_code == 200
+        r = await alerts_client.post(f"/v1/alerts/{alert_id}/resolve")
         assert r.status_code == 200
         assert (r.json()["status"], r.json()["resolved_by"]) == ("resolved", "manual")
         for move in ("ack", "resolve"):
-            r = await client.post(f"/v1/alerts/{alert_id}/{move}")
+            r = await alerts_client.post(f"/v1/alerts/{alert_id}/{move}")
             assert r.status_code == 409
             assert "resolved" in r.json()["detail"]
-        r = await client.post(
+        r = await alerts_client.post(
             f"/v1/alerts/{alert_id}/snooze", json={"until": "2026-12-01T00:00:00+00:00"}
         )
         assert r.status_code == 409
 
     async def test_snooze_with_reason(
-        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         account, alert_id = await open_alert(pg_sessions)
-        r = await client.post(
+        r = await alerts_client.post(
             f"/v1/alerts/{alert_id}/snooze",
             json={"until": "2026-11-20T09:00:00+01:00", "reason": "renewal call booked"},
         )
@@ -158,7 +162,7 @@ class TestMoves:
         assert row.snoozed_until == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
     async def test_bad_snooze_bodies_are_422_naming_the_field(
-        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         _, alert_id = await open_alert(pg_sessions)
         bodies: list[tuple[Any, str]] = [
@@ -168,20 +172,20 @@ class TestMoves:
             ({"until": "2026-12-01T00:00:00Z", "why": "x"}, "why"),
         ]
         for body, field in bodies:
-            r = await client.post(f"/v1/alerts/{alert_id}/snooze", json=body)
+            r = await alerts_client.post(f"/v1/alerts/{alert_id}/snooze", json=body)
             assert r.status_code == 422, body
             assert field in [str(p) for e in r.json()["detail"] for p in e["loc"]], body
-        r = await client.post(
+        r = await alerts_client.post(
             f"/v1/alerts/{alert_id}/snooze", json={"until": "2026-11-01T00:00:00Z"}
         )
         assert r.status_code == 422
         assert r.json()["detail"] == "until: must be in the future"
-        assert (await client.get(f"/v1/alerts/{alert_id}")).json()["status"] == "open"
+        assert (await alerts_client.get(f"/v1/alerts/{alert_id}")).json()["status"] == "open"
 
 
 class TestPending:
     async def test_a_pending_condition_is_listed_on_request_and_cannot_be_acked(
-        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
         handler = AlertsHandler(
@@ -193,13 +197,15 @@ class TestPending:
         async with pg_sessions() as session, session.begin():
             await handler.flush(session, [create_snapshot(account, 0)])
         for status, expected in (("active", 0), ("all", 0), ("pending", 1)):
-            r = await client.get("/v1/alerts", params={"account": account, "status": status})
+            r = await alerts_client.get("/v1/alerts", params={"account": account, "status": status})
             assert r.json()["total"] == expected, status
         [pending] = (
-            await client.get("/v1/alerts", params={"account": account, "status": "pending"})
+            await alerts_client.get("/v1/alerts", params={"account": account, "status": "pending"})
         ).json()["alerts"]
-        assert (await client.get(f"/v1/alerts/{pending['id']}")).json()["status"] == "pending"
-        r = await client.post(f"/v1/alerts/{pending['id']}/ack")
+        assert (await alerts_client.get(f"/v1/alerts/{pending['id']}")).json()[
+            "status"
+        ] == "pending"
+        r = await alerts_client.post(f"/v1/alerts/{pending['id']}/ack")
         assert r.status_code == 409
 
 
@@ -222,23 +228,23 @@ class TestIncidentMoves:
         return account
 
     async def test_ack_snooze_resolve_the_group(
-        self, client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         account = await self.incident(pg_sessions)
         base = f"/v1/alerts/accounts/{account}"
-        r = await client.post(f"{base}/ack")
+        r = await alerts_client.post(f"{base}/ack")
         assert r.status_code == 200
         assert [(a["rule"], a["status"]) for a in r.json()["alerts"]] == [
             ("dormant", "acknowledged"),
             ("health_red", "acknowledged"),
         ]
-        r = await client.post(f"{base}/snooze", json={"until": "2026-11-01T00:00:00Z"})
+        r = await alerts_client.post(f"{base}/snooze", json={"until": "2026-11-01T00:00:00Z"})
         assert r.status_code == 422 and r.json()["detail"].startswith("until:")
-        r = await client.post(
+        r = await alerts_client.post(
             f"{base}/snooze", json={"until": "2026-12-01T00:00:00Z", "reason": "QBR"}
         )
         assert {a["status"] for a in r.json()["alerts"]} == {"snoozed"}
-        r = await client.post(f"{base}/resolve")
+        r = await alerts_client.post(f"{base}/resolve")
         assert {(a["status"], a["resolved_by"]) for a in r.json()["alerts"]} == {
             ("resolved", "manual")
         }
@@ -246,5 +252,5 @@ class TestIncidentMoves:
             "resolved",
             "resolved",
         ]
-        r = await client.post(f"{base}/ack")
+        r = await alerts_client.post(f"{base}/ack")
         assert r.status_code == 404 and "no open alerts" in r.json()["detail"]

@@ -5,12 +5,8 @@ its own, the in-process bus and a loopback Slack webhook; the alerts API (the we
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
-import pytest
-import pytest_asyncio
 from pydantic import SecretStr
 
 from services.alerts.app import build_defaults, build_notifiers, create_app
@@ -20,26 +16,10 @@ from shared import topics
 from shared.bus.base import Message
 from shared.bus.memory import InProcessBus
 from shared.config import TendConfig
-from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
 from tests.alerts.servers import SlackWebhookServer
 from tests.alerts.snapshots import create_snapshot, only_rules, recent_day, unique_account
-from tests.support.postgres import create_database, drop_database
-
-
-@pytest_asyncio.fixture(params=["postgresql", "sqlite"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database of its own: PostgreSQL (production) or SQLite (what `tend up` uses)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}"
-        await upgrade_async(url)
-        yield url
-        return
-    url = await create_database("tend_alerts_app")
-    await upgrade_async(url)
-    yield url
-    await drop_database(url)
 
 
 class TestSettings:
@@ -68,17 +48,17 @@ class TestEmbedded:
 
 class TestApp:
     async def test_a_dormant_account_is_posted_listed_and_acked(
-        self, db_url: str, slack: SlackWebhookServer
+        self, own_db_url: str, slack: SlackWebhookServer
     ) -> None:
         account = unique_account()
         settings = Settings(
-            database_url=db_url,
+            database_url=own_db_url,
             api_token=SecretStr("alerts-app-test-token-0123456789a"),
             slack_webhook_url=SecretStr(slack.url()),
             console_url="http://console.example",
             alerts={"batch_max_wait_s": 0.05, "dispatch_interval_s": 0.1},
         )
-        engine = create_engine(db_url)
+        engine = create_engine(own_db_url)
         bus = InProcessBus(create_sessionmaker(engine), 2)
         producer = bus.producer()
         await producer.start()

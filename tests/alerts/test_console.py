@@ -5,18 +5,16 @@ APIs', and alert moves."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from services.web.console import auth
 from shared.format import signed
-from tests.alerts.console_data import ANA, BEN, TOKEN, Seeded, build_app, seed
+from tests.alerts.console_data import ANA, BEN, TOKEN, Seeded, build_app
 from tests.scorer.synthetic import Archetype
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -88,28 +86,6 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found, "no CSRF field on the page"
     return found.group(1)
-
-
-@pytest_asyncio.fixture(scope="module")
-async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seeded]:
-    s = await seed(str(tmp_path_factory.mktemp("console") / "console.db"))
-    yield s
-    await s.close()
-
-
-@pytest_asyncio.fixture
-async def anonymous(seeded: Seeded) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_app(seeded))
-    async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
-        yield c
-
-
-@pytest_asyncio.fixture
-async def client(anonymous: httpx.AsyncClient) -> httpx.AsyncClient:
-    """Signed in."""
-    r = await anonymous.post("/console/login", data={"token": TOKEN, "next": "/console/"})
-    assert r.status_code == 303
-    return anonymous
 
 
 async def api(client: httpx.AsyncClient, path: str, **params: Any) -> Any:

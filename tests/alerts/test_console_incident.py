@@ -13,17 +13,10 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from shared.db.models import Alert
-from tests.alerts.console_data import TOKEN, Seeded, build_app, seed
+from tests.alerts.console_data import Seeded
 from tests.scorer.synthetic import Archetype
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture(scope="module")
-async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seeded]:
-    s = await seed(str(tmp_path_factory.mktemp("incident") / "console.db"), prefix="inc")
-    yield s
-    await s.close()
 
 
 @pytest_asyncio.fixture
@@ -55,15 +48,6 @@ async def incident(seeded: Seeded) -> AsyncIterator[tuple[str, list[int]]]:
     async with seeded.sessions() as session, session.begin():
         row = await session.get(Alert, ids[1])
         await session.delete(row)
-
-
-@pytest_asyncio.fixture
-async def client(seeded: Seeded) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_app(seeded))
-    async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
-        r = await c.post("/console/login", data={"token": TOKEN, "next": "/console/"})
-        assert r.status_code == 303
-        yield c
 
 
 def csrf_of(html: str) -> str:

@@ -4,15 +4,13 @@ filter by (seeded SQLite database, the app ``tend up`` serves)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
 from shared.db.models import Account, Alert
-from tests.alerts.console_data import TOKEN, Seeded, build_app, seed
+from tests.alerts.console_data import Seeded
 from tests.scorer.synthetic import Archetype
 
 pytestmark = pytest.mark.integration
@@ -21,28 +19,17 @@ WEBHOOK = "https://hooks.slack.com/services/T0MASK/B0MASK/consolesecretconsole"
 MASKED = "https://hooks.slack.com/services/…"
 
 
-@pytest_asyncio.fixture(scope="module")
-async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seeded]:
-    s = await seed(str(tmp_path_factory.mktemp("masking") / "console.db"), prefix="mk")
-    account = s.id_of(Archetype.DORMANT)
-    async with s.sessions() as session, session.begin():
+@pytest_asyncio.fixture(scope="module", autouse=True)
+async def webhook_only_csm(seeded: Seeded) -> None:
+    """The dormant account's CSM is only a Slack webhook (in this module's database)."""
+    account = seeded.id_of(Archetype.DORMANT)
+    async with seeded.sessions() as session, session.begin():
         for model in (Account, Alert):
             await session.execute(
                 update(model)
                 .where(model.account_id == account)
                 .values(csm_email=None, csm_slack=WEBHOOK)
             )
-    yield s
-    await s.close()
-
-
-@pytest_asyncio.fixture
-async def client(seeded: Seeded) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_app(seeded))
-    async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
-        r = await c.post("/console/login", data={"token": TOKEN, "next": "/console/"})
-        assert r.status_code == 303
-        yield c
 
 
 class TestWebhooksOnPages:

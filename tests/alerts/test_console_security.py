@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -22,24 +21,9 @@ from services.web.console import auth
 from services.web.console.routes import SECURITY_HEADERS
 from services.web.console.routes import router as console_router
 from shared.db.models import ConsoleSignIn
-from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import MIN_API_TOKEN_CHARS, ConsoleSettings, Settings
 
 TOKEN = "console-security-token-0123456789abcdef"
-
-
-@pytest_asyncio.fixture(params=["postgresql", "sqlite"])
-async def db(
-    request: pytest.FixtureRequest,
-    pg_sessions: async_sessionmaker[AsyncSession],
-    sqlite_url: str,
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    if request.param == "postgresql":
-        yield pg_sessions
-        return
-    engine = create_engine(sqlite_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 def build_app(

@@ -4,7 +4,7 @@ between a send and its mark (at most one duplicate, never none)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,39 +48,13 @@ async def module_db() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
 
 
 @pytest_asyncio.fixture
-async def db(
+async def clean_db(
     module_db: async_sessionmaker[AsyncSession],
 ) -> async_sessionmaker[AsyncSession]:
     async with module_db() as session, session.begin():
         await session.execute(delete(AlertNotification))
         await session.execute(delete(Alert))
     return module_db
-
-
-@pytest.fixture(scope="module")
-def slack_server() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def slack(slack_server: SlackWebhookServer) -> SlackWebhookServer:
-    slack_server.reset()
-    return slack_server
-
-
-@pytest.fixture(scope="module")
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def smtp(smtp_server: SmtpServer) -> SmtpServer:
-    smtp_server.reset()
-    return smtp_server
 
 
 @pytest_asyncio.fixture
@@ -90,7 +64,7 @@ async def clock() -> FixedClock:
 
 @pytest_asyncio.fixture
 async def dispatcher(
-    db: async_sessionmaker[AsyncSession], clock: FixedClock, smtp: SmtpServer
+    clean_db: async_sessionmaker[AsyncSession], clock: FixedClock, smtp: SmtpServer
 ) -> AsyncIterator[Dispatcher]:
     email = EmailNotifier(
         SmtpSettings(host="127.0.0.1", port=smtp.port, from_address="tend@v.example", tls="none"),
@@ -103,7 +77,7 @@ async def dispatcher(
         clock=lambda: clock.now().timestamp(),  # a 429 blocks the webhook on the test's clock
     )
     d = Dispatcher(
-        db,
+        clean_db,
         {"slack": slack_notifier, "email": email},
         clock,
         max_attempts=3,
@@ -162,30 +136,30 @@ async def outbox_row(sessions: async_sessionmaker[AsyncSession], id: int) -> Ale
 class TestSlack:
     async def test_delivered_once_and_marked_sent(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
     ) -> None:
-        account, [nid] = await enqueue(db, ("slack", slack.url()))
+        account, [nid] = await enqueue(clean_db, ("slack", slack.url()))
         assert await dispatcher.run_once() == 1
         assert await dispatcher.run_once() == 0
         assert len(slack.requests) == 1
         body = slack.requests[0].json()
         assert "Acme Corp" in str(body) and f"/accounts/{account}" in str(body)
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts, row.sent_at, row.last_error) == ("sent", 1, T0, None)
 
     async def test_429_waits_for_retry_after_then_delivers(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
         clock: FixedClock,
     ) -> None:
         slack.script(Reply(429, "rate_limited", {"Retry-After": "7"}))
-        _, [nid] = await enqueue(db, ("slack", slack.url("/services/T/B/rate")))
+        _, [nid] = await enqueue(clean_db, ("slack", slack.url("/services/T/B/rate")))
         await dispatcher.run_once()
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts) == ("pending", 1)
         assert row.next_attempt_at == T0 + timedelta(seconds=7)
         assert "429" in (row.last_error or "")
@@ -193,61 +167,61 @@ class TestSlack:
         assert await dispatcher.run_once() == 0
         clock.advance(timedelta(seconds=1))
         assert await dispatcher.run_once() == 1
-        assert (await outbox_row(db, nid)).status == "sent"
+        assert (await outbox_row(clean_db, nid)).status == "sent"
         assert len(slack.requests) == 2
 
     async def test_outbox_depth_and_oldest_age_are_reported(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
         clock: FixedClock,
     ) -> None:
         slack.script(Reply(500, "oops"))
-        _, [nid] = await enqueue(db, ("slack", slack.url("/services/T/B/age")))
-        async with db() as session, session.begin():
+        _, [nid] = await enqueue(clean_db, ("slack", slack.url("/services/T/B/age")))
+        async with clean_db() as session, session.begin():
             row = await session.get(AlertNotification, nid)
             assert row is not None
             row.created_at = utcnow() - timedelta(hours=1)
         await dispatcher.run_once()
-        assert (await outbox_row(db, nid)).status == "pending"
+        assert (await outbox_row(clean_db, nid)).status == "pending"
         assert alert_metrics.OUTBOX_PENDING._value.get() >= 1
         assert alert_metrics.OUTBOX_OLDEST_AGE._value.get() >= 3600
-        clock.set((await outbox_row(db, nid)).next_attempt_at)
+        clock.set((await outbox_row(clean_db, nid)).next_attempt_at)
         assert await dispatcher.run_once() == 1
-        assert (await outbox_row(db, nid)).status == "sent"
+        assert (await outbox_row(clean_db, nid)).status == "sent"
         await dispatcher.run_once()
         assert alert_metrics.OUTBOX_OLDEST_AGE._value.get() < 3600
 
     async def test_500_then_success_with_backoff(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
         clock: FixedClock,
     ) -> None:
         slack.script(Reply(500, "oops"))
-        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        _, [nid] = await enqueue(clean_db, ("slack", slack.url()))
         await dispatcher.run_once()
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert row.status == "pending"
         assert row.next_attempt_at == T0 + timedelta(seconds=10)
         clock.advance(timedelta(seconds=10))
         await dispatcher.run_once()
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts) == ("sent", 2)
         assert len(slack.requests) == 2
 
     async def test_410_is_permanent(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
     ) -> None:
         slack.script(Reply(410, "channel_is_archived"))
-        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        _, [nid] = await enqueue(clean_db, ("slack", slack.url()))
         await dispatcher.run_once()
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts) == ("failed", 1)
         assert "410" in (row.last_error or "")
         assert await dispatcher.run_once() == 0
@@ -255,20 +229,20 @@ class TestSlack:
 
     async def test_a_channel_that_keeps_failing_gives_up_after_max_attempts(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
         clock: FixedClock,
     ) -> None:
         slack.script(*[Reply(503, "down")] * 5)
-        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        _, [nid] = await enqueue(clean_db, ("slack", slack.url()))
         waits = []
         for _ in range(3):
             await dispatcher.run_once()
-            row = await outbox_row(db, nid)
+            row = await outbox_row(clean_db, nid)
             waits.append(row.next_attempt_at - clock.now())
             clock.set(row.next_attempt_at)
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts) == ("failed", 3)
         assert (row.last_error or "").startswith("gave up after 3 attempts")
         assert waits[:2] == [timedelta(seconds=10), timedelta(seconds=20)]  # doubling backoff
@@ -278,19 +252,19 @@ class TestSlack:
 class TestEmail:
     async def test_451_then_delivered(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         smtp: SmtpServer,
         clock: FixedClock,
     ) -> None:
         smtp.script_data("451 4.3.0 Try again later")
-        _, [nid] = await enqueue(db, ("email", "dana@vendor.example, lee@vendor.example"))
+        _, [nid] = await enqueue(clean_db, ("email", "dana@vendor.example, lee@vendor.example"))
         await dispatcher.run_once()
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert row.status == "pending" and "451" in (row.last_error or "")
         clock.set(row.next_attempt_at)
         await dispatcher.run_once()
-        assert (await outbox_row(db, nid)).status == "sent"
+        assert (await outbox_row(clean_db, nid)).status == "sent"
         [mail] = smtp.messages
         assert sorted(mail.rcpt_tos) == ["dana@vendor.example", "lee@vendor.example"]
         message = mail.message
@@ -298,12 +272,12 @@ class TestEmail:
         assert {p.get_content_type() for p in message.iter_parts()} == {"text/plain", "text/html"}
 
     async def test_550_fails(
-        self, db: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, smtp: SmtpServer
+        self, clean_db: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, smtp: SmtpServer
     ) -> None:
         smtp.script_data("550 5.1.1 No such user")
-        _, [nid] = await enqueue(db, ("email", "ghost@vendor.example"))
+        _, [nid] = await enqueue(clean_db, ("email", "ghost@vendor.example"))
         await dispatcher.run_once()
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert row.status == "failed" and "550" in (row.last_error or "")
         assert smtp.messages == []
 
@@ -311,12 +285,12 @@ class TestEmail:
 class TestCrashBetweenSendAndMark:
     async def test_resent_once_the_lease_ends_at_most_one_duplicate(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
         clock: FixedClock,
     ) -> None:
-        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        _, [nid] = await enqueue(clean_db, ("slack", slack.url()))
         [claim] = await dispatcher.claim()
         notification = Notification.model_validate(claim.payload)
         await dispatcher.notifiers["slack"].send(notification, claim.destination)
@@ -324,7 +298,7 @@ class TestCrashBetweenSendAndMark:
         assert await dispatcher.run_once() == 0  # the claim still holds
         clock.advance(timedelta(seconds=LEASE_S))
         assert await dispatcher.run_once() == 1
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts) == ("sent", 2)
         clock.advance(timedelta(seconds=LEASE_S))
         assert await dispatcher.run_once() == 0
@@ -332,48 +306,48 @@ class TestCrashBetweenSendAndMark:
 
     async def test_a_stale_mark_does_not_overwrite_a_newer_claim(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
         clock: FixedClock,
     ) -> None:
-        _, [nid] = await enqueue(db, ("slack", slack.url()))
+        _, [nid] = await enqueue(clean_db, ("slack", slack.url()))
         [old] = await dispatcher.claim()
         clock.advance(timedelta(seconds=LEASE_S))
         [new] = await dispatcher.claim()
         assert new.attempts == old.attempts + 1
         await dispatcher._mark(old, DeliveryResult.failed_permanently("stale"))
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts) == ("pending", 2)
         await dispatcher._mark(new, DeliveryResult.delivered())
-        assert (await outbox_row(db, nid)).status == "sent"
+        assert (await outbox_row(clean_db, nid)).status == "sent"
 
 
 class TestUnknownChannel:
     async def test_a_channel_without_notifier_fails_the_row(
-        self, db: async_sessionmaker[AsyncSession], clock: FixedClock
+        self, clean_db: async_sessionmaker[AsyncSession], clock: FixedClock
     ) -> None:
-        _, [nid] = await enqueue(db, ("pager", "x"))
-        d = Dispatcher(db, {}, clock)
+        _, [nid] = await enqueue(clean_db, ("pager", "x"))
+        d = Dispatcher(clean_db, {}, clock)
         await d.run_once()
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert row.status == "failed" and "not configured" in (row.last_error or "")
 
 
 class TestDigest:
     async def test_one_mail_per_address_with_every_due_alert_largest_mrr_first(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         smtp: SmtpServer,
         clock: FixedClock,
     ) -> None:
         due = T0 + timedelta(hours=20)
         _, small_ids = await enqueue(
-            db, ("email_digest", "dana@v.example"), due_at=due, name="Small Co", mrr=100.0
+            clean_db, ("email_digest", "dana@v.example"), due_at=due, name="Small Co", mrr=100.0
         )
         _, big_ids = await enqueue(
-            db,
+            clean_db,
             ("email_digest", "dana@v.example"),
             ("email_digest", "lee@v.example"),
             due_at=due,
@@ -393,21 +367,24 @@ class TestDigest:
         assert text.index("Big Co") < text.index("Small Co")
         assert "Small Co" not in mails["lee@v.example"].raw.decode()
         for nid in small_ids + big_ids:
-            assert (await outbox_row(db, nid)).status == "sent"
+            assert (await outbox_row(clean_db, nid)).status == "sent"
         assert await dispatcher.run_once() == 0
         assert len(smtp.messages) == 2
 
 
 class TestPacing:
     async def test_claims_per_destination_fit_in_the_lease(
-        self, db: async_sessionmaker[AsyncSession], slack: SlackWebhookServer, clock: FixedClock
+        self,
+        clean_db: async_sessionmaker[AsyncSession],
+        slack: SlackWebhookServer,
+        clock: FixedClock,
     ) -> None:
         hook, other = slack.url("/services/T/B/one"), slack.url("/services/T/B/two")
         for _ in range(5):
-            await enqueue(db, ("slack", hook))
-        await enqueue(db, ("slack", other))
+            await enqueue(clean_db, ("slack", hook))
+        await enqueue(clean_db, ("slack", other))
         notifier = SlackNotifier(timeout_s=2, min_interval_s=0)
-        d = Dispatcher(db, {"slack": notifier}, clock, lease_s=8.0)  # 2 per destination
+        d = Dispatcher(clean_db, {"slack": notifier}, clock, lease_s=8.0)  # 2 per destination
         try:
             assert await d.run_once() == 3
             assert await d.run_once() == 2
@@ -424,24 +401,26 @@ class TestStaleReminders:
     @pytest.mark.parametrize("status", ["acknowledged", "snoozed", "resolved"])
     async def test_a_reminder_of_an_alert_no_longer_open_is_skipped(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
         status: Status,
     ) -> None:
-        _, [nid] = await enqueue(db, ("slack", slack.url()), kind="repeat", status=status)
+        _, [nid] = await enqueue(clean_db, ("slack", slack.url()), kind="repeat", status=status)
         assert await dispatcher.run_once() == 0
-        row = await outbox_row(db, nid)
+        row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts) == ("skipped", 0)
         assert row.last_error == f"not sent: the alert is {status}"
         assert slack.requests == []
 
     async def test_a_resolve_message_still_goes_out(
         self,
-        db: async_sessionmaker[AsyncSession],
+        clean_db: async_sessionmaker[AsyncSession],
         dispatcher: Dispatcher,
         slack: SlackWebhookServer,
     ) -> None:
-        _, [nid] = await enqueue(db, ("slack", slack.url()), kind="resolve", status="resolved")
+        _, [nid] = await enqueue(
+            clean_db, ("slack", slack.url()), kind="resolve", status="resolved"
+        )
         assert await dispatcher.run_once() == 1
-        assert (await outbox_row(db, nid)).status == "sent"
+        assert (await outbox_row(clean_db, nid)).status == "sent"

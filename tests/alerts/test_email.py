@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,6 @@ from tests.alerts.servers import (
 
 FROM = "tend <alerts@tend.example.com>"
 CSM = "jane@vendor.example.com"
-
-
-@pytest.fixture(scope="module")
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def smtp(smtp_server: SmtpServer) -> SmtpServer:
-    smtp_server.reset()
-    return smtp_server
 
 
 def create_settings(port: int, **overrides: Any) -> SmtpSettings:
@@ -118,7 +104,7 @@ class TestMime:
         assert "<script>" not in html
         assert "R&amp;D &lt;script&gt;alert(1)&lt;/script&gt;" in html
         assert "usage &lt;50% &amp; falling" in html
-        assert "Ask &quot;why&quot; &lt;now&gt;" in html
+        assert "Ask &#34;why&#34; &lt;now&gt;" in html
         assert "usage <50% & falling" in parts["text/plain"]
 
     async def test_a_newline_in_a_name_cannot_inject_headers(

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import pytest_asyncio
 from sqlalchemy import func, select
 
 from services.alerts.consumer import AlertsService
@@ -24,7 +22,6 @@ from services.alerts.routing import Defaults
 from services.scorer.rescorer import Rescorer
 from shared import topics
 from shared.clock import FixedClock
-from shared.db.migrate import upgrade_async
 from shared.db.models import Alert, AlertNotification, BusRecord, ConsumerOffset
 from shared.events import CanonicalEvent
 from tests.alerts.servers import SlackWebhookServer, SmtpServer
@@ -42,15 +39,6 @@ from tests.scorer.synthetic import (
     run_scorer_until_consumed,
     to_message,
 )
-from tests.support.postgres import create_database, drop_database
-
-
-@pytest_asyncio.fixture
-async def fresh_pg() -> AsyncIterator[str]:
-    url = await create_database("tend_alerts_e2e")
-    await upgrade_async(url)
-    yield url
-    await drop_database(url)
 
 
 def noon(day: date) -> datetime:

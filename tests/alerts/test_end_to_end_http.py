@@ -18,13 +18,12 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTopicPartition
 
@@ -39,7 +38,6 @@ from shared import topics
 from shared.bus.base import TopicPartition
 from shared.clock import FixedClock
 from shared.db.keys import create_key
-from shared.db.migrate import upgrade_async
 from shared.db.offsets import store_offsets
 from shared.db.session import transaction
 from shared.events import CanonicalEvent
@@ -53,7 +51,6 @@ from tests.alerts.test_end_to_end import (
     outbox_settled,
     score_days,
 )
-from tests.ingest.conftest import ServedApp
 from tests.scorer.synthetic import (
     CONFIG,
     DEFAULT_END,
@@ -70,7 +67,7 @@ from tests.scorer.synthetic import (
     wait_until,
 )
 from tests.support.broker import TansuBroker
-from tests.support.postgres import create_database, drop_database
+from tests.support.ingest import ServedApp
 
 pytestmark = pytest.mark.integration
 
@@ -79,14 +76,6 @@ BATCH = 500
 """Calls per ``/v1/batch`` request: well under the event and body-size limits."""
 
 Ends = dict[tuple[str, int], int]
-
-
-@pytest_asyncio.fixture
-async def fresh_pg() -> AsyncIterator[str]:
-    url = await create_database("tend_alerts_e2e_http")
-    await upgrade_async(url)
-    yield url
-    await drop_database(url)
 
 
 # -- Segment calls ------------------------------------------------------------------------------

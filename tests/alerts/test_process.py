@@ -5,11 +5,8 @@ with the same day published again posts nothing more."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -17,9 +14,7 @@ from shared import topics
 from shared.alert_rules import RULE_NAMES
 from shared.bus.base import Message, TopicSpec
 from shared.bus.kafka import KafkaBus
-from shared.db.migrate import upgrade_async
 from shared.db.models import ConsumerOffset
-from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import KafkaSettings
 from tests.alerts.servers import Reply, SlackWebhookServer
 from tests.alerts.snapshots import (
@@ -30,31 +25,11 @@ from tests.alerts.snapshots import (
     unique_account,
 )
 from tests.support.broker import TansuBroker
-from tests.support.postgres import create_database, drop_database
 from tests.support.process import ServiceProcess
 
 PARTITIONS = 2
 RECENT = recent_day()
 """Snapshots of the day before yesterday and yesterday: the process runs on the wall clock."""
-
-
-@pytest.fixture
-def own_broker() -> Iterator[TansuBroker]:
-    """A broker of its own: the alerts group reads the whole scores topic."""
-    b = TansuBroker()
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest_asyncio.fixture
-async def database() -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSession]]]:
-    url = await create_database("tend_alerts_proc")
-    await upgrade_async(url)
-    engine = create_engine(url)
-    yield url, create_sessionmaker(engine)
-    await engine.dispose()
-    await drop_database(url)
 
 
 class AlertsProcess(ServiceProcess):

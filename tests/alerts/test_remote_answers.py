@@ -35,7 +35,7 @@ HOOK_SECRET = "hooksecrethooksecret"
 
 
 @pytest_asyncio.fixture
-async def db(own_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def own_sessions(own_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = create_engine(own_db_url)
     yield create_sessionmaker(engine)
     await engine.dispose()
@@ -56,7 +56,7 @@ async def everything_stored(sessions: async_sessionmaker[AsyncSession]) -> str:
 class TestRemoteAnswersStayOut:
     async def test_bodies_are_not_stored_or_shown_only_codes_and_our_reasons(
         self,
-        db: async_sessionmaker[AsyncSession],
+        own_sessions: async_sessionmaker[AsyncSession],
         slack: SlackWebhookServer,
         smtp: SmtpServer,
     ) -> None:
@@ -75,7 +75,7 @@ class TestRemoteAnswersStayOut:
             create_snapshot(account, d, csm_email="dana@vendor.example", csm_slack=webhook)
             for d in (0, 1)
         ]
-        async with db() as session, session.begin():
+        async with own_sessions() as session, session.begin():
             await handler.flush(session, snapshots)
 
         email = EmailNotifier(
@@ -83,13 +83,16 @@ class TestRemoteAnswersStayOut:
         )
         async with SlackNotifier(min_interval_s=0) as slack_notifier:
             dispatcher = Dispatcher(
-                db, {"slack": slack_notifier, "email": email}, FixedClock(T0), max_attempts=3
+                own_sessions,
+                {"slack": slack_notifier, "email": email},
+                FixedClock(T0),
+                max_attempts=3,
             )
             await dispatcher.run_once()
 
         # The allowed CSM webhook was used (not the default), and it answered with the leak.
         assert len(slack.requests) == 1 and slack.requests[0].path.endswith(HOOK_SECRET)
-        async with db() as session:
+        async with own_sessions() as session:
             outbox = {n.channel: n for n in await session.scalars(select(AlertNotification))}
         assert outbox["slack"].destination == webhook
         assert (outbox["slack"].status, outbox["slack"].last_error) == (
@@ -100,11 +103,11 @@ class TestRemoteAnswersStayOut:
             "failed",
             "SMTP 550 (refused permanently)",
         )
-        assert LEAK not in await everything_stored(db)
+        assert LEAK not in await everything_stored(own_sessions)
 
         app = FastAPI()
         app.include_router(router)
-        app.state.sessions = db
+        app.state.sessions = own_sessions
         app.state.api_token = TOKEN
         app.state.clock = FixedClock(T0 + timedelta(hours=1))
         transport = httpx.ASGITransport(app=app)

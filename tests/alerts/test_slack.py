@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
-from datetime import date
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest_asyncio
 from prometheus_client import REGISTRY
 
 from services.alerts.notifiers.base import DeliveryResult
-from services.alerts.notifiers.render import format_money, format_mrr, format_renewal, render_text
+from services.alerts.notifiers.render import render_text
 from services.alerts.notifiers.slack import SlackNotifier, build_payload, redact_webhook
 from tests.alerts.servers import Reply, SlackWebhookServer, _free_port, create_notification
 
@@ -35,28 +34,15 @@ class FakeClock:
         self.now += seconds
 
 
-@pytest.fixture(scope="module")
-def slack_server() -> Iterator[SlackWebhookServer]:
-    server = SlackWebhookServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def server(slack_server: SlackWebhookServer) -> SlackWebhookServer:
-    slack_server.reset()
-    return slack_server
-
-
-@pytest.fixture
-def clock() -> FakeClock:
+def fake_clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest_asyncio.fixture
-async def notifier(clock: FakeClock) -> AsyncIterator[SlackNotifier]:
+async def slack_notifier(fake_clock: FakeClock) -> AsyncIterator[SlackNotifier]:
     async with SlackNotifier(
-        timeout_s=0.5, connect_timeout_s=0.5, clock=clock, sleep=clock.sleep
+        timeout_s=0.5, connect_timeout_s=0.5, clock=fake_clock, sleep=fake_clock.sleep
     ) as n:
         yield n
 
@@ -81,12 +67,12 @@ def _texts(payload: dict[str, Any]) -> list[str]:
 
 class TestBlockKit:
     async def test_the_message_has_account_band_numbers_reason_next_step_and_link(
-        self, server: SlackWebhookServer, notifier: SlackNotifier
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier
     ) -> None:
-        result = await notifier.send(create_notification(), server.url())
+        result = await slack_notifier.send(create_notification(), slack.url())
 
         assert result == DeliveryResult.delivered("HTTP 200 OK")
-        [request] = server.requests
+        [request] = slack.requests
         assert request.path == "/services/T000/B000/secretsecret"
         assert request.headers["Content-Type"] == "application/json"
         payload = request.json()
@@ -161,47 +147,47 @@ class TestBlockKit:
 
 class TestClassification:
     async def test_429_honours_retry_after_and_holds_the_webhook_until_then(
-        self, server: SlackWebhookServer, notifier: SlackNotifier, clock: FakeClock
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier, fake_clock: FakeClock
     ) -> None:
-        server.script(Reply(429, "rate_limited", {"Retry-After": "7"}))
+        slack.script(Reply(429, "rate_limited", {"Retry-After": "7"}))
 
-        first = await notifier.send(create_notification(), server.url())
+        first = await slack_notifier.send(create_notification(), slack.url())
         assert first.is_retry
         assert first.retry_after_s == 7
         assert first.delay(attempt=3) == 7  # the server's wait, not a backoff
         # Within those 7 s another send to that webhook does not hit Slack at all.
-        clock.now += 3
-        second = await notifier.send(create_notification(alert_id="43"), server.url())
+        fake_clock.now += 3
+        second = await slack_notifier.send(create_notification(alert_id="43"), slack.url())
         assert second.is_retry
         assert second.retry_after_s == pytest.approx(4)
-        assert len(server.requests) == 1
+        assert len(slack.requests) == 1
         # Afterwards it posts again.
-        clock.now += 4
-        third = await notifier.send(create_notification(alert_id="43"), server.url())
+        fake_clock.now += 4
+        third = await slack_notifier.send(create_notification(alert_id="43"), slack.url())
         assert third.is_delivered
-        assert len(server.requests) == 2
+        assert len(slack.requests) == 2
 
     async def test_429_without_retry_after_waits_30_seconds(
-        self, server: SlackWebhookServer, notifier: SlackNotifier
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier
     ) -> None:
-        server.script(Reply(429, "rate_limited"))
-        result = await notifier.send(create_notification(), server.url())
+        slack.script(Reply(429, "rate_limited"))
+        result = await slack_notifier.send(create_notification(), slack.url())
         assert (result.outcome, result.retry_after_s) == ("retry", 30)
 
     async def test_500_is_retried_with_backoff_then_succeeds(
-        self, server: SlackWebhookServer, notifier: SlackNotifier
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier
     ) -> None:
-        server.script(Reply(500, "internal_error"), Reply(200, "ok"))
-        retried = await notifier.send(create_notification(), server.url())
+        slack.script(Reply(500, "internal_error"), Reply(200, "ok"))
+        retried = await slack_notifier.send(create_notification(), slack.url())
         assert retried.is_retry
         assert retried.backoff
         assert retried.reason == "HTTP 500 Internal Server Error"
         assert retried.delay(1) < retried.delay(2) < retried.delay(3)
 
-        delivered = await notifier.send(create_notification(), server.url())
+        delivered = await slack_notifier.send(create_notification(), slack.url())
         assert delivered.is_delivered
-        assert len(server.requests) == 2
-        assert server.requests[0].body == server.requests[1].body
+        assert len(slack.requests) == 2
+        assert slack.requests[0].body == slack.requests[1].body
 
     @pytest.mark.parametrize(
         ("status", "body"),
@@ -214,16 +200,16 @@ class TestClassification:
     )
     async def test_refusals_are_permanent_counted_and_logged_without_the_secret(
         self,
-        server: SlackWebhookServer,
-        notifier: SlackNotifier,
+        slack: SlackWebhookServer,
+        slack_notifier: SlackNotifier,
         caplog: pytest.LogCaptureFixture,
         status: int,
         body: str,
     ) -> None:
-        server.script(Reply(status, body))
+        slack.script(Reply(status, body))
         before = _count("failed")
         with caplog.at_level(logging.DEBUG):
-            result = await notifier.send(create_notification(), server.url())
+            result = await slack_notifier.send(create_notification(), slack.url())
 
         assert result.is_failed
         assert result.reason.startswith(f"HTTP {status} ") and result.reason.endswith(f"({body})")
@@ -235,36 +221,38 @@ class TestClassification:
         assert SECRET not in caplog.text
 
     async def test_a_slow_answer_times_out_and_is_retried(
-        self, server: SlackWebhookServer, clock: FakeClock
+        self, slack: SlackWebhookServer, fake_clock: FakeClock
     ) -> None:
-        server.script(Reply(200, "ok", delay_s=3))
-        async with SlackNotifier(timeout_s=0.2, clock=clock, sleep=clock.sleep) as notifier:
-            result = await notifier.send(create_notification(), server.url())
+        slack.script(Reply(200, "ok", delay_s=3))
+        async with SlackNotifier(
+            timeout_s=0.2, clock=fake_clock, sleep=fake_clock.sleep
+        ) as notifier:
+            result = await notifier.send(create_notification(), slack.url())
         assert result.is_retry
         assert result.backoff
         assert result.reason.startswith("timeout")
 
-    async def test_nobody_listening_is_retried(self, notifier: SlackNotifier) -> None:
+    async def test_nobody_listening_is_retried(self, slack_notifier: SlackNotifier) -> None:
         url = f"http://127.0.0.1:{_free_port()}/services/T/B/{SECRET}"
-        result = await notifier.send(create_notification(), url)
+        result = await slack_notifier.send(create_notification(), url)
         assert result.is_retry
         assert result.reason == "connection refused or host unreachable"
         assert SECRET not in result.reason
 
     async def test_outcomes_are_counted(
-        self, server: SlackWebhookServer, notifier: SlackNotifier, clock: FakeClock
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier, fake_clock: FakeClock
     ) -> None:
         before = (_count("delivered"), _count("retry"))
-        server.script(Reply(503, "busy"))
-        await notifier.send(create_notification(), server.url())
-        await notifier.send(create_notification(), server.url())
+        slack.script(Reply(503, "busy"))
+        await slack_notifier.send(create_notification(), slack.url())
+        await slack_notifier.send(create_notification(), slack.url())
         assert (_count("delivered"), _count("retry")) == (before[0] + 1, before[1] + 1)
 
     @pytest.mark.parametrize("url", ["", "hooks.slack.com/services/x", "ftp://h/x", "http://"])
     async def test_a_malformed_webhook_url_fails_permanently(
-        self, notifier: SlackNotifier, url: str
+        self, slack_notifier: SlackNotifier, url: str
     ) -> None:
-        result = await notifier.send(create_notification(), url)
+        result = await slack_notifier.send(create_notification(), url)
         assert result == DeliveryResult.failed_permanently("not an http(s) webhook URL")
 
     def test_redaction_keeps_the_host_and_first_path_part_and_hides_the_rest(self) -> None:
@@ -276,52 +264,56 @@ class TestClassification:
 
 class TestPacing:
     async def test_two_sends_to_one_webhook_are_a_second_apart(
-        self, server: SlackWebhookServer, notifier: SlackNotifier, clock: FakeClock
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier, fake_clock: FakeClock
     ) -> None:
-        await notifier.send(create_notification(), server.url())
-        await notifier.send(create_notification(alert_id="43"), server.url())
-        assert clock.sleeps == [pytest.approx(1.0)]
-        assert len(server.requests) == 2
+        await slack_notifier.send(create_notification(), slack.url())
+        await slack_notifier.send(create_notification(alert_id="43"), slack.url())
+        assert fake_clock.sleeps == [pytest.approx(1.0)]
+        assert len(slack.requests) == 2
 
     async def test_a_send_after_the_interval_does_not_wait(
-        self, server: SlackWebhookServer, notifier: SlackNotifier, clock: FakeClock
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier, fake_clock: FakeClock
     ) -> None:
-        await notifier.send(create_notification(), server.url())
-        clock.now += 0.4
-        await notifier.send(create_notification(), server.url())
-        clock.now += 5
-        await notifier.send(create_notification(), server.url())
-        assert clock.sleeps == [pytest.approx(0.6)]
+        await slack_notifier.send(create_notification(), slack.url())
+        fake_clock.now += 0.4
+        await slack_notifier.send(create_notification(), slack.url())
+        fake_clock.now += 5
+        await slack_notifier.send(create_notification(), slack.url())
+        assert fake_clock.sleeps == [pytest.approx(0.6)]
 
     async def test_different_webhooks_do_not_wait_for_each_other(
-        self, server: SlackWebhookServer, notifier: SlackNotifier, clock: FakeClock
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier, fake_clock: FakeClock
     ) -> None:
-        await notifier.send(create_notification(), server.url("/services/T/B/one"))
-        await notifier.send(create_notification(), server.url("/services/T/B/two"))
-        assert clock.sleeps == []
+        await slack_notifier.send(create_notification(), slack.url("/services/T/B/one"))
+        await slack_notifier.send(create_notification(), slack.url("/services/T/B/two"))
+        assert fake_clock.sleeps == []
 
     @pytest.mark.parametrize("sends", [1, 2, 5])
     async def test_concurrent_sends_queue_in_call_order(
-        self, server: SlackWebhookServer, notifier: SlackNotifier, clock: FakeClock, sends: int
+        self,
+        slack: SlackWebhookServer,
+        slack_notifier: SlackNotifier,
+        fake_clock: FakeClock,
+        sends: int,
     ) -> None:
         results = await asyncio.gather(
             *(
-                notifier.send(create_notification(alert_id=str(i)), server.url())
+                slack_notifier.send(create_notification(alert_id=str(i)), slack.url())
                 for i in range(sends)
             )
         )
         assert all(r.is_delivered for r in results)
-        assert clock.sleeps == [pytest.approx(1.0)] * (sends - 1)
-        posted = [r.json()["blocks"][-1]["elements"][0]["text"] for r in server.requests]
+        assert fake_clock.sleeps == [pytest.approx(1.0)] * (sends - 1)
+        posted = [r.json()["blocks"][-1]["elements"][0]["text"] for r in slack.requests]
         assert posted == [f"CSM: Jane Doe · alert {i} · as of 2026-11-23" for i in range(sends)]
 
     async def test_a_failed_send_still_spaces_the_next(
-        self, server: SlackWebhookServer, notifier: SlackNotifier, clock: FakeClock
+        self, slack: SlackWebhookServer, slack_notifier: SlackNotifier, fake_clock: FakeClock
     ) -> None:
-        server.script(Reply(500, "oops"))
-        await notifier.send(create_notification(), server.url())
-        await notifier.send(create_notification(), server.url())
-        assert clock.sleeps == [pytest.approx(1.0)]
+        slack.script(Reply(500, "oops"))
+        await slack_notifier.send(create_notification(), slack.url())
+        await slack_notifier.send(create_notification(), slack.url())
+        assert fake_clock.sleeps == [pytest.approx(1.0)]
 
 
 class TestDeliveryResult:
@@ -336,28 +328,6 @@ class TestDeliveryResult:
 
 
 class TestRender:
-    @pytest.mark.parametrize(
-        ("amount", "text"),
-        [(0, "$0"), (1, "$1"), (4500, "$4,500"), (4499.6, "$4,500"), (1_250_000, "$1,250,000")],
-    )
-    def test_money(self, amount: float, text: str) -> None:
-        assert format_money(amount) == text
-        assert format_mrr(amount) == f"{text} MRR"
-
-    @pytest.mark.parametrize(
-        ("renewal", "text"),
-        [
-            (date(2026, 11, 23), "renews 2026-11-23 (today)"),
-            (date(2026, 11, 24), "renews 2026-11-24 (in 1 day)"),
-            (date(2027, 1, 15), "renews 2027-01-15 (in 53 days)"),
-            (date(2026, 11, 22), "renewal was 2026-11-22 (1 day ago)"),
-            (date(2026, 11, 1), "renewal was 2026-11-01 (22 days ago)"),
-            (None, "renewal date unknown"),
-        ],
-    )
-    def test_renewal_counts_days_from_the_snapshot(self, renewal: date | None, text: str) -> None:
-        assert format_renewal(renewal, date(2026, 11, 23)) == text
-
     def test_the_plain_text_body(self) -> None:
         text = render_text(create_notification(feature="reports", rule="feature_unused"))
         assert text.startswith("Acme Corp: feature unused: reports (yellow, 58)\n")

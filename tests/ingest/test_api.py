@@ -21,8 +21,8 @@ from services.ingest.normalize import NO_ACCOUNT_HELP
 from shared.db.keys import revoke_key
 from shared.db.models import UserAccount
 from shared.db.session import transaction
-from tests.ingest.conftest import ServedApp, new_write_key, read_events
 from tests.support.broker import TansuBroker
+from tests.support.ingest import ServedApp, new_write_key, read_events
 
 pytestmark = pytest.mark.integration
 

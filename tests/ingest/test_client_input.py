@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.conftest import ServedApp
 from tests.ingest.test_api import post, track, uid
+from tests.support.ingest import ServedApp
 
 pytestmark = pytest.mark.integration
 

@@ -27,9 +27,9 @@ from services.web.api.accounts import router as accounts_router
 from services.web.api.alerts import router as alerts_router
 from services.web.console.routes import router as console_router
 from shared.settings import Settings
-from tests.ingest.conftest import ServedApp, read_events
 from tests.ingest.test_api import basic, track, uid
 from tests.support.broker import TansuBroker, free_port
+from tests.support.ingest import ServedApp, read_events
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 import yaml
 
-from tests.ops.conftest import DEPLOY, Prometheus, Stack, dump
+from tests.support.ops import DEPLOY, Prometheus, Stack, dump
 
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "tend.yaml"

@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel
 
 from shared.settings import Settings
-from tests.ops.conftest import DEPLOY, REPO, tool
+from tests.support.ops import DEPLOY, REPO, tool
 
 COMPOSE = DEPLOY / "compose.yaml"
 PROMETHEUS = DEPLOY / "prometheus"

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.conftest import REPO, Stack, tool
+from tests.support.ops import REPO, Stack, tool
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest_asyncio.fixture
-async def client(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
+async def input_client(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.state.sessions = db
     app.state.api_token = TOKEN
@@ -58,9 +58,9 @@ class TestDatesAtTheCalendarsEdges:
         ],
     )
     async def test_edge_dates_are_answered(
-        self, client: httpx.AsyncClient, account: str, view: str, query: dict[str, str]
+        self, input_client: httpx.AsyncClient, account: str, view: str, query: dict[str, str]
     ) -> None:
-        r = await client.get(f"/v1/accounts/{account}/{view}", params=query)
+        r = await input_client.get(f"/v1/accounts/{account}/{view}", params=query)
         assert r.status_code == 200, r.text
 
     @pytest.mark.parametrize("view", ["health", "usage"])
@@ -74,15 +74,22 @@ class TestDatesAtTheCalendarsEdges:
         ],
     )
     async def test_impossible_dates_are_422_naming_the_field(
-        self, client: httpx.AsyncClient, account: str, view: str, query: dict[str, str], field: str
+        self,
+        input_client: httpx.AsyncClient,
+        account: str,
+        view: str,
+        query: dict[str, str],
+        field: str,
     ) -> None:
-        r = await client.get(f"/v1/accounts/{account}/{view}", params=query)
+        r = await input_client.get(f"/v1/accounts/{account}/{view}", params=query)
         assert r.status_code == 422, r.text
         assert field in r.text
 
     @pytest.mark.parametrize("month", ["9999-12", "0001-01", "²⁰²⁶-01", "2026-13"])
-    async def test_report_months(self, client: httpx.AsyncClient, account: str, month: str) -> None:
-        r = await client.get(f"/v1/accounts/{account}/report", params={"month": month})
+    async def test_report_months(
+        self, input_client: httpx.AsyncClient, account: str, month: str
+    ) -> None:
+        r = await input_client.get(f"/v1/accounts/{account}/report", params={"month": month})
         assert r.status_code == 422 and "month" in r.text
 
 
@@ -103,9 +110,9 @@ class TestNumbers:
         ],
     )
     async def test_limit_and_offset(
-        self, client: httpx.AsyncClient, path: str, params: dict[str, str], status: int
+        self, input_client: httpx.AsyncClient, path: str, params: dict[str, str], status: int
     ) -> None:
-        r = await client.get(path, params=params)
+        r = await input_client.get(path, params=params)
         assert r.status_code == status, r.text
         if status == 422:
             assert next(iter(params)) in r.text
@@ -113,14 +120,14 @@ class TestNumbers:
     @pytest.mark.parametrize("alert_id", ["²", "\u0661", "-1", "0x10", TOO_BIG, "9" * 40, "1.5"])
     @pytest.mark.parametrize("action", ["", "/ack", "/resolve"])
     async def test_ids_that_are_not_ids_are_404(
-        self, client: httpx.AsyncClient, alert_id: str, action: str
+        self, input_client: httpx.AsyncClient, alert_id: str, action: str
     ) -> None:
         method = "POST" if action else "GET"
-        r = await client.request(method, f"/v1/alerts/{alert_id}{action}")
+        r = await input_client.request(method, f"/v1/alerts/{alert_id}{action}")
         assert r.status_code == 404, r.text
 
-    async def test_the_biggest_id_is_a_plain_404(self, client: httpx.AsyncClient) -> None:
-        assert (await client.get(f"/v1/alerts/{'9' * 18}")).status_code == 404
+    async def test_the_biggest_id_is_a_plain_404(self, input_client: httpx.AsyncClient) -> None:
+        assert (await input_client.get(f"/v1/alerts/{'9' * 18}")).status_code == 404
 
 
 class TestStrings:
@@ -136,9 +143,9 @@ class TestStrings:
         ],
     )
     async def test_nul_is_422_naming_the_field(
-        self, client: httpx.AsyncClient, path: str, params: dict[str, str], field: str
+        self, input_client: httpx.AsyncClient, path: str, params: dict[str, str], field: str
     ) -> None:
-        r = await client.get(path, params=params)
+        r = await input_client.get(path, params=params)
         assert r.status_code == 422, r.text
         assert field in r.text
 
@@ -151,11 +158,11 @@ class TestStrings:
         ],
     )
     async def test_snooze_bodies(
-        self, client: httpx.AsyncClient, body: dict[str, str], field: str
+        self, input_client: httpx.AsyncClient, body: dict[str, str], field: str
     ) -> None:
         # json.dumps escapes the surrogate as \ud800, as a client's serializer would.
         content = json.dumps(body).encode()
-        r = await client.post(
+        r = await input_client.post(
             "/v1/alerts/1/snooze", content=content, headers={"Content-Type": "application/json"}
         )
         assert r.status_code == 422, r.text

@@ -31,7 +31,7 @@ EXPECTED_BANDS = {
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def migrated_db(tmp_path: Path) -> Path:
     path = tmp_path / "tend.db"
     asyncio.run(upgrade_async(f"sqlite+aiosqlite:///{path}"))
     return path
@@ -44,9 +44,9 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-def invoke(db_path: Path, *args: str, config: Path | None = None) -> Result:
+def invoke(migrated_db: Path, *args: str, config: Path | None = None) -> Result:
     env = {
-        "TEND_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+        "TEND_DATABASE_URL": f"sqlite+aiosqlite:///{migrated_db}",
         "TEND_KAFKA_BOOTSTRAP": None,
         "TEND_API_TOKEN": None,
         "TEND_CONFIG": str(config) if config else None,
@@ -54,17 +54,17 @@ def invoke(db_path: Path, *args: str, config: Path | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
-def query(db_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db_path) as conn:
+def query(migrated_db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(migrated_db) as conn:
         return list(conn.execute(sql, params))
 
 
-def replayed(db_path: Path) -> Replay:
+def replayed(migrated_db: Path) -> Replay:
     """The synthetic archetypes written into the database's rollups (no scores yet)."""
     replay = generate(uuid.uuid4().hex[:8])
 
     async def write() -> None:
-        engine = create_engine(f"sqlite+aiosqlite:///{db_path}")
+        engine = create_engine(f"sqlite+aiosqlite:///{migrated_db}")
         sessions = create_sessionmaker(engine)
         async with sessions() as session, session.begin():
             await RollupWriter().flush(session, "cli-test", replay.events, {})
@@ -75,7 +75,7 @@ def replayed(db_path: Path) -> Replay:
 
 
 class TestAccountsImport:
-    def test_imports_a_good_file(self, db_path: Path, tmp_path: Path) -> None:
+    def test_imports_a_good_file(self, migrated_db: Path, tmp_path: Path) -> None:
         csv_file = tmp_path / "accounts.csv"
         csv_file.write_text(
             "account_id,name,plan,seats,mrr,renewal_date,csm_email\n"
@@ -84,11 +84,11 @@ class TestAccountsImport:
             "\n"
             "initech,Initech,,,,2027-01-15,\n"
         )
-        result = invoke(db_path, "accounts", "import", str(csv_file))
+        result = invoke(migrated_db, "accounts", "import", str(csv_file))
         assert result.exit_code == 0, result.output
         assert "Imported 3 account(s)" in result.output
         rows = query(
-            db_path,
+            migrated_db,
             "SELECT account_id, name, plan, seats, mrr, renewal_date, csm_email, dirty "
             "FROM accounts ORDER BY account_id",
         )
@@ -101,13 +101,13 @@ class TestAccountsImport:
         # A second file updates only the columns it gives.
         update = tmp_path / "seats.csv"
         update.write_text("account_id,seats\nacme,150\n")
-        assert invoke(db_path, "accounts", "import", str(update)).exit_code == 0
-        assert query(db_path, "SELECT seats, plan FROM accounts WHERE account_id='acme'") == [
+        assert invoke(migrated_db, "accounts", "import", str(update)).exit_code == 0
+        assert query(migrated_db, "SELECT seats, plan FROM accounts WHERE account_id='acme'") == [
             (150, "pro")
         ]
 
     def test_a_bad_file_names_line_and_column_and_imports_nothing(
-        self, db_path: Path, tmp_path: Path
+        self, migrated_db: Path, tmp_path: Path
     ) -> None:
         csv_file = tmp_path / "accounts.csv"
         csv_file.write_text(
@@ -116,50 +116,52 @@ class TestAccountsImport:
             "globex,many,2027-01-01\n"
             "initech,10,next spring\n"
         )
-        result = invoke(db_path, "accounts", "import", str(csv_file))
+        result = invoke(migrated_db, "accounts", "import", str(csv_file))
         assert result.exit_code == 1
         assert "line 3, column seats: 'many' is not a number" in result.output
         assert "line 4, column renewal_date" in result.output
         assert "Traceback" not in result.output
-        assert query(db_path, "SELECT count(*) FROM accounts") == [(0,)]
+        assert query(migrated_db, "SELECT count(*) FROM accounts") == [(0,)]
 
-    def test_unknown_column_is_reported_on_line_1(self, db_path: Path, tmp_path: Path) -> None:
+    def test_unknown_column_is_reported_on_line_1(self, migrated_db: Path, tmp_path: Path) -> None:
         csv_file = tmp_path / "accounts.csv"
         csv_file.write_text("account_id,colour\nacme,red\n")
-        result = invoke(db_path, "accounts", "import", str(csv_file))
+        result = invoke(migrated_db, "accounts", "import", str(csv_file))
         assert result.exit_code == 1
         assert "line 1, column colour: unknown column" in result.output
 
 
 class TestRescore:
-    def test_as_of_scores_every_account_on_that_day(self, db_path: Path, config_file: Path) -> None:
-        replay = replayed(db_path)
+    def test_as_of_scores_every_account_on_that_day(
+        self, migrated_db: Path, config_file: Path
+    ) -> None:
+        replay = replayed(migrated_db)
         day = replay.end.isoformat()
-        result = invoke(db_path, "rescore", "--as-of", day, config=config_file)
+        result = invoke(migrated_db, "rescore", "--as-of", day, config=config_file)
         assert result.exit_code == 0, result.output
         assert f"Scored 7 account(s) as of {day}" in result.output
         scored = dict(
-            query(db_path, "SELECT account_id, band FROM health_scores WHERE as_of=?", day)
+            query(migrated_db, "SELECT account_id, band FROM health_scores WHERE as_of=?", day)
         )
         assert scored == {a.account_id: EXPECTED_BANDS[a.archetype] for a in replay.accounts}
-        current = dict(query(db_path, "SELECT account_id, scored_as_of FROM accounts"))
+        current = dict(query(migrated_db, "SELECT account_id, scored_as_of FROM accounts"))
         assert set(current.values()) == {day}
         # Published on the in-process bus (no TEND_KAFKA_BOOTSTRAP): one score per account.
-        assert query(db_path, "SELECT count(*) FROM bus_records WHERE topic='tend.scores.v1'") == [
-            (7,)
-        ]
+        assert query(
+            migrated_db, "SELECT count(*) FROM bus_records WHERE topic='tend.scores.v1'"
+        ) == [(7,)]
 
-    def test_bad_as_of_is_a_usage_error(self, db_path: Path) -> None:
-        result = invoke(db_path, "rescore", "--as-of", "15/11/2026")
+    def test_bad_as_of_is_a_usage_error(self, migrated_db: Path) -> None:
+        result = invoke(migrated_db, "rescore", "--as-of", "15/11/2026")
         assert result.exit_code == 2
         assert "--as-of: '15/11/2026' is not a date" in result.output
 
     def test_dry_run_lists_band_changes_and_writes_nothing(
-        self, db_path: Path, config_file: Path, tmp_path: Path
+        self, migrated_db: Path, config_file: Path, tmp_path: Path
     ) -> None:
-        replay = replayed(db_path)
+        replay = replayed(migrated_db)
         day = replay.end.isoformat()
-        assert invoke(db_path, "rescore", "--as-of", day, config=config_file).exit_code == 0
+        assert invoke(migrated_db, "rescore", "--as-of", day, config=config_file).exit_code == 0
         stricter = tmp_path / "stricter.yaml"
         stricter.write_text(
             f"key_features: [{', '.join(KEY_FEATURES)}]\n"
@@ -168,14 +170,14 @@ class TestRescore:
 
         def snapshot() -> tuple[list[tuple[Any, ...]], ...]:
             return (
-                query(db_path, "SELECT * FROM health_scores ORDER BY account_id, as_of"),
-                query(db_path, "SELECT * FROM accounts ORDER BY account_id"),
-                query(db_path, "SELECT count(*) FROM bus_records"),
+                query(migrated_db, "SELECT * FROM health_scores ORDER BY account_id, as_of"),
+                query(migrated_db, "SELECT * FROM accounts ORDER BY account_id"),
+                query(migrated_db, "SELECT count(*) FROM bus_records"),
             )
 
         before = snapshot()
         result = invoke(
-            db_path,
+            migrated_db,
             "rescore",
             "--dry-run",
             "--as-of",
@@ -190,8 +192,8 @@ class TestRescore:
 
         # Under green >= 95 and yellow >= 70 the healthy accounts scoring 70-95 turn yellow
         # and the yellow ones red; the dormant one stays red.
-        scores = dict(query(db_path, "SELECT account_id, score FROM accounts"))
-        bands = dict(query(db_path, "SELECT account_id, band FROM accounts"))
+        scores = dict(query(migrated_db, "SELECT account_id, score FROM accounts"))
+        bands = dict(query(migrated_db, "SELECT account_id, band FROM accounts"))
 
         def strict_band(score: float) -> str:
             return "green" if score >= 95 else "yellow" if score >= 70 else "red"
@@ -205,22 +207,24 @@ class TestRescore:
         assert dormant not in result.output
 
     def test_dry_run_judges_both_models_as_of_the_same_past_day(
-        self, db_path: Path, config_file: Path, tmp_path: Path
+        self, migrated_db: Path, config_file: Path, tmp_path: Path
     ) -> None:
-        replay = replayed(db_path)
+        replay = replayed(migrated_db)
         past, end = replay.end - timedelta(days=42), replay.end
         for day in (past, end):
-            result = invoke(db_path, "rescore", "--as-of", day.isoformat(), config=config_file)
+            result = invoke(migrated_db, "rescore", "--as-of", day.isoformat(), config=config_file)
             assert result.exit_code == 0, result.output
         then = dict(
-            query(db_path, "SELECT account_id, band FROM health_scores WHERE as_of=?", str(past))
+            query(
+                migrated_db, "SELECT account_id, band FROM health_scores WHERE as_of=?", str(past)
+            )
         )
-        now = dict(query(db_path, "SELECT account_id, band FROM accounts"))
+        now = dict(query(migrated_db, "SELECT account_id, band FROM accounts"))
         assert then != now  # bands moved since: the current band is not the past day's
 
         def dry_run(model: Path) -> Result:
             return invoke(
-                db_path,
+                migrated_db,
                 "rescore",
                 "--dry-run",
                 "--as-of",
@@ -245,7 +249,9 @@ class TestRescore:
         result = dry_run(stricter)
         assert result.exit_code == 0, result.output
         scores = dict(
-            query(db_path, "SELECT account_id, score FROM health_scores WHERE as_of=?", str(past))
+            query(
+                migrated_db, "SELECT account_id, score FROM health_scores WHERE as_of=?", str(past)
+            )
         )
         moves: dict[tuple[str, str], int] = {}
         for account, score in scores.items():
@@ -258,9 +264,11 @@ class TestRescore:
         for (was, new), n in moves.items():
             assert f"  {was} -> {new}: {n}" in result.output
 
-    def test_dry_run_with_a_bad_config_names_the_key(self, db_path: Path, tmp_path: Path) -> None:
+    def test_dry_run_with_a_bad_config_names_the_key(
+        self, migrated_db: Path, tmp_path: Path
+    ) -> None:
         bad = tmp_path / "bad.yaml"
         bad.write_text("scoring:\n  weights_typo: 1\n")
-        result = invoke(db_path, "rescore", "--dry-run", "--config", str(bad))
+        result = invoke(migrated_db, "rescore", "--dry-run", "--config", str(bad))
         assert result.exit_code == 2
         assert "scoring.weights_typo" in result.output

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -19,7 +19,6 @@ from shared import topics
 from shared.bus import Message, Record
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade_async
-from tests.scorer.conftest import create_event
 from tests.scorer.synthetic import (
     CONFIG,
     Stack,
@@ -34,17 +33,10 @@ from tests.scorer.synthetic import (
     wait_until,
 )
 from tests.support.broker import TansuBroker
+from tests.support.events import create_event
 from tests.support.postgres import SERVER_DSN, create_database, drop_database
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_broker() -> Iterator[TansuBroker]:
-    b = TansuBroker()
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest_asyncio.fixture

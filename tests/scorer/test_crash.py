@@ -9,13 +9,12 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 
 from services.scorer.consumer import GROUP_ID
@@ -23,7 +22,6 @@ from shared import topics
 from shared.bus.base import Delivery
 from shared.db.migrate import upgrade_async
 from shared.db.models import AccountDay, ProcessedEvent
-from shared.db.session import create_engine, create_sessionmaker
 from shared.events import CanonicalEvent
 from tests.scorer.synthetic import (
     KEY_FEATURES,
@@ -48,16 +46,6 @@ from tests.support.process import ServiceProcess
 pytestmark = pytest.mark.integration
 
 BATCH = 50
-
-
-@pytest_asyncio.fixture
-async def database() -> AsyncIterator[tuple[str, Sessions]]:
-    url = await create_database("tend_crash")
-    await upgrade_async(url)
-    engine = create_engine(url)
-    yield url, create_sessionmaker(engine)
-    await engine.dispose()
-    await drop_database(url)
 
 
 class ScorerProcess(ServiceProcess):

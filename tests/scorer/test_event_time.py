@@ -33,8 +33,8 @@ from shared.db.models import Account, BusRecord, HealthScore
 from shared.db.session import create_engine, create_sessionmaker
 from shared.events import CanonicalEvent
 from shared.scores import ScoreMessage
-from tests.scorer.conftest import create_event
 from tests.scorer.synthetic import CONFIG, Replay, generate
+from tests.support.events import create_event
 from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration

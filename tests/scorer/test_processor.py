@@ -17,7 +17,7 @@ from services.scorer.processor import (
     process,
     process_batch,
 )
-from tests.scorer.conftest import create_event
+from tests.support.events import create_event
 
 DAY = date(2026, 11, 2)
 AT = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from services.scorer.writer import RollupWriter
 from services.web.app import create_app
 from shared.db.models import Account
 from shared.settings import Settings
-from tests.scorer.conftest import create_event
+from tests.support.events import create_event
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ SECRET = "sekritsekritsekrit"
 
 
 @pytest_asyncio.fixture
-async def client(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
+async def profile_client(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(api_token=SecretStr(TOKEN)), sessions=db)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://scorer") as c:
@@ -52,11 +52,11 @@ async def group_call(
 
 class TestOperatorSetsTheProfile:
     async def test_patch_creates_the_account_and_shows_the_webhook_masked(
-        self, db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, uid: str
+        self, db: async_sessionmaker[AsyncSession], profile_client: httpx.AsyncClient, uid: str
     ) -> None:
         account = f"{uid}-acme"
         body = {"csm_email": "dana@vendor.example", "csm_slack": WEBHOOK, "seats": 40}
-        response = await client.patch(f"/v1/accounts/{account}", json=body, headers=AUTH)
+        response = await profile_client.patch(f"/v1/accounts/{account}", json=body, headers=AUTH)
         assert response.status_code == 200, response.text
         shown = response.json()
         assert shown["csm_email"] == "dana@vendor.example" and shown["seats"] == 40
@@ -64,16 +64,16 @@ class TestOperatorSetsTheProfile:
         row = await stored(db, account)
         assert (row.csm_slack, row.dirty) == (WEBHOOK, True)
         for path in (f"/v1/accounts/{account}", "/v1/accounts"):
-            text = (await client.get(path, headers=AUTH)).text
+            text = (await profile_client.get(path, headers=AUTH)).text
             assert SECRET not in text and "T0PROFILE" not in text
 
     async def test_null_clears_a_field_and_others_stay(
-        self, db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, uid: str
+        self, db: async_sessionmaker[AsyncSession], profile_client: httpx.AsyncClient, uid: str
     ) -> None:
         account = f"{uid}-acme"
         first = {"csm_email": "dana@vendor.example", "plan": "pro"}
-        await client.patch(f"/v1/accounts/{account}", json=first, headers=AUTH)
-        response = await client.patch(
+        await profile_client.patch(f"/v1/accounts/{account}", json=first, headers=AUTH)
+        response = await profile_client.patch(
             f"/v1/accounts/{account}", json={"csm_email": None}, headers=AUTH
         )
         assert response.status_code == 200
@@ -81,10 +81,10 @@ class TestOperatorSetsTheProfile:
         assert (row.csm_email, row.plan) == (None, "pro")
 
     async def test_a_group_call_cannot_reroute_but_still_updates_the_profile(
-        self, db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, uid: str
+        self, db: async_sessionmaker[AsyncSession], profile_client: httpx.AsyncClient, uid: str
     ) -> None:
         account = f"{uid}-acme"
-        await client.patch(
+        await profile_client.patch(
             f"/v1/accounts/{account}",
             json={"csm_email": "dana@vendor.example", "csm_slack": WEBHOOK},
             headers=AUTH,
@@ -106,27 +106,27 @@ class TestOperatorSetsTheProfile:
         assert row.traits == {"name": "Acme", "seats": 12}
 
     async def test_the_operator_names_the_champion_and_a_group_call_cannot(
-        self, db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, uid: str
+        self, db: async_sessionmaker[AsyncSession], profile_client: httpx.AsyncClient, uid: str
     ) -> None:
         account = f"{uid}-acme"
-        response = await client.patch(
+        response = await profile_client.patch(
             f"/v1/accounts/{account}", json={"champion": " dana "}, headers=AUTH
         )
         assert response.status_code == 200, response.text
         assert response.json()["champion"] == "dana"
         await group_call(db, f"{uid}-g1", account, {"champion": "mallory"})
-        body = (await client.get(f"/v1/accounts/{account}", headers=AUTH)).json()
+        body = (await profile_client.get(f"/v1/accounts/{account}", headers=AUTH)).json()
         assert (body["champion"], body["current_champion"]) == ("dana", None)
         assert (await stored(db, account)).champion == "dana"
-        await client.patch(f"/v1/accounts/{account}", json={"champion": None}, headers=AUTH)
+        await profile_client.patch(f"/v1/accounts/{account}", json={"champion": None}, headers=AUTH)
         assert (await stored(db, account)).champion is None
 
     async def test_webhook_urls_in_traits_are_masked_when_shown(
-        self, db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, uid: str
+        self, db: async_sessionmaker[AsyncSession], profile_client: httpx.AsyncClient, uid: str
     ) -> None:
         account = f"{uid}-acme"
         await group_call(db, f"{uid}-g1", account, {"name": "Acme", "alerts_hook": WEBHOOK})
-        body = (await client.get(f"/v1/accounts/{account}", headers=AUTH)).json()
+        body = (await profile_client.get(f"/v1/accounts/{account}", headers=AUTH)).json()
         assert body["traits"] == {
             "name": "Acme",
             "alerts_hook": "https://hooks.slack.com/services/…",
@@ -149,21 +149,21 @@ class TestRefusals:
     async def test_bad_input_is_a_422_naming_the_field(
         self,
         db: async_sessionmaker[AsyncSession],
-        client: httpx.AsyncClient,
+        profile_client: httpx.AsyncClient,
         uid: str,
         body: dict[str, Any],
         field: str,
     ) -> None:
-        response = await client.patch(f"/v1/accounts/{uid}-acme", json=body, headers=AUTH)
+        response = await profile_client.patch(f"/v1/accounts/{uid}-acme", json=body, headers=AUTH)
         assert response.status_code == 422
         assert field in response.text
         async with db() as session:
             assert await session.get(Account, f"{uid}-acme") is None
 
     async def test_without_the_token_nothing_changes(
-        self, db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, uid: str
+        self, db: async_sessionmaker[AsyncSession], profile_client: httpx.AsyncClient, uid: str
     ) -> None:
-        response = await client.patch(
+        response = await profile_client.patch(
             f"/v1/accounts/{uid}-acme", json={"csm_email": "a@b.example"}, headers={}
         )
         assert response.status_code == 401

@@ -8,17 +8,14 @@ each archetype its band.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import date
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 
 from services.scorer.rescorer import Rescorer
 from shared import topics
 from shared.clock import FixedClock
-from shared.db.migrate import upgrade_async
 from shared.db.models import Account, HealthScore
 from shared.scores import ScoreMessage
 from tests.scorer.synthetic import (
@@ -38,7 +35,6 @@ from tests.scorer.synthetic import (
     wait_until,
 )
 from tests.support.broker import TansuBroker
-from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -58,23 +54,6 @@ EXPECTED_BANDS = {
     Archetype.ABANDONS_FEATURE: "green",
     Archetype.NEVER_ADOPTS: "green",
 }
-
-
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[TansuBroker]:
-    """A broker for this module only, so topics and groups hold nothing but its records."""
-    b = TansuBroker()
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest_asyncio.fixture
-async def fresh_pg() -> AsyncIterator[str]:
-    url = await create_database("tend_replay")
-    await upgrade_async(url)
-    yield url
-    await drop_database(url)
 
 
 async def current_scores(sessions: Sessions, replay: Replay) -> dict[str, HealthScore]:

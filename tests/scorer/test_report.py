@@ -227,7 +227,7 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[tuple[str, Sessions]]:
 
 
 @pytest_asyncio.fixture
-async def client(sqlite_db: tuple[str, Sessions]) -> AsyncIterator[httpx.AsyncClient]:
+async def report_client(sqlite_db: tuple[str, Sessions]) -> AsyncIterator[httpx.AsyncClient]:
     _, sessions = sqlite_db
     await seed_account(sessions, "acme", name="Acme <script>alert(1)</script>")
     app = create_app(Settings(api_token=SecretStr(TOKEN)), sessions=sessions)
@@ -242,23 +242,25 @@ async def client(sqlite_db: tuple[str, Sessions]) -> AsyncIterator[httpx.AsyncCl
 
 class TestRoutes:
     @pytest.mark.parametrize("path", ["/v1/accounts/acme/report", "/v1/accounts/acme/report.html"])
-    async def test_token_required(self, client: httpx.AsyncClient, path: str) -> None:
-        r = await client.get(path, params={"month": "2026-10"}, headers={"Authorization": "x"})
+    async def test_token_required(self, report_client: httpx.AsyncClient, path: str) -> None:
+        r = await report_client.get(
+            path, params={"month": "2026-10"}, headers={"Authorization": "x"}
+        )
         assert r.status_code == 401
 
     @pytest.mark.parametrize("path", ["/v1/accounts/nope/report", "/v1/accounts/nope/report.html"])
-    async def test_unknown_account(self, client: httpx.AsyncClient, path: str) -> None:
-        r = await client.get(path, params={"month": "2026-10"})
+    async def test_unknown_account(self, report_client: httpx.AsyncClient, path: str) -> None:
+        r = await report_client.get(path, params={"month": "2026-10"})
         assert r.status_code == 404 and "nope" in r.json()["detail"]
 
     @pytest.mark.parametrize("month", ["2026-13", "October", "2999-01"])
-    async def test_bad_month(self, client: httpx.AsyncClient, month: str) -> None:
+    async def test_bad_month(self, report_client: httpx.AsyncClient, month: str) -> None:
         for path in ("/v1/accounts/acme/report", "/v1/accounts/acme/report.html"):
-            r = await client.get(path, params={"month": month})
+            r = await report_client.get(path, params={"month": month})
             assert r.status_code == 422 and r.json()["detail"].startswith("month: ")
 
-    async def test_json(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/v1/accounts/acme/report", params={"month": "2026-10"})
+    async def test_json(self, report_client: httpx.AsyncClient) -> None:
+        r = await report_client.get("/v1/accounts/acme/report", params={"month": "2026-10"})
         assert r.status_code == 200
         body = r.json()
         assert body["month"] == "2026-10" and body["active_users"]["value"] == 3
@@ -266,8 +268,8 @@ class TestRoutes:
         # No configuration on this app: the key features the scorer scored with.
         assert [f["feature"] for f in body["features"] if f["key"]] == ["reports", "integrations"]
 
-    async def test_html_is_printable_and_escaped(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/v1/accounts/acme/report.html", params={"month": "2026-11"})
+    async def test_html_is_printable_and_escaped(self, report_client: httpx.AsyncClient) -> None:
+        r = await report_client.get("/v1/accounts/acme/report.html", params={"month": "2026-11"})
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         page = r.text
         assert "<script>" not in page and "Acme &lt;script&gt;" in page

@@ -326,7 +326,7 @@ class TestScoresAndWorkLists:
     async def test_marks_move_only_when_no_events_came_after_they_were_read(
         self, db: Sessions, uid: str
     ) -> None:
-        from tests.scorer.conftest import create_event
+        from tests.support.events import create_event
 
         acme, quiet = f"{uid}-acme", f"{uid}-quiet"
         await seed(db, quiet, [])

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
-import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,22 +12,14 @@ from services.scorer.writer import RollupWriter
 from shared.clock import FixedClock
 from shared.config import TendConfig, parse_config
 from shared.db.models import Account, HealthScore
-from shared.db.session import create_engine, create_sessionmaker
-from tests.scorer.conftest import create_event
+from tests.support.events import create_event
 
 Sessions = async_sessionmaker[AsyncSession]
 TODAY = date(2026, 11, 20)
 
 
-@pytest_asyncio.fixture
-async def sessions(sqlite_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(sqlite_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
-
-
 async def write_days(
-    sessions: Sessions, account: str, days: int, users: int = 3, every: int = 1
+    sqlite_sessions: Sessions, account: str, days: int, users: int = 3, every: int = 1
 ) -> None:
     events = [
         create_event(
@@ -44,12 +34,12 @@ async def write_days(
         for d in range(0, days, every)
         for u in range(users)
     ]
-    async with sessions() as session, session.begin():
+    async with sqlite_sessions() as session, session.begin():
         await RollupWriter().flush(session, "test", events, {})
 
 
-async def score_days(sessions: Sessions, account: str) -> list[date]:
-    async with sessions() as session:
+async def score_days(sqlite_sessions: Sessions, account: str) -> list[date]:
+    async with sqlite_sessions() as session:
         rows = await session.scalars(
             select(HealthScore.as_of)
             .where(HealthScore.account_id == account)
@@ -58,54 +48,56 @@ async def score_days(sessions: Sessions, account: str) -> list[date]:
         return list(rows)
 
 
-def rescorer(sessions: Sessions, config: TendConfig | None = None, **kw: int) -> Rescorer:
+def rescorer(sqlite_sessions: Sessions, config: TendConfig | None = None, **kw: int) -> Rescorer:
     clock = FixedClock(datetime.combine(TODAY, datetime.min.time(), UTC) + timedelta(hours=23))
-    return Rescorer(sessions, None, config or TendConfig(), clock, **kw)
+    return Rescorer(sqlite_sessions, None, config or TendConfig(), clock, **kw)
 
 
 class TestBackfill:
     async def test_a_new_account_gets_one_score_per_day_since_it_was_first_seen(
-        self, sessions: Sessions
+        self, sqlite_sessions: Sessions
     ) -> None:
-        await write_days(sessions, "acme", days=10)
-        assert await rescorer(sessions).rescore_dirty() == 1
-        days = await score_days(sessions, "acme")
+        await write_days(sqlite_sessions, "acme", days=10)
+        assert await rescorer(sqlite_sessions).rescore_dirty() == 1
+        days = await score_days(sqlite_sessions, "acme")
         assert days == [TODAY - timedelta(days=d) for d in range(9, -1, -1)]
-        async with sessions() as session:
+        async with sqlite_sessions() as session:
             account = await session.get(Account, "acme")
         assert account is not None
         assert account.scored_as_of == TODAY and account.dirty is False
 
-    async def test_backfill_is_bounded(self, sessions: Sessions) -> None:
-        await write_days(sessions, "acme", days=10)
-        await rescorer(sessions, backfill_days=3).rescore_dirty()
-        assert await score_days(sessions, "acme") == [
+    async def test_backfill_is_bounded(self, sqlite_sessions: Sessions) -> None:
+        await write_days(sqlite_sessions, "acme", days=10)
+        await rescorer(sqlite_sessions, backfill_days=3).rescore_dirty()
+        assert await score_days(sqlite_sessions, "acme") == [
             TODAY - timedelta(days=d) for d in (3, 2, 1, 0)
         ]
 
-    async def test_already_scored_today_means_only_today_again(self, sessions: Sessions) -> None:
-        await write_days(sessions, "acme", days=5)
-        r = rescorer(sessions)
+    async def test_already_scored_today_means_only_today_again(
+        self, sqlite_sessions: Sessions
+    ) -> None:
+        await write_days(sqlite_sessions, "acme", days=5)
+        r = rescorer(sqlite_sessions)
         await r.rescore_dirty()
-        await write_days(sessions, "acme", days=1, users=5)  # new events today: dirty again
+        await write_days(sqlite_sessions, "acme", days=1, users=5)  # new events today: dirty again
         assert await r.rescore_dirty() == 1
-        assert len(await score_days(sessions, "acme")) == 5
+        assert len(await score_days(sqlite_sessions, "acme")) == 5
 
-    async def test_an_explicit_day_scores_only_that_day(self, sessions: Sessions) -> None:
-        await write_days(sessions, "acme", days=10)
-        await rescorer(sessions).sweep(TODAY - timedelta(days=2))
-        assert await score_days(sessions, "acme") == [TODAY - timedelta(days=2)]
+    async def test_an_explicit_day_scores_only_that_day(self, sqlite_sessions: Sessions) -> None:
+        await write_days(sqlite_sessions, "acme", days=10)
+        await rescorer(sqlite_sessions).sweep(TODAY - timedelta(days=2))
+        assert await score_days(sqlite_sessions, "acme") == [TODAY - timedelta(days=2)]
 
-    async def test_nothing_dirty_scores_nothing(self, sessions: Sessions) -> None:
-        assert await rescorer(sessions).rescore_dirty() == 0
+    async def test_nothing_dirty_scores_nothing(self, sqlite_sessions: Sessions) -> None:
+        assert await rescorer(sqlite_sessions).rescore_dirty() == 0
 
 
 class TestDryRun:
-    async def test_lists_band_changes_and_writes_nothing(self, sessions: Sessions) -> None:
-        await write_days(sessions, "acme", days=40)
-        await write_days(sessions, "beta", days=40, users=3, every=7)
-        await rescorer(sessions).sweep(TODAY)
-        async with sessions() as session:
+    async def test_lists_band_changes_and_writes_nothing(self, sqlite_sessions: Sessions) -> None:
+        await write_days(sqlite_sessions, "acme", days=40)
+        await write_days(sqlite_sessions, "beta", days=40, users=3, every=7)
+        await rescorer(sqlite_sessions).sweep(TODAY)
+        async with sqlite_sessions() as session:
             before = await session.scalar(select(func.count()).select_from(HealthScore))
             rows = await session.execute(select(Account.account_id, Account.band, Account.score))
             current = {a: (band, score) for a, band, score in rows}
@@ -114,11 +106,11 @@ class TestDryRun:
         assert current["acme"] == ("green", 100.0)
         assert current["beta"][1] is not None and current["beta"][1] < 99.9
         strict = parse_config({"scoring": {"bands": {"green": 99.9, "yellow": 99.8}}})
-        report = await rescorer(sessions).dry_run(strict, TODAY)
+        report = await rescorer(sqlite_sessions).dry_run(strict, TODAY)
         assert report.accounts == 2
         changed = {c.account_id: (c.before, c.after) for c in report.changes}
         assert changed == {"beta": (bands["beta"], "red")}
-        async with sessions() as session:
+        async with sqlite_sessions() as session:
             assert await session.scalar(select(func.count()).select_from(HealthScore)) == before
             rows = await session.execute(select(Account.account_id, Account.band))
             assert {a: band for a, band in rows} == bands

@@ -22,7 +22,7 @@ from shared.db.models import (
     UserDay,
 )
 from shared.events import CanonicalEvent
-from tests.scorer.conftest import create_event
+from tests.support.events import create_event
 
 Sessions = async_sessionmaker[AsyncSession]
 DAY = date(2026, 11, 2)

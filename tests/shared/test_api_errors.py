@@ -71,7 +71,7 @@ def tend_app() -> FastAPI:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def errors_client() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=tend_app(), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         yield c
@@ -130,19 +130,19 @@ class TestApiError:
 
 
 class TestHandlers:
-    async def test_404_of_an_api_error(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/things/missing")
+    async def test_404_of_an_api_error(self, errors_client: httpx.AsyncClient) -> None:
+        r = await errors_client.get("/things/missing")
         assert r.status_code == 404
         assert r.json() == {"error": {"code": "not_found", "message": "thing 'missing' not found"}}
 
-    async def test_409(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/things/resolved")
+    async def test_409(self, errors_client: httpx.AsyncClient) -> None:
+        r = await errors_client.get("/things/resolved")
         assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
 
     async def test_http_exception_gets_the_shape_and_its_field(
-        self, client: httpx.AsyncClient
+        self, errors_client: httpx.AsyncClient
     ) -> None:
-        r = await client.get("/things/http")
+        r = await errors_client.get("/things/http")
         assert r.status_code == 422
         assert r.json()["error"] == {
             "code": "invalid",
@@ -150,17 +150,17 @@ class TestHandlers:
             "field": "from",
         }
 
-    async def test_http_exception_keeps_its_headers(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/things/token")
+    async def test_http_exception_keeps_its_headers(self, errors_client: httpx.AsyncClient) -> None:
+        r = await errors_client.get("/things/token")
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert r.json()["error"]["code"] == "unauthorized"
 
-    async def test_redirect_stays_a_redirect(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/things/moved")
+    async def test_redirect_stays_a_redirect(self, errors_client: httpx.AsyncClient) -> None:
+        r = await errors_client.get("/things/moved")
         assert r.status_code == 303 and r.headers["location"] == "/login"
 
-    async def test_query_validation_names_the_field(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/things/a", params={"limit": "11"})
+    async def test_query_validation_names_the_field(self, errors_client: httpx.AsyncClient) -> None:
+        r = await errors_client.get("/things/a", params={"limit": "11"})
         assert r.status_code == 422
         error = r.json()["error"]
         assert error["code"] == "invalid" and error["field"] == "limit"
@@ -170,30 +170,32 @@ class TestHandlers:
         ("body", "field"), [({}, "until"), ({"until": "soon"}, "until"), (None, "body")]
     )
     async def test_body_validation_names_the_field(
-        self, client: httpx.AsyncClient, body: Any, field: str
+        self, errors_client: httpx.AsyncClient, body: Any, field: str
     ) -> None:
-        r = await client.post("/things", json=body)
+        r = await errors_client.post("/things", json=body)
         assert r.status_code == 422, r.text
         assert r.json()["error"]["field"] == field
 
-    async def test_lone_surrogate_is_answered_not_a_500(self, client: httpx.AsyncClient) -> None:
-        r = await client.post(
+    async def test_lone_surrogate_is_answered_not_a_500(
+        self, errors_client: httpx.AsyncClient
+    ) -> None:
+        r = await errors_client.post(
             "/things",
             content=b'{"until": "\\ud800"}',
             headers={"content-type": "application/json"},
         )
         assert r.status_code == 422 and r.json()["error"]["field"] == "until"
 
-    async def test_unknown_path_and_method(self, client: httpx.AsyncClient) -> None:
-        r = await client.get("/nowhere")
+    async def test_unknown_path_and_method(self, errors_client: httpx.AsyncClient) -> None:
+        r = await errors_client.get("/nowhere")
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-        r = await client.delete("/things")
+        r = await errors_client.delete("/things")
         assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
 
     async def test_unexpected_exception_is_a_500_in_the_shape(
-        self, client: httpx.AsyncClient
+        self, errors_client: httpx.AsyncClient
     ) -> None:
-        r = await client.get("/things/boom")
+        r = await errors_client.get("/things/boom")
         assert r.status_code == 500
         assert r.json()["error"]["code"] == "internal"
         assert "a bug" not in r.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -60,7 +60,7 @@ class Target:
 
 
 @pytest.fixture(params=["kafka", "sqlite", "postgres"])
-def target(request: pytest.FixtureRequest) -> Target:
+def bus_target(request: pytest.FixtureRequest) -> Target:
     if request.param == "kafka":
         return Target("kafka", request.getfixturevalue("broker").bootstrap)
     if request.param == "sqlite":
@@ -69,13 +69,13 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest_asyncio.fixture
-async def bus(target: Target) -> AsyncIterator[Bus]:
-    if target.kind == "kafka":
-        kafka = KafkaBus(target.address, KafkaSettings(partitions=PARTITIONS))
+async def bus(bus_target: Target) -> AsyncIterator[Bus]:
+    if bus_target.kind == "kafka":
+        kafka = KafkaBus(bus_target.address, KafkaSettings(partitions=PARTITIONS))
         yield kafka
         await kafka.close()
         return
-    engine = create_engine(target.address)
+    engine = create_engine(bus_target.address)
     in_process = InProcessBus(create_sessionmaker(engine), PARTITIONS)
     yield in_process
     await in_process.close()
@@ -283,19 +283,11 @@ async def broker_call(fn: Callable[[], None]) -> None:
     await asyncio.to_thread(fn)
 
 
-@pytest.fixture
-def own_broker() -> Iterator[TansuBroker]:
-    """A broker of this test alone, so stopping it does not disturb the others."""
-    b = TansuBroker()
-    yield b
-    b.stop()
-
-
 class TestKafkaBrokerOutage:
     async def test_start_with_broker_down_raises_then_publish_recovers(
-        self, own_broker: TansuBroker
+        self, stopped_broker: TansuBroker
     ) -> None:
-        bus = KafkaBus(own_broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
+        bus = KafkaBus(stopped_broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
         producer = bus.producer()
         try:
             with pytest.raises(BusUnavailable, match="cannot connect"):
@@ -304,7 +296,7 @@ class TestKafkaBrokerOutage:
             with pytest.raises(BusUnavailable):
                 await producer.publish(unique("t"), create_messages(1), timeout_s=1)
 
-            await broker_call(own_broker.start)
+            await broker_call(stopped_broker.start)
             topic = unique("t")
             await producer.ensure_topics([TopicSpec(topic, PARTITIONS)])
             deliveries = await producer.publish(topic, create_messages(3), timeout_s=30)
@@ -314,10 +306,10 @@ class TestKafkaBrokerOutage:
             await bus.close()
 
     async def test_broker_stopped_publish_raises_then_recovers(
-        self, own_broker: TansuBroker
+        self, stopped_broker: TansuBroker
     ) -> None:
-        await broker_call(own_broker.start)
-        bus = KafkaBus(own_broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
+        await broker_call(stopped_broker.start)
+        bus = KafkaBus(stopped_broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
         producer = bus.producer()
         try:
             await producer.start()
@@ -325,7 +317,7 @@ class TestKafkaBrokerOutage:
             await producer.ensure_topics([TopicSpec(before, PARTITIONS)])
             assert len(await producer.publish(before, create_messages(5), timeout_s=30)) == 5
 
-            await broker_call(own_broker.stop)
+            await broker_call(stopped_broker.stop)
             assert await producer.ping() is False
             async with asyncio.timeout(CONSUME_DEADLINE_S):  # a hang fails instead of stalling
                 with pytest.raises(BusUnavailable, match=r"did not acknowledge|refused"):
@@ -334,7 +326,7 @@ class TestKafkaBrokerOutage:
                     await producer.publish(before, create_messages(1), timeout_s=1)
 
             # tansu keeps topics in memory, so the restarted broker starts empty.
-            await broker_call(own_broker.start)
+            await broker_call(stopped_broker.start)
             assert await producer.ping() is True
             after = unique("t")
             await producer.ensure_topics([TopicSpec(after, PARTITIONS)])

@@ -55,13 +55,6 @@ class Collect:
         self.seen.set()
 
 
-@pytest_asyncio.fixture
-async def sessions(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(sqlite_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
-
-
 async def run_until(runner: BatchConsumer[bytes], handler: Collect, n: int) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
@@ -83,9 +76,9 @@ async def publish(bus: InProcessBus, values: list[bytes]) -> None:
 
 class TestResume:
     async def test_no_stored_offset_means_from_the_start_whatever_the_bus_remembers(
-        self, sessions: async_sessionmaker[AsyncSession]
+        self, sqlite_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
-        bus = InProcessBus(sessions, 1)
+        bus = InProcessBus(sqlite_sessions, 1)
         await publish(bus, [b"a", b"b", b"c"])
         # The bus remembers the group at the end (e.g. a group reused on a fresh database).
         consumer = bus.consumer("g", [TOPIC])
@@ -95,26 +88,36 @@ class TestResume:
 
         handler = Collect()
         runner = BatchConsumer(
-            bus, sessions, group_id="g", topics=[TOPIC], handler=handler, dlq_topic="runner.dlq"
+            bus,
+            sqlite_sessions,
+            group_id="g",
+            topics=[TOPIC],
+            handler=handler,
+            dlq_topic="runner.dlq",
         )
         await run_until(runner, handler, 3)
         assert handler.flushed == [b"a", b"b", b"c"]
         await bus.close()
 
     async def test_resumes_after_the_stored_offset_and_stores_the_next_one(
-        self, sessions: async_sessionmaker[AsyncSession]
+        self, sqlite_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
-        bus = InProcessBus(sessions, 1)
+        bus = InProcessBus(sqlite_sessions, 1)
         await publish(bus, [b"a", b"b", b"poison", b"d"])
-        async with sessions() as session, session.begin():
+        async with sqlite_sessions() as session, session.begin():
             await store_offsets(session, "g", {TopicPartition(TOPIC, 0): 1})
         handler = Collect()
         runner = BatchConsumer(
-            bus, sessions, group_id="g", topics=[TOPIC], handler=handler, dlq_topic="runner.dlq"
+            bus,
+            sqlite_sessions,
+            group_id="g",
+            topics=[TOPIC],
+            handler=handler,
+            dlq_topic="runner.dlq",
         )
         await run_until(runner, handler, 2)
         assert handler.flushed == [b"b", b"d"]  # poison went to the DLQ, not to the handler
-        async with sessions() as session:
+        async with sqlite_sessions() as session:
             stored = await load_offsets(session, "g", [TopicPartition(TOPIC, 0)])
         assert stored == {TopicPartition(TOPIC, 0): 4}
         await bus.close()
@@ -148,7 +151,7 @@ class Target:
 
 
 @pytest.fixture(params=["kafka+postgresql", "in-process+sqlite", "in-process+postgresql"])
-def target(request: pytest.FixtureRequest) -> Target:
+def runner_target(request: pytest.FixtureRequest) -> Target:
     kind = request.param
     if kind == "in-process+sqlite":
         return Target(kind, request.getfixturevalue("sqlite_url"), None)
@@ -159,14 +162,15 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest_asyncio.fixture
-async def stack(target: Target) -> AsyncIterator[Stack]:
-    kind = target.kind
-    engine = create_engine(target.database_url)
+async def runner_stack(runner_target: Target) -> AsyncIterator[Stack]:
+    kind = runner_target.kind
+    engine = create_engine(runner_target.database_url)
     sessions = create_sessionmaker(engine)
     bus: Bus
-    if target.bootstrap is not None:
+    if runner_target.bootstrap is not None:
         bus = KafkaBus(
-            target.bootstrap, KafkaSettings(session_timeout_ms=6000, heartbeat_interval_ms=1000)
+            runner_target.bootstrap,
+            KafkaSettings(session_timeout_ms=6000, heartbeat_interval_ms=1000),
         )
     else:
         bus = InProcessBus(sessions, 1)
@@ -297,17 +301,17 @@ def lag_gauge(s: Stack) -> float | None:
 
 class TestPoisonNeverStalls:
     async def test_a_value_the_database_refuses_goes_to_the_dlq_and_the_rest_commits(
-        self, stack: Stack, caplog: pytest.LogCaptureFixture
+        self, runner_stack: Stack, caplog: pytest.LogCaptureFixture
     ) -> None:
         values = [b"a", b"b", b"refused", b"c", b"\xff\xfe", b"d", b"e", b"refused", b"f"]
-        await publish_values(stack, values)
-        handler = Store(stack.table)
-        async with running(runner_for(stack, handler)) as task:
-            await wait_stored(stack, len(values), task)
+        await publish_values(runner_stack, values)
+        handler = Store(runner_stack.table)
+        async with running(runner_for(runner_stack, handler)) as task:
+            await wait_stored(runner_stack, len(values), task)
 
-        assert await table_values(stack) == ["a", "b", "c", "d", "e", "f"]
+        assert await table_values(runner_stack) == ["a", "b", "c", "d", "e", "f"]
         assert handler.committed == ["a", "b", "c", "d", "e", "f"]
-        dlq = await dead_letters(stack, 3)
+        dlq = await dead_letters(runner_stack, 3)
         by_offset = {int(r.header("source_offset") or b"-1"): r for r in dlq}
         assert sorted(by_offset) == [2, 4, 7]
         for offset in (2, 7):
@@ -316,86 +320,92 @@ class TestPoisonNeverStalls:
             assert refused.header("error_kind") == b"database"
             error = (refused.header("error") or b"").decode()
             assert "check" in error.lower(), error
-            if stack.on_postgres:
+            if runner_stack.on_postgres:
                 assert "SQLSTATE 23514" in error
         assert by_offset[4].header("error_kind") == b"decode"
-        assert by_offset[4].header("source_topic") == stack.topic.encode()
-        assert counter("tend_consumer_db_refused_records_total", stack) == 2
-        assert counter("tend_consumer_dlq_records_total", stack) == 3
+        assert by_offset[4].header("source_topic") == runner_stack.topic.encode()
+        assert counter("tend_consumer_db_refused_records_total", runner_stack) == 2
+        assert counter("tend_consumer_dlq_records_total", runner_stack) == 3
         # Each line names the record it concerns (JSON logs carry these as fields).
         lines = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
         assert sorted((r.group, r.topic, r.partition, r.offset) for r in lines) == [
-            (stack.group, stack.topic, 0, offset) for offset in (2, 4, 7)
+            (runner_stack.group, runner_stack.topic, 0, offset) for offset in (2, 4, 7)
         ]
         assert {r.account_id for r in lines} == {"k"}  # the record key
 
-    async def test_a_nul_postgresql_refuses_is_dead_lettered_alone(self, stack: Stack) -> None:
-        if not stack.on_postgres:
+    async def test_a_nul_postgresql_refuses_is_dead_lettered_alone(
+        self, runner_stack: Stack
+    ) -> None:
+        if not runner_stack.on_postgres:
             pytest.skip("SQLite stores NUL")
         values = [b"before", b"nul \x00 inside", b"after"]
-        await publish_values(stack, values)
-        handler = Store(stack.table)
-        async with running(runner_for(stack, handler)) as task:
-            await wait_stored(stack, 3, task)
+        await publish_values(runner_stack, values)
+        handler = Store(runner_stack.table)
+        async with running(runner_for(runner_stack, handler)) as task:
+            await wait_stored(runner_stack, 3, task)
 
-        assert await table_values(stack) == ["before", "after"]
-        [refused] = await dead_letters(stack, 1)
+        assert await table_values(runner_stack) == ["before", "after"]
+        [refused] = await dead_letters(runner_stack, 1)
         assert refused.value == values[1]
         error = (refused.header("error") or b"").decode()
         assert "0x00" in error and "SQLSTATE 22021" in error, error
-        assert counter("tend_consumer_flush_retries_total", stack) == 0
+        assert counter("tend_consumer_flush_retries_total", runner_stack) == 0
 
 
 class TestTransientFailures:
     async def test_retried_with_backoff_until_the_database_accepts_then_committed_once(
-        self, stack: Stack
+        self, runner_stack: Stack
     ) -> None:
-        await publish_values(stack, [b"a", b"b"])
-        async with stack.sessions() as session, session.begin():
-            await session.execute(text(f"ALTER TABLE {stack.table} RENAME TO {stack.table}_x"))
-        handler = Store(stack.table)
+        await publish_values(runner_stack, [b"a", b"b"])
+        async with runner_stack.sessions() as session, session.begin():
+            await session.execute(
+                text(f"ALTER TABLE {runner_stack.table} RENAME TO {runner_stack.table}_x")
+            )
+        handler = Store(runner_stack.table)
         retries = REGISTRY.get_sample_value(
-            "tend_consumer_flush_retries_total", {"group": stack.group}
+            "tend_consumer_flush_retries_total", {"group": runner_stack.group}
         )
-        async with running(runner_for(stack, handler)) as task:
+        async with running(runner_for(runner_stack, handler)) as task:
             # A missing table is not the data's fault: retried, never dead-lettered.
             await wait_until(lambda: handler.flushes >= 3, timeout_s=DEADLINE_S, what="retries")
-            assert await stored(stack) is None
-            async with stack.sessions() as session, session.begin():
-                await session.execute(text(f"ALTER TABLE {stack.table}_x RENAME TO {stack.table}"))
-            await wait_stored(stack, 2, task)
-        assert await table_values(stack) == ["a", "b"]
+            assert await stored(runner_stack) is None
+            async with runner_stack.sessions() as session, session.begin():
+                await session.execute(
+                    text(f"ALTER TABLE {runner_stack.table}_x RENAME TO {runner_stack.table}")
+                )
+            await wait_stored(runner_stack, 2, task)
+        assert await table_values(runner_stack) == ["a", "b"]
         assert handler.committed == ["a", "b"]
         after = REGISTRY.get_sample_value(
-            "tend_consumer_flush_retries_total", {"group": stack.group}
+            "tend_consumer_flush_retries_total", {"group": runner_stack.group}
         )
         assert (after or 0) - (retries or 0) >= 2
-        assert counter("tend_consumer_dlq_records_total", stack) == 0
+        assert counter("tend_consumer_dlq_records_total", runner_stack) == 0
 
     async def test_stop_during_a_long_backoff_gives_the_batch_up_uncommitted(
-        self, stack: Stack
+        self, runner_stack: Stack
     ) -> None:
-        await publish_values(stack, [b"a", b"b"])
-        async with stack.sessions() as session, session.begin():
-            await session.execute(text(f"DROP TABLE {stack.table}"))
-        handler = Store(stack.table)
+        await publish_values(runner_stack, [b"a", b"b"])
+        async with runner_stack.sessions() as session, session.begin():
+            await session.execute(text(f"DROP TABLE {runner_stack.table}"))
+        handler = Store(runner_stack.table)
         # A backoff far longer than the test's deadline: only waking on stop can end it.
-        runner = runner_for(stack, handler, backoff=Backoff(initial_s=600, max_s=600))
+        runner = runner_for(runner_stack, handler, backoff=Backoff(initial_s=600, max_s=600))
         stop = asyncio.Event()
         task = asyncio.create_task(runner.run(stop))
         await wait_until(lambda: handler.flushes >= 1, timeout_s=DEADLINE_S, what="a flush")
         stop.set()
         await asyncio.wait_for(task, DEADLINE_S)
-        assert await stored(stack) is None
+        assert await stored(runner_stack) is None
         assert handler.committed == []
 
     async def test_stop_while_the_stored_offsets_cannot_be_read(
-        self, stack: Stack, caplog: pytest.LogCaptureFixture
+        self, runner_stack: Stack, caplog: pytest.LogCaptureFixture
     ) -> None:
-        await publish_values(stack, [b"a", b"b"])
-        handler = Store(stack.table)
-        runner = runner_for(stack, handler, backoff=Backoff(initial_s=600, max_s=600))
-        async with stack.sessions() as session, session.begin():
+        await publish_values(runner_stack, [b"a", b"b"])
+        handler = Store(runner_stack.table)
+        runner = runner_for(runner_stack, handler, backoff=Backoff(initial_s=600, max_s=600))
+        async with runner_stack.sessions() as session, session.begin():
             await session.execute(text("ALTER TABLE consumer_offsets RENAME TO offsets_away"))
         try:
             stop = asyncio.Event()
@@ -408,27 +418,27 @@ class TestTransientFailures:
             stop.set()
             await asyncio.wait_for(task, DEADLINE_S)
         finally:
-            async with stack.sessions() as session, session.begin():
+            async with runner_stack.sessions() as session, session.begin():
                 await session.execute(text("ALTER TABLE offsets_away RENAME TO consumer_offsets"))
         # Never seeked, so nothing may be processed: it would start from the bus's offset.
         assert handler.flushes == 0
-        assert await stored(stack) is None
+        assert await stored(runner_stack) is None
 
     async def test_a_poll_the_in_process_bus_cannot_answer_is_retried(
-        self, stack: Stack, caplog: pytest.LogCaptureFixture
+        self, runner_stack: Stack, caplog: pytest.LogCaptureFixture
     ) -> None:
-        if stack.kind.startswith("kafka"):
+        if runner_stack.kind.startswith("kafka"):
             pytest.skip("the in-process bus polls the database")
         caplog.set_level(logging.INFO, logger="shared.consumer")
-        handler = Store(stack.table)
+        handler = Store(runner_stack.table)
         away = False
 
         async def rename(old: str, new: str) -> None:
-            async with stack.sessions() as session, session.begin():
+            async with runner_stack.sessions() as session, session.begin():
                 await session.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
 
         try:
-            async with running(runner_for(stack, handler)) as task:
+            async with running(runner_for(runner_stack, handler)) as task:
                 await wait_until(lambda: "assigned=" in caplog.text, timeout_s=DEADLINE_S)
                 await rename("bus_records", "bus_records_away")
                 away = True
@@ -436,8 +446,8 @@ class TestTransientFailures:
                 assert not task.done()  # the runner outlives the failure
                 await rename("bus_records_away", "bus_records")
                 away = False
-                await publish_values(stack, [b"a", b"b"])
-                await wait_stored(stack, 2, task)
+                await publish_values(runner_stack, [b"a", b"b"])
+                await wait_stored(runner_stack, 2, task)
         finally:
             if away:
                 await rename("bus_records_away", "bus_records")
@@ -445,43 +455,51 @@ class TestTransientFailures:
 
 
 class TestLag:
-    async def test_gauge_is_recomputed_while_idle(self, stack: Stack) -> None:
-        await publish_values(stack, [b"a", b"b", b"c"])
-        async with stack.sessions() as session, session.begin():
-            await store_offsets(session, stack.group, {TopicPartition(stack.topic, 0): 3})
-        metrics.LAG.labels(stack.group, stack.topic, "0").set(1747)  # a stale reading
-        handler = Store(stack.table)
-        async with running(runner_for(stack, handler)):
+    async def test_gauge_is_recomputed_while_idle(self, runner_stack: Stack) -> None:
+        await publish_values(runner_stack, [b"a", b"b", b"c"])
+        async with runner_stack.sessions() as session, session.begin():
+            await store_offsets(
+                session, runner_stack.group, {TopicPartition(runner_stack.topic, 0): 3}
+            )
+        metrics.LAG.labels(runner_stack.group, runner_stack.topic, "0").set(1747)  # a stale reading
+        handler = Store(runner_stack.table)
+        async with running(runner_for(runner_stack, handler)):
             # Nothing left to read: the runner never flushes, and must still say 0.
-            await wait_until(lambda: lag_gauge(stack) == 0, timeout_s=DEADLINE_S, what="lag 0")
+            await wait_until(
+                lambda: lag_gauge(runner_stack) == 0, timeout_s=DEADLINE_S, what="lag 0"
+            )
         assert handler.committed == []
 
 
 class TestOffsetPastTheLogEnd:
     async def test_detected_counted_and_resumed_from_the_earliest_record(
-        self, stack: Stack
+        self, runner_stack: Stack
     ) -> None:
         # The database remembers offset 50; the broker lost its log and holds 3 new records.
-        async with stack.sessions() as session, session.begin():
-            await store_offsets(session, stack.group, {TopicPartition(stack.topic, 0): 50})
-        await publish_values(stack, [b"a", b"b", b"c"])
-        handler = Store(stack.table)
-        async with running(runner_for(stack, handler)) as task:
-            await wait_stored(stack, 3, task)
+        async with runner_stack.sessions() as session, session.begin():
+            await store_offsets(
+                session, runner_stack.group, {TopicPartition(runner_stack.topic, 0): 50}
+            )
+        await publish_values(runner_stack, [b"a", b"b", b"c"])
+        handler = Store(runner_stack.table)
+        async with running(runner_for(runner_stack, handler)) as task:
+            await wait_stored(runner_stack, 3, task)
         assert handler.committed == ["a", "b", "c"]
-        assert counter("tend_consumer_offset_out_of_range_total", stack) >= 1
+        assert counter("tend_consumer_offset_out_of_range_total", runner_stack) >= 1
 
-    async def test_latest_policy_skips_to_the_end(self, stack: Stack) -> None:
-        async with stack.sessions() as session, session.begin():
-            await store_offsets(session, stack.group, {TopicPartition(stack.topic, 0): 50})
-        await publish_values(stack, [b"a", b"b", b"c"])
-        handler = Store(stack.table)
-        async with running(runner_for(stack, handler, out_of_range="latest")) as task:
+    async def test_latest_policy_skips_to_the_end(self, runner_stack: Stack) -> None:
+        async with runner_stack.sessions() as session, session.begin():
+            await store_offsets(
+                session, runner_stack.group, {TopicPartition(runner_stack.topic, 0): 50}
+            )
+        await publish_values(runner_stack, [b"a", b"b", b"c"])
+        handler = Store(runner_stack.table)
+        async with running(runner_for(runner_stack, handler, out_of_range="latest")) as task:
             await wait_until(
-                lambda: counter("tend_consumer_offset_out_of_range_total", stack) >= 1,
+                lambda: counter("tend_consumer_offset_out_of_range_total", runner_stack) >= 1,
                 timeout_s=DEADLINE_S,
                 what="detection",
             )
-            await publish_values(stack, [b"d"])
-            await wait_stored(stack, 4, task)
+            await publish_values(runner_stack, [b"d"])
+            await wait_stored(runner_stack, 4, task)
         assert handler.committed == ["d"]

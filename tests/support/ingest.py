@@ -1,15 +1,13 @@
-"""The ingest app served by uvicorn on a free loopback port, and a reader of the events topic."""
+"""The ingest app served by uvicorn on a free loopback port, and a reader of the events topic
+(the fixtures that use them are in tests/fixtures/ingest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import pytest
-import pytest_asyncio
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
@@ -20,7 +18,7 @@ from shared.db.keys import create_key
 from shared.db.session import create_engine, create_sessionmaker, transaction
 from shared.events import CanonicalEvent
 from shared.settings import IngestSettings, Settings
-from tests.support.broker import TansuBroker, free_port
+from tests.support.broker import free_port
 
 
 class ServedApp:
@@ -67,29 +65,6 @@ def ingest_settings(pg_url: str, bootstrap: str, **ingest: Any) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-def ingest(broker: TansuBroker, pg_url: str) -> Iterator[ServedApp]:
-    """The ingest service with default limits, against the session broker and database."""
-    served = serve(ingest_settings(pg_url, broker.bootstrap))
-    yield served
-    served.stop()
-
-
-@pytest.fixture(scope="session")
-def serve_ingest(pg_url: str) -> Iterator[Callable[..., ServedApp]]:
-    """Start another ingest with its own settings (stopped at the end of the session)."""
-    started: list[ServedApp] = []
-
-    def start(bootstrap: str, **ingest_overrides: Any) -> ServedApp:
-        served = serve(ingest_settings(pg_url, bootstrap, **ingest_overrides))
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        served.stop()
-
-
 async def new_write_key(pg_url: str, name: str = "test") -> tuple[int, str]:
     engine = create_engine(pg_url)
     try:
@@ -98,12 +73,6 @@ async def new_write_key(pg_url: str, name: str = "test") -> tuple[int, str]:
             return row.id, plaintext
     finally:
         await engine.dispose()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def write_key(pg_url: str) -> str:
-    _, plaintext = await new_write_key(pg_url, "ingest-tests")
-    return plaintext
 
 
 async def read_events(
@@ -141,12 +110,3 @@ async def read_events(
     finally:
         await consumer.stop()
     return found
-
-
-@pytest_asyncio.fixture
-async def own_broker() -> AsyncIterator[TansuBroker]:
-    """A broker of one test's own, which the test may stop."""
-    b = TansuBroker()
-    b.start()
-    yield b
-    b.stop()

@@ -1,4 +1,5 @@
-"""The production stack as processes, with traffic, and a real Prometheus scraping it.
+"""The production stack as processes, with traffic, and a real Prometheus scraping it
+(the fixtures ``stack`` and ``prometheus`` are in tests/fixtures/ops.py).
 
 One stack per session (only started when an ops test asks for it): its own tansu broker, a
 fresh migrated PostgreSQL database, ``tend ingest --workers 2`` (multiprocess metrics),
@@ -16,10 +17,8 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,17 +26,12 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import yaml
 from sqlalchemy import insert
 
-from services.scorer.accounts_csv import import_accounts, read_accounts_csv
-from shared.db.keys import create_key
-from shared.db.migrate import upgrade_async
 from shared.db.models import HealthScore
 from shared.db.session import create_engine, create_sessionmaker, transaction
-from tests.support.broker import TansuBroker, free_port
-from tests.support.postgres import create_database, drop_database
+from tests.support.broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -242,78 +236,6 @@ async def seed_history(database_url: str, accounts: list[str]) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def ops_broker() -> Iterator[TansuBroker]:
-    b = TansuBroker()
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def ops_database() -> AsyncIterator[str]:
-    url = await create_database("tend_ops")
-    await upgrade_async(url)
-    yield url
-    await drop_database(url)
-
-
-@pytest_asyncio.fixture(scope="session")
-async def stack(
-    ops_broker: TansuBroker, ops_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    """tend ingest (2 workers), tend scorer and tend alerts on a broker and PostgreSQL, after
-    traffic: events accepted, scored, a rejected event and a refused request."""
-    tmp = tmp_path_factory.mktemp("ops-stack")
-    prefix = uuid.uuid4().hex[:6]
-    config = tmp / "tend.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {"login_events": ["Signed In"], "key_features": list(FEATURES)}, sort_keys=False
-        )
-    )
-    accounts = write_accounts_csv(tmp / "accounts.csv", prefix)
-    engine = create_engine(ops_database)
-    try:
-        async with transaction(create_sessionmaker(engine)) as session:
-            _, write_key = await create_key(session, "ops-test")
-            await import_accounts(session, read_accounts_csv(tmp / "accounts.csv"))
-    finally:
-        await engine.dispose()
-    await seed_history(ops_database, accounts)
-
-    env = service_env(ops_broker.bootstrap, ops_database, config)
-    py = [sys.executable, "-m", "services"]
-    ports = {"ingest": free_port(), "scorer": free_port(), "alerts": free_port()}
-    args = {
-        "ingest": [*py, "ingest", "--workers", "2", "--port", str(ports["ingest"])],
-        "scorer": [*py, "scorer", "--port", str(ports["scorer"])],
-        "alerts": [*py, "alerts", "--port", str(ports["alerts"])],
-    }
-    services: dict[str, Service] = {}
-    try:
-        for name in ("scorer", "alerts", "ingest"):  # the scorer creates the topics
-            services[name] = Service(name, Process(name, args[name], env, tmp), ports[name])
-            services[name].wait_healthy()
-        s = Stack(database_url=ops_database, services=services, write_key=write_key)
-        s.extra["accounts"] = accounts
-        send_traffic(s, accounts, rounds=5)
-
-        def scored() -> bool:
-            services["scorer"].process.alive()
-            text = services["scorer"].metrics()
-            return "tend_scorer_event_age_seconds_count" in text and any(
-                line.startswith("tend_scorer_accounts_scored_total") and not line.endswith(" 0.0")
-                for line in text.splitlines()
-            )
-
-        wait_for(scored, "the scorer to consume and score the events")
-        yield s
-    finally:
-        for service in services.values():
-            service.process.stop()
-
-
 class Prometheus:
     """The Debian package's Prometheus on a free loopback port with its own storage."""
 
@@ -367,25 +289,6 @@ class Prometheus:
             if not up or up[0]["value"][1] != "1":
                 return False
         return True
-
-
-@pytest.fixture(scope="session")
-def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """Prometheus scraping the stack every second, with tend's alerting rules loaded, after
-    enough scrapes for rates over one minute."""
-    workdir = tmp_path_factory.mktemp("prometheus")
-    # Job names as in deploy/prometheus/prometheus.yml: the dashboards select job=~"tend-.*".
-    targets = {f"tend-{name}": s.target for name, s in stack.services.items()}
-    prom = Prometheus(workdir, targets, [DEPLOY / "prometheus" / "alerts.yml"])
-    try:
-        prom.wait_ready()
-        wait_for(lambda: prom.scraped_all(3), "Prometheus to scrape every service")
-        # A second round of traffic between scrapes: rate() and increase() see a change.
-        send_traffic(stack, stack.extra["accounts"], rounds=2)
-        time.sleep(3)
-        yield prom
-    finally:
-        prom.process.stop()
 
 
 def dump(value: object) -> str:
