@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -28,6 +30,10 @@ from shared.settings import (
     Settings,
 )
 from tests.support.broker import free_port
+from tests.support.process import ServiceProcess
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_RE = re.compile(r"tend_wk_[A-Za-z0-9_-]+")
@@ -201,12 +207,45 @@ class TestConfigurationErrors:
         assert "TEND_DATABASE_URL" in result.output
 
 
-class TestIngestCommand:
-    def test_refuses_without_kafka(self, db_path: Path) -> None:
-        result = invoke(db_path, "ingest", "--port", "0")
+class TestServiceCommands:
+    @pytest.mark.parametrize("command", ["ingest", "scorer", "alerts"])
+    def test_refuse_without_kafka(self, db_path: Path, command: str) -> None:
+        result = invoke(db_path, command, "--port", "0")
         assert result.exit_code == 2
+        assert f"tend: {command} needs a Kafka broker" in result.output
         assert "TEND_KAFKA_BOOTSTRAP" in result.output
         assert "tend up" in result.output
+
+    @pytest.mark.parametrize(
+        ("command", "port", "workers"),
+        [
+            ("ingest", 8000, True),
+            ("scorer", 8001, False),
+            ("alerts", 8002, False),
+            ("web", 8003, True),
+        ],
+    )
+    def test_each_service_has_its_port_and_workers_where_it_scales(
+        self, db_path: Path, command: str, port: int, workers: bool
+    ) -> None:
+        result = invoke(db_path, command, "--help")
+        assert result.exit_code == 0
+        assert f"default: {port};" in result.output
+        assert ("--workers" in result.output) == workers
+
+    @pytest.mark.parametrize("command", ["scorer", "alerts"])
+    def test_consumers_say_they_serve_only_ops_routes(self, db_path: Path, command: str) -> None:
+        result = invoke(db_path, command, "--help")
+        assert "Serves only /healthz, /readyz and /metrics" in result.output
+
+    def test_one_app_factory_per_service(self) -> None:
+        from services.cli import serve
+
+        assert set(serve.SERVICES) == {"ingest", "scorer", "alerts", "web"}
+        for service in serve.SERVICES.values():
+            module, name = service.factory.split(":")
+            assert module == "services.cli.serve"
+            assert getattr(serve, name).args == (service.name,)  # build_app(name)
 
 
 class TestDocumentation:
@@ -320,3 +359,75 @@ class TestUp:
         finally:
             second.stop()
         assert len(stored_keys(db_path)) == 1
+
+
+class TestUpApp:
+    """The app `tend up` serves: ingest's, with the web app mounted beside it."""
+
+    @pytest.fixture
+    def client(self) -> Iterator[TestClient]:
+        from starlette.testclient import TestClient
+
+        from services.cli.up import up_app
+        from shared.config import TendConfig
+
+        settings = Settings(database_url="sqlite+aiosqlite:///unused.db", kafka_bootstrap=None)
+        app = up_app(settings, TendConfig(), api_token="up-app-test-token-0123456789abcdef")
+        # Not entered: no lifespan runs, so nothing here opens the database or the bus.
+        yield TestClient(app, base_url="http://up")
+
+    def test_each_path_reaches_its_app(self, client: TestClient) -> None:
+        assert client.get("/docs").status_code == 200  # ingest's, describing both
+        answer = client.get("/v1/accounts")
+        assert answer.status_code == 401  # the web app's, in its error shape
+        assert answer.json()["error"]["code"] == "unauthorized"
+        assert client.get("/console/login").status_code == 200
+        assert client.get("/console/static/console.css").status_code == 200
+
+    def test_known_paths_answer_405_to_other_methods_and_others_404(
+        self, client: TestClient
+    ) -> None:
+        for method, path in [("TRACE", "/v1/batch"), ("GET", "/v1/batch"), ("TRACE", "/v1/alerts")]:
+            assert client.request(method, path).status_code == 405, (method, path)
+        missing = client.get("/nowhere")
+        assert missing.status_code == 404
+        assert missing.json()["success"] is False  # ingest's (Segment-compatible) shape
+
+    def test_openapi_describes_both_apps(self, client: TestClient) -> None:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert {"/v1/batch", "/v1/track", "/v1/accounts", "/v1/alerts"} <= set(paths)
+
+
+@pytest.mark.e2e
+class TestWeb:
+    def test_serves_the_apis_and_console_without_kafka(self, tmp_path: Path) -> None:
+        """`tend web` needs only the database: no TEND_KAFKA_BOOTSTRAP, and it is ready."""
+        db_path = tmp_path / "tend.db"
+        assert invoke(db_path, "migrate").exit_code == 0
+        token = "web-command-test-token-0123456789abcdef"
+        env = {"TEND_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}", "TEND_API_TOKEN": token}
+        web = ServiceProcess("web", env, tmp_path)
+        web.start()
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                web.alive()
+                try:
+                    if httpx.get(f"{web.url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, web.tail()
+                time.sleep(0.1)
+            auth = {"Authorization": f"Bearer {token}"}
+            assert httpx.get(f"{web.url}/v1/accounts", timeout=10).status_code == 401
+            accounts = httpx.get(f"{web.url}/v1/accounts", headers=auth, timeout=10)
+            assert accounts.status_code == 200 and accounts.json()["accounts"] == []
+            assert httpx.get(f"{web.url}/v1/alerts", headers=auth, timeout=10).status_code == 200
+            assert httpx.get(f"{web.url}/console/login", timeout=10).status_code == 200
+            assert httpx.get(f"{web.url}/metrics", timeout=10).status_code == 200
+            # Not ingest: events go to `tend ingest`.
+            assert httpx.post(f"{web.url}/v1/track", json={}, timeout=10).status_code in (404, 405)
+            web.terminate()  # SIGTERM: exit code 0
+        finally:
+            web.cleanup()

@@ -1,7 +1,7 @@
-"""A failed start changes nothing: `tend up`, `tend scorer`, `tend alerts` and `tend ingest` on
-a port that is already taken exit before they write, leaving a database with scores, alerts and
-no write key exactly as it was (a second `tend up` used to re-score every account with its own
-model, and create a write key, before failing on the port)."""
+"""A failed start changes nothing: `tend up`, `tend scorer`, `tend alerts`, `tend ingest` and
+`tend web` on a port that is already taken exit before they write, leaving a database with
+scores, alerts and no write key exactly as it was (a second `tend up` used to re-score every
+account with its own model, and create a write key, before failing on the port)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class TestBusyPort:
         assert "write key" not in done.stdout
         assert dump(scored_db) == before
 
-    @pytest.mark.parametrize("command", ["scorer", "alerts", "ingest"])
+    @pytest.mark.parametrize("command", ["scorer", "alerts", "ingest", "web"])
     def test_services_write_nothing(
         self, scored_db: Path, busy_port: int, broker: TansuBroker, command: str
     ) -> None:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
+from starlette.routing import Match, Mount
+from starlette.types import ASGIApp, Scope
 
 from services.cli.common import (
     Failure,
@@ -102,9 +104,27 @@ def up_app(
 
     app = create_ingest_app(settings, bus=bus, config=config)
     web = create_web_app(settings, config=config, sessions=sessions, api_token=api_token)
-    app.mount("/", web)  # after ingest's routes: they match first
+    app.router.routes.append(Beside(web))  # after ingest's routes: they match first
     _describe_both(app, web)
     return app
+
+
+class Beside(Mount):
+    """The app mounted at the root, claiming only the paths it has a route for. A plain root
+    mount would take every request no route of the host matched in full, so a known ingest
+    path asked with another method (``GET /v1/batch``) would get the mounted app's 404 instead
+    of the host's 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__("", app=app)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is Match.FULL:
+            inner = {**scope, **child}
+            if all(route.matches(inner)[0] is Match.NONE for route in self.routes):
+                return Match.NONE, {}
+        return match, child
 
 
 def _describe_both(app: FastAPI, mounted: FastAPI) -> None:
