@@ -298,22 +298,30 @@ def error_responses(
     shape: Shape = TEND,
     descriptions: Mapping[int, str] | None = None,
     messages: Mapping[int, str] | None = None,
+    html: bool = False,
 ) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route or router: each status documented with the error model of
     ``shape`` and an example; ``descriptions`` and example ``messages`` replace the generic
-    ones of :data:`EXAMPLES`."""
+    ones of :data:`EXAMPLES`.
+
+    ``html``: for a route whose answer is a page (``response_class=HTMLResponse``), whose
+    errors are still JSON. FastAPI files a ``model`` under the route's media type, so these
+    name the schema by reference instead: another route of the app must use the model (every
+    router of tend's APIs has JSON routes)."""
     model = SegmentError if shape == SEGMENT else TendError
     documented: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         description, message = EXAMPLES.get(status, ("Error", "what went wrong"))
         description = (descriptions or {}).get(status, description)
         message = (messages or {}).get(status, message)
-        example = ApiError(status, message).body(shape)
-        documented[status] = {
-            "model": model,
-            "description": description,
-            "content": {"application/json": {"example": example}},
-        }
+        json_content: dict[str, Any] = {"example": ApiError(status, message).body(shape)}
+        response: dict[str, Any] = {"description": description}
+        if html:
+            json_content["schema"] = {"$ref": f"#/components/schemas/{model.__name__}"}
+        else:
+            response["model"] = model
+        response["content"] = {"application/json": json_content}
+        documented[status] = response
     return documented
 
 

@@ -300,7 +300,7 @@ async def get_report(
     "/{account_id}/report.html",
     summary="Monthly value report (printable HTML page)",
     response_class=HTMLResponse,
-    responses=NOT_FOUND,
+    responses=error_responses(401, 404, 422, html=True),
 )
 async def get_report_html(
     account_id: str, request: Request, session: SessionDep, month: MonthQuery = None

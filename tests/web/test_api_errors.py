@@ -1,0 +1,200 @@
+"""The web app's read and alerts APIs answer every error in the one shape
+``{"error": {"code", "message", "field"?}}`` and document it: the app as ``tend web`` builds it,
+on a fresh SQLite file (no server)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.web.app import create_app
+from shared.clock import FixedClock
+from shared.config import TendConfig
+from shared.db.models import Alert
+from shared.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "errors-test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def web_app(sessions: async_sessionmaker[AsyncSession] | None = None) -> FastAPI:
+    return create_app(
+        Settings(api_token=SecretStr(TOKEN)),
+        config=TendConfig(),
+        sessions=sessions,
+        clock=FixedClock(NOW),
+    )
+
+
+def api_operations() -> list[tuple[str, str, dict[str, Any]]]:
+    document = web_app().openapi()
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if path.startswith("/v1/")
+    ]
+
+
+@pytest_asyncio.fixture
+async def client(
+    sqlite_sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=web_app(sqlite_sessions))
+    async with httpx.AsyncClient(transport=transport, base_url="http://web", headers=AUTH) as c:
+        yield c
+
+
+async def add_open_alert(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session, session.begin():
+        alert = Alert(
+            account_id="globex",
+            rule="dormant",
+            status="open",
+            severity="critical",
+            opened_at=NOW,
+            updated_at=NOW,
+        )
+        session.add(alert)
+        await session.flush()
+        return alert.id
+
+
+def assert_error(response: httpx.Response, status: int, code: str, field: str | None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert set(response.json()) == {"error"}
+    assert error["code"] == code and error["message"], error
+    assert error.get("field") == field, error
+    if field is not None:
+        assert error["message"].startswith(f"{field}: ")
+
+
+class TestEveryRoute:
+    @pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, _ in api_operations()])
+    async def test_401_without_the_token(
+        self, client: httpx.AsyncClient, method: str, path: str
+    ) -> None:
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        r = await client.request(method, url, headers={"Authorization": ""})
+        assert_error(r, 401, "unauthorized", None)
+        assert r.headers["www-authenticate"] == "Bearer"
+
+    @pytest.mark.parametrize(
+        ("method", "path", "operation"), api_operations(), ids=lambda v: str(v)[:40]
+    )
+    def test_documented(self, method: str, path: str, operation: dict[str, Any]) -> None:
+        assert re.fullmatch(r"[a-z_]+", operation["operationId"])
+        assert operation["tags"] in (["accounts"], ["alerts"])
+        ok = operation["responses"]["200"]["content"]
+        assert "text/html" in ok or "$ref" in ok["application/json"]["schema"], ok
+        errors = {"401", "422"}
+        if "{" in path and method != "PATCH":
+            errors.add("404")
+        if path.startswith("/v1/alerts/{alert_id}/"):
+            errors.add("409")
+        assert errors <= set(operation["responses"]), operation["responses"].keys()
+        for status in errors:
+            content = operation["responses"][status]["content"]["application/json"]
+            assert content["schema"] == {"$ref": "#/components/schemas/TendError"}
+            assert set(content["example"]) == {"error"}
+
+    def test_operation_ids_are_unique(self) -> None:
+        ids = [operation["operationId"] for _, _, operation in api_operations()]
+        assert len(ids) == len(set(ids))
+
+
+class TestNotFound:
+    @pytest.mark.parametrize("suffix", ["", "/health", "/usage", "/report", "/report.html"])
+    async def test_unknown_account(self, client: httpx.AsyncClient, suffix: str) -> None:
+        r = await client.get(f"/v1/accounts/nope{suffix}")
+        assert_error(r, 404, "not_found", None)
+        assert r.json()["error"]["message"] == "account 'nope' not found"
+
+    @pytest.mark.parametrize("path", ["/v1/alerts/999", "/v1/alerts/x"])
+    async def test_unknown_alert(self, client: httpx.AsyncClient, path: str) -> None:
+        assert_error(await client.get(path), 404, "not_found", None)
+
+    async def test_unknown_path(self, client: httpx.AsyncClient) -> None:
+        assert_error(await client.get("/v1/nowhere"), 404, "not_found", None)
+
+
+class TestConflict:
+    async def test_a_move_the_status_does_not_allow_is_409(
+        self, client: httpx.AsyncClient, sqlite_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        alert_id = await add_open_alert(sqlite_sessions)
+        assert (await client.post(f"/v1/alerts/{alert_id}/resolve")).status_code == 200
+        for move in ("ack", "resolve"):
+            r = await client.post(f"/v1/alerts/{alert_id}/{move}")
+            assert_error(r, 409, "conflict", None)
+            assert "resolved" in r.json()["error"]["message"]
+
+
+class TestInvalid:
+    @pytest.mark.parametrize(
+        ("path", "params", "field"),
+        [
+            ("/v1/accounts", {"limit": "0"}, "limit"),
+            ("/v1/accounts", {"sort": "colour"}, "sort"),
+            ("/v1/accounts/nope/health", {"from": "2026-02-30"}, "from"),
+            ("/v1/alerts", {"status": "closed"}, "status"),
+            ("/v1/alerts", {"offset": "-1"}, "offset"),
+            ("/v1/alerts", {"csm": "a\x00"}, "csm"),
+        ],
+    )
+    async def test_query(
+        self, client: httpx.AsyncClient, path: str, params: dict[str, str], field: str
+    ) -> None:
+        assert_error(await client.get(path, params=params), 422, "invalid", field)
+
+    async def test_range(self, client: httpx.AsyncClient) -> None:
+        await client.patch("/v1/accounts/acme", json={"seats": 10})
+        r = await client.get(
+            "/v1/accounts/acme/usage", params={"from": "2026-11-10", "to": "2026-11-01"}
+        )
+        assert_error(r, 422, "invalid", "from")
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"seats": -1}, "seats"),
+            ({"name": "  "}, "name"),
+            ({"colour": 1}, "colour"),
+            ({}, "body"),
+        ],
+    )
+    async def test_profile_body(
+        self, client: httpx.AsyncClient, body: dict[str, Any], field: str
+    ) -> None:
+        assert_error(await client.patch("/v1/accounts/acme", json=body), 422, "invalid", field)
+
+    async def test_snooze_in_the_past(
+        self, client: httpx.AsyncClient, sqlite_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        alert_id = await add_open_alert(sqlite_sessions)
+        r = await client.post(
+            f"/v1/alerts/{alert_id}/snooze", json={"until": "2026-11-01T00:00:00Z"}
+        )
+        assert_error(r, 422, "invalid", "until")
+
+    async def test_a_surrogate_in_the_body_is_answered(self, client: httpx.AsyncClient) -> None:
+        r = await client.post(
+            "/v1/alerts/1/snooze",
+            content=b'{"until": "2999-01-01T00:00:00Z", "reason": "\\ud800"}',
+            headers={"content-type": "application/json"},
+        )
+        assert_error(r, 422, "invalid", "reason")
