@@ -40,6 +40,7 @@ from services.alerts.state import (
 )
 from shared import topics
 from shared.alert_rules import RuleName, RulesConfig
+from shared.alerting.cancellation import load_cancellations, resolve_cancelled_alerts
 from shared.alerting.lifecycle import AlertState, Episode, present, replay
 from shared.alerting.state import state_of
 from shared.bus.base import Bus, Producer, Record
@@ -139,6 +140,19 @@ class AlertsHandler:
         if not final:
             return
         now = self.clock.now()
+        # A cancelled account raises nothing: its scores of days it is cancelled, and any
+        # while it is cancelled today, are not judged, and its active alerts resolve.
+        cancelled = await load_cancellations(session, {m.account_id for m in final})
+        if cancelled:
+            today = now.date()
+            final = [
+                m
+                for m in final
+                if not cancelled.on(m.account_id, m.as_of) and not cancelled.on(m.account_id, today)
+            ]
+            await resolve_cancelled_alerts(session, cancelled.cancelled_on(today), now)
+            if not final:
+                return
         by_account: dict[str, dict[date, ScoreMessage]] = {}
         for m in final:  # offset order: the last message of an (account, day) wins
             by_account.setdefault(m.account_id, {})[m.as_of] = m

@@ -1,4 +1,5 @@
-"""Admin commands: ``tend migrate``, ``tend keys create|list|revoke``, ``tend accounts import``."""
+"""Admin commands: ``tend migrate``, ``tend keys create|list|revoke``, ``tend accounts import``
+(profiles, and outcomes with ``--outcomes``)."""
 
 from __future__ import annotations
 
@@ -123,25 +124,46 @@ def accounts() -> None:
 
 
 @accounts.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def accounts_import(file: Path) -> None:
-    """Load or update accounts from a CSV file.
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--outcomes",
+    "outcomes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also record outcomes from this CSV or JSON file (docs/retention.md).",
+)
+def accounts_import(file: Path | None, outcomes_file: Path | None) -> None:
+    """Load or update accounts from a CSV file, and record their outcomes.
 
     Columns: account_id (required), name, plan, seats, mrr, renewal_date, lifecycle_stage,
     created_at, csm_email, csm_slack, champion (the user id of the account's champion).
-    Nothing is imported when any line is invalid.
+    Outcomes (--outcomes): account_id, kind (cancellation, renewal, expansion, contraction),
+    effective_on, reason, mrr_lost, new_mrr, new_term_end, mrr_delta. Both files go in one
+    transaction: nothing is imported when any line is invalid; re-importing changes nothing.
     """
+    from services.cli.outcomes import describe, read_outcomes_file, record_outcomes_file
     from shared.accounts_csv import AccountsCsvError, import_accounts, read_accounts_csv
 
+    if file is None and outcomes_file is None:
+        raise ConfigFailure("give an accounts FILE, --outcomes FILE, or both")
     settings = load_settings()
     try:
-        rows = read_accounts_csv(file)
+        rows = read_accounts_csv(file) if file is not None else []
     except AccountsCsvError as err:
         raise Failure(str(err)) from None
+    outcomes = read_outcomes_file(outcomes_file) if outcomes_file is not None else []
 
-    async def work() -> int:
+    async def work() -> tuple[int, str | None]:
         async with open_transaction(settings.database_url) as session:
-            return await import_accounts(session, rows)
+            n = await import_accounts(session, rows)
+            if outcomes_file is None:
+                return n, None
+            recorded = await record_outcomes_file(session, outcomes, outcomes_file)
+            return n, describe(recorded, outcomes_file)
 
-    n = run_db(settings.database_url, work())
-    click.echo(f"Imported {n} account(s) from {file}. They are scored on the next sweep.")
+    n, recorded = run_db(settings.database_url, work())
+    if file is not None:
+        click.echo(f"Imported {n} account(s) from {file}. They are scored on the next sweep.")
+    if recorded is not None:
+        click.echo(recorded)

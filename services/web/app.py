@@ -11,20 +11,20 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from sqlalchemy import text
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.web.api.accounts import router as accounts_router
 from services.web.api.alerts import router as alerts_router
+from services.web.api.outcomes import router as outcomes_router
+from services.web.api.retention import router as retention_router
 from services.web.console.routes import router as console_router
 from shared.api_errors import install_error_handlers
 from shared.clock import Clock
 from shared.config import TendConfig, load_config
 from shared.db.session import create_engine, create_sessionmaker
-from shared.prometheus import render_metrics
 from shared.request_id import RequestIdMiddleware
+from shared.service_app import add_ops_routes
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,12 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(accounts_router)
     app.include_router(alerts_router)
+    app.include_router(outcomes_router)
+    app.include_router(retention_router)
     # The console serves /console/static itself (Starlette's StaticFiles, with its cache and
     # nosniff headers), in this app and in any other that includes its router.
     app.include_router(console_router)
-    add_web_ops_routes(app)
+    add_ops_routes(app, broker=False)
     return app
 
 
@@ -84,27 +86,3 @@ def _own_database(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             await engine.dispose()
 
     return lifespan
-
-
-def add_web_ops_routes(app: FastAPI) -> None:
-    """``/healthz`` (alive), ``/readyz`` (the database answers), ``/metrics``: the web service
-    has no broker and no background service to ask about."""
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> Response:
-        try:
-            async with request.app.state.sessions() as session:
-                await session.execute(text("SELECT 1"))
-        except Exception as err:
-            problems = [f"database: {type(err).__name__}"]
-            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        content, media_type = render_metrics()
-        return Response(content, media_type=media_type)

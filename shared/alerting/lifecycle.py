@@ -70,7 +70,9 @@ __all__ = [
 Status = Literal["none", "pending", "open", "acknowledged", "snoozed", "resolved"]
 DayStatus = Literal["none", "pending", "open", "resolved"]
 Action = Literal["none", "notify_open", "notify_repeat", "notify_resolve"]
-ResolvedBy = Literal["condition", "manual"]
+ResolvedBy = Literal["condition", "manual", "account cancelled"]
+"""What ended an episode: its condition, a person, or the account's cancellation (an outcome an
+operator recorded; :mod:`shared.alerting.cancellation`)."""
 Key = tuple[str, str]
 """(rule, feature)"""
 
