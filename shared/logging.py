@@ -49,15 +49,22 @@ MIN_SECRET_CHARS: Final = 6
 mask that letter everywhere); fields named like secrets and URLs are masked whatever their
 length."""
 
-_SECRET_WORDS = r"pass(?:word|wd)?|secret|token|authori[sz]ation|api_?key|write_?key|cookie"
-_SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS}|credential|webhook)")
-# `password=x`, `"api_token": "x"`, `Authorization: Bearer x`, `writeKey=x` inside free text.
+# Lower case; a word of a longer one (`passed`, `tokens`) is no secret's name.
+_SECRET_WORDS = (
+    r"(?:pass(?:word|wd|phrase)?|secret|token|authori[sz]ation|api_?key|write_?key|cookie)"
+    r"(?![a-z])"
+)
+_SECRET_NAME = re.compile(rf"{_SECRET_WORDS}|credential|webhook")
+"""Matched against a field's name in lower case: its value is masked whatever it is."""
+_SECRET_HINTS: Final = ("pass", "secret", "token", "authori", "key", "cookie", "bearer")
+"""Most lines name no secret: a lower-case line without any of these skips the patterns."""
+# On the lower-cased line: `password=x`, `"api_token": "x"`, `Authorization: Bearer x`,
+# `writeKey=x`, `bearer x`; the value's span is masked in the line as it was.
 _NAMED_SECRET = re.compile(
-    rf"(?i)(?P<name>[\w-]*(?:{_SECRET_WORDS})[\w-]*)"
-    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<scheme>(?:bearer|basic)\s+)?"
+    rf"{_SECRET_WORDS}[\w-]*[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic)\s+)?"
     r"(?P<value>[^\s\"',;&)}\]]+)"
 )
-_BEARER = re.compile(r"(?i)\b(?P<scheme>bearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
+_BEARER = re.compile(r"bearer\s+(?P<value>[a-z0-9._~+/=-]{8,})")
 _WRITE_KEY = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_-]+")
 # LogRecord's own attributes; anything else on a record came with `extra=`.
 _RECORD_FIELDS: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -94,14 +101,13 @@ class SecretMask:
                 text = text.replace(secret, MASK)
         if KEY_PREFIX in text:
             text = _WRITE_KEY.sub(KEY_PREFIX + MASK, text)
-        text = _BEARER.sub(lambda m: m.group("scheme") + MASK, text)
-        return _NAMED_SECRET.sub(_mask_named, text)
+        return _mask_named(text)
 
     def value(self, name: str, value: Any) -> Any:
         """``value`` of the field ``name`` as it may be logged (JSON-like values only)."""
         if value is None or isinstance(value, bool | int | float):
             return value
-        if _SECRET_NAME.search(name):
+        if _SECRET_NAME.search(name.lower()):
             return MASK
         if isinstance(value, str):
             return self.text(value)
@@ -112,8 +118,27 @@ class SecretMask:
         return self.text(str(value))
 
 
-def _mask_named(match: re.Match[str]) -> str:
-    return match.group("name") + match.group("sep") + (match.group("scheme") or "") + MASK
+def _mask_named(text: str) -> str:
+    """``text`` with the values of secret-named fields and bearer tokens masked.
+
+    The patterns run on the lower-cased line (case-insensitive patterns cost ten times more,
+    on every line); a character whose lower case is longer stays as it is, so positions agree.
+    """
+    low = text.lower()
+    if not any(hint in low for hint in _SECRET_HINTS):
+        return text
+    if len(low) != len(text):
+        low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    spans = sorted(m.span("value") for p in (_NAMED_SECRET, _BEARER) for m in p.finditer(low))
+    if not spans:
+        return text
+    parts, at = [], 0
+    for start, end in spans:
+        if end <= at:  # the same value, found by both patterns
+            continue
+        parts += [text[at : max(start, at)], MASK]
+        at = end
+    return "".join(parts) + text[at:]
 
 
 def secrets_of(settings: BaseModel) -> list[str]:

@@ -422,6 +422,8 @@ class TestSecretsAreMasked:
                 "key_id=7 account_id=acme partition=2 offset=41",
                 "key_id=7 account_id=acme partition=2 offset=41",
             ),
+            ("46 passed=46 tokens=3 bypass", "46 passed=46 tokens=3 bypass"),
+            ("PASSWORD: hunter2 and İstanbul token=abc", "PASSWORD: … and İstanbul token=…"),
             (
                 "TEND_API_TOKEN must be at least 32 characters",
                 "TEND_API_TOKEN must be at least 32 characters",
