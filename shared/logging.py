@@ -105,10 +105,12 @@ class SecretMask:
 
     def value(self, name: str, value: Any) -> Any:
         """``value`` of the field ``name`` as it may be logged (JSON-like values only)."""
-        if value is None or isinstance(value, bool | int | float):
-            return value
+        if value is None:
+            return None
         if _SECRET_NAME.search(name.lower()):
             return MASK
+        if isinstance(value, bool | int | float):
+            return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):

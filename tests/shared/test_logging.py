@@ -373,7 +373,7 @@ def log_by_mistake(log: logging.Logger, secret: str) -> None:
     secret-named field, a nested value, an exception."""
     log.warning(f"connecting with {secret}")
     log.warning("settings: %r", {"value": secret})
-    log.info("sending", extra={"detail": secret, "smtp_password": secret})
+    log.info("sending", extra={"detail": secret, "smtp_password": secret, "pin_password": 4711})
     log.info("request", extra={"headers": {"Authorization": f"Bearer {secret}"}})
     try:
         raise RuntimeError(f"login refused for {secret}")
@@ -396,7 +396,7 @@ class TestSecretsAreMasked:
         if fmt == "json":
             lines = json_lines(text)
             assert len(lines) == 5
-            assert lines[2]["smtp_password"] == MASK
+            assert lines[2]["smtp_password"] == lines[2]["pin_password"] == MASK
             assert lines[4]["account_id"] == "acme" and MASK in lines[4]["exc"]
 
     def test_the_settings_secrets_are_found_in_nested_blocks_too(self) -> None:
