@@ -15,7 +15,7 @@ from services.web.reports.build import MonthlyReport
 from services.web.templating import environment
 from shared.config import TendConfig
 
-__all__ = ["chart_of", "render_html", "render_text"]
+__all__ = ["bands_of", "chart_of", "render_html", "render_text"]
 
 CHART_WIDTH, CHART_HEIGHT = 600.0, 180.0
 
