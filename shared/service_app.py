@@ -1,6 +1,6 @@
 """What the consumer processes (``tend scorer``, ``tend alerts``) share as FastAPI apps: a
-lifespan that runs the service in the background, and the health, readiness and metrics routes;
-and how every tend server process runs uvicorn.
+lifespan that runs the service in the background, and the health, readiness and metrics routes
+(the web service's too); and how every tend server process runs uvicorn.
 
 Shutdown is bounded: on SIGTERM the lifespan sets the service's ``stop`` event and waits up to
 ``TEND_SHUTDOWN_TIMEOUT_S`` (default 10 s) for it to drain (finish the batch in hand, flush,
@@ -178,8 +178,10 @@ def run_server(app_factory: str, host: str, port: int) -> None:
         sys.exit(3)  # uvicorn's STARTUP_FAILURE: could not bind, or the lifespan failed
 
 
-def add_ops_routes(app: FastAPI) -> None:
-    """``/healthz`` (alive), ``/readyz`` (database and broker answer), ``/metrics``."""
+def add_ops_routes(app: FastAPI, *, broker: bool = True) -> None:
+    """``/healthz`` (alive), ``/readyz`` (the database answers, and the broker when ``broker``:
+    the web service has none to ask about), ``/metrics``. The database is
+    ``app.state.sessions``, the broker ``app.state.producer``."""
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -193,7 +195,7 @@ def add_ops_routes(app: FastAPI) -> None:
                 await session.execute(text("SELECT 1"))
         except Exception as err:
             problems.append(f"database: {type(err).__name__}")
-        if not await request.app.state.producer.ping():
+        if broker and not await request.app.state.producer.ping():
             problems.append("bus: broker not reachable")
         if problems:
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
