@@ -51,15 +51,12 @@ async def move_renewal_dates(session: AsyncSession, account_ids: Sequence[str]) 
             latest[account_id] = (effective_on, term_end)
     if not latest:
         return 0
-    current = dict(
-        (
-            await session.execute(
-                select(Account.account_id, Account.renewal_date).where(
-                    Account.account_id.in_(sorted(latest))
-                )
-            )
-        ).tuples()
+    found = await session.execute(
+        select(Account.account_id, Account.renewal_date).where(
+            Account.account_id.in_(sorted(latest))
+        )
     )
+    current: dict[str, date | None] = {a: d for a, d in found}
     moved = [
         AccountRow(a, {"renewal_date": end})
         for a, (_, end) in sorted(latest.items())
