@@ -45,6 +45,7 @@ from services.ingest.schemas import (
     IdentifyCall,
     IngestResponse,
     PageCall,
+    Status,
     TrackCall,
     request_body_doc,
 )
@@ -372,13 +373,20 @@ TRACKING_PATHS: Final = frozenset(
 """Every path that takes events (and gets CORS)."""
 
 
-@router.get("/healthz", tags=["operations"])
+@router.get(
+    "/healthz", tags=["operations"], response_model=Status, response_model_exclude_none=True
+)
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["operations"], responses={503: {"description": "Broker down."}})
+@router.get(
+    "/readyz",
+    tags=["operations"],
+    response_model=Status,
+    responses={503: {"model": Status, "description": "Broker down; see Retry-After."}},
+)
 async def readyz(request: Request) -> Response:
     """The broker answers; 503 otherwise."""
     try:

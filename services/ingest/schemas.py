@@ -78,6 +78,22 @@ class RejectedEvent(BaseModel):
     field: str | None = Field(None, description="The field at fault, when one is.")
 
 
+class Status(BaseModel):
+    """What ``/healthz`` and ``/readyz`` answer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ready"},
+                {"status": "unavailable", "error": "the event broker does not answer"},
+            ]
+        }
+    )
+
+    status: Literal["ok", "ready", "unavailable"]
+    error: str | None = Field(None, description="Why the process is not ready.")
+
+
 class IngestResponse(BaseModel):
     success: Literal[True] = True
     accepted: int = Field(description="Calls the broker acknowledged.")

@@ -258,13 +258,24 @@ class TestBadInput:
         assert r.status_code == status, r.text
         answer = r.json()
         assert answer["success"] is False and answer["error"].startswith(error), answer
+        # tend's code beside Segment's keys: the request's problem, or the one call's reason
+        if path == "/v1/batch":
+            code = {400: "bad_request", 415: "unsupported_media_type"}[status]
+        else:
+            code = "no_account" if error == "no account" else "invalid"
+        assert answer["code"] == code, answer
 
     async def test_too_many_events(self, ingest: ServedApp, write_key: str) -> None:
         r = await post(
             ingest, "/v1/batch", {"batch": [track("a") for _ in range(2_501)]}, key=write_key
         )
         assert r.status_code == 413
-        assert r.json()["error"] == "batch: 2501 events, more than the limit of 2500"
+        assert r.json() == {
+            "success": False,
+            "error": "batch: 2501 events, more than the limit of 2500",
+            "code": "too_large",
+            "field": "batch",
+        }
 
     @pytest.mark.parametrize(("size", "status"), [(500_000, 200), (500_001, 413)])
     async def test_body_size(
@@ -351,7 +362,11 @@ class TestAuth:
         async with transaction(pg_sessions) as session:
             await revoke_key(session, key_id)
         r = await post(ingest, "/v1/batch", {"batch": [track("acme")]}, key=plaintext)
-        assert r.status_code == 401 and r.json()["error"] == "unknown or revoked write key"
+        assert r.status_code == 401 and r.json() == {
+            "success": False,
+            "error": "unknown or revoked write key",
+            "code": "unauthorized",
+        }
 
 
 class TestRateLimit:
