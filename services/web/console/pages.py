@@ -15,13 +15,6 @@ from services.web.console.views import AccountPage, Portfolio
 from shared import format as fmt
 from shared.db.models import Alert
 
-BAND_LABELS = {
-    "green": "Green",
-    "yellow": "Yellow",
-    "red": "Red",
-    "new": "New",
-    "unknown": "Unknown",
-}
 AT_RISK = ("red", "yellow")
 NOTICES = {
     "acknowledged": "Alert acknowledged: no more reminders for it.",
@@ -78,7 +71,7 @@ def portfolio_context(
         "at_risk": sum(portfolio.mrr_by_band.get(b, 0.0) for b in AT_RISK),
         "sparklines": {r.account_id: sparkline(r.spark) for r in portfolio.rows},
         "csm_options": csm_options(portfolio.csms),
-        "band_options": [("", "All bands"), *((b, BAND_LABELS[b]) for b in bands)],
+        "band_options": [("", "All bands"), *((b, fmt.label(b)) for b in bands)],
         "renewal_options": [("", "Any time"), *((str(d), f"Within {d} days") for d in windows)],
         "sort_options": SORT_OPTIONS,
     }
