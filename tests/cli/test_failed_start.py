@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.alerts.console_data import seed
 from tests.support.broker import TansuBroker
 from tests.support.commands import run_tend
+from tests.web.console_data import seed
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "failed-start-test-token-0123456789abcdef"
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

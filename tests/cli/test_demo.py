@@ -31,12 +31,13 @@ from services.cli.demo_plan import (
 from services.cli.demo_send import DemoError, DemoSender
 from tests.alerts.servers import Reply, SlackWebhookServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEND = str(Path(sys.executable).parent / "tend")
 TOKEN = "demo-test-token-0123456789abcdefgh"
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
 
 
+@pytest.mark.unit
 class TestPlan:
     def test_every_archetype_with_eight_accounts(self) -> None:
         plan = plan_demo(8, 6, 1, NOW.date())
@@ -98,6 +99,7 @@ class TestPlan:
         assert (ids[Archetype.NEVER_ADOPTS], "integrations") not in last
 
 
+@pytest.mark.integration
 class TestSender:
     """Against a loopback HTTP server answering from a script."""
 
@@ -231,6 +233,7 @@ def tend_up(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
         log.close()
 
 
+@pytest.mark.e2e
 def test_demo_against_tend_up(tend_up: tuple[str, str, dict[str, str]]) -> None:
     url, key, env = tend_up
     started = time.monotonic()

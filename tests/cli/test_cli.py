@@ -35,7 +35,7 @@ from tests.support.process import ServiceProcess
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY_RE = re.compile(r"tend_wk_[A-Za-z0-9_-]+")
 
 # Variables a developer's shell may carry that would change what these tests see.
@@ -67,17 +67,20 @@ def stored_keys(db_path: Path) -> list[tuple[int, str, str, str | None]]:
 
 
 class TestVersionAndHelp:
+    @pytest.mark.unit
     def test_version(self, db_path: Path) -> None:
         result = invoke(db_path, "--version")
         assert result.exit_code == 0
         assert re.search(r"tend, version \d+\.\d+", result.output)
 
+    @pytest.mark.unit
     def test_help_lists_the_commands(self, db_path: Path) -> None:
         result = invoke(db_path, "--help")
         assert result.exit_code == 0
         for command in ("migrate", "ingest", "keys", "up"):
             assert command in result.output
 
+    @pytest.mark.e2e
     def test_python_dash_m_services(self) -> None:
         proc = subprocess.run(
             [sys.executable, "-m", "services", "--version"],
@@ -90,6 +93,7 @@ class TestVersionAndHelp:
         assert proc.stdout.startswith("tend, version")
 
 
+@pytest.mark.unit
 class TestMigrate:
     def test_creates_the_tables(self, db_path: Path) -> None:
         result = invoke(db_path, "migrate")
@@ -114,6 +118,7 @@ class TestMigrate:
         assert "Traceback" not in result.output
 
 
+@pytest.mark.unit
 class TestKeys:
     @pytest.fixture(autouse=True)
     def _migrated(self, db_path: Path) -> None:
@@ -174,6 +179,7 @@ class TestKeys:
         assert "Traceback" not in result.output
 
 
+@pytest.mark.unit
 class TestConfigurationErrors:
     @pytest.mark.parametrize("command", [["up"], ["ingest"]])
     def test_bad_yaml_value_exits_2_naming_the_key(
@@ -207,6 +213,7 @@ class TestConfigurationErrors:
         assert "TEND_DATABASE_URL" in result.output
 
 
+@pytest.mark.unit
 class TestServiceCommands:
     @pytest.mark.parametrize("command", ["ingest", "scorer", "alerts"])
     def test_refuse_without_kafka(self, db_path: Path, command: str) -> None:
@@ -248,6 +255,7 @@ class TestServiceCommands:
             assert getattr(serve, name).args == (service.name,)  # build_app(name)
 
 
+@pytest.mark.unit
 class TestDocumentation:
     def test_readme_names_every_setting(self) -> None:
         readme = (REPO / "README.md").read_text()
@@ -331,6 +339,7 @@ def wait_for_health(base: str, proc: UpProcess, timeout_s: float = 60.0) -> None
     raise AssertionError(f"tend up never became healthy; {proc.describe()}")
 
 
+@pytest.mark.e2e
 class TestUp:
     def test_serves_events_with_the_printed_key(self, tmp_path: Path) -> None:
         db_path = tmp_path / "tend.db"
@@ -361,11 +370,12 @@ class TestUp:
         assert len(stored_keys(db_path)) == 1
 
 
+@pytest.mark.unit
 class TestUpApp:
     """The app `tend up` serves: ingest's, with the web app mounted beside it."""
 
     @pytest.fixture
-    def client(self) -> Iterator[TestClient]:
+    def up_client(self) -> Iterator[TestClient]:
         from starlette.testclient import TestClient
 
         from services.cli.up import up_app
@@ -376,25 +386,25 @@ class TestUpApp:
         # Not entered: no lifespan runs, so nothing here opens the database or the bus.
         yield TestClient(app, base_url="http://up")
 
-    def test_each_path_reaches_its_app(self, client: TestClient) -> None:
-        assert client.get("/docs").status_code == 200  # ingest's, describing both
-        answer = client.get("/v1/accounts")
+    def test_each_path_reaches_its_app(self, up_client: TestClient) -> None:
+        assert up_client.get("/docs").status_code == 200  # ingest's, describing both
+        answer = up_client.get("/v1/accounts")
         assert answer.status_code == 401  # the web app's, in its error shape
         assert answer.json()["error"]["code"] == "unauthorized"
-        assert client.get("/console/login").status_code == 200
-        assert client.get("/console/static/console.css").status_code == 200
+        assert up_client.get("/console/login").status_code == 200
+        assert up_client.get("/console/static/console.css").status_code == 200
 
     def test_known_paths_answer_405_to_other_methods_and_others_404(
-        self, client: TestClient
+        self, up_client: TestClient
     ) -> None:
         for method, path in [("TRACE", "/v1/batch"), ("GET", "/v1/batch"), ("TRACE", "/v1/alerts")]:
-            assert client.request(method, path).status_code == 405, (method, path)
-        missing = client.get("/nowhere")
+            assert up_client.request(method, path).status_code == 405, (method, path)
+        missing = up_client.get("/nowhere")
         assert missing.status_code == 404
         assert missing.json()["success"] is False  # ingest's (Segment-compatible) shape
 
-    def test_openapi_describes_both_apps(self, client: TestClient) -> None:
-        paths = client.get("/openapi.json").json()["paths"]
+    def test_openapi_describes_both_apps(self, up_client: TestClient) -> None:
+        paths = up_client.get("/openapi.json").json()["paths"]
         assert {"/v1/batch", "/v1/track", "/v1/accounts", "/v1/alerts"} <= set(paths)
 
 

@@ -19,6 +19,9 @@ from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
 from tests.scorer.synthetic import KEY_FEATURES, Archetype, Replay, generate
 
+# A real database file and whole scoring runs: seconds per test, not the fast lane.
+pytestmark = pytest.mark.integration
+
 EXPECTED_BANDS = {
     Archetype.HEALTHY_GROWING: "green",
     Archetype.HEALTHY_STEADY: "green",
