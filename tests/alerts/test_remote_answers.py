@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,10 +19,11 @@ from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
-from services.web.api.alerts import router
+from services.web.app import create_app
 from shared.clock import FixedClock
 from shared.db.models import Alert, AlertNotification
 from shared.db.session import create_engine, create_sessionmaker
+from shared.settings import Settings
 from tests.alerts.servers import Reply, SlackWebhookServer, SmtpServer
 from tests.alerts.snapshots import create_defaults, create_snapshot, only_rules, unique_account
 
@@ -105,11 +106,11 @@ class TestRemoteAnswersStayOut:
         )
         assert LEAK not in await everything_stored(own_sessions)
 
-        app = FastAPI()
-        app.include_router(router)
-        app.state.sessions = own_sessions
-        app.state.api_token = TOKEN
-        app.state.clock = FixedClock(T0 + timedelta(hours=1))
+        app = create_app(
+            Settings(api_token=SecretStr(TOKEN), config=None),
+            sessions=own_sessions,
+            clock=FixedClock(T0 + timedelta(hours=1)),
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {TOKEN}"}

@@ -10,8 +10,8 @@ import pytest_asyncio
 from sqlalchemy import update
 
 from shared.db.models import Account, Alert
-from tests.alerts.console_data import Seeded
 from tests.scorer.synthetic import Archetype
+from tests.web.console_data import Seeded
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.alerts.console_data import TOKEN, Seeded, build_app, seed
 from tests.scorer.synthetic import Archetype
+from tests.web.console_data import TOKEN, Seeded, build_app, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -8,12 +8,13 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.consumer import AlertsHandler
-from services.web.api.alerts import router
+from services.web.app import create_app
 from shared.clock import FixedClock
+from shared.settings import Settings
 from tests.alerts.snapshots import (
     alerts_of,
     create_defaults,
@@ -31,11 +32,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 async def alerts_client(
     pg_sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.include_router(router)
-    app.state.sessions = pg_sessions
-    app.state.api_token = TOKEN
-    app.state.clock = FixedClock(T0 + timedelta(days=2))
+    app = create_app(
+        Settings(api_token=SecretStr(TOKEN), config=None),
+        sessions=pg_sessions,
+        clock=FixedClock(T0 + timedelta(days=2)),
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=AUTH) as c:
         yield c

@@ -14,8 +14,8 @@ import pytest
 
 from services.web.console import auth
 from shared.format import signed
-from tests.alerts.console_data import ANA, BEN, TOKEN, Seeded, build_app
 from tests.scorer.synthetic import Archetype
+from tests.web.console_data import ANA, BEN, TOKEN, Seeded, build_app
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 

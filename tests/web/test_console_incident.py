@@ -13,8 +13,8 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from shared.db.models import Alert
-from tests.alerts.console_data import Seeded
 from tests.scorer.synthetic import Archetype
+from tests.web.console_data import Seeded
 
 pytestmark = pytest.mark.integration
 

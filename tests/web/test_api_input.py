@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.web.api.accounts import router as accounts_router
-from services.web.api.alerts import router as alerts_router
+from services.web.app import create_app
 from shared.db.models import Account
+from shared.settings import Settings
 
 TOKEN = "api-input-test-token-0123456789abcdef"
 TOO_BIG = str(2**63)
@@ -26,11 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest_asyncio.fixture
 async def input_client(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.state.sessions = db
-    app.state.api_token = TOKEN
-    app.include_router(accounts_router)
-    app.include_router(alerts_router)
+    app = create_app(Settings(api_token=SecretStr(TOKEN), config=None), sessions=db)
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:

@@ -16,10 +16,9 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.cli import main
-from services.web.api.alerts import router as alerts_router
+from services.web.app import create_app
 from services.web.console import auth
 from services.web.console.routes import SECURITY_HEADERS
-from services.web.console.routes import router as console_router
 from shared.db.models import ConsoleSignIn
 from shared.settings import MIN_API_TOKEN_CHARS, ConsoleSettings, Settings
 
@@ -29,14 +28,10 @@ TOKEN = "console-security-token-0123456789abcdef"
 def build_app(
     db: async_sessionmaker[AsyncSession], console: ConsoleSettings | None = None
 ) -> FastAPI:
-    app = FastAPI()
-    app.state.sessions = db
-    app.state.api_token = TOKEN
-    if console is not None:
-        app.state.console = console
-    app.include_router(console_router)
-    app.include_router(alerts_router)
-    return app
+    settings = Settings(
+        api_token=SecretStr(TOKEN), config=None, console=console or ConsoleSettings()
+    )
+    return create_app(settings, sessions=db)
 
 
 def client_for(app: FastAPI, address: str = "10.0.0.1", https: bool = False) -> httpx.AsyncClient:
