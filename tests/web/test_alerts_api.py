@@ -65,7 +65,8 @@ async def open_alert(
 class TestAuth:
     async def test_no_token_is_401(self, alerts_client: httpx.AsyncClient) -> None:
         r = await alerts_client.get("/v1/alerts", headers={"Authorization": ""})
-        assert r.status_code == 401
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert r.json()["error"]["code"] == "unauthorized"
 
 
 class TestRead:
@@ -103,9 +104,9 @@ class TestRead:
         self, alerts_client: httpx.AsyncClient
     ) -> None:
         r = await alerts_client.get("/v1/alerts", params={"status": "closed"})
-        assert r.status_code == 422 and r.json()["detail"].startswith("status:")
+        assert r.status_code == 422 and r.json()["error"]["field"] == "status"
         r = await alerts_client.get("/v1/alerts", params={"rule": "bogus"})
-        assert r.status_code == 422 and r.json()["detail"].startswith("rule:")
+        assert r.status_code == 422 and r.json()["error"]["message"].startswith("rule:")
 
     async def test_one_alert_with_its_deliveries(
         self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
@@ -122,7 +123,8 @@ class TestRead:
         for path in ("/v1/alerts/999999999999", "/v1/alerts/abc", "/v1/alerts/999999999/ack"):
             r = await alerts_client.request("POST" if path.endswith("ack") else "GET", path)
             assert r.status_code == 404, path
-            assert "not found" in r.json()["detail"]
+            assert r.json()["error"]["code"] == "not_found"
+            assert "not found" in r.json()["error"]["message"]
 
 
 class TestMoves:
@@ -141,7 +143,8 @@ class TestMoves:
         for move in ("ack", "resolve"):
             r = await alerts_client.post(f"/v1/alerts/{alert_id}/{move}")
             assert r.status_code == 409
-            assert "resolved" in r.json()["detail"]
+            error = r.json()["error"]
+            assert error["code"] == "conflict" and "resolved" in error["message"]
         r = await alerts_client.post(
             f"/v1/alerts/{alert_id}/snooze", json={"until": "2026-12-01T00:00:00+00:00"}
         )
@@ -175,12 +178,18 @@ class TestMoves:
         for body, field in bodies:
             r = await alerts_client.post(f"/v1/alerts/{alert_id}/snooze", json=body)
             assert r.status_code == 422, body
-            assert field in [str(p) for e in r.json()["detail"] for p in e["loc"]], body
+            assert r.json()["error"]["field"] == field, (body, r.text)
         r = await alerts_client.post(
             f"/v1/alerts/{alert_id}/snooze", json={"until": "2026-11-01T00:00:00Z"}
         )
         assert r.status_code == 422
-        assert r.json()["detail"] == "until: must be in the future"
+        assert r.json() == {
+            "error": {
+                "code": "invalid",
+                "message": "until: must be in the future",
+                "field": "until",
+            }
+        }
         assert (await alerts_client.get(f"/v1/alerts/{alert_id}")).json()["status"] == "open"
 
 
@@ -240,7 +249,7 @@ class TestIncidentMoves:
             ("health_red", "acknowledged"),
         ]
         r = await alerts_client.post(f"{base}/snooze", json={"until": "2026-11-01T00:00:00Z"})
-        assert r.status_code == 422 and r.json()["detail"].startswith("until:")
+        assert r.status_code == 422 and r.json()["error"]["field"] == "until"
         r = await alerts_client.post(
             f"{base}/snooze", json={"until": "2026-12-01T00:00:00Z", "reason": "QBR"}
         )
@@ -254,4 +263,4 @@ class TestIncidentMoves:
             "resolved",
         ]
         r = await alerts_client.post(f"{base}/ack")
-        assert r.status_code == 404 and "no open alerts" in r.json()["detail"]
+        assert r.status_code == 404 and "no open alerts" in r.json()["error"]["message"]

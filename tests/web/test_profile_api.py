@@ -156,7 +156,7 @@ class TestRefusals:
     ) -> None:
         response = await profile_client.patch(f"/v1/accounts/{uid}-acme", json=body, headers=AUTH)
         assert response.status_code == 422
-        assert field in response.text
+        assert response.json()["error"]["field"] == field, response.text
         async with db() as session:
             assert await session.get(Account, f"{uid}-acme") is None
 
@@ -167,5 +167,6 @@ class TestRefusals:
             f"/v1/accounts/{uid}-acme", json={"csm_email": "a@b.example"}, headers={}
         )
         assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthorized"
         async with db() as session:
             assert await session.get(Account, f"{uid}-acme") is None

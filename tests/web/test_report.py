@@ -251,13 +251,13 @@ class TestRoutes:
     @pytest.mark.parametrize("path", ["/v1/accounts/nope/report", "/v1/accounts/nope/report.html"])
     async def test_unknown_account(self, report_client: httpx.AsyncClient, path: str) -> None:
         r = await report_client.get(path, params={"month": "2026-10"})
-        assert r.status_code == 404 and "nope" in r.json()["detail"]
+        assert r.status_code == 404 and "nope" in r.json()["error"]["message"]
 
     @pytest.mark.parametrize("month", ["2026-13", "October", "2999-01"])
     async def test_bad_month(self, report_client: httpx.AsyncClient, month: str) -> None:
         for path in ("/v1/accounts/acme/report", "/v1/accounts/acme/report.html"):
             r = await report_client.get(path, params={"month": month})
-            assert r.status_code == 422 and r.json()["detail"].startswith("month: ")
+            assert r.status_code == 422 and r.json()["error"]["message"].startswith("month: ")
 
     async def test_json(self, report_client: httpx.AsyncClient) -> None:
         r = await report_client.get("/v1/accounts/acme/report", params={"month": "2026-10"})
