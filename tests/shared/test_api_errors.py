@@ -3,6 +3,7 @@ Segment-compatible one), whatever raised them; the OpenAPI document says so."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -235,6 +236,21 @@ class TestIngestApp:
             assert content["schema"] == {"$ref": "#/components/schemas/SegmentError"}
             assert content["example"]["success"] is False
         assert doc["paths"]["/v1/batch"]["post"]["operationId"] == "batch"
+
+
+class TestOpsApps:
+    """The scorer and alerts processes serve only ops routes; anything else is a 404 in the
+    tend shape."""
+
+    @pytest.mark.parametrize("service", ["scorer", "alerts"])
+    async def test_unknown_path(self, service: str) -> None:
+        module = importlib.import_module(f"services.{service}.app")
+        app = module.create_app(Settings(), config=TendConfig())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.get("/v1/accounts")
+        assert r.status_code == 404
+        assert r.json() == {"error": {"code": "not_found", "message": "Not Found"}}
 
 
 class TestOpenApi:
