@@ -7,8 +7,10 @@ The web app runs its own lifespan here (it opens the database ``TEND_DATABASE_UR
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from pydantic import SecretStr
 
 from services.web.app import create_app
 from shared.config import TendConfig
+from shared.db.migrate import upgrade_async
 from shared.db.models import Account, Alert, HealthScore
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
@@ -64,10 +67,28 @@ async def _seed(url: str) -> int:
         await engine.dispose()
 
 
+@pytest_asyncio.fixture(scope="module")
+async def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A migrated SQLite file with the account and its open alert, made once for the module;
+    each test works on a copy (migrating takes longer than the tests)."""
+    path = tmp_path_factory.mktemp("web") / "seeded.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade_async(url)
+    return path, await _seed(url)
+
+
+@pytest.fixture
+def web_db(seeded_file: tuple[Path, int], tmp_path: Path) -> tuple[str, int]:
+    """A copy of the seeded file for one test: (its URL, the open alert's id)."""
+    path, alert_id = seeded_file
+    shutil.copy(path, tmp_path / "tend.db")
+    return f"sqlite+aiosqlite:///{tmp_path / 'tend.db'}", alert_id
+
+
 @pytest_asyncio.fixture
-async def web(sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
+async def web(web_db: tuple[str, int]) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
     """The web app as ``tend web`` builds it, its lifespan running, and the open alert's id."""
-    alert_id = await _seed(sqlite_url)
+    sqlite_url, alert_id = web_db
     config = TendConfig(key_features=("exports", "dashboards"))
     app = create_app(
         Settings(database_url=sqlite_url, api_token=SecretStr(TOKEN), config=None), config=config
@@ -135,7 +156,7 @@ class TestTheWebAppAlone:
         assert metrics.status_code == 200
         assert metrics.headers["content-type"].startswith("text/plain")
 
-    async def test_readyz_says_when_the_database_is_gone(self, tmp_path: object) -> None:
+    async def test_readyz_says_when_the_database_is_gone(self) -> None:
         app = create_app(
             Settings(
                 database_url="sqlite+aiosqlite:////nonexistent-dir/tend.db",
@@ -155,9 +176,8 @@ class TestTheWebAppAlone:
 class TestGivenSessions:
     """``tend up`` passes its sessions and token: the app needs no lifespan of its own."""
 
-    async def test_serves_without_a_lifespan(self, sqlite_url: str) -> None:
-        await _seed(sqlite_url)
-        engine = create_engine(sqlite_url)
+    async def test_serves_without_a_lifespan(self, web_db: tuple[str, int]) -> None:
+        engine = create_engine(web_db[0])
         try:
             app = create_app(
                 Settings(api_token=None, config=None),
