@@ -124,9 +124,17 @@ def _field_path(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _problem(error: Mapping[str, Any]) -> tuple[str, str]:
+    if error.get("type") == "json_invalid":
+        # loc is ("body", <character position>): the body as a whole is not JSON.
+        ctx = error.get("ctx") or {}
+        return "body", f"malformed JSON ({ctx.get('error', 'JSON decode error')})"
+    return _field_path(error.get("loc", ())), str(error.get("msg", "invalid"))
+
+
 def from_validation_error(exc: RequestValidationError, status: int = 422) -> ApiError:
     """One error naming the first field at fault; the message lists every problem."""
-    problems = [(_field_path(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()]
+    problems = [_problem(e) for e in exc.errors()]
     if not problems:
         return ApiError(status, "body: invalid request", code=code_for(status), field="body")
     message = "; ".join(f"{field}: {msg}" for field, msg in problems)

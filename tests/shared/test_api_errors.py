@@ -177,6 +177,14 @@ class TestHandlers:
         assert r.status_code == 422, r.text
         assert r.json()["error"]["field"] == field
 
+    async def test_malformed_json_names_the_body(self, errors_client: httpx.AsyncClient) -> None:
+        r = await errors_client.post(
+            "/things", content=b'{"until": ', headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422
+        error = r.json()["error"]
+        assert error["field"] == "body" and error["message"].startswith("body: malformed JSON")
+
     async def test_lone_surrogate_is_answered_not_a_500(
         self, errors_client: httpx.AsyncClient
     ) -> None:

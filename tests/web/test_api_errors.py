@@ -49,7 +49,7 @@ def api_operations() -> list[tuple[str, str, dict[str, Any]]]:
 
 
 @pytest_asyncio.fixture
-async def client(
+async def web_errors_client(
     sqlite_sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=web_app(sqlite_sessions))
@@ -86,10 +86,10 @@ def assert_error(response: httpx.Response, status: int, code: str, field: str | 
 class TestEveryRoute:
     @pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, _ in api_operations()])
     async def test_401_without_the_token(
-        self, client: httpx.AsyncClient, method: str, path: str
+        self, web_errors_client: httpx.AsyncClient, method: str, path: str
     ) -> None:
         url = re.sub(r"\{[^}]+\}", "1", path)
-        r = await client.request(method, url, headers={"Authorization": ""})
+        r = await web_errors_client.request(method, url, headers={"Authorization": ""})
         assert_error(r, 401, "unauthorized", None)
         assert r.headers["www-authenticate"] == "Bearer"
 
@@ -98,7 +98,7 @@ class TestEveryRoute:
     )
     def test_documented(self, method: str, path: str, operation: dict[str, Any]) -> None:
         assert re.fullmatch(r"[a-z_]+", operation["operationId"])
-        assert operation["tags"] in (["accounts"], ["alerts"])
+        assert operation["tags"] in (["accounts"], ["alerts"], ["outcomes"], ["retention"])
         ok = operation["responses"]["200"]["content"]
         assert "text/html" in ok or "$ref" in ok["application/json"]["schema"], ok
         errors = {"401", "422"}
@@ -119,27 +119,29 @@ class TestEveryRoute:
 
 class TestNotFound:
     @pytest.mark.parametrize("suffix", ["", "/health", "/usage", "/report", "/report.html"])
-    async def test_unknown_account(self, client: httpx.AsyncClient, suffix: str) -> None:
-        r = await client.get(f"/v1/accounts/nope{suffix}")
+    async def test_unknown_account(self, web_errors_client: httpx.AsyncClient, suffix: str) -> None:
+        r = await web_errors_client.get(f"/v1/accounts/nope{suffix}")
         assert_error(r, 404, "not_found", None)
         assert r.json()["error"]["message"] == "account 'nope' not found"
 
     @pytest.mark.parametrize("path", ["/v1/alerts/999", "/v1/alerts/x"])
-    async def test_unknown_alert(self, client: httpx.AsyncClient, path: str) -> None:
-        assert_error(await client.get(path), 404, "not_found", None)
+    async def test_unknown_alert(self, web_errors_client: httpx.AsyncClient, path: str) -> None:
+        assert_error(await web_errors_client.get(path), 404, "not_found", None)
 
-    async def test_unknown_path(self, client: httpx.AsyncClient) -> None:
-        assert_error(await client.get("/v1/nowhere"), 404, "not_found", None)
+    async def test_unknown_path(self, web_errors_client: httpx.AsyncClient) -> None:
+        assert_error(await web_errors_client.get("/v1/nowhere"), 404, "not_found", None)
 
 
 class TestConflict:
     async def test_a_move_the_status_does_not_allow_is_409(
-        self, client: httpx.AsyncClient, sqlite_sessions: async_sessionmaker[AsyncSession]
+        self,
+        web_errors_client: httpx.AsyncClient,
+        sqlite_sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         alert_id = await add_open_alert(sqlite_sessions)
-        assert (await client.post(f"/v1/alerts/{alert_id}/resolve")).status_code == 200
+        assert (await web_errors_client.post(f"/v1/alerts/{alert_id}/resolve")).status_code == 200
         for move in ("ack", "resolve"):
-            r = await client.post(f"/v1/alerts/{alert_id}/{move}")
+            r = await web_errors_client.post(f"/v1/alerts/{alert_id}/{move}")
             assert_error(r, 409, "conflict", None)
             assert "resolved" in r.json()["error"]["message"]
 
@@ -157,13 +159,13 @@ class TestInvalid:
         ],
     )
     async def test_query(
-        self, client: httpx.AsyncClient, path: str, params: dict[str, str], field: str
+        self, web_errors_client: httpx.AsyncClient, path: str, params: dict[str, str], field: str
     ) -> None:
-        assert_error(await client.get(path, params=params), 422, "invalid", field)
+        assert_error(await web_errors_client.get(path, params=params), 422, "invalid", field)
 
-    async def test_range(self, client: httpx.AsyncClient) -> None:
-        await client.patch("/v1/accounts/acme", json={"seats": 10})
-        r = await client.get(
+    async def test_range(self, web_errors_client: httpx.AsyncClient) -> None:
+        await web_errors_client.patch("/v1/accounts/acme", json={"seats": 10})
+        r = await web_errors_client.get(
             "/v1/accounts/acme/usage", params={"from": "2026-11-10", "to": "2026-11-01"}
         )
         assert_error(r, 422, "invalid", "from")
@@ -178,21 +180,27 @@ class TestInvalid:
         ],
     )
     async def test_profile_body(
-        self, client: httpx.AsyncClient, body: dict[str, Any], field: str
+        self, web_errors_client: httpx.AsyncClient, body: dict[str, Any], field: str
     ) -> None:
-        assert_error(await client.patch("/v1/accounts/acme", json=body), 422, "invalid", field)
+        assert_error(
+            await web_errors_client.patch("/v1/accounts/acme", json=body), 422, "invalid", field
+        )
 
     async def test_snooze_in_the_past(
-        self, client: httpx.AsyncClient, sqlite_sessions: async_sessionmaker[AsyncSession]
+        self,
+        web_errors_client: httpx.AsyncClient,
+        sqlite_sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         alert_id = await add_open_alert(sqlite_sessions)
-        r = await client.post(
+        r = await web_errors_client.post(
             f"/v1/alerts/{alert_id}/snooze", json={"until": "2026-11-01T00:00:00Z"}
         )
         assert_error(r, 422, "invalid", "until")
 
-    async def test_a_surrogate_in_the_body_is_answered(self, client: httpx.AsyncClient) -> None:
-        r = await client.post(
+    async def test_a_surrogate_in_the_body_is_answered(
+        self, web_errors_client: httpx.AsyncClient
+    ) -> None:
+        r = await web_errors_client.post(
             "/v1/alerts/1/snooze",
             content=b'{"until": "2999-01-01T00:00:00Z", "reason": "\\ud800"}',
             headers={"content-type": "application/json"},
