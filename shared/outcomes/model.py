@@ -30,6 +30,9 @@ MAX_MRR = 1e12
 """Larger MRR figures are typing mistakes, not customers."""
 MAX_ID = 200
 MAX_REASON = 1000
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+"""Outcome dates outside these are typing mistakes (and near date.min/max the maths overflows)."""
 
 # Which value fields each kind takes (the rest must be empty) and which it requires.
 VALUE_FIELDS = ("reason", "mrr_delta", "new_mrr", "mrr_lost", "new_term_end")
@@ -181,6 +184,10 @@ def outcome_problems(o: CustomerOutcome) -> list[tuple[str, str]]:
             problems.append(
                 ("mrr_delta", "a contraction lowers MRR: give a negative change, e.g. -200")
             )
+    for name in ("effective_on", "new_term_end"):
+        day = getattr(o, name)
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            problems.append((name, f"must be between {FIRST_DAY} and {LAST_DAY}"))
     if o.new_term_end is not None and o.new_term_end <= o.effective_on:
         problems.append(("new_term_end", "must be after the renewal's effective date"))
     return problems

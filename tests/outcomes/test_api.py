@@ -106,6 +106,8 @@ class TestErrors:
                 "is required",
             ),
             ([CANCEL, CANCEL], "1.effective_on", "already"),
+            ({**CANCEL, "effective_on": "0001-01-01"}, "effective_on", "between"),
+            ({**RENEW, "new_term_end": "9999-12-31"}, "new_term_end", "between"),
             ([], "body", "give an outcome"),
             ("cancel it", "body", "must be an object"),
             ([CANCEL] * 1001, "body", "at most 1000"),

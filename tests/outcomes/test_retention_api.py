@@ -347,6 +347,7 @@ class TestBadRequests:
             ({"from": "2023-01", "to": "2026-01"}, "from"),
             ({"to": "2026-07"}, "to"),
             ({"by": "region"}, "by"),
+            ({"from": "0001-01", "to": "0001-12"}, "from"),
         ],
     )
     async def test_422_names_the_field(

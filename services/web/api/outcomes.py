@@ -252,7 +252,7 @@ async def list_outcomes(
     response_model=OutcomesRecorded,
     status_code=201,
     responses={
-        200: {"description": "Nothing new: every outcome was recorded before"},
+        200: {"model": OutcomesRecorded, "description": "Nothing new: all recorded before"},
         **error_responses(
             409,
             descriptions={409: "The outcomes contradict the account's other outcomes"},

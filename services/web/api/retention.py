@@ -19,7 +19,7 @@ from shared.api_auth import require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import storable_params
 from shared.config import TendConfig
-from shared.outcomes.model import OutcomesPolicy
+from shared.outcomes.model import FIRST_DAY, OutcomesPolicy
 from shared.outcomes.mrr import InconsistentOutcomes
 from shared.outcomes.repository import OutcomeRepository
 from shared.outcomes.retention import SEGMENT_BYS, Month, SegmentBy, monthly_retention, months
@@ -170,6 +170,9 @@ def _range(start: str | None, end: str | None, today: date) -> tuple[Month, Mont
                 first = Month.of(first.first_day - timedelta(days=1))
     except ValueError as err:
         raise ApiError(422, str(err), code="invalid") from None
+    for name, month in (("from", first), ("to", last)):
+        if month.year < FIRST_DAY.year:
+            raise ApiError.invalid(name, f"must not be before {FIRST_DAY.year}-01")
     if last > current:
         raise ApiError.invalid("to", f"must not be after the current month ({current})")
     if first > last:
