@@ -12,11 +12,11 @@ from services.scorer.processor import (
     Counts,
     EventDeltas,
     UserDelta,
-    account_fields,
     merge,
     process,
     process_batch,
 )
+from shared.account_fields import account_fields
 from tests.support.events import create_event
 
 DAY = date(2026, 11, 2)
