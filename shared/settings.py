@@ -74,6 +74,21 @@ class KafkaSettings(BaseModel):
     heartbeat_interval_ms: int = Field(3_000, ge=100, description="Consumer heartbeat period.")
 
 
+class BusSettings(BaseModel):
+    """Retention of the in-process bus of ``tend up`` (``TEND_BUS__*``; Kafka keeps its own)."""
+
+    retention_s: float = Field(
+        0.0,
+        ge=0,
+        description="How long a record every consumer group has committed past is kept before "
+        "it is pruned (0: at the next prune). A record some group has not consumed is never "
+        "pruned.",
+    )
+    prune_interval_s: float = Field(
+        10.0, gt=0, description="How often consumed records are pruned, at most."
+    )
+
+
 class ScorerSettings(BaseModel):
     """Batching and re-scoring of the scorer (``TEND_SCORER__*``)."""
 
@@ -248,6 +263,7 @@ class Settings(BaseSettings):
     )
     ingest: IngestSettings = IngestSettings()
     kafka: KafkaSettings = KafkaSettings()
+    bus: BusSettings = BusSettings()
     scorer: ScorerSettings = ScorerSettings()
     alerts: AlertsSettings = AlertsSettings()
     consumer: ConsumerSettings = ConsumerSettings()

@@ -53,7 +53,12 @@ def create_bus(settings: Settings, sessions: async_sessionmaker[AsyncSession] | 
         )
     from shared.bus.memory import InProcessBus
 
-    return InProcessBus(sessions, settings.kafka.partitions)
+    return InProcessBus(
+        sessions,
+        settings.kafka.partitions,
+        retention_s=settings.bus.retention_s,
+        prune_interval_s=settings.bus.prune_interval_s,
+    )
 
 
 def default_topic_specs(settings: Settings) -> list[TopicSpec]:

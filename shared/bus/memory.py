@@ -2,7 +2,12 @@
 
 Records live in ``bus_records`` and group positions in ``bus_offsets``, so a crash of the
 process loses nothing that :meth:`InProcessProducer.publish` acknowledged, and consumers
-resume where their group committed. Works on SQLite and PostgreSQL.
+resume where their group committed. Records every group has committed past are pruned
+(:mod:`shared.bus.retention`), so the table stays as small as the backlog. Works on SQLite and
+PostgreSQL. Writes and reads go through Core statements, not ORM objects: this is the hot path
+of ``tend up`` (every event is written here once and read back once). One module of about 480
+lines: the bus, its producer and its consumer share the bus's private state (next offsets,
+the publish signal, the running groups).
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
@@ -27,6 +34,7 @@ from shared.bus.base import (
     TopicSpec,
 )
 from shared.bus.partitioner import partition_for
+from shared.bus.retention import prunable, prune
 from shared.db.models import BusOffset, BusRecord
 from shared.db.session import transaction
 from shared.db.types import utcnow
@@ -59,11 +67,23 @@ class InProcessBus:
     consumer on this bus, which owns every partition of its topics.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], partitions: int):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        partitions: int,
+        *,
+        retention_s: float = 0.0,
+        prune_interval_s: float = 10.0,
+    ):
         if partitions <= 0:
             raise ValueError("a topic needs at least one partition")
         self.sessions = sessions
         self.partitions = partitions
+        self.retention_s = retention_s
+        self.prune_interval_s = prune_interval_s
+        self._last_prune = time.monotonic()
+        self.pruned = 0
+        """Records pruned by this bus so far."""
         self._topic_partitions: dict[str, int] = {}
         # Next offset per partition, loaded from the database on a topic's first publish.
         self._next: dict[str, dict[int, int]] = {}
@@ -155,9 +175,34 @@ class InProcessBus:
                     }
                 )
                 deliveries.append(Delivery(topic, partition, offset))
-            await session.execute(insert(BusRecord), rows)
+            # Core executemany, not the ORM's bulk insert: no objects, one round trip.
+            await session.execute(insert(BusRecord.__table__), rows)  # type: ignore[arg-type]
         self._next[topic] = next_offsets
         return deliveries
+
+    async def prune(self) -> int:
+        """Delete the records every group has committed past (and older than the retention);
+        returns how many. Safe at any time: see :mod:`shared.bus.retention`."""
+        self._last_prune = time.monotonic()
+        running = [(c.group_id, t) for c in self._groups.values() for t in c.topics]
+        cutoff = utcnow() - timedelta(seconds=self.retention_s)
+        async with transaction(self.sessions) as session:
+            upto = await prunable(session, running)
+            deleted = await prune(session, upto, created_before=cutoff) if upto else 0
+        self.pruned += deleted
+        if deleted:
+            log.debug("in-process bus: pruned %d consumed records", deleted)
+        return deleted
+
+    async def maybe_prune(self) -> None:
+        """Prune when ``prune_interval_s`` has passed since the last prune. A failed prune is
+        logged and tried again next time: it never fails the commit that triggered it."""
+        if time.monotonic() - self._last_prune < self.prune_interval_s:
+            return
+        try:
+            await self.prune()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("in-process bus: pruning consumed records failed: %r", exc)
 
     def register(self, consumer: InProcessConsumer) -> None:
         current = self._groups.get(consumer.group_id)
@@ -241,6 +286,7 @@ class InProcessConsumer:
         self._bus = bus
         self.group_id = group_id
         self._topics = list(dict.fromkeys(topics))
+        self.topics = tuple(self._topics)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._positions: dict[TopicPartition, int] = {}
@@ -367,7 +413,7 @@ class InProcessConsumer:
                     if budget <= 0:
                         break
                     rows = await session.execute(
-                        select(BusRecord)
+                        select(*_RECORD_COLUMNS)
                         .where(
                             BusRecord.topic == tp.topic,
                             BusRecord.partition == tp.partition,
@@ -376,7 +422,7 @@ class InProcessConsumer:
                         .order_by(BusRecord.offset)
                         .limit(budget)
                     )
-                    records.extend(_to_record(row) for row in rows.scalars())
+                    records.extend(_to_record(tp, *row) for row in rows)
         except (SQLAlchemyError, OSError) as exc:
             raise BusUnavailable(f"reading the in-process bus failed: {exc!r}") from exc
         for r in records:
@@ -408,15 +454,32 @@ class InProcessConsumer:
                 )
         except (SQLAlchemyError, OSError) as exc:
             raise BusUnavailable(f"committing offsets failed: {exc!r}") from exc
+        await self._bus.maybe_prune()
 
 
-def _to_record(row: BusRecord) -> Record:
+_RECORD_COLUMNS = (
+    BusRecord.offset,
+    BusRecord.key,
+    BusRecord.value,
+    BusRecord.headers,
+    BusRecord.created_at,
+)
+
+
+def _to_record(
+    tp: TopicPartition,
+    offset: int,
+    key: bytes | None,
+    value: bytes,
+    headers: list[Any] | None,
+    created_at: datetime,
+) -> Record:
     return Record(
-        topic=row.topic,
-        partition=row.partition,
-        offset=row.offset,
-        value=row.value,
-        key=row.key,
-        headers=_decode_headers(row.headers),
-        timestamp_ms=int(row.created_at.timestamp() * 1000),
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=offset,
+        value=value,
+        key=key,
+        headers=_decode_headers(headers) if headers else (),
+        timestamp_ms=int(created_at.timestamp() * 1000),
     )
