@@ -3,7 +3,8 @@
 This package is the only place that wires services together. One module per command group:
 :mod:`~services.cli.serve` (the service processes: ingest, scorer, alerts, web),
 :mod:`~services.cli.up` (everything in one process), :mod:`~services.cli.admin` (migrate, keys,
-accounts), :mod:`~services.cli.demo`, :mod:`~services.cli.report`, :mod:`~services.cli.rescore`;
+accounts), :mod:`~services.cli.demo`, :mod:`~services.cli.report`, :mod:`~services.cli.rescore`,
+:mod:`~services.cli.import_events` (backfill);
 what they share is in :mod:`~services.cli.common`.
 
 Adding a sub-command: write a ``@click.command()`` in the module of its group and register it
@@ -24,6 +25,7 @@ import click
 from services.cli.admin import accounts, keys, migrate
 from services.cli.common import TendGroup
 from services.cli.demo import demo
+from services.cli.import_events import import_events
 from services.cli.report import report
 from services.cli.rescore import rescore
 from services.cli.serve import alerts, ingest, scorer, web
@@ -42,5 +44,18 @@ def main() -> None:
     """
 
 
-for command in (migrate, keys, ingest, up, scorer, alerts, web, rescore, accounts, demo, report):
+for command in (
+    migrate,
+    keys,
+    ingest,
+    up,
+    scorer,
+    alerts,
+    web,
+    rescore,
+    accounts,
+    demo,
+    report,
+    import_events,
+):
     main.add_command(command)
