@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.outcomes.model import Stage
+
 JsonObject = dict[str, Any]
 
 
@@ -28,6 +30,7 @@ ACCOUNT_EXAMPLE: JsonObject = {
     "mrr": 4800.0,
     "renewal_date": "2027-03-31",
     "lifecycle_stage": "growing",
+    "stage": "renewal",
     "csm_email": "dana@vendor.example",
     "csm_slack": "https://hooks.slack.com/services/…",
     "champion": None,
@@ -49,7 +52,12 @@ class AccountSummary(BaseModel):
     seats: int | None = None
     mrr: float | None = None
     renewal_date: date | None = None
-    lifecycle_stage: str | None = None
+    lifecycle_stage: str | None = Field(None, description="As the profile gives it.")
+    stage: Stage | None = Field(
+        None,
+        description="Lifecycle stage today, derived from the profile and the outcomes: new, "
+        "growing, renewal, cancelled (docs/retention.md); null without a start date.",
+    )
     csm_email: str | None = None
     csm_slack: str | None = Field(None, description="A Slack handle, or a masked webhook URL.")
     champion: str | None = Field(None, description="The champion an operator named.")
