@@ -193,7 +193,16 @@ def _lifetime(v: Any) -> dict[str, Any]:
     }
 
 
-@router.get("", summary="Churn, retention, CLV and time to value", response_model=RetentionReport)
+@router.get(
+    "",
+    summary="Churn, retention, CLV and time to value",
+    response_model=RetentionReport,
+    responses=error_responses(
+        409,
+        descriptions={409: "An account's outcomes contradict its profile's MRR"},
+        messages={409: "account 'acme': the contraction on 2026-03-01 takes the MRR below 0"},
+    ),
+)
 async def get_retention(
     request: Request,
     session: SessionDep,
