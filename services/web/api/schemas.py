@@ -17,6 +17,20 @@ from shared.outcomes.model import Stage
 
 JsonObject = dict[str, Any]
 
+OPENAPI_TAGS: list[JsonObject] = [
+    {
+        "name": "accounts",
+        "description": "Accounts, their health with its reasons, usage and monthly reports; "
+        "the operator sets profiles (CSM routing, seats, renewal).",
+    },
+    {
+        "name": "alerts",
+        "description": "At-risk and upsell alerts: list, read, acknowledge, snooze, resolve "
+        "(one alert or every open alert of an account).",
+    },
+]
+"""Tag descriptions of the web app's OpenAPI document (errors: docs/api.md)."""
+
 
 def _example(example: JsonObject) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [example]})
