@@ -112,6 +112,11 @@ class TestEveryRoute:
             assert content["schema"] == {"$ref": "#/components/schemas/TendError"}
             assert set(content["example"]) == {"error"}
 
+    def test_every_tag_is_described(self) -> None:
+        document = web_app().openapi()
+        described = {tag["name"] for tag in document["tags"] if tag.get("description")}
+        assert {t for _, _, operation in api_operations() for t in operation["tags"]} <= described
+
     def test_operation_ids_are_unique(self) -> None:
         ids = [operation["operationId"] for _, _, operation in api_operations()]
         assert len(ids) == len(set(ids))

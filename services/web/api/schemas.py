@@ -28,6 +28,15 @@ OPENAPI_TAGS: list[JsonObject] = [
         "description": "At-risk and upsell alerts: list, read, acknowledge, snooze, resolve "
         "(one alert or every open alert of an account).",
     },
+    {
+        "name": "outcomes",
+        "description": "What customers did: cancellations, renewals, expansions and "
+        "contractions an operator records; MRR history and lifecycle stages.",
+    },
+    {
+        "name": "retention",
+        "description": "Churn, revenue retention, CLV and time to value per month and segment.",
+    },
 ]
 """Tag descriptions of the web app's OpenAPI document (errors: docs/api.md)."""
 
