@@ -93,7 +93,10 @@ class TestCancelledAccountStopsAlerting:
         [alert] = await alerts_of(db, account)
         assert (alert.status, alert.resolved_by) == ("resolved", "account cancelled")
         assert alert.notifications == 1
-        assert len(await outbox_of(db, account)) == 2  # the open alone: no resolve, no repeat
+        # The open alone (no resolve, no repeat), and not sent: it was still in the outbox.
+        outbox = await outbox_of(db, account)
+        assert [(n.kind, n.status) for n in outbox] == [("open", "skipped")] * 2
+        assert all(n.last_error == "not sent: account cancelled" for n in outbox)
 
     async def test_a_cancellation_dated_ahead_takes_effect_on_its_day(
         self, db: Sessions, uid: str
