@@ -38,6 +38,7 @@ class AlertReplay:
         self.history_days = max(rules.health_drop.within_days, 1)
         self.raised: list[RaisedAlert] = []
         self._accounts: dict[str, _Account] = {}
+        self._policy = {name: rules.policy(name) for name in RULE_NAMES}
         self._opportunity = {
             name: rules.rule(name).severity == "opportunity" for name in RULE_NAMES
         }
@@ -55,7 +56,7 @@ class AlertReplay:
         for f in findings:
             key = (f.rule, f.feature)
             before = account.states.get(key, DayState())
-            after = step_day(before, day, f.holds, self.rules.policy(f.rule))
+            after = step_day(before, day, f.holds, self._policy[f.rule])
             account.states[key] = after
             if after.status == "open" and after.opened_on == day and before.opened_on != day:
                 assert after.started_on is not None

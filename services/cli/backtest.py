@@ -31,7 +31,13 @@ from services.cli.common import (
 from shared import format as fmt
 from shared.alert_rules import RULE_NAMES
 from shared.backtest.model import AccountRun, Churn, churns_of
-from shared.backtest.report import BacktestReport, Comparison, RuleRow, build_report
+from shared.backtest.report import (
+    HORIZON_DAYS,
+    BacktestReport,
+    Comparison,
+    RuleRow,
+    build_report,
+)
 from shared.config import ConfigError, TendConfig, load_config
 from shared.outcomes.lifecycle import is_cancelled
 from shared.outcomes.model import AccountHistory
@@ -100,19 +106,30 @@ def _judged(histories: dict[str, AccountHistory]) -> Callable[[str, date], bool]
     return wanted
 
 
-async def run_backtest(
+@dataclass(slots=True)
+class Replayed:
+    """What the replay produced: every account's run under each model (the alert history and
+    band spans the figures are computed from) and the churn recorded."""
+
+    window: Window
+    last_data_day: date
+    churns: dict[str, list[Churn]]
+    runs: list[list[AccountRun]]
+
+
+async def replay_portfolio(
     sessions: async_sessionmaker[AsyncSession],
-    config: TendConfig,
+    configs: Sequence[TendConfig],
     window: Window,
     *,
-    proposed: TendConfig | None = None,
     chunk_size: int = 200,
     account_ids: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
-) -> Comparison:
-    """Replay ``config`` (and ``proposed``) over ``window`` and report; raises :class:`NoData`
-    when there is nothing to replay and :class:`ConfigFailure` when ``--to`` lies after the
-    last day of data. ``progress(n)`` is told each time ``n`` more accounts are done."""
+) -> Replayed:
+    """Replay each model of ``configs`` over ``window`` (and the warm-up before it); raises
+    :class:`NoData` when there is nothing to replay and :class:`ConfigFailure` when ``--to``
+    lies after the last day of data. ``progress(n)`` is told as each chunk of ``n`` accounts
+    is done."""
     from services.alerts.replay import AlertReplay
     from services.scorer.replay import replay_scores
     from shared.outcomes.repository import OutcomeRepository
@@ -131,10 +148,8 @@ async def run_backtest(
             f"--to: {window.last} is after the last day of usage data ({last_day}); "
             "the replay would see every account go quiet"
         )
-    configs = [config] if proposed is None else [config, proposed]
     start = window.first - timedelta(days=warmup_days(configs))
     wanted = _judged(histories)
-    churns: dict[str, list[Churn]] = {a: churns_of(h) for a, h in histories.items()}
     runs: list[list[AccountRun]] = [[] for _ in configs]
     ids = sorted(histories)
     for i in range(0, len(ids), chunk_size):
@@ -156,19 +171,43 @@ async def run_backtest(
             runs[n].extend(chunk_runs[n].values())
         if progress is not None:
             progress(len(chunk))
-    labels = ("current", "proposed")
+    churns = {a: churns_of(h) for a, h in histories.items()}
+    return Replayed(window, last_day, churns, runs)
+
+
+def report_of(replayed: Replayed) -> Comparison:
+    """The figures of each model's runs (current first, then proposed)."""
+    w = replayed.window
     reports = [
-        build_report(labels[n], runs[n], churns, window.first, window.last, RULE_NAMES)
-        for n in range(len(configs))
+        build_report(label, runs, replayed.churns, w.first, w.last, RULE_NAMES)
+        for label, runs in zip(("current", "proposed"), replayed.runs, strict=False)
     ]
     notes = []
-    if last_day < window.last + timedelta(days=90):
+    known = replayed.last_data_day
+    if known < w.last + timedelta(days=HORIZON_DAYS):
         notes.append(
-            f"churn is known through the outcomes recorded so far: a band or alert of the last "
-            f"90 days of the window (after {last_day - timedelta(days=90)}) may still be proved "
-            "right"
+            f"churn is known through the outcomes recorded so far: a band or alert of the "
+            f"window's last {HORIZON_DAYS} days (after {known - timedelta(days=HORIZON_DAYS)}) "
+            "may still be proved right by a later cancellation"
         )
     return Comparison(reports[0], reports[1] if len(reports) > 1 else None, tuple(notes))
+
+
+async def run_backtest(
+    sessions: async_sessionmaker[AsyncSession],
+    config: TendConfig,
+    window: Window,
+    *,
+    proposed: TendConfig | None = None,
+    chunk_size: int = 200,
+    progress: Callable[[int], None] | None = None,
+) -> Comparison:
+    """The backtest of ``config`` (and ``proposed`` beside it) over ``window``."""
+    configs = [config] if proposed is None else [config, proposed]
+    replayed = await replay_portfolio(
+        sessions, configs, window, chunk_size=chunk_size, progress=progress
+    )
+    return report_of(replayed)
 
 
 # -- text -----------------------------------------------------------------------------------------
