@@ -22,7 +22,7 @@ from services.web.api.schemas import (
     AccountSummary,
     AccountUsage,
 )
-from services.web.deps import SessionDep, clock_of
+from services.web.deps import SessionDep, clock_of, policy_of
 from services.web.reports.build import (
     MonthError,
     MonthlyReport,
@@ -109,13 +109,13 @@ async def list_accounts(
     today = clock_of(request).now().date()
     ids = None
     if stage is not None:
-        found = await current_stages(session, None, today)
+        found = await current_stages(session, None, today, policy_of(request))
         ids = tuple(sorted(a for a, s in found.items() if s == stage))
     where = AccountFilter(csm=csm, band=band, account_ids=ids)
     total, rows = await accounts.list_accounts(
         session, where, sort=sort, limit=limit, offset=offset
     )
-    stages = await current_stages(session, [a.account_id for a in rows], today)
+    stages = await current_stages(session, [a.account_id for a in rows], today, policy_of(request))
     listed = [{**account_summary(a), "stage": stages.get(a.account_id)} for a in rows]
     return {"total": total, "accounts": listed}
 
@@ -131,7 +131,8 @@ async def get_account(account_id: str, session: SessionDep, request: Request) ->
     latest = await scores.latest_score(session, account_id)
     body = account_summary(account)
     today = clock_of(request).now().date()
-    body["stage"] = (await current_stages(session, [account_id], today)).get(account_id)
+    stages = await current_stages(session, [account_id], today, policy_of(request))
+    body["stage"] = stages.get(account_id)
     body["traits"] = mask_values(account.traits)
     body["metrics"] = latest.metrics if latest else None
     body["current_champion"] = _current_champion(latest.metrics if latest else None)

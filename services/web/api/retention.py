@@ -14,12 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.web.deps import SessionDep, clock_of
+from services.web.deps import SessionDep, clock_of, policy_of
 from shared.api_auth import require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import storable_params
 from shared.config import TendConfig
-from shared.outcomes.model import FIRST_DAY, OutcomesPolicy
+from shared.outcomes.model import FIRST_DAY
 from shared.outcomes.mrr import InconsistentOutcomes
 from shared.outcomes.repository import OutcomeRepository
 from shared.outcomes.retention import SEGMENT_BYS, Month, SegmentBy, monthly_retention, months
@@ -223,7 +223,7 @@ async def get_retention(
     contraction and churned MRR; CLV per segment (and per account); median days to first
     key-feature use per signup cohort of the range. At most 36 months at once."""
     first, last = _range(start, end, clock_of(request).now().date())
-    policy: OutcomesPolicy = getattr(request.app.state, "outcomes_policy", None) or OutcomesPolicy()
+    policy = policy_of(request)
     config: TendConfig | None = getattr(request.app.state, "config", None)
     keys = list(config.key_features) if config is not None else []
     repo = OutcomeRepository(session, policy)
