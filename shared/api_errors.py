@@ -281,7 +281,7 @@ class SegmentError(BaseModel):
 
     success: Literal[False] = False
     error: str = Field(description="What is wrong, naming the field.")
-    code: str | None = Field(None, description="The same codes as the tend error shape.")
+    code: str = Field(description="The same codes as the tend error shape.")
     field: str | None = None
 
 
