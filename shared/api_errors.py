@@ -19,7 +19,6 @@ whatever app it is included in. Handlers raise :class:`ApiError`;
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, Final, Literal
@@ -30,8 +29,6 @@ from fastapi.routing import APIRoute
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-log = logging.getLogger(__name__)
 
 CODES: Final[dict[int, str]] = {
     400: "bad_request",
