@@ -13,10 +13,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.web.api import schemas
 from services.web.app import create_app
+from shared.api_errors import TendError
 from shared.clock import FixedClock
 from shared.config import TendConfig
 from shared.db.models import Alert
@@ -121,6 +123,20 @@ class TestEveryRoute:
     def test_every_tag_is_described(self) -> None:
         described = {tag["name"] for tag in DOCUMENT["tags"] if tag.get("description")}
         assert {t for _, _, operation in api_operations() for t in operation["tags"]} <= described
+
+    @pytest.mark.parametrize(
+        "model",
+        [
+            m
+            for m in vars(schemas).values()
+            if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schemas.__name__
+        ]
+        + [TendError],
+        ids=lambda m: m.__name__,
+    )
+    def test_examples_are_valid_answers(self, model: type[BaseModel]) -> None:
+        for example in model.model_json_schema().get("examples", []):
+            model.model_validate(example)
 
     def test_operation_ids_are_unique(self) -> None:
         ids = [operation["operationId"] for _, _, operation in api_operations()]

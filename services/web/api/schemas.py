@@ -141,6 +141,25 @@ class HistoryPoint(BaseModel):
 
 
 class AccountHealth(BaseModel):
+    model_config = _example(
+        {
+            "account_id": "acme",
+            "current": {
+                "as_of": "2026-11-30",
+                "score": 41.5,
+                "band": "red",
+                "previous_score": 55.0,
+                "previous_band": "yellow",
+                "components": {"seat_utilization": 28.0, "login_trend": 20.0, "recency": 90.0},
+                "left_out": [],
+                "moved": {"login_trend": -25.0},
+                "computed_at": "2026-11-30T06:00:00Z",
+            },
+            "metrics": {"active_users_28d": 33},
+            "history": [{"as_of": "2026-11-30", "score": 41.5, "band": "red"}],
+        }
+    )
+
     account_id: str
     current: ScoreRow | None
     metrics: JsonObject | None
@@ -161,7 +180,23 @@ class FeatureUse(BaseModel):
 
 
 class AccountUsage(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": "acme",
+                    "from": "2026-11-29",
+                    "to": "2026-11-30",
+                    "days": [
+                        {"day": "2026-11-29", "events": 310, "logins": 41, "active_users": 30},
+                        {"day": "2026-11-30", "events": 288, "logins": 38, "active_users": 28},
+                    ],
+                    "features": {"exports": [{"day": "2026-11-30", "uses": 12, "users": 5}]},
+                }
+            ]
+        },
+    )
 
     account_id: str
     from_: date = Field(alias="from")
@@ -257,6 +292,26 @@ class Delivery(BaseModel):
 
 
 class AlertDetail(AlertOut):
+    model_config = _example(
+        {
+            **ALERT_EXAMPLE,
+            "deliveries": [
+                {
+                    "id": 7,
+                    "kind": "open",
+                    "channel": "slack",
+                    "destination": "https://hooks.slack.com/services/…",
+                    "status": "sent",
+                    "attempts": 1,
+                    "next_attempt_at": "2026-11-30T06:00:00Z",
+                    "last_error": None,
+                    "created_at": "2026-11-30T06:00:00Z",
+                    "sent_at": "2026-11-30T06:00:05Z",
+                }
+            ],
+        }
+    )
+
     deliveries: list[Delivery]
 
 
