@@ -10,11 +10,12 @@ Everything is read up to the replay's last day; windows end on ``as_of`` inclusi
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import accumulate
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +41,42 @@ def _last_on_or_before(days: Sequence[date], as_of: date) -> date | None:
     return days[i - 1] if i else None
 
 
+def _prefix(values: Sequence[int]) -> list[int]:
+    """Running sums with a leading 0: ``sum(values[i:j]) == out[j] - out[i]``."""
+    return [0, *accumulate(values)]
+
+
+@dataclass(slots=True)
+class _Series:
+    """Sorted days with a count per day, summed over any range of days by two bisections."""
+
+    days: list[date] = field(default_factory=list)
+    sums: list[int] = field(default_factory=lambda: [0])
+
+    @classmethod
+    def of(cls, by_day: dict[date, int]) -> _Series:
+        days = sorted(by_day)
+        return cls(days, _prefix([by_day[d] for d in days]))
+
+    def between(self, first: date, stop: date) -> int:
+        """The sum over ``first <= day < stop``."""
+        return self.sums[bisect_left(self.days, stop)] - self.sums[bisect_left(self.days, first)]
+
+
+@dataclass(slots=True)
+class _User:
+    activity: _Series
+    """Active days and the events of each."""
+    logins: list[date]
+
+
+@dataclass(slots=True)
+class _Feature:
+    uses: _Series
+    users: list[list[date]]
+    """Each user's days with this feature, sorted."""
+
+
 @dataclass(slots=True)
 class _Account:
     profile: AccountProfile
@@ -48,17 +85,12 @@ class _Account:
     """``coalesce(created_at, first_seen)``: the first week's logins count from it."""
     days: dict[date, tuple[int, int]] = field(default_factory=dict)
     """account_days: day -> (logins, active_users)."""
-    active_days: list[date] = field(default_factory=list)
+    logins: _Series = field(default_factory=_Series)
     login_days: list[date] = field(default_factory=list)
-    users: dict[date, list[tuple[str, int, int]]] = field(default_factory=dict)
-    """user_days: day -> [(user, events, logins)]."""
+    users: dict[str, _User] = field(default_factory=dict)
     user_firsts: list[date] = field(default_factory=list)
     """Each user's first active day (sorted): users ever active up to a day."""
-    user_days: dict[str, list[date]] = field(default_factory=dict)
-    user_logins: dict[str, list[date]] = field(default_factory=dict)
-    features: dict[str, dict[date, int]] = field(default_factory=dict)
-    feature_days: dict[str, list[date]] = field(default_factory=dict)
-    feature_users: dict[str, dict[date, list[str]]] = field(default_factory=dict)
+    features: dict[str, _Feature] = field(default_factory=dict)
 
 
 class RollupMemory:
@@ -79,10 +111,13 @@ class RollupMemory:
         daily_start = as_of - timedelta(days=DAILY_DAYS - 1)
         week_start = as_of - timedelta(days=6)
         weeks_start = as_of - timedelta(days=7 * WEEKS - 1)
+        # Week w of the 12 covers bounds[w] <= day < bounds[w + 1]; bounds[12] is as_of + 1.
+        bounds = [weeks_start + timedelta(days=7 * w) for w in range(WEEKS + 1)]
+        after = bounds[WEEKS]
         profile = acc.profile
         seen = acc.first_seen if acc.first_seen is not None and acc.first_seen <= as_of else None
 
-        # 2. Last activity, last login, the first week's logins (all time up to as_of).
+        # 2. The first week's logins (from the start, up to as_of).
         first_week = 0
         if acc.start is not None:
             for i in range(7):
@@ -90,71 +125,74 @@ class RollupMemory:
                 if d <= as_of and d in acc.days:
                     first_week += acc.days[d][0]
 
-        # 3, 5, 8: the 12 weeks, day by day.
-        weekly_logins = [0] * WEEKS
-        daily: dict[date, int] = {}
-        week_users: set[str] = set()
-        month_users: set[str] = set()
-        per_user: dict[str, dict[str, list[int]]] = {}
-        feature_uses: dict[str, int] = defaultdict(int)
-        feature_users: dict[str, set[str]] = defaultdict(set)
-        for i in range(7 * WEEKS):
-            d = weeks_start + timedelta(days=i)
-            week = i // 7
-            ad = acc.days.get(d)
-            if ad is not None:
-                weekly_logins[week] += ad[0]
-                if d >= daily_start:
-                    daily[d] = ad[1]
-            for user, events, _logins in acc.users.get(d, ()):
-                if d >= month_start:
-                    month_users.add(user)
-                    if d >= week_start:
-                        week_users.add(user)
-                u = per_user.get(user)
-                if u is None:
-                    u = per_user[user] = {"days": [0] * WEEKS, "events": [0] * WEEKS}
-                u["days"][week] += 1
-                u["events"][week] += events
-            if d >= month_start:
-                for key in self.keys:
-                    uses = acc.features.get(key, {}).get(d)
-                    if uses is not None:
-                        feature_uses[key] += uses
-                    for user in acc.feature_users.get(key, {}).get(d, ()):
-                        feature_users[key].add(user)
+        # 5. Logins per week of the 12, daily active users of the last 35 days.
+        weekly_logins = tuple(acc.logins.between(bounds[w], bounds[w + 1]) for w in range(WEEKS))
+        daily = {}
+        for i in range(DAILY_DAYS):
+            d = daily_start + timedelta(days=i)
+            if d in acc.days:
+                daily[d] = acc.days[d][1]
 
-        # 6-7. Key features.
-        features = []
-        for key in self.keys:
-            days = acc.feature_days.get(key, [])
-            last_used = _last_on_or_before(days, as_of)
-            kw: dict[str, object] = {}
-            if last_used is not None:
-                kw = {"first_used": days[0], "last_used": last_used, "uses_28d": feature_uses[key]}
-            if feature_users.get(key):
-                kw["users_28d"] = len(feature_users[key])
-            features.append(FeatureActivity(feature=key, **kw))  # type: ignore[arg-type]
-
-        # 8-9. Users of the 12 weeks (their last day and login within them), and a named
-        # champion quiet for longer (their last day and login ever).
-        users = {}
-        for user, u in per_user.items():
-            login = _last_on_or_before(acc.user_logins.get(user, []), as_of)
-            users[user] = UserWeeks(
-                user_id=user,
-                active_days=tuple(u["days"]),
-                events=tuple(u["events"]),
-                last_active=_last_on_or_before(acc.user_days[user], as_of),
+        # 3, 8. Users: active days and events per week of the 12, WAU, MAU; their last day and
+        # last login within the 12 weeks.
+        users: dict[str, UserWeeks] = {}
+        wau = mau = 0
+        weekly_users = [0] * WEEKS
+        for user_id, user in acc.users.items():
+            days = user.activity.days
+            hi = bisect_left(days, after)
+            if hi == 0 or days[hi - 1] < weeks_start:
+                continue
+            last = days[hi - 1]
+            wau += last >= week_start
+            mau += last >= month_start
+            idx = [bisect_left(days, b, 0, hi) for b in bounds[:WEEKS]] + [hi]
+            sums = user.activity.sums
+            active = tuple(idx[w + 1] - idx[w] for w in range(WEEKS))
+            for w in range(WEEKS):
+                weekly_users[w] += active[w] > 0
+            login = _last_on_or_before(user.logins, as_of)
+            users[user_id] = UserWeeks(
+                user_id=user_id,
+                active_days=active,
+                events=tuple(sums[idx[w + 1]] - sums[idx[w]] for w in range(WEEKS)),
+                last_active=last,
                 last_login=login if login is not None and login >= weeks_start else None,
             )
+        # 9. A named champion quiet for longer: their last day and login ever.
         champion = profile.champion
         if champion and champion not in users:
+            named = acc.users.get(champion)
             users[champion] = UserWeeks(
                 user_id=champion,
-                last_active=_last_on_or_before(acc.user_days.get(champion, []), as_of),
-                last_login=_last_on_or_before(acc.user_logins.get(champion, []), as_of),
+                last_active=_last_on_or_before(named.activity.days, as_of) if named else None,
+                last_login=_last_on_or_before(named.logins, as_of) if named else None,
             )
+
+        # 6-7. Key features: first and last use ever, uses and distinct users in 28 days.
+        features = []
+        for key in self.keys:
+            f = acc.features.get(key)
+            if f is None:
+                features.append(FeatureActivity(feature=key))
+                continue
+            hi = bisect_left(f.uses.days, after)
+            users_28d = 0
+            for user_days in f.users:
+                i = bisect_left(user_days, month_start)
+                users_28d += i < len(user_days) and user_days[i] <= as_of
+            if hi:
+                features.append(
+                    FeatureActivity(
+                        feature=key,
+                        first_used=f.uses.days[0],
+                        last_used=f.uses.days[hi - 1],
+                        uses_28d=f.uses.between(month_start, after),
+                        users_28d=users_28d,
+                    )
+                )
+            else:
+                features.append(FeatureActivity(feature=key, users_28d=users_28d))
 
         known = [d for d in (profile.created_at, seen) if d is not None]
         origin = min(known) if known else None
@@ -169,15 +207,13 @@ class RollupMemory:
             profile=profile,
             as_of=as_of,
             first_seen=seen,
-            last_active=_last_on_or_before(acc.active_days, as_of),
+            last_active=_last_on_or_before(acc.logins.days, as_of),
             last_login=_last_on_or_before(acc.login_days, as_of),
             daily_active_users=series,
-            wau=len(week_users),
-            mau=len(month_users),
-            weekly_active_users=tuple(
-                sum(1 for u in per_user.values() if u["days"][w]) for w in range(WEEKS)
-            ),
-            weekly_logins=tuple(weekly_logins),
+            wau=wau,
+            mau=mau,
+            weekly_active_users=tuple(weekly_users),
+            weekly_logins=weekly_logins,
             features=tuple(features),
             activated_users=bisect_right(acc.user_firsts, as_of),
             first_week_logins=first_week,
@@ -212,42 +248,50 @@ async def load_rollups(
         ):
             if (acc := accounts.get(account_id)) is not None:
                 acc.days[_day(raw)] = (int(logins), int(active))
+        user_days: dict[tuple[str, str], dict[date, int]] = defaultdict(dict)
+        user_logins: dict[tuple[str, str], list[date]] = defaultdict(list)
         for account_id, user, raw, events, logins in await session.execute(
             select(ud.account_id, ud.user_id, ud.day, ud.events, ud.logins).where(
                 ud.account_id.in_(list(chunk)), ud.day <= last
             )
         ):
+            day = _day(raw)
+            user_days[(account_id, user)][day] = int(events)
+            if logins > 0:
+                user_logins[(account_id, user)].append(day)
+        for (account_id, user), by_day in user_days.items():
             if (acc := accounts.get(account_id)) is not None:
-                day = _day(raw)
-                acc.users.setdefault(day, []).append((user, int(events), int(logins)))
-                acc.user_days.setdefault(user, []).append(day)
-                if logins > 0:
-                    acc.user_logins.setdefault(user, []).append(day)
+                acc.users[user] = _User(
+                    _Series.of(by_day), sorted(user_logins.get((account_id, user), []))
+                )
         if keys:
             fd, fud = FeatureDay, FeatureUserDay
-            for account_id, feature, raw, uses in await session.execute(
+            uses: dict[tuple[str, str], dict[date, int]] = defaultdict(dict)
+            for account_id, feature, raw, n in await session.execute(
                 select(fd.account_id, fd.feature, fd.day, fd.uses).where(
                     fd.account_id.in_(list(chunk)), fd.feature.in_(keys), fd.day <= last
                 )
             ):
-                if (acc := accounts.get(account_id)) is not None:
-                    acc.features.setdefault(feature, {})[_day(raw)] = int(uses)
+                uses[(account_id, feature)][_day(raw)] = int(n)
+            feature_users: dict[tuple[str, str], dict[str, list[date]]] = defaultdict(
+                lambda: defaultdict(list)
+            )
             for account_id, feature, user, raw in await session.execute(
                 select(fud.account_id, fud.feature, fud.user_id, fud.day).where(
                     fud.account_id.in_(list(chunk)), fud.feature.in_(keys), fud.day <= last
                 )
             ):
-                if (acc := accounts.get(account_id)) is not None:
-                    acc.feature_users.setdefault(feature, {}).setdefault(_day(raw), []).append(user)
+                feature_users[(account_id, feature)][user].append(_day(raw))
+            for key in uses.keys() | feature_users.keys():
+                if (acc := accounts.get(key[0])) is not None:
+                    acc.features[key[1]] = _Feature(
+                        _Series.of(uses.get(key, {})),
+                        [sorted(d) for d in feature_users.get(key, {}).values()],
+                    )
     for acc in accounts.values():
-        acc.active_days = sorted(acc.days)
+        acc.logins = _Series.of({d: logins for d, (logins, _) in acc.days.items()})
         acc.login_days = sorted(d for d, (logins, _) in acc.days.items() if logins > 0)
-        for days in acc.user_days.values():
-            days.sort()
-        for days in acc.user_logins.values():
-            days.sort()
-        acc.user_firsts = sorted(days[0] for days in acc.user_days.values())
-        acc.feature_days = {f: sorted(d) for f, d in acc.features.items()}
+        acc.user_firsts = sorted(u.activity.days[0] for u in acc.users.values())
     return RollupMemory(accounts, keys)
 
 
