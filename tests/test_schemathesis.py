@@ -36,7 +36,7 @@ TOKEN = "schemathesis-test-token-0123456789abcdef"
 # A deeper local run: SCHEMATHESIS_EXAMPLES=300 pytest tests/test_schemathesis.py
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 
 def _tend(args: list[str], env: dict[str, str]) -> str:
