@@ -36,7 +36,7 @@ TOKEN = "schemathesis-test-token-0123456789abcdef"
 # A deeper local run: SCHEMATHESIS_EXAMPLES=300 pytest tests/test_schemathesis.py
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 
 def _tend(args: list[str], env: dict[str, str]) -> str:
@@ -113,8 +113,9 @@ schema = schemathesis.openapi.from_dict(OPENAPI)
 
 
 def credentials(path: str, write_key: str) -> dict[str, str]:
-    """The operator's token for the read and alerts APIs, a write key for the tracking API."""
-    if path.startswith(("/v1/accounts", "/v1/alerts")):
+    """The operator's token for the read, alerts, outcomes and retention APIs, a write key for
+    the tracking API."""
+    if path.startswith(("/v1/accounts", "/v1/alerts", "/v1/retention")):
         return {"Authorization": f"Bearer {TOKEN}"}
     basic = base64.b64encode(f"{write_key}:".encode()).decode()
     return {"Authorization": f"Basic {basic}"}

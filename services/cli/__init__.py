@@ -23,6 +23,7 @@ from __future__ import annotations
 import click
 
 from services.cli.admin import accounts, keys, migrate
+from services.cli.backtest import backtest
 from services.cli.common import TendGroup
 from services.cli.demo import demo
 from services.cli.import_events import import_events
@@ -59,3 +60,4 @@ for command in (
     import_events,
 ):
     main.add_command(command)
+main.add_command(backtest)

@@ -5,9 +5,11 @@ process loses nothing that :meth:`InProcessProducer.publish` acknowledged, and c
 resume where their group committed. Records every group has committed past are pruned
 (:mod:`shared.bus.retention`), so the table stays as small as the backlog. Works on SQLite and
 PostgreSQL. Writes and reads go through Core statements, not ORM objects: this is the hot path
-of ``tend up`` (every event is written here once and read back once). One module of about 480
-lines: the bus, its producer and its consumer share the bus's private state (next offsets,
-the publish signal, the running groups).
+of ``tend up`` (every event is written here once and read back once).
+
+One module of about 490 lines on purpose: the bus, its producer and its consumer share the log's
+tables, its wake-up event and its retention, class for class like the Kafka bus
+(:mod:`shared.bus.kafka`).
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ from tests.alerts.servers import Reply, SlackWebhookServer, SmtpServer
 from tests.alerts.snapshots import DAY0, create_snapshot, unique_account
 from tests.support.postgres import create_database, drop_database
 
+pytestmark = pytest.mark.integration  # a PostgreSQL database of its own, loopback servers
+
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 LEASE_S = 60.0
 

@@ -221,6 +221,7 @@ class TestClassification:
         assert smtp.messages == []
 
 
+@pytest.mark.integration  # loopback SMTP servers with TLS and AUTH
 class TestTlsAndAuth:
     @pytest.fixture(scope="class")
     @classmethod

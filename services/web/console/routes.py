@@ -32,6 +32,7 @@ from services.web.console.plumbing import (
     read_form,
     safe_next,
 )
+from services.web.deps import clock_of
 from services.web.templating import TEMPLATES_DIR
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
@@ -143,7 +144,7 @@ async def portfoliopage(
     sort: str | None = None,
 ) -> Response:
     f = _filter(csm, band, renewal, sort)
-    today = web.clock(request).now().date()
+    today = clock_of(request).now().date()
     async with web.database(request)() as db:
         data = await views.portfolio(db, f, today)
     context = pages.portfolio_context(data, views.BANDS, views.RENEWAL_WINDOWS)
@@ -158,7 +159,7 @@ async def accountpage(
         data = await views.account_page(db, account_id)
     if data is None:
         return web.error(request, 404, f"no account {account_id!r}", session)
-    now = web.clock(request).now()
+    now = clock_of(request).now()
     a = data.account
     context = pages.account_context(
         data,
@@ -210,7 +211,7 @@ async def _move(
     move: Callable[[AlertState, datetime], AlertState],
 ) -> str:
     """Apply ``move`` under a row lock; returns the notice to show."""
-    now = web.clock(request).now()
+    now = clock_of(request).now()
     async with web.database(request)() as db, db.begin():
         row = await get_alert(db, alert_id, lock=True)
         if row is None or row.status in ("none", "pending"):
@@ -232,7 +233,7 @@ async def alert_action(
     if action not in ("ack", "snooze", "resolve") or not is_id(alert_id):
         return web.error(request, 404, "no such alert action", session)
     back = safe_next(form.get("next"), "/console/alerts")
-    move, done = _move_of(action, form, web.clock(request).now())
+    move, done = _move_of(action, form, clock_of(request).now())
     notice = (await _move(request, int(alert_id), move) or done) if move else done
     path = back.split("?", 1)[0].split("#", 1)[0]
     return web.redirect(f"{path}?{urlencode({'notice': notice})}#alert-{quote(alert_id)}")
@@ -264,7 +265,7 @@ async def account_alerts_action(
     if action not in ("ack", "snooze", "resolve"):
         return web.error(request, 404, "no such alert action", session)
     back = safe_next(form.get("next"), account_href(account_id))
-    now = web.clock(request).now()
+    now = clock_of(request).now()
     move, notice = _move_of(action, form, now)
     if move is not None:
         async with web.database(request)() as db, db.begin():

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.alerting.cancellation import load_cancellations
 from shared.db.models import Account, Alert, HealthScore
 from shared.read import accounts, alerts, scores
 from shared.read.accounts import AccountFilter
@@ -194,7 +195,11 @@ async def portfolio(session: AsyncSession, f: PortfolioFilter, today: date) -> P
 
     mrr_by_band: dict[str, float] = defaultdict(float)
     accounts_by_band: dict[str, int] = defaultdict(int)
+    # A cancelled account is listed, but no longer at risk: it leaves the totals.
+    cancelled = set((await load_cancellations(session, list(rows))).cancelled_on(today))
     for r in rows.values():
+        if r.account_id in cancelled:
+            continue
         band = r.band or "unknown"
         mrr_by_band[band] += r.mrr or 0.0
         accounts_by_band[band] += 1

@@ -1,0 +1,331 @@
+"""``tend backtest``: replay scoring and the alert rules over the stored rollups, in event time,
+and join the result with the recorded outcomes (docs/backtest.md).
+
+The replay runs the real code of both services (the scorer's
+:func:`~services.scorer.replay.replay_scores`, the rules and life cycle in
+:class:`~services.alerts.replay.AlertReplay`), which is why it is wired here: the CLI is the
+only place that may use both. :func:`run_backtest` returns a
+:class:`~shared.backtest.report.Comparison` (a dataclass with ``to_dict``), which the console
+can show later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from services.cli.common import (
+    ConfigFailure,
+    Failure,
+    config_failure,
+    load_settings,
+    load_tend_config,
+    run_db,
+)
+from shared import format as fmt
+from shared.alert_rules import RULE_NAMES
+from shared.backtest.model import AccountRun, Churn, churns_of
+from shared.backtest.report import (
+    HORIZON_DAYS,
+    BacktestReport,
+    Comparison,
+    RuleRow,
+    build_report,
+)
+from shared.config import ConfigError, TendConfig, load_config
+from shared.outcomes.lifecycle import is_cancelled
+from shared.outcomes.model import AccountHistory
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+MAX_DAYS = 3 * 366
+"""The longest window: three years of daily replay."""
+WARMUP_DAYS = 35
+"""Days replayed before the window so alerts there have the history they would have had."""
+
+
+class NoData(Failure):
+    """Nothing to replay: no accounts, or no rollups in the window."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    first: date
+    last: date
+
+
+def parse_window(first: str, last: str) -> Window:
+    """``--from`` / ``--to`` as dates, in order, at most :data:`MAX_DAYS` apart."""
+    days = []
+    for name, value in (("--from", first), ("--to", last)):
+        try:
+            days.append(date.fromisoformat(value))
+        except ValueError:
+            raise ConfigFailure(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
+    window = Window(days[0], days[1])
+    if window.first > window.last:
+        raise ConfigFailure(f"--from: {window.first} is after --to {window.last}")
+    if (window.last - window.first).days + 1 > MAX_DAYS:
+        raise ConfigFailure(f"--from: the window is longer than {MAX_DAYS} days")
+    return window
+
+
+def warmup_days(configs: Sequence[TendConfig]) -> int:
+    """Enough days before the window for the longest ``for_days`` and health_drop's look-back."""
+    longest = [WARMUP_DAYS]
+    for c in configs:
+        longest.append(c.rules.health_drop.within_days)
+        longest.extend(c.rules.policy(name).for_days for name in RULE_NAMES)
+    return max(longest)
+
+
+async def _rollup_days(session: AsyncSession) -> tuple[date | None, date | None]:
+    from sqlalchemy import func, select
+
+    from shared.db.models import AccountDay
+
+    row = (await session.execute(select(func.min(AccountDay.day), func.max(AccountDay.day)))).one()
+    return tuple(None if v is None else date.fromisoformat(str(v)[:10]) for v in row)  # type: ignore[return-value]
+
+
+def _judged(histories: dict[str, AccountHistory]) -> Callable[[str, date], bool]:
+    """Whether an account-day is scored and judged: on or after the account's start, and not
+    cancelled that day (the alerts consumer judges no score of a cancelled account)."""
+
+    def wanted(account_id: str, day: date) -> bool:
+        h = histories[account_id]
+        return h.start is not None and h.start <= day and not is_cancelled(h.outcomes, day)
+
+    return wanted
+
+
+@dataclass(slots=True)
+class Replayed:
+    """What the replay produced: every account's run under each model (the alert history and
+    band spans the figures are computed from) and the churn recorded."""
+
+    window: Window
+    last_data_day: date
+    churns: dict[str, list[Churn]]
+    runs: list[list[AccountRun]]
+
+
+async def replay_portfolio(
+    sessions: async_sessionmaker[AsyncSession],
+    configs: Sequence[TendConfig],
+    window: Window,
+    *,
+    chunk_size: int = 200,
+    account_ids: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Replayed:
+    """Replay each model of ``configs`` over ``window`` (and the warm-up before it); raises
+    :class:`NoData` when there is nothing to replay and :class:`ConfigFailure` when ``--to``
+    lies after the last day of data. ``progress(n)`` is told as each chunk of ``n`` accounts
+    is done."""
+    from services.alerts.replay import AlertReplay
+    from services.scorer.replay import replay_scores
+    from shared.outcomes.repository import OutcomeRepository
+
+    async with sessions() as session:
+        histories = {
+            h.account_id: h for h in await OutcomeRepository(session).histories(account_ids)
+        }
+        first_day, last_day = await _rollup_days(session)
+    if not histories:
+        raise NoData("no accounts to backtest (import profiles or send events first)")
+    if first_day is None or last_day is None or first_day > window.last:
+        raise NoData(f"no usage rollups on or before {window.last}: nothing to replay")
+    if window.last > last_day:
+        raise ConfigFailure(
+            f"--to: {window.last} is after the last day of usage data ({last_day}); "
+            "the replay would see every account go quiet"
+        )
+    start = window.first - timedelta(days=warmup_days(configs))
+    wanted = _judged(histories)
+    runs: list[list[AccountRun]] = [[] for _ in configs]
+    ids = sorted(histories)
+    for i in range(0, len(ids), chunk_size):
+        chunk = ids[i : i + chunk_size]
+        replays = [AlertReplay(c.rules) for c in configs]
+        chunk_runs = [{a: AccountRun(a) for a in chunk} for _ in configs]
+        async with sessions() as session:
+            async for day, scored in replay_scores(
+                session, chunk, start, window.last, configs, wanted=wanted
+            ):
+                for n, messages in enumerate(scored):
+                    for m in messages:
+                        replays[n].feed(m)
+                        if day >= window.first:
+                            chunk_runs[n][m.account_id].add_day(day, m.band)
+        for n, replay in enumerate(replays):
+            for alert in replay.raised:
+                chunk_runs[n][alert.account_id].alerts.append(alert)
+            runs[n].extend(chunk_runs[n].values())
+        if progress is not None:
+            progress(len(chunk))
+    churns = {a: churns_of(h) for a, h in histories.items()}
+    return Replayed(window, last_day, churns, runs)
+
+
+def report_of(replayed: Replayed) -> Comparison:
+    """The figures of each model's runs (current first, then proposed)."""
+    w = replayed.window
+    reports = [
+        build_report(label, runs, replayed.churns, w.first, w.last, RULE_NAMES)
+        for label, runs in zip(("current", "proposed"), replayed.runs, strict=False)
+    ]
+    notes = []
+    known = replayed.last_data_day
+    if known < w.last + timedelta(days=HORIZON_DAYS):
+        notes.append(
+            f"churn is known through the outcomes recorded so far: a band or alert of the "
+            f"window's last {HORIZON_DAYS} days (after {known - timedelta(days=HORIZON_DAYS)}) "
+            "may still be proved right by a later cancellation"
+        )
+    return Comparison(reports[0], reports[1] if len(reports) > 1 else None, tuple(notes))
+
+
+async def run_backtest(
+    sessions: async_sessionmaker[AsyncSession],
+    config: TendConfig,
+    window: Window,
+    *,
+    proposed: TendConfig | None = None,
+    chunk_size: int = 200,
+    progress: Callable[[int], None] | None = None,
+) -> Comparison:
+    """The backtest of ``config`` (and ``proposed`` beside it) over ``window``."""
+    configs = [config] if proposed is None else [config, proposed]
+    replayed = await replay_portfolio(
+        sessions, configs, window, chunk_size=chunk_size, progress=progress
+    )
+    return report_of(replayed)
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def _cells(reports: Sequence[BacktestReport], value: Callable[[BacktestReport], str]) -> str:
+    return " / ".join(value(r) for r in reports)
+
+
+def _lead(days: float | None) -> str:
+    return fmt.MISSING if days is None else fmt.days(round(days))
+
+
+def describe(result: Comparison) -> str:
+    reports = [result.current] + ([result.proposed] if result.proposed else [])
+    cur = result.current
+    o = cur.overall
+    lines = [
+        f"Backtest {cur.first} .. {cur.last}: {fmt.plural(o.accounts, 'account')}, "
+        f"{fmt.number(o.account_months, 1)} account-months observed, "
+        f"{o.churned_accounts} churned in the window ({fmt.money(o.churned_mrr)} MRR)",
+    ]
+    if result.proposed is not None:
+        lines.append("Each figure: current model / proposed model (--config).")
+    lines += ["", f"Calibration: share of accounts churning within {cur.horizon_days} days"]
+    lines.append(f"  {'band':<8} {'accounts':>14} {'churned':>14} {'share':>14}")
+    bands = list(dict.fromkeys(b.band for r in reports for b in r.bands))
+    for band in bands:
+
+        def row(r: BacktestReport, band: str = band) -> tuple[str, str, str]:
+            b = next((x for x in r.bands if x.band == band), None)
+            if b is None:
+                return ("0", "0", fmt.MISSING)
+            return (fmt.count(b.accounts), fmt.count(b.churned), fmt.percent(b.churn_share))
+
+        parts = [" / ".join(row(r)[k] for r in reports) for k in range(3)]
+        lines.append(f"  {band:<8} {parts[0]:>14} {parts[1]:>14} {parts[2]:>14}")
+    for r in reports:
+        prefix = f"{r.label}: " if result.proposed is not None else ""
+        lines.append(f"  {prefix}red > yellow > green {r.calibration.statement}")
+    lines += [
+        "",
+        f"Rules: alerts opened in the window; a hit precedes a churn within {cur.horizon_days} "
+        "days",
+        f"  {'rule':<22} {'alerts':>11} {'precision':>11} {'recall':>11} "
+        f"{'median lead':>17} {'per acct-month':>15}",
+    ]
+    for name in dict.fromkeys(row.rule for r in reports for row in r.rules):
+        rows = [next((x for x in r.rules if x.rule == name), None) for r in reports]
+        if all(x is None or x.alerts == 0 for x in rows):
+            continue
+
+        def cell(get: Callable[[RuleRow], str], rows: list[RuleRow | None] = rows) -> str:
+            return " / ".join(fmt.MISSING if x is None else get(x) for x in rows)
+
+        tag = f"{name} (+)" if any(x is not None and x.opportunity for x in rows) else name
+        lines.append(
+            f"  {tag:<22} {cell(lambda x: fmt.count(x.alerts)):>11} "
+            f"{cell(lambda x: fmt.percent(x.precision)):>11} "
+            f"{cell(lambda x: fmt.percent(x.recall)):>11} "
+            f"{cell(lambda x: _lead(x.median_lead_days)):>17} "
+            f"{cell(lambda x: fmt.number(x.alerts_per_account_month, 2)):>15}"
+        )
+    if all(row.alerts == 0 for r in reports for row in r.rules):
+        lines.append("  (no alert opened in the window)")
+    lines += [
+        "  (+) a positive signal (opportunity): listed, never counted as a churn warning",
+        "",
+        f"Churned MRR flagged at least {cur.ahead_days} days ahead: "
+        + _cells(
+            reports,
+            lambda r: (
+                f"{fmt.percent(r.overall.flagged_mrr_share)} "
+                f"({fmt.money(r.overall.flagged_mrr)} of {fmt.money(r.overall.churned_mrr)})"
+            ),
+        ),
+    ]
+    lines += [f"Note: {n}" for n in result.notes]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--from", "first", required=True, metavar="DATE", help="First day (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, metavar="DATE", help="Last day (YYYY-MM-DD).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A proposed YAML file (scoring model and rules) to replay beside TEND_CONFIG's.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def backtest(first: str, last: str, config_path: Path | None, as_json: bool) -> None:
+    """Replay scoring and the alert rules day by day over the stored rollups (event time) and
+    measure them against the recorded churn: calibration per band, precision, recall, lead time
+    and noise per rule, churned MRR flagged ahead (docs/backtest.md)."""
+    from shared.db.session import create_engine, create_sessionmaker
+
+    window = parse_window(first, last)
+    settings = load_settings()
+    config = load_tend_config(settings)
+    proposed = None
+    if config_path is not None:
+        try:
+            proposed = load_config(config_path)
+        except ConfigError as err:
+            raise config_failure(f"--config {err}") from None
+
+    async def work() -> Comparison:
+        engine = create_engine(settings.database_url)
+        try:
+            return await run_backtest(
+                create_sessionmaker(engine), config, window, proposed=proposed
+            )
+        finally:
+            await engine.dispose()
+
+    result = run_db(settings.database_url, work())
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(describe(result))
