@@ -88,6 +88,12 @@ def bus_rows(path: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM bus_records").fetchone()[0])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def disk_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
 
@@ -146,6 +152,45 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+async def bus_alone(tmp: Path, events: int) -> float:
+    """Seconds for the in-process bus alone to take ``events`` records of ingest's size in
+    100-record publishes, and hand them to a consumer that commits every 1,000 (with pruning)."""
+    from shared.bus import Message, TopicPartition
+    from shared.bus.memory import InProcessBus
+    from shared.db.migrate import upgrade_async
+    from shared.db.session import create_engine, create_sessionmaker
+
+    url = f"sqlite+aiosqlite:///{tmp / 'bus.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    bus = InProcessBus(create_sessionmaker(engine), 6)
+    producer = bus.producer()
+    await producer.start()
+    consumer = bus.consumer("bench", [topics.EVENTS])
+    await consumer.start()
+    value = b"x" * 420
+    headers = (("type", b"track"),)
+    started = time.perf_counter()
+    for b in range(0, events, BATCH_SIZE):
+        batch = [
+            Message(value=value, key=f"account-{i % ACCOUNTS}".encode(), headers=headers)
+            for i in range(b, b + BATCH_SIZE)
+        ]
+        await producer.publish(topics.EVENTS, batch)
+    read = 0
+    while read < events:
+        records = await consumer.poll(max_records=1000, timeout_s=1.0)
+        read += len(records)
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            offsets[r.tp] = r.offset + 1
+        await consumer.commit(offsets)
+    seconds = time.perf_counter() - started
+    await bus.close()
+    await engine.dispose()
+    return seconds
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=300)
@@ -186,6 +231,7 @@ async def main() -> None:
                     ],
                     env,
                 )
+            cpu_before = cpu_seconds(server.pid)
             started = time.perf_counter()
             deadline = started + args.max_seconds
             sent = await post_all(
@@ -199,6 +245,7 @@ async def main() -> None:
                     break
                 await asyncio.sleep(0.05)
             seconds = time.perf_counter() - started
+            cpu = cpu_seconds(server.pid) - cpu_before
         finally:
             if spy is not None:
                 spy.send_signal(2)
@@ -207,13 +254,21 @@ async def main() -> None:
             server.wait(timeout=60)
         rows, mb = bus_rows(path), disk_mb(path)
         raw_s = raw_baseline(tmp, sent)
+        bus_s = await bus_alone(tmp, sent)
     rate = done / seconds if seconds else 0.0
     raw = sent / raw_s if raw_s else 0.0
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"events sent over HTTP        {sent:>8}   in {posted:6.2f} s ({sent / posted:,.0f}/s)")
     print(f"tend up, HTTP to rollups     {done:>8}   in {seconds:6.2f} s ({rate:,.0f}/s)")
     print(f"raw sqlite3 append + read    {sent:>8}   in {raw_s:6.2f} s ({raw:,.0f}/s)")
+    print(f"in-process bus alone         {sent:>8}   in {bus_s:6.2f} s ({sent / bus_s:,.0f}/s)")
     print(f"ratio tend up / raw          {rate / raw if raw else 0:.3f}   (target: 10,000/s)")
+    print(f"ratio bus alone / raw        {sent / bus_s / raw if raw else 0:.3f}")
+    per_event = cpu / done * 1e6 if done else 0.0
+    print(
+        f"tend up CPU                  {per_event:8.0f} µs/event, i.e. "
+        f"{1e6 / per_event if per_event else 0:,.0f} events/s per busy core (load-independent)"
+    )
     print(f"bus_records rows left        {rows:>8}   database + WAL {mb:.1f} MB")
     if done < sent:
         print(f"NOT DONE: only {done} of {sent} events committed", file=sys.stderr)

@@ -220,6 +220,7 @@ class TestThroughTansu:
             assert versions[1] == versions[0] and versions[2] == versions[0]
 
 
+@pytest.mark.integration
 class TestRefusedLines:
     def test_bad_lines_are_reported_by_number_and_field_and_the_rest_imported(
         self, tmp_path: Path
