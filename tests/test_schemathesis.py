@@ -37,6 +37,9 @@ TOKEN = "schemathesis-test-token-0123456789abcdef"
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
 pytestmark = pytest.mark.e2e
+# schemathesis's pytest plugin is off by default (pyproject: -p no:schemathesis, so no other run
+# imports it); this module turns it on for its own tests.
+pytest_plugins = ["schemathesis.pytest.plugin"]
 
 
 def _tend(args: list[str], env: dict[str, str]) -> str:
