@@ -11,8 +11,11 @@ can show later.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 
 MAX_DAYS = 3 * 366
 """The longest window: three years of daily replay."""
+MAX_WORKERS = 64
 WARMUP_DAYS = 35
 """Days replayed before the window so alerts there have the history they would have had."""
 
@@ -117,6 +121,57 @@ class Replayed:
     runs: list[list[AccountRun]]
 
 
+async def _replay_chunk(
+    sessions: async_sessionmaker[AsyncSession],
+    chunk: Sequence[str],
+    configs: Sequence[TendConfig],
+    start: date,
+    window: Window,
+    histories: dict[str, AccountHistory],
+) -> list[list[AccountRun]]:
+    """One chunk of accounts replayed under each model: its runs, one list per model."""
+    from services.alerts.replay import AlertReplay
+    from services.scorer.replay import replay_scores
+
+    replays = [AlertReplay(c.rules) for c in configs]
+    chunk_runs = [{a: AccountRun(a) for a in chunk} for _ in configs]
+    async with sessions() as session:
+        async for day, scored in replay_scores(
+            session, chunk, start, window.last, configs, wanted=_judged(histories)
+        ):
+            for n, messages in enumerate(scored):
+                for m in messages:
+                    replays[n].feed(m)
+                    if day >= window.first:
+                        chunk_runs[n][m.account_id].add_day(day, m.band)
+    for n, replay in enumerate(replays):
+        for alert in replay.raised:
+            chunk_runs[n][alert.account_id].alerts.append(alert)
+    return [list(r.values()) for r in chunk_runs]
+
+
+def _chunk_in_process(
+    database_url: str,
+    chunk: Sequence[str],
+    configs: Sequence[TendConfig],
+    start: date,
+    window: Window,
+    histories: dict[str, AccountHistory],
+) -> list[list[AccountRun]]:
+    """:func:`_replay_chunk` in a worker process, on an engine of its own."""
+    from shared.db.session import create_engine, create_sessionmaker
+
+    async def work() -> list[list[AccountRun]]:
+        engine = create_engine(database_url)
+        try:
+            sessions = create_sessionmaker(engine)
+            return await _replay_chunk(sessions, chunk, configs, start, window, histories)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(work())
+
+
 async def replay_portfolio(
     sessions: async_sessionmaker[AsyncSession],
     configs: Sequence[TendConfig],
@@ -125,13 +180,14 @@ async def replay_portfolio(
     chunk_size: int = 200,
     account_ids: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    database_url: str | None = None,
 ) -> Replayed:
     """Replay each model of ``configs`` over ``window`` (and the warm-up before it); raises
     :class:`NoData` when there is nothing to replay and :class:`ConfigFailure` when ``--to``
     lies after the last day of data. ``progress(n)`` is told as each chunk of ``n`` accounts
-    is done."""
-    from services.alerts.replay import AlertReplay
-    from services.scorer.replay import replay_scores
+    is done. With ``workers`` > 1, chunks are replayed in that many processes, each with an
+    engine of its own on ``database_url`` (the result is the same, in the same order)."""
     from shared.outcomes.repository import OutcomeRepository
 
     async with sessions() as session:
@@ -149,28 +205,42 @@ async def replay_portfolio(
             "the replay would see every account go quiet"
         )
     start = window.first - timedelta(days=warmup_days(configs))
-    wanted = _judged(histories)
     runs: list[list[AccountRun]] = [[] for _ in configs]
     ids = sorted(histories)
-    for i in range(0, len(ids), chunk_size):
-        chunk = ids[i : i + chunk_size]
-        replays = [AlertReplay(c.rules) for c in configs]
-        chunk_runs = [{a: AccountRun(a) for a in chunk} for _ in configs]
-        async with sessions() as session:
-            async for day, scored in replay_scores(
-                session, chunk, start, window.last, configs, wanted=wanted
-            ):
-                for n, messages in enumerate(scored):
-                    for m in messages:
-                        replays[n].feed(m)
-                        if day >= window.first:
-                            chunk_runs[n][m.account_id].add_day(day, m.band)
-        for n, replay in enumerate(replays):
-            for alert in replay.raised:
-                chunk_runs[n][alert.account_id].alerts.append(alert)
-            runs[n].extend(chunk_runs[n].values())
+    chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+
+    def done(chunk: Sequence[str], chunk_runs: list[list[AccountRun]]) -> None:
+        for n, model_runs in enumerate(chunk_runs):
+            runs[n].extend(model_runs)
         if progress is not None:
             progress(len(chunk))
+
+    if workers <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            mine = {a: histories[a] for a in chunk}
+            done(chunk, await _replay_chunk(sessions, chunk, configs, start, window, mine))
+    else:
+        if database_url is None:
+            raise ValueError("database_url is needed with more than one worker")
+        loop = asyncio.get_running_loop()
+        # Spawned, not forked: a child starts clean, without this process's event loop.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [
+                loop.run_in_executor(
+                    pool,
+                    _chunk_in_process,
+                    database_url,
+                    chunk,
+                    list(configs),
+                    start,
+                    window,
+                    {a: histories[a] for a in chunk},
+                )
+                for chunk in chunks
+            ]
+            for chunk, future in zip(chunks, futures, strict=True):
+                done(chunk, await future)
     churns = {a: churns_of(h) for a, h in histories.items()}
     return Replayed(window, last_day, churns, runs)
 
@@ -201,11 +271,20 @@ async def run_backtest(
     proposed: TendConfig | None = None,
     chunk_size: int = 200,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    database_url: str | None = None,
 ) -> Comparison:
-    """The backtest of ``config`` (and ``proposed`` beside it) over ``window``."""
+    """The backtest of ``config`` (and ``proposed`` beside it) over ``window``; see
+    :func:`replay_portfolio` for ``workers``."""
     configs = [config] if proposed is None else [config, proposed]
     replayed = await replay_portfolio(
-        sessions, configs, window, chunk_size=chunk_size, progress=progress
+        sessions,
+        configs,
+        window,
+        chunk_size=chunk_size,
+        progress=progress,
+        workers=workers,
+        database_url=database_url,
     )
     return report_of(replayed)
 
@@ -299,7 +378,14 @@ def describe(result: Comparison) -> str:
     help="A proposed YAML file (scoring model and rules) to replay beside TEND_CONFIG's.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def backtest(first: str, last: str, config_path: Path | None, as_json: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=1,
+    show_default=True,
+    help="Processes replaying chunks of accounts side by side (one per core at most).",
+)
+def backtest(first: str, last: str, config_path: Path | None, as_json: bool, workers: int) -> None:
     """Replay scoring and the alert rules day by day over the stored rollups (event time) and
     measure them against the recorded churn: calibration per band, precision, recall, lead time
     and noise per rule, churned MRR flagged ahead (docs/backtest.md)."""
@@ -319,7 +405,12 @@ def backtest(first: str, last: str, config_path: Path | None, as_json: bool) -> 
         engine = create_engine(settings.database_url)
         try:
             return await run_backtest(
-                create_sessionmaker(engine), config, window, proposed=proposed
+                create_sessionmaker(engine),
+                config,
+                window,
+                proposed=proposed,
+                workers=workers,
+                database_url=settings.database_url,
             )
         finally:
             await engine.dispose()
