@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from services.cli.backtest_text import describe
 from services.cli.common import (
     ConfigFailure,
     Failure,
@@ -31,14 +32,11 @@ from services.cli.common import (
     load_tend_config,
     run_db,
 )
-from shared import format as fmt
 from shared.alert_rules import RULE_NAMES
 from shared.backtest.model import AccountRun, Churn, churns_of
 from shared.backtest.report import (
     HORIZON_DAYS,
-    BacktestReport,
     Comparison,
-    RuleRow,
     build_report,
 )
 from shared.config import ConfigError, TendConfig, load_config
@@ -121,23 +119,35 @@ class Replayed:
     runs: list[list[AccountRun]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk of accounts to replay from ``start`` (the warm-up) through the window's end."""
+
+    accounts: tuple[str, ...]
+    configs: tuple[TendConfig, ...]
+    start: date
+    window: Window
+    histories: dict[str, AccountHistory]
+
+
 async def _replay_chunk(
-    sessions: async_sessionmaker[AsyncSession],
-    chunk: Sequence[str],
-    configs: Sequence[TendConfig],
-    start: date,
-    window: Window,
-    histories: dict[str, AccountHistory],
+    sessions: async_sessionmaker[AsyncSession], job: _Chunk
 ) -> list[list[AccountRun]]:
     """One chunk of accounts replayed under each model: its runs, one list per model."""
     from services.alerts.replay import AlertReplay
     from services.scorer.replay import replay_scores
 
-    replays = [AlertReplay(c.rules) for c in configs]
-    chunk_runs = [{a: AccountRun(a) for a in chunk} for _ in configs]
+    replays = [AlertReplay(c.rules) for c in job.configs]
+    chunk_runs = [{a: AccountRun(a) for a in job.accounts} for _ in job.configs]
+    window = job.window
     async with sessions() as session:
         async for day, scored in replay_scores(
-            session, chunk, start, window.last, configs, wanted=_judged(histories)
+            session,
+            job.accounts,
+            job.start,
+            window.last,
+            job.configs,
+            wanted=_judged(job.histories),
         ):
             for n, messages in enumerate(scored):
                 for m in messages:
@@ -150,22 +160,14 @@ async def _replay_chunk(
     return [list(r.values()) for r in chunk_runs]
 
 
-def _chunk_in_process(
-    database_url: str,
-    chunk: Sequence[str],
-    configs: Sequence[TendConfig],
-    start: date,
-    window: Window,
-    histories: dict[str, AccountHistory],
-) -> list[list[AccountRun]]:
+def _chunk_in_process(database_url: str, job: _Chunk) -> list[list[AccountRun]]:
     """:func:`_replay_chunk` in a worker process, on an engine of its own."""
     from shared.db.session import create_engine, create_sessionmaker
 
     async def work() -> list[list[AccountRun]]:
         engine = create_engine(database_url)
         try:
-            sessions = create_sessionmaker(engine)
-            return await _replay_chunk(sessions, chunk, configs, start, window, histories)
+            return await _replay_chunk(create_sessionmaker(engine), job)
         finally:
             await engine.dispose()
 
@@ -207,18 +209,26 @@ async def replay_portfolio(
     start = window.first - timedelta(days=warmup_days(configs))
     runs: list[list[AccountRun]] = [[] for _ in configs]
     ids = sorted(histories)
-    chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+    jobs = [
+        _Chunk(
+            tuple(chunk),
+            tuple(configs),
+            start,
+            window,
+            {a: histories[a] for a in chunk},
+        )
+        for chunk in (ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size))
+    ]
 
-    def done(chunk: Sequence[str], chunk_runs: list[list[AccountRun]]) -> None:
+    def done(job: _Chunk, chunk_runs: list[list[AccountRun]]) -> None:
         for n, model_runs in enumerate(chunk_runs):
             runs[n].extend(model_runs)
         if progress is not None:
-            progress(len(chunk))
+            progress(len(job.accounts))
 
-    if workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            mine = {a: histories[a] for a in chunk}
-            done(chunk, await _replay_chunk(sessions, chunk, configs, start, window, mine))
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            done(job, await _replay_chunk(sessions, job))
     else:
         if database_url is None:
             raise ValueError("database_url is needed with more than one worker")
@@ -227,20 +237,10 @@ async def replay_portfolio(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = [
-                loop.run_in_executor(
-                    pool,
-                    _chunk_in_process,
-                    database_url,
-                    chunk,
-                    list(configs),
-                    start,
-                    window,
-                    {a: histories[a] for a in chunk},
-                )
-                for chunk in chunks
+                loop.run_in_executor(pool, _chunk_in_process, database_url, job) for job in jobs
             ]
-            for chunk, future in zip(chunks, futures, strict=True):
-                done(chunk, await future)
+            for job, future in zip(jobs, futures, strict=True):
+                done(job, await future)
     churns = {a: churns_of(h) for a, h in histories.items()}
     return Replayed(window, last_day, churns, runs)
 
@@ -287,85 +287,6 @@ async def run_backtest(
         database_url=database_url,
     )
     return report_of(replayed)
-
-
-# -- text -----------------------------------------------------------------------------------------
-
-
-def _cells(reports: Sequence[BacktestReport], value: Callable[[BacktestReport], str]) -> str:
-    return " / ".join(value(r) for r in reports)
-
-
-def _lead(days: float | None) -> str:
-    return fmt.MISSING if days is None else fmt.days(round(days))
-
-
-def describe(result: Comparison) -> str:
-    reports = [result.current] + ([result.proposed] if result.proposed else [])
-    cur = result.current
-    o = cur.overall
-    lines = [
-        f"Backtest {cur.first} .. {cur.last}: {fmt.plural(o.accounts, 'account')}, "
-        f"{fmt.number(o.account_months, 1)} account-months observed, "
-        f"{o.churned_accounts} churned in the window ({fmt.money(o.churned_mrr)} MRR)",
-    ]
-    if result.proposed is not None:
-        lines.append("Each figure: current model / proposed model (--config).")
-    lines += ["", f"Calibration: share of accounts churning within {cur.horizon_days} days"]
-    lines.append(f"  {'band':<8} {'accounts':>14} {'churned':>14} {'share':>14}")
-    bands = list(dict.fromkeys(b.band for r in reports for b in r.bands))
-    for band in bands:
-
-        def row(r: BacktestReport, band: str = band) -> tuple[str, str, str]:
-            b = next((x for x in r.bands if x.band == band), None)
-            if b is None:
-                return ("0", "0", fmt.MISSING)
-            return (fmt.count(b.accounts), fmt.count(b.churned), fmt.percent(b.churn_share))
-
-        parts = [" / ".join(row(r)[k] for r in reports) for k in range(3)]
-        lines.append(f"  {band:<8} {parts[0]:>14} {parts[1]:>14} {parts[2]:>14}")
-    for r in reports:
-        prefix = f"{r.label}: " if result.proposed is not None else ""
-        lines.append(f"  {prefix}red > yellow > green {r.calibration.statement}")
-    lines += [
-        "",
-        f"Rules: alerts opened in the window; a hit precedes a churn within {cur.horizon_days} "
-        "days",
-        f"  {'rule':<22} {'alerts':>11} {'precision':>11} {'recall':>11} "
-        f"{'median lead':>17} {'per acct-month':>15}",
-    ]
-    for name in dict.fromkeys(row.rule for r in reports for row in r.rules):
-        rows = [next((x for x in r.rules if x.rule == name), None) for r in reports]
-        if all(x is None or x.alerts == 0 for x in rows):
-            continue
-
-        def cell(get: Callable[[RuleRow], str], rows: list[RuleRow | None] = rows) -> str:
-            return " / ".join(fmt.MISSING if x is None else get(x) for x in rows)
-
-        tag = f"{name} (+)" if any(x is not None and x.opportunity for x in rows) else name
-        lines.append(
-            f"  {tag:<22} {cell(lambda x: fmt.count(x.alerts)):>11} "
-            f"{cell(lambda x: fmt.percent(x.precision)):>11} "
-            f"{cell(lambda x: fmt.percent(x.recall)):>11} "
-            f"{cell(lambda x: _lead(x.median_lead_days)):>17} "
-            f"{cell(lambda x: fmt.number(x.alerts_per_account_month, 2)):>15}"
-        )
-    if all(row.alerts == 0 for r in reports for row in r.rules):
-        lines.append("  (no alert opened in the window)")
-    lines += [
-        "  (+) a positive signal (opportunity): listed, never counted as a churn warning",
-        "",
-        f"Churned MRR flagged at least {cur.ahead_days} days ahead: "
-        + _cells(
-            reports,
-            lambda r: (
-                f"{fmt.percent(r.overall.flagged_mrr_share)} "
-                f"({fmt.money(r.overall.flagged_mrr)} of {fmt.money(r.overall.churned_mrr)})"
-            ),
-        ),
-    ]
-    lines += [f"Note: {n}" for n in result.notes]
-    return "\n".join(lines)
 
 
 @click.command()
