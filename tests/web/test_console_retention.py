@@ -52,13 +52,9 @@ BY_HAND = {
 }
 
 
-@pytest_asyncio.fixture
-async def retention_console(
-    sqlite_sessions: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The web app on the written portfolio, signed in to the console (and holding the API
-    token for the APIs)."""
-    async with transaction(sqlite_sessions) as session:
+async def write_portfolio(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The profiles written directly, the outcomes posted to the outcomes API."""
+    async with transaction(sessions) as session:
         for account_id, start, plan, mrr, renewal in PROFILES:
             session.add(
                 Account(
@@ -70,10 +66,20 @@ async def retention_console(
                     renewal_date=renewal,
                 )
             )
-    async with web_client(sqlite_sessions, FixedClock(noon(TODAY)), config=CONFIG) as client:
+    async with web_client(sessions, FixedClock(noon(TODAY)), config=CONFIG) as client:
         for account_id, outcomes in OUTCOMES.items():
             r = await client.post(f"/v1/accounts/{account_id}/outcomes", json=outcomes)
             assert r.status_code == 201, r.text
+
+
+@pytest_asyncio.fixture
+async def retention_console(
+    sqlite_sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The web app on the written portfolio, signed in to the console (and holding the API
+    token for the APIs)."""
+    await write_portfolio(sqlite_sessions)
+    async with web_client(sqlite_sessions, FixedClock(noon(TODAY)), config=CONFIG) as client:
         r = await client.post("/console/login", data={"token": TOKEN, "next": "/console/"})
         assert r.status_code == 303
         yield client
