@@ -50,8 +50,8 @@ def describe(result: Comparison) -> str:
         "",
         f"Rules: alerts opened in the window; a hit precedes a churn within {cur.horizon_days} "
         "days",
-        f"  {'rule':<22} {'alerts':>11} {'precision':>11} {'recall':>11} "
-        f"{'median lead':>17} {'per acct-month':>15}",
+        f"  {'rule':<22} {'alerts':>11}  {'precision':>11}  {'recall':>11}  "
+        f"{'median lead':>17}  {'per acct-month':>15}",
     ]
     for name in dict.fromkeys(row.rule for r in reports for row in r.rules):
         rows = [next((x for x in r.rules if x.rule == name), None) for r in reports]
@@ -63,16 +63,19 @@ def describe(result: Comparison) -> str:
 
         tag = f"{name} (+)" if any(x is not None and x.opportunity for x in rows) else name
         lines.append(
-            f"  {tag:<22} {cell(lambda x: fmt.count(x.alerts)):>11} "
-            f"{cell(lambda x: fmt.percent(x.precision)):>11} "
-            f"{cell(lambda x: fmt.percent(x.recall)):>11} "
-            f"{cell(lambda x: _lead(x.median_lead_days)):>17} "
+            f"  {tag:<22} {cell(lambda x: fmt.count(x.alerts)):>11}  "
+            f"{cell(lambda x: fmt.percent(x.precision)):>11}  "
+            f"{cell(lambda x: fmt.percent(x.recall)):>11}  "
+            f"{cell(lambda x: _lead(x.median_lead_days)):>17}  "
             f"{cell(lambda x: fmt.number(x.alerts_per_account_month, 2)):>15}"
         )
     if all(row.alerts == 0 for r in reports for row in r.rules):
         lines.append("  (no alert opened in the window)")
+    if any(row.alerts and row.opportunity for r in reports for row in r.rules):
+        lines.append(
+            "  (+) a positive signal (opportunity): listed, never counted as a churn warning"
+        )
     lines += [
-        "  (+) a positive signal (opportunity): listed, never counted as a churn warning",
         "",
         f"Churned MRR flagged at least {cur.ahead_days} days ahead: "
         + _cells(
