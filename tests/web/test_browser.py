@@ -22,6 +22,8 @@ import uvicorn
 from tests.scorer.synthetic import Archetype
 from tests.web.console_data import TOKEN, Seeded, build_app, seed
 
+pytestmark = pytest.mark.integration  # uvicorn on a loopback port and a chromium process
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [
