@@ -31,9 +31,9 @@ from tests.support.broker import free_port
 from tests.support.commands import run_tend
 from tests.support.postgres import create_database, drop_database
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "schemathesis-test-token-0123456789abcdef"
-# A deeper local run: SCHEMATHESIS_EXAMPLES=300 pytest tests/test_schemathesis.py
+# A deeper local run: SCHEMATHESIS_EXAMPLES=300 pytest tests/e2e/test_schemathesis.py
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
 pytestmark = pytest.mark.e2e
