@@ -16,7 +16,6 @@ from shared.bus.base import Message, TopicSpec
 from shared.bus.kafka import KafkaBus
 from shared.db.models import ConsumerOffset
 from shared.settings import KafkaSettings
-from tests.alerts.servers import Reply, SlackWebhookServer
 from tests.alerts.snapshots import (
     alerts_of,
     create_snapshot,
@@ -26,6 +25,7 @@ from tests.alerts.snapshots import (
 )
 from tests.support.broker import TansuBroker
 from tests.support.process import ServiceProcess
+from tests.support.servers import Reply, SlackWebhookServer
 
 PARTITIONS = 2
 RECENT = recent_day()

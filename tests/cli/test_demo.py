@@ -32,7 +32,7 @@ from services.cli.demo_plan import (
 from services.cli.demo_send import DemoError, DemoSender
 from shared.outcomes.model import CustomerOutcome, in_day_order, outcome_problems
 from shared.outcomes.mrr import derive_mrr_history
-from tests.alerts.servers import Reply, SlackWebhookServer
+from tests.support.servers import Reply, SlackWebhookServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TEND = str(Path(sys.executable).parent / "tend")

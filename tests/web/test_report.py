@@ -33,7 +33,7 @@ from shared.db.models import (
 )
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
-from tests.alerts.servers import SmtpServer
+from tests.support.servers import SmtpServer
 from tests.support.sqlite import migrated_sqlite
 
 TODAY = date(2026, 11, 20)
