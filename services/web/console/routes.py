@@ -1,5 +1,5 @@
 """The CSM console: server-rendered pages under ``/console`` (portfolio, account, alerts,
-retention).
+retention, the latest backtest).
 
 Sign-in is with the API token (``app.state.api_token``, as for the APIs) and gives a signed,
 HttpOnly, SameSite=Lax session cookie naming a session stored in the database (logout deletes
@@ -40,6 +40,7 @@ from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, r
 from shared.alerting.state import apply_move, move_incident
 from shared.api_auth import token_matches
 from shared.api_input import is_id, storable_params
+from shared.backtest.runs import latest_run
 from shared.config import TendConfig
 from shared.outcomes.model import STAGES
 from shared.outcomes.stages import current_stages
@@ -207,6 +208,14 @@ async def alertspage(request: Request, session: SessionDep, csm: str | None = No
         )
     context = pages.alerts_context(groups, health, csms, csm or None, views.csm_label)
     return web.page(request, "alerts.html", {**context, "csrf": session.csrf})
+
+
+@router.get("/backtest")
+async def backtestpage(request: Request, session: SessionDep) -> Response:
+    """The latest ``tend backtest`` run, as it saved it (shared.backtest.runs)."""
+    async with web.database(request)() as db:
+        run = await latest_run(db)
+    return web.page(request, "backtest.html", {"run": run, "csrf": session.csrf})
 
 
 # -- alert moves -------------------------------------------------------------------------------
