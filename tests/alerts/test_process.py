@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,8 @@ from tests.alerts.snapshots import (
 from tests.support.broker import TansuBroker
 from tests.support.process import ServiceProcess
 from tests.support.servers import Reply, SlackWebhookServer
+
+pytestmark = pytest.mark.e2e  # starts tend alerts processes
 
 PARTITIONS = 2
 RECENT = recent_day()
