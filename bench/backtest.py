@@ -3,7 +3,7 @@
 Run by hand (not in CI), from the repository root:
 
     .venv/bin/python bench/backtest.py [--accounts 10000] [--sample 200] [--days 365]
-        [--proposed]
+        [--proposed] [--workers 1]
 
 It writes a simulated portfolio (``tests/backtest/portfolio.py``: five behaviours, 4 to 12
 users an account, three key features, known churn) as daily rollups into a fresh SQLite file,
@@ -15,7 +15,9 @@ The replay is linear in accounts (chunks of 200, nothing shared between them), s
 time, the cost of one account-day, and the time for ``--accounts`` accounts projected from it
 (``projected``, said as such; ``measured`` when the sample is the whole portfolio). Target:
 10,000 accounts x 1 year under 10 minutes. ``--proposed`` replays a second model beside the
-current one (``--config``). Bounded: at most 100,000 accounts, 1,000 sampled, 3 years.
+current one (``--config``); ``--workers`` replays chunks of 200 accounts in that many
+processes (the sample must hold more than one chunk to use them). Bounded: at most 100,000
+accounts, 1,000 sampled, 3 years.
 """
 
 from __future__ import annotations
@@ -86,7 +88,13 @@ async def run(args: argparse.Namespace) -> None:
 
             began = time.perf_counter()
             result = await run_backtest(
-                sessions, config, window, proposed=proposed, progress=progress
+                sessions,
+                config,
+                window,
+                proposed=proposed,
+                progress=progress,
+                workers=args.workers,
+                database_url=url,
             )
             took = time.perf_counter() - began
         finally:
@@ -96,7 +104,7 @@ async def run(args: argparse.Namespace) -> None:
     per_day = took / replayed_days
     kind = "measured" if len(accounts) == args.accounts else "projected"
     total = per_day * args.accounts * (args.days + warmup_days([config]))
-    models = "2 models" if proposed else "1 model"
+    models = ("2 models" if proposed else "1 model") + f", {args.workers} worker(s)"
     print(
         f"replayed {len(accounts)} accounts x {args.days} days ({models}, {account_days} judged "
         f"account-days in the window) in {took:.1f} s"
@@ -114,6 +122,9 @@ def main() -> None:
     parser.add_argument("--sample", type=_bounded(5, 1_000, "--sample"), default=200)
     parser.add_argument("--days", type=_bounded(1, 3 * 366, "--days"), default=365)
     parser.add_argument("--proposed", action="store_true", help="Replay a second model too.")
+    parser.add_argument(
+        "--workers", type=_bounded(1, 64, "--workers"), default=1, help="Replay processes."
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -18,10 +18,16 @@ PostgreSQL).
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from _pytest.mark.expression import Expression
+
+# Cache compiled modules and pytest's rewritten test modules (__pycache__, git-ignored) even
+# when PYTHONDONTWRITEBYTECODE is set: recompiling and re-rewriting every module on each run
+# doubles the time to collect (unit lane: ~13 s -> ~7 s of CPU on this machine).
+sys.dont_write_bytecode = False
 
 pytest_plugins = [
     "tests.fixtures.broker",

@@ -11,8 +11,11 @@ can show later.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from services.cli.backtest_text import describe
 from services.cli.common import (
     ConfigFailure,
     Failure,
@@ -28,14 +32,11 @@ from services.cli.common import (
     load_tend_config,
     run_db,
 )
-from shared import format as fmt
 from shared.alert_rules import RULE_NAMES
 from shared.backtest.model import AccountRun, Churn, churns_of
 from shared.backtest.report import (
     HORIZON_DAYS,
-    BacktestReport,
     Comparison,
-    RuleRow,
     build_report,
 )
 from shared.config import ConfigError, TendConfig, load_config
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 MAX_DAYS = 3 * 366
 """The longest window: three years of daily replay."""
+MAX_WORKERS = 64
 WARMUP_DAYS = 35
 """Days replayed before the window so alerts there have the history they would have had."""
 
@@ -117,6 +119,61 @@ class Replayed:
     runs: list[list[AccountRun]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk of accounts to replay from ``start`` (the warm-up) through the window's end."""
+
+    accounts: tuple[str, ...]
+    configs: tuple[TendConfig, ...]
+    start: date
+    window: Window
+    histories: dict[str, AccountHistory]
+
+
+async def _replay_chunk(
+    sessions: async_sessionmaker[AsyncSession], job: _Chunk
+) -> list[list[AccountRun]]:
+    """One chunk of accounts replayed under each model: its runs, one list per model."""
+    from services.alerts.replay import AlertReplay
+    from services.scorer.replay import replay_scores
+
+    replays = [AlertReplay(c.rules) for c in job.configs]
+    chunk_runs = [{a: AccountRun(a) for a in job.accounts} for _ in job.configs]
+    window = job.window
+    async with sessions() as session:
+        async for day, scored in replay_scores(
+            session,
+            job.accounts,
+            job.start,
+            window.last,
+            job.configs,
+            wanted=_judged(job.histories),
+        ):
+            for n, messages in enumerate(scored):
+                for m in messages:
+                    replays[n].feed(m)
+                    if day >= window.first:
+                        chunk_runs[n][m.account_id].add_day(day, m.band)
+    for n, replay in enumerate(replays):
+        for alert in replay.raised:
+            chunk_runs[n][alert.account_id].alerts.append(alert)
+    return [list(r.values()) for r in chunk_runs]
+
+
+def _chunk_in_process(database_url: str, job: _Chunk) -> list[list[AccountRun]]:
+    """:func:`_replay_chunk` in a worker process, on an engine of its own."""
+    from shared.db.session import create_engine, create_sessionmaker
+
+    async def work() -> list[list[AccountRun]]:
+        engine = create_engine(database_url)
+        try:
+            return await _replay_chunk(create_sessionmaker(engine), job)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(work())
+
+
 async def replay_portfolio(
     sessions: async_sessionmaker[AsyncSession],
     configs: Sequence[TendConfig],
@@ -125,13 +182,14 @@ async def replay_portfolio(
     chunk_size: int = 200,
     account_ids: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    database_url: str | None = None,
 ) -> Replayed:
     """Replay each model of ``configs`` over ``window`` (and the warm-up before it); raises
     :class:`NoData` when there is nothing to replay and :class:`ConfigFailure` when ``--to``
     lies after the last day of data. ``progress(n)`` is told as each chunk of ``n`` accounts
-    is done."""
-    from services.alerts.replay import AlertReplay
-    from services.scorer.replay import replay_scores
+    is done. With ``workers`` > 1, chunks are replayed in that many processes, each with an
+    engine of its own on ``database_url`` (the result is the same, in the same order)."""
     from shared.outcomes.repository import OutcomeRepository
 
     async with sessions() as session:
@@ -149,28 +207,40 @@ async def replay_portfolio(
             "the replay would see every account go quiet"
         )
     start = window.first - timedelta(days=warmup_days(configs))
-    wanted = _judged(histories)
     runs: list[list[AccountRun]] = [[] for _ in configs]
     ids = sorted(histories)
-    for i in range(0, len(ids), chunk_size):
-        chunk = ids[i : i + chunk_size]
-        replays = [AlertReplay(c.rules) for c in configs]
-        chunk_runs = [{a: AccountRun(a) for a in chunk} for _ in configs]
-        async with sessions() as session:
-            async for day, scored in replay_scores(
-                session, chunk, start, window.last, configs, wanted=wanted
-            ):
-                for n, messages in enumerate(scored):
-                    for m in messages:
-                        replays[n].feed(m)
-                        if day >= window.first:
-                            chunk_runs[n][m.account_id].add_day(day, m.band)
-        for n, replay in enumerate(replays):
-            for alert in replay.raised:
-                chunk_runs[n][alert.account_id].alerts.append(alert)
-            runs[n].extend(chunk_runs[n].values())
+    jobs = [
+        _Chunk(
+            tuple(chunk),
+            tuple(configs),
+            start,
+            window,
+            {a: histories[a] for a in chunk},
+        )
+        for chunk in (ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size))
+    ]
+
+    def done(job: _Chunk, chunk_runs: list[list[AccountRun]]) -> None:
+        for n, model_runs in enumerate(chunk_runs):
+            runs[n].extend(model_runs)
         if progress is not None:
-            progress(len(chunk))
+            progress(len(job.accounts))
+
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            done(job, await _replay_chunk(sessions, job))
+    else:
+        if database_url is None:
+            raise ValueError("database_url is needed with more than one worker")
+        loop = asyncio.get_running_loop()
+        # Spawned, not forked: a child starts clean, without this process's event loop.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [
+                loop.run_in_executor(pool, _chunk_in_process, database_url, job) for job in jobs
+            ]
+            for job, future in zip(jobs, futures, strict=True):
+                done(job, await future)
     churns = {a: churns_of(h) for a, h in histories.items()}
     return Replayed(window, last_day, churns, runs)
 
@@ -201,92 +271,22 @@ async def run_backtest(
     proposed: TendConfig | None = None,
     chunk_size: int = 200,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    database_url: str | None = None,
 ) -> Comparison:
-    """The backtest of ``config`` (and ``proposed`` beside it) over ``window``."""
+    """The backtest of ``config`` (and ``proposed`` beside it) over ``window``; see
+    :func:`replay_portfolio` for ``workers``."""
     configs = [config] if proposed is None else [config, proposed]
     replayed = await replay_portfolio(
-        sessions, configs, window, chunk_size=chunk_size, progress=progress
+        sessions,
+        configs,
+        window,
+        chunk_size=chunk_size,
+        progress=progress,
+        workers=workers,
+        database_url=database_url,
     )
     return report_of(replayed)
-
-
-# -- text -----------------------------------------------------------------------------------------
-
-
-def _cells(reports: Sequence[BacktestReport], value: Callable[[BacktestReport], str]) -> str:
-    return " / ".join(value(r) for r in reports)
-
-
-def _lead(days: float | None) -> str:
-    return fmt.MISSING if days is None else fmt.days(round(days))
-
-
-def describe(result: Comparison) -> str:
-    reports = [result.current] + ([result.proposed] if result.proposed else [])
-    cur = result.current
-    o = cur.overall
-    lines = [
-        f"Backtest {cur.first} .. {cur.last}: {fmt.plural(o.accounts, 'account')}, "
-        f"{fmt.number(o.account_months, 1)} account-months observed, "
-        f"{o.churned_accounts} churned in the window ({fmt.money(o.churned_mrr)} MRR)",
-    ]
-    if result.proposed is not None:
-        lines.append("Each figure: current model / proposed model (--config).")
-    lines += ["", f"Calibration: share of accounts churning within {cur.horizon_days} days"]
-    lines.append(f"  {'band':<8} {'accounts':>14} {'churned':>14} {'share':>14}")
-    bands = list(dict.fromkeys(b.band for r in reports for b in r.bands))
-    for band in bands:
-
-        def row(r: BacktestReport, band: str = band) -> tuple[str, str, str]:
-            b = next((x for x in r.bands if x.band == band), None)
-            if b is None:
-                return ("0", "0", fmt.MISSING)
-            return (fmt.count(b.accounts), fmt.count(b.churned), fmt.percent(b.churn_share))
-
-        parts = [" / ".join(row(r)[k] for r in reports) for k in range(3)]
-        lines.append(f"  {band:<8} {parts[0]:>14} {parts[1]:>14} {parts[2]:>14}")
-    for r in reports:
-        prefix = f"{r.label}: " if result.proposed is not None else ""
-        lines.append(f"  {prefix}red > yellow > green {r.calibration.statement}")
-    lines += [
-        "",
-        f"Rules: alerts opened in the window; a hit precedes a churn within {cur.horizon_days} "
-        "days",
-        f"  {'rule':<22} {'alerts':>11} {'precision':>11} {'recall':>11} "
-        f"{'median lead':>17} {'per acct-month':>15}",
-    ]
-    for name in dict.fromkeys(row.rule for r in reports for row in r.rules):
-        rows = [next((x for x in r.rules if x.rule == name), None) for r in reports]
-        if all(x is None or x.alerts == 0 for x in rows):
-            continue
-
-        def cell(get: Callable[[RuleRow], str], rows: list[RuleRow | None] = rows) -> str:
-            return " / ".join(fmt.MISSING if x is None else get(x) for x in rows)
-
-        tag = f"{name} (+)" if any(x is not None and x.opportunity for x in rows) else name
-        lines.append(
-            f"  {tag:<22} {cell(lambda x: fmt.count(x.alerts)):>11} "
-            f"{cell(lambda x: fmt.percent(x.precision)):>11} "
-            f"{cell(lambda x: fmt.percent(x.recall)):>11} "
-            f"{cell(lambda x: _lead(x.median_lead_days)):>17} "
-            f"{cell(lambda x: fmt.number(x.alerts_per_account_month, 2)):>15}"
-        )
-    if all(row.alerts == 0 for r in reports for row in r.rules):
-        lines.append("  (no alert opened in the window)")
-    lines += [
-        "  (+) a positive signal (opportunity): listed, never counted as a churn warning",
-        "",
-        f"Churned MRR flagged at least {cur.ahead_days} days ahead: "
-        + _cells(
-            reports,
-            lambda r: (
-                f"{fmt.percent(r.overall.flagged_mrr_share)} "
-                f"({fmt.money(r.overall.flagged_mrr)} of {fmt.money(r.overall.churned_mrr)})"
-            ),
-        ),
-    ]
-    lines += [f"Note: {n}" for n in result.notes]
-    return "\n".join(lines)
 
 
 @click.command()
@@ -299,7 +299,14 @@ def describe(result: Comparison) -> str:
     help="A proposed YAML file (scoring model and rules) to replay beside TEND_CONFIG's.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def backtest(first: str, last: str, config_path: Path | None, as_json: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=1,
+    show_default=True,
+    help="Processes replaying chunks of accounts side by side (one per core at most).",
+)
+def backtest(first: str, last: str, config_path: Path | None, as_json: bool, workers: int) -> None:
     """Replay scoring and the alert rules day by day over the stored rollups (event time) and
     measure them against the recorded churn: calibration per band, precision, recall, lead time
     and noise per rule, churned MRR flagged ahead (docs/backtest.md)."""
@@ -319,7 +326,12 @@ def backtest(first: str, last: str, config_path: Path | None, as_json: bool) -> 
         engine = create_engine(settings.database_url)
         try:
             return await run_backtest(
-                create_sessionmaker(engine), config, window, proposed=proposed
+                create_sessionmaker(engine),
+                config,
+                window,
+                proposed=proposed,
+                workers=workers,
+                database_url=settings.database_url,
             )
         finally:
             await engine.dispose()

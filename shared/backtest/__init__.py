@@ -4,6 +4,7 @@
   and the churn recorded (cancellations with their MRR)
 - :mod:`~shared.backtest.report`: the figures (calibration per band; precision, recall, lead
   time and noise per rule; churned MRR flagged ahead), written out in docs/backtest.md
+- :mod:`~shared.backtest.runs`: stored runs (``backtest_runs``), the latest for the console
 
 Pure: the replay itself (the scorer's and the rules' real code, day by day in event time) is
 wired by the CLI (:mod:`services.cli.backtest`), the only place that may use both services.

@@ -273,6 +273,26 @@ class TestRollupsInMemory:
         assert asyncio.run(compare()) > 20
 
 
+class TestWorkers:
+    def test_processes_give_the_same_runs(self, backtest_portfolio: Portfolio) -> None:
+        async def replay() -> Replayed:
+            engine = create_engine(backtest_portfolio.url)
+            try:
+                configs = [parse_config(_yaml(CONFIG_YAML)), parse_config(_yaml(PROPOSED_YAML))]
+                return await replay_portfolio(
+                    create_sessionmaker(engine),
+                    configs,
+                    WINDOW,
+                    chunk_size=4,
+                    workers=2,
+                    database_url=backtest_portfolio.url,
+                )
+            finally:
+                await engine.dispose()
+
+        assert asyncio.run(replay()).runs == backtest_portfolio.replayed.runs
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
