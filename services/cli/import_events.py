@@ -136,7 +136,7 @@ class EventImport:
         self.tally = Tally()
         self._memberships: dict[str, str] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._failure: BaseException | None = None
+        self._failure: Exception | None = None
         self._pending: set[int] = set()
         """First line of each chunk not yet acknowledged (a failed one stays)."""
         self._last_line = 0
@@ -214,10 +214,11 @@ class EventImport:
                 await self.producer.publish(
                     topics.EVENTS, messages, timeout_s=self.settings.produce_timeout_s
                 )
-        except BaseException as exc:
+        except Exception as exc:
+            # Kept for add_chunk and finish to raise; the chunk stays pending (not acknowledged).
             if self._failure is None:
                 self._failure = exc
-            raise
+            return
         self._pending.discard(first_line)
         self.tally.imported += len(messages)
         self.acknowledged_through = (

@@ -263,3 +263,22 @@ class TestRefusedLines:
 
         again = import_file(archive, env, "--max-errors", "5")
         assert again.exit_code == 0, again.output
+
+
+@pytest.mark.integration
+class TestBusDown:
+    def test_an_unreachable_broker_fails_with_a_clear_error(
+        self, tmp_path: Path, stopped_broker: TansuBroker, pg_url: str
+    ) -> None:
+        env = {
+            "TEND_DATABASE_URL": pg_url,
+            "TEND_KAFKA_BOOTSTRAP": stopped_broker.bootstrap,
+            "TEND_INGEST__PRODUCE_TIMEOUT_S": "2",
+        }
+        archive = write_archive(
+            tmp_path / "e.jsonl", [json.dumps(c) for c in create_calls(5)], compress=False
+        )
+        result = import_file(archive, env)
+        assert result.exit_code == 1
+        assert "the bus failed" in result.output
+        assert "importing the file again is safe" in result.output
