@@ -352,7 +352,9 @@ class Rescorer:
                 )
                 break
             await _wait(stop, 0.25)
-        RESCORE_HELD.inc(time.monotonic() - started)
+        held = time.monotonic() - started
+        RESCORE_HELD.inc(held)
+        log.info("re-scoring held %.1fs", held, extra={"seconds": round(held, 1)})
 
     async def _score_days(self, ids: Sequence[str], as_of: date | None, trigger: str) -> int:
         """Score ``ids`` as of ``as_of`` only (marks untouched); when that is None, every day
@@ -475,22 +477,23 @@ class Rescorer:
                 gained |= self.ownership.take_gained()
                 if self._sweep_now or time.monotonic() >= next_sweep:
                     self._sweep_now = False
-                    self.ownership.take_gained()
-                    gained = set()
+                    gained = set()  # the full sweep covers them
                     n = await self.sweep()
                     log.info("sweep scored %d accounts", n, extra={"count": n})
                     next_sweep = time.monotonic() + self.sweep_interval_s
-                elif gained:
-                    # Their previous owner may have died before its sweep: sweep them now.
-                    n = await self.sweep(trigger="handover", partitions=gained)
-                    log.info(
-                        "swept %d accounts of gained partitions %s",
-                        n,
-                        sorted(gained),
-                        extra={"count": n},
-                    )
-                    gained = set()
                 else:
+                    if gained:
+                        # Their previous owner may have died before its sweep: sweep them now.
+                        n = await self.sweep(trigger="handover", partitions=gained)
+                        log.info(
+                            "swept %d accounts of gained partitions %s",
+                            n,
+                            sorted(gained),
+                            extra={"count": n},
+                        )
+                        gained = set()
+                    # Also after a hand-over: a revoke may have cut a pass short on the
+                    # partitions kept, whose accounts are still dirty.
                     await self.rescore_dirty()
             except asyncio.CancelledError:
                 raise
