@@ -19,6 +19,12 @@ Numbered, the steps of one cycle are:
    database commit: nothing lost, nothing counted twice. A record the bus hands out again
    below an offset already committed is skipped.
 
+Work beside the consumer (the scorer's sweeps, the purges) follows the partitions this member
+owns: every assignment and revocation is passed to the runner's
+:class:`~shared.ownership.Ownership`, the revocation only once the work in flight on those
+partitions' accounts has finished; :meth:`BatchConsumer.behind` tells that work to hold while a
+backlog drains.
+
 Failures of step 3 are sorted by :func:`shared.db.errors.is_data_error`:
 
 - A data error (PostgreSQL SQLSTATE class 22 or 23, e.g. ``invalid byte sequence for encoding
