@@ -7,7 +7,7 @@ Run by hand (not in CI), from the repository root:
 
 It starts its own tansu broker, a fresh PostgreSQL database (on TEND_TEST_PG_DSN, default the
 server at 127.0.0.1:5432) and a loopback HTTP server standing in for Slack's webhooks
-(``tests/alerts/servers.py``), and runs the real :class:`AlertsService` as ``tend alerts`` wires
+(``tests/support/servers.py``), and runs the real :class:`AlertsService` as ``tend alerts`` wires
 it (``build_service``: batch consumer, one transaction for alerts, outbox and offsets, then the
 dispatcher woken after the commit, Slack notifier) with the default batching of
 ``AlertsSettings`` (``TEND_ALERTS__*`` in the environment still applies). Only the dormant rule
@@ -59,10 +59,10 @@ from shared.db.migrate import upgrade_async  # noqa: E402
 from shared.db.session import create_engine, create_sessionmaker  # noqa: E402
 from shared.scores import ScoreMessage  # noqa: E402
 from shared.settings import KafkaSettings, Settings  # noqa: E402
-from tests.alerts.servers import SlackWebhookServer  # noqa: E402
 from tests.alerts.snapshots import create_snapshot, only_rules, recent_day  # noqa: E402
 from tests.support.broker import TansuBroker  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
+from tests.support.servers import SlackWebhookServer  # noqa: E402
 
 PARTITIONS = 6
 PUBLISH_CHUNK = 2000

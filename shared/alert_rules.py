@@ -11,6 +11,9 @@ settings.
 Field constraints are checked by pydantic (the location names the key); checks across rules
 raise :class:`~shared.scoring_model.KeyedError`, which :mod:`shared.config` reports under the
 full key (``rules.upsell_seats.at_least: must be above ...``).
+
+One module of about 410 lines on purpose: the ``rules`` section is one pydantic model tree whose
+checks span rules, read beside deploy/tend.yaml.
 """
 
 from __future__ import annotations

@@ -10,17 +10,17 @@ field and is left out otherwise. The ingest (tracking) API keeps the body Segmen
 ``{"success": false, "error": "<message>"}``, with the same ``code`` and ``field`` keys added
 beside it (:data:`SEGMENT`).
 
-:func:`install_error_handlers` is called by every app factory; :class:`ErrorRoute` gives a
-router the tend shape whatever app it is included in. Handlers raise :class:`ApiError`;
+:func:`install_error_handlers` is called by every app factory (ingest names its tracking
+paths, which answer in the Segment shape); :class:`ErrorRoute` gives a router the tend shape
+whatever app it is included in. Handlers raise :class:`ApiError`;
 ``HTTPException`` and request-validation errors are translated too.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from fastapi import FastAPI, Request, Response
@@ -29,8 +29,6 @@ from fastapi.routing import APIRoute
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-log = logging.getLogger(__name__)
 
 CODES: Final[dict[int, str]] = {
     400: "bad_request",
@@ -157,31 +155,38 @@ def error_response(err: ApiError, shape: Shape = TEND) -> Response:
     return ErrorJSONResponse(err.body(shape), status_code=err.status, headers=err.headers)
 
 
-def install_error_handlers(app: FastAPI, *, shape: Shape = TEND) -> None:
-    """Answer every error of ``app`` in ``shape``: :class:`ApiError`, ``HTTPException`` (also
-    Starlette's 404/405 for unknown routes), request validation (422 naming the field; 400 in
-    the Segment shape, which has no 422) and unexpected exceptions (500, logged). Redirects
-    raised as ``HTTPException`` (a status below 400) keep their headers and get no error body."""
-    validation_status = 400 if shape == SEGMENT else 422
+def install_error_handlers(app: FastAPI, *, segment_paths: Collection[str] = ()) -> None:
+    """Answer every error of ``app`` in the tend shape, or in the Segment shape for a request
+    to one of ``segment_paths`` (the tracking API's): :class:`ApiError`, ``HTTPException``
+    (also Starlette's 404/405 for unknown routes), request validation (422 naming the field;
+    400 in the Segment shape, which has no 422) and unexpected exceptions (500, logged).
+    Redirects raised as ``HTTPException`` (a status below 400) keep their headers and get no
+    error body."""
+    segment = frozenset(segment_paths)
 
-    async def api_error(_: Request, exc: Exception) -> Response:
+    def shape_of(request: Request) -> Shape:
+        return SEGMENT if request.url.path in segment else TEND
+
+    async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return error_response(exc, shape)
+        return error_response(exc, shape_of(request))
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code < 400:
             return Response(status_code=exc.status_code, headers=exc.headers)
-        return error_response(from_http_exception(exc), shape)
+        return error_response(from_http_exception(exc), shape_of(request))
 
-    async def validation_error(_: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(from_validation_error(exc, validation_status), shape)
+        shape = shape_of(request)
+        status = 400 if shape == SEGMENT else 422
+        return error_response(from_validation_error(exc, status), shape)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette logs and re-raises the exception after sending this answer.
         err = ApiError(500, "internal error; see the server log", code="internal")
-        return error_response(err, shape)
+        return error_response(err, shape_of(request))
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -273,7 +278,7 @@ class SegmentError(BaseModel):
 
     success: Literal[False] = False
     error: str = Field(description="What is wrong, naming the field.")
-    code: str | None = Field(None, description="The same codes as the tend error shape.")
+    code: str = Field(description="The same codes as the tend error shape.")
     field: str | None = None
 
 

@@ -1,4 +1,5 @@
-"""The YAML file (``TEND_CONFIG``): feature catalog, login names, scoring model, alert rules.
+"""The YAML file (``TEND_CONFIG``): feature catalog, login names, scoring model, alert rules,
+outcomes policy.
 
 It is validated once at start; a mistake is reported as a :class:`ConfigError` that names the
 bad key (``scoring.weights.recency: Input should be a valid number``), never a stack trace.
@@ -20,6 +21,7 @@ from pydantic import (
 )
 
 from shared.alert_rules import RulesConfig
+from shared.outcomes.model import OutcomesPolicy
 from shared.scoring_model import KeyedError, ScoringModel
 
 DEFAULT_LOGIN_EVENTS = ("Signed In", "Logged In", "Login")
@@ -49,6 +51,11 @@ class TendConfig(Section):
     rules: RulesConfig = Field(
         default_factory=RulesConfig, description="The alert rules and life cycle (docs/alerts.md)."
     )
+    outcomes: OutcomesPolicy = Field(
+        default_factory=OutcomesPolicy,
+        description="Lifecycle stages and lifetime value: new and renewal-window days, gross "
+        "margin, lifetime cap (docs/retention.md).",
+    )
 
     @field_validator("login_events")
     @classmethod
@@ -57,11 +64,11 @@ class TendConfig(Section):
             raise ValueError("login event names must not be blank")
         return v
 
-    @field_validator("scoring", "rules", mode="before")
+    @field_validator("scoring", "rules", "outcomes", mode="before")
     @classmethod
     def _empty_is_default(cls, v: Any) -> Any:
-        # `scoring:` or `rules:` with nothing under it (YAML null) means the defaults, like an
-        # absent key.
+        # `scoring:`, `rules:` or `outcomes:` with nothing under it (YAML null) means the
+        # defaults, like an absent key.
         return {} if v is None else v
 
     def is_login(self, event_name: str | None) -> bool:

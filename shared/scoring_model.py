@@ -14,6 +14,9 @@ full key (``scoring.segments.0.components.login_trend.zero_at: ...``).
 
 The key features are not here: they are ``key_features`` at the top level of the file, shared
 with the feature catalog and the alert rules, and passed to the scoring functions.
+
+One module of about 420 lines on purpose: the ``scoring`` section is one pydantic model tree with
+its cross-field checks, read beside deploy/tend.yaml.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 import click
 
 from services.cli.admin import accounts, keys, migrate
+from services.cli.backtest import backtest
 from services.cli.common import TendGroup
 from services.cli.demo import demo
 from services.cli.report import report
@@ -44,3 +45,4 @@ def main() -> None:
 
 for command in (migrate, keys, ingest, up, scorer, alerts, web, rescore, accounts, demo, report):
     main.add_command(command)
+main.add_command(backtest)

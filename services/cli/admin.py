@@ -12,6 +12,7 @@ from services.cli.common import (
     ConfigFailure,
     Failure,
     load_settings,
+    load_tend_config,
     migrate_database,
     open_transaction,
     run_db,
@@ -153,13 +154,14 @@ def accounts_import(file: Path | None, outcomes_file: Path | None) -> None:
     except AccountsCsvError as err:
         raise Failure(str(err)) from None
     outcomes = read_outcomes_file(outcomes_file) if outcomes_file is not None else []
+    policy = load_tend_config(settings).outcomes if outcomes_file is not None else None
 
     async def work() -> tuple[int, str | None]:
         async with open_transaction(settings.database_url) as session:
             n = await import_accounts(session, rows)
             if outcomes_file is None:
                 return n, None
-            recorded = await record_outcomes_file(session, outcomes, outcomes_file)
+            recorded = await record_outcomes_file(session, outcomes, outcomes_file, policy)
             return n, describe(recorded, outcomes_file)
 
     n, recorded = run_db(settings.database_url, work())

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from services.cli.common import ConfigFailure, Failure
+
+if TYPE_CHECKING:
+    from services.cli.demo_outcomes import DemoOutcome
 
 
 @click.command()
@@ -26,7 +31,8 @@ from services.cli.common import ConfigFailure, Failure
     "--api-token",
     envvar="TEND_API_TOKEN",
     show_envvar=True,
-    help="The API token: the demo sets each account's CSM with it, as an operator would.",
+    help="The API token: the demo sets each account's CSM and records its outcomes with it, "
+    "as an operator would.",
 )
 @click.option("--seed", default=1, show_default=True, type=int, help="Same seed, same data.")
 @click.option("--gzip/--no-gzip", "use_gzip", default=True, show_default=True)
@@ -48,6 +54,7 @@ def demo(
     import sys
     from datetime import UTC, datetime
 
+    from services.cli.demo_outcomes import plan_outcomes
     from services.cli.demo_plan import EXPECTED, KEY_FEATURES, generate, plan_demo
     from services.cli.demo_send import DemoError, DemoSender
 
@@ -58,6 +65,7 @@ def demo(
         )
     now = datetime.now(UTC)
     plan = plan_demo(accounts, weeks, seed, now.date())
+    outcomes = plan_outcomes(plan)
     sender = DemoSender(url, write_key, use_gzip=use_gzip)
     days = weeks * 7
     click.echo(
@@ -69,10 +77,17 @@ def demo(
         if api_token:
             n = sender.set_profiles(plan.accounts, api_token)
             click.echo(f"Set the profile and CSM of {n} accounts (PATCH /v1/accounts).", err=True)
+            recorded = sender.record_outcomes(outcomes, api_token)
+            click.echo(
+                f"Recorded {recorded} outcomes (POST /v1/accounts/{{id}}/outcomes): "
+                f"{_outcome_counts(outcomes)}.",
+                err=True,
+            )
         else:
             click.echo(
                 "No --api-token (TEND_API_TOKEN): accounts get no CSM, so alerts take the "
-                "default route (TEND_SLACK_WEBHOOK_URL, TEND_ALERTS__DEFAULT_EMAILS).",
+                "default route (TEND_SLACK_WEBHOOK_URL, TEND_ALERTS__DEFAULT_EMAILS), and no "
+                "outcomes are recorded (no churn or retention to show).",
                 err=True,
             )
         with click.progressbar(
@@ -106,8 +121,21 @@ def demo(
     click.echo("The scorer backfills a score per account-day; give it a few seconds. Then:")
     click.echo(f"    curl -H 'Authorization: Bearer <token>' '{url}/v1/accounts?sort=score'")
     click.echo(f"    console: {url}/console/  (sign in with the API token `tend up` printed)")
+    if api_token and outcomes:
+        cancelled = [o.account_id for o in outcomes if o.kind == "cancellation"]
+        click.echo(
+            f"    churn and retention: {url}/console/retention"
+            + (f"  (cancelled: {', '.join(cancelled)})" if cancelled else "")
+        )
     click.echo(
         f"Key features used: {', '.join(KEY_FEATURES)}. Unless tend runs with them configured "
         "(TEND_CONFIG=deploy/tend.yaml), feature breadth is left out and no "
         "feature_unused alerts open."
     )
+
+
+def _outcome_counts(outcomes: list[DemoOutcome]) -> str:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.kind] = counts.get(o.kind, 0) + 1
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"

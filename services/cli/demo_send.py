@@ -3,7 +3,9 @@
 :class:`DemoSender` posts them to ``/v1/batch`` in batches under the ingest limits (gzip by
 default), retrying 503 and 429 after their ``Retry-After`` and stopping on any other 4xx with
 the server's message. Before that, given the API token, it sets each account's profile and
-CSM with ``PATCH /v1/accounts/{id}``, as an operator would: group calls cannot route alerts.
+CSM with ``PATCH /v1/accounts/{id}``, and records the demo's outcomes (cancellations,
+renewals, expansions, contractions) with ``POST /v1/accounts/{id}/outcomes``, as an operator
+would: group calls cannot route alerts, and a write key never records an outcome.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from services.cli.demo_outcomes import DemoOutcome
 from services.cli.demo_plan import DemoAccount, iso_timestamp
 
 MAX_BATCH_EVENTS: Final = 1000
@@ -88,27 +91,51 @@ class DemoSender:
     def set_profiles(self, accounts: Iterable[DemoAccount], api_token: str) -> int:
         """Set each account's profile and CSM through the read API, as an operator would (a
         write key cannot route alerts). Raises :class:`DemoError` on the first refusal."""
-        headers = {"Authorization": f"Bearer {api_token}"}
         n = 0
         for account in accounts:
-            target = f"{self.url}/v1/accounts/{quote(account.account_id, safe='')}"
-            try:
-                r = self.client.patch(target, json=account.profile(), headers=headers)
-            except httpx.TransportError as err:
-                raise DemoError(
-                    f"cannot reach tend at {self.url} ({err!r}); is `tend up` running?"
-                ) from None
-            if r.status_code == 401:
-                raise DemoError(
-                    f"tend at {self.url} refused the API token (401): use the token `tend up` "
-                    "printed (TEND_API_TOKEN)"
-                )
-            if r.status_code >= 300:
-                raise DemoError(
-                    f"setting the profile of {account.account_id}: {_refusal(r, self.url)}"
-                )
             n += 1
+            self._operator(
+                "PATCH",
+                f"/v1/accounts/{quote(account.account_id, safe='')}",
+                account.profile(),
+                api_token,
+                f"setting the profile of {account.account_id}",
+            )
         return n
+
+    def record_outcomes(self, outcomes: Iterable[DemoOutcome], api_token: str) -> int:
+        """Record the outcomes through the outcomes API, one request per account (as an
+        operator would; recording is idempotent). Raises :class:`DemoError` on the first
+        refusal."""
+        by_account: dict[str, list[dict[str, Any]]] = {}
+        for o in outcomes:
+            by_account.setdefault(o.account_id, []).append(o.body())
+        for account_id, bodies in by_account.items():
+            self._operator(
+                "POST",
+                f"/v1/accounts/{quote(account_id, safe='')}/outcomes",
+                bodies,
+                api_token,
+                f"recording the outcomes of {account_id}",
+            )
+        return sum(len(b) for b in by_account.values())
+
+    def _operator(self, method: str, path: str, body: Any, api_token: str, what: str) -> None:
+        """One call of the operator's API with the API token; a refusal is a DemoError."""
+        headers = {"Authorization": f"Bearer {api_token}"}
+        try:
+            r = self.client.request(method, f"{self.url}{path}", json=body, headers=headers)
+        except httpx.TransportError as err:
+            raise DemoError(
+                f"cannot reach tend at {self.url} ({err!r}); is `tend up` running?"
+            ) from None
+        if r.status_code == 401:
+            raise DemoError(
+                f"tend at {self.url} refused the API token (401): use the token `tend up` "
+                "printed (TEND_API_TOKEN)"
+            )
+        if r.status_code >= 300:
+            raise DemoError(f"{what}: {_refusal(r, self.url)}")
 
     def _post(self, encoded: list[bytes]) -> None:
         sent_at = json.dumps(iso_timestamp(datetime.now(UTC)))
@@ -171,6 +198,8 @@ def _retry_after(r: httpx.Response) -> float:
 
 def _refusal(r: httpx.Response, url: str) -> str:
     error = _json(r).get("error") or r.text[:200] or r.reason_phrase
+    if isinstance(error, dict):  # the web API's shape: {"error": {"code", "message", "field"}}
+        error = error.get("message") or error
     if r.status_code == 401:
         return (
             f"tend at {url} refused the write key (401: {error}). Use the key `tend up` printed "

@@ -17,7 +17,7 @@ from services.cli.common import Failure
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from shared.outcomes.model import CustomerOutcome
+    from shared.outcomes.model import CustomerOutcome, OutcomesPolicy
     from shared.outcomes.recording import Recorded
 
 
@@ -35,7 +35,10 @@ def read_outcomes_file(path: Path) -> list[CustomerOutcome]:
 
 
 async def record_outcomes_file(
-    session: AsyncSession, outcomes: list[CustomerOutcome], path: Path
+    session: AsyncSession,
+    outcomes: list[CustomerOutcome],
+    path: Path,
+    policy: OutcomesPolicy | None = None,
 ) -> Recorded:
     """Record ``outcomes`` (the caller's transaction commits); unknown accounts and outcomes
     that contradict the recorded ones are a :class:`Failure`, and nothing is recorded."""
@@ -44,7 +47,7 @@ async def record_outcomes_file(
     from shared.outcomes.repository import UnknownAccounts
 
     try:
-        return await record_outcomes(session, outcomes, now=datetime.now(UTC))
+        return await record_outcomes(session, outcomes, now=datetime.now(UTC), policy=policy)
     except UnknownAccounts as err:
         raise Failure(f"{path}: {err} (import their profiles first)") from None
     except InconsistentOutcomes as err:

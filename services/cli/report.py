@@ -38,7 +38,6 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
     from services.web.reports.build import MonthError, build_report, last_month, parse_month
     from services.web.reports.render import render_html
     from services.web.reports.send import report_email, report_filename, send_reports
-    from shared.db.models import Account
     from shared.smtp import SmtpError, SmtpNotConfigured, SmtpSettings
 
     settings = load_settings()
@@ -60,17 +59,16 @@ def report(month: str | None, out: Path | None, email: bool) -> None:
     allowed = Defaults(email_domains=tuple(settings.alerts.email_domain_list))
 
     async def work() -> tuple[int, list[EmailMessage], list[str]]:
-        from sqlalchemy import select
-
         from shared.db.session import create_engine, create_sessionmaker
+        from shared.read.accounts import AccountFilter, find_accounts
 
         engine = create_engine(settings.database_url)
         written, messages, skipped = 0, [], []
         paths: set[Path] = set()
         try:
             async with create_sessionmaker(engine)() as session:
-                accounts = await session.scalars(select(Account).order_by(Account.account_id))
-                for account in accounts.all():
+                accounts = await find_accounts(session, AccountFilter())
+                for account in sorted(accounts, key=lambda a: a.account_id):
                     built = await build_report(session, account, first, today, keys)
                     page = render_html(built, config=config)
                     path = directory / report_filename(built)

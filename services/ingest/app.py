@@ -17,7 +17,7 @@ from services.ingest.cors import TrackingCors
 from services.ingest.metrics import RequestMetricsMiddleware
 from services.ingest.routes import TRACKING_PATHS, Ingestor, router
 from services.ingest.schemas import request_schemas
-from shared.api_errors import SEGMENT, install_error_handlers
+from shared.api_errors import install_error_handlers
 from shared.bus import Bus, BusUnavailable, create_bus, default_topic_specs
 from shared.bus.base import Producer
 from shared.config import TendConfig, load_config
@@ -32,6 +32,8 @@ DESCRIPTION = """\
 Segment-compatible tracking API: point any Segment or RudderStack SDK at this host.
 Send the write key as the HTTP Basic user (empty password), in `X-Write-Key`, or as
 `writeKey` in the body. An answer of 200 means the broker has stored every accepted event.
+Errors keep Segment's body, `{"success": false, "error": "..."}`, with tend's `code` and
+`field` beside it (docs/api.md).
 """
 
 
@@ -101,6 +103,13 @@ def create_app(
         title="tend ingest",
         version="1",
         description=DESCRIPTION,
+        openapi_tags=[
+            {
+                "name": "tracking",
+                "description": "Segment-spec calls; authenticated by a write key.",
+            },
+            {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
+        ],
         lifespan=lifespan,
     )
     app.include_router(router)
@@ -111,8 +120,9 @@ def create_app(
     # Outermost: every line logged while a request is handled carries its id.
     app.add_middleware(RequestIdMiddleware)
 
-    # Errors the routes do not answer themselves (unknown paths, methods) in the Segment shape.
-    install_error_handlers(app, shape=SEGMENT)
+    # Errors the routes do not answer themselves (a wrong method, an unknown path): Segment's
+    # shape on the tracking paths (SDKs call only those), tend's elsewhere.
+    install_error_handlers(app, segment_paths=TRACKING_PATHS)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -121,6 +131,7 @@ def create_app(
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
+                tags=app.openapi_tags,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, model_schema in request_schemas().items():

@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -160,6 +161,24 @@ def _user_weeks(
     return tuple(out[k] for k in sorted(out))
 
 
+def profile_of(m: RowMapping) -> AccountProfile:
+    """The profile in a row of ``accounts`` (``account_id``, ``champion`` and the
+    ``ACCOUNT_FIELDS`` columns)."""
+    return AccountProfile(
+        account_id=m["account_id"],
+        name=m["name"],
+        plan=m["plan"],
+        seats=m["seats"],
+        mrr=None if m["mrr"] is None else float(m["mrr"]),
+        renewal_date=_as_date(m["renewal_date"]),
+        lifecycle_stage=m["lifecycle_stage"],
+        created_at=_as_date(m["created_at"]),
+        csm_email=m["csm_email"],
+        csm_slack=m["csm_slack"],
+        champion=m["champion"],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreRow:
     """One ``health_scores`` row: an account's score as of a day, with its explanation."""
@@ -245,20 +264,7 @@ class ScoringRepository:
             ).where(ac.account_id.in_(ids))
         )
         for row in result:
-            m = row._mapping
-            profiles[row.account_id] = AccountProfile(
-                account_id=row.account_id,
-                name=m["name"],
-                plan=m["plan"],
-                seats=m["seats"],
-                mrr=None if m["mrr"] is None else float(m["mrr"]),
-                renewal_date=_as_date(m["renewal_date"]),
-                lifecycle_stage=m["lifecycle_stage"],
-                created_at=_as_date(m["created_at"]),
-                csm_email=m["csm_email"],
-                csm_slack=m["csm_slack"],
-                champion=m["champion"],
-            )
+            profiles[row.account_id] = profile_of(row._mapping)
             seen = _as_date(row.first_seen)
             first_seen[row.account_id] = seen if seen is not None and seen <= as_of else None
 

@@ -18,6 +18,7 @@ from services.web.api.accounts import router as accounts_router
 from services.web.api.alerts import router as alerts_router
 from services.web.api.outcomes import router as outcomes_router
 from services.web.api.retention import router as retention_router
+from services.web.api.schemas import OPENAPI_TAGS
 from services.web.console.routes import router as console_router
 from shared.api_errors import install_error_handlers
 from shared.clock import Clock
@@ -51,6 +52,9 @@ def create_app(
     app = FastAPI(
         title="tend web",
         version="1",
+        description="Read API and alerts API (Bearer `TEND_API_TOKEN`), console and reports. "
+        'Errors: `{"error": {"code", "message", "field"}}` (docs/api.md).',
+        openapi_tags=OPENAPI_TAGS,
         lifespan=_own_database(settings) if sessions is None else None,
     )
     app.state.api_token = token

@@ -134,8 +134,10 @@ def line_chart(
     ticks: Sequence[float] | None = None,
     start: date | None = None,
     end: date | None = None,
+    scale_max: float = SCALE_MAX,
 ) -> LineChart | None:
-    """Scores over days on a 0..100 axis; None when no point has a value.
+    """Scores over days on a 0..100 axis (0..``scale_max``: e.g. retention percentages above
+    100); None when no point has a value.
 
     ``points`` are ``(day, value)`` or ``(day, value, band)`` in day order; a ``None`` value
     breaks the line. The x axis runs from ``start`` to ``end`` (default: the first and last day
@@ -156,7 +158,7 @@ def line_chart(
         return m.left + (d - first).days / span * pw
 
     def y(v: float) -> float:
-        return m.top + (1 - v / SCALE_MAX) * ph
+        return m.top + (1 - v / scale_max) * ph
 
     placed: list[Point] = []
     runs: list[list[Point]] = [[]]

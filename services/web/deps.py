@@ -1,4 +1,5 @@
-"""What the web service's routes take from the app: a database session, the clock."""
+"""What the web service's routes take from the app: a database session, the clock, the outcomes
+policy."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.clock import Clock, SystemClock
+from shared.config import TendConfig
+from shared.outcomes.model import OutcomesPolicy
 
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -25,3 +28,9 @@ def clock_of(request: Request) -> Clock:
     """``app.state.clock`` when the app was given one (tests, replays), else the system's."""
     clock: Clock | None = getattr(request.app.state, "clock", None)
     return clock or SystemClock()
+
+
+def policy_of(request: Request) -> OutcomesPolicy:
+    """The ``outcomes:`` block of the app's config (stages, lifetime value), else the defaults."""
+    config: TendConfig | None = getattr(request.app.state, "config", None)
+    return config.outcomes if config is not None else OutcomesPolicy()

@@ -2,8 +2,9 @@
 
 When a cancellation is in effect (recorded by an operator: ``tend accounts import --outcomes``
 or ``POST /v1/accounts/{id}/outcomes``), the account's active alerts resolve with the reason
-``"account cancelled"`` (``resolved_by``), and the alerts consumer judges none of its scores
-dated on a day it is cancelled, nor any while it is cancelled today: no new alert, no reminder.
+``"account cancelled"`` (``resolved_by``; their messages still in the outbox are skipped),
+and the alerts consumer judges none of its scores dated on a day it is cancelled, nor any
+while it is cancelled today: no new alert, no reminder.
 A renewal after the cancellation reactivates the account, and its scores are judged again.
 
 Both the web service (recording an outcome) and the alerts consumer (a cancellation dated ahead
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.alerting.lifecycle import ACTIVE, AlertState, resolve
 from shared.alerting.state import lock_account_alerts, set_state, state_of
-from shared.db.models import Alert, AlertEpisode, Outcome
+from shared.db.models import Alert, AlertEpisode, AlertNotification, Outcome
 from shared.outcomes.lifecycle import is_cancelled
 from shared.outcomes.model import CustomerOutcome, OutcomeKind, in_day_order
 
@@ -86,8 +87,9 @@ async def resolve_cancelled_alerts(
 ) -> list[Alert]:
     """Resolve every active alert of these (cancelled) accounts with the reason
     :data:`ACCOUNT_CANCELLED`, rows locked as for any manual move, and end their open episodes
-    in the alert history the same way. Returns the alerts resolved. No notification is sent:
-    the operator who recorded the cancellation knows."""
+    in the alert history the same way; their notifications not sent yet are skipped. Returns
+    the alerts resolved. No notification is sent: the operator who recorded the cancellation
+    knows."""
     rows = await lock_account_alerts(session, account_ids)
     resolved = [r for r in rows.values() if r.status in ACTIVE]
     for row in resolved:
@@ -101,5 +103,15 @@ async def resolve_cancelled_alerts(
                 AlertEpisode.resolved_on.is_(None),
             )
             .values(resolved_on=row.resolved_on or now.date(), resolved_by=ACCOUNT_CANCELLED)
+        )
+    if rows:
+        # Messages not sent yet (a retry, a digest due later) would speak of a live risk.
+        await session.execute(
+            update(AlertNotification)
+            .where(
+                AlertNotification.status == "pending",
+                AlertNotification.alert_id.in_([r.id for r in rows.values()]),
+            )
+            .values(status="skipped", last_error=f"not sent: {ACCOUNT_CANCELLED}")
         )
     return resolved

@@ -34,7 +34,7 @@ Manual moves (:func:`acknowledge`, :func:`snooze`, :func:`resolve`) raise
 :class:`LifecycleError` for a move that makes no sense in the current status.
 
 One module of about 470 lines on purpose: the two layers share the statuses and the policy,
-and are one contract (tests/alerts/test_lifecycle.py tests them together).
+and are one contract (tests/shared/test_alerting_lifecycle.py tests them together).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The bus on Kafka (any Kafka-protocol broker) through aiokafka."""
+"""The bus on Kafka (any Kafka-protocol broker) through aiokafka.
+
+One module of about 420 lines on purpose: the producer (which also creates topics), the consumer
+and the bus are one adapter of aiokafka behind :mod:`shared.bus.base`, class for class like the
+in-process bus (:mod:`shared.bus.memory`).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 Records live in ``bus_records`` and group positions in ``bus_offsets``, so a crash of the
 process loses nothing that :meth:`InProcessProducer.publish` acknowledged, and consumers
 resume where their group committed. Works on SQLite and PostgreSQL.
+
+One module of about 420 lines on purpose: the bus, its producer and its consumer share the log's
+tables and its wake-up event, class for class like the Kafka bus (:mod:`shared.bus.kafka`).
 """
 
 from __future__ import annotations

@@ -102,8 +102,8 @@ class AccountHistory:
 
 
 class OutcomesPolicy(BaseModel):
-    """The configurable parts of stages and lifetime value (a future ``outcomes:`` block of the
-    YAML file; docs/retention.md)."""
+    """The configurable parts of stages and lifetime value: the ``outcomes:`` block of the YAML
+    file (``TEND_CONFIG``; docs/retention.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -23,12 +23,15 @@ _SORT_COLUMNS: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class AccountFilter:
-    """Which accounts: of a CSM (email or Slack handle), in a band, renewing in a window."""
+    """Which accounts: of a CSM (email or Slack handle), in a band, renewing in a window,
+    among given ids."""
 
     csm: str | None = None
     band: str | None = None
     renewal_from: date | None = None
     renewal_to: date | None = None
+    account_ids: tuple[str, ...] | None = None
+    """Only these accounts (e.g. those in a lifecycle stage); None: no such limit."""
 
     def apply(self, stmt: Select[Any]) -> Select[Any]:
         if self.csm:
@@ -39,6 +42,8 @@ class AccountFilter:
             stmt = stmt.where(Account.renewal_date >= self.renewal_from)
         if self.renewal_to is not None:
             stmt = stmt.where(Account.renewal_date <= self.renewal_to)
+        if self.account_ids is not None:
+            stmt = stmt.where(Account.account_id.in_(self.account_ids))
         return stmt
 
     def ids(self) -> Select[tuple[str]]:

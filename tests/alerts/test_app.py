@@ -18,8 +18,8 @@ from shared.bus.memory import InProcessBus
 from shared.config import TendConfig
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
-from tests.alerts.servers import SlackWebhookServer
 from tests.alerts.snapshots import create_snapshot, only_rules, recent_day, unique_account
+from tests.support.servers import SlackWebhookServer
 
 
 class TestSettings:

@@ -26,7 +26,6 @@ from shared.db.migrate import upgrade_async
 from shared.db.models import Alert, AlertNotification, BusRecord, ConsumerOffset
 from shared.db.session import create_engine, create_sessionmaker
 from shared.scores import ScoreMessage
-from tests.alerts.servers import SlackWebhookServer
 from tests.alerts.snapshots import (
     DAY0,
     DEFAULT_WEBHOOK,
@@ -38,6 +37,7 @@ from tests.alerts.snapshots import (
     unique_account,
 )
 from tests.support.postgres import create_database, drop_database
+from tests.support.servers import SlackWebhookServer
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 DORMANT = only_rules("dormant")

@@ -24,7 +24,6 @@ from shared import topics
 from shared.accounts_csv import AccountRow, import_accounts
 from shared.db.models import Account
 from shared.events import CanonicalEvent
-from tests.alerts.servers import SlackWebhookServer, SmtpServer
 from tests.alerts.test_end_to_end import noon, run_alerts, score_days
 from tests.scorer.synthetic import (
     Archetype,
@@ -35,6 +34,7 @@ from tests.scorer.synthetic import (
     run_scorer_until_consumed,
     to_message,
 )
+from tests.support.servers import SlackWebhookServer, SmtpServer
 
 pytestmark = pytest.mark.integration
 

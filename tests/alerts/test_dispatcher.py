@@ -26,9 +26,11 @@ from shared.db.migrate import upgrade_async
 from shared.db.models import Alert, AlertNotification
 from shared.db.session import create_engine, create_sessionmaker
 from shared.db.types import utcnow
-from tests.alerts.servers import Reply, SlackWebhookServer, SmtpServer
 from tests.alerts.snapshots import DAY0, create_snapshot, unique_account
 from tests.support.postgres import create_database, drop_database
+from tests.support.servers import Reply, SlackWebhookServer, SmtpServer
+
+pytestmark = pytest.mark.integration  # a PostgreSQL database of its own, loopback servers
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 LEASE_S = 60.0

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from services.alerts.notifiers.base import DeliveryResult, Notification
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings, TlsMode
-from tests.alerts.servers import (
+from tests.support.servers import (
     SmtpServer,
     _free_port,
     create_notification,
@@ -221,6 +221,7 @@ class TestClassification:
         assert smtp.messages == []
 
 
+@pytest.mark.integration  # loopback SMTP servers with TLS and AUTH
 class TestTlsAndAuth:
     @pytest.fixture(scope="class")
     @classmethod

@@ -24,7 +24,6 @@ from shared import topics
 from shared.clock import FixedClock
 from shared.db.models import Alert, AlertNotification, BusRecord, ConsumerOffset
 from shared.events import CanonicalEvent
-from tests.alerts.servers import SlackWebhookServer, SmtpServer
 from tests.scorer.synthetic import (
     CONFIG,
     Archetype,
@@ -39,6 +38,7 @@ from tests.scorer.synthetic import (
     run_scorer_until_consumed,
     to_message,
 )
+from tests.support.servers import SlackWebhookServer, SmtpServer
 
 
 def noon(day: date) -> datetime:

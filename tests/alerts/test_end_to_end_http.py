@@ -42,7 +42,6 @@ from shared.db.offsets import store_offsets
 from shared.db.session import transaction
 from shared.events import CanonicalEvent
 from shared.settings import IngestSettings, Settings
-from tests.alerts.servers import SlackWebhookServer, SmtpServer
 from tests.alerts.test_end_to_end import (
     alerts_by_account,
     check_plateau_delivered,
@@ -68,6 +67,7 @@ from tests.scorer.synthetic import (
 )
 from tests.support.broker import TansuBroker
 from tests.support.ingest import ServedApp
+from tests.support.servers import SlackWebhookServer, SmtpServer
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from services.alerts.notifiers.render import alert_title, render_text, summary, 
 from services.alerts.notifiers.slack import build_payload
 from services.alerts.state import group_notification
 from shared.db.models import Alert
-from tests.alerts.servers import create_notification
+from tests.support.servers import create_notification
 
 pytestmark = pytest.mark.unit
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,7 +17,6 @@ from shared.bus.base import Message, TopicSpec
 from shared.bus.kafka import KafkaBus
 from shared.db.models import ConsumerOffset
 from shared.settings import KafkaSettings
-from tests.alerts.servers import Reply, SlackWebhookServer
 from tests.alerts.snapshots import (
     alerts_of,
     create_snapshot,
@@ -26,6 +26,9 @@ from tests.alerts.snapshots import (
 )
 from tests.support.broker import TansuBroker
 from tests.support.process import ServiceProcess
+from tests.support.servers import Reply, SlackWebhookServer
+
+pytestmark = pytest.mark.e2e  # starts tend alerts processes
 
 PARTITIONS = 2
 RECENT = recent_day()

@@ -24,8 +24,8 @@ from shared.clock import FixedClock
 from shared.db.models import Alert, AlertNotification
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
-from tests.alerts.servers import Reply, SlackWebhookServer, SmtpServer
 from tests.alerts.snapshots import create_defaults, create_snapshot, only_rules, unique_account
+from tests.support.servers import Reply, SlackWebhookServer, SmtpServer
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,6 @@ from shared.alerting.state import set_state, state_of
 from shared.clock import FixedClock
 from shared.db.models import Alert, AlertScorePoint
 from shared.scores import ScoreMessage
-from tests.alerts.servers import SlackWebhookServer, SmtpServer
 from tests.alerts.snapshots import (
     DAY0,
     alerts_of,
@@ -33,6 +32,7 @@ from tests.alerts.snapshots import (
     outbox_of,
     unique_account,
 )
+from tests.support.servers import SlackWebhookServer, SmtpServer
 
 pytestmark = pytest.mark.integration
 

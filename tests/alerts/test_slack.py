@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from services.alerts.notifiers.base import DeliveryResult
 from services.alerts.notifiers.render import render_text
 from services.alerts.notifiers.slack import SlackNotifier, build_payload, redact_webhook
-from tests.alerts.servers import Reply, SlackWebhookServer, _free_port, create_notification
+from tests.support.servers import Reply, SlackWebhookServer, _free_port, create_notification
 
 SECRET = "secretsecret"
 

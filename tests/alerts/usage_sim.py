@@ -46,6 +46,8 @@ class SimUsage:
     active_prefix: list[list[int]] = field(default_factory=list)
     daily: list[int] = field(default_factory=list)
     named_champion: str | None = None
+    dates: list[date] = field(default_factory=list)
+    """The date of each day index."""
 
     def day(self, i: int) -> date:
         return START + timedelta(days=i)
@@ -55,6 +57,7 @@ def simulate(seats: int, weeks: int, chance: Chance, seed: int) -> SimUsage:
     rng = random.Random(seed)
     days = weeks * 7
     usage = SimUsage(seats=seats, days=days, daily=[0] * days)
+    usage.dates = [START + timedelta(days=i) for i in range(days)]
     for u in range(seats):
         active: list[int] = []
         events = [0] * (days + 1)
@@ -83,29 +86,31 @@ def habits(seats: int, seed: int, low: float = 0.2, high: float = 0.9) -> list[f
 def activity_on(usage: SimUsage, d: int) -> AccountActivity:
     """What the repository would load as of day index ``d`` (every window ends on it)."""
     first = d - 7 * WEEKS + 1
+    # (start, end) day indexes of each of the WEEKS weeks, clipped at the simulation's start.
+    spans = [(max(0, first + 7 * w), max(0, first + 7 * w + 7)) for w in range(WEEKS)]
     users: list[UserWeeks] = []
+    weekly = [0] * WEEKS
+    logins = [0] * WEEKS
     for u in range(usage.seats):
-        days_active: list[int] = []
-        events: list[int] = []
-        for w in range(WEEKS):
-            lo = max(0, first + 7 * w)
-            hi = max(0, first + 7 * w + 7)
-            days_active.append(usage.active_prefix[u][hi] - usage.active_prefix[u][lo])
-            events.append(usage.user_events[u][hi] - usage.user_events[u][lo])
+        active, events = usage.active_prefix[u], usage.user_events[u]
+        days_active = tuple([active[hi] - active[lo] for lo, hi in spans])
         k = bisect_right(usage.user_days[u], d)
-        last = usage.day(usage.user_days[u][k - 1]) if k else None
-        if sum(days_active) or (f"u{u}" == usage.named_champion and last is not None):
+        last = usage.dates[usage.user_days[u][k - 1]] if k else None
+        if any(days_active) or (f"u{u}" == usage.named_champion and last is not None):
+            user_events = tuple([events[hi] - events[lo] for lo, hi in spans])
+            for w in range(WEEKS):
+                if days_active[w]:
+                    weekly[w] += 1
+                logins[w] += user_events[w]
             users.append(
                 UserWeeks(
                     user_id=f"u{u}",
-                    active_days=tuple(days_active),
-                    events=tuple(events),
+                    active_days=days_active,
+                    events=user_events,
                     last_active=last,
                     last_login=last,
                 )
             )
-    weekly = tuple(sum(1 for x in users if x.active_days[w]) for w in range(WEEKS))
-    logins = tuple(sum(x.events[w] for x in users) for w in range(WEEKS))
     month = [usage.daily[i] if i >= 0 else 0 for i in range(d - DAILY_DAYS + 1, d + 1)]
     last_active = max((x.last_active for x in users if x.last_active), default=None)
     return AccountActivity(
@@ -115,15 +120,15 @@ def activity_on(usage: SimUsage, d: int) -> AccountActivity:
             created_at=START,
             champion=usage.named_champion,
         ),
-        as_of=usage.day(d),
+        as_of=usage.dates[d],
         first_seen=START,
         last_active=last_active,
         last_login=last_active,
         daily_active_users=tuple(month[-min(len(month), d + 1) :]),
         wau=weekly[-1],
         mau=sum(1 for x in users if any(x.active_days[-4:])),
-        weekly_active_users=weekly,
-        weekly_logins=logins,
+        weekly_active_users=tuple(weekly),
+        weekly_logins=tuple(logins),
         activated_users=len(users),
         users=tuple(users),
     )

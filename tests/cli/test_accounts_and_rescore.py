@@ -15,9 +15,9 @@ from click.testing import CliRunner, Result
 
 from services.cli import main
 from services.scorer.writer import RollupWriter
-from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
 from tests.scorer.synthetic import KEY_FEATURES, Archetype, Replay, generate
+from tests.support.sqlite import migrated_sqlite
 
 # A real database file and whole scoring runs: seconds per test, not the fast lane.
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ EXPECTED_BANDS = {
 @pytest.fixture
 def migrated_db(tmp_path: Path) -> Path:
     path = tmp_path / "tend.db"
-    asyncio.run(upgrade_async(f"sqlite+aiosqlite:///{path}"))
+    migrated_sqlite(path)
     return path
 
 

@@ -401,7 +401,9 @@ class TestUpApp:
             assert up_client.request(method, path).status_code == 405, (method, path)
         missing = up_client.get("/nowhere")
         assert missing.status_code == 404
-        assert missing.json()["success"] is False  # ingest's (Segment-compatible) shape
+        # not a tracking path: the tend error shape (docs/api.md), not Segment's
+        assert missing.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+        assert up_client.get("/v1/batch").json()["success"] is False  # a tracking path: Segment's
 
     def test_openapi_describes_both_apps(self, up_client: TestClient) -> None:
         paths = up_client.get("/openapi.json").json()["paths"]

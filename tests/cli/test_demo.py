@@ -13,13 +13,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from services.cli.demo_outcomes import MIN_DAYS_AGO, plan_outcomes
 from services.cli.demo_plan import (
     ARCHETYPES,
     EXPECTED,
@@ -29,7 +30,9 @@ from services.cli.demo_plan import (
     plan_demo,
 )
 from services.cli.demo_send import DemoError, DemoSender
-from tests.alerts.servers import Reply, SlackWebhookServer
+from shared.outcomes.model import CustomerOutcome, in_day_order, outcome_problems
+from shared.outcomes.mrr import derive_mrr_history
+from tests.support.servers import Reply, SlackWebhookServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TEND = str(Path(sys.executable).parent / "tend")
@@ -99,6 +102,100 @@ class TestPlan:
         assert (ids[Archetype.NEVER_ADOPTS], "integrations") not in last
 
 
+@pytest.mark.unit
+class TestOutcomes:
+    """The demo's outcomes: what some customers did, consistent with their profiles."""
+
+    def test_some_cancelled_some_renewed_with_mrr_changes(self) -> None:
+        plan = plan_demo(40, 16, 1, NOW.date())
+        outcomes = plan_outcomes(plan)
+        kinds = Counter(o.kind for o in outcomes)
+        assert kinds["cancellation"] >= 2 and kinds["renewal"] >= 3
+        assert kinds["expansion"] >= 3 and kinds["contraction"] >= 2
+        archetype = {a.account_id: a.archetype for a in plan.accounts}
+        for o in outcomes:
+            assert plan.start <= o.effective_on <= NOW.date() - timedelta(days=MIN_DAYS_AGO)
+            if o.kind == "cancellation":
+                assert archetype[o.account_id] in (Archetype.DORMANT, Archetype.DECLINING)
+        assert plan_outcomes(plan) == outcomes  # seeded
+
+    def test_eight_accounts_keep_every_archetypes_alerts(self) -> None:
+        # The first account of each archetype is never cancelled: the 8-account demo still
+        # shows the dormant and declining alerts.
+        outcomes = plan_outcomes(plan_demo(8, 6, 1, NOW.date()))
+        assert "cancellation" not in {o.kind for o in outcomes}
+        assert {o.kind for o in outcomes} == {"expansion", "renewal"}
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    def test_outcomes_agree_with_the_profiles(self, seed: int) -> None:
+        """Valid outcomes, and the MRR history ends at the profile's MRR (or 0 when cancelled)."""
+        plan = plan_demo(40, 16, seed, NOW.date())
+        by_account: dict[str, list[CustomerOutcome]] = {}
+        for o in plan_outcomes(plan):
+            body = o.body()
+            values = {k: v for k, v in body.items() if k not in ("kind", "effective_on")}
+            if "new_term_end" in values:
+                values["new_term_end"] = date.fromisoformat(values["new_term_end"])
+            outcome = CustomerOutcome(o.account_id, o.kind, o.effective_on, **values)  # type: ignore[arg-type]
+            assert outcome_problems(outcome) == []
+            by_account.setdefault(o.account_id, []).append(outcome)
+        for a in plan.accounts:
+            ordered = in_day_order(by_account.get(a.account_id, []))
+            history = derive_mrr_history(ordered, profile_mrr=a.mrr, start=a.created_at)
+            cancelled = any(o.kind == "cancellation" for o in ordered)
+            assert history[-1].mrr == (0.0 if cancelled else pytest.approx(a.mrr)), a.account_id
+
+
+@pytest.mark.unit
+def test_demo_outcomes_through_the_api_show_churn_and_retention(sqlite_url: str) -> None:
+    """The sender records the demo's profiles and outcomes through the real web app (on a
+    SQLite file): the retention API counts the cancellations as churn, the expansions and
+    contractions as such, and lists the cancelled accounts in the cancelled stage."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from services.web.app import create_app
+    from shared.clock import FixedClock
+    from shared.config import load_config
+    from shared.settings import Settings
+
+    plan = plan_demo(40, 16, 1, NOW.date())
+    outcomes = plan_outcomes(plan)
+    settings = Settings(database_url=sqlite_url, api_token=SecretStr(TOKEN))
+    app = create_app(
+        settings, config=load_config(ROOT / "deploy" / "tend.yaml"), clock=FixedClock(NOW)
+    )
+    first = f"{plan.start:%Y-%m}"
+    last = f"{NOW.date().replace(day=1) - timedelta(days=1):%Y-%m}"
+    with TestClient(app, base_url="http://tend.test") as http:
+        sender = DemoSender("http://tend.test", "wk_unused", client=http)
+        assert sender.set_profiles(plan.accounts, TOKEN) == 40
+        assert sender.record_outcomes(outcomes, TOKEN) == len(outcomes)
+        assert sender.record_outcomes(outcomes, TOKEN) == len(outcomes)  # idempotent
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = http.get("/v1/retention", params={"from": first, "to": last}, headers=auth)
+        assert r.status_code == 200, r.text
+        months = r.json()["months"]
+        listed = http.get("/v1/accounts", params={"stage": "cancelled"}, headers=auth).json()
+    in_range = [o for o in outcomes if first <= f"{o.effective_on:%Y-%m}" <= last]
+    assert (
+        sum(m["churned_accounts"] for m in months)
+        == sum(o.kind == "cancellation" for o in in_range)
+        > 0
+    )
+    lost = sum(o.body().get("mrr_lost", 0.0) for o in in_range if o.kind == "cancellation")
+    assert sum(m["churned_mrr"] for m in months) == pytest.approx(lost)
+    assert sum(m["expansion_mrr"] for m in months) == pytest.approx(
+        sum(o.body()["mrr_delta"] for o in in_range if o.kind == "expansion")
+    )
+    assert sum(m["contraction_mrr"] for m in months) == pytest.approx(
+        -sum(o.body()["mrr_delta"] for o in in_range if o.kind == "contraction")
+    )
+    assert {a["account_id"] for a in listed["accounts"]} == {
+        o.account_id for o in outcomes if o.kind == "cancellation"
+    }
+
+
 @pytest.mark.integration
 class TestSender:
     """Against a loopback HTTP server answering from a script."""
@@ -158,6 +255,28 @@ class TestSender:
         server.script(Reply(200, json.dumps(body)))
         with pytest.raises(DemoError, match=r"rejected 1 of 3 events, e\.g\. m0: userId"):
             self.sender(server, []).send_day(self.calls(3))
+
+    def test_records_outcomes_one_request_per_account_with_the_token(
+        self, server: SlackWebhookServer
+    ) -> None:
+        outcomes = plan_outcomes(plan_demo(40, 16, 1, NOW.date()))
+        accounts = list(dict.fromkeys(o.account_id for o in outcomes))
+        server.script(*[Reply(201, "{}")] * len(accounts))
+        assert self.sender(server, []).record_outcomes(outcomes, TOKEN) == len(outcomes)
+        assert [r.path for r in server.requests] == [f"/v1/accounts/{a}/outcomes" for a in accounts]
+        for req in server.requests:
+            assert req.headers["Authorization"] == f"Bearer {TOKEN}"
+        sent = [b for r in server.requests for b in json.loads(r.body)]
+        assert sorted(sent, key=json.dumps) == sorted((o.body() for o in outcomes), key=json.dumps)
+
+    def test_outcomes_refused_name_the_account(self, server: SlackWebhookServer) -> None:
+        outcomes = plan_outcomes(plan_demo(8, 6, 1, NOW.date()))
+        server.script(Reply(409, '{"error":{"code":"conflict","message":"contradicts"}}'))
+        with pytest.raises(DemoError, match=f"recording the outcomes of {outcomes[0].account_id}"):
+            self.sender(server, []).record_outcomes(outcomes, TOKEN)
+        server.script(Reply(401, "{}"))
+        with pytest.raises(DemoError, match="refused the API token"):
+            self.sender(server, []).record_outcomes(outcomes, TOKEN)
 
     def test_unreachable(self) -> None:
         with socket.socket() as s:
@@ -290,3 +409,10 @@ def test_demo_against_tend_up(tend_up: tuple[str, str, dict[str, str]]) -> None:
         time.sleep(0.5)
     healthy = [aid for aid, a in archetype.items() if a in (Archetype.STEADY, Archetype.GROWING)]
     assert not [g for g in got if g[0] in healthy and g[1] != "upsell_seats"], got
+    # The outcomes came through the operator's API too (the first of each archetype is never
+    # cancelled, so the alerts above still open).
+    for o in plan_outcomes(plan):
+        body = httpx.get(f"{url}/v1/accounts/{o.account_id}/outcomes", headers=auth).json()
+        assert [(x["kind"], x["effective_on"]) for x in body["outcomes"]] == [
+            (o.kind, o.effective_on.isoformat())
+        ]

@@ -115,7 +115,7 @@ def exposed(stack: Stack) -> set[str]:
     return names
 
 
-@pytest.mark.integration
+@pytest.mark.e2e
 class TestPromQL:
     @pytest.mark.parametrize(("dashboard", "panel", "expr"), PROMQL, ids=[t[2] for t in PROMQL])
     def test_parses_and_returns_data(
@@ -144,7 +144,7 @@ class TestPromQL:
             assert rule["health"] == "ok", dump(rule)
 
 
-@pytest.mark.integration
+@pytest.mark.e2e
 class TestSQL:
     @pytest.mark.parametrize(("dashboard", "panel", "query"), SQL, ids=[t[1] for t in SQL])
     async def test_runs_on_the_migrated_database(

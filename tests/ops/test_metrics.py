@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ops import REPO, Stack, tool
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 REQUIRED = {
     "ingest": {

@@ -243,3 +243,37 @@ class TestOpenApi:
         assert {"401", "404", "409", "422"} <= set(path["post"]["responses"])
         assert path["post"]["tags"] == ["outcomes"]
         assert doc["paths"]["/v1/retention"]["get"]["operationId"] == "get_retention"
+
+
+class TestStageInTheAccountsApi:
+    async def test_listed_shown_and_filtered(self, db: Sessions, uid: str) -> None:
+        csm = f"{uid}@vendor.test"
+        await create_account(db, f"{uid}-new", created_at=date(2026, 6, 10), csm_email=csm)
+        await create_account(db, f"{uid}-renewing", renewal_date=date(2026, 8, 1), csm_email=csm)
+        await create_account(db, f"{uid}-gone", csm_email=csm)
+        await create_account(db, f"{uid}-grows", renewal_date=date(2027, 6, 1), csm_email=csm)
+        async with web_client(db, FixedClock(noon(TODAY))) as client:
+            r = await client.post(f"/v1/accounts/{uid}-gone/outcomes", json=CANCEL)
+            assert r.status_code == 201
+            listed = (await client.get("/v1/accounts", params={"csm": csm, "sort": "name"})).json()
+            by_stage = {
+                stage: (
+                    await client.get("/v1/accounts", params={"csm": csm, "stage": stage})
+                ).json()
+                for stage in ("new", "growing", "renewal", "cancelled")
+            }
+            one = (await client.get(f"/v1/accounts/{uid}-gone")).json()
+            bad = await client.get("/v1/accounts", params={"stage": "churned"})
+        assert {a["account_id"]: a["stage"] for a in listed["accounts"]} == {
+            f"{uid}-new": "new",
+            f"{uid}-renewing": "renewal",
+            f"{uid}-gone": "cancelled",
+            f"{uid}-grows": "growing",
+        }
+        for stage, body in by_stage.items():
+            assert body["total"] == 1
+            assert [a["stage"] for a in body["accounts"]] == [stage]
+        assert by_stage["cancelled"]["accounts"][0]["account_id"] == f"{uid}-gone"
+        assert one["stage"] == "cancelled"
+        assert bad.status_code == 422
+        assert bad.json()["error"]["field"] == "stage"

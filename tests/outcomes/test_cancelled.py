@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.consumer import AlertsHandler
+from services.web.console import pages, views
 from shared.clock import FixedClock
 from shared.db.models import Account
 from shared.db.session import transaction
@@ -92,7 +93,10 @@ class TestCancelledAccountStopsAlerting:
         [alert] = await alerts_of(db, account)
         assert (alert.status, alert.resolved_by) == ("resolved", "account cancelled")
         assert alert.notifications == 1
-        assert len(await outbox_of(db, account)) == 2  # the open alone: no resolve, no repeat
+        # The open alone (no resolve, no repeat), and not sent: it was still in the outbox.
+        outbox = await outbox_of(db, account)
+        assert [(n.kind, n.status) for n in outbox] == [("open", "skipped")] * 2
+        assert all(n.last_error == "not sent: account cancelled" for n in outbox)
 
     async def test_a_cancellation_dated_ahead_takes_effect_on_its_day(
         self, db: Sessions, uid: str
@@ -148,3 +152,38 @@ class TestCancelledAccountStopsAlerting:
         [alert] = await alerts_of(db, account)
         assert alert.status == "open"
         assert len(await outbox_of(db, account)) > notified
+
+
+class TestCancelledAccountLeavesTheAtRiskTotals:
+    async def test_the_portfolio_lists_it_but_counts_it_nowhere(
+        self, db: Sessions, uid: str
+    ) -> None:
+        csm = f"{uid}@vendor.test"
+        async with transaction(db) as session:
+            for name, mrr in (("stays", 1000.0), ("gone", 700.0)):
+                session.add(
+                    Account(
+                        account_id=f"{uid}-{name}",
+                        created_at=DAY0 - timedelta(days=400),
+                        mrr=mrr,
+                        band="red",
+                        score=20.0,
+                        csm_email=csm,
+                    )
+                )
+        today = DAY0 + timedelta(days=10)
+        filtered = views.PortfolioFilter(csm=csm)
+        async with db() as session:
+            before = pages.portfolio_context(
+                await views.portfolio(session, filtered, today), views.BANDS, views.RENEWAL_WINDOWS
+            )
+        gone = CustomerOutcome(f"{uid}-gone", "cancellation", DAY0, reason="budget")
+        async with transaction(db) as session:
+            await record_outcomes(session, [gone], now=noon(today))
+        async with db() as session:
+            portfolio = await views.portfolio(session, filtered, today)
+            after = pages.portfolio_context(portfolio, views.BANDS, views.RENEWAL_WINDOWS)
+        assert before["at_risk"] == 1700.0
+        assert after["at_risk"] == 1000.0
+        assert (portfolio.accounts_by_band, portfolio.total_mrr) == ({"red": 1}, 1000.0)
+        assert sorted(r.account_id for r in portfolio.rows) == [f"{uid}-gone", f"{uid}-stays"]

@@ -43,7 +43,7 @@ from tests.support.broker import TansuBroker
 from tests.support.postgres import SERVER_DSN, create_database, drop_database
 from tests.support.process import ServiceProcess
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e  # starts tend processes
 
 BATCH = 50
 

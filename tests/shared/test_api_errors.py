@@ -211,11 +211,12 @@ class TestHandlers:
 
 
 class TestErrorRouteInAnotherApp:
-    """The read and alerts APIs keep the tend shape when included in the ingest app."""
+    """The read and alerts APIs keep the tend shape when included in an app whose other
+    paths answer in the Segment shape."""
 
     async def test_tend_shape_inside_a_segment_app(self) -> None:
         app = FastAPI()
-        install_error_handlers(app, shape=SEGMENT)
+        install_error_handlers(app, segment_paths={"/things", "/nowhere"})
         app.include_router(build_router())
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
@@ -225,16 +226,25 @@ class TestErrorRouteInAnotherApp:
             assert r.status_code == 422 and r.json()["error"]["field"] == "limit"
             r = await c.get("/nowhere")  # the app's own handler: Segment's shape
             assert r.status_code == 404 and r.json()["success"] is False
+            r = await c.post("/things", json={})  # a route of the router: tend's shape
+            assert r.status_code == 422 and r.json()["error"]["field"] == "until"
 
 
 class TestIngestApp:
-    async def test_unknown_path_answers_in_the_segment_shape(self) -> None:
+    async def test_segment_shape_on_tracking_paths_tend_shape_elsewhere(self) -> None:
         app = create_ingest_app(Settings(), config=TendConfig())
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.get("/v1/batch")
+            assert r.status_code == 405
+            assert r.json() == {
+                "success": False,
+                "error": "Method Not Allowed",
+                "code": "method_not_allowed",
+            }
             r = await c.post("/v1/nowhere", json={})
         assert r.status_code == 404
-        assert r.json() == {"success": False, "error": "Not Found", "code": "not_found"}
+        assert r.json() == {"error": {"code": "not_found", "message": "Not Found"}}
 
     def test_openapi_documents_the_segment_error(self) -> None:
         doc = create_ingest_app(Settings(), config=TendConfig()).openapi()

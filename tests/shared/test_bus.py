@@ -32,6 +32,7 @@ from shared.topics import ALL
 from tests.support.broker import TansuBroker
 
 PARTITIONS = 3
+INTEGRATION = pytest.mark.integration  # the Kafka and PostgreSQL cases
 CONSUME_DEADLINE_S = 60.0
 """Safety net so a broken bus fails the test instead of hanging it; never an assertion."""
 
@@ -59,7 +60,13 @@ class Target:
     address: str
 
 
-@pytest.fixture(params=["kafka", "sqlite", "postgres"])
+@pytest.fixture(
+    params=[
+        pytest.param("kafka", marks=INTEGRATION),
+        "sqlite",
+        pytest.param("postgres", marks=INTEGRATION),
+    ]
+)
 def bus_target(request: pytest.FixtureRequest) -> Target:
     if request.param == "kafka":
         return Target("kafka", request.getfixturevalue("broker").bootstrap)
@@ -346,7 +353,7 @@ class TestKafkaBrokerOutage:
             await bus.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=INTEGRATION)])
 def database_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(name))

@@ -333,3 +333,49 @@ class TestExistingBehaviour:
     def test_onboarding_stages_accept_one_or_many(self, stages: Any) -> None:
         cfg = parse_config({"scoring": {"onboarding": {"stages": stages}}})
         assert cfg.scoring.onboarding.is_onboarding_stage("New")
+
+
+class TestOutcomesBlock:
+    """``outcomes:`` sets the lifecycle windows and the lifetime-value policy."""
+
+    def test_defaults_when_absent_or_empty(self) -> None:
+        for data in ({}, {"outcomes": None}, {"outcomes": {}}):
+            o = parse_config(data).outcomes
+            assert (o.new_days, o.renewal_window_days) == (30, 90)
+            assert (o.gross_margin, o.max_lifetime_months) == (0.8, 60)
+
+    def test_values_are_read(self) -> None:
+        o = parse_config(
+            {
+                "outcomes": {
+                    "new_days": 14,
+                    "renewal_window_days": 60,
+                    "gross_margin": 0.65,
+                    "max_lifetime_months": 36,
+                }
+            }
+        ).outcomes
+        assert (o.new_days, o.renewal_window_days, o.gross_margin, o.max_lifetime_months) == (
+            14,
+            60,
+            0.65,
+            36,
+        )
+
+    def test_example_file_spells_out_the_defaults(self) -> None:
+        assert load_config(EXAMPLE).outcomes == TendConfig().outcomes
+
+    @pytest.mark.parametrize(
+        ("block", "key"),
+        [
+            ({"gross_margin": 0}, "outcomes.gross_margin"),
+            ({"gross_margin": 1.5}, "outcomes.gross_margin"),
+            ({"max_lifetime_months": 0}, "outcomes.max_lifetime_months"),
+            ({"new_days": -1}, "outcomes.new_days"),
+            ({"renewal_window_days": "soon"}, "outcomes.renewal_window_days"),
+            ({"margin": 0.8}, "outcomes.margin"),
+        ],
+    )
+    def test_bad_value_names_the_key(self, block: dict[str, Any], key: str) -> None:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            parse_config({"outcomes": block})

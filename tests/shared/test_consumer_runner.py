@@ -150,7 +150,13 @@ class Target:
     bootstrap: str | None
 
 
-@pytest.fixture(params=["kafka+postgresql", "in-process+sqlite", "in-process+postgresql"])
+@pytest.fixture(
+    params=[
+        pytest.param("kafka+postgresql", marks=pytest.mark.integration),
+        "in-process+sqlite",
+        pytest.param("in-process+postgresql", marks=pytest.mark.integration),
+    ]
+)
 def runner_target(request: pytest.FixtureRequest) -> Target:
     kind = request.param
     if kind == "in-process+sqlite":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -23,6 +24,7 @@ def _tables(sync_conn: Any) -> set[str]:
 
 
 class TestMigrations:
+    @pytest.mark.integration
     async def test_postgres_empty_database_matches_models(self) -> None:
         from shared.db.migrate import upgrade_async
 

@@ -17,7 +17,7 @@ from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
 from shared.logging import log_handler
 from shared.redact import mask_text, mask_url, mask_values
-from tests.alerts.servers import SlackWebhookServer, create_notification
+from tests.support.servers import SlackWebhookServer, create_notification
 
 SECRET = "B0SECRET/xoxsecretsecretsecret"
 

@@ -11,7 +11,7 @@ import pytest
 from tests.support.broker import TansuBroker
 from tests.support.process import ServiceProcess
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e  # starts tend processes
 
 
 @pytest.mark.parametrize("command", ["ingest", "scorer", "alerts"])

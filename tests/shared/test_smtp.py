@@ -18,7 +18,7 @@ from shared.smtp import (
     parse_recipients,
     send_one,
 )
-from tests.alerts.servers import SmtpServer, _free_port
+from tests.support.servers import SmtpServer, _free_port
 
 pytestmark = pytest.mark.integration
 

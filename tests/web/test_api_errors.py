@@ -13,10 +13,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.web.api import schemas
 from services.web.app import create_app
+from shared.api_errors import TendError
 from shared.clock import FixedClock
 from shared.config import TendConfig
 from shared.db.models import Alert
@@ -38,8 +40,13 @@ def web_app(sessions: async_sessionmaker[AsyncSession] | None = None) -> FastAPI
     )
 
 
+NO_DATABASE = web_app()
+"""The app without sessions: what happens before a session is opened (token, OpenAPI)."""
+DOCUMENT = NO_DATABASE.openapi()
+
+
 def api_operations() -> list[tuple[str, str, dict[str, Any]]]:
-    document = web_app().openapi()
+    document = DOCUMENT
     return [
         (method.upper(), path, operation)
         for path, item in document["paths"].items()
@@ -85,11 +92,12 @@ def assert_error(response: httpx.Response, status: int, code: str, field: str | 
 
 class TestEveryRoute:
     @pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, _ in api_operations()])
-    async def test_401_without_the_token(
-        self, web_errors_client: httpx.AsyncClient, method: str, path: str
-    ) -> None:
+    async def test_401_without_the_token(self, method: str, path: str) -> None:
+        # No database: the token is checked before a session is opened.
         url = re.sub(r"\{[^}]+\}", "1", path)
-        r = await web_errors_client.request(method, url, headers={"Authorization": ""})
+        transport = httpx.ASGITransport(app=NO_DATABASE)
+        async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
+            r = await client.request(method, url)
         assert_error(r, 401, "unauthorized", None)
         assert r.headers["www-authenticate"] == "Bearer"
 
@@ -112,24 +120,43 @@ class TestEveryRoute:
             assert content["schema"] == {"$ref": "#/components/schemas/TendError"}
             assert set(content["example"]) == {"error"}
 
+    def test_every_tag_is_described(self) -> None:
+        described = {tag["name"] for tag in DOCUMENT["tags"] if tag.get("description")}
+        assert {t for _, _, operation in api_operations() for t in operation["tags"]} <= described
+
+    @pytest.mark.parametrize(
+        "model",
+        [
+            m
+            for m in vars(schemas).values()
+            if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schemas.__name__
+        ]
+        + [TendError],
+        ids=lambda m: m.__name__,
+    )
+    def test_examples_are_valid_answers(self, model: type[BaseModel]) -> None:
+        for example in model.model_json_schema().get("examples", []):
+            model.model_validate(example)
+
     def test_operation_ids_are_unique(self) -> None:
         ids = [operation["operationId"] for _, _, operation in api_operations()]
         assert len(ids) == len(set(ids))
 
 
+# Each database test loops over its cases: a fresh migrated SQLite file per case would cost
+# the fast lane more than the cases themselves.
+
+
 class TestNotFound:
-    @pytest.mark.parametrize("suffix", ["", "/health", "/usage", "/report", "/report.html"])
-    async def test_unknown_account(self, web_errors_client: httpx.AsyncClient, suffix: str) -> None:
-        r = await web_errors_client.get(f"/v1/accounts/nope{suffix}")
-        assert_error(r, 404, "not_found", None)
-        assert r.json()["error"]["message"] == "account 'nope' not found"
-
-    @pytest.mark.parametrize("path", ["/v1/alerts/999", "/v1/alerts/x"])
-    async def test_unknown_alert(self, web_errors_client: httpx.AsyncClient, path: str) -> None:
-        assert_error(await web_errors_client.get(path), 404, "not_found", None)
-
-    async def test_unknown_path(self, web_errors_client: httpx.AsyncClient) -> None:
-        assert_error(await web_errors_client.get("/v1/nowhere"), 404, "not_found", None)
+    async def test_unknown_account_alert_and_path(
+        self, web_errors_client: httpx.AsyncClient
+    ) -> None:
+        for suffix in ("", "/health", "/usage", "/report", "/report.html"):
+            r = await web_errors_client.get(f"/v1/accounts/nope{suffix}")
+            assert_error(r, 404, "not_found", None)
+            assert r.json()["error"]["message"] == "account 'nope' not found"
+        for path in ("/v1/alerts/999", "/v1/alerts/x", "/v1/nowhere"):
+            assert_error(await web_errors_client.get(path), 404, "not_found", None)
 
 
 class TestConflict:
@@ -147,44 +174,33 @@ class TestConflict:
 
 
 class TestInvalid:
-    @pytest.mark.parametrize(
-        ("path", "params", "field"),
-        [
+    async def test_query(self, web_errors_client: httpx.AsyncClient) -> None:
+        cases: list[tuple[str, dict[str, str], str]] = [
             ("/v1/accounts", {"limit": "0"}, "limit"),
             ("/v1/accounts", {"sort": "colour"}, "sort"),
             ("/v1/accounts/nope/health", {"from": "2026-02-30"}, "from"),
             ("/v1/alerts", {"status": "closed"}, "status"),
             ("/v1/alerts", {"offset": "-1"}, "offset"),
             ("/v1/alerts", {"csm": "a\x00"}, "csm"),
-        ],
-    )
-    async def test_query(
-        self, web_errors_client: httpx.AsyncClient, path: str, params: dict[str, str], field: str
-    ) -> None:
-        assert_error(await web_errors_client.get(path, params=params), 422, "invalid", field)
+        ]
+        for path, params, field in cases:
+            assert_error(await web_errors_client.get(path, params=params), 422, "invalid", field)
 
-    async def test_range(self, web_errors_client: httpx.AsyncClient) -> None:
+    async def test_range_and_profile_body(self, web_errors_client: httpx.AsyncClient) -> None:
+        bodies: list[tuple[dict[str, Any], str]] = [
+            ({"seats": -1}, "seats"),
+            ({"name": "  "}, "name"),
+            ({"colour": 1}, "colour"),
+            ({}, "body"),
+        ]
+        for body, field in bodies:
+            r = await web_errors_client.patch("/v1/accounts/acme", json=body)
+            assert_error(r, 422, "invalid", field)
         await web_errors_client.patch("/v1/accounts/acme", json={"seats": 10})
         r = await web_errors_client.get(
             "/v1/accounts/acme/usage", params={"from": "2026-11-10", "to": "2026-11-01"}
         )
         assert_error(r, 422, "invalid", "from")
-
-    @pytest.mark.parametrize(
-        ("body", "field"),
-        [
-            ({"seats": -1}, "seats"),
-            ({"name": "  "}, "name"),
-            ({"colour": 1}, "colour"),
-            ({}, "body"),
-        ],
-    )
-    async def test_profile_body(
-        self, web_errors_client: httpx.AsyncClient, body: dict[str, Any], field: str
-    ) -> None:
-        assert_error(
-            await web_errors_client.patch("/v1/accounts/acme", json=body), 422, "invalid", field
-        )
 
     async def test_snooze_in_the_past(
         self,

@@ -187,10 +187,11 @@ class TestPortfolio:
         rows = {attrs["data-account-id"]: cells for attrs, cells in parse(html).tables["portfolio"]}
         for a in (await api(client, "/v1/accounts"))["accounts"]:
             cells = rows[a["account_id"]]
-            name, score, band, trend, _spark, mrr, seats, renewal, csm, alerts = cells
+            name, score, band, stage, trend, _spark, mrr, seats, renewal, csm, alerts = cells
             assert name == f"{a['name']} {a['account_id']}"
             assert score == f"{a['score']:.1f}"
             assert band == a["band"].capitalize()
+            assert stage == (a["stage"] or "—").capitalize()
             assert mrr == money(a["mrr"])
             assert renewal == a["renewal_date"]
             assert csm == a["csm_email"]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 
 @pytest_asyncio.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def static_client() -> AsyncIterator[httpx.AsyncClient]:
     engine = create_engine("sqlite+aiosqlite://")
     app = create_app(Settings(), sessions=create_sessionmaker(engine), api_token="t" * 40)
     transport = httpx.ASGITransport(app=app)
@@ -33,14 +33,14 @@ class TestStaticFiles:
         [("console.css", "text/css"), ("favicon.svg", "image/svg+xml")],
     )
     async def test_served_with_cache_and_nosniff(
-        self, client: httpx.AsyncClient, name: str, content_type: str
+        self, static_client: httpx.AsyncClient, name: str, content_type: str
     ) -> None:
-        r = await client.get(f"/console/static/{name}")
+        r = await static_client.get(f"/console/static/{name}")
         assert r.status_code == 200
         assert r.headers["content-type"].startswith(content_type)
         assert r.headers["cache-control"] == "public, max-age=3600"
         assert r.headers["x-content-type-options"] == "nosniff"
-        again = await client.get(
+        again = await static_client.get(
             f"/console/static/{name}", headers={"If-None-Match": r.headers["etag"]}
         )
         assert again.status_code == 304
@@ -48,7 +48,7 @@ class TestStaticFiles:
     @pytest.mark.parametrize(
         "path", ["/console/static/nope.css", "/console/static/%2e%2e/app.py", "/console/static/"]
     )
-    async def test_nothing_else(self, client: httpx.AsyncClient, path: str) -> None:
-        r = await client.get(path)
+    async def test_nothing_else(self, static_client: httpx.AsyncClient, path: str) -> None:
+        r = await static_client.get(path)
         assert r.status_code == 404
         assert "import" not in r.text

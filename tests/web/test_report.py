@@ -23,7 +23,6 @@ from services.web.app import create_app
 from services.web.reports.build import MonthError, build_report, last_month, parse_month
 from services.web.reports.render import render_html
 from services.web.reports.send import report_email
-from shared.db.migrate import upgrade_async
 from shared.db.models import (
     Account,
     AccountDay,
@@ -34,7 +33,8 @@ from shared.db.models import (
 )
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
-from tests.alerts.servers import SmtpServer
+from tests.support.servers import SmtpServer
+from tests.support.sqlite import migrated_sqlite
 
 TODAY = date(2026, 11, 20)
 TOKEN = "report-test-token-0123456789abcdef"
@@ -219,8 +219,7 @@ class TestReportNumbers:
 
 @pytest_asyncio.fixture
 async def sqlite_db(tmp_path: Path) -> AsyncIterator[tuple[str, Sessions]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'report.db'}"
-    await upgrade_async(url)
+    url = migrated_sqlite(tmp_path / "report.db")
     engine = create_engine(url)
     yield url, create_sessionmaker(engine)
     await engine.dispose()
@@ -350,6 +349,7 @@ class TestReportCommand:
         )
         assert no_smtp.exit_code == 2 and "TEND_SMTP_HOST" in no_smtp.output
 
+    @pytest.mark.integration  # a loopback SMTP server
     async def test_email_to_each_csm(self, sqlite_db: tuple[str, Sessions], tmp_path: Path) -> None:
         url, sessions = sqlite_db
         await seed_account(sessions, "acme")
@@ -390,6 +390,7 @@ class TestReportCommand:
         assert "3 active users of 10 seats" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
+@pytest.mark.integration  # a loopback SMTP server
 class TestReportMailDomains:
     async def test_a_csm_off_the_email_domains_is_not_mailed_the_defaults_are(
         self, sqlite_db: tuple[str, Sessions], tmp_path: Path

@@ -32,7 +32,7 @@ from shared.config import TendConfig
 from shared.db.models import Account, FeatureDay, FeatureUserDay, HealthScore
 from shared.scoring_model import Bands, ScoringModel
 from shared.settings import Settings
-from tests.alerts.servers import _free_port
+from tests.support.servers import _free_port
 
 Sessions = async_sessionmaker[AsyncSession]
 TOKEN = "report-render-token-0123456789abcdef"

@@ -22,7 +22,7 @@ from services.web.api.schemas import (
     AccountSummary,
     AccountUsage,
 )
-from services.web.deps import SessionDep
+from services.web.deps import SessionDep, clock_of, policy_of
 from services.web.reports.build import (
     MonthError,
     MonthlyReport,
@@ -37,6 +37,8 @@ from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_i
 from shared.api_input import MAX_BIGINT, storable, storable_params
 from shared.config import TendConfig
 from shared.db.models import Account, HealthScore
+from shared.outcomes.model import Stage
+from shared.outcomes.stages import current_stages
 from shared.read import accounts, scores, usage
 from shared.read.accounts import AccountFilter, SortKey
 from shared.redact import mask_url, mask_values
@@ -96,16 +98,26 @@ async def _get_account(session: AsyncSession, account_id: str) -> Account:
 @router.get("", summary="List accounts with their current health", response_model=AccountList)
 async def list_accounts(
     session: SessionDep,
+    request: Request,
     band: Annotated[str | None, Query(description="green, yellow, red, ...")] = None,
     csm: Annotated[str | None, Query(description="CSM email or Slack handle")] = None,
+    stage: Annotated[Stage | None, Query(description="lifecycle stage today")] = None,
     sort: Annotated[SortKey, Query(description="prefix with - for descending")] = "score",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> dict[str, Any]:
+    today = clock_of(request).now().date()
+    ids = None
+    if stage is not None:
+        found = await current_stages(session, None, today, policy_of(request))
+        ids = tuple(sorted(a for a, s in found.items() if s == stage))
+    where = AccountFilter(csm=csm, band=band, account_ids=ids)
     total, rows = await accounts.list_accounts(
-        session, AccountFilter(csm=csm, band=band), sort=sort, limit=limit, offset=offset
+        session, where, sort=sort, limit=limit, offset=offset
     )
-    return {"total": total, "accounts": [account_summary(a) for a in rows]}
+    stages = await current_stages(session, [a.account_id for a in rows], today, policy_of(request))
+    listed = [{**account_summary(a), "stage": stages.get(a.account_id)} for a in rows]
+    return {"total": total, "accounts": listed}
 
 
 @router.get(
@@ -114,10 +126,13 @@ async def list_accounts(
     response_model=AccountDetail,
     responses=NOT_FOUND,
 )
-async def get_account(account_id: str, session: SessionDep) -> dict[str, Any]:
+async def get_account(account_id: str, session: SessionDep, request: Request) -> dict[str, Any]:
     account = await _get_account(session, account_id)
     latest = await scores.latest_score(session, account_id)
     body = account_summary(account)
+    today = clock_of(request).now().date()
+    stages = await current_stages(session, [account_id], today, policy_of(request))
+    body["stage"] = stages.get(account_id)
     body["traits"] = mask_values(account.traits)
     body["metrics"] = latest.metrics if latest else None
     body["current_champion"] = _current_champion(latest.metrics if latest else None)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.web.deps import SessionDep, clock_of
+from services.web.deps import SessionDep, clock_of, policy_of
 from shared.accounts_csv import MAX_ID
 from shared.api_auth import require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
@@ -229,11 +229,6 @@ async def _account_outcomes(
     }
 
 
-def _policy(request: Request) -> OutcomesPolicy:
-    policy: OutcomesPolicy | None = getattr(request.app.state, "outcomes_policy", None)
-    return policy or OutcomesPolicy()
-
-
 @router.get(
     "/{account_id}/outcomes",
     summary="An account's outcomes, MRR history and lifecycle stage",
@@ -243,7 +238,7 @@ async def list_outcomes(
     account_id: AccountId, request: Request, session: SessionDep
 ) -> dict[str, Any]:
     today = clock_of(request).now().date()
-    return await _account_outcomes(session, account_id, today, _policy(request))
+    return await _account_outcomes(session, account_id, today, policy_of(request))
 
 
 @router.post(
@@ -284,7 +279,7 @@ async def record_account_outcomes(
         raise ApiError.not_found("account", account_id)
     outcomes = _parse(account_id, body)
     now = clock_of(request).now()
-    policy = _policy(request)
+    policy = policy_of(request)
     try:
         recorded = await record_outcomes(session, outcomes, now=now, policy=policy)
     except UnknownAccounts:

@@ -8,22 +8,22 @@ account's profile and recorded outcomes, as they are now.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.web.deps import SessionDep, clock_of
+from services.web.deps import SessionDep, clock_of, policy_of
 from shared.api_auth import require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import storable_params
 from shared.config import TendConfig
-from shared.outcomes.model import FIRST_DAY, OutcomesPolicy
+from shared.outcomes.model import FIRST_DAY
 from shared.outcomes.mrr import InconsistentOutcomes
-from shared.outcomes.repository import OutcomeRepository
-from shared.outcomes.retention import SEGMENT_BYS, Month, SegmentBy, monthly_retention, months
-from shared.outcomes.value import account_values, segment_values, time_to_value
+from shared.outcomes.retention import SEGMENT_BYS, Month, SegmentBy, months
+from shared.outcomes.value import account_values
+from shared.read.retention import last_complete_month, months_back, retention_figures
 
 router = APIRouter(
     prefix="/v1/retention",
@@ -157,17 +157,12 @@ class RetentionReport(BaseModel):
 def _range(start: str | None, end: str | None, today: date) -> tuple[Month, Month]:
     current = Month.of(today)
     try:
-        last = (
-            Month.parse(end, field="to")
-            if end is not None
-            else Month.of(current.first_day - timedelta(days=1))
+        last = Month.parse(end, field="to") if end is not None else last_complete_month(today)
+        first = (
+            Month.parse(start, field="from")
+            if start is not None
+            else months_back(last, DEFAULT_MONTHS)
         )
-        if start is not None:
-            first = Month.parse(start, field="from")
-        else:
-            first = last
-            for _ in range(DEFAULT_MONTHS - 1):
-                first = Month.of(first.first_day - timedelta(days=1))
     except ValueError as err:
         raise ApiError(422, str(err), code="invalid") from None
     for name, month in (("from", first), ("to", last)):
@@ -193,7 +188,16 @@ def _lifetime(v: Any) -> dict[str, Any]:
     }
 
 
-@router.get("", summary="Churn, retention, CLV and time to value", response_model=RetentionReport)
+@router.get(
+    "",
+    summary="Churn, retention, CLV and time to value",
+    response_model=RetentionReport,
+    responses=error_responses(
+        409,
+        descriptions={409: "An account's outcomes contradict its profile's MRR"},
+        messages={409: "account 'acme': the contraction on 2026-03-01 takes the MRR below 0"},
+    ),
+)
 async def get_retention(
     request: Request,
     session: SessionDep,
@@ -214,21 +218,16 @@ async def get_retention(
     contraction and churned MRR; CLV per segment (and per account); median days to first
     key-feature use per signup cohort of the range. At most 36 months at once."""
     first, last = _range(start, end, clock_of(request).now().date())
-    policy: OutcomesPolicy = getattr(request.app.state, "outcomes_policy", None) or OutcomesPolicy()
+    policy = policy_of(request)
     config: TendConfig | None = getattr(request.app.state, "config", None)
     keys = list(config.key_features) if config is not None else []
-    repo = OutcomeRepository(session, policy)
     try:
-        histories = await repo.histories()
+        figures = await retention_figures(
+            session, first, last, by=by, policy=policy, key_features=keys
+        )
     except InconsistentOutcomes as err:
         raise ApiError.conflict(f"{err}; correct the outcomes or the profile's MRR") from None
-    rows = monthly_retention(histories, first, last, by=by, policy=policy)
-    first_use = await repo.first_key_feature_use(keys)
-    starts = [
-        (h.start, first_use.get(h.account_id))
-        for h in histories
-        if h.start is not None and first <= Month.of(h.start) <= last
-    ]
+    rows = figures.months
     body: dict[str, Any] = {
         "from": str(first),
         "to": str(last),
@@ -259,7 +258,7 @@ async def get_retention(
                 "churned_accounts": v.churned_accounts,
                 **_lifetime(v),
             }
-            for v in segment_values(rows, policy)
+            for v in figures.lifetime_value
         ],
         "time_to_value": [
             {
@@ -269,7 +268,7 @@ async def get_retention(
                 "share_reached": c.share_reached,
                 "median_days": c.median_days,
             }
-            for c in (time_to_value(starts) if keys else [])
+            for c in figures.time_to_value
         ],
         "accounts": None,
     }
@@ -281,6 +280,6 @@ async def get_retention(
                 "months": v.months,
                 **_lifetime(v),
             }
-            for v in account_values(histories, first, last, by=by, policy=policy)
+            for v in account_values(figures.histories, first, last, by=by, policy=policy)
         ]
     return body

@@ -13,7 +13,32 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.outcomes.model import Stage
+
 JsonObject = dict[str, Any]
+
+OPENAPI_TAGS: list[JsonObject] = [
+    {
+        "name": "accounts",
+        "description": "Accounts, their health with its reasons, usage and monthly reports; "
+        "the operator sets profiles (CSM routing, seats, renewal).",
+    },
+    {
+        "name": "alerts",
+        "description": "At-risk and upsell alerts: list, read, acknowledge, snooze, resolve "
+        "(one alert or every open alert of an account).",
+    },
+    {
+        "name": "outcomes",
+        "description": "What customers did: cancellations, renewals, expansions and "
+        "contractions an operator records; MRR history and lifecycle stages.",
+    },
+    {
+        "name": "retention",
+        "description": "Churn, revenue retention, CLV and time to value per month and segment.",
+    },
+]
+"""Tag descriptions of the web app's OpenAPI document (errors: docs/api.md)."""
 
 
 def _example(example: JsonObject) -> ConfigDict:
@@ -28,6 +53,7 @@ ACCOUNT_EXAMPLE: JsonObject = {
     "mrr": 4800.0,
     "renewal_date": "2027-03-31",
     "lifecycle_stage": "growing",
+    "stage": "renewal",
     "csm_email": "dana@vendor.example",
     "csm_slack": "https://hooks.slack.com/services/…",
     "champion": None,
@@ -49,7 +75,12 @@ class AccountSummary(BaseModel):
     seats: int | None = None
     mrr: float | None = None
     renewal_date: date | None = None
-    lifecycle_stage: str | None = None
+    lifecycle_stage: str | None = Field(None, description="As the profile gives it.")
+    stage: Stage | None = Field(
+        None,
+        description="Lifecycle stage today, derived from the profile and the outcomes: new, "
+        "growing, renewal, cancelled (docs/retention.md); null without a start date.",
+    )
     csm_email: str | None = None
     csm_slack: str | None = Field(None, description="A Slack handle, or a masked webhook URL.")
     champion: str | None = Field(None, description="The champion an operator named.")
@@ -110,6 +141,25 @@ class HistoryPoint(BaseModel):
 
 
 class AccountHealth(BaseModel):
+    model_config = _example(
+        {
+            "account_id": "acme",
+            "current": {
+                "as_of": "2026-11-30",
+                "score": 41.5,
+                "band": "red",
+                "previous_score": 55.0,
+                "previous_band": "yellow",
+                "components": {"seat_utilization": 28.0, "login_trend": 20.0, "recency": 90.0},
+                "left_out": [],
+                "moved": {"login_trend": -25.0},
+                "computed_at": "2026-11-30T06:00:00Z",
+            },
+            "metrics": {"active_users_28d": 33},
+            "history": [{"as_of": "2026-11-30", "score": 41.5, "band": "red"}],
+        }
+    )
+
     account_id: str
     current: ScoreRow | None
     metrics: JsonObject | None
@@ -130,7 +180,23 @@ class FeatureUse(BaseModel):
 
 
 class AccountUsage(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": "acme",
+                    "from": "2026-11-29",
+                    "to": "2026-11-30",
+                    "days": [
+                        {"day": "2026-11-29", "events": 310, "logins": 41, "active_users": 30},
+                        {"day": "2026-11-30", "events": 288, "logins": 38, "active_users": 28},
+                    ],
+                    "features": {"exports": [{"day": "2026-11-30", "uses": 12, "users": 5}]},
+                }
+            ]
+        },
+    )
 
     account_id: str
     from_: date = Field(alias="from")
@@ -226,6 +292,26 @@ class Delivery(BaseModel):
 
 
 class AlertDetail(AlertOut):
+    model_config = _example(
+        {
+            **ALERT_EXAMPLE,
+            "deliveries": [
+                {
+                    "id": 7,
+                    "kind": "open",
+                    "channel": "slack",
+                    "destination": "https://hooks.slack.com/services/…",
+                    "status": "sent",
+                    "attempts": 1,
+                    "next_attempt_at": "2026-11-30T06:00:00Z",
+                    "last_error": None,
+                    "created_at": "2026-11-30T06:00:00Z",
+                    "sent_at": "2026-11-30T06:00:05Z",
+                }
+            ],
+        }
+    )
+
     deliveries: list[Delivery]
 
 

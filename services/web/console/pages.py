@@ -14,6 +14,7 @@ from services.web.charts import Bands, BarChart, bar_chart, line_chart, sparklin
 from services.web.console.views import AccountPage, Portfolio
 from shared import format as fmt
 from shared.db.models import Alert
+from shared.outcomes.model import STAGES
 
 AT_RISK = ("red", "yellow")
 NOTICES = {
@@ -73,6 +74,7 @@ def portfolio_context(
         "csm_options": csm_options(portfolio.csms),
         "band_options": [("", "All bands"), *((b, fmt.label(b)) for b in bands)],
         "renewal_options": [("", "Any time"), *((str(d), f"Within {d} days") for d in windows)],
+        "stage_options": [("", "Any stage"), *((s, fmt.label(s)) for s in STAGES)],
         "sort_options": SORT_OPTIONS,
     }
 
@@ -205,8 +207,9 @@ def account_context(
     bands: Bands,
     notice: str | None,
     csm: str | None,
+    stage: str | None = None,
 ) -> dict[str, Any]:
-    """``csm``: who the CSM is, as shown."""
+    """``csm``: who the CSM is, as shown; ``stage``: the lifecycle stage today."""
     a = page.account
     m = page.metrics
     latest = page.latest
@@ -221,6 +224,7 @@ def account_context(
         "latest": latest,
         "moves": moves,
         "csm": csm,
+        "stage": stage,
         "days_left": (a.renewal_date - today).days if a.renewal_date else None,
         "champion": champion(m),
         "notice_text": NOTICES.get(notice or ""),

@@ -20,7 +20,6 @@ from services.web.charts import Bands
 from services.web.console.auth import COOKIE, ConsoleSession, SignInThrottle, session_open, verify
 from services.web.templating import environment
 from shared.api_input import storable
-from shared.clock import Clock, SystemClock
 from shared.config import TendConfig
 from shared.settings import ConsoleSettings
 
@@ -42,11 +41,6 @@ _templates = Jinja2Templates(env=environment())
 def api_token(request: Request) -> str | None:
     token: str | None = getattr(request.app.state, "api_token", None)
     return token
-
-
-def clock(request: Request) -> Clock:
-    given: Clock | None = getattr(request.app.state, "clock", None)
-    return given or SystemClock()
 
 
 def bands(request: Request) -> Bands:

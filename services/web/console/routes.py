@@ -1,4 +1,5 @@
-"""The CSM console: server-rendered pages under ``/console`` (portfolio, account, alerts).
+"""The CSM console: server-rendered pages under ``/console`` (portfolio, account, alerts,
+retention, the latest backtest).
 
 Sign-in is with the API token (``app.state.api_token``, as for the APIs) and gives a signed,
 HttpOnly, SameSite=Lax session cookie naming a session stored in the database (logout deletes
@@ -14,14 +15,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.web.console import pages, views
+from services.web.console import pages, retention, views
 from services.web.console import plumbing as web
 from services.web.console.auth import COOKIE, csrf_ok, end_session, issue, new_sid, open_session
 from services.web.console.plumbing import (
@@ -32,11 +34,16 @@ from services.web.console.plumbing import (
     read_form,
     safe_next,
 )
+from services.web.deps import clock_of, policy_of
 from services.web.templating import TEMPLATES_DIR
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
 from shared.api_auth import token_matches
 from shared.api_input import is_id, storable_params
+from shared.backtest.runs import latest_run
+from shared.config import TendConfig
+from shared.outcomes.model import STAGES
+from shared.outcomes.stages import current_stages
 from shared.read.alerts import get_alert
 
 __all__ = ["SECURITY_HEADERS", "router"]
@@ -122,13 +129,14 @@ async def logout(request: Request) -> Response:
 
 
 def _filter(
-    csm: str | None, band: str | None, renewal: str | None, sort: str | None
+    csm: str | None, band: str | None, renewal: str | None, stage: str | None, sort: str | None
 ) -> views.PortfolioFilter:
     days = int(renewal) if renewal and renewal.isascii() and renewal.isdigit() else None
     return views.PortfolioFilter(
         csm=csm or None,
         band=band if band in views.BANDS else None,
         renewal_days=days if days in views.RENEWAL_WINDOWS else None,
+        stage=stage if stage in STAGES else None,
         sort=sort if sort in views.SORT_KEYS else "score",
     )
 
@@ -140,12 +148,13 @@ async def portfoliopage(
     csm: str | None = None,
     band: str | None = None,
     renewal: str | None = None,
+    stage: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    f = _filter(csm, band, renewal, sort)
-    today = web.clock(request).now().date()
+    f = _filter(csm, band, renewal, stage, sort)
+    today = clock_of(request).now().date()
     async with web.database(request)() as db:
-        data = await views.portfolio(db, f, today)
+        data = await views.portfolio(db, f, today, policy_of(request))
     context = pages.portfolio_context(data, views.BANDS, views.RENEWAL_WINDOWS)
     return web.page(request, "portfolio.html", {**context, "filter": f, "csrf": session.csrf})
 
@@ -154,11 +163,12 @@ async def portfoliopage(
 async def accountpage(
     account_id: str, request: Request, session: SessionDep, notice: str | None = None
 ) -> Response:
+    now = clock_of(request).now()
     async with web.database(request)() as db:
         data = await views.account_page(db, account_id)
+        stages = await current_stages(db, [account_id], now.date(), policy_of(request))
     if data is None:
         return web.error(request, 404, f"no account {account_id!r}", session)
-    now = web.clock(request).now()
     a = data.account
     context = pages.account_context(
         data,
@@ -167,8 +177,25 @@ async def accountpage(
         bands=web.bands(request),
         notice=notice,
         csm=views.csm_label(a.csm_email, a.csm_slack),
+        stage=stages.get(account_id),
     )
     return web.page(request, "account.html", {**context, "csrf": session.csrf})
+
+
+@router.get("/retention")
+async def retentionpage(
+    request: Request,
+    session: SessionDep,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    by: str | None = None,
+) -> Response:
+    query = retention.parse_query(start, to, by, clock_of(request).now().date())
+    config: TendConfig | None = getattr(request.app.state, "config", None)
+    keys = config.key_features if config is not None else ()
+    async with web.database(request)() as db:
+        context = await retention.page_context(db, query, policy_of(request), keys)
+    return web.page(request, "retention.html", {**context, "csrf": session.csrf})
 
 
 @router.get("/alerts")
@@ -181,6 +208,14 @@ async def alertspage(request: Request, session: SessionDep, csm: str | None = No
         )
     context = pages.alerts_context(groups, health, csms, csm or None, views.csm_label)
     return web.page(request, "alerts.html", {**context, "csrf": session.csrf})
+
+
+@router.get("/backtest")
+async def backtestpage(request: Request, session: SessionDep) -> Response:
+    """The latest ``tend backtest`` run, as it saved it (shared.backtest.runs)."""
+    async with web.database(request)() as db:
+        run = await latest_run(db)
+    return web.page(request, "backtest.html", {"run": run, "csrf": session.csrf})
 
 
 # -- alert moves -------------------------------------------------------------------------------
@@ -210,7 +245,7 @@ async def _move(
     move: Callable[[AlertState, datetime], AlertState],
 ) -> str:
     """Apply ``move`` under a row lock; returns the notice to show."""
-    now = web.clock(request).now()
+    now = clock_of(request).now()
     async with web.database(request)() as db, db.begin():
         row = await get_alert(db, alert_id, lock=True)
         if row is None or row.status in ("none", "pending"):
@@ -232,7 +267,7 @@ async def alert_action(
     if action not in ("ack", "snooze", "resolve") or not is_id(alert_id):
         return web.error(request, 404, "no such alert action", session)
     back = safe_next(form.get("next"), "/console/alerts")
-    move, done = _move_of(action, form, web.clock(request).now())
+    move, done = _move_of(action, form, clock_of(request).now())
     notice = (await _move(request, int(alert_id), move) or done) if move else done
     path = back.split("?", 1)[0].split("#", 1)[0]
     return web.redirect(f"{path}?{urlencode({'notice': notice})}#alert-{quote(alert_id)}")
@@ -264,7 +299,7 @@ async def account_alerts_action(
     if action not in ("ack", "snooze", "resolve"):
         return web.error(request, 404, "no such alert action", session)
     back = safe_next(form.get("next"), account_href(account_id))
-    now = web.clock(request).now()
+    now = clock_of(request).now()
     move, notice = _move_of(action, form, now)
     if move is not None:
         async with web.database(request)() as db, db.begin():

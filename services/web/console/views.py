@@ -8,13 +8,16 @@ page whatever the number of accounts.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.alerting.cancellation import load_cancellations
 from shared.db.models import Account, Alert, HealthScore
+from shared.outcomes.model import STAGES, OutcomesPolicy, Stage
+from shared.outcomes.stages import current_stages
 from shared.read import accounts, alerts, scores
 from shared.read.accounts import AccountFilter
 from shared.read.alerts import SHOWN_STATUSES
@@ -42,6 +45,8 @@ class PortfolioFilter:
     csm: str | None = None
     band: str | None = None
     renewal_days: int | None = None
+    stage: str | None = None
+    """A lifecycle stage (:data:`STAGES`): only the accounts in it today."""
     sort: str = "score"
 
 
@@ -58,6 +63,8 @@ class PortfolioRow:
     renewal_date: date | None
     csm: str | None
     open_alerts: int = 0
+    stage: Stage | None = None
+    """The lifecycle stage today (derived from the profile and outcomes)."""
     regular_users: int | None = None
     score_before: float | None = None
     """The score :data:`TREND_DAYS` before ``scored_as_of`` (the latest one at or before)."""
@@ -149,9 +156,16 @@ async def csm_names(session: AsyncSession) -> list[str]:
     return await accounts.csm_names(session)
 
 
-async def portfolio(session: AsyncSession, f: PortfolioFilter, today: date) -> Portfolio:
-    """Every account matching ``f`` with its score, trend, sparkline and open alerts."""
+async def portfolio(
+    session: AsyncSession, f: PortfolioFilter, today: date, policy: OutcomesPolicy | None = None
+) -> Portfolio:
+    """Every account matching ``f`` with its score, trend, sparkline, open alerts and
+    lifecycle stage (``policy``: the configured stage windows)."""
     where = _account_filter(f, today)
+    if f.stage in STAGES:
+        found_stages = await current_stages(session, None, today, policy)
+        in_stage = tuple(sorted(a for a, s in found_stages.items() if s == f.stage))
+        where = replace(where, account_ids=in_stage)
     found = await accounts.find_accounts(session, where)
     ids = where.ids()
     rows = {
@@ -191,10 +205,17 @@ async def portfolio(session: AsyncSession, f: PortfolioFilter, today: date) -> P
     for account_id, n in (await alerts.active_counts(session, ids)).items():
         if account_id in rows:
             rows[account_id].open_alerts = n
+    for account_id, stage in (await current_stages(session, list(rows), today, policy)).items():
+        if account_id in rows:
+            rows[account_id].stage = stage
 
     mrr_by_band: dict[str, float] = defaultdict(float)
     accounts_by_band: dict[str, int] = defaultdict(int)
+    # A cancelled account is listed, but no longer at risk: it leaves the totals.
+    cancelled = set((await load_cancellations(session, list(rows))).cancelled_on(today))
     for r in rows.values():
+        if r.account_id in cancelled:
+            continue
         band = r.band or "unknown"
         mrr_by_band[band] += r.mrr or 0.0
         accounts_by_band[band] += 1

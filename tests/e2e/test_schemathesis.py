@@ -31,12 +31,15 @@ from tests.support.broker import free_port
 from tests.support.commands import run_tend
 from tests.support.postgres import create_database, drop_database
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "schemathesis-test-token-0123456789abcdef"
-# A deeper local run: SCHEMATHESIS_EXAMPLES=300 pytest tests/test_schemathesis.py
+# A deeper local run: SCHEMATHESIS_EXAMPLES=300 pytest tests/e2e/test_schemathesis.py
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
+# schemathesis's pytest plugin is off by default (pyproject: -p no:schemathesis, so no other run
+# imports it); this module turns it on for its own tests.
+pytest_plugins = ["schemathesis.pytest.plugin"]
 
 
 def _tend(args: list[str], env: dict[str, str]) -> str:
@@ -113,8 +116,9 @@ schema = schemathesis.openapi.from_dict(OPENAPI)
 
 
 def credentials(path: str, write_key: str) -> dict[str, str]:
-    """The operator's token for the read and alerts APIs, a write key for the tracking API."""
-    if path.startswith(("/v1/accounts", "/v1/alerts")):
+    """The operator's token for the read, alerts, outcomes and retention APIs, a write key for
+    the tracking API."""
+    if path.startswith(("/v1/accounts", "/v1/alerts", "/v1/retention")):
         return {"Authorization": f"Bearer {TOKEN}"}
     basic = base64.b64encode(f"{write_key}:".encode()).decode()
     return {"Authorization": f"Basic {basic}"}
