@@ -17,7 +17,7 @@ import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -306,11 +306,20 @@ async def run_backtest(
     show_default=True,
     help="Processes replaying chunks of accounts side by side (one per core at most).",
 )
-def backtest(first: str, last: str, config_path: Path | None, as_json: bool, workers: int) -> None:
+@click.option(
+    "--save/--no-save",
+    default=True,
+    show_default=True,
+    help="Store the run for the console's backtest page (/console/backtest).",
+)
+def backtest(
+    first: str, last: str, config_path: Path | None, as_json: bool, workers: int, save: bool
+) -> None:
     """Replay scoring and the alert rules day by day over the stored rollups (event time) and
     measure them against the recorded churn: calibration per band, precision, recall, lead time
     and noise per rule, churned MRR flagged ahead (docs/backtest.md)."""
-    from shared.db.session import create_engine, create_sessionmaker
+    from shared.backtest.runs import save_run
+    from shared.db.session import create_engine, create_sessionmaker, transaction
 
     window = parse_window(first, last)
     settings = load_settings()
@@ -325,14 +334,19 @@ def backtest(first: str, last: str, config_path: Path | None, as_json: bool, wor
     async def work() -> Comparison:
         engine = create_engine(settings.database_url)
         try:
-            return await run_backtest(
-                create_sessionmaker(engine),
+            sessions = create_sessionmaker(engine)
+            result = await run_backtest(
+                sessions,
                 config,
                 window,
                 proposed=proposed,
                 workers=workers,
                 database_url=settings.database_url,
             )
+            if save:
+                async with transaction(sessions) as session:
+                    await save_run(session, result, ran_at=datetime.now(UTC))
+            return result
         finally:
             await engine.dispose()
 

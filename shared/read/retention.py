@@ -1,8 +1,10 @@
 """Churn, retention, lifetime value and time to value over a range of months, as the retention
-API, the console's retention page and the Grafana gauges read them (docs/retention.md).
+API and the console's retention page read them (docs/retention.md).
 
 One function reads every account's profile and outcomes and hands them to the pure maths of
-:mod:`shared.outcomes.retention` and :mod:`shared.outcomes.value`, so the three never disagree.
+:mod:`shared.outcomes.retention` and :mod:`shared.outcomes.value`, so the two never disagree.
+(The Grafana panels are SQL over the same tables; tests/ops/test_retention_panels.py checks
+they agree with the API.)
 """
 
 from __future__ import annotations

@@ -308,6 +308,18 @@ def invoke(url: str, tmp_path: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["backtest", *args], env=env)
 
 
+async def latest_of(url: str) -> dict[str, object] | None:
+    from shared.backtest.runs import latest_run
+
+    engine = create_engine(url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            run = await latest_run(session)
+    finally:
+        await engine.dispose()
+    return None if run is None else run.result
+
+
 class TestCommand:
     def test_json_and_text_with_a_proposed_config(
         self, backtest_portfolio: Portfolio, tmp_path: Path
@@ -322,7 +334,12 @@ class TestCommand:
         assert json.loads(result.output) == json.loads(
             json.dumps(backtest_portfolio.result.to_dict())
         )
-        text = invoke(backtest_portfolio.url, tmp_path, *window, "--config", str(proposed))
+        stored = asyncio.run(latest_of(backtest_portfolio.url))
+        assert stored is not None  # what /console/backtest shows
+        assert json.loads(json.dumps(stored)) == json.loads(result.output)
+        text = invoke(
+            backtest_portfolio.url, tmp_path, *window, "--config", str(proposed), "--no-save"
+        )
         assert text.exit_code == 0, text.output
         assert "current model / proposed model" in text.output
         assert "Calibration" in text.output and "Churned MRR flagged" in text.output

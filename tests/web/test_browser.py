@@ -161,7 +161,7 @@ def test_csm_acknowledges_the_alert_of_an_at_risk_account(served: Served, browse
     # 3. Filters work without JavaScript (a GET form).
     page.get_by_label("Band").select_option("yellow")
     page.get_by_role("button", name="Apply").click()
-    expect(page).to_have_url(f"{served.url}/console/?csm=&band=yellow&renewal=&sort=score")
+    expect(page).to_have_url(f"{served.url}/console/?csm=&band=yellow&renewal=&stage=&sort=score")
     expect(rows).to_have_count(2)
     page.get_by_role("link", name="Reset").click()
     expect(rows).to_have_count(len(served.seeded.replay.accounts))
