@@ -13,7 +13,9 @@ users an account, three key features, known churn) as daily rollups into a fresh
 The replay is linear in accounts (chunks of 200, nothing shared between them), so it replays
 ``--sample`` accounts (all of them when ``--accounts`` is not larger) and prints the measured
 time, the cost of one account-day, and the time for ``--accounts`` accounts projected from it
-(``projected``, said as such; ``measured`` when the sample is the whole portfolio). Target:
+(``projected``, said as such; ``measured`` when the sample is the whole portfolio), with the
+process's CPU time per account-day and the load average (on a shared machine the wall time
+follows the load; docs/backtest.md has the figures before and after the speed work). Target:
 10,000 accounts x 1 year under 10 minutes. ``--proposed`` replays a second model beside the
 current one (``--config``); ``--workers`` replays chunks of 200 accounts in that many
 processes (the sample must hold more than one chunk to use them). Bounded: at most 100,000
