@@ -13,7 +13,9 @@ users an account, three key features, known churn) as daily rollups into a fresh
 The replay is linear in accounts (chunks of 200, nothing shared between them), so it replays
 ``--sample`` accounts (all of them when ``--accounts`` is not larger) and prints the measured
 time, the cost of one account-day, and the time for ``--accounts`` accounts projected from it
-(``projected``, said as such; ``measured`` when the sample is the whole portfolio). Target:
+(``projected``, said as such; ``measured`` when the sample is the whole portfolio), with the
+process's CPU time per account-day and the load average (on a shared machine the wall time
+follows the load; docs/backtest.md has the figures before and after the speed work). Target:
 10,000 accounts x 1 year under 10 minutes. ``--proposed`` replays a second model beside the
 current one (``--config``); ``--workers`` replays chunks of 200 accounts in that many
 processes (the sample must hold more than one chunk to use them). Bounded: at most 100,000
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -86,7 +89,7 @@ async def run(args: argparse.Namespace) -> None:
                 done += n
                 print(f"  {done} accounts replayed ({time.perf_counter() - began:.1f} s)")
 
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             result = await run_backtest(
                 sessions,
                 config,
@@ -97,6 +100,7 @@ async def run(args: argparse.Namespace) -> None:
                 database_url=url,
             )
             took = time.perf_counter() - began
+            cpu = time.process_time() - cpu
         finally:
             await engine.dispose()
     account_days = sum(b.account_days for b in result.current.bands)
@@ -109,7 +113,11 @@ async def run(args: argparse.Namespace) -> None:
         f"replayed {len(accounts)} accounts x {args.days} days ({models}, {account_days} judged "
         f"account-days in the window) in {took:.1f} s"
     )
-    print(f"cost: {per_day * 1e3:.2f} ms per account-day (warm-up days included)")
+    print(
+        f"cost: {per_day * 1e3:.2f} ms per account-day (warm-up days included); CPU "
+        f"{cpu / replayed_days * 1e3:.2f} ms (this process's CPU time: what a free core would "
+        f"take); load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     print(
         f"{args.accounts} accounts x {args.days} days: {total:.0f} s ({total / 60:.1f} min, "
         f"{kind}); target under 600 s"

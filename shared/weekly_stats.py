@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from itertools import pairwise
 from statistics import median
 
@@ -35,13 +36,20 @@ def fit_line(values: Sequence[float]) -> LineFit | None:
     n = len(values)
     if n < 2:
         return None
-    mean_x = (n - 1) / 2
+    xs, sxx = _centred(n)
     mean_y = sum(values) / n
-    sxy = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(values))
-    sxx = sum((i - mean_x) ** 2 for i in range(n))
+    sxy = sum(x * (y - mean_y) for x, y in zip(xs, values, strict=True))
     slope = sxy / sxx
-    ssr = sum((y - mean_y - slope * (i - mean_x)) ** 2 for i, y in enumerate(values))
+    ssr = sum((y - mean_y - slope * x) ** 2 for x, y in zip(xs, values, strict=True))
     return LineFit(slope, mean_y, ssr / (n - 2) if n > 2 else 0.0, sxx)
+
+
+@cache
+def _centred(n: int) -> tuple[tuple[float, ...], float]:
+    """``i - mean(i)`` for ``i`` in ``0 .. n-1`` and the sum of their squares (per length)."""
+    mean_x = (n - 1) / 2
+    xs = tuple(i - mean_x for i in range(n))
+    return xs, sum(x**2 for x in xs)
 
 
 def least_squares_slope(values: Sequence[float]) -> float | None:

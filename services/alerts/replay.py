@@ -51,8 +51,14 @@ class AlertReplay:
         # health_drop looks back within_days: older points are never read again.
         while account.points and account.points[0].as_of < day - timedelta(self.history_days):
             account.points.popleft()
-        findings = evaluate(message, ScoreHistory(points=tuple(account.points)), self.rules)
-        account.points.append(ScorePoint.of(message))
+        # Both built from a validated message and validated points: constructed, not validated.
+        history = ScoreHistory.model_construct(points=tuple(account.points))
+        findings = evaluate(message, history, self.rules)
+        account.points.append(
+            ScorePoint.model_construct(
+                as_of=day, score=message.score, band=message.band, scorecard=message.scorecard
+            )
+        )
         for f in findings:
             key = (f.rule, f.feature)
             before = account.states.get(key, DayState())

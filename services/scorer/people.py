@@ -44,10 +44,12 @@ class ChampionPick:
 
 
 def _standing(u: UserWeeks, weeks: range) -> tuple[int, int, int]:
+    # ``weeks`` is a run of whole weeks (step 1): slices, not an index per week.
+    days = u.active_days[weeks.start : weeks.stop]
     return (
-        sum(1 for w in weeks if u.active_days[w] > 0),
-        sum(u.active_days[w] for w in weeks),
-        sum(u.events[w] for w in weeks),
+        sum(1 for d in days if d > 0),
+        sum(days),
+        sum(u.events[weeks.start : weeks.stop]),
     )
 
 
@@ -134,8 +136,8 @@ def regular_users(
     if weeks <= 0:
         return None
     need = max(1, math.ceil(regular_min_weeks * weeks / regular_weeks))
-    recent = range(WEEKS - weeks, WEEKS)
-    count = sum(1 for u in users if sum(1 for w in recent if u.active_days[w] > 0) >= need)
+    first = WEEKS - weeks
+    count = sum(1 for u in users if sum(1 for d in u.active_days[first:WEEKS] if d > 0) >= need)
     return count, weeks
 
 
@@ -147,9 +149,9 @@ def typical_weekly_rate(users: Sequence[UserWeeks], lived_weeks: int) -> float |
     lived = min(WEEKS, lived_weeks)
     if lived <= 0:
         return None
-    weeks = range(WEEKS - lived, WEEKS)
+    first = WEEKS - lived
     rates = sorted(
-        n / lived for u in users if (n := sum(1 for w in weeks if u.active_days[w] > 0)) > 0
+        n / lived for u in users if (n := sum(1 for d in u.active_days[first:WEEKS] if d > 0)) > 0
     )
     if not rates:
         return None

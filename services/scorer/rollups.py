@@ -91,6 +91,22 @@ class _Account:
     user_firsts: list[date] = field(default_factory=list)
     """Each user's first active day (sorted): users ever active up to a day."""
     features: dict[str, _Feature] = field(default_factory=dict)
+    # Per account, what does not change per day (filled once the rollups are read):
+    active: list[int] = field(default_factory=list)
+    """Active users per day from ``origin`` (0 on a day without a row)."""
+    origin: int = 0
+    """The ordinal of ``active[0]``."""
+    first_week_total: int = 0
+    """The first week's logins once the week is over (``as_of >= start + 6``)."""
+
+    def active_users(self, first: date, last: date) -> tuple[int, ...]:
+        """Active users of each day ``first .. last`` (0 where there is no row)."""
+        lo, hi = first.toordinal() - self.origin, last.toordinal() - self.origin + 1
+        if lo >= 0 and hi <= len(self.active):
+            return tuple(self.active[lo:hi])
+        inside = self.active[max(lo, 0) : max(min(hi, len(self.active)), 0)]
+        before = min(max(0, -lo), hi - lo)
+        return (0,) * before + tuple(inside) + (0,) * (hi - lo - before - len(inside))
 
 
 class RollupMemory:
@@ -119,19 +135,18 @@ class RollupMemory:
 
         # 2. The first week's logins (from the start, up to as_of).
         first_week = 0
-        if acc.start is not None:
+        if acc.start is not None and as_of >= acc.start + timedelta(days=6):
+            first_week = acc.first_week_total
+        elif acc.start is not None:
             for i in range(7):
                 d = acc.start + timedelta(days=i)
                 if d <= as_of and d in acc.days:
                     first_week += acc.days[d][0]
 
         # 5. Logins per week of the 12, daily active users of the last 35 days.
-        weekly_logins = tuple(acc.logins.between(bounds[w], bounds[w + 1]) for w in range(WEEKS))
-        daily = {}
-        for i in range(DAILY_DAYS):
-            d = daily_start + timedelta(days=i)
-            if d in acc.days:
-                daily[d] = acc.days[d][1]
+        login_days, login_sums = acc.logins.days, acc.logins.sums
+        at = [bisect_left(login_days, b) for b in bounds]
+        weekly_logins = tuple(login_sums[at[w + 1]] - login_sums[at[w]] for w in range(WEEKS))
 
         # 3, 8. Users: active days and events per week of the 12, WAU, MAU; their last day and
         # last login within the 12 weeks.
@@ -198,11 +213,7 @@ class RollupMemory:
         origin = min(known) if known else None
         series: tuple[int, ...] = ()
         if origin is not None and origin <= as_of:
-            first_day = max(daily_start, origin)
-            series = tuple(
-                daily.get(first_day + timedelta(days=i), 0)
-                for i in range((as_of - first_day).days + 1)
-            )
+            series = acc.active_users(max(daily_start, origin), as_of)
         return AccountActivity(
             profile=profile,
             as_of=as_of,
@@ -292,6 +303,15 @@ async def load_rollups(
         acc.logins = _Series.of({d: logins for d, (logins, _) in acc.days.items()})
         acc.login_days = sorted(d for d, (logins, _) in acc.days.items() if logins > 0)
         acc.user_firsts = sorted(u.activity.days[0] for u in acc.users.values())
+        if acc.days:
+            first, last = min(acc.days), max(acc.days)
+            acc.origin = first.toordinal()
+            acc.active = [0] * (last.toordinal() - acc.origin + 1)
+            for d, (_, active) in acc.days.items():
+                acc.active[d.toordinal() - acc.origin] = active
+        if acc.start is not None:
+            week = (acc.start + timedelta(days=i) for i in range(7))
+            acc.first_week_total = sum(acc.days[d][0] for d in week if d in acc.days)
     return RollupMemory(accounts, keys)
 
 

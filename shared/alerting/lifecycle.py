@@ -146,49 +146,41 @@ def step_day(
     if state.last_day is not None and day <= state.last_day:
         raise ValueError(f"day {day} is not after the last evaluated day {state.last_day}")
     state = settle_manual(state, manual_resolved_on, date.fromordinal(day.toordinal() - 1))
-    s = state.model_copy(
-        update={
-            "last_day": day,
-            "last_holds": holds,
-            "held_since": (state.held_since or day) if holds else None,
-            "cleared_since": None if holds else (state.cleared_since or day),
-        }
-    )
-    if s.status == "open":
-        if not holds and s.days_cleared >= p.keep_firing_for_days:
-            return s.model_copy(
-                update={"status": "resolved", "resolved_on": day, "resolved_by": "condition"}
-            )
-        return s
-    if not holds:
-        return s.model_copy(update={"status": "resolved" if s.resolved_on else "none"})
-    if s.days_held < p.for_days:
-        return s.model_copy(update={"status": "pending"})
-    assert s.held_since is not None
-    if (
-        s.status in ("pending", "resolved")
-        and s.resolved_by == "condition"
-        and s.resolved_on is not None
-        and (s.held_since - s.resolved_on).days <= p.reopen_cooldown_days
+    # One copy with every change of the day (the replay's inner loop: no intermediate states).
+    held_since = (state.held_since or day) if holds else None
+    cleared_since = None if holds else (state.cleared_since or day)
+    update: dict[str, object] = {
+        "last_day": day,
+        "last_holds": holds,
+        "held_since": held_since,
+        "cleared_since": cleared_since,
+    }
+    if state.status == "open":
+        if cleared_since is not None and (day - cleared_since).days + 1 >= p.keep_firing_for_days:
+            update.update(status="resolved", resolved_on=day, resolved_by="condition")
+    elif held_since is None:
+        update["status"] = "resolved" if state.resolved_on else "none"
+    elif (day - held_since).days + 1 < p.for_days:
+        update["status"] = "pending"
+    elif (
+        state.status in ("pending", "resolved")
+        and state.resolved_by == "condition"
+        and state.resolved_on is not None
+        and (held_since - state.resolved_on).days <= p.reopen_cooldown_days
     ):
-        return s.model_copy(
-            update={
-                "status": "open",
-                "resolved_on": None,
-                "resolved_by": None,
-                "reopenings": s.reopenings + 1,
-            }
+        update.update(
+            status="open", resolved_on=None, resolved_by=None, reopenings=state.reopenings + 1
         )
-    return s.model_copy(
-        update={
-            "status": "open",
-            "started_on": s.held_since,
-            "opened_on": day,
-            "resolved_on": None,
-            "resolved_by": None,
-            "reopenings": 0,
-        }
-    )
+    else:
+        update.update(
+            status="open",
+            started_on=held_since,
+            opened_on=day,
+            resolved_on=None,
+            resolved_by=None,
+            reopenings=0,
+        )
+    return state.model_copy(update=update)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,12 @@ def run(
     rule: str, snapshot: ScoreMessage, history: ScoreHistory | None = None, **cfg: Any
 ) -> list[Finding]:
     config = parse_config({"rules": {rule: cfg}}).rules if cfg else DEFAULTS
-    return [f for f in evaluate(snapshot, history, config) if f.rule == rule]
+    found = evaluate(snapshot, history, config)
+    for f in found:
+        # The rules construct their findings without validation: validating gives the same.
+        assert Finding.model_validate(f.model_dump()) == f, f
+        assert type(f.facts) is dict and all(type(v) is not tuple for v in f.facts.values())
+    return [f for f in found if f.rule == rule]
 
 
 def one(
