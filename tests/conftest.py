@@ -4,9 +4,10 @@ Fixtures are defined once in tests/fixtures/ and registered here as plugins, so 
 directory can use any of them by name (tests/test_fixtures_once.py checks that no fixture name
 is defined twice).
 
-Every test runs in exactly one lane (a marker): ``unit`` (no server, no process, no PostgreSQL
-or broker: the fast lane, ``bash scripts/test --fast`` or ``pytest -m unit``), ``integration``
-(the broker, PostgreSQL or loopback servers) or ``e2e`` (starts tend processes). A test's lane
+Every test runs in exactly one lane (a marker): ``unit`` (no server, no process, no database,
+no broker: the fast lane, ``bash scripts/test --fast`` or ``pytest -m unit``), ``integration``
+(the broker, PostgreSQL, a SQLite file or loopback servers) or ``e2e`` (starts tend
+processes). A test's lane
 is the marker it or its module, class or fixture parameter carries (``pytest.param(...,
 marks=pytest.mark.integration)`` marks one case of a fixture, as ``db``'s ``postgresql``);
 unmarked, the lane follows from the fixtures it uses (any fixture of INTEGRATION or E2E below,
@@ -40,7 +41,7 @@ pytest_plugins = [
 
 LANES = ("unit", "integration", "e2e")
 
-# Fixtures that need the broker, PostgreSQL or a loopback server.
+# Fixtures that need the broker, PostgreSQL, a loopback server or a database file (SQLite).
 INTEGRATION = frozenset(
     {
         "broker",
@@ -56,6 +57,11 @@ INTEGRATION = frozenset(
         "ingest",
         "serve_ingest",
         "write_key",
+        "sqlite_url",
+        "sqlite_sessions",
+        "db",
+        "own_db_url",
+        "seeded",
     }
 )
 

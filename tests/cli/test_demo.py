@@ -146,7 +146,7 @@ class TestOutcomes:
             assert history[-1].mrr == (0.0 if cancelled else pytest.approx(a.mrr)), a.account_id
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 def test_demo_outcomes_through_the_api_show_churn_and_retention(sqlite_url: str) -> None:
     """The sender records the demo's profiles and outcomes through the real web app (on a
     SQLite file): the retention API counts the cancellations as churn, the expansions and

@@ -24,7 +24,7 @@ from shared.config import TendConfig
 from shared.db.models import Alert
 from shared.settings import Settings
 
-pytestmark = pytest.mark.unit
+# The lane follows the fixtures: the 401 and OpenAPI checks are unit, the SQLite ones integration.
 
 TOKEN = "errors-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
