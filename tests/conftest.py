@@ -7,7 +7,8 @@ is defined twice).
 Every test runs in exactly one lane (a marker): ``unit`` (no server, no process, no database,
 no broker: the fast lane, ``bash scripts/test --fast`` or ``pytest -m unit``), ``integration``
 (the broker, PostgreSQL, a SQLite file or loopback servers) or ``e2e`` (starts tend
-processes). A test's lane
+processes); ``simulation`` holds the long pure simulations (a year of accounts through the real
+rules: no server either, but seconds each). A test's lane
 is the marker it or its module, class or fixture parameter carries (``pytest.param(...,
 marks=pytest.mark.integration)`` marks one case of a fixture, as ``db``'s ``postgresql``);
 unmarked, the lane follows from the fixtures it uses (any fixture of INTEGRATION or E2E below,
@@ -39,7 +40,7 @@ pytest_plugins = [
     "tests.fixtures.ops",
 ]
 
-LANES = ("unit", "integration", "e2e")
+LANES = ("unit", "simulation", "integration", "e2e")
 
 # Fixtures that need the broker, PostgreSQL, a loopback server or a database file (SQLite).
 INTEGRATION = frozenset(

@@ -17,7 +17,7 @@ from services.alerts.rules import login_plateau
 from shared.alert_rules import RulesConfig
 from tests.alerts.usage_sim import habits, run_rules, simulate, snapshot
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.simulation
 
 CONFIG = RulesConfig()
 TREND_RULES = ("login_decline", "login_plateau", "champion_lost")

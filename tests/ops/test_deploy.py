@@ -73,6 +73,7 @@ def port_of(service: dict[str, Any]) -> int:
     return int(command[command.index("--port") + 1])
 
 
+@pytest.mark.integration  # runs promtool, a process
 class TestPromtool:
     def test_rules_pass_check_rules(self) -> None:
         result = subprocess.run(

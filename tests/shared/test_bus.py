@@ -63,7 +63,7 @@ class Target:
 @pytest.fixture(
     params=[
         pytest.param("kafka", marks=INTEGRATION),
-        "sqlite",
+        pytest.param("sqlite", marks=INTEGRATION),
         pytest.param("postgres", marks=INTEGRATION),
     ]
 )
@@ -353,7 +353,9 @@ class TestKafkaBrokerOutage:
             await bus.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=INTEGRATION)])
+@pytest.fixture(
+    params=[pytest.param("sqlite", marks=INTEGRATION), pytest.param("postgres", marks=INTEGRATION)]
+)
 def database_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(name))

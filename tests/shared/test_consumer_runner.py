@@ -153,7 +153,7 @@ class Target:
 @pytest.fixture(
     params=[
         pytest.param("kafka+postgresql", marks=pytest.mark.integration),
-        "in-process+sqlite",
+        pytest.param("in-process+sqlite", marks=pytest.mark.integration),
         pytest.param("in-process+postgresql", marks=pytest.mark.integration),
     ]
 )
