@@ -523,20 +523,15 @@ class ScoringRepository:
             ],
         )
 
-    async def dirty_accounts(
-        self, session: AsyncSession, limit: int, after: str | None = None
-    ) -> list[str]:
-        """The next ``limit`` accounts after ``after`` (by id, keyset pagination) touched since
-        they were last scored."""
-        stmt = (
+    async def dirty_accounts(self, session: AsyncSession, limit: int) -> list[str]:
+        """Up to ``limit`` accounts touched since they were last scored, oldest change first."""
+        result = await session.scalars(
             select(ACCOUNTS.c.account_id)
             .where(ACCOUNTS.c.dirty.is_(True))
-            .order_by(ACCOUNTS.c.account_id)
+            .order_by(ACCOUNTS.c.updated_at, ACCOUNTS.c.account_id)
             .limit(limit)
         )
-        if after is not None:
-            stmt = stmt.where(ACCOUNTS.c.account_id > after)
-        return list(await session.scalars(stmt))
+        return list(result)
 
     async def all_account_ids(
         self, session: AsyncSession, after: str | None, limit: int
