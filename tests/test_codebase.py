@@ -71,6 +71,8 @@ def html_literals(path: Path) -> Iterator[tuple[int, str]]:
     """``(line, tag)`` of every string literal of ``path`` that holds an HTML tag: f-string parts
     included, documentation not (a docstring, or a bare string under an attribute, may show
     markup as an example)."""
+    if not TAG.search(path.read_text(encoding="utf-8")):
+        return  # no tag anywhere in the file: nothing to parse (most modules)
     documentation: set[int] = set()
     for node in ast.walk(parsed(path)):  # breadth first: a statement before its value
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):

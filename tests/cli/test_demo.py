@@ -64,7 +64,7 @@ class TestPlan:
 
     def test_same_seed_same_calls_other_seed_other_calls(self) -> None:
         def calls(seed: int) -> list[Any]:
-            plan = plan_demo(8, 6, seed, NOW.date())
+            plan = plan_demo(3, 6, seed, NOW.date())  # three accounts tell two seeds apart
             return [c for _, day in generate(plan, NOW) for c in day]
 
         assert calls(5) == calls(5)

@@ -158,7 +158,7 @@ accounts = st.lists(
 
 
 class TestProperties:
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(accounts, st.integers(1, 12), st.randoms(use_true_random=False))
     def test_pure_and_order_free(
         self, raw: list[tuple[int, tuple[int, ...]]], lived: int, rnd: random.Random
@@ -169,7 +169,7 @@ class TestProperties:
         assert champion_of(users, AS_OF, lived) == champion_of(shuffled, AS_OF, lived)
         assert regular_users(users, lived) == regular_users(shuffled, lived)
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(accounts, st.integers(1, 12))
     def test_the_champion_was_active_in_the_lived_weeks(
         self, raw: list[tuple[int, tuple[int, ...]]], lived: int

@@ -19,6 +19,16 @@ from shared.logging import log_handler
 from shared.redact import mask_text, mask_url, mask_values
 from tests.support.servers import SlackWebhookServer, create_notification
 
+# Plain alphabets rather than ``st.from_regex``: the same values, drawn several times faster.
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+WORD = LOWER + LOWER.upper() + "0123456789"
+hosts = st.builds(
+    lambda head, rest, tlds: head + rest + "".join("." + tld for tld in tlds),
+    st.sampled_from(LOWER),
+    st.text(LOWER + "0123456789-", max_size=20),
+    st.lists(st.text(LOWER, min_size=2, max_size=5), max_size=2),
+)
+
 SECRET = "B0SECRET/xoxsecretsecretsecret"
 
 
@@ -50,9 +60,9 @@ class TestMask:
     @settings(max_examples=300, deadline=None)
     @given(
         scheme=st.sampled_from(["http", "https", "HTTPS"]),
-        host=st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{2,5}){0,2}", fullmatch=True),
-        first=st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True),
-        secret=st.from_regex(r"[A-Za-z0-9]{12,30}", fullmatch=True),
+        host=hosts,
+        first=st.text(WORD + "_-", min_size=1, max_size=12),
+        secret=st.text(WORD, min_size=12, max_size=30),
         tail=st.sampled_from(["/{s}", "/x/{s}", "?token={s}", "#{s}", "/{s}/", "/a?b={s}"]),
     )
     def test_nothing_after_the_first_path_part_survives(
