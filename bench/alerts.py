@@ -62,6 +62,7 @@ from shared.settings import KafkaSettings, Settings  # noqa: E402
 from tests.alerts.snapshots import create_snapshot, only_rules, recent_day  # noqa: E402
 from tests.support.broker import TansuBroker  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
+from tests.support.raw_kafka import raw_consume  # noqa: E402
 from tests.support.servers import SlackWebhookServer  # noqa: E402
 
 PARTITIONS = 6
@@ -75,9 +76,15 @@ class Bench:
     """The broker, database and Slack stand-in shared by the phases, and the service's wiring."""
 
     def __init__(
-        self, bus: KafkaBus, producer: Producer, sessions: Sessions, slack: SlackWebhookServer
+        self,
+        bus: KafkaBus,
+        bootstrap: str,
+        producer: Producer,
+        sessions: Sessions,
+        slack: SlackWebhookServer,
     ) -> None:
         self.bus = bus
+        self.bootstrap = bootstrap
         self.producer = producer
         self.sessions = sessions
         self.slack = slack
@@ -210,6 +217,22 @@ async def evaluate_rate(
     print(f"  {label}: {n:>8} snapshots {seconds:>7.2f} s {per_s:>10,.0f}/s")
     if done < want:
         print(f"  {label}: stopped at --max-seconds with {done - base} of {len(snapshots)}")
+    # The raw baseline, on the same records in the same run: every record of the topic so far
+    # (the topic started empty), read and decoded by a plain consumer.
+    raw_n, raw_s = await raw_consume(
+        bench.bootstrap,
+        topics.SCORES,
+        range(PARTITIONS),
+        want,
+        max_s,
+        decode=ScoreMessage.from_bytes,
+    )
+    raw_rate = raw_n / raw_s if raw_s > 0 else 0.0
+    print(
+        f"  raw aiokafka consumer + decode: {raw_n:>8} records {raw_s:>7.2f} s {raw_rate:>10,.0f}/s"
+    )
+    ratio = per_s / raw_rate if raw_rate else 0.0
+    print(f"  ratio alerts/raw ({label}): {ratio:.3f}")
 
 
 async def bench_throughput(bench: Bench, n: int, max_s: float) -> None:
@@ -253,7 +276,7 @@ async def main(args: argparse.Namespace) -> None:
         await upgrade_async(url)
         await producer.start()
         await producer.ensure_topics([TopicSpec(t, PARTITIONS) for t in topics.ALL])
-        bench = Bench(bus, producer, create_sessionmaker(engine), slack)
+        bench = Bench(bus, broker.bootstrap, producer, create_sessionmaker(engine), slack)
         if not args.skip_latency:
             await bench_latency(bench, args.alerts, args.rate, args.max_seconds)
         if not args.skip_throughput:
