@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.web.api.accounts import router as accounts_router
 from services.web.api.alerts import router as alerts_router
+from services.web.api.exports import router as exports_router
 from services.web.api.outcomes import router as outcomes_router
 from services.web.api.retention import router as retention_router
 from services.web.api.schemas import OPENAPI_TAGS
+from services.web.console.exports import router as console_exports_router
 from services.web.console.routes import router as console_router
 from shared.api_errors import install_error_handlers
 from shared.clock import Clock
@@ -70,8 +72,11 @@ def create_app(
     app.include_router(alerts_router)
     app.include_router(outcomes_router)
     app.include_router(retention_router)
+    app.include_router(exports_router)
     # The console serves /console/static itself (Starlette's StaticFiles, with its cache and
     # nosniff headers), in this app and in any other that includes its router.
+    # The downloads come first: the console router ends with a catch-all 404 page.
+    app.include_router(console_exports_router)
     app.include_router(console_router)
     add_ops_routes(app, broker=False)
     return app

@@ -7,6 +7,7 @@ URLs are secrets: every one shown (``csm_slack``, traits) is masked.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -55,6 +56,12 @@ NOT_FOUND = error_responses(404)
 
 MAX_RANGE_DAYS = 731
 
+BandQuery = Annotated[str | None, Query(description="green, yellow, red, ...")]
+CsmQuery = Annotated[str | None, Query(description="CSM email or Slack handle")]
+StageQuery = Annotated[Stage | None, Query(description="lifecycle stage today")]
+SortQuery = Annotated[SortKey, Query(description="prefix with - for descending")]
+"""The filters of ``GET /v1/accounts``, which its CSV export takes too."""
+
 
 def account_summary(a: Account) -> dict[str, Any]:
     return {
@@ -99,19 +106,35 @@ async def _get_account(session: AsyncSession, account_id: str) -> Account:
 async def list_accounts(
     session: SessionDep,
     request: Request,
-    band: Annotated[str | None, Query(description="green, yellow, red, ...")] = None,
-    csm: Annotated[str | None, Query(description="CSM email or Slack handle")] = None,
-    stage: Annotated[Stage | None, Query(description="lifecycle stage today")] = None,
-    sort: Annotated[SortKey, Query(description="prefix with - for descending")] = "score",
+    band: BandQuery = None,
+    csm: CsmQuery = None,
+    stage: StageQuery = None,
+    sort: SortQuery = "score",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> dict[str, Any]:
+    where = AccountFilter(csm=csm, band=band)
+    return await account_listing(
+        session, request, where, stage, sort=sort, limit=limit, offset=offset
+    )
+
+
+async def account_listing(
+    session: AsyncSession,
+    request: Request,
+    where: AccountFilter,
+    stage: Stage | None,
+    *,
+    sort: SortKey,
+    limit: int,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """``{"total", "accounts"}``: what ``GET /v1/accounts`` answers (and its CSV export lists)."""
     today = clock_of(request).now().date()
-    ids = None
     if stage is not None:
         found = await current_stages(session, None, today, policy_of(request))
         ids = tuple(sorted(a for a, s in found.items() if s == stage))
-    where = AccountFilter(csm=csm, band=band, account_ids=ids)
+        where = replace(where, account_ids=ids)
     total, rows = await accounts.list_accounts(
         session, where, sort=sort, limit=limit, offset=offset
     )

@@ -45,6 +45,15 @@ STATUSES = (*NOTIFIED, "pending")
 ``pending``: a condition that has held, not yet long enough to fire)."""
 
 
+StatusQuery = Annotated[
+    str, Query(description="active (default), all, or a comma list of statuses")
+]
+AccountQuery = Annotated[str | None, Query(description="account id")]
+RuleQuery = Annotated[str | None, Query(description="rule name, e.g. login_plateau")]
+CsmQuery = Annotated[str | None, Query(description="CSM email or Slack handle")]
+"""The filters of ``GET /v1/alerts``, which its CSV export takes too."""
+
+
 def _now(request: Request) -> datetime:
     return clock_of(request).now()
 
@@ -127,15 +136,27 @@ def _alert_id(alert_id: str) -> int:
 )
 async def list_alerts(
     session: SessionDep,
-    status: Annotated[
-        str, Query(description="active (default), all, or a comma list of statuses")
-    ] = "active",
-    account: Annotated[str | None, Query(description="account id")] = None,
-    rule: Annotated[str | None, Query(description="rule name, e.g. login_plateau")] = None,
-    csm: Annotated[str | None, Query(description="CSM email or Slack handle")] = None,
+    status: StatusQuery = "active",
+    account: AccountQuery = None,
+    rule: RuleQuery = None,
+    csm: CsmQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> dict[str, Any]:
+    return await alert_listing(session, status, account, rule, csm, limit=limit, offset=offset)
+
+
+async def alert_listing(
+    session: AsyncSession,
+    status: str,
+    account: str | None,
+    rule: str | None,
+    csm: str | None,
+    *,
+    limit: int,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """``{"total", "alerts"}``: what ``GET /v1/alerts`` answers (and its CSV export lists)."""
     statuses = _statuses(status)
     if rule is not None and rule not in RULE_NAMES:
         raise ApiError.invalid("rule", f"{rule!r} is not one of {', '.join(RULE_NAMES)}")

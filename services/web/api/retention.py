@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.web.deps import SessionDep, clock_of, policy_of
 from shared.api_auth import require_token
@@ -33,6 +34,15 @@ router = APIRouter(
     generate_unique_id_function=operation_id,
     responses=error_responses(401, 422),
 )
+
+FromQuery = Annotated[
+    str | None, Query(alias="from", description="YYYY-MM; default: 11 months before to")
+]
+ToQuery = Annotated[
+    str | None, Query(alias="to", description="YYYY-MM; default: the last complete month")
+]
+ByQuery = Annotated[SegmentBy | None, Query(description=f"Segment by {', '.join(SEGMENT_BYS)}")]
+"""The range and segment of ``GET /v1/retention``, which its CSV export takes too."""
 
 MAX_MONTHS = 36
 """The longest range one request may ask for."""
@@ -201,15 +211,9 @@ def _lifetime(v: Any) -> dict[str, Any]:
 async def get_retention(
     request: Request,
     session: SessionDep,
-    start: Annotated[
-        str | None, Query(alias="from", description="YYYY-MM; default: 11 months before to")
-    ] = None,
-    end: Annotated[
-        str | None, Query(alias="to", description="YYYY-MM; default: the last complete month")
-    ] = None,
-    by: Annotated[
-        SegmentBy | None, Query(description=f"Segment by {', '.join(SEGMENT_BYS)}")
-    ] = None,
+    start: FromQuery = None,
+    end: ToQuery = None,
+    by: ByQuery = None,
     per_account: Annotated[
         bool, Query(alias="accounts", description="Also every account's CLV")
     ] = False,
@@ -217,6 +221,18 @@ async def get_retention(
     """Per month and segment: logo churn rate, gross and net revenue retention, expansion,
     contraction and churned MRR; CLV per segment (and per account); median days to first
     key-feature use per signup cohort of the range. At most 36 months at once."""
+    return await retention_report(request, session, start, end, by, per_account)
+
+
+async def retention_report(
+    request: Request,
+    session: AsyncSession,
+    start: str | None,
+    end: str | None,
+    by: SegmentBy | None,
+    per_account: bool,
+) -> dict[str, Any]:
+    """What ``GET /v1/retention`` answers (and its CSV export takes a table of)."""
     first, last = _range(start, end, clock_of(request).now().date())
     policy = policy_of(request)
     config: TendConfig | None = getattr(request.app.state, "config", None)

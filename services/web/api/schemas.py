@@ -37,6 +37,10 @@ OPENAPI_TAGS: list[JsonObject] = [
         "name": "retention",
         "description": "Churn, revenue retention, CLV and time to value per month and segment.",
     },
+    {
+        "name": "exports",
+        "description": "Accounts, alerts and retention tables as CSV (the JSON routes' rows).",
+    },
 ]
 """Tag descriptions of the web app's OpenAPI document (errors: docs/api.md)."""
 

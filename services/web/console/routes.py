@@ -128,7 +128,7 @@ async def logout(request: Request) -> Response:
 # -- pages -------------------------------------------------------------------------------------
 
 
-def _filter(
+def portfolio_filter(
     csm: str | None, band: str | None, renewal: str | None, stage: str | None, sort: str | None
 ) -> views.PortfolioFilter:
     days = int(renewal) if renewal and renewal.isascii() and renewal.isdigit() else None
@@ -151,7 +151,7 @@ async def portfoliopage(
     stage: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    f = _filter(csm, band, renewal, stage, sort)
+    f = portfolio_filter(csm, band, renewal, stage, sort)
     today = clock_of(request).now().date()
     async with web.database(request)() as db:
         data = await views.portfolio(db, f, today, policy_of(request))

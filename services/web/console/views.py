@@ -110,7 +110,8 @@ def _csm(a: Account) -> str | None:
     return csm_label(a.csm_email, a.csm_slack)
 
 
-def _account_filter(f: PortfolioFilter, today: date) -> AccountFilter:
+def account_filter(f: PortfolioFilter, today: date) -> AccountFilter:
+    """The read layer's filter for a portfolio filter (its lifecycle stage aside)."""
     window = f.renewal_days is not None
     return AccountFilter(
         csm=f.csm,
@@ -161,7 +162,7 @@ async def portfolio(
 ) -> Portfolio:
     """Every account matching ``f`` with its score, trend, sparkline, open alerts and
     lifecycle stage (``policy``: the configured stage windows)."""
-    where = _account_filter(f, today)
+    where = account_filter(f, today)
     if f.stage in STAGES:
         found_stages = await current_stages(session, None, today, policy)
         in_stage = tuple(sorted(a for a, s in found_stages.items() if s == f.stage))
