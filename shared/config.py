@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from shared.alert_rules import RulesConfig
+from shared.format import DEFAULT_CURRENCY
 from shared.outcomes.model import OutcomesPolicy
 from shared.scoring_model import KeyedError, ScoringModel
 
@@ -51,6 +52,11 @@ class TendConfig(Section):
     rules: RulesConfig = Field(
         default_factory=RulesConfig, description="The alert rules and life cycle (docs/alerts.md)."
     )
+    currency: str = Field(
+        DEFAULT_CURRENCY,
+        description="ISO 4217 code of every amount (MRR, revenue at risk) in the console, the "
+        "reports and the notifications, e.g. USD, EUR, GBP.",
+    )
     outcomes: OutcomesPolicy = Field(
         default_factory=OutcomesPolicy,
         description="Lifecycle stages and lifetime value: new and renewal-window days, gross "
@@ -63,6 +69,14 @@ class TendConfig(Section):
         if any(not name.strip() for name in v):
             raise ValueError("login event names must not be blank")
         return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, v: str) -> str:
+        code = v.strip().upper()
+        if len(code) != 3 or not code.isascii() or not code.isalpha():
+            raise ValueError("currency must be a three-letter ISO 4217 code such as USD or EUR")
+        return code
 
     @field_validator("scoring", "rules", "outcomes", mode="before")
     @classmethod

@@ -8,11 +8,16 @@ on every page and in every message. Every function is pure: relative times take 
 Conventions:
 
 - ``None`` (no value) is shown as :data:`MISSING`, an em dash, by every function that takes one.
-- Amounts are US dollars, whole dollars unless ``cents=True`` (``$4,500``, ``-$120``).
+- Amounts are in the installation's one currency (``currency:`` in the configuration file,
+  US dollars by default), whole units unless ``cents=True`` (``$4,500``, ``-$120``,
+  ``€4,500``, ``4,500 SEK``); callers pass the code, so these functions stay pure.
 - Ratios are fractions (``0.42`` is ``42%``); ``signed_percent`` shows a change of a ratio.
 - Dates are ISO days (``2026-11-19``) where exactness matters (tables, messages), or short
   (``Nov 19``) in running text; times are UTC (``2026-11-19 14:03 UTC``).
-- Field names become plain words (``seat_utilization`` -> ``Seat utilization``).
+- Changes of a score are in points, with an arrow or a sign but never both (``↓ 45.3 points``);
+  changes of a ratio are in percent. The two are never mixed in one figure.
+- Field names become plain words (``mau`` -> ``monthly active users``, ``seat_utilization`` ->
+  ``Seat utilization``): people never read a model's key names.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 __all__ = [
+    "CURRENCIES",
     "MISSING",
+    "arrow",
     "count",
     "date_range",
     "day",
@@ -36,6 +43,7 @@ __all__ = [
     "number",
     "percent",
     "plural",
+    "points",
     "relative_time",
     "renewal",
     "score",
@@ -50,6 +58,21 @@ __all__ = [
 
 MISSING = "\u2014"
 """What a missing value shows as (an em dash)."""
+
+DEFAULT_CURRENCY = "USD"
+CURRENCIES: dict[str, str] = {
+    "USD": "$",
+    "EUR": "\u20ac",
+    "GBP": "\u00a3",
+    "JPY": "\u00a5",
+    "CAD": "CA$",
+    "AUD": "A$",
+    "NZD": "NZ$",
+    "INR": "\u20b9",
+    "BRL": "R$",
+}
+"""ISO 4217 codes written with a symbol before the amount; any other code follows it
+(``4,500 SEK``)."""
 
 
 def _is_missing(value: float | None) -> bool:
@@ -138,9 +161,9 @@ def score_band(value: float | None, band: str) -> str:
     return band if value is None or _is_missing(value) else f"{score(value)} ({band})"
 
 
-def money(amount: float | None, *, cents: bool = False) -> str:
-    """US dollars: ``$4,500``, ``-$120``; ``cents=True`` keeps cents that are not zero
-    (``$4,500.50``, but ``$4,500``)."""
+def money(amount: float | None, *, cents: bool = False, currency: str = DEFAULT_CURRENCY) -> str:
+    """An amount in ``currency`` (an ISO 4217 code): ``$4,500``, ``-$120``, ``4,500 SEK``;
+    ``cents=True`` keeps cents that are not zero (``$4,500.50``, but ``$4,500``)."""
     if amount is None or _is_missing(amount):
         return MISSING
     if cents and not float(round(amount, 2)).is_integer():
@@ -150,12 +173,16 @@ def money(amount: float | None, *, cents: bool = False) -> str:
         rounded = round(amount)
         text = f"{abs(rounded):,}"
         negative = rounded < 0
-    return f"{'-' if negative else ''}${text}"
+    sign = "-" if negative else ""
+    symbol = CURRENCIES.get(currency.upper())
+    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
 
 
-def mrr(amount: float | None) -> str:
+def mrr(amount: float | None, currency: str = DEFAULT_CURRENCY) -> str:
     """``$4,500 MRR``, or ``MRR unknown``."""
-    return "MRR unknown" if amount is None or _is_missing(amount) else f"{money(amount)} MRR"
+    if amount is None or _is_missing(amount):
+        return "MRR unknown"
+    return f"{money(amount, currency=currency)} MRR"
 
 
 def plural(n: float, word: str, many: str | None = None) -> str:
@@ -163,6 +190,24 @@ def plural(n: float, word: str, many: str | None = None) -> str:
     noun = word if n == 1 else (many or f"{word}s")
     shown = f"{n:,}" if isinstance(n, int) else trimmed(n)
     return f"{shown} {noun}"
+
+
+def points(x: float | None, decimals: int = 1, unit: bool = True) -> str:
+    """A size of a score change, without sign: ``12.3 points``, ``1 point`` (pair it with
+    :func:`arrow` for its direction); ``unit=False`` where a column header names the unit."""
+    if x is None or _is_missing(x):
+        return MISSING
+    text = f"{abs(x):,.{decimals}f}"
+    if not unit:
+        return text
+    return f"{text} {'point' if text in ('1', '1.0') else 'points'}"
+
+
+def arrow(delta: float | None, steady: float = 0.0) -> str:
+    """The direction of a change: ``↑``, ``↓``, or ``→`` within ``steady`` of zero."""
+    if delta is None or _is_missing(delta):
+        return ""
+    return "\u2191" if delta > steady else "\u2193" if delta < -steady else "\u2192"
 
 
 def days(n: int) -> str:
@@ -270,11 +315,43 @@ def relative_time(at: datetime | None, now: datetime) -> str:
 # -- words ----------------------------------------------------------------------------------------
 
 
+PLAIN_WORDS: dict[str, str] = {
+    "mau": "monthly active users",
+    "dau": "daily active users",
+    "mean_dau": "daily active users on average",
+    "wau": "weekly active users",
+    "regular_users": "users active most weeks",
+    "seat_utilization": "seat utilization",
+    "seats_activated": "seats activated",
+    "activated_users": "activated users",
+    "stickiness": "stickiness (daily over monthly active users)",
+    "login_trend": "login trend",
+    "time_to_first_value": "time to first value",
+    "first_week_logins": "logins in the first week",
+    "full_at": "full marks at",
+    "zero_at": "no points at",
+    "full_within_days": "full marks within",
+    "zero_at_days": "no points after",
+    "days_since_last_login": "days since the last login",
+    "last_login": "last login",
+    "last_active": "last activity",
+    "first_value": "first key feature used",
+    "csm_email": "CSM email",
+    "csm_slack": "CSM Slack",
+    "mrr": "MRR",
+}
+"""Model keys that do not read as words once their underscores are gone."""
+
+
 def words(name: str) -> str:
-    """A field or rule name in words: ``login_plateau`` -> ``login plateau``."""
-    return name.replace("_", " ").strip()
+    """A field or rule name in words: ``login_plateau`` -> ``login plateau``, ``mau`` ->
+    ``monthly active users``."""
+    key = name.strip()
+    return PLAIN_WORDS.get(key) or key.replace("_", " ").strip()
 
 
 def label(name: str) -> str:
-    """A field name as a label: ``seat_utilization`` -> ``Seat utilization``."""
-    return words(name).capitalize()
+    """A field name as a label: ``seat_utilization`` -> ``Seat utilization``, ``mrr`` ->
+    ``MRR``."""
+    text = words(name)
+    return text[:1].upper() + text[1:]

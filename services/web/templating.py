@@ -6,7 +6,9 @@ Every public function of :mod:`shared.format` is a filter under its own name
 ``count`` replaces Jinja's alias of ``length``, which templates write as ``length``. A missing
 variable is an error (``StrictUndefined``), not an empty string, so a renamed field fails the
 tests instead of blanking a page. ``path_segment`` quotes a value for one segment of a URL path
-(``/`` included).
+(``/`` included). ``money`` and ``mrr`` write the amount in the render's ``currency`` (an ISO
+code: the configuration's ``currency``, which every page and report puts in its context; US
+dollars when none is given).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
 
 from shared import format as fmt
 
@@ -35,9 +38,26 @@ def environment() -> Environment:
     )
     env.filters.update({name: getattr(fmt, name) for name in fmt.__all__ if name != "MISSING"})
     env.filters["path_segment"] = path_segment
+    env.filters["money"] = _money
+    env.filters["mrr"] = _mrr
     env.globals["MISSING"] = fmt.MISSING
     return env
 
 
 def path_segment(value: object) -> str:
     return quote(str(value), safe="")
+
+
+def _currency(context: Context) -> str:
+    code = context.get("currency")
+    return code if isinstance(code, str) and code else fmt.DEFAULT_CURRENCY
+
+
+@pass_context
+def _money(context: Context, amount: float | None, cents: bool = False) -> str:
+    return fmt.money(amount, cents=cents, currency=_currency(context))
+
+
+@pass_context
+def _mrr(context: Context, amount: float | None) -> str:
+    return fmt.mrr(amount, _currency(context))

@@ -1,4 +1,5 @@
-"""Accounts: one, a page of them (read API), a filtered portfolio (console), their CSMs."""
+"""Accounts: one, a page of them (read API), a filtered portfolio (console), their CSMs and
+the names of their people."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import Account
+from shared.db.models import Account, User
 
 SortKey = Literal["score", "-score", "mrr", "-mrr", "renewal", "-renewal", "name", "-name"]
 _SORT_COLUMNS: dict[str, Any] = {
@@ -84,6 +85,50 @@ async def csm_names(session: AsyncSession) -> list[str]:
     csm = func.coalesce(Account.csm_email, Account.csm_slack)
     found = await session.scalars(select(csm).where(csm.is_not(None)).distinct())
     return sorted(c for c in found if c and "://" not in c)
+
+
+async def csm_display_names(session: AsyncSession) -> dict[str, str]:
+    """The CSM's name (the account trait ``csm_name``, as the reports show it) by the contact
+    accounts name the CSM with (email, else Slack handle)."""
+    contact = func.coalesce(Account.csm_email, Account.csm_slack)
+    name = Account.traits["csm_name"].as_string()
+    found = await session.execute(
+        select(contact, name).where(contact.is_not(None), name.is_not(None)).distinct()
+    )
+    return {c: n.strip() for c, n in found if c and n and n.strip() and "://" not in c}
+
+
+def person_name(traits: dict[str, Any] | None) -> str | None:
+    """A user's name from their traits: ``name``, else first and last name, else email."""
+    t = traits if isinstance(traits, dict) else {}
+    full = " ".join(
+        str(t[k]).strip() for k in ("firstName", "lastName") if isinstance(t.get(k), str)
+    )
+    for candidate in (t.get("name"), full, t.get("email")):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return None
+
+
+async def user_names(
+    session: AsyncSession, people: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The names of the given ``(account_id, user_id)`` people where their traits name them."""
+    if not people:
+        return {}
+    accounts = sorted({a for a, _ in people})
+    users = sorted({u for _, u in people})
+    found = await session.execute(
+        select(User.account_id, User.user_id, User.traits).where(
+            User.account_id.in_(accounts), User.user_id.in_(users)
+        )
+    )
+    wanted = set(people)
+    return {
+        (a, u): name
+        for a, u, traits in found
+        if (a, u) in wanted and (name := person_name(traits)) is not None
+    }
 
 
 async def current_health(

@@ -36,6 +36,10 @@ class TestDefaults:
         assert cfg == TendConfig()
         assert cfg.scoring == ScoringModel()
 
+    def test_one_currency_for_every_amount(self) -> None:
+        assert TendConfig().currency == "USD"
+        assert parse_config({"currency": " eur "}).currency == "EUR"
+
     @pytest.mark.parametrize("data", [None, {}, {"scoring": None}, {"scoring": {}}])
     def test_empty_sections_are_the_defaults(self, data: Any) -> None:
         assert parse_config(data).scoring == ScoringModel()
@@ -249,6 +253,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"key_features": "reports"}, "key_features:"),
     ({"feature_catalog": ["x"]}, "feature_catalog:"),
     ({"alerting": {}}, "alerting: Extra inputs are not permitted"),
+    ({"currency": "dollars"}, "currency: Value error, currency must be a three-letter ISO"),
+    ({"currency": "U$D"}, "currency: Value error"),
 ]
 
 

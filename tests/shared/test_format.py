@@ -111,6 +111,33 @@ class TestMoney:
     def test_cents_when_there_are_any(self, amount: float, text: str) -> None:
         assert fmt.money(amount, cents=True) == text
 
+    @pytest.mark.parametrize(
+        ("currency", "text"),
+        [("USD", "-$4,500.50"), ("EUR", "-\u20ac4,500.50"), ("gbp", "-\u00a34,500.50"),
+         ("SEK", "-4,500.50 SEK"), ("CHF", "-4,500.50 CHF")],
+    )  # fmt: skip
+    def test_the_configured_currency(self, currency: str, text: str) -> None:
+        assert fmt.money(-4500.5, cents=True, currency=currency) == text
+        assert fmt.mrr(10, currency) == f"{fmt.money(10, currency=currency)} MRR"
+
+
+class TestChanges:
+    @pytest.mark.parametrize(
+        ("delta", "arrow", "size"),
+        [(-45.3, "\u2193", "45.3 points"), (12.0, "\u2191", "12.0 points"),
+         (0.0, "\u2192", "0.0 points"), (1.0, "\u2191", "1.0 point"), (-1, "\u2193", "1.0 point")],
+    )  # fmt: skip
+    def test_an_arrow_and_a_size_never_a_sign_too(
+        self, delta: float, arrow: str, size: str
+    ) -> None:
+        assert fmt.arrow(delta) == arrow
+        assert fmt.points(delta) == size
+        assert fmt.points(delta, unit=False) == size.split()[0]
+
+    def test_steady_within_a_margin(self) -> None:
+        assert fmt.arrow(1.5, steady=2) == "\u2192" and fmt.arrow(-2.5, steady=2) == "\u2193"
+        assert fmt.arrow(None) == "" and fmt.points(None) == fmt.MISSING
+
 
 class TestWords:
     @pytest.mark.parametrize(
@@ -128,6 +155,14 @@ class TestWords:
     def test_names_become_words(self) -> None:
         assert fmt.words("login_plateau") == "login plateau"
         assert fmt.label("seat_utilization") == "Seat utilization"
+
+    @pytest.mark.parametrize(
+        ("key", "text"),
+        [("mau", "Monthly active users"), ("mean_dau", "Daily active users on average"),
+         ("full_at", "Full marks at"), ("zero_at", "No points at"), ("mrr", "MRR")],
+    )  # fmt: skip
+    def test_model_keys_read_as_plain_words(self, key: str, text: str) -> None:
+        assert fmt.label(key) == text
 
 
 class TestDates:

@@ -30,6 +30,8 @@ TOKEN = "console-test-token-0123456789abcdef"
 
 ANA = "ana@cs.example"
 BEN = "ben@cs.example"
+CSM_NAMES = {ANA: "Ana Lima"}
+"""Ana's accounts name her (the ``csm_name`` trait, as the reports read it); Ben's do not."""
 CSM_OF = {
     Archetype.DORMANT: ANA,
     Archetype.PLATEAUING: ANA,
@@ -59,7 +61,7 @@ class Seeded:
     clock: FixedClock
     alerts: dict[str, int]
     """Alert ids by a short name: dormant, decline, feature (acknowledged), plateau
-    (resolved), pending."""
+    (resolved), pending, upsell (an open opportunity)."""
 
     def id_of(self, archetype: Archetype) -> str:
         return next(a.account_id for a in self.replay.accounts if a.archetype is archetype)
@@ -137,12 +139,19 @@ async def seed(path: str, prefix: str = "cs") -> Seeded:
     alerts: dict[str, int] = {}
     async with sessions() as session, session.begin():
         for archetype, days_left in RENEWAL_IN_DAYS.items():
+            account = await session.get(Account, by_arch[archetype].account_id)
+            assert account is not None
+            csm = CSM_OF[archetype]
+            traits = dict(account.traits or {})
+            if csm in CSM_NAMES:
+                traits["csm_name"] = CSM_NAMES[csm]
             await session.execute(
                 update(Account)
                 .where(Account.account_id == by_arch[archetype].account_id)
                 .values(
                     renewal_date=replay.end + timedelta(days=days_left),
-                    csm_email=CSM_OF[archetype],
+                    csm_email=csm,
+                    traits=traits,
                 )
             )
         plan = {
@@ -157,6 +166,7 @@ async def seed(path: str, prefix: str = "cs") -> Seeded:
             ),
             "plateau": (Archetype.PLATEAUING, "login_plateau", "resolved", "warning", ""),
             "pending": (Archetype.HEALTHY_STEADY, "health_drop", "pending", "warning", ""),
+            "upsell": (Archetype.HEALTHY_GROWING, "upsell_seats", "open", "opportunity", ""),
         }
         rows: dict[str, Alert] = {}
         for key, (archetype, rule, status, severity, feature) in plan.items():

@@ -5,17 +5,19 @@ APIs', and alert moves."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
 import pytest
 
+from services.web.app import create_app
 from services.web.console import auth
-from shared.format import signed
-from tests.scorer.synthetic import Archetype
-from tests.web.console_data import ANA, BEN, TOKEN, Seeded, build_app
+from shared.format import arrow, plural, points
+from shared.settings import Settings
+from tests.scorer.synthetic import CONFIG, Archetype
+from tests.web.console_data import ANA, BEN, CSM_NAMES, TOKEN, Seeded, build_app
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -169,6 +171,22 @@ class TestSignIn:
 
 
 class TestPortfolio:
+    async def test_amounts_in_the_configured_currency(self, seeded: Seeded) -> None:
+        app = create_app(
+            Settings(api_token=None, config=None),
+            config=CONFIG.model_copy(update={"currency": "EUR"}),
+            sessions=seeded.sessions,
+            clock=seeded.clock,
+            api_token=TOKEN,
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
+            await c.post("/console/login", data={"token": TOKEN, "next": "/console/"})
+            html = (await c.get("/console/")).text
+            alerts = (await c.get("/console/alerts")).text
+        assert "<strong>\u20ac" in html and "$" not in html
+        assert "MRR at risk" in alerts and "$" not in alerts
+
     async def test_every_account_in_the_read_apis_order(
         self, client: httpx.AsyncClient, seeded: Seeded
     ) -> None:
@@ -182,22 +200,26 @@ class TestPortfolio:
         rows = parse(first).tables["portfolio"]
         assert rows[0][0]["data-account-id"] == seeded.id_of(Archetype.DORMANT)
 
-    async def test_the_numbers_are_the_apis(self, client: httpx.AsyncClient) -> None:
+    async def test_the_numbers_are_the_apis(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
         html = (await client.get("/console/")).text
         rows = {attrs["data-account-id"]: cells for attrs, cells in parse(html).tables["portfolio"]}
         for a in (await api(client, "/v1/accounts"))["accounts"]:
             cells = rows[a["account_id"]]
             name, score, band, stage, trend, _spark, mrr, seats, renewal, csm, alerts = cells
-            assert name == f"{a['name']} {a['account_id']}"
+            assert name == a["name"]  # the id is the link's title, not a second line
             assert score == f"{a['score']:.1f}"
             assert band == a["band"].capitalize()
             assert stage == (a["stage"] or "—").capitalize()
             assert mrr == money(a["mrr"])
-            assert renewal == a["renewal_date"]
-            assert csm == a["csm_email"]
+            left = (date.fromisoformat(a["renewal_date"]) - seeded.today).days
+            soon = f" in {plural(left, 'day')}" if 0 <= left <= 30 else ""
+            assert renewal == a["renewal_date"] + soon  # a renewal within 30 days says so
+            assert csm == CSM_NAMES.get(a["csm_email"], a["csm_email"])  # names where known
             detail = await api(client, f"/v1/accounts/{a['account_id']}")
             regular, seats_sold = detail["metrics"]["regular_users"], a["seats"]
-            assert seats.startswith(f"{regular}/{seats_sold} (")
+            assert seats.startswith(f"{regular} of {seats_sold} (")
             health = await api(client, f"/v1/accounts/{a['account_id']}/health")
             as_of = health["current"]["as_of"]
             week_ago = [
@@ -205,8 +227,8 @@ class TestPortfolio:
                 for h in health["history"]
                 if h["as_of"] <= _days_before(as_of, 7) and h["score"] is not None
             ]
-            expected_trend = signed(a["score"] - week_ago[-1], 1)  # a zero change has no sign
-            assert trend.split()[-1] == expected_trend
+            delta = round(a["score"] - week_ago[-1], 1)
+            assert trend == f"{arrow(delta)} {points(delta, unit=False)}"  # never "↓ -12.3"
             open_ = await api(client, "/v1/alerts", account=a["account_id"])
             assert alerts == str(open_["total"])
 
@@ -293,8 +315,12 @@ class TestAccountPage:
         detail = await api(client, f"/v1/accounts/{account_id}")
         m, champion = detail["metrics"], detail["current_champion"]
         assert champion is not None and champion["user_id"] == m["champion"]
-        assert f"<dt>Champion</dt><dd>{champion['user_id']} " in html
-        assert f"<dt>Seats used regularly</dt><dd>{m['regular_users']}/{detail['seats']} " in html
+        # People are named where their traits say who they are (the synthetic users: by email).
+        email = f"{champion['user_id']}@example.com"
+        assert f'<dt>Champion</dt><dd><span class="truncate" title="{email}">{email}</span>' in html
+        assert (
+            f"<dt>Seats used regularly</dt><dd>{m['regular_users']} of {detail['seats']} " in html
+        )
 
     async def test_usage_and_features_match_the_metrics(
         self, client: httpx.AsyncClient, seeded: Seeded
@@ -339,32 +365,81 @@ class TestAccountPage:
         assert r.status_code == 404 and "no account" in r.text
 
 
+def _alert_rows(html: str) -> dict[str, list[tuple[dict[str, str], list[str]]]]:
+    """The alerts page's two tables (risks, opportunities), row by row."""
+    tables = parse(html).tables
+    return {t: tables.get(t, []) for t in ("risks", "opportunities")}
+
+
 class TestAlertsPage:
-    async def test_open_alerts_grouped_by_rule(
+    async def test_risks_by_severity_then_revenue_and_opportunities_apart(
         self, client: httpx.AsyncClient, seeded: Seeded
     ) -> None:
         html = (await client.get("/console/alerts")).text
-        active = await api(client, "/v1/alerts")
-        groups = re.findall(r'<table class="alerts" data-rule="([a-z_]+)">', html)
-        assert set(groups) == {a["rule"] for a in active["alerts"]}
-        shown = {int(i) for i in re.findall(r'<tr data-alert-id="(\d+)"', html)}
-        assert shown == {a["id"] for a in active["alerts"]}
-        assert seeded.alerts["plateau"] not in shown and seeded.alerts["pending"] not in shown
+        active = {a["id"]: a for a in (await api(client, "/v1/alerts"))["alerts"]}
+        tables = _alert_rows(html)
+        risks = [int(attrs["data-alert-id"]) for attrs, _ in tables["risks"]]
+        opportunities = [int(attrs["data-alert-id"]) for attrs, _ in tables["opportunities"]]
+        assert set(risks) | set(opportunities) == set(active)
+        assert opportunities == [seeded.alerts["upsell"]]
+        rank = {"critical": 0, "warning": 1, "info": 2}
+        keys = [(rank[active[i]["severity"]], -(active[i]["mrr"] or 0)) for i in risks]
+        assert keys == sorted(keys) and risks[0] == seeded.alerts["dormant"]
+        assert seeded.alerts["plateau"] not in risks and seeded.alerts["pending"] not in risks
+        # An opportunity's open is not a risk's red pill.
+        upsell = next(c for a, c in tables["opportunities"])
+        assert 'class="status status-open status-opportunity"' in html and upsell[2] == "Open"
         # Health is the account's current one, not the alert row's snapshot.
         dormant = await api(client, f"/v1/accounts/{seeded.id_of(Archetype.DORMANT)}")
-        row = next(
-            cells
-            for attrs, cells in _rows(html)
-            if attrs.get("data-alert-id") == str(seeded.alerts["dormant"])
-        )
+        row = next(c for a, c in tables["risks"] if a["data-alert-id"] == str(risks[0]))
+        assert row[1] == f"Dormant {active[risks[0]]['severity'].capitalize()}"
         assert row[3] == f"{dormant['band'].capitalize()} {dormant['score']:.1f}"
+        assert row[7] == CSM_NAMES[ANA]  # the CSM by name where the accounts name them
 
-    async def test_filter_by_csm(self, client: httpx.AsyncClient) -> None:
-        for csm in (ANA, BEN):
-            html = (await client.get("/console/alerts", params={"csm": csm})).text
-            shown = {int(i) for i in re.findall(r'<tr data-alert-id="(\d+)"', html)}
-            assert shown == {a["id"] for a in (await api(client, "/v1/alerts", csm=csm))["alerts"]}
-            assert shown
+    @pytest.mark.parametrize(
+        ("params", "api_params"),
+        [
+            ({"csm": ANA}, {"csm": ANA}),
+            ({"csm": BEN}, {"csm": BEN}),
+            ({"severity": "warning"}, {"severity": "warning"}),
+            ({"severity": "opportunity"}, {"severity": "opportunity"}),
+            ({"rule": "dormant"}, {"rule": "dormant"}),
+            ({"rule": "login_decline", "csm": ANA}, {"rule": "login_decline", "csm": ANA}),
+        ],
+    )
+    async def test_filters(
+        self, client: httpx.AsyncClient, params: dict[str, str], api_params: dict[str, str]
+    ) -> None:
+        html = (await client.get("/console/alerts", params=params)).text
+        shown = {int(attrs["data-alert-id"]) for t in _alert_rows(html).values() for attrs, _ in t}
+        every = (await api(client, "/v1/alerts", csm=params.get("csm", "")))["alerts"]
+        expected = {
+            a["id"] for a in every if all(a[k] == v for k, v in api_params.items() if k != "csm")
+        }
+        assert shown == expected
+        for key, value in params.items():  # the form shows what it filters by
+            assert re.search(rf'<option value="{re.escape(value)}" selected>', html), key
+
+    async def test_act_in_place_keeps_the_filters(
+        self, client: httpx.AsyncClient, seeded: Seeded
+    ) -> None:
+        page = "/console/alerts?severity=warning"
+        html = (await client.get(page)).text
+        alert_id = seeded.alerts["decline"]
+        assert f'action="/console/alerts/{alert_id}/ack"' in html
+        assert f'action="/console/alerts/{alert_id}/snooze"' in html
+        assert 'placeholder="YYYY-MM-DD HH:MM"' in html and 'type="datetime-local"' not in html
+        until = (seeded.clock.now() + timedelta(days=2)).strftime("%Y-%m-%d %H:%M")
+        form = {"csrf": csrf_of(html), "next": page, "until": until}
+        r = await client.post(f"/console/alerts/{alert_id}/snooze", data=form)
+        assert r.headers["location"] == f"{page}&notice=snoozed#alert-{alert_id}"
+        after = (await client.get(r.headers["location"])).text
+        assert "Alert snoozed." in after
+        assert (await api(client, f"/v1/alerts/{alert_id}"))["snoozed_until"].startswith(
+            until.replace(" ", "T")
+        )
+        r = await client.post(f"/console/alerts/{alert_id}/ack", data=form)
+        assert "notice=acknowledged" in r.headers["location"]
 
 
 class TestActions:

@@ -15,6 +15,8 @@ from services.web.console.views import (
     BANDS,
     RENEWAL_WINDOWS,
     AccountPage,
+    AlertsFilter,
+    OpenAlerts,
     Portfolio,
     PortfolioFilter,
     PortfolioRow,
@@ -122,7 +124,7 @@ def create_score(**fields: Any) -> HealthScore:
     return HealthScore(**values)
 
 
-def account_html(page: AccountPage, notice: str | None = None) -> str:
+def account_html(page: AccountPage, notice: str | None = None, **extra: Any) -> str:
     context = pages.account_context(
         page,
         moves=pages.Moves.of("tok-1", "/console/accounts/acme", NOW),
@@ -131,7 +133,7 @@ def account_html(page: AccountPage, notice: str | None = None) -> str:
         notice=notice,
         csm=csm_label(page.account.csm_email, page.account.csm_slack),
     )
-    return render("account.html", **context)
+    return render("account.html", **context, **extra)
 
 
 class TestEscaping:
@@ -149,10 +151,10 @@ class TestEscaping:
 
     def test_the_alerts_page_escapes_and_links_by_path_segment(self) -> None:
         alert = create_alert(7, account_id="x/y", account_name=EVIL, reason=EVIL)
-        context = pages.alerts_context(
-            {"login_decline": [alert]}, {"x/y": (30.0, "red")}, ["ana@cs.example"], None, csm_label
-        )
-        html = render("alerts.html", **context)
+        found = OpenAlerts([alert], ["login_decline"], {}, {"x/y": (30.0, "red")}, {})
+        moves = pages.Moves.of("tok-1", "/console/alerts", NOW)
+        context = pages.alerts_context(found, AlertsFilter(), ["ana@cs.example"], csm_label, moves)
+        html = render("alerts.html", notice_text=None, **context)
         assert "<script" not in html
         assert 'href="/console/accounts/x%2Fy#alert-7"' in html
         assert '<span class="band band-red">Red</span> 30.0' in html  # health now, not the row's
@@ -161,14 +163,22 @@ class TestEscaping:
 class TestAccountPage:
     def test_facts_components_usage_features(self) -> None:
         html = account_html(AccountPage(create_account(), create_score(), [], []))
-        assert "<dt>Seats used regularly</dt><dd>5/20 (25%) " in html
-        assert "<dt>Champion</dt><dd>u1 " in html and "last active 3 days ago" in html
+        assert "<dt>Seats used regularly</dt><dd>5 of 20 (25%) " in html
+        assert '<dt>Champion</dt><dd><span class="truncate" title="u1">u1</span> ' in html
+        assert "last active 3 days ago" in html
         assert "<dt>MRR</dt><dd>$1,500</dd>" in html
-        assert "(in 30 days)" in html
-        assert "(50.2, yellow): <b>-8.2</b> points" in html
-        assert '<tr data-component="recency"><th scope="row">Recency</th>' in html
-        assert "<li>Days: <b>12</b></li>" in html and "(25%)" in html
-        assert "<b>Stickiness</b>: no active users" in html
+        assert '<span class="soon">in 30 days</span>' in html  # renews within 30 days
+        assert (
+            "moved <b>" in html and '↓</span> <span class="sr-only">down </span>8.2 points' in html
+        )
+        assert "(50.2, yellow)" in html and "-8.2" not in html  # an arrow, never a sign too
+        assert (
+            '<tr data-component="recency"><th scope="row" data-label="Component">Recency</th>'
+            in html
+        )
+        assert "<li>Days since: <b>12</b></li>" in html and ">25%<" in html
+        assert '<td class="num" data-label="Measured">12 days</td>' in html
+        assert "<b>Stickiness (daily over monthly active users)</b>: no active users" in html
         assert ">never used<" in html and ">unused 28 days<" in html and ">in use<" in html
         assert '<td class="num">1,200</td>' in html
         assert "No scores yet." in html  # no history rows given
@@ -191,7 +201,8 @@ class TestAccountPage:
         one = account_html(AccountPage(create_account(), None, [], [create_alert(1)]))
         assert 'action="/console/alerts/1/ack"' in one
         assert "/console/accounts/acme/alerts/ack" not in one
-        assert 'value="2026-11-27T09:30" min="2026-11-20T09:30"' in one  # a week from now
+        assert 'value="2026-11-27 09:30"' in one  # a week from now, an ISO time like the others
+        assert 'placeholder="YYYY-MM-DD HH:MM"' in one and "datetime-local" not in one
         two = account_html(
             AccountPage(create_account(), None, [], [create_alert(1), create_alert(2)])
         )
@@ -291,6 +302,29 @@ class TestPageModels:
         assert pages.champion({}) is None
         named = pages.champion({"champion": "u", "champion_source": "named"})
         assert named == pages.Champion("u", "named", None)
+        by_name = pages.champion({"champion": "u"}, {"u": "Kim Park"})
+        assert by_name is not None and by_name.who == "Kim Park"
+
+    def test_alert_texts_name_people(self) -> None:
+        names = {"acme-u02": "Kim Park", "acme-u0": "Lee"}
+        text = "Ask acme-u02 what changed; acme-u020 and x-acme-u02 are others; acme-u0."
+        assert pages.with_names(text, names) == (
+            "Ask Kim Park what changed; acme-u020 and x-acme-u02 are others; Lee."
+        )
+        assert pages.with_names(None, names) is None and pages.with_names("a", {}) == "a"
+        shown = pages.ShownAlert(create_alert(1, next_step="Call acme-u02"), names)
+        assert shown.next_step == "Call Kim Park" and shown.rule == "login_decline"
+
+    @pytest.mark.parametrize(("days", "soon"), [(-1, None), (0, 0), (30, 30), (31, None)])
+    def test_renewal_soon(self, days: int, soon: int | None) -> None:
+        assert pages.renewal_soon(TODAY + timedelta(days=days), TODAY) == soon
+        assert pages.renewal_soon(None, TODAY) is None
+
+    def test_amounts_in_the_configured_currency(self) -> None:
+        page = AccountPage(create_account(mrr=1500.5), None, [], [])
+        assert "<dt>MRR</dt><dd>$1,500.50</dd>" in account_html(page)
+        euros = account_html(page, currency="EUR")
+        assert "<dt>MRR</dt><dd>\u20ac1,500.50</dd>" in euros
 
     def test_component_rows_skip_what_is_not_a_component(self) -> None:
         rows = pages.component_rows({"a": {"score": 1.0}, "b": "junk"}, {"components": ["x"]})

@@ -5,13 +5,15 @@ clock); the markup is in ``services/web/templates/console/``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from services.web.charts import Bands, BarChart, bar_chart, line_chart, sparkline
-from services.web.console.views import AccountPage, Portfolio
+from services.web.console import explain
+from services.web.console.views import AccountPage, AlertsFilter, OpenAlerts, Portfolio
 from shared import format as fmt
 from shared.db.models import Alert
 from shared.outcomes.model import STAGES
@@ -35,13 +37,19 @@ SORT_OPTIONS = [
 ]
 SNOOZE_DAYS = 7
 """A snooze form proposes a week from now."""
-_LOCAL_MINUTE = "%Y-%m-%dT%H:%M"
+ISO_MINUTE = "%Y-%m-%d %H:%M"
+"""How a snooze field shows and takes its time: an ISO date and time in UTC, like every other
+date of the console (a browser's date picker would use the browser's locale)."""
+SOON_DAYS = 30
+"""A renewal this close is highlighted."""
+SEVERITY_ORDER = ("critical", "warning", "info")
+"""Risks, most severe first; opportunities have their own section."""
 
 
 @dataclass(frozen=True, slots=True)
 class Moves:
     """What every alert form of a page carries: the CSRF token, the page to come back to, and the
-    snooze field's default and minimum (``datetime-local`` values, UTC)."""
+    snooze field's default and earliest time (:data:`ISO_MINUTE`, UTC)."""
 
     csrf: str
     back: str
@@ -53,13 +61,48 @@ class Moves:
         return cls(
             csrf,
             back,
-            (now + timedelta(days=SNOOZE_DAYS)).strftime(_LOCAL_MINUTE),
-            now.strftime(_LOCAL_MINUTE),
+            (now + timedelta(days=SNOOZE_DAYS)).strftime(ISO_MINUTE),
+            now.strftime(ISO_MINUTE),
         )
 
 
-def csm_options(csms: Sequence[str]) -> list[tuple[str, str]]:
-    return [("", "All CSMs"), *((c, c) for c in csms)]
+def csm_options(csms: Sequence[str], names: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The CSM filter's choices: the value is how accounts name the CSM, the text their name
+    where one is known."""
+    return [("", "All CSMs"), *((c, names.get(c, c)) for c in csms)]
+
+
+def renewal_soon(renewal_date: date | None, today: date) -> int | None:
+    """Days to a renewal within :data:`SOON_DAYS` (0: today); None otherwise."""
+    if renewal_date is None:
+        return None
+    left = (renewal_date - today).days
+    return left if 0 <= left <= SOON_DAYS else None
+
+
+class ShownAlert:
+    """An alert as the console shows it: the row's fields, with its reason and next step naming
+    people instead of user ids."""
+
+    __slots__ = ("_alert", "next_step", "reason")
+
+    def __init__(self, alert: Alert, names: Mapping[str, str]) -> None:
+        self._alert = alert
+        self.reason = with_names(alert.reason, names)
+        self.next_step = with_names(alert.next_step, names)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._alert, name)
+
+
+def with_names(text: str | None, names: Mapping[str, str]) -> str | None:
+    """``text`` with each user id of ``names`` replaced by the person's name (alert texts are
+    written with ids; people read names)."""
+    if not text or not names:
+        return text
+    ids = sorted(names, key=len, reverse=True)
+    pattern = re.compile("|".join(rf"(?<![\w@.-]){re.escape(i)}(?![\w@-])" for i in ids))
+    return pattern.sub(lambda m: names[m.group(0)], text)
 
 
 def portfolio_context(
@@ -71,7 +114,10 @@ def portfolio_context(
         "bands": bands,
         "at_risk": sum(portfolio.mrr_by_band.get(b, 0.0) for b in AT_RISK),
         "sparklines": {r.account_id: sparkline(r.spark) for r in portfolio.rows},
-        "csm_options": csm_options(portfolio.csms),
+        "soon": {
+            r.account_id: renewal_soon(r.renewal_date, portfolio.today) for r in portfolio.rows
+        },
+        "csm_options": csm_options(portfolio.csms, portfolio.csm_names),
         "band_options": [("", "All bands"), *((b, fmt.label(b)) for b in bands)],
         "renewal_options": [("", "Any time"), *((str(d), f"Within {d} days") for d in windows)],
         "stage_options": [("", "Any stage"), *((s, fmt.label(s)) for s in STAGES)],
@@ -92,6 +138,19 @@ class ComponentRow:
     inputs: dict[str, Any]
     explanation: Any
     delta: float | None
+    """The change of the component's own score (0 to 100) since the previous score."""
+
+    @property
+    def measured(self) -> str:
+        return explain.measured(self.name, self.value)
+
+    @property
+    def facts(self) -> list[explain.Fact]:
+        return explain.facts(self.name, self.inputs)
+
+    @property
+    def scale(self) -> str | None:
+        return explain.thresholds(self.name, self.inputs)
 
 
 def component_rows(components: Mapping[str, Any], moved: Mapping[str, Any]) -> list[ComponentRow]:
@@ -184,19 +243,22 @@ def feature_rows(metrics: Mapping[str, Any]) -> list[FeatureRow]:
 @dataclass(frozen=True, slots=True)
 class Champion:
     who: str
+    """Their name where known, else their user id."""
     how: str
     """named, or most regular user."""
     days_since_active: int | None
 
 
-def champion(metrics: Mapping[str, Any]) -> Champion | None:
-    """Who the champion is, how we know, and how long since they were last active."""
+def champion(metrics: Mapping[str, Any], names: Mapping[str, str] | None = None) -> Champion | None:
+    """Who the champion is (``names``: user names by id), how we know, and how long since they
+    were last active."""
     who = metrics.get("champion")
     if not who:
         return None
     how = "named" if metrics.get("champion_source") == "named" else "most regular user"
     days = metrics.get("champion_days_since_active")
-    return Champion(str(who), how, days if isinstance(days, int) and days > 0 else None)
+    shown = (names or {}).get(str(who), str(who))
+    return Champion(shown, how, days if isinstance(days, int) and days > 0 else None)
 
 
 def account_context(
@@ -213,8 +275,9 @@ def account_context(
     a = page.account
     m = page.metrics
     latest = page.latest
-    active = [x for x in page.alerts if x.status != "resolved"]
-    past = [x for x in page.alerts if x.status == "resolved"]
+    shown = [ShownAlert(x, page.people) for x in page.alerts]
+    active = [x for x in shown if x.status != "resolved"]
+    past = [x for x in shown if x.status == "resolved"]
     left_out = [
         lo for lo in ((latest.left_out or []) if latest is not None else []) if isinstance(lo, dict)
     ]
@@ -223,10 +286,12 @@ def account_context(
         "m": m,
         "latest": latest,
         "moves": moves,
-        "csm": csm,
+        "csm": page.csm_name or csm,
         "stage": stage,
         "days_left": (a.renewal_date - today).days if a.renewal_date else None,
-        "champion": champion(m),
+        "soon": renewal_soon(a.renewal_date, today),
+        "csm_contact": csm,
+        "champion": champion(m, page.people),
         "notice_text": NOTICES.get(notice or ""),
         "bands": bands,
         "score_chart": line_chart(page.history, bands),
@@ -242,21 +307,42 @@ def account_context(
     }
 
 
+SEVERITY_OPTIONS = [
+    ("", "Any severity"),
+    ("critical", "Critical"),
+    ("warning", "Warning"),
+    ("info", "Info"),
+    ("opportunity", "Opportunity (upsell)"),
+]
+
+
 def alerts_context(
-    groups: Mapping[str, list[Alert]],
-    health: Mapping[str, tuple[float | None, str | None]],
+    found: OpenAlerts,
+    f: AlertsFilter,
     csms: Sequence[str],
-    csm: str | None,
     csm_label: Callable[[str | None, str | None], str | None],
+    moves: Moves,
 ) -> dict[str, Any]:
-    """The open alerts by rule, each with its account's health now (``health``; the alert row
-    keeps the one it was decided on) and its CSM as shown (``csm_label``)."""
-    alerts = [a for group in groups.values() for a in group]
+    """The open alerts in two sections, risks (most severe, then most revenue at risk, first)
+    and opportunities, each with its account's health now (the alert row keeps the one it was
+    decided on), its CSM as shown and the forms to act on it in place."""
+    shown = [ShownAlert(a, found.people.get(a.account_id, {})) for a in found.alerts]
+    csm_of = {}
+    for a in found.alerts:
+        contact = csm_label(a.csm_email, a.csm_slack)
+        csm_of[a.id] = (found.csm_names.get(contact, contact) if contact else None, contact)
     return {
-        "groups": groups,
-        "total": len(alerts),
-        "health": {a.id: health.get(a.account_id, (a.score, a.band)) for a in alerts},
-        "csm_of": {a.id: csm_label(a.csm_email, a.csm_slack) for a in alerts},
-        "csm_options": csm_options(csms),
-        "csm": csm,
+        "risks": [a for a in shown if a.severity != "opportunity"],
+        "opportunities": [a for a in shown if a.severity == "opportunity"],
+        "total": len(shown),
+        "at_risk": sum(
+            {a.account_id: a.mrr or 0.0 for a in shown if a.severity != "opportunity"}.values()
+        ),
+        "health": {a.id: found.health.get(a.account_id, (a.score, a.band)) for a in found.alerts},
+        "csm_of": csm_of,
+        "csm_options": csm_options(csms, found.csm_names),
+        "severity_options": SEVERITY_OPTIONS,
+        "rule_options": [("", "Any rule"), *((r, fmt.label(r)) for r in found.rules)],
+        "filter": f,
+        "moves": moves,
     }

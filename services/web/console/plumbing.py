@@ -49,6 +49,12 @@ def bands(request: Request) -> Bands:
     return Bands(green=scoring.bands.green, yellow=scoring.bands.yellow)
 
 
+def currency(request: Request) -> str:
+    """The ISO code amounts are shown in (the configuration's ``currency``)."""
+    config: TendConfig | None = getattr(request.app.state, "config", None)
+    return (config or TendConfig()).currency
+
+
 def settings(request: Request) -> ConsoleSettings:
     given: ConsoleSettings | None = getattr(request.app.state, "console", None)
     return given or ConsoleSettings()
@@ -71,11 +77,12 @@ def page(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """``templates/console/<template>`` rendered with ``context``, with the console's headers."""
+    """``templates/console/<template>`` rendered with ``context`` (and the configured
+    ``currency``), with the console's headers."""
     response: HTMLResponse = _templates.TemplateResponse(
         request,
         f"console/{template}",
-        context,
+        {"currency": currency(request), **context},
         status_code=status,
         headers={**SECURITY_HEADERS, **(headers or {})},
     )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -199,15 +199,42 @@ async def retentionpage(
 
 
 @router.get("/alerts")
-async def alertspage(request: Request, session: SessionDep, csm: str | None = None) -> Response:
+async def alertspage(
+    request: Request,
+    session: SessionDep,
+    csm: str | None = None,
+    severity: str | None = None,
+    rule: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    f = views.AlertsFilter(
+        csm=csm or None,
+        severity=severity if severity in views.SEVERITY_RANK else None,
+        rule=rule or None,
+    )
+    back = "/console/alerts" + (f"?{query}" if (query := _query_of(f)) else "")
     async with web.database(request)() as db:
-        groups = await views.open_alerts(db, csm or None)
+        found = await views.open_alerts(db, f)
         csms = await views.csm_names(db)
-        health = await views.current_health(
-            db, [a.account_id for alerts in groups.values() for a in alerts]
-        )
-    context = pages.alerts_context(groups, health, csms, csm or None, views.csm_label)
-    return web.page(request, "alerts.html", {**context, "csrf": session.csrf})
+    moves = pages.Moves.of(session.csrf, back, clock_of(request).now())
+    context = pages.alerts_context(found, f, csms, views.csm_label, moves)
+    notice_text = pages.NOTICES.get(notice or "")
+    return web.page(
+        request, "alerts.html", {**context, "notice_text": notice_text, "csrf": session.csrf}
+    )
+
+
+def _query_of(f: views.AlertsFilter) -> str:
+    return urlencode(
+        [(k, v) for k, v in (("csm", f.csm), ("severity", f.severity), ("rule", f.rule)) if v]
+    )
+
+
+def _back_with(back: str, notice: str, anchor: str) -> str:
+    """``back`` (a console path, maybe with a query) with ``notice`` in its query."""
+    path, _, rest = back.partition("?")
+    query = [(k, v) for k, v in parse_qsl(rest.split("#", 1)[0]) if k != "notice"]
+    return f"{path.split('#', 1)[0]}?{urlencode([*query, ('notice', notice)])}#{anchor}"
 
 
 @router.get("/backtest")
@@ -222,7 +249,7 @@ async def backtestpage(request: Request, session: SessionDep) -> Response:
 
 
 def parse_until(value: str | None) -> datetime | None:
-    """``YYYY-MM-DDTHH:MM`` (a datetime-local field, read as UTC) or full ISO 8601."""
+    """``YYYY-MM-DD HH:MM`` (the snooze field, read as UTC), ``YYYY-MM-DD`` or full ISO 8601."""
     if not value:
         return None
     try:
@@ -269,8 +296,7 @@ async def alert_action(
     back = safe_next(form.get("next"), "/console/alerts")
     move, done = _move_of(action, form, clock_of(request).now())
     notice = (await _move(request, int(alert_id), move) or done) if move else done
-    path = back.split("?", 1)[0].split("#", 1)[0]
-    return web.redirect(f"{path}?{urlencode({'notice': notice})}#alert-{quote(alert_id)}")
+    return web.redirect(_back_with(back, notice, f"alert-{quote(alert_id)}"))
 
 
 def _move_of(
@@ -305,8 +331,7 @@ async def account_alerts_action(
         async with web.database(request)() as db, db.begin():
             if not await move_incident(db, account_id, move, now):
                 notice = "not-found"
-    path = back.split("?", 1)[0].split("#", 1)[0]
-    return web.redirect(f"{path}?{urlencode({'notice': notice})}#incident")
+    return web.redirect(_back_with(back, notice, "incident"))
 
 
 # -- static ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ page whatever the number of accounts.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -62,7 +63,10 @@ class PortfolioRow:
     mau: int | None
     renewal_date: date | None
     csm: str | None
+    """Who the CSM is, as accounts name them (email, Slack handle, a masked webhook)."""
     open_alerts: int = 0
+    csm_name: str | None = None
+    """The CSM's name where one is known (shown instead of ``csm``)."""
     stage: Stage | None = None
     """The lifecycle stage today (derived from the profile and outcomes)."""
     regular_users: int | None = None
@@ -95,6 +99,8 @@ class Portfolio:
     accounts_by_band: dict[str, int]
     csms: list[str]
     today: date
+    csm_names: dict[str, str] = field(default_factory=dict)
+    """CSM names by the contact accounts name them with."""
 
     @property
     def total_mrr(self) -> float:
@@ -203,6 +209,9 @@ async def portfolio(
                 rows[account_id].regular_users = (
                     int(regular) if isinstance(regular, int | float) else None
                 )
+    names = await accounts.csm_display_names(session)
+    for r in rows.values():
+        r.csm_name = names.get(r.csm) if r.csm else None
     for account_id, n in (await alerts.active_counts(session, ids)).items():
         if account_id in rows:
             rows[account_id].open_alerts = n
@@ -226,6 +235,7 @@ async def portfolio(
         accounts_by_band=dict(accounts_by_band),
         csms=await csm_names(session),
         today=today,
+        csm_names=names,
     )
 
 
@@ -235,6 +245,9 @@ class AccountPage:
     latest: HealthScore | None
     history: list[tuple[date, float | None, str]]
     alerts: list[Alert]
+    people: dict[str, str] = field(default_factory=dict)
+    """Names of the account's champion and most active user by user id, where known."""
+    csm_name: str | None = None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -252,22 +265,90 @@ async def account_page(session: AsyncSession, account_id: str) -> AccountPage | 
         since = latest.as_of - timedelta(days=HISTORY_DAYS - 1)
         history = await scores.score_points(session, account_id, since)
     shown = await alerts.account_alerts(session, account_id, SHOWN_STATUSES)
-    return AccountPage(account, latest, history, shown)
+    metrics = latest.metrics if latest is not None and isinstance(latest.metrics, dict) else {}
+    people = await _people(session, {account_id: metrics})
+    csm = csm_label(account.csm_email, account.csm_slack)
+    csm_name = (await accounts.csm_display_names(session)).get(csm) if csm else None
+    return AccountPage(
+        account, latest, history, shown, people.get(account_id, {}), csm_name=csm_name
+    )
 
 
-async def open_alerts(session: AsyncSession, csm: str | None) -> dict[str, list[Alert]]:
-    """Active alerts by rule (rules with the most first), most severe then richest first."""
-    rows = await alerts.active_alerts(session, csm)
-    severity = {"critical": 0, "warning": 1, "info": 2, "opportunity": 3}
-    rows.sort(key=lambda a: (severity.get(a.severity, 5), -(a.mrr or 0.0), a.account_id))
-    grouped: dict[str, list[Alert]] = defaultdict(list)
-    for a in rows:
-        grouped[a.rule].append(a)
-    return dict(sorted(grouped.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+_PEOPLE_KEYS = ("champion", "top_user")
+"""The users an account's alerts speak of (metrics keys holding a user id)."""
+
+
+async def _people(
+    session: AsyncSession, metrics: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, str]]:
+    """Per account, the names of the users its alert texts name, by user id."""
+    wanted = [
+        (account_id, m[k])
+        for account_id, m in metrics.items()
+        for k in _PEOPLE_KEYS
+        if isinstance(m.get(k), str) and m[k]
+    ]
+    names: dict[str, dict[str, str]] = defaultdict(dict)
+    for (account_id, user_id), name in (await accounts.user_names(session, wanted)).items():
+        if name != user_id:
+            names[account_id][user_id] = name
+    return dict(names)
+
+
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2, "opportunity": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsFilter:
+    """Which open alerts: of a CSM, of a severity, of a rule (None: any)."""
+
+    csm: str | None = None
+    severity: str | None = None
+    rule: str | None = None
+
+
+@dataclass(slots=True)
+class OpenAlerts:
+    """The open alerts a filter keeps, most severe then most revenue at risk first, with what
+    the page needs around them."""
+
+    alerts: list[Alert]
+    rules: list[str]
+    """Every rule with an open alert of the CSM, and the one filtered by (the rule filter's
+    choices)."""
+    people: dict[str, dict[str, str]]
+    """Per account, user names by id (for the alert texts)."""
+    health: dict[str, tuple[float | None, str | None]]
+    csm_names: dict[str, str]
+
+
+def alert_order(a: Alert) -> tuple[int, float, str, str]:
+    """Most severe first, then most revenue at risk (MRR), then by account and rule."""
+    return (SEVERITY_RANK.get(a.severity, 5), -(a.mrr or 0.0), a.account_id, a.rule)
+
+
+async def open_alerts(session: AsyncSession, f: AlertsFilter) -> OpenAlerts:
+    rows = await alerts.active_alerts(session, f.csm)
+    rules = sorted({a.rule for a in rows} | ({f.rule} if f.rule else set()))
+    kept = [
+        a
+        for a in rows
+        if (f.severity is None or a.severity == f.severity) and (f.rule is None or a.rule == f.rule)
+    ]
+    kept.sort(key=alert_order)
+    ids = sorted({a.account_id for a in kept})
+    metrics = await scores.current_metrics(session, AccountFilter(account_ids=tuple(ids)).ids())
+    return OpenAlerts(
+        alerts=kept,
+        rules=rules,
+        people=await _people(session, metrics),
+        health=await current_health(session, ids),
+        csm_names=await accounts.csm_display_names(session),
+    )
 
 
 async def current_health(
-    session: AsyncSession, account_ids: list[str]
+    session: AsyncSession, account_ids: Sequence[str]
 ) -> dict[str, tuple[float | None, str | None]]:
     """Each account's current score and band (an alert row keeps the ones it was decided on)."""
     return await accounts.current_health(session, account_ids)

@@ -51,6 +51,7 @@ def render_html(
             chart=chart_of(r, bands),
             bands=bands,
             generated=now or datetime.now(UTC),
+            currency=(config or TendConfig()).currency,
         )
     )
 
