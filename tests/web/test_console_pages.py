@@ -180,7 +180,7 @@ class TestAccountPage:
         assert '<td class="num" data-label="Measured">12 days</td>' in html
         assert "<b>Stickiness (daily over monthly active users)</b>: no active users" in html
         assert ">never used<" in html and ">unused 28 days<" in html and ">in use<" in html
-        assert '<td class="num">1,200</td>' in html
+        assert '<td class="num" data-label="Uses, last 28 days">1,200</td>' in html
         assert "No scores yet." in html  # no history rows given
         assert "No open alerts." in html
 
