@@ -194,6 +194,19 @@ class ConsoleSettings(BaseModel):
     )
 
 
+class PeopleSettings(BaseModel):
+    """Who sees what (``TEND_PEOPLE__*``; docs/security.md)."""
+
+    csm_read_all: bool = Field(
+        False,
+        description="Let a CSM read accounts outside their book (read-only: no alert moves).",
+    )
+    first_admin_email: str = Field(
+        "admin@localhost",
+        description="Email of the admin `tend migrate` and `tend up` create when nobody exists.",
+    )
+
+
 MIN_API_TOKEN_CHARS = 32
 
 
@@ -274,6 +287,7 @@ class Settings(BaseSettings):
         "a batch still in hand is given up uncommitted (read again on the next start).",
     )
     console: ConsoleSettings = ConsoleSettings()
+    people: PeopleSettings = PeopleSettings()
 
     @field_validator("api_token")
     @classmethod

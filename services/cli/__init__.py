@@ -3,7 +3,8 @@
 This package is the only place that wires services together. One module per command group:
 :mod:`~services.cli.serve` (the service processes: ingest, scorer, alerts, web),
 :mod:`~services.cli.up` (everything in one process), :mod:`~services.cli.admin` (migrate, keys,
-accounts), :mod:`~services.cli.demo`, :mod:`~services.cli.report`, :mod:`~services.cli.rescore`,
+accounts), :mod:`~services.cli.users` (people and roles), :mod:`~services.cli.demo`,
+:mod:`~services.cli.report`, :mod:`~services.cli.rescore`,
 :mod:`~services.cli.import_events` (backfill);
 what they share is in :mod:`~services.cli.common`.
 
@@ -31,6 +32,7 @@ from services.cli.report import report
 from services.cli.rescore import rescore
 from services.cli.serve import alerts, ingest, scorer, web
 from services.cli.up import embedded_services, up
+from services.cli.users import users
 
 __all__ = ["embedded_services", "main"]
 
@@ -48,6 +50,7 @@ def main() -> None:
 for command in (
     migrate,
     keys,
+    users,
     ingest,
     up,
     scorer,

@@ -11,12 +11,16 @@ import click
 from services.cli.common import (
     ConfigFailure,
     Failure,
+    ensure_first_admin,
     load_settings,
     load_tend_config,
     migrate_database,
     open_transaction,
     run_db,
+    show_first_admin,
 )
+from shared.people import audit
+from shared.people.caller import CLI
 
 
 @click.command()
@@ -24,6 +28,9 @@ def migrate() -> None:
     """Apply the database migrations (Alembic upgrade to head) on TEND_DATABASE_URL."""
     settings = load_settings()
     click.echo(run_db(settings.database_url, migrate_database(settings.database_url)))
+    first = run_db(settings.database_url, ensure_first_admin(settings))
+    if first is not None:
+        show_first_admin(*first)
 
 
 # -- write keys -------------------------------------------------------------------------------
@@ -51,6 +58,13 @@ def keys_create(name: str) -> None:
     async def work() -> tuple[int, str]:
         async with open_transaction(settings.database_url) as session:
             row, plaintext = await create_key(session, name)
+            audit.record(
+                session,
+                CLI,
+                "write_key.create",
+                target=f"write_key:{row.id}",
+                details={"name": row.name, "prefix": row.prefix},
+            )
             return row.id, plaintext
 
     key_id, plaintext = run_db(settings.database_url, work())
@@ -100,6 +114,14 @@ def keys_revoke(key_id: int) -> None:
             existing = await session.get(ApiKey, key_id)
             was_revoked = existing is not None and existing.revoked_at is not None
             row = await revoke_key(session, key_id)
+            if row is not None and not was_revoked:
+                audit.record(
+                    session,
+                    CLI,
+                    "write_key.revoke",
+                    target=f"write_key:{row.id}",
+                    details={"name": row.name, "prefix": row.prefix},
+                )
             return None if row is None else (row.name, was_revoked)
 
     result = run_db(settings.database_url, work())
@@ -159,9 +181,28 @@ def accounts_import(file: Path | None, outcomes_file: Path | None) -> None:
     async def work() -> tuple[int, str | None]:
         async with open_transaction(settings.database_url) as session:
             n = await import_accounts(session, rows)
+            if file is not None:
+                audit.record(
+                    session,
+                    CLI,
+                    "accounts.import",
+                    target=f"file:{file.name}",
+                    details={"accounts": n},
+                )
             if outcomes_file is None:
                 return n, None
             recorded = await record_outcomes_file(session, outcomes, outcomes_file, policy)
+            audit.record(
+                session,
+                CLI,
+                "outcomes.import",
+                target=f"file:{outcomes_file.name}",
+                details={
+                    "outcomes": len(outcomes),
+                    "inserted": recorded.result.inserted,
+                    "updated": recorded.result.updated,
+                },
+            )
             return n, describe(recorded, outcomes_file)
 
     n, recorded = run_db(settings.database_url, work())

@@ -156,6 +156,36 @@ async def migrate_database(database_url: str) -> str:
     return f"Migrated database {where} from {before or 'an empty schema'} to revision {after}."
 
 
+async def ensure_first_admin(settings: Settings) -> tuple[str, str] | None:
+    """When nobody can sign in yet, an admin (``TEND_PEOPLE__FIRST_ADMIN_EMAIL``) with a random
+    password: (email, password), to print once. None when someone exists."""
+    from shared.people import audit, directory
+    from shared.people.caller import CLI
+
+    async with open_transaction(settings.database_url) as session:
+        if await directory.count_people(session):
+            return None
+        password = directory.generate_password()
+        email = settings.people.first_admin_email
+        person = await directory.add_person(session, email, "Admin", "admin", password)
+        audit.record(
+            session,
+            CLI,
+            "person.add",
+            target=f"person:{person.email}",
+            details={"role": "admin", "first": True},
+        )
+        return person.email, password
+
+
+def show_first_admin(email: str, password: str) -> None:
+    click.echo("Created the first admin of the console (change or add people: tend users):")
+    click.echo("")
+    click.echo(f"    email:    {email}")
+    click.echo(f"    password: {password}")
+    click.echo("")
+
+
 @contextlib.asynccontextmanager
 async def open_transaction(database_url: str) -> AsyncIterator[AsyncSession]:
     """One transaction on an engine of its own (disposed after): for one-shot commands."""

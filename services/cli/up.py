@@ -24,10 +24,12 @@ from services.cli.common import (
     Failure,
     StartupFailure,
     database_errors,
+    ensure_first_admin,
     load_settings,
     load_tend_config,
     migrate_database,
     one_line,
+    show_first_admin,
 )
 from shared.config import TendConfig
 from shared.settings import Settings
@@ -182,7 +184,7 @@ async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
 async def _announce(server: EmbeddedServer, url: str) -> None:
     await server.ready.wait()
     click.echo(f"tend is up at {url}  (API docs: {url}/docs, health: {url}/healthz)")
-    click.echo(f"CSM console: {url}/console/  (sign in with the read API token above)")
+    click.echo(f"CSM console: {url}/console/  (sign in with your email and password)")
     click.echo("Press Ctrl-C to stop.")
 
 
@@ -273,12 +275,12 @@ async def _supervise(server: EmbeddedServer, sock: socket.socket, env: Embedded,
 def _api_token(settings: Settings) -> str:
     """TEND_API_TOKEN, or a fresh one for this run (printed, so the user can call the API)."""
     if settings.api_token is not None:
-        click.echo("Read API token: the value of TEND_API_TOKEN.")
+        click.echo("Admin API token: the value of TEND_API_TOKEN.")
         return settings.api_token.get_secret_value()
     import secrets
 
     token = secrets.token_urlsafe(32)  # 43 characters; TEND_API_TOKEN needs at least 32
-    click.echo("Read API token for this run (set TEND_API_TOKEN to choose your own):")
+    click.echo("Admin API token for this run (set TEND_API_TOKEN to choose your own):")
     click.echo("")
     click.echo(f"    {token}")
     click.echo("")
@@ -299,6 +301,9 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
     url = f"http://{host}:{sock.getsockname()[1]}"
     with database_errors(settings.database_url):
         click.echo(await migrate_database(settings.database_url))
+        first = await ensure_first_admin(settings)
+    if first is not None:
+        show_first_admin(*first)
     engine = create_engine(settings.database_url)
     try:
         sessions = create_sessionmaker(engine)

@@ -18,6 +18,7 @@ from services.web.api.accounts import router as accounts_router
 from services.web.api.alerts import router as alerts_router
 from services.web.api.exports import router as exports_router
 from services.web.api.outcomes import router as outcomes_router
+from services.web.api.people import router as people_router
 from services.web.api.retention import router as retention_router
 from services.web.api.schemas import OPENAPI_TAGS
 from services.web.console.exports import router as console_exports_router
@@ -42,19 +43,21 @@ def create_app(
     api_token: str | None = None,
 ) -> FastAPI:
     """The web app. ``config`` (default: ``TEND_CONFIG``'s file) gives the console its bands
-    and the reports their key features; ``api_token`` (default: ``TEND_API_TOKEN``) guards the
-    APIs and the console sign-in: without one both refuse every request."""
+    and the reports their key features; ``api_token`` (default: ``TEND_API_TOKEN``) is the
+    admin token of the APIs (for automation) and keys the console's cookie signatures: without
+    one the console refuses every sign-in and the APIs take only personal tokens."""
     tend_config = config if config is not None else load_config(settings.config)
     token = api_token
     if token is None and settings.api_token is not None:
         token = settings.api_token.get_secret_value()
     if token is None:
-        log.warning("TEND_API_TOKEN is not set: the APIs and the console refuse every request")
+        log.warning("TEND_API_TOKEN is not set: the console is closed; the APIs take only tokens")
 
     app = FastAPI(
         title="tend web",
         version="1",
-        description="Read API and alerts API (Bearer `TEND_API_TOKEN`), console and reports. "
+        description="Read API and alerts API (Bearer `TEND_API_TOKEN` or a personal API token), "
+        "console and reports. "
         'Errors: `{"error": {"code", "message", "field"}}` (docs/api.md).',
         openapi_tags=OPENAPI_TAGS,
         lifespan=_own_database(settings) if sessions is None else None,
@@ -62,6 +65,7 @@ def create_app(
     app.state.api_token = token
     app.state.config = tend_config
     app.state.console = settings.console
+    app.state.people = settings.people
     if sessions is not None:
         app.state.sessions = sessions
     if clock is not None:
@@ -73,6 +77,7 @@ def create_app(
     app.include_router(outcomes_router)
     app.include_router(retention_router)
     app.include_router(exports_router)
+    app.include_router(people_router)
     # The console serves /console/static itself (Starlette's StaticFiles, with its cache and
     # nosniff headers), in this app and in any other that includes its router.
     # The downloads come first: the console router ends with a catch-all 404 page.

@@ -2,7 +2,7 @@
 
 A test migrates an empty database and compares it with these models, so the two cannot drift.
 
-One module of about 450 lines on purpose: every table is in one declarative metadata, the one the
+One module of about 540 lines on purpose: every table is in one declarative metadata, the one the
 migrations are compared with; one class per table and nothing else.
 """
 
@@ -394,6 +394,9 @@ class ConsoleSignIn(Base):
     sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    person_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("people.id", ondelete="CASCADE"), index=True, default=None
+    )
 
 
 # --- outcomes: what customers did (issue 12); docs/retention.md ---------------------------------
@@ -466,3 +469,60 @@ class BacktestRun(Base):
     first_day: Mapped[date] = mapped_column(Date)
     last_day: Mapped[date] = mapped_column(Date)
     result: Mapped[dict[str, Any]] = mapped_column(comment="Comparison.to_dict().")
+
+
+# --- people: who signs in, their tokens, and what they did (issue 15); docs/security.md -------
+
+
+class Person(Base):
+    """Someone who signs in to the console or calls the APIs, with a role: ``admin``,
+    ``leader`` or ``csm``. A CSM's book is the accounts whose profile names their email as CSM.
+    A disabled person's sessions and tokens stop working at once (they are checked per request)."""
+
+    __tablename__ = "people"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'leader', 'csm')", name="role"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True, comment="Lower case.")
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10))
+    password_hash: Mapped[str | None] = mapped_column(
+        String(200), default=None, comment="argon2id, PHC string; null: OIDC only."
+    )
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PersonalToken(Base):
+    """A person's API token: only its SHA-256 is kept (shown once); it acts with its person's
+    role and book, and stops with a revoke or when the person is disabled."""
+
+    __tablename__ = "personal_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), comment="First characters, for display.")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEntry(Base):
+    """One thing a person (or the admin token, or the CLI) did. Append-only: the app only
+    inserts, and on PostgreSQL a trigger refuses UPDATE and DELETE (migration 0010)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(BigId, default=None, comment="people.id")
+    actor: Mapped[str] = mapped_column(String(320), comment="Email, api-token or cli.")
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    target: Mapped[str | None] = mapped_column(String(300), default=None)
+    account_id: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

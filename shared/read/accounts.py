@@ -12,6 +12,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Account, User
+from shared.people.caller import in_book
 
 SortKey = Literal["score", "-score", "mrr", "-mrr", "renewal", "-renewal", "name", "-name"]
 _SORT_COLUMNS: dict[str, Any] = {
@@ -33,8 +34,12 @@ class AccountFilter:
     renewal_to: date | None = None
     account_ids: tuple[str, ...] | None = None
     """Only these accounts (e.g. those in a lifecycle stage); None: no such limit."""
+    book: str | None = None
+    """Only the book of this CSM email (the caller's scope, ``shared.people``); None: all."""
 
     def apply(self, stmt: Select[Any]) -> Select[Any]:
+        if self.book is not None:
+            stmt = stmt.where(in_book(self.book))
         if self.csm:
             stmt = stmt.where((Account.csm_email == self.csm) | (Account.csm_slack == self.csm))
         if self.band:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.alerting.lifecycle import ACTIVE
 from shared.db.models import Alert, AlertNotification
+from shared.people.caller import alerts_in_book
 
 ACTIVE_STATUSES: tuple[str, ...] = tuple(sorted(ACTIVE))
 SHOWN_STATUSES: tuple[str, ...] = (*ACTIVE_STATUSES, "resolved")
@@ -29,9 +30,13 @@ async def search_alerts(
     csm: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    book: str | None = None,
 ) -> tuple[int, list[Alert]]:
-    """The total matching and one page, most recently changed first."""
+    """The total matching and one page, most recently changed first (``book``: only alerts of
+    accounts in that CSM's book)."""
     conditions: list[Any] = [Alert.status.in_(list(statuses))]
+    if book is not None:
+        conditions.append(alerts_in_book(book))
     if account:
         conditions.append(Alert.account_id == account)
     if rule:
@@ -80,9 +85,13 @@ async def account_alerts(
     return list(rows)
 
 
-async def active_alerts(session: AsyncSession, csm: str | None = None) -> list[Alert]:
-    """Every active alert (of one CSM: email or Slack handle), by id."""
+async def active_alerts(
+    session: AsyncSession, csm: str | None = None, book: str | None = None
+) -> list[Alert]:
+    """Every active alert (of one CSM: email or Slack handle; in one book), by id."""
     stmt = select(Alert).where(Alert.status.in_(ACTIVE_STATUSES))
+    if book is not None:
+        stmt = stmt.where(alerts_in_book(book))
     if csm:
         stmt = stmt.where((Alert.csm_email == csm) | (Alert.csm_slack == csm))
     return list(await session.scalars(stmt.order_by(Alert.id)))

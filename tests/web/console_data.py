@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+import httpx
 from fastapi import FastAPI
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -25,6 +26,7 @@ from shared.db.models import Account, Alert
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
 from tests.scorer.synthetic import CONFIG, Archetype, Replay, generate, import_profiles
+from tests.support import people
 
 TOKEN = "console-test-token-0123456789abcdef"
 
@@ -32,6 +34,11 @@ ANA = "ana@cs.example"
 BEN = "ben@cs.example"
 CSM_NAMES = {ANA: "Ana Lima"}
 """Ana's accounts name her (the ``csm_name`` trait, as the reports read it); Ben's do not."""
+ADMIN = "admin@cs.example"
+LEAD = "lead@cs.example"
+PASSWORD = "console-test-password"
+"""Everyone's password in the seeded database (people: ADMIN, LEAD, and the CSMs ANA and BEN)."""
+PEOPLE = {ADMIN: "admin", LEAD: "leader", ANA: "csm", BEN: "csm"}
 CSM_OF = {
     Archetype.DORMANT: ANA,
     Archetype.PLATEAUING: ANA,
@@ -121,6 +128,7 @@ async def seed(path: str, prefix: str = "cs") -> Seeded:
     sessions = create_sessionmaker(engine)
     replay = generate(prefix, per_archetype=1)
     await import_profiles(sessions, replay)
+    await people.add_people(sessions, PEOPLE, PASSWORD)
     writer = RollupWriter()
     for start in range(0, len(replay.events), 2000):
         async with sessions() as session, session.begin():
@@ -199,3 +207,10 @@ def build_app(seeded: Seeded, token: str | None = TOKEN) -> FastAPI:
         clock=seeded.clock,
         api_token=token,
     )
+
+
+async def sign_in(
+    client: httpx.AsyncClient, email: str = ADMIN, next_url: str = "/console/"
+) -> httpx.Response:
+    """Sign ``client`` in to the console as ``email`` (with :data:`PASSWORD`)."""
+    return await people.sign_in(client, email, next_url, PASSWORD)

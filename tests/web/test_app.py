@@ -24,6 +24,7 @@ from shared.db.migrate import upgrade_async
 from shared.db.models import Account, Alert, HealthScore
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import Settings
+from tests.support import people
 
 TOKEN = "web-app-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -62,7 +63,9 @@ async def _seed(url: str) -> int:
             )
             session.add(alert)
             await session.flush()
-            return alert.id
+            alert_id = alert.id
+        await people.add_people(create_sessionmaker(engine), {people.ADMIN: "admin"})
+        return alert_id
     finally:
         await engine.dispose()
 
@@ -137,7 +140,7 @@ class TestTheWebAppAlone:
         assert home.status_code == 303
         assert home.headers["location"].startswith("/console/login")
         assert (await client.get("/console/login")).status_code == 200
-        signed = await client.post("/console/login", data={"token": TOKEN, "next": "/console/"})
+        signed = await people.sign_in(client)
         assert signed.status_code == 303
         page = await client.get(f"/console/accounts/{ACCOUNT}")
         assert page.status_code == 200

@@ -17,7 +17,17 @@ from services.web.console import auth
 from shared.format import arrow, plural, points
 from shared.settings import Settings
 from tests.scorer.synthetic import CONFIG, Archetype
-from tests.web.console_data import ANA, BEN, CSM_NAMES, TOKEN, Seeded, build_app
+from tests.web.console_data import (
+    ADMIN,
+    ANA,
+    BEN,
+    CSM_NAMES,
+    PASSWORD,
+    TOKEN,
+    Seeded,
+    build_app,
+    sign_in,
+)
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -109,32 +119,46 @@ class TestSignIn:
         login = await anonymous.get(r.headers["location"])
         assert login.status_code == 200
         assert f'name="next" value="{path}"' in login.text
-        assert '<label for="token">API token</label>' in login.text
+        assert '<label for="email">Email</label>' in login.text
+        assert '<label for="password">Password</label>' in login.text
 
-    @pytest.mark.parametrize("token", ["", "wrong", TOKEN + "x", TOKEN[:-1]])
-    async def test_a_bad_token_is_refused(self, anonymous: httpx.AsyncClient, token: str) -> None:
-        r = await anonymous.post("/console/login", data={"token": token})
+    @pytest.mark.parametrize(
+        ("email", "password"),
+        [
+            (ADMIN, ""),
+            (ADMIN, "wrong"),
+            (ADMIN, PASSWORD + "x"),
+            (ADMIN, PASSWORD[:-1]),
+            ("nobody@cs.example", PASSWORD),
+            ("", PASSWORD),
+            (ADMIN, TOKEN),  # the admin token is for the APIs, not a password
+        ],
+    )
+    async def test_a_bad_password_is_refused(
+        self, anonymous: httpx.AsyncClient, email: str, password: str
+    ) -> None:
+        r = await anonymous.post("/console/login", data={"email": email, "password": password})
         assert r.status_code == 401
-        assert "not the API token" in r.text and 'role="alert"' in r.text
+        assert "Wrong email or password" in r.text and 'role="alert"' in r.text
         assert "set-cookie" not in r.headers
         assert (await anonymous.get("/console/")).status_code == 303
 
-    async def test_the_right_token_gives_a_safe_cookie(self, anonymous: httpx.AsyncClient) -> None:
-        r = await anonymous.post(
-            "/console/login", data={"token": TOKEN, "next": "/console/alerts?csm=x"}
-        )
+    async def test_the_right_password_gives_a_safe_cookie(
+        self, anonymous: httpx.AsyncClient
+    ) -> None:
+        r = await sign_in(anonymous, ADMIN.upper(), "/console/alerts?csm=x")
         assert r.status_code == 303 and r.headers["location"] == "/console/alerts?csm=x"
         cookie = r.headers["set-cookie"]
         assert cookie.startswith(f"{auth.COOKIE}=")
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
-        assert TOKEN not in cookie
+        assert TOKEN not in cookie and PASSWORD not in cookie
         assert (await anonymous.get("/console/")).status_code == 200
 
     @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/v1/x"])
     async def test_next_stays_in_the_console(
         self, anonymous: httpx.AsyncClient, target: str
     ) -> None:
-        r = await anonymous.post("/console/login", data={"token": TOKEN, "next": target})
+        r = await sign_in(anonymous, ADMIN, target)
         assert r.headers["location"] == "/console/"
 
     async def test_forged_or_foreign_cookies_are_ignored(
@@ -158,7 +182,7 @@ class TestSignIn:
     async def test_no_token_configured_means_closed(self, seeded: Seeded) -> None:
         transport = httpx.ASGITransport(app=build_app(seeded, token=None))
         async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
-            r = await c.post("/console/login", data={"token": ""})
+            r = await sign_in(c)
             assert r.status_code == 401 and "console is closed" in r.text
 
     async def test_logout_needs_csrf_then_ends_the_session(self, client: httpx.AsyncClient) -> None:
@@ -181,7 +205,7 @@ class TestPortfolio:
         )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://tend") as c:
-            await c.post("/console/login", data={"token": TOKEN, "next": "/console/"})
+            await sign_in(c)
             html = (await c.get("/console/")).text
             alerts = (await c.get("/console/alerts")).text
         assert "<strong>\u20ac" in html and "$" not in html

@@ -16,7 +16,8 @@ from shared.backtest.report import Comparison, build_report
 from shared.backtest.runs import save_run
 from shared.clock import FixedClock
 from shared.db.session import transaction
-from tests.outcomes.web import TOKEN, noon, web_client
+from tests.outcomes.web import noon, web_client
+from tests.support import people
 from tests.web.test_console import parse
 
 FIRST, LAST = date(2026, 1, 1), date(2026, 3, 31)
@@ -50,7 +51,8 @@ async def backtest_console(
     sqlite_sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[tuple[httpx.AsyncClient, async_sessionmaker[AsyncSession]]]:
     async with web_client(sqlite_sessions, FixedClock(noon(TODAY))) as client:
-        r = await client.post("/console/login", data={"token": TOKEN, "next": "/console/"})
+        await people.add_people(sqlite_sessions, {people.ADMIN: "admin"})
+        r = await people.sign_in(client)
         assert r.status_code == 303
         yield client, sqlite_sessions
 

@@ -20,7 +20,8 @@ from shared.config import TendConfig
 from shared.db.models import Account
 from shared.db.session import transaction
 from shared.outcomes.model import OutcomesPolicy
-from tests.outcomes.web import TOKEN, noon, web_client
+from tests.outcomes.web import noon, web_client
+from tests.support import people
 from tests.web.test_console import parse
 
 D = date
@@ -80,7 +81,8 @@ async def retention_console(
     token for the APIs)."""
     await write_portfolio(sqlite_sessions)
     async with web_client(sqlite_sessions, FixedClock(noon(TODAY)), config=CONFIG) as client:
-        r = await client.post("/console/login", data={"token": TOKEN, "next": "/console/"})
+        await people.add_people(sqlite_sessions, {people.ADMIN: "admin"})
+        r = await people.sign_in(client)
         assert r.status_code == 303
         yield client
 

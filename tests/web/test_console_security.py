@@ -21,6 +21,7 @@ from services.web.console import auth
 from services.web.console.routes import SECURITY_HEADERS
 from shared.db.models import ConsoleSignIn
 from shared.settings import MIN_API_TOKEN_CHARS, ConsoleSettings, Settings
+from tests.support import people
 
 TOKEN = "console-security-token-0123456789abcdef"
 
@@ -43,11 +44,12 @@ def client_for(app: FastAPI, address: str = "10.0.0.1", https: bool = False) -> 
 
 @pytest_asyncio.fixture
 async def app(db: async_sessionmaker[AsyncSession]) -> FastAPI:
+    await people.add_people(db, {people.ADMIN: "admin"})
     return build_app(db)
 
 
-async def sign_in(c: httpx.AsyncClient, token: str = TOKEN) -> httpx.Response:
-    return await c.post("/console/login", data={"token": token, "next": "/console/"})
+async def sign_in(c: httpx.AsyncClient, password: str = people.PASSWORD) -> httpx.Response:
+    return await people.sign_in(c, password=password)
 
 
 def csrf_of(html: str) -> str:
@@ -58,14 +60,14 @@ def csrf_of(html: str) -> str:
 
 @pytest.mark.integration
 class TestSignInThrottle:
-    async def test_ten_failures_then_429_with_retry_after_even_for_the_right_token(
+    async def test_ten_failures_then_429_with_retry_after_even_for_the_right_password(
         self, app: FastAPI
     ) -> None:
         async with client_for(app) as c:
             for _ in range(10):
                 assert (await sign_in(c, "wrong")).status_code == 401
-            for token in ("wrong", TOKEN):
-                r = await sign_in(c, token)
+            for password in ("wrong", people.PASSWORD):
+                r = await sign_in(c, password)
                 assert r.status_code == 429
                 assert 1 <= int(r.headers["retry-after"]) <= 60
                 assert "Too many failed sign-ins" in r.text
@@ -81,6 +83,7 @@ class TestSignInThrottle:
             assert (await sign_in(csm)).status_code == 303
 
     async def test_the_limit_is_a_setting(self, db: async_sessionmaker[AsyncSession]) -> None:
+        await people.add_people(db, {people.ADMIN: "admin"})
         app = build_app(db, ConsoleSettings(signin_max_failures=2))
         async with client_for(app) as c:
             assert (await sign_in(c, "wrong")).status_code == 401
@@ -172,6 +175,7 @@ class TestCookieSecure:
         https: bool,
         secure: bool,
     ) -> None:
+        await people.add_people(db, {people.ADMIN: "admin"})
         app = build_app(db, ConsoleSettings(cookie_secure=setting))
         async with client_for(app, https=https) as c:
             r = await sign_in(c)

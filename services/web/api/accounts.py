@@ -1,8 +1,10 @@
 """The read API: accounts, their current health with its reasons, history and usage; and the
 one write an operator makes here, an account's profile (``PATCH /v1/accounts/{id}``).
 
-Served by ``tend web`` (and inside ``tend up``). Bearer-token auth (``TEND_API_TOKEN``). Webhook
-URLs are secrets: every one shown (``csm_slack``, traits) is masked.
+Served by ``tend web`` (and inside ``tend up``). Bearer-token auth (the admin token or a person's
+API token): a CSM sees their book, and only leaders and admins change profiles (a profile names
+the CSM, so it decides books). Webhook URLs are secrets: every one shown (``csm_slack``,
+traits) is masked.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ from services.web.reports.build import (
 )
 from services.web.reports.render import render_html
 from shared.accounts_csv import MAX_ID, PARSERS, AccountRow, import_accounts
-from shared.api_auth import require_token
+from shared.api_auth import CallerDep, guard_account, require_role, require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import MAX_BIGINT, storable, storable_params
 from shared.config import TendConfig
 from shared.db.models import Account, HealthScore
 from shared.outcomes.model import Stage
 from shared.outcomes.stages import current_stages
+from shared.people import audit
+from shared.people.caller import Caller
 from shared.read import accounts, scores, usage
 from shared.read.accounts import AccountFilter, SortKey
 from shared.redact import mask_url, mask_values
@@ -50,7 +54,7 @@ router = APIRouter(
     dependencies=[Depends(require_token), Depends(storable_params)],
     route_class=ErrorRoute,
     generate_unique_id_function=operation_id,
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 403, 422),
 )
 NOT_FOUND = error_responses(404)
 
@@ -106,6 +110,7 @@ async def _get_account(session: AsyncSession, account_id: str) -> Account:
 async def list_accounts(
     session: SessionDep,
     request: Request,
+    caller: CallerDep,
     band: BandQuery = None,
     csm: CsmQuery = None,
     stage: StageQuery = None,
@@ -129,7 +134,10 @@ async def account_listing(
     limit: int,
     offset: int = 0,
 ) -> dict[str, Any]:
-    """``{"total", "accounts"}``: what ``GET /v1/accounts`` answers (and its CSV export lists)."""
+    """``{"total", "accounts"}``: what ``GET /v1/accounts`` answers (and its CSV export lists),
+    only of the caller's book (``request.state.caller``: every authenticated route sets it)."""
+    caller: Caller = request.state.caller
+    where = replace(where, book=caller.book())
     today = clock_of(request).now().date()
     if stage is not None:
         found = await current_stages(session, None, today, policy_of(request))
@@ -149,7 +157,10 @@ async def account_listing(
     response_model=AccountDetail,
     responses=NOT_FOUND,
 )
-async def get_account(account_id: str, session: SessionDep, request: Request) -> dict[str, Any]:
+async def get_account(
+    account_id: str, session: SessionDep, request: Request, caller: CallerDep
+) -> dict[str, Any]:
+    await guard_account(session, caller, account_id)
     account = await _get_account(session, account_id)
     latest = await scores.latest_score(session, account_id)
     body = account_summary(account)
@@ -202,13 +213,15 @@ class ProfileUpdate(BaseModel):
 
 @router.patch(
     "/{account_id}",
-    summary="Set an account's profile: CSM routing, seats, renewal",
+    summary="Set an account's profile: CSM routing, seats, renewal (leader, admin)",
     response_model=AccountSummary,
+    dependencies=[require_role("admin", "leader")],
 )
 async def update_profile(
     account_id: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
     update: ProfileUpdate,
     session: SessionDep,
+    caller: CallerDep,
 ) -> dict[str, Any]:
     """The operator's way to route an account's alerts (group calls cannot, unless
     ``TEND_SCORER__ROUTING_FROM_TRAITS``). Creates the account when it is new; marks it for
@@ -226,6 +239,14 @@ async def update_profile(
     if not fields:
         raise ApiError.invalid("body", "give at least one profile field")
     await import_accounts(session, [AccountRow(account_id, fields)])
+    audit.record(
+        session,
+        caller,
+        "profile.update",
+        target=f"account:{account_id}",
+        account_id=account_id,
+        details={"fields": sorted(fields)},
+    )
     await session.commit()
     return account_summary(await _get_account(session, account_id))
 
@@ -253,9 +274,11 @@ def _score_row(h: HealthScore) -> dict[str, Any]:
 async def get_health(
     account_id: str,
     session: SessionDep,
+    caller: CallerDep,
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
+    await guard_account(session, caller, account_id)
     await _get_account(session, account_id)
     start, end = _date_range(start, end, 90)
     latest = await scores.latest_score(session, account_id)
@@ -277,9 +300,11 @@ async def get_health(
 async def get_usage(
     account_id: str,
     session: SessionDep,
+    caller: CallerDep,
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
+    await guard_account(session, caller, account_id)
     await _get_account(session, account_id)
     start, end = _date_range(start, end, 28)
     days = await usage.account_days(session, account_id, start, end)
@@ -307,6 +332,7 @@ async def get_usage(
 async def _report(
     request: Request, session: AsyncSession, account_id: str, month: str | None
 ) -> MonthlyReport:
+    await guard_account(session, request.state.caller, account_id)
     account = await _get_account(session, account_id)
     today = date.today()
     try:

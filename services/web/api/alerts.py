@@ -1,6 +1,8 @@
 """The alerts API: list and read alerts, acknowledge, snooze and resolve them.
 
-Served by ``tend web`` (and inside ``tend up``). Bearer-token auth (``TEND_API_TOKEN``). A manual
+Served by ``tend web`` (and inside ``tend up``). Bearer-token auth (the admin token or a person's
+API token): a CSM sees and moves the alerts of their book only. Every move is in the audit log
+with its actor, in the move's transaction. A manual
 move locks the alert row, so it never interleaves with a consumer batch deciding about the same
 alert; a move the alert's status does not allow is a 409.
 """
@@ -20,10 +22,12 @@ from services.web.deps import SessionDep, clock_of
 from shared.alert_rules import RULE_NAMES
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
-from shared.api_auth import require_token
+from shared.api_auth import CallerDep, guard_account, require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import MAX_BIGINT, is_id, storable, storable_params
 from shared.db.models import Alert, AlertNotification
+from shared.people import audit
+from shared.people.caller import Caller
 from shared.read import alerts
 from shared.redact import mask_url
 
@@ -33,7 +37,7 @@ router = APIRouter(
     dependencies=[Depends(require_token), Depends(storable_params)],
     route_class=ErrorRoute,
     generate_unique_id_function=operation_id,
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 403, 422),
 )
 NOT_FOUND = error_responses(404)
 MOVE_ERRORS = error_responses(404, 409)
@@ -136,6 +140,7 @@ def _alert_id(alert_id: str) -> int:
 )
 async def list_alerts(
     session: SessionDep,
+    caller: CallerDep,
     status: StatusQuery = "active",
     account: AccountQuery = None,
     rule: RuleQuery = None,
@@ -143,7 +148,9 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> dict[str, Any]:
-    return await alert_listing(session, status, account, rule, csm, limit=limit, offset=offset)
+    return await alert_listing(
+        session, status, account, rule, csm, limit=limit, offset=offset, book=caller.book()
+    )
 
 
 async def alert_listing(
@@ -155,8 +162,10 @@ async def alert_listing(
     *,
     limit: int,
     offset: int = 0,
+    book: str | None,
 ) -> dict[str, Any]:
-    """``{"total", "alerts"}``: what ``GET /v1/alerts`` answers (and its CSV export lists)."""
+    """``{"total", "alerts"}``: what ``GET /v1/alerts`` answers (and its CSV export lists);
+    ``book``: only alerts of that CSM's accounts (the caller's ``book()``; None: all)."""
     statuses = _statuses(status)
     if rule is not None and rule not in RULE_NAMES:
         raise ApiError.invalid("rule", f"{rule!r} is not one of {', '.join(RULE_NAMES)}")
@@ -168,6 +177,7 @@ async def alert_listing(
         csm=csm,
         limit=limit,
         offset=offset,
+        book=book,
     )
     return {"total": total, "alerts": [alert_json(a) for a in rows]}
 
@@ -186,8 +196,9 @@ async def _get(session: AsyncSession, alert_id: str, *, lock: bool = False) -> A
     response_model=AlertDetail,
     responses=NOT_FOUND,
 )
-async def get_alert(alert_id: str, session: SessionDep) -> dict[str, Any]:
+async def get_alert(alert_id: str, session: SessionDep, caller: CallerDep) -> dict[str, Any]:
     row = await _get(session, alert_id)
+    await guard_account(session, caller, row.account_id)
     body = alert_json(row)
     body["deliveries"] = [_notification_json(n) for n in await alerts.deliveries(session, row.id)]
     return body
@@ -198,15 +209,43 @@ async def _move(
     session: AsyncSession,
     alert_id: str,
     move: Callable[[AlertState, datetime], AlertState],
+    action: str,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     now = _now(request)
+    caller: Caller = request.state.caller
     async with session.begin():
         row = await _get(session, alert_id, lock=True)
+        await guard_account(session, caller, row.account_id, write=True)
         try:
             apply_move(row, move, now)
         except LifecycleError as err:
             raise ApiError.conflict(str(err)) from err
+        record_move(session, caller, row, action, reason, now)
     return alert_json(row)
+
+
+def record_move(
+    session: AsyncSession,
+    caller: Caller,
+    row: Alert,
+    action: str,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    details = {"rule": row.rule, "status": row.status}
+    if row.snoozed_until is not None and action == "snooze":
+        details["until"] = row.snoozed_until.isoformat()
+    audit.record(
+        session,
+        caller,
+        audit.ALERT_MOVES[action],
+        target=f"alert:{row.id}",
+        account_id=row.account_id,
+        reason=reason,
+        details=details,
+        at=now,
+    )
 
 
 @router.post(
@@ -216,7 +255,7 @@ async def _move(
     responses=MOVE_ERRORS,
 )
 async def ack_alert(alert_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
-    return await _move(request, session, alert_id, acknowledge)
+    return await _move(request, session, alert_id, acknowledge, "ack")
 
 
 class SnoozeBody(BaseModel):
@@ -254,7 +293,8 @@ async def snooze_alert(
     request: Request,
     session: SessionDep,
 ) -> dict[str, Any]:
-    return await _move(request, session, alert_id, _snooze_move(body, request))
+    move = _snooze_move(body, request)
+    return await _move(request, session, alert_id, move, "snooze", body.reason)
 
 
 def _snooze_move(
@@ -272,7 +312,7 @@ def _snooze_move(
     responses=MOVE_ERRORS,
 )
 async def resolve_alert(alert_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
-    return await _move(request, session, alert_id, resolve)
+    return await _move(request, session, alert_id, resolve, "resolve")
 
 
 async def _move_incident(
@@ -280,10 +320,16 @@ async def _move_incident(
     session: AsyncSession,
     account_id: str,
     move: Callable[[AlertState, datetime], AlertState],
+    action: str,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     now = _now(request)
+    caller: Caller = request.state.caller
     async with session.begin():
+        await guard_account(session, caller, account_id, write=True)
         moved = await move_incident(session, account_id, move, now)
+        for row in moved:
+            record_move(session, caller, row, action, reason, now)
     if not moved:
         raise ApiError(404, f"account {account_id!r} has no open alerts", code="not_found")
     return {"account_id": account_id, "alerts": [alert_json(a) for a in moved]}
@@ -296,7 +342,7 @@ async def _move_incident(
     responses=NOT_FOUND,
 )
 async def ack_incident(account_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
-    return await _move_incident(request, session, account_id, acknowledge)
+    return await _move_incident(request, session, account_id, acknowledge, "ack")
 
 
 @router.post(
@@ -311,7 +357,8 @@ async def snooze_incident(
     request: Request,
     session: SessionDep,
 ) -> dict[str, Any]:
-    return await _move_incident(request, session, account_id, _snooze_move(body, request))
+    move = _snooze_move(body, request)
+    return await _move_incident(request, session, account_id, move, "snooze", body.reason)
 
 
 @router.post(
@@ -323,4 +370,4 @@ async def snooze_incident(
 async def resolve_incident(
     account_id: str, request: Request, session: SessionDep
 ) -> dict[str, Any]:
-    return await _move_incident(request, session, account_id, resolve)
+    return await _move_incident(request, session, account_id, resolve, "resolve")

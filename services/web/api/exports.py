@@ -22,7 +22,7 @@ from services.web.api.alerts import AccountQuery, RuleQuery, StatusQuery, alert_
 from services.web.api.retention import ByQuery, FromQuery, ToQuery, retention_report
 from services.web.deps import SessionDep
 from services.web.exports import MAX_ROWS, csv_response
-from shared.api_auth import require_token
+from shared.api_auth import CallerDep, require_role, require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import storable_params
 from shared.outcomes.model import Stage
@@ -80,9 +80,15 @@ async def accounts_csv(
 
 
 async def alerts_csv(
-    session: AsyncSession, status: str, account: str | None, rule: str | None, csm: str | None
+    session: AsyncSession,
+    status: str,
+    account: str | None,
+    rule: str | None,
+    csm: str | None,
+    book: str | None,
 ) -> Response:
-    listing = await alert_listing(session, status, account, rule, csm, limit=MAX_ROWS)
+    """``book``: the caller's (``Caller.book()``), so a CSM's file holds their book only."""
+    listing = await alert_listing(session, status, account, rule, csm, limit=MAX_ROWS, book=book)
     return csv_response(ALERT_COLUMNS, listing["alerts"], "alerts.csv")
 
 
@@ -123,12 +129,13 @@ async def export_accounts(
 )
 async def export_alerts(
     session: SessionDep,
+    caller: CallerDep,
     status: StatusQuery = "active",
     account: AccountQuery = None,
     rule: RuleQuery = None,
     csm: alerts_api.CsmQuery = None,
 ) -> Response:
-    return await alerts_csv(session, status, account, rule, csm)
+    return await alerts_csv(session, status, account, rule, csm, caller.book())
 
 
 @router.get(
@@ -143,6 +150,7 @@ async def export_alerts(
             descriptions={409: "An account's outcomes contradict its profile's MRR"},
         ),
     },
+    dependencies=[require_role("admin", "leader")],
 )
 async def export_retention(
     request: Request,

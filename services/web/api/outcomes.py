@@ -1,8 +1,9 @@
 """The outcomes API: record what an account did (cancellation, renewal, expansion, contraction)
 and list its outcomes with its MRR history and lifecycle stage.
 
-Served by ``tend web`` (and inside ``tend up``). Bearer-token auth (``TEND_API_TOKEN``): outcomes
-come from operators, never from a write key. A body is checked by the same rules as an outcomes
+Served by ``tend web`` (and inside ``tend up``). Bearer-token auth: outcomes come from operators
+(leaders and admins record them; a CSM reads those of their book), never from a write key;
+each recording is in the audit log. A body is checked by the same rules as an outcomes
 file (:mod:`shared.outcomes.importer`; docs/retention.md), recording is idempotent on the natural
 key ``(account_id, kind, effective_on)``, and its consequences (a renewal moves the renewal
 date, a cancellation resolves the account's alerts) are :mod:`shared.outcomes.recording`'s.
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.web.deps import SessionDep, clock_of, policy_of
 from shared.accounts_csv import MAX_ID
-from shared.api_auth import require_token
+from shared.api_auth import CallerDep, guard_account, require_role, require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import storable_params
 from shared.outcomes.importer import ImportProblem, OutcomeImportError, parse_outcomes_json
@@ -28,6 +29,7 @@ from shared.outcomes.model import CustomerOutcome, OutcomeKind, OutcomesPolicy, 
 from shared.outcomes.mrr import InconsistentOutcomes
 from shared.outcomes.recording import record_outcomes
 from shared.outcomes.repository import OutcomeRepository, UnknownAccounts
+from shared.people import audit
 from shared.read import accounts
 
 router = APIRouter(
@@ -36,7 +38,7 @@ router = APIRouter(
     dependencies=[Depends(require_token), Depends(storable_params)],
     route_class=ErrorRoute,
     generate_unique_id_function=operation_id,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 403, 404, 422),
 )
 
 MAX_OUTCOMES = 1000
@@ -235,8 +237,9 @@ async def _account_outcomes(
     response_model=AccountOutcomes,
 )
 async def list_outcomes(
-    account_id: AccountId, request: Request, session: SessionDep
+    account_id: AccountId, request: Request, session: SessionDep, caller: CallerDep
 ) -> dict[str, Any]:
+    await guard_account(session, caller, account_id)
     today = clock_of(request).now().date()
     return await _account_outcomes(session, account_id, today, policy_of(request))
 
@@ -263,12 +266,14 @@ async def list_outcomes(
             "content": {"application/json": {"schema": _BODY_SCHEMA}},
         }
     },
+    dependencies=[require_role("admin", "leader")],
 )
 async def record_account_outcomes(
     account_id: AccountId,
     request: Request,
     response: Response,
     session: SessionDep,
+    caller: CallerDep,
     body: Annotated[Any, Body(description="One outcome, or a list of them.")],
 ) -> dict[str, Any]:
     """Idempotent: posting an outcome again (same account, kind and day) replaces its values,
@@ -288,8 +293,21 @@ async def record_account_outcomes(
     except InconsistentOutcomes as err:
         await session.rollback()
         raise ApiError.conflict(str(err)) from None
-    await session.commit()
     result = recorded.result
+    audit.record(
+        session,
+        caller,
+        "outcome.record",
+        target=f"account:{account_id}",
+        account_id=account_id,
+        details={
+            "outcomes": [f"{o.kind} {o.effective_on}" for o in outcomes][:50],
+            "inserted": result.inserted,
+            "updated": result.updated,
+        },
+        at=now,
+    )
+    await session.commit()
     response.status_code = 201 if result.inserted else 200
     return {
         **await _account_outcomes(session, account_id, now.date(), policy),

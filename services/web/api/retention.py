@@ -1,7 +1,8 @@
 """The retention API: churn, revenue retention and lifetime value per month and segment, and
 time to customer value per signup cohort (docs/retention.md writes out every formula).
 
-Served by ``tend web`` (and inside ``tend up``). Bearer-token auth (``TEND_API_TOKEN``). The
+Served by ``tend web`` (and inside ``tend up``). Bearer-token auth; leaders and admins only (the
+figures span every account). The
 figures are :mod:`shared.outcomes.retention` and :mod:`shared.outcomes.value` over every
 account's profile and recorded outcomes, as they are now.
 """
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.web.deps import SessionDep, clock_of, policy_of
-from shared.api_auth import require_token
+from shared.api_auth import require_role, require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import storable_params
 from shared.config import TendConfig
@@ -29,10 +30,14 @@ from shared.read.retention import last_complete_month, months_back, retention_fi
 router = APIRouter(
     prefix="/v1/retention",
     tags=["retention"],
-    dependencies=[Depends(require_token), Depends(storable_params)],
+    dependencies=[
+        Depends(require_token),
+        require_role("admin", "leader"),
+        Depends(storable_params),
+    ],
     route_class=ErrorRoute,
     generate_unique_id_function=operation_id,
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 403, 422),
 )
 
 FromQuery = Annotated[

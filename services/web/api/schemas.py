@@ -41,6 +41,10 @@ OPENAPI_TAGS: list[JsonObject] = [
         "name": "exports",
         "description": "Accounts, alerts and retention tables as CSV (the JSON routes' rows).",
     },
+    {
+        "name": "people",
+        "description": "Who signs in and their roles (admin), your API tokens, the audit log.",
+    },
 ]
 """Tag descriptions of the web app's OpenAPI document (errors: docs/api.md)."""
 

@@ -1,10 +1,11 @@
-"""Console sessions: a signed cookie naming a server-side session, per-session CSRF tokens, and
-the sign-in throttle.
+"""Console sessions: a signed cookie naming a server-side session of one person, per-session
+CSRF tokens, and the sign-in throttle.
 
 Signing is itsdangerous' (HMAC-SHA256, keyed by ``TEND_API_TOKEN`` with a purpose salt), so
 changing the token logs every console user out. The cookie holds only a random session id and an
 expiry; the session is alive only while its row in ``console_sessions`` exists, so logout (which
-deletes the row) ends it everywhere, a copied cookie included. The CSRF token is the signature of
+deletes the row) ends it everywhere, a copied cookie included, and only while its person is
+enabled (disabling someone ends their sessions at once). The CSRF token is the signature of
 the session id under another salt, so it needs no storage of its own, differs per session and
 cannot be turned into a cookie.
 """
@@ -24,7 +25,8 @@ from itsdangerous import BadData, Signer, URLSafeSerializer
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import ConsoleSignIn
+from shared.db.models import ConsoleSignIn, Person
+from shared.people.caller import Caller
 
 COOKIE = "tend_console"
 MAX_AGE_S = 12 * 3600
@@ -43,6 +45,8 @@ class ConsoleSession:
     sid: str
     expires: int
     csrf: str
+    caller: Caller | None = None
+    """Who is signed in (set once the server-side session is found)."""
 
 
 def csrf_token(api_token: str, sid: str) -> str:
@@ -87,15 +91,31 @@ def _at(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC)
 
 
-async def open_session(db: AsyncSession, sid: str, now: float, max_age_s: int) -> None:
-    """Store a signed-in session, and forget the ones that expired (so the table stays small)."""
+async def open_session(
+    db: AsyncSession, sid: str, now: float, max_age_s: int, person_id: int
+) -> None:
+    """Store a signed-in session of a person, and forget the ones that expired (so the table
+    stays small)."""
     await db.execute(delete(ConsoleSignIn).where(ConsoleSignIn.expires_at <= _at(now)))
-    db.add(ConsoleSignIn(sid=sid, created_at=_at(now), expires_at=_at(now + max_age_s)))
+    db.add(
+        ConsoleSignIn(
+            sid=sid, created_at=_at(now), expires_at=_at(now + max_age_s), person_id=person_id
+        )
+    )
 
 
-async def session_open(db: AsyncSession, sid: str, now: float) -> bool:
-    expires = await db.scalar(select(ConsoleSignIn.expires_at).where(ConsoleSignIn.sid == sid))
-    return expires is not None and expires > _at(now)
+async def session_person(db: AsyncSession, sid: str, now: float) -> Person | None:
+    """The enabled person of an unexpired session, or None."""
+    found: Person | None = await db.scalar(
+        select(Person)
+        .join(ConsoleSignIn, ConsoleSignIn.person_id == Person.id)
+        .where(
+            ConsoleSignIn.sid == sid,
+            ConsoleSignIn.expires_at > _at(now),
+            Person.disabled_at.is_(None),
+        )
+    )
+    return found
 
 
 async def end_session(db: AsyncSession, sid: str) -> None:
@@ -108,8 +128,8 @@ async def end_session(db: AsyncSession, sid: str) -> None:
 class SignInThrottle:
     """Counts failed sign-ins per client address over a sliding window.
 
-    Once an address has ``max_failures`` failures inside ``window_s`` seconds, every sign-in from
-    it is refused (right token or not, so guessing gains nothing) until the oldest of them
+    Once an address has ``max_failures`` failures inside ``window_s`` seconds, every sign-in
+    from it is refused (right password or not, so guessing gains nothing) until the oldest of them
     leaves the window. A success clears the address. Memory stays bounded: at most
     ``max_clients`` addresses are remembered, the longest quiet ones forgotten first.
     In-process state: each process counts its own failures.

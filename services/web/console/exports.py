@@ -58,7 +58,7 @@ async def open_alerts_csv(
     request: Request, session: SessionDep, csm: str | None = None
 ) -> Response:
     async with web.database(request)() as db:
-        return await alerts_csv(db, "active", None, None, csm or None)
+        return await alerts_csv(db, "active", None, None, csm or None, web.caller(session).book())
 
 
 @router.get("/retention.csv")
@@ -70,6 +70,8 @@ async def retention_table_csv(
     by: str | None = None,
     table: str = "months",
 ) -> Response:
+    if not web.caller(session).sees_all:
+        return web.error(request, 403, "The retention figures are for leaders and admins.", session)
     query = retention.parse_query(start, to, by, clock_of(request).now().date())
     which = cast(RetentionTable, table if table in RETENTION_COLUMNS else "months")
     async with web.database(request)() as db:

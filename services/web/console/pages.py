@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,8 @@ NOTICES = {
     "bad-until": "Snooze needs a time in the future (YYYY-MM-DD HH:MM, UTC).",
     "not-found": "That alert no longer exists.",
 }
+NOT_YOURS = "not-yours"
+"""A move on an account outside the person's book: answered 403, nothing moved."""
 SORT_OPTIONS = [
     ("score", "Score, lowest first"),
     ("-score", "Score, highest first"),
@@ -55,14 +57,27 @@ class Moves:
     back: str
     until_default: str
     until_min: str
+    by: Mapping[int, str] = field(default_factory=dict)
+    """Who made each alert's latest move (their name), from the audit log."""
+    may_act: bool = True
+    """False: the page is read-only for this person (an account outside a CSM's book)."""
 
     @classmethod
-    def of(cls, csrf: str, back: str, now: datetime) -> Moves:
+    def of(
+        cls,
+        csrf: str,
+        back: str,
+        now: datetime,
+        by: Mapping[int, str] | None = None,
+        may_act: bool = True,
+    ) -> Moves:
         return cls(
             csrf,
             back,
             (now + timedelta(days=SNOOZE_DAYS)).strftime(ISO_MINUTE),
             now.strftime(ISO_MINUTE),
+            dict(by or {}),
+            may_act,
         )
 
 

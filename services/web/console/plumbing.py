@@ -6,21 +6,34 @@ security headers, the signed-in session as a dependency, and form parsing. The r
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from services.web.charts import Bands
-from services.web.console.auth import COOKIE, ConsoleSession, SignInThrottle, session_open, verify
+from services.web.console.auth import (
+    COOKIE,
+    ConsoleSession,
+    SignInThrottle,
+    issue,
+    new_sid,
+    open_session,
+    session_person,
+    verify,
+)
 from services.web.templating import environment
+from shared.api_auth import people_settings
 from shared.api_input import storable
 from shared.config import TendConfig
+from shared.people.caller import Caller
+from shared.people.directory import caller_of
 from shared.settings import ConsoleSettings
 
 MAX_FORM_BYTES = 64 * 1024
@@ -78,11 +91,12 @@ def page(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """``templates/console/<template>`` rendered with ``context`` (and the configured
-    ``currency``), with the console's headers."""
+    ``currency`` and the signed-in caller, ``me``), with the console's headers."""
+    me = getattr(request.state, "caller", None)
     response: HTMLResponse = _templates.TemplateResponse(
         request,
         f"console/{template}",
-        {"currency": currency(request), **context},
+        {"currency": currency(request), "me": me, **context},
         status_code=status,
         headers={**SECURITY_HEADERS, **(headers or {})},
     )
@@ -100,7 +114,9 @@ def login(
     request: Request, problem: str | None, next_url: str, status: int = 200, **headers: str
 ) -> HTMLResponse:
     """The sign-in page, with ``problem`` (why the last try failed) when there is one."""
-    return page(request, "login.html", {"error": problem, "next_url": next_url}, status, headers)
+    oidc: str | None = getattr(request.app.state, "oidc_name", None)
+    context = {"error": problem, "next_url": next_url, "oidc": oidc}
+    return page(request, "login.html", context, status, headers)
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -124,13 +140,24 @@ def login_url(request: Request) -> str:
 
 
 async def current_session(request: Request) -> ConsoleSession | None:
-    """The cookie's session when it is genuine, unexpired and still open on the server."""
+    """The cookie's session when it is genuine, unexpired, still open on the server and its
+    person enabled; it names the caller (also kept on ``request.state.caller``)."""
     now = time.time()
     session = verify(api_token(request), request.cookies.get(COOKIE), now)
     if session is None:
         return None
     async with database(request)() as db:
-        return session if await session_open(db, session.sid, now) else None
+        person = await session_person(db, session.sid, now)
+    if person is None:
+        return None
+    caller = caller_of(person, people_settings(request).csm_read_all)
+    request.state.caller = caller
+    return replace(session, caller=caller)
+
+
+def caller(session: ConsoleSession) -> Caller:
+    assert session.caller is not None  # a session from current_session always names one
+    return session.caller
 
 
 async def require_session(request: Request) -> ConsoleSession:
@@ -179,3 +206,24 @@ def forbidden(request: Request, session: ConsoleSession | None) -> HTMLResponse:
 def database(request: Request) -> async_sessionmaker[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     return sessions
+
+
+async def signed_in(request: Request, person_id: int, next_url: str, now: float) -> Response:
+    """Open a server-side session of ``person_id`` and answer with its cookie and a redirect."""
+    expected = api_token(request)
+    assert expected is not None
+    s = settings(request)
+    sid = new_sid()
+    async with database(request)() as db, db.begin():
+        await open_session(db, sid, now, s.session_max_age_s, person_id)
+    response = redirect(next_url)
+    response.set_cookie(
+        COOKIE,
+        issue(expected, now, sid, s.session_max_age_s),
+        max_age=s.session_max_age_s,
+        path="/console",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https" if s.cookie_secure is None else s.cookie_secure,
+    )
+    return response

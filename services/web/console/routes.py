@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, quote, urlencode
@@ -21,11 +22,12 @@ from urllib.parse import parse_qsl, quote, urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.web.console import pages, retention, views
 from services.web.console import plumbing as web
-from services.web.console.auth import COOKIE, csrf_ok, end_session, issue, new_sid, open_session
+from services.web.console.auth import COOKIE, csrf_ok, end_session
 from services.web.console.plumbing import (
     SECURITY_HEADERS,
     SessionDep,
@@ -38,15 +40,22 @@ from services.web.deps import clock_of, policy_of
 from services.web.templating import TEMPLATES_DIR
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
-from shared.api_auth import token_matches
 from shared.api_input import is_id, storable_params
 from shared.backtest.runs import latest_run
 from shared.config import TendConfig
+from shared.db.models import Account, Alert
 from shared.outcomes.model import STAGES
 from shared.outcomes.stages import current_stages
+from shared.people import audit
+from shared.people.caller import Caller, owns
+from shared.people.directory import find_person
+from shared.people.passwords import verify_password
 from shared.read.alerts import get_alert
 
 __all__ = ["SECURITY_HEADERS", "router"]
+
+_OUTSIDE = "This account is not in your book, or there is no such account."
+_LEADERS = "This page is for leaders and admins."
 
 router = APIRouter(
     prefix="/console", include_in_schema=False, dependencies=[Depends(storable_params)]
@@ -76,39 +85,29 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     next_url = safe_next(form.get("next"))
     expected = web.api_token(request)
-    settings = web.settings(request)
     throttle = web.throttle(request)
-    client = request.client.host if request.client else "unknown"
+    email = form.get("email", "").strip().lower()[:320]
+    keys = (request.client.host if request.client else "unknown",)
     now = time.time()
-    wait = throttle.retry_after(client, now)
-    if wait is not None:
-        error = f"Too many failed sign-ins from your address; try again in {wait} seconds."
-        return web.login(request, error, next_url, 429, **{"Retry-After": str(wait)})
-    if not token_matches(expected, form.get("token", "").strip()):
-        throttle.failed(client, now)
-        error = (
-            "That is not the API token of this installation."
-            if expected
-            else "The console is closed: no API token is configured (set TEND_API_TOKEN)."
-        )
+    waits = [w for w in (throttle.retry_after(k, now) for k in keys) if w is not None]
+    if waits:
+        error = f"Too many failed sign-ins; try again in {max(waits)} seconds."
+        return web.login(request, error, next_url, 429, **{"Retry-After": str(max(waits))})
+    if not expected:
+        error = "The console is closed: no API token is configured (set TEND_API_TOKEN)."
         return web.login(request, error, next_url, 401)
-    assert expected is not None
-    throttle.succeeded(client)
-    sid = new_sid()
-    async with web.database(request)() as db, db.begin():
-        await open_session(db, sid, now, settings.session_max_age_s)
-    secure = settings.cookie_secure
-    response = web.redirect(next_url)
-    response.set_cookie(
-        COOKIE,
-        issue(expected, now, sid, settings.session_max_age_s),
-        max_age=settings.session_max_age_s,
-        path="/console",
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https" if secure is None else secure,
-    )
-    return response
+    async with web.database(request)() as db:
+        person = await find_person(db, email) if email else None
+    stored = person.password_hash if person is not None else None
+    if not verify_password(stored, form.get("password", "")) or person is None:
+        for key in keys:
+            throttle.failed(key, now)
+        return web.login(request, "Wrong email or password.", next_url, 401)
+    if person.disabled_at is not None:
+        return web.login(request, "This person is disabled; ask an admin.", next_url, 403)
+    for key in keys:
+        throttle.succeeded(key)
+    return await web.signed_in(request, person.id, next_url, now)
 
 
 @router.post("/logout")
@@ -151,7 +150,7 @@ async def portfoliopage(
     stage: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    f = portfolio_filter(csm, band, renewal, stage, sort)
+    f = replace(portfolio_filter(csm, band, renewal, stage, sort), book=web.caller(session).book())
     today = clock_of(request).now().date()
     async with web.database(request)() as db:
         data = await views.portfolio(db, f, today, policy_of(request))
@@ -164,15 +163,21 @@ async def accountpage(
     account_id: str, request: Request, session: SessionDep, notice: str | None = None
 ) -> Response:
     now = clock_of(request).now()
+    me = web.caller(session)
     async with web.database(request)() as db:
         data = await views.account_page(db, account_id)
+        if data is None and me.book() is None:
+            return web.error(request, 404, f"no account {account_id!r}", session)
+        if data is None or not owns(me.book(), data.account):
+            return web.error(request, 403, _OUTSIDE, session)
         stages = await current_stages(db, [account_id], now.date(), policy_of(request))
-    if data is None:
-        return web.error(request, 404, f"no account {account_id!r}", session)
+        by = await _movers(db, [x.id for x in data.alerts])
     a = data.account
     context = pages.account_context(
         data,
-        moves=pages.Moves.of(session.csrf, account_href(account_id), now),
+        moves=pages.Moves.of(
+            session.csrf, account_href(account_id), now, by, owns(me.write_book(), a)
+        ),
         today=now.date(),
         bands=web.bands(request),
         notice=notice,
@@ -190,6 +195,8 @@ async def retentionpage(
     to: str | None = None,
     by: str | None = None,
 ) -> Response:
+    if not web.caller(session).sees_all:
+        return web.error(request, 403, _LEADERS, session)
     query = retention.parse_query(start, to, by, clock_of(request).now().date())
     config: TendConfig | None = getattr(request.app.state, "config", None)
     keys = config.key_features if config is not None else ()
@@ -211,12 +218,14 @@ async def alertspage(
         csm=csm or None,
         severity=severity if severity in views.SEVERITY_RANK else None,
         rule=rule or None,
+        book=web.caller(session).book(),
     )
     back = "/console/alerts" + (f"?{query}" if (query := _query_of(f)) else "")
     async with web.database(request)() as db:
         found = await views.open_alerts(db, f)
-        csms = await views.csm_names(db)
-    moves = pages.Moves.of(session.csrf, back, clock_of(request).now())
+        csms = await views.csm_names(db, f.book)
+        by = await _movers(db, [a.id for a in found.alerts])
+    moves = pages.Moves.of(session.csrf, back, clock_of(request).now(), by)
     context = pages.alerts_context(found, f, csms, views.csm_label, moves)
     notice_text = pages.NOTICES.get(notice or "")
     return web.page(
@@ -240,6 +249,8 @@ def _back_with(back: str, notice: str, anchor: str) -> str:
 @router.get("/backtest")
 async def backtestpage(request: Request, session: SessionDep) -> Response:
     """The latest ``tend backtest`` run, as it saved it (shared.backtest.runs)."""
+    if not web.caller(session).sees_all:
+        return web.error(request, 403, _LEADERS, session)
     async with web.database(request)() as db:
         run = await latest_run(db)
     return web.page(request, "backtest.html", {"run": run, "csrf": session.csrf})
@@ -270,18 +281,43 @@ async def _move(
     request: Request,
     alert_id: int,
     move: Callable[[AlertState, datetime], AlertState],
+    action: str,
+    reason: str | None,
 ) -> str:
-    """Apply ``move`` under a row lock; returns the notice to show."""
+    """Apply ``move`` under a row lock, recorded in the audit log; returns the notice to show."""
     now = clock_of(request).now()
+    me: Caller = request.state.caller
     async with web.database(request)() as db, db.begin():
         row = await get_alert(db, alert_id, lock=True)
         if row is None or row.status in ("none", "pending"):
             return "not-found"
+        if not owns(me.write_book(), await db.get(Account, row.account_id)):
+            return pages.NOT_YOURS
         try:
             apply_move(row, move, now)
         except LifecycleError:
             return "conflict"
+        _record(db, me, row, action, reason, now)
     return ""
+
+
+def _record(
+    db: AsyncSession, me: Caller, row: Alert, action: str, reason: str | None, now: datetime
+) -> None:
+    audit.record(
+        db,
+        me,
+        audit.ALERT_MOVES[action],
+        target=f"alert:{row.id}",
+        account_id=row.account_id,
+        reason=reason or None,
+        details={"rule": row.rule, "status": row.status, "via": "console"},
+        at=now,
+    )
+
+
+async def _movers(db: AsyncSession, alert_ids: list[int]) -> dict[int, str]:
+    return {i: m.actor for i, m in (await audit.last_moves(db, alert_ids)).items()}
 
 
 @router.post("/alerts/{alert_id}/{action}")
@@ -295,7 +331,11 @@ async def alert_action(
         return web.error(request, 404, "no such alert action", session)
     back = safe_next(form.get("next"), "/console/alerts")
     move, done = _move_of(action, form, clock_of(request).now())
-    notice = (await _move(request, int(alert_id), move) or done) if move else done
+    reason = (form.get("reason") or "")[:1000] if action == "snooze" else None
+    moved = await _move(request, int(alert_id), move, action, reason) if move else ""
+    if moved == pages.NOT_YOURS:
+        return web.error(request, 403, _OUTSIDE, session)
+    notice = moved or done
     return web.redirect(_back_with(back, notice, f"alert-{quote(alert_id)}"))
 
 
@@ -327,10 +367,17 @@ async def account_alerts_action(
     back = safe_next(form.get("next"), account_href(account_id))
     now = clock_of(request).now()
     move, notice = _move_of(action, form, now)
+    me = web.caller(session)
     if move is not None:
         async with web.database(request)() as db, db.begin():
-            if not await move_incident(db, account_id, move, now):
+            if not owns(me.write_book(), await db.get(Account, account_id)):
+                return web.error(request, 403, _OUTSIDE, session)
+            elif not (moved := await move_incident(db, account_id, move, now)):
                 notice = "not-found"
+            else:
+                reason = (form.get("reason") or "")[:1000] if action == "snooze" else None
+                for row in moved:
+                    _record(db, me, row, action, reason, now)
     return web.redirect(_back_with(back, notice, "incident"))
 
 

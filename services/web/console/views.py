@@ -49,6 +49,8 @@ class PortfolioFilter:
     stage: str | None = None
     """A lifecycle stage (:data:`STAGES`): only the accounts in it today."""
     sort: str = "score"
+    book: str | None = None
+    """The signed-in CSM's book (their email), None: every account (``shared.people``)."""
 
 
 @dataclass(slots=True)
@@ -120,6 +122,7 @@ def account_filter(f: PortfolioFilter, today: date) -> AccountFilter:
     """The read layer's filter for a portfolio filter (its lifecycle stage aside)."""
     window = f.renewal_days is not None
     return AccountFilter(
+        book=f.book,
         csm=f.csm,
         band=f.band,
         renewal_from=today if window else None,
@@ -159,8 +162,9 @@ def sort_rows(rows: list[PortfolioRow], sort: str) -> list[PortfolioRow]:
     return present + missing
 
 
-async def csm_names(session: AsyncSession) -> list[str]:
-    return await accounts.csm_names(session)
+async def csm_names(session: AsyncSession, book: str | None = None) -> list[str]:
+    """The CSMs to filter by (a CSM limited to their book: only themselves)."""
+    return [book] if book is not None else await accounts.csm_names(session)
 
 
 async def portfolio(
@@ -233,7 +237,7 @@ async def portfolio(
         rows=sort_rows(list(rows.values()), f.sort),
         mrr_by_band=dict(mrr_by_band),
         accounts_by_band=dict(accounts_by_band),
-        csms=await csm_names(session),
+        csms=await csm_names(session, f.book),
         today=today,
         csm_names=names,
     )
@@ -305,6 +309,8 @@ class AlertsFilter:
     csm: str | None = None
     severity: str | None = None
     rule: str | None = None
+    book: str | None = None
+    """The signed-in CSM's book (their email); None: every account (``shared.people``)."""
 
 
 @dataclass(slots=True)
@@ -328,7 +334,7 @@ def alert_order(a: Alert) -> tuple[int, float, str, str]:
 
 
 async def open_alerts(session: AsyncSession, f: AlertsFilter) -> OpenAlerts:
-    rows = await alerts.active_alerts(session, f.csm)
+    rows = await alerts.active_alerts(session, f.csm, f.book)
     rules = sorted({a.rule for a in rows} | ({f.rule} if f.rule else set()))
     kept = [
         a
