@@ -22,6 +22,7 @@ from services.web.api.people import router as people_router
 from services.web.api.retention import router as retention_router
 from services.web.api.schemas import OPENAPI_TAGS
 from services.web.console.exports import router as console_exports_router
+from services.web.console.people import router as console_people_router
 from services.web.console.routes import router as console_router
 from shared.api_errors import install_error_handlers
 from shared.clock import Clock
@@ -80,8 +81,9 @@ def create_app(
     app.include_router(people_router)
     # The console serves /console/static itself (Starlette's StaticFiles, with its cache and
     # nosniff headers), in this app and in any other that includes its router.
-    # The downloads come first: the console router ends with a catch-all 404 page.
+    # The downloads and people's pages come first: the console router ends with a catch-all 404.
     app.include_router(console_exports_router)
+    app.include_router(console_people_router)
     app.include_router(console_router)
     add_ops_routes(app, broker=False)
     return app

@@ -7,7 +7,7 @@
 The body is what a team does on a first day: the operator sets an account's profile through
 the web API, the product sends six weeks of usage through ingest with a write key (the demo's
 going-dormant account: nobody has signed in for 30 days), the scorer scores it and the alerts
-service opens a ``dormant`` alert; a CSM signs into the console with the API token, opens the
+service opens a ``dormant`` alert; a CSM signs into the console as the first admin, opens the
 account page and acknowledges the alert with the page's own form (a post without its CSRF
 field is refused); then the account's monthly report is fetched through the API, as JSON (it
 counts the key features of ``TEND_CONFIG``) and as HTML.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -58,6 +59,8 @@ class Layout:
     web: str
     """The read and alerts APIs, the console and the reports."""
     write_key: str
+    admin: tuple[str, str]
+    """The first admin's email and password, as `tend migrate` printed them."""
 
 
 def environment(database_url: str, bootstrap: str | None) -> dict[str, str]:
@@ -107,9 +110,12 @@ def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
         database_url, bootstrap = f"sqlite+aiosqlite:///{tmp_path / 'tend.db'}", None
         commands = ["up"]
     env = environment(database_url, bootstrap)
+    outputs = []
     for args in (["migrate"], ["keys", "create", "e2e"]):
         done = run_tend(args, env)
         assert done.returncode == 0, done.stderr + done.stdout
+        outputs.append(done.stdout)
+    admin = first_admin(outputs[0])
     write_key = done.stdout.split()[-1]
     assert write_key.startswith("tend_wk_"), done.stdout
     procs = {command: ServiceProcess(command, env, tmp_path) for command in commands}
@@ -121,7 +127,7 @@ def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
         web = procs.get("web", procs.get("up"))
         assert web is not None
         ingest = procs.get("ingest", web)
-        yield Layout(request.param, ingest.url, web.url, write_key)
+        yield Layout(request.param, ingest.url, web.url, write_key, admin)
         for proc in procs.values():
             proc.alive()  # nothing crashed while the test ran
         for proc in procs.values():
@@ -171,15 +177,24 @@ def forms(html: str) -> list[Form]:
     return parser.forms
 
 
-def sign_in(console: httpx.Client) -> None:
-    """The sign-in page's form, filled in with the API token where it asks for a password."""
+def first_admin(migrate_output: str) -> tuple[str, str]:
+    """The email and password `tend migrate` printed for the first admin."""
+    found = dict(re.findall(r"^\s+(email|password):\s+(\S+)$", migrate_output, re.MULTILINE))
+    assert set(found) == {"email", "password"}, migrate_output
+    return found["email"], found["password"]
+
+
+def sign_in(console: httpx.Client, admin: tuple[str, str]) -> None:
+    """The sign-in page's form, filled in with the first admin's email and password."""
     page = console.get("/console/login")
     assert page.status_code == 200, page.text
     [form] = [f for f in forms(page.text) if f.method == "post"]
     secret = [name for name in form.fields if name not in form.hidden]
-    assert "token" in secret, form
+    assert {"email", "password"} <= set(secret), form
+    email, password = admin
     answer = console.post(
-        urljoin("/console/login", form.action), data={**form.fields, "token": TOKEN}
+        urljoin("/console/login", form.action),
+        data={**form.fields, "email": email, "password": password},
     )
     assert answer.status_code == 303, answer.text
     assert "login" not in answer.headers["location"], answer.headers
@@ -229,12 +244,12 @@ def test_events_to_acknowledged_alert_and_report(layout: Layout) -> None:
     assert scored["band"] == EXPECTED[Archetype.DORMANT][0], scored
     alert = wait_for("a dormant alert open", dormant_alert, 120)
 
-    # The console: sign in with the API token, open the account, acknowledge with its form.
+    # The console: sign in as the first admin, open the account, acknowledge with its form.
     with httpx.Client(base_url=layout.web, timeout=30) as console:
         assert (
             console.get(f"/console{path.removeprefix('/v1')}").status_code == 303
         )  # sign in first
-        sign_in(console)
+        sign_in(console, layout.admin)
         page = console.get(f"/console/accounts/{quote(account.account_id, safe='')}")
         assert page.status_code == 200, page.text
         assert account.name in page.text and "dormant" in page.text.lower()

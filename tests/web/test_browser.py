@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from tests.scorer.synthetic import Archetype
-from tests.web.console_data import TOKEN, Seeded, build_app, seed
+from tests.web.console_data import ADMIN, PASSWORD, TOKEN, Seeded, build_app, seed
 
 pytestmark = pytest.mark.integration  # uvicorn on a loopback port and a chromium process
 
@@ -140,15 +140,17 @@ def test_csm_acknowledges_the_alert_of_an_at_risk_account(served: Served, browse
     dormant = served.seeded.id_of(Archetype.DORMANT)
     alert_id = served.seeded.alerts["dormant"]
 
-    # 1. Signing in: the portfolio sends us to the sign-in page; a wrong token is refused.
+    # 1. Signing in: the portfolio sends us to the sign-in page; a wrong password is refused.
     page.goto(f"{served.url}/console/")
     expect(page).to_have_url(f"{served.url}/console/login?next=%2Fconsole%2F")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to the tend console")
-    page.get_by_label("API token").fill("not-the-token")
+    page.get_by_label("Email").fill(ADMIN)
+    page.get_by_label("Password").fill("not-the-password")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_contain_text("not the API token")
+    expect(page.get_by_role("alert")).to_contain_text("Wrong email or password")
     _shot(page, "login-refused")
-    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_label("Email").fill(ADMIN)
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
 
     # 2. The portfolio: every account, the at-risk ones first.
@@ -188,6 +190,7 @@ def test_csm_acknowledges_the_alert_of_an_at_risk_account(served: Served, browse
     card = page.locator(f"#alert-{alert_id}")
     expect(card).to_have_attribute("data-status", "acknowledged")
     expect(card.locator(".status")).to_have_text("Acknowledged")
+    expect(card.locator(".actor")).to_have_text("Admin")
     expect(card.get_by_role("button", name="Acknowledge")).to_have_count(0)
     _shot(page, "account-acknowledged")
     api = httpx.get(
@@ -264,7 +267,8 @@ def _sign_in(browser: object, served: Served, width: int, height: int) -> object
     page = browser.new_page()  # type: ignore[attr-defined]
     page.set_viewport_size({"width": width, "height": height})
     page.goto(f"{served.url}/console/login")
-    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_label("Email").fill(ADMIN)
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     sync_api.expect(page.get_by_role("heading", name="Portfolio", level=1)).to_be_visible()
     return page
