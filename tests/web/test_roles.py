@@ -360,3 +360,49 @@ class TestAudit:
                 with pytest.raises(DBAPIError, match="append-only"):
                     async with s.begin():
                         await s.execute(text(statement))
+
+
+class TestTokensAndPeopleApi:
+    async def test_a_token_is_shown_once_listed_by_prefix_and_revoked(
+        self, roles_world: World
+    ) -> None:
+        w = roles_world
+        ben = {"Authorization": f"Bearer {w.tokens[BEN]}"}
+        async with client(w.app) as c:
+            made = await c.post("/v1/tokens", headers=ben, json={"name": "laptop"})
+            assert made.status_code == 201
+            token = made.json()["token"]
+            mine = {"Authorization": f"Bearer {token}"}
+            assert (await c.get("/v1/me", headers=mine)).json()["email"] == BEN
+            listed = (await c.get("/v1/tokens", headers=mine)).json()["tokens"]
+            assert token not in str(listed) and token[:12] in {t["prefix"] for t in listed}
+            other = await c.delete(
+                f"/v1/tokens/{made.json()['id']}",
+                headers={"Authorization": f"Bearer {w.tokens[ANA]}"},
+            )
+            assert other.status_code == 404  # not Ana's
+            gone = await c.delete(f"/v1/tokens/{made.json()['id']}", headers=mine)
+            assert gone.status_code == 200 and gone.json()["revoked_at"] is not None
+            assert (await c.get("/v1/me", headers=mine)).status_code == 401
+            admin = {"Authorization": f"Bearer {TOKEN}"}
+            assert (await c.get("/v1/tokens", headers=admin)).status_code == 403
+            log = (await c.get("/v1/audit", headers=admin, params={"actor": BEN})).json()
+            assert [e["action"] for e in log["entries"]][:2] == ["token.revoke", "token.create"]
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"email": "not-an-email", "role": "csm"}, "email"),
+            ({"email": "x@roles.example", "role": "owner"}, "role"),
+            ({"email": "x@roles.example", "role": "csm", "password": "short"}, "password"),
+            ({"email": "x\u0000@roles.example", "role": "csm"}, "email"),
+        ],
+    )
+    async def test_bad_people_are_refused_naming_the_field(
+        self, roles_world: World, body: dict[str, str], field: str
+    ) -> None:
+        async with client(roles_world.app) as c:
+            r = await c.post("/v1/people", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+            csm = {"Authorization": f"Bearer {roles_world.tokens[ANA]}"}
+            assert (await c.post("/v1/people", json=body, headers=csm)).status_code in (403, 422)

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.web.deps import SessionDep
 from shared.api_auth import CallerDep, require_role, require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
-from shared.api_input import MAX_BIGINT, is_id, storable_params
+from shared.api_input import MAX_BIGINT, is_id, storable, storable_params
 from shared.db.models import AuditEntry, Person, PersonalToken
 from shared.people import audit, directory
 from shared.people.caller import Caller
@@ -96,9 +96,20 @@ class AuditList(BaseModel):
     entries: list[AuditOut]
 
 
-class NewPerson(BaseModel):
+class _Storable(BaseModel):
+    """Text fields that the database can store (no NUL, no lone surrogate): else a 422."""
+
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and not storable(value):
+            raise ValueError("contains NUL or a lone surrogate")
+        return value
+
+
+class NewPerson(_Storable):
     email: str = Field(max_length=320, description="Also the CSM email of their book.")
     name: str = Field("", max_length=200)
     role: RoleName
@@ -111,17 +122,13 @@ class NewPerson(BaseModel):
     oidc_only: bool = Field(False, description="No password: sign-in by OIDC only.")
 
 
-class PersonChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PersonChange(_Storable):
     role: RoleName | None = None
     disabled: bool | None = Field(None, description="true ends their sessions and tokens now.")
     name: str | None = Field(None, min_length=1, max_length=200)
 
 
-class NewToken(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class NewToken(_Storable):
     name: str = Field(min_length=1, max_length=200, description="What the token is for.")
 
 
