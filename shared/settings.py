@@ -207,6 +207,30 @@ class PeopleSettings(BaseModel):
     )
 
 
+class OidcSettings(BaseModel):
+    """Console sign-in through an OpenID Connect provider (``TEND_OIDC__*``; docs/security.md).
+    Off unless ``issuer`` and ``client_id`` are set."""
+
+    issuer: str | None = Field(
+        None, description="The provider's issuer URL (its discovery document is under it)."
+    )
+    client_id: str | None = Field(None, description="tend's client id at the provider.")
+    client_secret: SecretStr | None = Field(
+        None, description="For a confidential client; unset: a public client (PKCE only)."
+    )
+    name: str = Field("single sign-on", description="The sign-in button says 'Sign in with' it.")
+    redirect_url: str | None = Field(
+        None,
+        description="The callback URL registered at the provider; unset: this console's "
+        "/console/oidc/callback as the request reached it.",
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Seconds per call to the provider.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.client_id)
+
+
 MIN_API_TOKEN_CHARS = 32
 
 
@@ -288,6 +312,7 @@ class Settings(BaseSettings):
     )
     console: ConsoleSettings = ConsoleSettings()
     people: PeopleSettings = PeopleSettings()
+    oidc: OidcSettings = OidcSettings()
 
     @field_validator("api_token")
     @classmethod

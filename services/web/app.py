@@ -22,6 +22,8 @@ from services.web.api.people import router as people_router
 from services.web.api.retention import router as retention_router
 from services.web.api.schemas import OPENAPI_TAGS
 from services.web.console.exports import router as console_exports_router
+from services.web.console.oidc import OidcClient
+from services.web.console.oidc import router as oidc_router
 from services.web.console.people import router as console_people_router
 from services.web.console.routes import router as console_router
 from shared.api_errors import install_error_handlers
@@ -67,6 +69,9 @@ def create_app(
     app.state.config = tend_config
     app.state.console = settings.console
     app.state.people = settings.people
+    if settings.oidc.enabled:
+        app.state.oidc = OidcClient(settings.oidc)
+        app.state.oidc_name = settings.oidc.name
     if sessions is not None:
         app.state.sessions = sessions
     if clock is not None:
@@ -84,6 +89,7 @@ def create_app(
     # The downloads and people's pages come first: the console router ends with a catch-all 404.
     app.include_router(console_exports_router)
     app.include_router(console_people_router)
+    app.include_router(oidc_router)
     app.include_router(console_router)
     add_ops_routes(app, broker=False)
     return app
