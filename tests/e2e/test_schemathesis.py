@@ -116,9 +116,10 @@ schema = schemathesis.openapi.from_dict(OPENAPI)
 
 
 def credentials(path: str, write_key: str) -> dict[str, str]:
-    """The operator's token for the read, alerts, outcomes and retention APIs, a write key for
-    the tracking API."""
-    if path.startswith(("/v1/accounts", "/v1/alerts", "/v1/retention")):
+    """The admin token for the read, alerts, outcomes, retention and people APIs, a write key
+    for the tracking API."""
+    web_apis = ("/v1/accounts", "/v1/alerts", "/v1/retention", "/v1/people", "/v1/tokens")
+    if path.startswith((*web_apis, "/v1/audit", "/v1/me")):
         return {"Authorization": f"Bearer {TOKEN}"}
     basic = base64.b64encode(f"{write_key}:".encode()).decode()
     return {"Authorization": f"Basic {basic}"}
