@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import AuditEntry, Person
+from shared.db.models import Alert, AuditEntry, Person
 from shared.db.types import utcnow
 from shared.people.caller import Caller
 
@@ -62,6 +62,31 @@ def record(
             reason=reason,
             details=details or {},
         )
+    )
+
+
+def record_alert_move(
+    session: AsyncSession,
+    caller: Caller,
+    row: Alert,
+    move: str,
+    reason: str | None,
+    at: datetime,
+    via: str,
+) -> None:
+    """An alert move (``move``: ack, snooze or resolve) of ``row`` as it is after the move."""
+    details = {"rule": row.rule, "status": row.status, "via": via}
+    if row.snoozed_until is not None and move == "snooze":
+        details["until"] = row.snoozed_until.isoformat()
+    record(
+        session,
+        caller,
+        ALERT_MOVES[move],
+        target=f"alert:{row.id}",
+        account_id=row.account_id,
+        reason=reason or None,
+        details=details,
+        at=at,
     )
 
 
@@ -119,3 +144,8 @@ async def last_moves(session: AsyncSession, alert_ids: Sequence[int]) -> dict[in
     for target, action, actor, name, at in rows:
         found[int(str(target).split(":", 1)[1])] = LastMove(action, name or actor, at)
     return found
+
+
+async def movers(session: AsyncSession, alert_ids: Sequence[int]) -> dict[int, str]:
+    """Who made each alert's latest move (their name), for "acknowledged by <name>"."""
+    return {i: m.actor for i, m in (await last_moves(session, alert_ids)).items()}

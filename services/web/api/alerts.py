@@ -221,31 +221,8 @@ async def _move(
             apply_move(row, move, now)
         except LifecycleError as err:
             raise ApiError.conflict(str(err)) from err
-        record_move(session, caller, row, action, reason, now)
+        audit.record_alert_move(session, caller, row, action, reason, now, "api")
     return alert_json(row)
-
-
-def record_move(
-    session: AsyncSession,
-    caller: Caller,
-    row: Alert,
-    action: str,
-    reason: str | None,
-    now: datetime,
-) -> None:
-    details = {"rule": row.rule, "status": row.status}
-    if row.snoozed_until is not None and action == "snooze":
-        details["until"] = row.snoozed_until.isoformat()
-    audit.record(
-        session,
-        caller,
-        audit.ALERT_MOVES[action],
-        target=f"alert:{row.id}",
-        account_id=row.account_id,
-        reason=reason,
-        details=details,
-        at=now,
-    )
 
 
 @router.post(
@@ -329,7 +306,7 @@ async def _move_incident(
         await guard_account(session, caller, account_id, write=True)
         moved = await move_incident(session, account_id, move, now)
         for row in moved:
-            record_move(session, caller, row, action, reason, now)
+            audit.record_alert_move(session, caller, row, action, reason, now, "api")
     if not moved:
         raise ApiError(404, f"account {account_id!r} has no open alerts", code="not_found")
     return {"account_id": account_id, "alerts": [alert_json(a) for a in moved]}

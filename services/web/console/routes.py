@@ -23,7 +23,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.web.console import pages, retention, views
@@ -44,7 +43,7 @@ from shared.alerting.state import apply_move, move_incident
 from shared.api_input import is_id, storable_params
 from shared.backtest.runs import latest_run
 from shared.config import TendConfig
-from shared.db.models import Account, Alert
+from shared.db.models import Account
 from shared.outcomes.model import STAGES
 from shared.outcomes.stages import current_stages
 from shared.people import audit
@@ -174,7 +173,7 @@ async def accountpage(
         if data is None or not owns(me.book(), data.account):
             return web.error(request, 403, _OUTSIDE, session)
         stages = await current_stages(db, [account_id], now.date(), policy_of(request))
-        by = await _movers(db, [x.id for x in data.alerts])
+        by = await audit.movers(db, [x.id for x in data.alerts])
     a = data.account
     context = pages.account_context(
         data,
@@ -227,7 +226,7 @@ async def alertspage(
     async with web.database(request)() as db:
         found = await views.open_alerts(db, f)
         csms = await views.csm_names(db, f.book)
-        by = await _movers(db, [a.id for a in found.alerts])
+        by = await audit.movers(db, [a.id for a in found.alerts])
     moves = pages.Moves.of(session.csrf, back, clock_of(request).now(), by)
     context = pages.alerts_context(found, f, csms, views.csm_label, moves)
     notice_text = pages.NOTICES.get(notice or "")
@@ -300,27 +299,8 @@ async def _move(
             apply_move(row, move, now)
         except LifecycleError:
             return "conflict"
-        _record(db, me, row, action, reason, now)
+        audit.record_alert_move(db, me, row, action, reason, now, "console")
     return ""
-
-
-def _record(
-    db: AsyncSession, me: Caller, row: Alert, action: str, reason: str | None, now: datetime
-) -> None:
-    audit.record(
-        db,
-        me,
-        audit.ALERT_MOVES[action],
-        target=f"alert:{row.id}",
-        account_id=row.account_id,
-        reason=reason or None,
-        details={"rule": row.rule, "status": row.status, "via": "console"},
-        at=now,
-    )
-
-
-async def _movers(db: AsyncSession, alert_ids: list[int]) -> dict[int, str]:
-    return {i: m.actor for i, m in (await audit.last_moves(db, alert_ids)).items()}
 
 
 @router.post("/alerts/{alert_id}/{action}")
@@ -380,7 +360,7 @@ async def account_alerts_action(
             else:
                 reason = (form.get("reason") or "")[:1000] if action == "snooze" else None
                 for row in moved:
-                    _record(db, me, row, action, reason, now)
+                    audit.record_alert_move(db, me, row, action, reason, now, "console")
     return web.redirect(_back_with(back, notice, "incident"))
 
 
