@@ -1,6 +1,6 @@
 """The canonical event: what ingest puts on ``tend.events.v1`` and the scorer reads.
 
-Ingest turns each Segment-spec call (track, identify, group, page) into one
+Ingest turns each Segment-spec call (track, identify, group, page, screen, alias) into one
 :class:`CanonicalEvent`. The account is already resolved, the login flag and feature already
 decided, and ``occurred_at`` already corrected for the client's clock skew, so consumers never
 need the ingest's configuration to interpret an event.
@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-EventType = Literal["track", "identify", "group", "page"]
+EventType = Literal["track", "identify", "group", "page", "screen", "alias"]
 
 MAX_NESTING: Final = 128
 """The deepest ``properties`` / ``traits`` nesting (objects and arrays, the outer object
@@ -32,7 +32,14 @@ class CanonicalEvent(BaseModel):
     )
     user_id: str | None = None
     anonymous_id: str | None = None
-    name: str | None = Field(None, description="Event name (track) or page name (page).")
+    previous_id: str | None = Field(
+        None,
+        description="alias only: the earlier id of ``user_id`` (the two are one person from "
+        "``occurred_at`` on).",
+    )
+    name: str | None = Field(
+        None, description="Event name (track), page name (page) or screen name (screen)."
+    )
     feature: str | None = Field(None, description="Feature key from the catalog, if any.")
     is_login: bool = False
     occurred_at: AwareDatetime = Field(description="Clock-skew corrected time of the event.")

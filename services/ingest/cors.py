@@ -1,9 +1,10 @@
 """CORS on the tracking routes only, so browser SDKs on the customer's own site can send.
 
-Browser SDKs call the tracking API from the customer's origin: analytics.js (Segment) posts
-``text/plain`` (a "simple" request, no preflight) with the write key in the body; RudderStack's
-SDK posts JSON with ``Authorization: Basic`` and an ``AnonymousId`` header, which the browser
-preflights with ``OPTIONS``. Both need ``Access-Control-Allow-Origin`` on the answer, or the
+Browser SDKs call the tracking API from the customer's origin: analytics.js (Segment's
+``@segment/analytics-next``) posts ``text/plain`` with the write key both in the body and as
+``Authorization: Basic`` (and ``X-Retry-Count`` on retries), which the browser preflights with
+``OPTIONS``; RudderStack's SDK posts JSON with ``Authorization: Basic`` and an ``AnonymousId``
+header, preflighted too. Both need ``Access-Control-Allow-Origin`` on the answer, or the
 page sees "Failed to fetch" and sends again.
 
 :class:`TrackingCors` guarantees, for the tracking paths and nothing else (the read and alerts
@@ -35,6 +36,7 @@ ALLOWED_HEADERS: Final = (
     "Accept",
     "X-Write-Key",
     "Content-Encoding",  # gzip bodies
+    "X-Retry-Count",  # analytics-next: set on every retry (both delivery modes)
 )
 EXPOSED_HEADERS: Final = ("Retry-After", "X-RateLimit-Reset")
 PREFLIGHT_MAX_AGE_S: Final = 7200

@@ -115,6 +115,8 @@ class ParsedEvent:
     time: EventTime
     properties: dict[str, Any] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
+    previous_id: str | None = None
+    """alias calls: the user's earlier id."""
 
 
 # -- text, numbers, nesting ---------------------------------------------------------------------
@@ -355,6 +357,13 @@ def explicit_account(
     )
 
 
+def batch_context(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The batch's own ``context`` (merged under each call's), None when absent."""
+    if body.get("context") is None:
+        return None
+    return _object(body, "context") or None
+
+
 # -- one call -----------------------------------------------------------------------------------
 
 
@@ -366,10 +375,12 @@ def parse_event(
     future_tolerance: timedelta,
     call_type: str | None = None,
     batch_sent_at: datetime | None = None,
+    batch_context: Mapping[str, Any] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> ParsedEvent:
     """Check one call. ``call_type`` is the route's type (``/v1/track``); ``None`` means the
-    call's own ``type`` field decides (``/v1/batch``). Raises :class:`EventError`."""
+    call's own ``type`` field decides (``/v1/batch``). ``batch_context`` is the batch's
+    ``context``, under the call's own (the call's keys win). Raises :class:`EventError`."""
     if not isinstance(raw, dict):
         raise EventError("event: must be a JSON object")
     kind = call_type if call_type is not None else raw.get("type")
@@ -388,6 +399,8 @@ def parse_event(
     if user_id is None and anonymous_id is None:
         raise EventError("userId or anonymousId: one of them is required")
     context = _object(raw, "context")
+    if batch_context:
+        context = {**batch_context, **context}
     properties = _object(raw, "properties")
     traits = _object(raw, "traits")
     traits_field = "traits"
@@ -400,12 +413,19 @@ def parse_event(
     name: str | None = None
     if event_type == "track":
         name = _name(raw, "event", required=True, call="track")
-    elif event_type == "page":
-        name = _name(raw, "name", required=False, call="page")
+    elif event_type in ("page", "screen"):
+        name = _name(raw, "name", required=False, call=event_type)
         if name is None and isinstance(properties.get("name"), str):
             name = _name(
-                properties, "name", required=False, call="page", field_name="properties.name"
+                properties, "name", required=False, call=event_type, field_name="properties.name"
             )
+    previous_id: str | None = None
+    if event_type == "alias":
+        previous_id = _id(raw, "previousId")
+        if previous_id is None:
+            raise EventError("previousId: required for alias calls (the user's earlier id)")
+        if user_id is None:
+            raise EventError("userId: required for alias calls (the user's new id)")
 
     account_id = explicit_account(event_type, raw, context, properties)
 
@@ -425,6 +445,7 @@ def parse_event(
         time=time,
         properties=properties,
         traits=traits,
+        previous_id=previous_id,
     )
 
 
@@ -440,6 +461,7 @@ def parse_batch(
     body_bytes: int,
     call_type: str | None = None,
     batch_sent_at: datetime | None = None,
+    batch_context: Mapping[str, Any] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> tuple[list[ParsedEvent], list[Rejection]]:
     """Check every call; a bad one is listed, the others go on.
@@ -467,6 +489,7 @@ def parse_batch(
                     future_tolerance=future_tolerance,
                     call_type=call_type,
                     batch_sent_at=batch_sent_at,
+                    batch_context=batch_context,
                     max_depth=max_depth,
                 )
             )
@@ -486,6 +509,8 @@ def users_to_look_up(parsed: Iterable[ParsedEvent]) -> set[str]:
             grouped.add(event.user_id)
         elif event.account_id is None and event.user_id not in grouped:
             wanted.add(event.user_id)
+            if event.previous_id is not None and event.previous_id not in grouped:
+                wanted.add(event.previous_id)
     return wanted
 
 
@@ -500,16 +525,18 @@ def resolve(
     """Account, login and feature for every parsed call, in order.
 
     Account order: what the call names (:func:`explicit_account`), then the user's group call
-    earlier in this batch, then ``known_accounts`` (the user's last group call on record).
-    A track call with none is refused; identify and page calls may have no account.
+    earlier in this batch, then ``known_accounts`` (the user's last group call on record); for
+    an alias call, the same for its ``previousId`` after its ``userId``. A track call with none
+    is refused; identify, page, screen and alias calls may have no account.
     """
     from_batch: dict[str, str] = {}
     events: list[CanonicalEvent] = []
     rejected: list[Rejection] = []
     for p in parsed:
         account = p.account_id
-        if account is None and p.user_id is not None:
-            account = from_batch.get(p.user_id) or known_accounts.get(p.user_id)
+        for user in (p.user_id, p.previous_id):
+            if account is None and user is not None:
+                account = from_batch.get(user) or known_accounts.get(user)
         if account is None and p.type == "track":
             rejected.append(Rejection(p.index, p.message_id, NO_ACCOUNT_HELP, Reason.NO_ACCOUNT))
             continue
@@ -520,7 +547,7 @@ def resolve(
         if p.type == "track":
             is_login = config.is_login(p.name)
             feature = config.feature_for(p.name, p.properties)
-        elif p.type == "page":
+        elif p.type in ("page", "screen"):
             feature = config.feature_for(p.name, p.properties)
         events.append(
             CanonicalEvent(
@@ -529,6 +556,7 @@ def resolve(
                 account_id=account,
                 user_id=p.user_id,
                 anonymous_id=p.anonymous_id,
+                previous_id=p.previous_id,
                 name=p.name,
                 feature=feature,
                 is_login=is_login,
@@ -544,7 +572,7 @@ def resolve(
 
 def partition_key(event: CanonicalEvent) -> str:
     """The account id, so one account's events stay in order on one partition; an event with
-    no account (identify, page) is keyed by its user."""
+    no account (identify, page, screen, alias) is keyed by its user."""
     return event.account_id or event.user_id or event.anonymous_id or event.event_id
 
 

@@ -43,11 +43,13 @@ from services.ingest.body import BodyError, BodyReader, check_encoding, parse_js
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.schemas import (
     ERROR_RESPONSES,
+    AliasCall,
     BatchRequest,
     GroupCall,
     IdentifyCall,
     IngestResponse,
     PageCall,
+    ScreenCall,
     Status,
     TrackCall,
     request_body_doc,
@@ -194,7 +196,8 @@ class Ingestor:
             if not isinstance(items, list):
                 raise RequestError(
                     400,
-                    "batch: required, a list of events (track, identify, group, page)",
+                    "batch: required, a list of calls "
+                    "(track, identify, group, page, screen, alias)",
                     "bad_request",
                 )
             if len(items) > s.max_batch_events:
@@ -205,11 +208,13 @@ class Ingestor:
                 )
             try:
                 batch_sent_at = normalize.parse_timestamp(data.get("sentAt"), "sentAt")
+                batch_context = normalize.batch_context(data)
             except normalize.EventError as err:
                 raise RequestError(400, str(err), "bad_request") from None
         else:
             items = [data]
             batch_sent_at = None
+            batch_context = None
 
         if self.limiter is not None and items:
             wait_s = self.limiter.acquire(key_id, len(items))
@@ -232,6 +237,7 @@ class Ingestor:
             body_bytes=len(body),
             call_type=call_type,
             batch_sent_at=batch_sent_at,
+            batch_context=batch_context,
             max_depth=s.max_depth,
         )
         wanted = normalize.users_to_look_up(parsed)
@@ -349,14 +355,29 @@ async def page(request: Request) -> Response:
     return await _ingestor(request).handle(request, "page")
 
 
-# analytics.js (Segment's browser SDK) posts to the first letter of the call type, and to
-# /v1/b when batching; same handling, left out of the OpenAPI document.
+@router.post("/v1/screen", openapi_extra=request_body_doc(ScreenCall), **_TRACKING_DOC)
+async def screen(request: Request) -> Response:
+    """One screen view of a mobile app (``name`` is the screen name); counted like a page."""
+    return await _ingestor(request).handle(request, "screen")
+
+
+@router.post("/v1/alias", openapi_extra=request_body_doc(AliasCall), **_TRACKING_DOC)
+async def alias(request: Request) -> Response:
+    """One alias call: ``previousId`` and ``userId`` are one person from now on (they count as
+    one user of the account)."""
+    return await _ingestor(request).handle(request, "alias")
+
+
+# analytics.js (Segment's browser SDK, @segment/analytics-next) posts to the first letter of
+# the call type, and to /v1/b when batching; same handling, left out of the OpenAPI document.
 SHORT_PATHS: Final[dict[str, str | None]] = {
     "/v1/b": None,
     "/v1/t": "track",
     "/v1/i": "identify",
     "/v1/g": "group",
     "/v1/p": "page",
+    "/v1/s": "screen",
+    "/v1/a": "alias",
 }
 
 
@@ -371,7 +392,16 @@ for _path, _call_type in SHORT_PATHS.items():
     router.add_api_route(_path, _short_route(_call_type), methods=["POST"], include_in_schema=False)
 
 TRACKING_PATHS: Final = frozenset(
-    {"/v1/batch", "/v1/track", "/v1/identify", "/v1/group", "/v1/page", *SHORT_PATHS}
+    {
+        "/v1/batch",
+        "/v1/track",
+        "/v1/identify",
+        "/v1/group",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/alias",
+        *SHORT_PATHS,
+    }
 )
 """Every path that takes events (and gets CORS)."""
 

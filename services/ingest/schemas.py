@@ -61,13 +61,29 @@ class PageCall(SegmentCall):
     properties: dict[str, Any] | None = None
 
 
+class ScreenCall(SegmentCall):
+    type: Literal["screen"] = "screen"
+    name: str | None = Field(None, max_length=200, description="Screen name (mobile apps).")
+    properties: dict[str, Any] | None = None
+
+
+class AliasCall(SegmentCall):
+    type: Literal["alias"] = "alias"
+    userId: str = Field(max_length=200, description="The user's new id.")
+    previousId: str = Field(
+        max_length=200, description="The user's earlier id; both count as one user from now on."
+    )
+
+
 class BatchRequest(BaseModel):
-    batch: list[TrackCall | IdentifyCall | GroupCall | PageCall] = Field(
+    batch: list[TrackCall | IdentifyCall | GroupCall | PageCall | ScreenCall | AliasCall] = Field(
         description="Up to 2,500 calls (configurable), each at most 32 KB."
     )
     sentAt: str | None = Field(None, description="Applies to calls without their own sentAt.")
     writeKey: str | None = None
-    context: dict[str, Any] | None = None
+    context: dict[str, Any] | None = Field(
+        None, description="Merged into each call's context (the call's own keys win)."
+    )
 
 
 class RejectedEvent(BaseModel):

@@ -51,8 +51,8 @@ class EventsHandler:
             raise
         except Exception as err:  # any producer may write onto the topic: never stop on it
             raise PoisonRecord(f"not a canonical event: {type(err).__name__}: {err}") from err
-        # Identify and page calls may come before the user's group call: no account is valid
-        # for them (ingest keys them by user), and they change nothing here.
+        # Identify, page, screen and alias calls may come before the user's group call: no
+        # account is valid for them (ingest keys them by user), and they change nothing here.
         if event.type in ("track", "group") and not event.account_id:
             raise PoisonRecord(f"{event.type} event {event.event_id!r} has no account_id")
         return event

@@ -8,9 +8,11 @@ Rules:
 
 - The day of an event is the UTC date of its (skew-corrected) ``occurred_at``; a late event
   therefore increments the day it belongs to.
-- ``track`` and ``page`` events are activity (``events`` counters); only a ``track`` event
-  flagged ``is_login`` is a login. ``identify`` and ``group`` events update traits, not
-  counters.
+- ``track``, ``page`` and ``screen`` events are activity (``events`` counters); only a
+  ``track`` event flagged ``is_login`` is a login. ``identify`` and ``group`` events update
+  traits, not counters. An ``alias`` event records that its ``previous_id`` and ``user_id``
+  are one person from its day on (``user_aliases``; the scorer's user counts merge them, see
+  :mod:`services.scorer.aliases`); it counts nothing itself.
 - Users are identified users (``user_id``) of an account; anonymous events count towards the
   account's events and logins but not towards distinct users. Events without an account
   change nothing (they only occupy their event id in the dedup window).
@@ -76,6 +78,8 @@ class EventDeltas:
     accounts: dict[str, AccountDelta] = field(default_factory=dict)
     user_accounts: dict[str, str] = field(default_factory=dict)
     """user -> account named by the user's latest ``group`` call."""
+    aliases: dict[tuple[str, str, str], date] = field(default_factory=dict)
+    """(account, previous id, user id) -> the earliest day of an alias call naming them."""
 
 
 def process(event: CanonicalEvent, *, routing_from_traits: bool = False) -> EventDeltas:
@@ -93,7 +97,7 @@ def process(event: CanonicalEvent, *, routing_from_traits: bool = False) -> Even
     if user is not None:
         deltas.users[(account, user)] = UserDelta(first_seen=at, last_seen=at)
 
-    if event.type in ("track", "page"):
+    if event.type in ("track", "page", "screen"):
         logins = 1 if event.type == "track" and event.is_login else 0
         deltas.account_days[(account, day)] = Counts(events=1, logins=logins)
         if user is not None:
@@ -111,6 +115,8 @@ def process(event: CanonicalEvent, *, routing_from_traits: bool = False) -> Even
         account_delta.fields = account_fields(traits)
         if user is not None:
             deltas.user_accounts[user] = account
+    elif event.type == "alias" and user and event.previous_id and event.previous_id != user:
+        deltas.aliases[(account, event.previous_id, user)] = day
     return deltas
 
 
@@ -155,6 +161,9 @@ def merge(items: Iterable[EventDeltas]) -> EventDeltas:
                 got.fields.update(a.fields)
                 got.traits.update(a.traits)
         out.user_accounts.update(d.user_accounts)
+        for akey, day in d.aliases.items():
+            seen = out.aliases.get(akey)
+            out.aliases[akey] = day if seen is None else min(seen, day)
     return out
 
 

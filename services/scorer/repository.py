@@ -44,6 +44,7 @@ from services.scorer.activity import (
     FeatureActivity,
     UserWeeks,
 )
+from services.scorer.aliases import load_merged_people
 from shared.account_fields import ACCOUNT_FIELDS
 from shared.bus.base import TopicPartition
 from shared.db.models import (
@@ -413,6 +414,19 @@ class ScoringRepository:
             )
             for account_id, user_id, last, login in result:
                 named_last[(account_id, user_id)] = (_as_date(last), _as_date(login))
+
+        # 10. Accounts with alias calls (on or before as_of): the per-user counts of steps 3, 5,
+        # 6-7 and 8 again, with each user's aliased ids counted as one (services.scorer.aliases).
+        for account_id, merged in (await load_merged_people(session, ids, as_of, keys)).items():
+            activated[account_id] = merged.activated
+            wau[account_id], mau[account_id] = merged.wau, merged.mau
+            daily[account_id] = merged.daily
+            per_user[account_id] = merged.per_user
+            weekly_users[account_id] = merged.weekly_users
+            for k in keys:
+                features.setdefault((account_id, k), {})["users_28d"] = merged.feature_users.get(
+                    k, 0
+                )
 
         out: list[AccountActivity] = []
         for account_id in ids:

@@ -23,6 +23,7 @@ from shared.db.models import (
     ProcessedEvent,
     User,
     UserAccount,
+    UserAlias,
     UserDay,
 )
 from shared.db.offsets import store_offsets as store_group_offsets
@@ -38,6 +39,7 @@ USER_DAYS: Table = UserDay.__table__  # type: ignore[assignment]
 FEATURE_DAYS: Table = FeatureDay.__table__  # type: ignore[assignment]
 FEATURE_USER_DAYS: Table = FeatureUserDay.__table__  # type: ignore[assignment]
 USER_ACCOUNTS: Table = UserAccount.__table__  # type: ignore[assignment]
+USER_ALIASES: Table = UserAlias.__table__  # type: ignore[assignment]
 OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
 
 ACCOUNT_COLUMNS = [ACCOUNTS.c[col] for col in ACCOUNT_FIELDS]
@@ -145,6 +147,7 @@ class RollupWriter:
         await self._users(session, deltas)
         await self._accounts(session, deltas, now)
         await self._user_accounts(session, deltas, now)
+        await self._aliases(session, deltas)
         await self.store_offsets(session, group_id, offsets, now)
         return FlushResult(
             applied=len(fresh),
@@ -310,7 +313,9 @@ class RollupWriter:
             )
             stored.update({row.account_id: row._mapping for row in result})
         activity_from: dict[str, date] = {}
-        for account_id, day in d.account_days:
+        # An alias changes the user counts from its day on, like activity on that day.
+        alias_days = [(a, day) for (a, _, _), day in d.aliases.items()]
+        for account_id, day in [*d.account_days, *alias_days]:
             if account_id not in activity_from or day < activity_from[account_id]:
                 activity_from[account_id] = day
         rows = []
@@ -353,6 +358,20 @@ class RollupWriter:
         stmt = stmt.on_conflict_do_update(
             index_elements=["user_id"],
             set_={"account_id": stmt.excluded.account_id, "updated_at": stmt.excluded.updated_at},
+        )
+        await session.execute(stmt, rows)
+
+    async def _aliases(self, session: AsyncSession, d: EventDeltas) -> None:
+        rows = [
+            {"account_id": a, "previous_id": p, "user_id": u, "day": day}
+            for (a, p, u), day in sorted(d.aliases.items())
+        ]
+        if not rows:
+            return
+        stmt = insert_for(session, USER_ALIASES)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "previous_id", "user_id"],
+            set_={"day": _earlier(stmt.excluded.day, USER_ALIASES.c.day)},
         )
         await session.execute(stmt, rows)
 

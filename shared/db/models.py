@@ -203,6 +203,18 @@ class UserDay(Base):
     logins: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class UserAlias(Base):
+    """An ``alias`` call: ``previous_id`` and ``user_id`` are one person of the account from
+    ``day`` (the earliest such call's UTC day) on; the scorer's user counts merge them."""
+
+    __tablename__ = "user_aliases"
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    previous_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+
+
 class FeatureDay(Base):
     """Per feature-day rollup. ``users`` is the distinct count of that day's feature_user_days."""
 

@@ -154,7 +154,7 @@ class TestBatch:
         bad = [
             track(None, userId=uid("nobody")),
             {"type": "track", "userId": "u", "groupId": "a", "messageId": "no-event"},
-            {"type": "alias", "userId": "u", "messageId": "alias"},
+            {"type": "merge", "userId": "u", "messageId": "merge"},
             track("acme", messageId="m" * 101),
         ]
         body = {"batch": [good[0], *bad[:2], good[1], *bad[2:]]}

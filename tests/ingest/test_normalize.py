@@ -55,8 +55,11 @@ class TestValidation:
         [
             ("not an object", "event"),
             ({"userId": "u"}, "type"),
-            ({"type": "alias", "userId": "u"}, "type"),
-            ({"type": "screen", "userId": "u"}, "type"),
+            ({"type": "merge", "userId": "u"}, "type"),
+            ({"type": "Screen", "userId": "u"}, "type"),
+            ({"type": "alias", "userId": "u"}, "previousId"),
+            ({"type": "alias", "anonymousId": "a", "previousId": "p"}, "userId"),
+            ({"type": "alias", "userId": "u", "previousId": ["p"]}, "previousId"),
             ({"type": 7, "userId": "u"}, "type"),
             ({"type": "track", "event": "x", "groupId": "a"}, "userId or anonymousId"),
             ({"type": "track", "userId": "", "anonymousId": " "}, "userId or anonymousId"),
@@ -84,9 +87,9 @@ class TestValidation:
 
     def test_unknown_type_has_its_own_reason(self) -> None:
         with pytest.raises(EventError) as err:
-            parse({"type": "alias", "userId": "u"})
+            parse({"type": "merge", "userId": "u"})
         assert err.value.reason is Reason.UNKNOWN_TYPE
-        assert "track, identify, group, page" in str(err.value)
+        assert "track, identify, group, page, screen, alias" in str(err.value)
 
     def test_route_type_wins_over_the_body(self) -> None:
         assert parse(create_track(type="identify"), call_type="track").type == "track"
@@ -109,6 +112,82 @@ class TestValidation:
         p = parse({"type": "page", "userId": "u", "properties": {"name": "Docs"}})
         assert p.name == "Docs"
         assert parse({"type": "page", "userId": "u"}).name is None
+
+
+class TestScreenAndAlias:
+    def test_screen_is_named_like_a_page_and_resolves_its_feature(self) -> None:
+        config = TendConfig(feature_catalog={"Dashboard": "dashboards"})
+        raw = {"type": "screen", "userId": "u-1", "name": "Dashboard", "groupId": "acme"}
+        events, _ = resolve([parse(raw)], {}, config, received_at=RECEIVED)
+        assert (events[0].type, events[0].name, events[0].feature) == (
+            "screen",
+            "Dashboard",
+            "dashboards",
+        )
+        from_properties = parse({"type": "screen", "userId": "u", "properties": {"name": "Home"}})
+        assert from_properties.name == "Home"
+
+    def test_the_route_decides_the_type(self) -> None:
+        raw = {"userId": "u-2", "previousId": "anon-7", "messageId": "m-a"}
+        event = one_event(raw, {"u-2": "acme"}, call_type="alias")
+        assert (event.type, event.previous_id, event.user_id) == ("alias", "anon-7", "u-2")
+        assert event.account_id == "acme"
+
+    def test_alias_account_from_the_previous_id_when_the_new_one_is_unknown(self) -> None:
+        raw = {"type": "alias", "userId": "new@acme.example", "previousId": "u-9"}
+        parsed = [parse(raw)]
+        assert normalize.users_to_look_up(parsed) == {"new@acme.example", "u-9"}
+        events, rejected = resolve(parsed, {"u-9": "acme"}, TendConfig(), received_at=RECEIVED)
+        assert not rejected and events[0].account_id == "acme"
+
+    def test_alias_without_any_account_is_accepted_and_keyed_by_its_user(self) -> None:
+        event = one_event({"type": "alias", "userId": "u-3", "previousId": "p-3"})
+        assert event.account_id is None
+        assert normalize.to_message(event).key == b"u-3"
+
+    def test_the_events_round_trip_through_the_topic_format(self) -> None:
+        for raw in (
+            {"type": "alias", "userId": "u-3", "previousId": "p-3", "groupId": "acme"},
+            {"type": "screen", "userId": "u-3", "name": "Home", "groupId": "acme"},
+        ):
+            event = one_event(raw)
+            assert CanonicalEvent.from_bytes(event.to_bytes()) == event
+
+
+class TestBatchContext:
+    def test_batch_context_names_the_account_of_calls_without_one(self) -> None:
+        batch = [create_track(context=None), create_track(context={"groupId": "beta"})]
+        parsed, rejected = parse_batch(
+            batch,
+            received_at=RECEIVED,
+            future_tolerance=TOLERANCE,
+            max_event_bytes=32_000,
+            body_bytes=1_000,
+            batch_context={"groupId": "acme", "library": {"name": "x"}},
+        )
+        assert not rejected
+        assert [p.account_id for p in parsed] == ["acme", "beta"]
+
+    def test_batch_context_traits_serve_identify_calls(self) -> None:
+        raw = {"type": "identify", "userId": "u-1", "context": {"ip": "1.2.3.4"}}
+        parsed = parse(raw, batch_context={"traits": {"plan": "pro"}})
+        assert parsed.traits == {"plan": "pro"}
+
+    @pytest.mark.parametrize(
+        ("body", "expected"),
+        [
+            ({}, None),
+            ({"context": None}, None),
+            ({"context": {}}, None),
+            ({"context": {"a": 1}}, {"a": 1}),
+        ],
+    )
+    def test_batch_context_of_a_body(self, body: dict[str, Any], expected: Any) -> None:
+        assert normalize.batch_context(body) == expected
+
+    def test_a_batch_context_that_is_not_an_object_is_named(self) -> None:
+        with pytest.raises(EventError, match=r"^context: must be an object"):
+            normalize.batch_context({"context": ["acme"]})
 
 
 class TestMessageId:
@@ -316,6 +395,7 @@ class TestLoginAndFeature:
             "account_id": "acme",
             "user_id": "u-1",
             "anonymous_id": "anon",
+            "previous_id": None,
             "name": "Report Exported",
             "feature": "reports",
             "is_login": False,

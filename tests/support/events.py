@@ -20,6 +20,7 @@ def create_event(
     is_login: bool = False,
     traits: dict[str, Any] | None = None,
     received_at: datetime | None = None,
+    previous_id: str | None = None,
 ) -> CanonicalEvent:
     occurred = datetime.fromisoformat(at) if isinstance(at, str) else at
     return CanonicalEvent(
@@ -27,6 +28,7 @@ def create_event(
         type=type,
         account_id=account_id,
         user_id=user_id,
+        previous_id=previous_id,
         name=name,
         feature=feature,
         is_login=is_login,
