@@ -38,6 +38,7 @@ pytest_plugins = [
     "tests.fixtures.console",
     "tests.fixtures.ingest",
     "tests.fixtures.ops",
+    "tests.fixtures.browser",
 ]
 
 LANES = ("unit", "simulation", "integration", "e2e")
@@ -63,6 +64,9 @@ INTEGRATION = frozenset(
         "db",
         "own_db_url",
         "seeded",
+        "chromium",
+        "page_server",
+        "npm_sdks",
     }
 )
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,13 +25,12 @@ from services.web.api.alerts import router as alerts_router
 from services.web.console.routes import router as console_router
 from shared.settings import Settings
 from tests.ingest.test_api import basic, track, uid
-from tests.support.broker import TansuBroker, free_port
+from tests.support.broker import TansuBroker
 from tests.support.ingest import ServedApp, read_events
+from tests.support.pages import PageServer
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 PAGE_ORIGIN = "https://app.customer.example"
 
 
@@ -179,48 +175,10 @@ async ({url, key, preflighted, plain}) => {
 """
 
 
-class _PageHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(PAGE)))
-        self.end_headers()
-        self.wfile.write(PAGE)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def page_server() -> Iterator[int]:
-    """The customer's site: another loopback port, hence another origin."""
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _PageHandler)
-    thread = threading.Thread(target=server.serve_forever, name="page-server", daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium (Debian package chromium; scripts/test installs it)")
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        yield context
-        context.close()
-
-
 def send_from_page(
     chromium: Any, page_url: str, ingest_url: str, key: str, account: str
 ) -> dict[str, Any]:
+    """The page at ``page_url`` (served by ``page_server``) sends two calls as :data:`SEND`."""
     calls = {
         "preflighted": track(account, messageId=uid("pre")),
         "plain": track(account, messageId=uid("plain")),
@@ -249,14 +207,13 @@ class TestInBrowser:
     def test_page_on_another_origin_sends_both_ways(
         self,
         chromium: Any,
-        page_server: int,
+        page_server: PageServer,
         ingest: ServedApp,
         write_key: str,
         broker: TansuBroker,
     ) -> None:
-        sent = send_from_page(
-            chromium, f"http://127.0.0.1:{page_server}/", ingest.url, write_key, new_account()
-        )
+        page = page_server.add("/", PAGE)
+        sent = send_from_page(chromium, page, ingest.url, write_key, new_account())
         for how in ("preflighted", "plain"):
             answer = sent["answers"][how]
             assert answer.get("status") == 200, (how, answer)
@@ -267,17 +224,18 @@ class TestInBrowser:
     def test_only_the_allowed_origin_when_narrowed(
         self,
         chromium: Any,
-        page_server: int,
+        page_server: PageServer,
         serve_ingest: Callable[..., ServedApp],
         write_key: str,
         broker: TansuBroker,
     ) -> None:
-        allowed = f"http://127.0.0.1:{page_server}"
+        page_server.add("/", PAGE)
+        allowed = f"http://127.0.0.1:{page_server.port}"
         served = serve_ingest(broker.bootstrap, cors_origins=allowed)
 
         account = new_account()
         refused = send_from_page(
-            chromium, f"http://localhost:{page_server}/", served.url, write_key, account
+            chromium, page_server.url("/", host="localhost"), served.url, write_key, account
         )
         for how in ("preflighted", "plain"):
             assert "Failed to fetch" in refused["answers"][how].get("error", ""), refused
