@@ -12,8 +12,10 @@ Conventions: every window ends on ``as_of`` inclusive. "Last 28 days" is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 WEEKS = 12
 MONTH_DAYS = 28
@@ -65,6 +67,18 @@ class UserWeeks:
     """The user's last active day on or before ``as_of`` (outside the 12 weeks too, for a named
     champion)."""
     last_login: date | None = None
+
+    @classmethod
+    def from_row(cls, user_id: str, row: Mapping[str, Any]) -> UserWeeks:
+        """From a per-user row of the reads: ``days`` and ``events`` per week, ``last`` and
+        ``login`` days."""
+        return cls(
+            user_id=user_id,
+            active_days=tuple(row["days"]),
+            events=tuple(row["events"]),
+            last_active=row["last"],
+            last_login=row["login"],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,16 +146,7 @@ def _user_weeks(
     named_last: Mapping[tuple[str, str], tuple[date | None, date | None]],
     account_id: str,
 ) -> tuple[UserWeeks, ...]:
-    out = {
-        user_id: UserWeeks(
-            user_id=user_id,
-            active_days=tuple(u["days"]),
-            events=tuple(u["events"]),
-            last_active=u["last"],
-            last_login=u["login"],
-        )
-        for user_id, u in users.items()
-    }
+    out = {user_id: UserWeeks.from_row(user_id, u) for user_id, u in users.items()}
     if champion and champion not in out:
         last, login = named_last.get((account_id, champion), (None, None))
         out[champion] = UserWeeks(user_id=champion, last_active=last, last_login=login)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from itertools import accumulate
 
@@ -29,9 +29,10 @@ from services.scorer.activity import (
     FeatureActivity,
     UserWeeks,
 )
+from services.scorer.aliases import identities, merged_people
 from services.scorer.repository import ACCOUNTS, _as_date, _chunks, profile_of
 from shared.account_fields import ACCOUNT_FIELDS
-from shared.db.models import AccountDay, FeatureDay, FeatureUserDay, UserDay
+from shared.db.models import AccountDay, FeatureDay, FeatureUserDay, UserAlias, UserDay
 
 __all__ = ["RollupMemory", "load_rollups"]
 
@@ -98,6 +99,12 @@ class _Account:
     """The ordinal of ``active[0]``."""
     first_week_total: int = 0
     """The first week's logins once the week is over (``as_of >= start + 6``)."""
+    aliases: list[tuple[str, str, date]] = field(default_factory=list)
+    """(previous id, user id, day) of its alias calls; only for an account with any:"""
+    user_rows: list[tuple[str, date, int, int]] = field(default_factory=list)
+    """its user-days (user, day, events, logins), and"""
+    feature_rows: list[tuple[str, str, date]] = field(default_factory=list)
+    """its key features' user-days (feature, user, day), which step 10 merges."""
 
     def active_users(self, first: date, last: date) -> tuple[int, ...]:
         """Active users of each day ``first .. last`` (0 where there is no row)."""
@@ -107,6 +114,16 @@ class _Account:
         inside = self.active[max(lo, 0) : max(min(hi, len(self.active)), 0)]
         before = min(max(0, -lo), hi - lo)
         return (0,) * before + tuple(inside) + (0,) * (hi - lo - before - len(inside))
+
+
+def _quiet_champion(acc: _Account, champion: str, as_of: date) -> UserWeeks:
+    """A named champion with no weeks in the window: their last day and login ever."""
+    named = acc.users.get(champion)
+    return UserWeeks(
+        user_id=champion,
+        last_active=_last_on_or_before(named.activity.days, as_of) if named else None,
+        last_login=_last_on_or_before(named.logins, as_of) if named else None,
+    )
 
 
 class RollupMemory:
@@ -177,12 +194,7 @@ class RollupMemory:
         # 9. A named champion quiet for longer: their last day and login ever.
         champion = profile.champion
         if champion and champion not in users:
-            named = acc.users.get(champion)
-            users[champion] = UserWeeks(
-                user_id=champion,
-                last_active=_last_on_or_before(named.activity.days, as_of) if named else None,
-                last_login=_last_on_or_before(named.logins, as_of) if named else None,
-            )
+            users[champion] = _quiet_champion(acc, champion, as_of)
 
         # 6-7. Key features: first and last use ever, uses and distinct users in 28 days.
         features = []
@@ -214,6 +226,31 @@ class RollupMemory:
         series: tuple[int, ...] = ()
         if origin is not None and origin <= as_of:
             series = acc.active_users(max(daily_start, origin), as_of)
+        activated = bisect_right(acc.user_firsts, as_of)
+
+        # 10. Aliased ids count as one user (services.scorer.aliases).
+        ids = identities(acc.aliases, as_of) if acc.aliases else {}
+        if ids:
+            merged = merged_people(
+                ids,
+                [u for u, user in acc.users.items() if user.activity.days[0] <= as_of],
+                acc.user_rows,
+                [(f, u) for f, u, d in acc.feature_rows if month_start <= d <= as_of],
+                as_of,
+            )
+            activated, wau, mau = merged.activated, merged.wau, merged.mau
+            weekly_users = merged.weekly_users
+            users = {u: UserWeeks.from_row(u, row) for u, row in merged.per_user.items()}
+            if champion and champion not in users:
+                users[champion] = _quiet_champion(acc, champion, as_of)
+            features = [
+                replace(f, users_28d=merged.feature_users.get(f.feature, 0)) for f in features
+            ]
+            if series:
+                first = as_of - timedelta(days=len(series) - 1)
+                series = tuple(
+                    merged.daily.get(first + timedelta(days=i), 0) for i in range(len(series))
+                )
         return AccountActivity(
             profile=profile,
             as_of=as_of,
@@ -226,7 +263,7 @@ class RollupMemory:
             weekly_active_users=tuple(weekly_users),
             weekly_logins=weekly_logins,
             features=tuple(features),
-            activated_users=bisect_right(acc.user_firsts, as_of),
+            activated_users=activated,
             first_week_logins=first_week,
             users=tuple(users[k] for k in sorted(users)),
         )
@@ -259,6 +296,14 @@ async def load_rollups(
         ):
             if (acc := accounts.get(account_id)) is not None:
                 acc.days[_day(raw)] = (int(logins), int(active))
+        al = UserAlias
+        for account_id, previous, user, raw in await session.execute(
+            select(al.account_id, al.previous_id, al.user_id, al.day).where(
+                al.account_id.in_(list(chunk)), al.day <= last
+            )
+        ):
+            if (acc := accounts.get(account_id)) is not None:
+                acc.aliases.append((previous, user, _day(raw)))
         user_days: dict[tuple[str, str], dict[date, int]] = defaultdict(dict)
         user_logins: dict[tuple[str, str], list[date]] = defaultdict(list)
         for account_id, user, raw, events, logins in await session.execute(
@@ -270,6 +315,8 @@ async def load_rollups(
             user_days[(account_id, user)][day] = int(events)
             if logins > 0:
                 user_logins[(account_id, user)].append(day)
+            if (acc := accounts.get(account_id)) is not None and acc.aliases:
+                acc.user_rows.append((user, day, int(events), int(logins)))
         for (account_id, user), by_day in user_days.items():
             if (acc := accounts.get(account_id)) is not None:
                 acc.users[user] = _User(
@@ -293,6 +340,8 @@ async def load_rollups(
                 )
             ):
                 feature_users[(account_id, feature)][user].append(_day(raw))
+                if (acc := accounts.get(account_id)) is not None and acc.aliases:
+                    acc.feature_rows.append((feature, user, _day(raw)))
             for key in uses.keys() | feature_users.keys():
                 if (acc := accounts.get(key[0])) is not None:
                     acc.features[key[1]] = _Feature(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.scorer.activity import AccountActivity
 from services.scorer.aliases import identities, merged_people
 from services.scorer.repository import ScoringRepository
+from services.scorer.rollups import load_rollups
 from services.scorer.writer import RollupWriter
 from shared.db.models import Account
 from shared.events import CanonicalEvent
@@ -105,13 +106,19 @@ def account_events(uid: str, acme: str) -> list[list[CanonicalEvent]]:
     ]
 
 
+async def seeded_account(db: Sessions, uid: str) -> str:
+    """An account with :func:`account_events` flushed in order."""
+    acme = f"{uid}-acme"
+    for batch in account_events(uid, acme):
+        await flush(db, batch)
+    return acme
+
+
 class TestCountedOnce:
     async def test_the_two_ids_count_as_one_user_from_the_alias_on(
         self, db: Sessions, uid: str
     ) -> None:
-        acme = f"{uid}-acme"
-        for batch in account_events(uid, acme):
-            await flush(db, batch)
+        acme = await seeded_account(db, uid)
         a = await activity_of(db, acme)
         assert (a.activated_users, a.wau, a.mau) == (2, 2, 2)
         assert a.daily_active_users[-6] == 2  # ago(5): u-77 and someone
@@ -152,3 +159,18 @@ class TestCountedOnce:
         async with db() as session:
             marks = await ScoringRepository().load_marks(session, [acme])
         assert marks[acme].rescore_from == ago(5)
+
+
+class TestBacktestReplay:
+    async def test_the_replay_merges_aliases_like_the_repository(
+        self, db: Sessions, uid: str
+    ) -> None:
+        acme = await seeded_account(db, uid)
+        days = [ago(n) for n in (30, 6, 5, 2, 0)] + [AS_OF + timedelta(days=40)]
+        async with db() as session:
+            memory = await load_rollups(session, [acme], days[-1], ("reports",))
+            for day in days:
+                [expected] = await ScoringRepository().load_activity(
+                    session, [acme], day, ("reports",)
+                )
+                assert memory.activity([acme], day) == [expected], day

@@ -75,6 +75,19 @@ async def new_write_key(pg_url: str, name: str = "test") -> tuple[int, str]:
         await engine.dispose()
 
 
+async def events_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    """A started consumer of the whole events topic from its start, in no group."""
+    consumer = AIOKafkaConsumer(
+        topics.EVENTS,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    return consumer
+
+
 async def read_events(
     bootstrap: str,
     event_ids: set[str],
@@ -85,14 +98,7 @@ async def read_events(
     """event id -> (Kafka key, headers, event) for every one of ``event_ids`` on the events
     topic; returns what it found when ``timeout_s`` passes first. ``seen`` collects the id of
     every event read on the way."""
-    consumer = AIOKafkaConsumer(
-        topics.EVENTS,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+    consumer = await events_consumer(bootstrap)
     found: dict[str, tuple[bytes | None, dict[str, bytes], CanonicalEvent]] = {}
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
@@ -107,6 +113,27 @@ async def read_events(
                         seen.add(event.event_id)
                     if event.event_id in event_ids:
                         found[event.event_id] = (r.key, dict(r.headers), event)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def read_account_events(
+    bootstrap: str, account: str, count: int, *, timeout_s: float = 30.0
+) -> list[CanonicalEvent]:
+    """The events of ``account`` on the events topic, in topic order, once ``count`` of them
+    were read (or what there is when ``timeout_s`` passes first)."""
+    consumer = await events_consumer(bootstrap)
+    found: list[CanonicalEvent] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(found) < count and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for r in records:
+                    event = CanonicalEvent.from_bytes(r.value)
+                    if event.account_id == account:
+                        found.append(event)
     finally:
         await consumer.stop()
     return found
