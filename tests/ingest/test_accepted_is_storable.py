@@ -104,7 +104,7 @@ account_traits = st.dictionaries(
 
 @st.composite
 def calls(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["track", "identify", "group", "page"]))
+    kind = draw(st.sampled_from(["track", "identify", "group", "page", "screen", "alias"]))
     call: dict[str, Any] = {"type": kind, "userId": draw(ids)}
     optional = {
         "anonymousId": ids,
@@ -119,8 +119,10 @@ def calls(draw: st.DrawFn) -> dict[str, Any]:
             call[key] = draw(strategy)
     if kind == "track":
         call["event"] = draw(st.one_of(text, st.sampled_from(["Signed In", "Report Exported"])))
-    elif kind == "page":
+    elif kind in ("page", "screen"):
         call["name"] = draw(text)
+    elif kind == "alias":
+        call["previousId"] = draw(ids)
     elif kind == "group":
         call["groupId"] = draw(ids)
         call["traits"] = {**draw(objects), **draw(account_traits)}
@@ -132,10 +134,14 @@ def calls(draw: st.DrawFn) -> dict[str, Any]:
     return call
 
 
-def body_bytes(batch: list[dict[str, Any]], sent_at: str | None) -> bytes:
+def body_bytes(
+    batch: list[dict[str, Any]], sent_at: str | None, context: dict[str, Any] | None = None
+) -> bytes:
     body: dict[str, Any] = {"batch": batch}
     if sent_at is not None:
         body["sentAt"] = sent_at
+    if context is not None:
+        body["context"] = context
     # ensure_ascii: lone surrogates become \udxxx escapes, as a JavaScript client sends them.
     # JSON has no infinity; 1e400 is the literal a client would send that becomes one.
     return json.dumps(body, ensure_ascii=True).replace("Infinity", "1e400").encode()
@@ -187,17 +193,22 @@ class TestAcceptedIsStorable:
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-    @given(batch=st.lists(calls(), min_size=1, max_size=4), sent_at=times)
+    @given(
+        batch=st.lists(calls(), min_size=1, max_size=4),
+        sent_at=times,
+        context=st.one_of(st.none(), st.fixed_dictionaries({"groupId": ids})),
+    )
     async def test_every_accepted_event_decodes_and_stores(
         self,
         pipeline: tuple[Pipeline, list[async_sessionmaker[AsyncSession]]],
         batch: list[dict[str, Any]],
         sent_at: str | None,
+        context: dict[str, Any] | None,
     ) -> None:
         ingest, databases = pipeline
         r = await ingest.client.post(
             "/v1/batch",
-            content=body_bytes(batch, sent_at),
+            content=body_bytes(batch, sent_at, context),
             headers={"Content-Type": "application/json"},
         )
         assert r.status_code < 500, r.text
