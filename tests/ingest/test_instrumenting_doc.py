@@ -1,10 +1,12 @@
 """docs/instrumenting.md's examples, run against a real tend ingest (issue 14).
 
-Every fenced block after an HTML comment ``run: <curl|python|node>, sends <N>`` is executed as
-a reader would run it (curl lines by bash, Python by this interpreter with the dev extra's
-segment-analytics-python and rudder-sdk-python, JavaScript by node beside the npm packages of
-tests/js), with ``TEND_URL`` and ``TEND_WRITE_KEY`` in the environment and the example's account
-``acme-corp`` renamed so runs stay apart. Its N events must then be on the events topic.
+Every fenced block after an HTML comment ``run: <curl|python|node|browser>, sends <N>`` is
+executed as a reader would run it (curl lines by bash, Python by this interpreter with the dev
+extra's segment-analytics-python and rudder-sdk-python, JavaScript by node beside the npm
+packages of tests/js), with ``TEND_URL`` and ``TEND_WRITE_KEY`` in the environment and the
+example's account ``acme-corp`` renamed so runs stay apart. Its N events must then be on the
+events topic. The browser's example is bundled and run in headless Chromium by
+tests/ingest/test_sdks.py, with its placeholders (key, host, scheme) filled in.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from tests.support.js import JS_DIR
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "instrumenting.md"
 MARKED = re.compile(
-    r"^<!-- run: (?P<kind>curl|python|node), sends (?P<sends>\d+) -->\n"
+    r"^<!-- run: (?P<kind>curl|python|node|browser), sends (?P<sends>\d+) -->\n"
     r"```(?P<lang>\w+)\n(?P<code>.*?)^```$",
     re.MULTILINE | re.DOTALL,
 )
-LANG = {"curl": "sh", "python": "python", "node": "js"}
+LANG = {"curl": "sh", "python": "python", "node": "js", "browser": "js"}
 ACCOUNT = "acme-corp"
 
 
@@ -62,13 +64,15 @@ def examples() -> list[Example]:
 
 
 EXAMPLES = examples()
+RUN_HERE = [e for e in EXAMPLES if e.kind != "browser"]
+"""The browser's example runs in headless Chromium: tests/ingest/test_sdks.py."""
 
 
 class TestTheDoc:
     def test_every_run_marker_is_found_with_its_block(self) -> None:
         markers = DOC.read_text().count("<!-- run:")
         assert len(EXAMPLES) == markers > 0
-        assert {e.kind for e in EXAMPLES} == {"curl", "python", "node"}
+        assert {e.kind for e in EXAMPLES} == {"curl", "python", "node", "browser"}
         for e in EXAMPLES:
             assert e.lang == LANG[e.kind], e.id
             assert ACCOUNT in e.code, f"{e.id}: the examples' account is {ACCOUNT}"
@@ -88,7 +92,7 @@ def run(example: Example, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])
+@pytest.mark.parametrize("example", RUN_HERE, ids=[e.id for e in RUN_HERE])
 async def test_the_example_runs_and_its_events_arrive(
     example: Example,
     request: pytest.FixtureRequest,

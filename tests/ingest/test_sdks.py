@@ -11,6 +11,7 @@ sync API and asyncio tests do not share a module).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,10 @@ from typing import Any
 import pytest
 
 from shared.events import CanonicalEvent
+from tests.ingest.test_instrumenting_doc import ACCOUNT, EXAMPLES
 from tests.support.broker import TansuBroker
-from tests.support.ingest import ServedApp, read_events
-from tests.support.js import bundle_browser_sdk
+from tests.support.ingest import ServedApp, read_account_events, read_events
+from tests.support.js import bundle
 from tests.support.pages import PageServer
 
 pytestmark = pytest.mark.integration
@@ -72,8 +74,8 @@ def sdk_page(
     npm_sdks: Path, page_server: PageServer, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
     """The customer's page with @segment/analytics-next from npm as /analytics.js."""
-    bundle = bundle_browser_sdk(tmp_path_factory.mktemp("sdk") / "analytics.js")
-    page_server.add("/analytics.js", bundle, "text/javascript")
+    script = bundle(tmp_path_factory.mktemp("sdk") / "analytics.js")
+    page_server.add("/analytics.js", script, "text/javascript")
     return page_server.add("/", PAGE)
 
 
@@ -154,3 +156,57 @@ class TestBrowserSdk:
         # sentAt came with every call (the batch's in batching mode): times are corrected,
         # not taken as received.
         assert all(e.occurred_at <= e.received_at for e in events.values())
+
+
+# The doc's placeholders, as a reader replaces them.
+PLACEHOLDERS = {"'tend_wk_...'": "key", "'tend.example.com/v1'": "api_host", "'https'": "scheme"}
+
+
+class TestTheDocsExample:
+    def test_the_browser_example_runs_and_its_events_arrive(
+        self,
+        chromium: Any,
+        npm_sdks: Path,
+        page_server: PageServer,
+        ingest: ServedApp,
+        write_key: str,
+        broker: TansuBroker,
+        tmp_path: Path,
+    ) -> None:
+        [example] = [e for e in EXAMPLES if e.kind == "browser"]
+        account = f"{ACCOUNT}-{uuid.uuid4().hex[:8]}"
+        values = {
+            "key": write_key,
+            "api_host": ingest.url.removeprefix("http://") + "/v1",
+            "scheme": "http",
+        }
+        source = example.code.replace(ACCOUNT, account)
+        for placeholder, name in PLACEHOLDERS.items():
+            assert placeholder in source, placeholder
+            source = source.replace(placeholder, json.dumps(values[name]))
+        page_server.add("/doc-app.js", bundle(tmp_path / "app.js", source), "text/javascript")
+        url = page_server.add("/doc", '<!doctype html><script src="/doc-app.js"></script>')
+
+        page = chromium.new_page()
+        answers: list[int] = []
+        page.on("response", lambda r: answers.append(r.status) if "/v1/" in r.url else None)
+        try:
+            page.goto(url)
+            deadline = time.monotonic() + 30
+            while len(answers) < example.sends:
+                assert time.monotonic() < deadline, answers
+                page.wait_for_timeout(100)
+        finally:
+            page.close()
+        assert answers == [200] * example.sends
+
+        with ThreadPoolExecutor(1) as pool:
+            events = pool.submit(
+                asyncio.run, read_account_events(broker.bootstrap, account, example.sends)
+            ).result()
+        assert sorted((e.type, e.name) for e in events) == [
+            ("group", None),
+            ("identify", None),
+            ("track", "Report Exported"),
+            ("track", "Signed In"),
+        ]

@@ -41,17 +41,20 @@ def install() -> None:
         )
 
 
-def bundle_browser_sdk(out: Path) -> bytes:
-    """@segment/analytics-next as one script setting ``window.AnalyticsBrowser``."""
+def bundle(out: Path, source: str | None = None) -> bytes:
+    """One script for a page, with its imports from tests/js's packages: ``source`` (an app's
+    module), or else tests/js/browser_entry.js (@segment/analytics-next as
+    ``window.AnalyticsBrowser``)."""
     subprocess.run(
         [
             str(NODE_MODULES / ".bin" / "esbuild"),
-            "browser_entry.js",
+            *([] if source is not None else ["browser_entry.js"]),
             "--bundle",
             "--format=iife",
             "--log-level=error",
             f"--outfile={out}",
         ],
+        input=source.encode() if source is not None else None,
         cwd=JS_DIR,
         check=True,
         capture_output=True,
