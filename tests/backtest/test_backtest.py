@@ -1,8 +1,8 @@
-"""The backtest on a simulated portfolio with known churn (tests/backtest/portfolio.py), on a
-real SQLite file: the figures equal an independent count, made here, from the alert history
-and band days the replay produced and the churn dates the test wrote; a proposed config is
-reported beside the current one; the in-memory rollups answer what the scorer's repository
-answers; and `tend backtest` end to end."""
+"""The backtest on a simulated portfolio with known churn (tests/backtest/portfolio.py), on
+PostgreSQL and on a SQLite file (every test runs on both): the figures equal an independent
+count, made here, from the alert history and band days the replay produced and the churn dates
+the test wrote; a proposed config is reported beside the current one; the in-memory rollups
+answer what the scorer's repository answers; and `tend backtest` end to end."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from shared.config import parse_config
 from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
 from tests.backtest.portfolio import KEY_FEATURES, SimAccount, create_portfolio, write_portfolio
+from tests.fixtures.databases import ON_BOTH
+from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -46,26 +48,34 @@ class Portfolio:
         self.result: Comparison = report_of(replayed)
 
 
-@pytest.fixture(scope="module")
-def backtest_portfolio() -> Iterator[Portfolio]:
+@pytest.fixture(scope="module", params=ON_BOTH)
+def backtest_portfolio(request: pytest.FixtureRequest) -> Iterator[Portfolio]:
     """Ten accounts (two per behaviour) over eight months, replayed once under the current
-    and a proposed model."""
+    and a proposed model, in a fresh database of this module: PostgreSQL (dropped after) or a
+    SQLite file."""
+    accounts = create_portfolio("bt-", 2, START, END)
+
+    async def build(url: str) -> Replayed:
+        await upgrade_async(url)
+        engine = create_engine(url)
+        try:
+            sessions = create_sessionmaker(engine)
+            await write_portfolio(sessions, accounts, START, END)
+            configs = [parse_config(_yaml(CONFIG_YAML)), parse_config(_yaml(PROPOSED_YAML))]
+            return await replay_portfolio(sessions, configs, WINDOW, chunk_size=4)
+        finally:
+            await engine.dispose()
+
+    if request.param == "postgresql":
+        url = asyncio.run(create_database("tend_backtest"))
+        try:
+            yield Portfolio(url, accounts, asyncio.run(build(url)))
+        finally:
+            asyncio.run(drop_database(url))
+        return
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite+aiosqlite:///{folder}/tend.db"
-        accounts = create_portfolio("bt-", 2, START, END)
-
-        async def build() -> Replayed:
-            await upgrade_async(url)
-            engine = create_engine(url)
-            try:
-                sessions = create_sessionmaker(engine)
-                await write_portfolio(sessions, accounts, START, END)
-                configs = [parse_config(_yaml(CONFIG_YAML)), parse_config(_yaml(PROPOSED_YAML))]
-                return await replay_portfolio(sessions, configs, WINDOW, chunk_size=4)
-            finally:
-                await engine.dispose()
-
-        yield Portfolio(url, accounts, asyncio.run(build()))
+        yield Portfolio(url, accounts, asyncio.run(build(url)))
 
 
 def _yaml(text: str) -> object:
@@ -362,7 +372,7 @@ class TestCommand:
         assert result.exit_code == 2, result.output
         assert named in result.output
 
-    def test_no_data(self, sqlite_url: str, tmp_path: Path) -> None:
-        result = invoke(sqlite_url, tmp_path, "--from", "2025-03-01", "--to", "2025-04-01")
+    def test_no_data(self, own_db_url: str, tmp_path: Path) -> None:
+        result = invoke(own_db_url, tmp_path, "--from", "2025-03-01", "--to", "2025-04-01")
         assert result.exit_code == 1, result.output
         assert "no accounts to backtest" in result.output
