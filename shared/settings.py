@@ -174,6 +174,35 @@ class AlertsSettings(BaseModel):
         return [d.strip().lower().lstrip("@") for d in self.email_domains.split(",") if d.strip()]
 
 
+class SlackSettings(BaseModel):
+    """The Slack app: buttons on alerts and Web API delivery (``TEND_SLACK__*``; the incoming
+    webhook of old is ``TEND_SLACK_WEBHOOK_URL``). docs/slack.md sets the app up."""
+
+    signing_secret: SecretStr | None = Field(
+        None,
+        description="The app's signing secret: /v1/slack/interactivity takes only requests "
+        "signed with it. Unset: the endpoint refuses every request and alerts carry no buttons.",
+    )
+    bot_token: SecretStr | None = Field(
+        None,
+        description="The app's bot token (xoxb-..., scope chat:write): alerts are posted with "
+        "chat.postMessage instead of incoming webhooks.",
+    )
+    channel: str | None = Field(
+        None,
+        max_length=100,
+        description="Channel id the bot posts to (the CSM is mentioned there). Unset: a CSM "
+        "with a Slack user id gets a direct message, others the incoming webhook.",
+    )
+    api_url: str = Field(
+        "https://slack.com/api",
+        description="Base URL of Slack's Web API (tests point it at a loopback server).",
+    )
+    min_interval_s: float = Field(
+        1.0, ge=0, description="Least time between two messages to one channel (Slack: ~1/s)."
+    )
+
+
 class ConsoleSettings(BaseModel):
     """Sign-in and session cookie of the CSM console (``TEND_CONSOLE__*``)."""
 
@@ -313,6 +342,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     people: PeopleSettings = PeopleSettings()
     oidc: OidcSettings = OidcSettings()
+    slack: SlackSettings = SlackSettings()
 
     @field_validator("api_token")
     @classmethod

@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.consumer import AlertsService
 from services.alerts.dispatcher import Dispatcher
-from services.alerts.notifiers import EmailNotifier, Notifier, SlackNotifier, SmtpSettings
+from services.alerts.notifiers import (
+    EmailNotifier,
+    Notifier,
+    SlackApiNotifier,
+    SlackNotifier,
+    SmtpSettings,
+)
 from services.alerts.routing import Defaults
 from shared.api_errors import install_error_handlers
 from shared.bus import Bus
@@ -52,8 +58,18 @@ def create_app(
 
 
 def build_notifiers(settings: Settings) -> dict[str, Notifier]:
-    """Slack always (webhooks come with the alerts); email when ``TEND_SMTP_HOST`` is set."""
-    notifiers: dict[str, Notifier] = {"slack": SlackNotifier()}
+    """Slack webhooks always (they come with the alerts); Slack's Web API with a bot token;
+    email when ``TEND_SMTP_HOST`` is set. Buttons when Slack interactivity is set up."""
+    slack = settings.slack
+    buttons = slack.signing_secret is not None
+    notifiers: dict[str, Notifier] = {"slack": SlackNotifier(buttons=buttons)}
+    if slack.bot_token is not None:
+        notifiers["slack_api"] = SlackApiNotifier(
+            slack.bot_token.get_secret_value(),
+            api_url=slack.api_url,
+            min_interval_s=slack.min_interval_s,
+            buttons=buttons,
+        )
     if settings.smtp_host:
         notifiers["email"] = EmailNotifier(SmtpSettings.from_settings(settings))
     return notifiers
@@ -69,6 +85,8 @@ def build_defaults(settings: Settings) -> Defaults:
         slack_webhook_hosts=tuple(settings.alerts.slack_webhook_host_list),
         slack_webhook_allow_http=settings.alerts.slack_webhook_allow_http,
         email_domains=tuple(settings.alerts.email_domain_list),
+        slack_api=settings.slack.bot_token is not None,
+        slack_channel=settings.slack.channel,
     )
 
 

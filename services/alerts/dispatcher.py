@@ -271,7 +271,14 @@ class Dispatcher:
 
     def _outcome(self, claim: Claim, result: DeliveryResult, now: datetime) -> dict[str, Any]:
         if result.is_delivered:
-            return {"status": "sent", "sent_at": now, "last_error": None}
+            channel, ts = result.posted or (None, None)
+            return {
+                "status": "sent",
+                "sent_at": now,
+                "last_error": None,
+                "slack_channel": channel,
+                "slack_ts": ts,
+            }
         if result.is_failed:
             return {"status": "failed", "last_error": result.reason[:2000]}
         if claim.attempts >= self.max_attempts:

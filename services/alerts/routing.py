@@ -3,6 +3,10 @@
 Resolved when the notification is written to the outbox, so an outbox row names its channel
 and destination and the dispatcher only delivers.
 
+Slack goes by incoming webhook (``slack``) or, with a bot token, by the Web API
+(``slack_api``): to ``TEND_SLACK__CHANNEL`` when set, else to a CSM named by Slack member id
+(a direct message); a CSM's own webhook URL keeps being used as it is.
+
 Trust: the operator's own settings (``TEND_SLACK_WEBHOOK_URL``, ``TEND_ALERTS__DEFAULT_EMAILS``,
 rule routes in the YAML) are used as they are. A CSM destination comes from account data
 (the profile, or group traits when ``TEND_SCORER__ROUTING_FROM_TRAITS`` is on), so it is
@@ -24,6 +28,7 @@ from services.alerts.metrics import REFUSED_DESTINATIONS
 from services.alerts.notifiers.base import Channel
 from shared.alert_rules import Route
 from shared.redact import mask_url
+from shared.slack import is_user_id
 
 __all__ = [
     "DIGEST_CHANNEL",
@@ -34,6 +39,7 @@ __all__ = [
     "email_refusal",
     "is_webhook",
     "next_digest",
+    "slack_destination",
     "webhook_refusal",
 ]
 
@@ -61,6 +67,24 @@ class Defaults:
     """Testing only: accept http:// webhook URLs from account data."""
     email_domains: tuple[str, ...] = ()
     """Domains a CSM address from account data may be at (lower case); empty: any."""
+    slack_api: bool = False
+    """A bot token is set: Slack messages may go through the Web API."""
+    slack_channel: str | None = None
+    """The channel id the bot posts to (``TEND_SLACK__CHANNEL``)."""
+
+
+def slack_destination(csm_slack: str | None, defaults: Defaults) -> Destination | None:
+    """Where the Slack message of an account goes (``csm_slack`` already checked)."""
+    if csm_slack and is_webhook(csm_slack):
+        return ("slack", csm_slack)
+    if defaults.slack_api:
+        if defaults.slack_channel:
+            return ("slack_api", defaults.slack_channel)
+        if is_user_id(csm_slack):
+            return ("slack_api", str(csm_slack))
+    if defaults.slack_webhook_url:
+        return ("slack", defaults.slack_webhook_url)
+    return None
 
 
 def is_webhook(value: str | None) -> bool:
@@ -145,7 +169,9 @@ def destinations(
             found.append((channel, destination))
 
     if route is None or not route.replace_csm:
-        add("slack", csm_slack if is_webhook(csm_slack) else defaults.slack_webhook_url)
+        slack = slack_destination(csm_slack, defaults)
+        if slack is not None:
+            add(*slack)
         if csm_email:
             add("email", csm_email)
         elif defaults.emails:

@@ -21,6 +21,7 @@ from services.web.api.outcomes import router as outcomes_router
 from services.web.api.people import router as people_router
 from services.web.api.retention import router as retention_router
 from services.web.api.schemas import OPENAPI_TAGS
+from services.web.api.slack import router as slack_router
 from services.web.console.exports import router as console_exports_router
 from services.web.console.oidc import OidcClient
 from services.web.console.oidc import router as oidc_router
@@ -72,6 +73,7 @@ def create_app(
     if settings.oidc.enabled:
         app.state.oidc = OidcClient(settings.oidc)
         app.state.oidc_name = settings.oidc.name
+    app.state.slack_signing_secret = settings.slack.signing_secret
     if sessions is not None:
         app.state.sessions = sessions
     if clock is not None:
@@ -84,6 +86,7 @@ def create_app(
     app.include_router(retention_router)
     app.include_router(exports_router)
     app.include_router(people_router)
+    app.include_router(slack_router)
     # The console serves /console/static itself (Starlette's StaticFiles, with its cache and
     # nosniff headers), in this app and in any other that includes its router.
     # The downloads and people's pages come first: the console router ends with a catch-all 404.

@@ -356,6 +356,32 @@ class AlertNotification(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    slack_channel: Mapped[str | None] = mapped_column(
+        String(100), default=None, comment="slack_api: the channel the message was posted in."
+    )
+    slack_ts: Mapped[str | None] = mapped_column(
+        String(40), default=None, comment="slack_api: the posted message's ts (chat.update)."
+    )
+
+
+class AlertAction(Base):
+    """Who moved an alert by hand, from where: one row per alert moved (a Slack button on a
+    grouped message moves every active alert of the account). ``actor_id`` is the identity at
+    the source (a Slack member id), so a later user table can link it to a tend user."""
+
+    __tablename__ = "alert_actions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("alerts.id"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(20), comment="acknowledge or snooze.")
+    snoozed_until: Mapped[datetime | None] = mapped_column(default=None)
+    source: Mapped[str] = mapped_column(String(20), comment="Where it was done: slack.")
+    actor_id: Mapped[str] = mapped_column(String(100), comment="The Slack member id.")
+    actor_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    team_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AlertScorePoint(Base):

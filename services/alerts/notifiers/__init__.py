@@ -1,4 +1,5 @@
-"""Delivery channels for alert notifications: Slack incoming webhooks and SMTP email.
+"""Delivery channels for alert notifications: Slack incoming webhooks, Slack's Web API
+and SMTP email.
 
 Each notifier sends one :class:`Notification` to one destination and answers a
 :class:`DeliveryResult` (delivered, retry after N seconds, failed permanently) instead of
@@ -14,6 +15,7 @@ from services.alerts.notifiers.base import (
 )
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
+from services.alerts.notifiers.slack_api import SlackApiNotifier
 
 __all__ = [
     "NOTIFICATIONS",
@@ -22,6 +24,7 @@ __all__ = [
     "Notification",
     "NotificationKind",
     "Notifier",
+    "SlackApiNotifier",
     "SlackNotifier",
     "SmtpSettings",
 ]

@@ -34,7 +34,7 @@ __all__ = [
 
 NotificationKind = Literal["open", "repeat", "resolve"]
 Outcome = Literal["delivered", "retry", "failed"]
-Channel = Literal["slack", "email"]
+Channel = Literal["slack", "slack_api", "email"]
 
 NOTIFICATIONS = Counter(
     "tend_alerts_notifications_total",
@@ -86,6 +86,9 @@ class Notification(BaseModel):
     console_url: str = Field(description="The account's page in the tend console.")
     csm_name: str | None = None
     csm_email: str | None = None
+    csm_slack_user: str | None = Field(
+        None, description="The CSM's Slack member id: the message mentions them."
+    )
     started_on: date | None = Field(None, description="Event-time day the condition began.")
     items: tuple[NotificationItem, ...] = ()
 
@@ -107,10 +110,14 @@ class DeliveryResult:
     reason: str = ""
     retry_after_s: float | None = None
     backoff: bool = False
+    posted: tuple[str, str] | None = None
+    """Delivered through Slack's Web API: the message's (channel, ts), kept on the outbox row."""
 
     @classmethod
-    def delivered(cls, reason: str = "") -> DeliveryResult:
-        return cls("delivered", reason)
+    def delivered(
+        cls, reason: str = "", *, posted: tuple[str, str] | None = None
+    ) -> DeliveryResult:
+        return cls("delivered", reason, posted=posted)
 
     @classmethod
     def retry_after(cls, seconds: float, reason: str, *, backoff: bool = False) -> DeliveryResult:

@@ -12,6 +12,7 @@ from datetime import date
 
 from services.alerts.notifiers.base import Notification, NotificationItem
 from shared import format as fmt
+from shared.slack import escape_mrkdwn
 
 __all__ = [
     "alert_title",
@@ -110,11 +111,6 @@ def render_text(n: Notification) -> str:
         lines += ["Next step:", n.next_step.strip(), ""]
     lines += [f"Open in tend: {n.console_url}", "", f"Alert {n.alert_id} ({n.rule}, {n.as_of})"]
     return "\n".join(lines) + "\n"
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Slack's mrkdwn treats ``&``, ``<`` and ``>`` as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_mrkdwn(n: Notification) -> str:

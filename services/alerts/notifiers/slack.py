@@ -39,6 +39,7 @@ from services.alerts.notifiers.render import (
 )
 from shared import format as fmt
 from shared.redact import mask_url
+from shared.slack import ACK_ACTION, SNOOZE_ACTIONS, is_user_id, mention
 
 __all__ = ["SLACK_ERRORS", "SlackNotifier", "WebhookPacer", "build_payload", "redact_webhook"]
 
@@ -108,9 +109,36 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def build_payload(n: Notification) -> dict[str, Any]:
-    """The webhook body: Block Kit blocks plus a ``text`` fallback (notifications, old clients)."""
+def _buttons(n: Notification) -> list[dict[str, Any]]:
+    """Acknowledge and snooze, handled by the web service's ``/v1/slack/interactivity``; the
+    value is the lead alert's id (the click moves every active alert of the account)."""
+    ack = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": "Acknowledge"},
+        "style": "primary",
+        "action_id": ACK_ACTION,
+        "value": n.alert_id,
+    }
+    snoozes = [
+        {
+            "type": "button",
+            "text": {"type": "plain_text", "text": label},
+            "action_id": action_id,
+            "value": n.alert_id,
+        }
+        for action_id, (_, label) in SNOOZE_ACTIONS.items()
+    ]
+    return [ack, *snoozes]
+
+
+def build_payload(n: Notification, *, buttons: bool = False) -> dict[str, Any]:
+    """The message: Block Kit blocks plus a ``text`` fallback (notifications, old clients).
+
+    ``buttons``: acknowledge and snooze on alerts still active (set when Slack interactivity is
+    configured, ``TEND_SLACK__SIGNING_SECRET``). A CSM named by Slack member id is mentioned
+    in the first section and the fallback text, so Slack notifies them."""
     title = alert_title(n)
+    at = f"{mention(n.csm_slack_user)} " if is_user_id(n.csm_slack_user) else ""
     prefix = {"open": "", "repeat": "Still open: ", "resolve": "Resolved: "}[n.kind]
     header = one_line(f"{prefix}{n.account_label} · {n.band}")
     fields = [
@@ -128,7 +156,8 @@ def build_payload(n: Notification) -> dict[str, Any]:
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": f"{_BAND_EMOJI.get(n.band, '')} *{escape_mrkdwn(one_line(title))}*".strip(),
+                "text": at
+                + f"{_BAND_EMOJI.get(n.band, '')} *{escape_mrkdwn(one_line(title))}*".strip(),
             },
             "fields": [{"type": "mrkdwn", "text": f} for f in fields],
         },
@@ -161,7 +190,8 @@ def build_payload(n: Notification) -> dict[str, Any]:
                     "text": {"type": "plain_text", "text": "Open in tend"},
                     "url": n.console_url,
                     "action_id": "open_console",
-                }
+                },
+                *(_buttons(n) if buttons and n.kind != "resolve" and n.alert_id else []),
             ],
         }
     )
@@ -174,7 +204,7 @@ def build_payload(n: Notification) -> dict[str, Any]:
             "elements": [{"type": "mrkdwn", "text": escape_mrkdwn(" · ".join(context))}],
         }
     )
-    return {"text": _truncate(render_mrkdwn(n), _SECTION_MAX), "blocks": blocks}
+    return {"text": at + _truncate(render_mrkdwn(n), _SECTION_MAX), "blocks": blocks}
 
 
 class WebhookPacer:
@@ -276,9 +306,11 @@ class SlackNotifier:
         min_interval_s: float = 1.0,
         default_retry_after_s: float = DEFAULT_RETRY_AFTER_S,
         backoff_base_s: float = 10.0,
+        buttons: bool = False,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        self.buttons = buttons
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
@@ -314,14 +346,22 @@ class SlackNotifier:
         return record(self.channel, result, notification, safe)
 
     async def _send(self, notification: Notification, url: str) -> DeliveryResult:
-        payload = build_payload(notification)
-        async with self.pacer.lock(url):
-            blocked = self.pacer.blocked_for(url)
+        return await self._post(url, url, self._payload(notification), {})
+
+    def _payload(self, notification: Notification) -> dict[str, Any]:
+        return build_payload(notification, buttons=self.buttons)
+
+    async def _post(
+        self, key: str, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> DeliveryResult:
+        """One paced POST of ``payload`` for the destination ``key``, classified."""
+        async with self.pacer.lock(key):
+            blocked = self.pacer.blocked_for(key)
             if blocked > 0:
-                return DeliveryResult.retry_after(blocked, "webhook rate-limited (429) earlier")
-            await self.pacer.wait_turn(url)
+                return DeliveryResult.retry_after(blocked, "rate-limited (429) earlier")
+            await self.pacer.wait_turn(key)
             try:
-                response = await self._client.post(url, json=payload)
+                response = await self._client.post(url, json=payload, headers=headers)
             except httpx.TimeoutException as exc:
                 return self._backoff(f"timeout ({type(exc).__name__})")
             except httpx.ConnectError:
@@ -329,8 +369,8 @@ class SlackNotifier:
             except httpx.TransportError as exc:
                 return self._backoff(f"connection error ({type(exc).__name__})")
             finally:
-                self.pacer.sent(url)
-            return self._classify(response, url)
+                self.pacer.sent(key)
+            return self._classify(response, key)
 
     def _backoff(self, reason: str) -> DeliveryResult:
         return DeliveryResult.retry_after(self.backoff_base_s, reason, backoff=True)

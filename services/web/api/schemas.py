@@ -45,6 +45,11 @@ OPENAPI_TAGS: list[JsonObject] = [
         "name": "people",
         "description": "Who signs in and their roles (admin), your API tokens, the audit log.",
     },
+    {
+        "name": "slack",
+        "description": "Slack's button clicks on alert messages (acknowledge, snooze), "
+        "authenticated by Slack's request signature, not the API token (docs/slack.md).",
+    },
 ]
 """Tag descriptions of the web app's OpenAPI document (errors: docs/api.md)."""
 
