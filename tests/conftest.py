@@ -55,6 +55,7 @@ INTEGRATION = frozenset(
         "fresh_pg",
         "database",
         "slack_server",
+        "slack_api_server",
         "smtp_server",
         "ingest",
         "serve_ingest",

@@ -1,6 +1,6 @@
-"""Real loopback servers for delivery tests: an HTTP server standing in for Slack's incoming
-webhooks, and an aiosmtpd SMTP server. Both record what they receive and answer from a script
-(one scripted answer per call, then the default)."""
+"""Real loopback servers for delivery tests: HTTP servers standing in for Slack's incoming
+webhooks (and ``response_url``) and for its Web API, and an aiosmtpd SMTP server. All record
+what they receive and answer from a script (one scripted answer per call, then the default)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ __all__ = [
     "ReceivedMail",
     "RecordedRequest",
     "Reply",
+    "SlackApiServer",
     "SlackWebhookServer",
     "SmtpServer",
     "create_notification",
@@ -47,6 +48,12 @@ class Reply:
     body: str = "ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    content_type: str = "text/plain"
+
+    @classmethod
+    def api(cls, status: int = 200, **body: Any) -> Reply:
+        """A Web API answer: ``Reply.api(ok=False, error="channel_not_found")``."""
+        return cls(status, json.dumps(body), content_type="application/json")
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class SlackWebhookServer:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Type", reply.content_type)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
@@ -104,7 +111,10 @@ class SlackWebhookServer:
     def _next(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
-            return self._script.popleft() if self._script else Reply()
+            return self._script.popleft() if self._script else self.default_reply(request)
+
+    def default_reply(self, request: RecordedRequest) -> Reply:
+        return Reply()
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
@@ -127,6 +137,27 @@ class SlackWebhookServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+class SlackApiServer(SlackWebhookServer):
+    """Slack's Web API on 127.0.0.1: ``chat.postMessage`` answers ``ok`` with the channel it
+    was given and a new ``ts`` (unless scripted); :meth:`api_url` is the base URL to use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._posted = 0
+
+    def default_reply(self, request: RecordedRequest) -> Reply:
+        self._posted += 1
+        channel = request.json().get("channel") if request.body else None
+        return Reply.api(ok=True, channel=channel, ts=f"1764583200.{self._posted:06d}")
+
+    def reset(self) -> None:
+        super().reset()
+        self._posted = 0
+
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
 
 
 # -- SMTP -------------------------------------------------------------------------------------
