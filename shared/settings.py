@@ -181,7 +181,8 @@ class SlackSettings(BaseModel):
     signing_secret: SecretStr | None = Field(
         None,
         description="The app's signing secret: /v1/slack/interactivity takes only requests "
-        "signed with it. Unset: the endpoint refuses every request and alerts carry no buttons.",
+        "signed with it. Unset: the endpoint refuses every request (401) and alerts carry no "
+        "buttons.",
     )
     bot_token: SecretStr | None = Field(
         None,

@@ -272,14 +272,14 @@ class TestBadInput:
         r = await bench.client.post("/v1/slack/interactivity", **signed(payload))
         assert r.status_code == 400 and r.json()["error"]["field"] == "payload.user.id"
 
-    async def test_without_a_signing_secret_the_endpoint_is_503(self, bench: Bench) -> None:
+    async def test_without_a_signing_secret_every_request_is_401(self, bench: Bench) -> None:
         app = create_app(Settings.model_validate({"config": None}), sessions=bench.sessions)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             r = await client.post(
                 "/v1/slack/interactivity", **signed(click_payload(1, ACK_ACTION, bench.slack))
             )
-        assert r.status_code == 503
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "not_configured")
         assert "TEND_SLACK__SIGNING_SECRET" in r.json()["error"]["message"]
 
 

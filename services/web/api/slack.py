@@ -4,7 +4,7 @@
 
 1. Verify the request is Slack's: the v0 signature of the raw body with
    ``TEND_SLACK__SIGNING_SECRET``, its timestamp within 5 minutes (:mod:`shared.slack`).
-   Unsigned, forged or stale: 401, nothing done. No secret configured: 503.
+   Unsigned, forged or stale: 401, nothing done; no secret configured: 401 for every request.
 2. Read the form field ``payload`` (JSON). Anything but a click on one of tend's buttons
    (:data:`shared.slack.ACTIONS`) is answered 200 and ignored, as Slack expects.
 3. Move the account's incident (every active alert, as ``POST /v1/alerts/accounts/{id}/ack``
@@ -62,7 +62,7 @@ router = APIRouter(
     tags=["slack"],
     route_class=ErrorRoute,
     generate_unique_id_function=operation_id,
-    responses=error_responses(400, 401, 413, 503),
+    responses=error_responses(400, 401, 413),
 )
 
 
@@ -164,9 +164,11 @@ def _form_payload(body: bytes) -> dict[str, Any]:
 def _check_signature(request: Request, body: bytes, timestamp: str | None, sig: str | None) -> None:
     secret: SecretStr | None = getattr(request.app.state, "slack_signing_secret", None)
     if secret is None:
+        # Closed, not open: without the secret no request can be shown to be Slack's.
         raise ApiError(
-            503,
-            "Slack interactivity is not configured: set TEND_SLACK__SIGNING_SECRET",
+            401,
+            "Slack interactivity is not configured: no request can be verified without "
+            "TEND_SLACK__SIGNING_SECRET",
             code="not_configured",
         )
     try:
