@@ -295,3 +295,12 @@ def test_the_signature_is_slacks_v0_hmac() -> None:
     assert sign(SECRET, "1531420618", body) == (
         "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
     )
+
+
+async def test_an_unsigned_request_is_refused_before_the_database_is_touched() -> None:
+    """The app has no database at all: a 401, not a failed session."""
+    app = create_app(Settings.model_validate({"slack": {"signing_secret": SECRET}, "config": None}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        r = await client.post("/v1/slack/interactivity", content=b"payload=%7B%7D")
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "bad_signature")

@@ -30,9 +30,9 @@ from urllib.parse import parse_qs
 import httpx
 from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.web.deps import SessionDep, clock_of
+from services.web.deps import clock_of
 from shared import format as fmt
 from shared.alerting.lifecycle import AlertState, acknowledge, snooze
 from shared.alerting.state import move_incident
@@ -246,7 +246,6 @@ async def _respond(url: str, message: dict[str, Any]) -> None:
 )
 async def interactivity(
     request: Request,
-    session: SessionDep,
     background: BackgroundTasks,
     x_slack_request_timestamp: Annotated[str | None, Header()] = None,
     x_slack_signature: Annotated[str | None, Header()] = None,
@@ -257,7 +256,10 @@ async def interactivity(
     _check_signature(request, body, x_slack_request_timestamp, x_slack_signature)
     click = Click.of(_form_payload(body))
     if click is not None:
-        reply = await _act(session, click, clock_of(request).now())
+        # A session only now: nothing unsigned reaches the database.
+        sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+        async with sessions() as session:
+            reply = await _act(session, click, clock_of(request).now())
         if click.response_url is not None:
             background.add_task(_respond, click.response_url, reply)
     return Response(status_code=200)
