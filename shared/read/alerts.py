@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.alerting.lifecycle import ACTIVE
-from shared.db.models import Alert, AlertNotification
+from shared.db.models import Alert, AlertAction, AlertNotification
 from shared.people.caller import alerts_in_book
 
 ACTIVE_STATUSES: tuple[str, ...] = tuple(sorted(ACTIVE))
@@ -61,6 +61,14 @@ async def get_alert(session: AsyncSession, alert_id: int, *, lock: bool = False)
         stmt = stmt.with_for_update()
     row: Alert | None = await session.scalar(stmt)
     return row
+
+
+async def actions(session: AsyncSession, alert_id: int) -> list[AlertAction]:
+    """Who moved the alert by hand from Slack, oldest first."""
+    rows = await session.scalars(
+        select(AlertAction).where(AlertAction.alert_id == alert_id).order_by(AlertAction.id)
+    )
+    return list(rows)
 
 
 async def deliveries(session: AsyncSession, alert_id: int) -> list[AlertNotification]:

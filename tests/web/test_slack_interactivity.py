@@ -28,7 +28,7 @@ from shared.settings import Settings
 from shared.slack import ACK_ACTION, sign
 from tests.alerts.snapshots import alerts_of
 from tests.support.servers import RecordedRequest, SlackWebhookServer, create_notification
-from tests.web.test_alerts_api import T0, open_alert
+from tests.web.test_alerts_api import AUTH, T0, TOKEN, open_alert
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = T0 + timedelta(days=2)
@@ -72,7 +72,9 @@ async def bench(
     pg_sessions: async_sessionmaker[AsyncSession], slack: SlackWebhookServer
 ) -> AsyncIterator[Bench]:
     app = create_app(
-        Settings.model_validate({"slack": {"signing_secret": SECRET}, "config": None}),
+        Settings.model_validate(
+            {"slack": {"signing_secret": SECRET}, "api_token": TOKEN, "config": None}
+        ),
         sessions=pg_sessions,
         clock=FixedClock(NOW),
     )
@@ -138,6 +140,11 @@ class TestActions:
             "Dana Scully",
         )
         assert action.team_id == "T0TEAM"
+        # The alerts API shows who did it.
+        detail = (await bench.client.get(f"/v1/alerts/{alert_id}", headers=AUTH)).json()
+        assert [(a["action"], a["actor_id"], a["actor_name"]) for a in detail["actions"]] == [
+            ("acknowledge", "U0DANA42", "Dana Scully")
+        ]
 
         [reply] = await bench.replies()
         update = reply.json()

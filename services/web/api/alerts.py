@@ -201,6 +201,17 @@ async def get_alert(alert_id: str, session: SessionDep, caller: CallerDep) -> di
     await guard_account(session, caller, row.account_id)
     body = alert_json(row)
     body["deliveries"] = [_notification_json(n) for n in await alerts.deliveries(session, row.id)]
+    body["actions"] = [
+        {
+            "action": a.action,
+            "source": a.source,
+            "actor_id": a.actor_id,
+            "actor_name": a.actor_name,
+            "snoozed_until": a.snoozed_until,
+            "at": a.created_at,
+        }
+        for a in await alerts.actions(session, row.id)
+    ]
     return body
 
 

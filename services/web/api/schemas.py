@@ -294,7 +294,7 @@ class Delivery(BaseModel):
 
     id: int
     kind: str = Field(description="open, repeat or resolve.")
-    channel: str = Field(description="slack or email.")
+    channel: str = Field(description="slack (webhook), slack_api (the bot) or email.")
     destination: str
     status: str
     attempts: int
@@ -302,6 +302,17 @@ class Delivery(BaseModel):
     last_error: str | None = None
     created_at: datetime
     sent_at: datetime | None = None
+
+
+class ManualAction(BaseModel):
+    """A move someone made from Slack: who (the Slack member), what, when."""
+
+    action: str = Field(description="acknowledge or snooze.")
+    source: str = Field(description="Where it was done: slack.")
+    actor_id: str = Field(description="The Slack member id.")
+    actor_name: str | None = None
+    snoozed_until: datetime | None = None
+    at: datetime
 
 
 class AlertDetail(AlertOut):
@@ -326,6 +337,9 @@ class AlertDetail(AlertOut):
     )
 
     deliveries: list[Delivery]
+    actions: list[ManualAction] = Field(
+        default_factory=list, description="Acknowledgements and snoozes made from Slack."
+    )
 
 
 class AlertList(BaseModel):
