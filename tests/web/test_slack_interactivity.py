@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts.notifiers.slack import build_payload
 from services.web.app import create_app
 from shared.clock import FixedClock
-from shared.db.models import Alert, AlertAction
+from shared.db.models import Alert, AlertAction, AuditEntry
 from shared.settings import Settings
 from shared.slack import ACK_ACTION, sign
 from tests.alerts.snapshots import alerts_of
@@ -145,6 +145,16 @@ class TestActions:
         assert [(a["action"], a["actor_id"], a["actor_name"]) for a in detail["actions"]] == [
             ("acknowledge", "U0DANA42", "Dana Scully")
         ]
+        # ... and so does the audit log, in the transaction of the move.
+        async with bench.sessions() as session:
+            [entry] = await session.scalars(
+                select(AuditEntry).where(AuditEntry.target == f"alert:{alert_id}")
+            )
+        assert (entry.action, entry.actor, entry.details["via"]) == (
+            "alert.acknowledge",
+            "slack:U0DANA42",
+            "slack",
+        )
 
         [reply] = await bench.replies()
         update = reply.json()

@@ -9,7 +9,8 @@
    (:data:`shared.slack.ACTIONS`) is answered 200 and ignored, as Slack expects.
 3. Move the account's incident (every active alert, as ``POST /v1/alerts/accounts/{id}/ack``
    does) through the shared life cycle, on locked rows, and record who did it
-   (``alert_actions``: the Slack member id and name), all in one transaction.
+   (``alert_actions``: the Slack member id and name; the audit log: actor ``slack:<id>``,
+   via ``slack``), all in one transaction.
 4. Answer 200 at once; then, through the payload's ``response_url``, replace the message with
    the same one whose tend buttons give way to "Acknowledged by <name>" or "Snoozed until
    <time> by <name>". A click that cannot act (the alert resolved meanwhile) gets a reply only
@@ -39,6 +40,8 @@ from shared.alerting.state import move_incident
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
 from shared.api_input import is_id, storable
 from shared.db.models import AlertAction
+from shared.people import audit
+from shared.people.caller import Caller
 from shared.read import alerts
 from shared.slack import (
     ACK_ACTION,
@@ -216,6 +219,12 @@ async def _act(session: AsyncSession, click: Click, now: datetime) -> dict[str, 
             )
             for r in done
         )
+        # The audit log names a Slack member by id: they may be no tend person (yet).
+        slack_member = Caller(role="csm", email=f"slack:{click.user_id}", name=click.user_name)
+        for r in done:
+            move_name = "ack" if until is None else "snooze"
+            by = f"from Slack by {click.user_name}"[:1000]
+            audit.record_alert_move(session, slack_member, r, move_name, by, now, "slack")
     log.info(
         "slack %s of account %s by %s (%d alerts)",
         action,
