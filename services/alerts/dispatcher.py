@@ -10,6 +10,8 @@ Numbered, one round is:
    finishes its share well before the lease ends.
 2. Send each claimed row through its channel's notifier (concurrently; Slack paces itself per
    webhook).
+   A CSM whose ``csm_slack`` is a Slack member id is mentioned (read from the alert row at
+   the claim, so the mention follows the profile as it is now).
    A reminder (``repeat``) whose alert is no longer ``open`` (acknowledged, snoozed or
    resolved since) is marked ``skipped`` instead of claimed.
 3. Mark each row as soon as its send returns, in its own transaction, and only if the claim is
@@ -45,6 +47,7 @@ from shared.clock import Clock
 from shared.db.models import Alert, AlertNotification
 from shared.db.types import utcnow
 from shared.retry import Backoff, sleep_or_stop
+from shared.slack import is_user_id
 
 __all__ = ["Claim", "DigestSender", "Dispatcher"]
 
@@ -61,6 +64,8 @@ class Claim:
     destination: str
     payload: dict[str, Any]
     attempts: int
+    csm_slack_user: str | None = None
+    """The account's CSM by Slack member id, as the alert row has it now (the mention)."""
 
 
 def _claim_ids(claim: Claim) -> dict[str, Any]:
@@ -161,7 +166,7 @@ class Dispatcher:
         channel = AlertNotification.channel
         async with self.sessions() as session, session.begin():
             found = await session.execute(
-                select(AlertNotification, Alert.status)
+                select(AlertNotification, Alert.status, Alert.csm_slack)
                 .join(Alert, Alert.id == AlertNotification.alert_id)
                 .where(
                     AlertNotification.status == "pending",
@@ -174,7 +179,7 @@ class Dispatcher:
             )
             claims = []
             taken: dict[str, int] = {}
-            for row, alert_status in found.all():
+            for row, alert_status, csm_slack in found.all():
                 if row.kind == "repeat" and alert_status != "open":
                     # Acknowledged, snoozed or resolved since the reminder was decided.
                     row.status = "skipped"
@@ -189,8 +194,16 @@ class Dispatcher:
                         continue
                 row.attempts += 1
                 row.next_attempt_at = now + self.lease
+                member = csm_slack if is_user_id(csm_slack) else None
                 claims.append(
-                    Claim(row.id, row.channel, row.destination, dict(row.payload), row.attempts)
+                    Claim(
+                        row.id,
+                        row.channel,
+                        row.destination,
+                        dict(row.payload),
+                        row.attempts,
+                        member,
+                    )
                 )
             pending, oldest = (
                 await session.execute(
@@ -252,6 +265,8 @@ class Dispatcher:
             notification = Notification.model_validate(claim.payload)
         except ValidationError as err:
             return DeliveryResult.failed_permanently(f"bad payload: {err.error_count()} errors")
+        if claim.csm_slack_user and notification.csm_slack_user is None:
+            notification = notification.model_copy(update={"csm_slack_user": claim.csm_slack_user})
         try:
             return await notifier.send(notification, claim.destination)
         except asyncio.CancelledError:

@@ -23,7 +23,6 @@ from shared.alerting.state import AlertKey, lock_account_alerts, set_state
 from shared.db.models import Alert, AlertEpisode, AlertNotification, AlertScorePoint
 from shared.db.upsert import insert_for, upsert
 from shared.scores import ScoreMessage
-from shared.slack import is_user_id
 
 __all__ = [
     "AlertRepository",
@@ -131,7 +130,6 @@ def build_notification(
         next_step=row.next_step,
         console_url=console_link(console_url, row.account_id),
         csm_email=row.csm_email,
-        csm_slack_user=row.csm_slack if is_user_id(row.csm_slack) else None,
     )
 
 
