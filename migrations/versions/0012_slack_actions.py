@@ -1,8 +1,8 @@
 """alert_actions (who moved an alert, from Slack) and the Slack message of an outbox row
 (issue 14)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01 10:05:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import shared.db.types
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
