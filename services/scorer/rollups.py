@@ -6,6 +6,14 @@ for any day (the backtest's replay: one read per chunk instead of nine queries p
 It follows ``load_activity`` step by step (the numbered steps there); tests/backtest's parity
 test compares both on every day of a simulated year, so the two cannot drift apart silently.
 Everything is read up to the replay's last day; windows end on ``as_of`` inclusive.
+
+A day is answered in one of two ways with the same result: *indexed* from rolling counts per
+day (:mod:`services.scorer.rollup_index`, built once per account: the backtest's way, a slice
+per series instead of bisections per user and week) for the days those cover, else *counted*
+from the rows. tests/backtest compares the two on every day of a random portfolio.
+
+One module of about 450 lines on purpose: both ways answer the same question from the same
+memory, side by side, and are compared by one test.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +39,7 @@ from services.scorer.activity import (
 )
 from services.scorer.aliases import identities, merged_people
 from services.scorer.repository import ACCOUNTS, _as_date, _chunks, profile_of
+from services.scorer.rollup_index import DenseAccount, dense_account
 from shared.account_fields import ACCOUNT_FIELDS
 from shared.db.models import AccountDay, FeatureDay, FeatureUserDay, UserAlias, UserDay
 
@@ -105,6 +114,9 @@ class _Account:
     """its user-days (user, day, events, logins), and"""
     feature_rows: list[tuple[str, str, date]] = field(default_factory=list)
     """its key features' user-days (feature, user, day), which step 10 merges."""
+    dense: DenseAccount | None = None
+    """The same rollups as rolling counts per day (:mod:`services.scorer.rollup_index`); None
+    for an account with aliases (step 10 merges its people: counted from the rows)."""
 
     def active_users(self, first: date, last: date) -> tuple[int, ...]:
         """Active users of each day ``first .. last`` (0 where there is no row)."""
@@ -140,6 +152,13 @@ class RollupMemory:
         acc = self._accounts.get(account_id)
         if acc is None:
             return AccountActivity(profile=AccountProfile(account_id=account_id), as_of=as_of)
+        dense = acc.dense
+        if dense is not None and dense.covers(as_of):
+            return self._indexed(acc, dense, as_of)
+        return self._counted(acc, as_of)
+
+    def _counted(self, acc: _Account, as_of: date) -> AccountActivity:
+        """The activity as of ``as_of``, counted from the rows (any day)."""
         month_start = as_of - timedelta(days=MONTH_DAYS - 1)
         daily_start = as_of - timedelta(days=DAILY_DAYS - 1)
         week_start = as_of - timedelta(days=6)
@@ -268,6 +287,91 @@ class RollupMemory:
             users=tuple(users[k] for k in sorted(users)),
         )
 
+    def _indexed(self, acc: _Account, dense: DenseAccount, as_of: date) -> AccountActivity:
+        """The activity as of ``as_of`` read from the rolling counts: the same values as
+        :meth:`_counted` (the steps' numbers refer to ``load_activity``), for a day the
+        arrays cover (from 12 weeks before the first row through the last day read)."""
+        i = as_of.toordinal() - dense.origin
+        profile = acc.profile
+        weeks = slice(i - 7 * (WEEKS - 1), i + 1, 7)
+        seen = acc.first_seen if acc.first_seen is not None and acc.first_seen <= as_of else None
+        # 2. The first week's logins.
+        first_week = 0
+        if acc.start is not None and as_of >= acc.start + timedelta(days=6):
+            first_week = acc.first_week_total
+        elif acc.start is not None:
+            for n in range(7):
+                d = acc.start + timedelta(days=n)
+                if d <= as_of and d in acc.days:
+                    first_week += acc.days[d][0]
+        # 3, 8, 9. Users active in the 12 weeks (and a named champion quiet for longer).
+        weeks_first = i - 7 * WEEKS + 1
+        users: dict[str, UserWeeks] = {}
+        for user_id, u in dense.users.items():
+            last = u.last[i]
+            if last is None or last.toordinal() - dense.origin < weeks_first:
+                continue
+            login = u.last_login[i]
+            users[user_id] = UserWeeks(
+                user_id=user_id,
+                active_days=tuple(u.days7[weeks]),
+                events=tuple(u.events7[weeks]),
+                last_active=last,
+                last_login=(
+                    login
+                    if login is not None and login.toordinal() - dense.origin >= weeks_first
+                    else None
+                ),
+            )
+        champion = profile.champion
+        if champion and champion not in users:
+            named = dense.users.get(champion)
+            users[champion] = UserWeeks(
+                user_id=champion,
+                last_active=named.last[i] if named else None,
+                last_login=named.last_login[i] if named else None,
+            )
+        # 6-7. Key features.
+        features = []
+        for key in self.keys:
+            f = dense.features.get(key)
+            if f is None:
+                features.append(FeatureActivity(feature=key))
+            elif (last_used := f.last[i]) is not None:
+                features.append(
+                    FeatureActivity(
+                        feature=key,
+                        first_used=f.first_used,
+                        last_used=last_used,
+                        uses_28d=f.uses28[i],
+                        users_28d=f.users28[i],
+                    )
+                )
+            else:
+                features.append(FeatureActivity(feature=key, users_28d=f.users28[i]))
+        known = [d for d in (profile.created_at, seen) if d is not None]
+        origin = min(known) if known else None
+        series: tuple[int, ...] = ()
+        if origin is not None and origin <= as_of:
+            daily_start = as_of - timedelta(days=DAILY_DAYS - 1)
+            series = acc.active_users(max(daily_start, origin), as_of)
+        return AccountActivity(
+            profile=profile,
+            as_of=as_of,
+            first_seen=seen,
+            last_active=dense.last_active[i],
+            last_login=dense.last_login[i],
+            daily_active_users=series,
+            wau=dense.users7[i],
+            mau=dense.users28[i],
+            weekly_active_users=tuple(dense.users7[weeks]),
+            weekly_logins=tuple(dense.logins7[weeks]),
+            features=tuple(features),
+            activated_users=dense.activated[i],
+            first_week_logins=first_week,
+            users=tuple(users[k] for k in sorted(users)),
+        )
+
 
 async def load_rollups(
     session: AsyncSession, account_ids: Sequence[str], last: date, key_features: Sequence[str]
@@ -349,19 +453,53 @@ async def load_rollups(
                         [sorted(d) for d in feature_users.get(key, {}).values()],
                     )
     for acc in accounts.values():
-        acc.logins = _Series.of({d: logins for d, (logins, _) in acc.days.items()})
-        acc.login_days = sorted(d for d, (logins, _) in acc.days.items() if logins > 0)
-        acc.user_firsts = sorted(u.activity.days[0] for u in acc.users.values())
-        if acc.days:
-            first, last = min(acc.days), max(acc.days)
-            acc.origin = first.toordinal()
-            acc.active = [0] * (last.toordinal() - acc.origin + 1)
-            for d, (_, active) in acc.days.items():
-                acc.active[d.toordinal() - acc.origin] = active
-        if acc.start is not None:
-            week = (acc.start + timedelta(days=i) for i in range(7))
-            acc.first_week_total = sum(acc.days[d][0] for d in week if d in acc.days)
+        finish(acc, keys, last)
     return RollupMemory(accounts, keys)
+
+
+def finish(acc: _Account, keys: Sequence[str], last: date) -> None:
+    """What an account's memory keeps besides its rows, once they are all read (through
+    ``last``)."""
+    acc.logins = _Series.of({d: logins for d, (logins, _) in acc.days.items()})
+    acc.login_days = sorted(d for d, (logins, _) in acc.days.items() if logins > 0)
+    acc.user_firsts = sorted(u.activity.days[0] for u in acc.users.values())
+    if acc.days:
+        first, final = min(acc.days), max(acc.days)
+        acc.origin = first.toordinal()
+        acc.active = [0] * (final.toordinal() - acc.origin + 1)
+        for d, (_, active) in acc.days.items():
+            acc.active[d.toordinal() - acc.origin] = active
+    if acc.start is not None:
+        week = (acc.start + timedelta(days=i) for i in range(7))
+        acc.first_week_total = sum(acc.days[d][0] for d in week if d in acc.days)
+    acc.dense = None if acc.aliases else _dense(acc, keys, last)
+
+
+def _dense(acc: _Account, keys: Sequence[str], last: date) -> DenseAccount | None:
+    """The rolling counts from 12 weeks before the account's first row through ``last``."""
+    firsts = [min(acc.days)] if acc.days else []
+    firsts += [u.activity.days[0] for u in acc.users.values() if u.activity.days]
+    firsts += [u.logins[0] for u in acc.users.values() if u.logins]
+    for f in acc.features.values():
+        firsts += f.uses.days[:1] + [days[0] for days in f.users if days]
+    if not firsts or min(firsts) > last:
+        return None
+    users = {
+        user_id: (dict(zip(u.activity.days, _counts(u.activity.sums), strict=True)), u.logins)
+        for user_id, u in acc.users.items()
+    }
+    features = {
+        key: (dict(zip(f.uses.days, _counts(f.uses.sums), strict=True)), f.users)
+        for key, f in acc.features.items()
+        if key in keys
+    }
+    origin = min(firsts) - timedelta(days=7 * (WEEKS + 1))
+    return dense_account(origin, last, acc.days, users, features)
+
+
+def _counts(sums: Sequence[int]) -> list[int]:
+    """The values back from running sums with a leading 0."""
+    return [b - a for a, b in pairwise(sums)]
 
 
 def _day(raw: object) -> date:
