@@ -118,6 +118,15 @@ class _Account:
     """The same rollups as rolling counts per day (:mod:`services.scorer.rollup_index`); None
     for an account with aliases (step 10 merges its people: counted from the rows)."""
 
+    def first_week_logins(self, as_of: date) -> int:
+        """Logins of the 7 days from the start, up to ``as_of``."""
+        if self.start is None:
+            return 0
+        if as_of >= self.start + timedelta(days=6):
+            return self.first_week_total
+        week = (self.start + timedelta(days=i) for i in range(7))
+        return sum(self.days[d][0] for d in week if d <= as_of and d in self.days)
+
     def active_users(self, first: date, last: date) -> tuple[int, ...]:
         """Active users of each day ``first .. last`` (0 where there is no row)."""
         lo, hi = first.toordinal() - self.origin, last.toordinal() - self.origin + 1
@@ -170,14 +179,7 @@ class RollupMemory:
         seen = acc.first_seen if acc.first_seen is not None and acc.first_seen <= as_of else None
 
         # 2. The first week's logins (from the start, up to as_of).
-        first_week = 0
-        if acc.start is not None and as_of >= acc.start + timedelta(days=6):
-            first_week = acc.first_week_total
-        elif acc.start is not None:
-            for i in range(7):
-                d = acc.start + timedelta(days=i)
-                if d <= as_of and d in acc.days:
-                    first_week += acc.days[d][0]
+        first_week = acc.first_week_logins(as_of)
 
         # 5. Logins per week of the 12, daily active users of the last 35 days.
         login_days, login_sums = acc.logins.days, acc.logins.sums
@@ -296,14 +298,7 @@ class RollupMemory:
         weeks = slice(i - 7 * (WEEKS - 1), i + 1, 7)
         seen = acc.first_seen if acc.first_seen is not None and acc.first_seen <= as_of else None
         # 2. The first week's logins.
-        first_week = 0
-        if acc.start is not None and as_of >= acc.start + timedelta(days=6):
-            first_week = acc.first_week_total
-        elif acc.start is not None:
-            for n in range(7):
-                d = acc.start + timedelta(days=n)
-                if d <= as_of and d in acc.days:
-                    first_week += acc.days[d][0]
+        first_week = acc.first_week_logins(as_of)
         # 3, 8, 9. Users active in the 12 weeks (and a named champion quiet for longer).
         weeks_first = i - 7 * WEEKS + 1
         users: dict[str, UserWeeks] = {}
