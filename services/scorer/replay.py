@@ -22,7 +22,8 @@ from services.scorer.rollups import RollupMemory, load_rollups
 from services.scorer.scoring import score
 from services.scorer.usage import compute_metrics
 from shared.config import TendConfig
-from shared.scores import PreviousScore, ScoreMessage
+from shared.scores import PreviousScore, ScoreMessage, UsageMetrics
+from shared.scoring_model import TrendWindows
 
 __all__ = ["replay_scores"]
 
@@ -55,14 +56,19 @@ async def replay_scores(
         # The end of the day scored is the messages' computed_at: never the wall clock.
         stamp = datetime.combine(day, time.max, tzinfo=UTC)
         loaded: dict[tuple[str, ...], list[AccountActivity]] = {}
+        # Models with the same key features and trend windows (a proposed config that changes
+        # weights, bands or rules) share the day's metrics too.
+        measured: dict[tuple[tuple[str, ...], TrendWindows], list[UsageMetrics]] = {}
         for n, config in enumerate(configs):
             if not ids:
                 break
             keys = tuple(config.key_features)
             if keys not in loaded:
                 loaded[keys] = memories[keys].activity(ids, day)
-            for activity in loaded[keys]:
-                metrics = compute_metrics(activity, keys, config.scoring.trend)
+            trend = config.scoring.trend
+            if (keys, trend) not in measured:
+                measured[(keys, trend)] = [compute_metrics(a, keys, trend) for a in loaded[keys]]
+            for activity, metrics in zip(loaded[keys], measured[(keys, trend)], strict=True):
                 account_id = activity.profile.account_id
                 result = score(
                     metrics, activity.profile, config.scoring, keys, previous[n].get(account_id)

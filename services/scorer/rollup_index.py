@@ -67,8 +67,9 @@ def _rolling(by_day: Mapping[int, int], origin: int, n: int, width: int) -> list
     daily = [0] * n
     for o, v in by_day.items():
         daily[o - origin] = v
-    sums = [0, *accumulate(daily)]
-    return [sums[i + 1] - sums[max(0, i + 1 - width)] for i in range(n)]
+    # Running sums behind ``width`` zeros: day i's window is sums[i + width] - sums[i].
+    sums = [0] * width + list(accumulate(daily))
+    return [a - b for a, b in zip(sums[width:], sums, strict=False)]
 
 
 def _last_on_or_before(days: Iterable[date], origin: int, n: int) -> list[date | None]:
@@ -86,12 +87,9 @@ def _last_on_or_before(days: Iterable[date], origin: int, n: int) -> list[date |
 
 def _positive(counts: Sequence[list[int]], n: int) -> list[int]:
     """How many of the series are above 0 on each day."""
-    out = [0] * n
-    for series in counts:
-        for i, v in enumerate(series):
-            if v:
-                out[i] += 1
-    return out
+    if not counts:
+        return [0] * n
+    return [sum(day) for day in zip(*(map(bool, series) for series in counts), strict=True)]
 
 
 def dense_account(
