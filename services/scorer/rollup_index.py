@@ -78,9 +78,9 @@ def _last_on_or_before(days: Iterable[date], origin: int, n: int) -> list[date |
         marks[d.toordinal() - origin] = d
     last: date | None = None
     out: list[date | None] = []
-    for d in marks:
-        if d is not None:
-            last = d
+    for mark in marks:
+        if mark is not None:
+            last = mark
         out.append(last)
     return out
 
