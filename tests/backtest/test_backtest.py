@@ -258,6 +258,25 @@ class TestProposedConfig:
         assert data["current"]["label"] == "current" and data["proposed"]["label"] == "proposed"
 
 
+class TestFastPathsEqualTheReference:
+    def test_a_model_replayed_alone_gives_the_runs_it_gave_beside_another(
+        self, backtest_portfolio: Portfolio
+    ) -> None:
+        """Two models share the day's activity and metrics; alone, each computes its own."""
+
+        async def alone(yaml_text: str) -> Replayed:
+            engine = create_engine(backtest_portfolio.url)
+            try:
+                config = parse_config(_yaml(yaml_text))
+                return await replay_portfolio(
+                    create_sessionmaker(engine), [config], WINDOW, chunk_size=4
+                )
+            finally:
+                await engine.dispose()
+
+        assert asyncio.run(alone(PROPOSED_YAML)).runs == [backtest_portfolio.replayed.runs[1]]
+
+
 class TestRollupsInMemory:
     def test_same_activity_as_the_scorer_repository(self, backtest_portfolio: Portfolio) -> None:
         ids = sorted(backtest_portfolio.accounts)
