@@ -23,12 +23,16 @@ ACCOUNT_FIELDS = (
     "created_at",
     "csm_email",
     "csm_slack",
+    "customer_emails",
 )
 """The account traits with a column of their own, in CSV column order."""
 
-ROUTING_FIELDS = ("csm_email", "csm_slack")
-"""Account columns that are alert destinations: operator data, not taken from group calls
-unless ``routing_from_traits`` is on. (``csm_name`` is only shown, so it stays a trait.)"""
+ROUTING_FIELDS = ("csm_email", "csm_slack", "customer_emails")
+"""Account columns that are destinations (alerts, the customer's monthly report): operator
+data, not taken from group calls unless ``routing_from_traits`` is on. (``csm_name`` is only
+shown, so it stays a trait.)"""
+
+MAX_CUSTOMER_EMAILS = 20
 
 
 def _text(limit: int) -> Callable[[Any], str]:
@@ -118,6 +122,23 @@ def parse_email(value: Any) -> str:
     return text
 
 
+def parse_emails(value: Any) -> list[str]:
+    """One address or several: a list, or text separated by commas, semicolons or spaces
+    (``a@x.example; b@x.example``). Duplicates are dropped, the order kept."""
+    if isinstance(value, list | tuple):
+        items = list(value)
+    elif isinstance(value, str):
+        items = [p for p in re.split(r"[,;\s]+", value) if p]
+    else:
+        raise ValueError(f"expected email addresses, got {type(value).__name__}")
+    if not items:
+        raise ValueError("is blank")
+    emails = list(dict.fromkeys(parse_email(item) for item in items))
+    if len(emails) > MAX_CUSTOMER_EMAILS:
+        raise ValueError(f"has {len(emails)} addresses; at most {MAX_CUSTOMER_EMAILS}")
+    return emails
+
+
 ACCOUNT_PARSERS: Mapping[str, Callable[[Any], Any]] = {
     "name": _text(300),
     "plan": _text(100),
@@ -128,6 +149,7 @@ ACCOUNT_PARSERS: Mapping[str, Callable[[Any], Any]] = {
     "created_at": parse_date,
     "csm_email": parse_email,
     "csm_slack": _text(200),
+    "customer_emails": parse_emails,
 }
 """Column -> parser; a parser raises :class:`ValueError` with a reason for a bad value."""
 

@@ -1,7 +1,8 @@
 """Accounts from a CSV file (``tend accounts import FILE``): parse strictly, then upsert.
 
 The header names the columns: ``account_id`` (required) and any of ``name, plan, seats, mrr,
-renewal_date, lifecycle_stage, created_at, csm_email, csm_slack, champion``. An empty cell
+renewal_date, lifecycle_stage, created_at, csm_email, csm_slack, customer_emails, champion``
+(``customer_emails``: one address or several separated by ``;``). An empty cell
 leaves the stored value alone. Values are parsed as the scorer parses ``group`` traits, but a
 value that cannot be parsed is an error here, not silently dropped: every error names its line
 and column, and nothing is imported until the whole file is clean.

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from shared.alert_rules import RulesConfig
@@ -36,12 +37,37 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CatalogEntry(Section):
+    """A feature catalog entry: the feature key (the short form, ``Report Exported: reports``, is
+    just that), and what the monthly report tells the customer about it."""
+
+    feature: str = Field(min_length=1, max_length=200, description="The feature key.")
+    label: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="The feature in the customer's words (the report), e.g. 'Exported reports'.",
+    )
+    minutes_saved_per_use: float | None = Field(
+        None,
+        ge=0,
+        le=1440,
+        description="Minutes of work one use saves the customer; the report sums them.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        return {"feature": v} if isinstance(v, str) else v
+
+
 class TendConfig(Section):
     login_events: tuple[str, ...] = Field(
         DEFAULT_LOGIN_EVENTS, description="Event names that count as a login."
     )
-    feature_catalog: dict[str, str] = Field(
-        default_factory=dict, description="Event name -> feature key."
+    feature_catalog: dict[str, CatalogEntry] = Field(
+        default_factory=dict,
+        description="Event name -> feature key, or -> {feature, label, minutes_saved_per_use}.",
     )
     key_features: tuple[str, ...] = Field(
         (), description="Feature keys whose adoption is scored and watched."
@@ -85,13 +111,46 @@ class TendConfig(Section):
         # defaults, like an absent key.
         return {} if v is None else v
 
+    @model_validator(mode="after")
+    def _one_value_per_feature(self) -> TendConfig:
+        # Rollups are per feature, not per event: two events of one feature must agree.
+        seen: dict[tuple[str, str], tuple[str, object]] = {}
+        for event, entry in self.feature_catalog.items():
+            for name in ("label", "minutes_saved_per_use"):
+                value = getattr(entry, name)
+                if value is None:
+                    continue
+                first = seen.setdefault((entry.feature, name), (event, value))
+                if first[1] != value:
+                    raise KeyedError(
+                        f"feature_catalog.{event}.{name}",
+                        f"{value!r} differs from {first[1]!r} given for the same feature "
+                        f"{entry.feature!r} under {first[0]!r}",
+                    )
+        return self
+
+    def catalog_features(self) -> set[str]:
+        return {e.feature for e in self.feature_catalog.values()}
+
+    def feature_labels(self) -> dict[str, str]:
+        """Feature key -> the customer's word for it, where the catalog gives one."""
+        return {e.feature: e.label for e in self.feature_catalog.values() if e.label is not None}
+
+    def minutes_saved(self) -> dict[str, float]:
+        """Feature key -> minutes one use saves, where the catalog declares it."""
+        return {
+            e.feature: e.minutes_saved_per_use
+            for e in self.feature_catalog.values()
+            if e.minutes_saved_per_use is not None
+        }
+
     def is_login(self, event_name: str | None) -> bool:
         return event_name is not None and event_name in self.login_events
 
     def feature_for(self, event_name: str | None, properties: dict[str, Any]) -> str | None:
         """The catalog's feature for this event name, else ``properties.feature``."""
         if event_name is not None and event_name in self.feature_catalog:
-            return self.feature_catalog[event_name]
+            return self.feature_catalog[event_name].feature
         prop = properties.get("feature")
         if isinstance(prop, str) and prop.strip():
             return prop.strip()[:200]

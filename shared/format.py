@@ -35,6 +35,7 @@ __all__ = [
     "day",
     "days",
     "days_from",
+    "duration_minutes",
     "label",
     "measure",
     "money",
@@ -355,3 +356,13 @@ def label(name: str) -> str:
     ``MRR``."""
     text = words(name)
     return text[:1].upper() + text[1:]
+
+
+def duration_minutes(minutes: float | None) -> str:
+    """Time in minutes as people say it: ``45 minutes``, ``1 hour``, ``12.5 hours``."""
+    if minutes is None or _is_missing(minutes):
+        return MISSING
+    if minutes < 60:
+        return plural(round(minutes), "minute")
+    hours = round(minutes / 60, 1)
+    return plural(int(hours) if hours.is_integer() else hours, "hour")

@@ -261,6 +261,40 @@ class OidcSettings(BaseModel):
         return bool(self.issuer and self.client_id)
 
 
+class ReportsSettings(BaseModel):
+    """The monthly customer report: its schedule and its PDF (``TEND_REPORTS__*``)."""
+
+    send_day: int | None = Field(
+        None,
+        ge=1,
+        le=28,
+        description="Day of the month (UTC) on which the web service sends each account's report "
+        "of the month before to its customer contacts, the CSM in copy; unset: no schedule.",
+    )
+    send_hour_utc: int = Field(8, ge=0, le=23, description="Hour (UTC) of the send day.")
+    interval_s: float = Field(
+        60.0, gt=0, description="How often the schedule looks for reports due or to retry."
+    )
+    max_attempts: int = Field(
+        8, ge=1, description="Attempts at one report before it is marked failed."
+    )
+    retry_initial_s: float = Field(
+        60.0, gt=0, description="First wait after a failed attempt (then doubling, with jitter)."
+    )
+    max_backoff_s: float = Field(
+        6 * 3600.0, gt=0, description="Longest wait between two attempts at one report."
+    )
+    claim_lease_s: float = Field(
+        600.0, gt=0, description="How long a replica holds a report it is sending."
+    )
+    chromium: str = Field(
+        "chromium",
+        description="Headless Chromium that prints the PDF: a path or a name on PATH; empty: "
+        "send the HTML without a PDF.",
+    )
+    pdf_timeout_s: float = Field(60.0, gt=0, description="Longest a PDF may take to print.")
+
+
 MIN_API_TOKEN_CHARS = 32
 
 
@@ -344,6 +378,9 @@ class Settings(BaseSettings):
     people: PeopleSettings = PeopleSettings()
     oidc: OidcSettings = OidcSettings()
     slack: SlackSettings = SlackSettings()
+
+
+    reports: ReportsSettings = ReportsSettings()
 
     @field_validator("api_token")
     @classmethod

@@ -160,7 +160,8 @@ def accounts_import(file: Path | None, outcomes_file: Path | None) -> None:
     """Load or update accounts from a CSV file, and record their outcomes.
 
     Columns: account_id (required), name, plan, seats, mrr, renewal_date, lifecycle_stage,
-    created_at, csm_email, csm_slack, champion (the user id of the account's champion).
+    created_at, csm_email, csm_slack, customer_emails (who receive the monthly report; several
+    separated by ';'), champion (the user id of the account's champion).
     Outcomes (--outcomes): account_id, kind (cancellation, renewal, expansion, contraction),
     effective_on, reason, mrr_lost, new_mrr, new_term_end, mrr_delta. Both files go in one
     transaction: nothing is imported when any line is invalid; re-importing changes nothing.

@@ -86,7 +86,18 @@ def embedded_services() -> dict[str, EmbeddedService]:
     return {
         "scorer": partial(_run_embedded, build=build_scorer),
         "alerts": partial(_run_embedded, build=build_alerts),
+        "reports": _run_reports,
     }
+
+
+async def _run_reports(env: Embedded) -> None:
+    """The monthly customer reports (TEND_REPORTS__SEND_DAY), as ``tend web`` sends them."""
+    from services.web.reports.schedule import ReportScheduler
+
+    if env.settings.reports.send_day is None:
+        await env.stopping.wait()
+        return
+    await ReportScheduler(env.sessions, env.settings, env.config).run(env.stopping)
 
 
 def up_app(

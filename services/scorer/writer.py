@@ -43,7 +43,11 @@ USER_ALIASES: Table = UserAlias.__table__  # type: ignore[assignment]
 OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
 
 ACCOUNT_COLUMNS = [ACCOUNTS.c[col] for col in ACCOUNT_FIELDS]
-SCORED_FIELDS = [col for col in ACCOUNT_FIELDS if col not in ("name", "csm_email", "csm_slack")]
+SCORED_FIELDS = [
+    col
+    for col in ACCOUNT_FIELDS
+    if col not in ("name", "csm_email", "csm_slack", "customer_emails")
+]
 """The profile columns a score depends on (a change re-scores the account's history)."""
 
 # Keys per ``IN (...)`` list: well under the bind-parameter limits of asyncpg (32767) and

@@ -1,12 +1,15 @@
 """The web app: read API, alerts API, console and reports, with health, readiness and metrics.
 
 One factory for ``tend web`` (its own process: the lifespan opens the database from
-``TEND_DATABASE_URL`` and disposes it) and ``tend up`` (which passes its ``sessions`` and API
-token, and mounts the app beside ingest: no lifespan then). It needs only the database.
+``TEND_DATABASE_URL``, runs the monthly report schedule when ``TEND_REPORTS__SEND_DAY`` is set,
+and at shutdown stops it and disposes the database) and ``tend up`` (which passes its
+``sessions`` and API token, and mounts the app beside ingest: no lifespan then; it runs the
+schedule itself). It needs only the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -64,7 +67,7 @@ def create_app(
         "console and reports. "
         'Errors: `{"error": {"code", "message", "field"}}` (docs/api.md).',
         openapi_tags=OPENAPI_TAGS,
-        lifespan=_own_database(settings) if sessions is None else None,
+        lifespan=_own_database(settings, tend_config, clock) if sessions is None else None,
     )
     app.state.api_token = token
     app.state.config = tend_config
@@ -98,16 +101,32 @@ def create_app(
     return app
 
 
-def _own_database(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """A lifespan that opens the database ``settings`` name and disposes it at shutdown."""
+def _own_database(
+    settings: Settings, config: TendConfig, clock: Clock | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan that opens the database ``settings`` name, runs the report schedule (when
+    set) until shutdown, and disposes the database."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
         app.state.sessions = create_sessionmaker(engine)
+        stop = asyncio.Event()
+        schedule: asyncio.Task[None] | None = None
+        if settings.reports.send_day is not None:
+            from services.web.reports.schedule import ReportScheduler
+
+            scheduler = ReportScheduler(app.state.sessions, settings, config, clock=clock)
+            schedule = asyncio.create_task(scheduler.run(stop), name="report-schedule")
         try:
             yield
         finally:
+            stop.set()
+            if schedule is not None:
+                _, late = await asyncio.wait([schedule], timeout=settings.shutdown_timeout_s)
+                for task in late:  # a send in progress: its claim's lease brings it back
+                    task.cancel()
+                    await asyncio.wait([task])
             await engine.dispose()
 
     return lifespan

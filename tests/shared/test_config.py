@@ -69,7 +69,7 @@ class TestExampleFile:
         assert cfg.scoring == ScoringModel()
         assert cfg.login_events == TendConfig().login_events
         assert cfg.key_features == ("reports", "dashboards", "integrations")
-        assert set(cfg.key_features) <= set(cfg.feature_catalog.values())
+        assert set(cfg.key_features) <= cfg.catalog_features()
 
     def test_commented_segment_example_is_valid(self) -> None:
         # The example in deploy/tend.yaml's comments (and docs/scoring.md) must stay loadable.

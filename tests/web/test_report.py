@@ -89,6 +89,7 @@ async def seed_account(sessions: Sessions, aid: str, name: str = "Acme Corp") ->
                 renewal_date=d("2027-01-15"),
                 csm_email=f"csm-{aid}@vendor.example",
                 traits={"csm_name": "Dana"},
+                first_seen=d("2026-09-30"),
             )
         )
         per_day: dict[str, list[int]] = {}
@@ -184,8 +185,9 @@ class TestReportNumbers:
         assert h.days_by_band == {"yellow": 1, "green": 2}
         text = " ".join(r.highlights)
         assert "2 active users of 10 seats (20%), -1 from October 2026." in text
-        assert "Started using integrations." in text and "Stopped using dashboards" in text
-        assert "Not adopted yet: exports." in text
+        assert "Started using Integrations." in text and "Stopped using Dashboards" in text
+        assert "Not adopted yet: Exports." in text
+        assert "2 of 4 key features used in November 2026." in text
         assert "Health 76 (green) on Nov 19, from 55 (yellow) on Oct 31." in text
 
     async def test_a_complete_month_and_the_scorers_key_features(
@@ -355,7 +357,7 @@ class TestReportCommand:
         await seed_account(sessions, "acme")
         await seed_account(sessions, "globex")
         async with sessions() as s, s.begin():
-            orphan = Account(account_id="orphan", name="No CSM", seats=5)
+            orphan = Account(account_id="orphan", name="No CSM", seats=5, first_seen=d("2026-10-02"))
             s.add(orphan)
         server = SmtpServer().start()
         try:

@@ -30,6 +30,7 @@ from services.web.reports.build import (
     MonthError,
     MonthlyReport,
     build_report,
+    key_features_of,
     last_month,
     parse_month,
 )
@@ -78,6 +79,7 @@ def account_summary(a: Account) -> dict[str, Any]:
         "lifecycle_stage": a.lifecycle_stage,
         "csm_email": a.csm_email,
         "csm_slack": mask_url(a.csm_slack) if a.csm_slack else None,
+        "customer_emails": list(a.customer_emails or []),
         "champion": a.champion,
         "score": a.score,
         "band": a.band,
@@ -204,6 +206,12 @@ class ProfileUpdate(BaseModel):
         description="A Slack handle, or an incoming webhook URL alerts are posted to (https, "
         "on TEND_ALERTS__SLACK_WEBHOOK_HOSTS).",
     )
+    customer_emails: list[str] | None = Field(
+        None,
+        max_length=20,
+        description="The customer's contacts: the monthly report is sent to them, the CSM in "
+        "copy (`tend report --send`, TEND_REPORTS__SEND_DAY); null: none.",
+    )
     champion: str | None = Field(
         None,
         max_length=MAX_ID,
@@ -228,8 +236,8 @@ async def update_profile(
     re-scoring."""
     fields: dict[str, Any] = {}
     for column, value in update.model_dump(exclude_unset=True).items():
-        if isinstance(value, str):
-            if not storable(value):
+        if isinstance(value, str | list):
+            if not all(storable(v) for v in (value if isinstance(value, list) else [value])):
                 raise ApiError.invalid(column, "contains NUL or a lone surrogate")
             try:
                 value = PARSERS[column](value)
@@ -340,10 +348,7 @@ async def _report(
     except MonthError as err:
         raise ApiError(422, str(err), code="invalid") from None
     config: TendConfig | None = getattr(request.app.state, "config", None)
-    # Without a configuration (or one naming no key features), the report uses the key
-    # features the scorer scored the account with.
-    keys = list(config.key_features) if config is not None and config.key_features else None
-    return await build_report(session, account, first, today, keys)
+    return await build_report(session, account, first, today, key_features_of(config), config)
 
 
 MonthQuery = Annotated[

@@ -69,6 +69,7 @@ ACCOUNT_EXAMPLE: JsonObject = {
     "stage": "renewal",
     "csm_email": "dana@vendor.example",
     "csm_slack": "https://hooks.slack.com/services/…",
+    "customer_emails": ["ops-lead@acme.example"],
     "champion": None,
     "score": 41.5,
     "band": "red",
@@ -96,6 +97,9 @@ class AccountSummary(BaseModel):
     )
     csm_email: str | None = None
     csm_slack: str | None = Field(None, description="A Slack handle, or a masked webhook URL.")
+    customer_emails: list[str] = Field(
+        default_factory=list, description="The customer's contacts, who receive the report."
+    )
     champion: str | None = Field(None, description="The champion an operator named.")
     score: float | None = Field(None, description="0 to 100; null before the first score.")
     band: str | None = Field(None, description="green, yellow, red, ...")

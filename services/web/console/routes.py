@@ -1,5 +1,5 @@
 """The CSM console: server-rendered pages under ``/console`` (portfolio, account, alerts,
-retention, the latest backtest).
+retention, the latest backtest) and each account's monthly report.
 
 Sign-in is with the API token (``app.state.api_token``, as for the APIs) and gives a signed,
 HttpOnly, SameSite=Lax session cookie naming a session stored in the database (logout deletes
@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -37,6 +37,14 @@ from services.web.console.plumbing import (
     safe_next,
 )
 from services.web.deps import clock_of, policy_of
+from services.web.reports.build import (
+    MonthError,
+    build_report,
+    key_features_of,
+    last_month,
+    parse_month,
+)
+from services.web.reports.render import render_html
 from services.web.templating import TEMPLATES_DIR
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
@@ -50,6 +58,7 @@ from shared.people import audit
 from shared.people.caller import Caller, owns
 from shared.people.directory import find_person
 from shared.people.passwords import verify_password
+from shared.read.accounts import get_account
 from shared.read.alerts import get_alert
 
 __all__ = ["SECURITY_HEADERS", "router"]
@@ -187,6 +196,39 @@ async def accountpage(
         stage=stages.get(account_id),
     )
     return web.page(request, "account.html", {**context, "csrf": session.csrf})
+
+
+REPORT_HEADERS = {
+    **SECURITY_HEADERS,
+    # The report is one self-contained page: its only style is inline, and it loads nothing.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+@router.get("/accounts/{account_id}/report")
+async def reportpage(
+    account_id: str, request: Request, session: SessionDep, month: str | None = None
+) -> Response:
+    """The account's monthly value report, as the customer gets it, for a signed-in CSM (of
+    the account's book, like its page)."""
+    today = clock_of(request).now().date()
+    try:
+        first = parse_month(month, today) if month else last_month(today)
+    except MonthError as err:
+        return web.error(request, 422, str(err), session)
+    config: TendConfig | None = getattr(request.app.state, "config", None)
+    me = web.caller(session)
+    async with web.database(request)() as db:
+        account = await get_account(db, account_id)
+        if account is None and me.book() is None:
+            return web.error(request, 404, f"no account {account_id!r}", session)
+        if account is None or not owns(me.book(), account):
+            return web.error(request, 403, _OUTSIDE, session)
+        report = await build_report(db, account, first, today, key_features_of(config), config)
+    return HTMLResponse(render_html(report, config=config), headers=REPORT_HEADERS)
 
 
 @router.get("/retention")

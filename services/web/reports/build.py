@@ -10,21 +10,30 @@ Three parts: :func:`build_report` (here) reads the rollups and scores through th
 :func:`services.web.reports.render.render_html` turns it into a printable page;
 :mod:`services.web.reports.send` delivers it to the account's CSM (``tend report --email``).
 
+It speaks the customer's language: features by the names the feature catalog gives them
+(``label``), their adoption in words, and the time they saved where the catalog declares
+``minutes_saved_per_use``. A month the account was silent claims no feature "in use".
+
 Seat utilization uses the account's current seats: traits have no history.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.web.reports.highlights import highlights
 from shared import format as fmt
+from shared.config import TendConfig
 from shared.db.models import Account, HealthScore
+from shared.outcomes.lifecycle import is_cancelled
+from shared.outcomes.model import account_start, in_day_order
+from shared.outcomes.repository import OutcomeRepository
 from shared.read.scores import score_history, scored_key_features
 from shared.read.usage import feature_totals, usage_totals
 
@@ -83,8 +92,23 @@ class Delta(BaseModel):
 FeatureStatus = Literal["adopted", "new", "dropped", "growing", "shrinking", "steady", "unused"]
 
 
+STATUS_WORDS: Mapping[FeatureStatus, str] = {
+    "adopted": "In use",
+    "new": "Started this month",
+    "dropped": "Not used this month",
+    "growing": "Used more",
+    "shrinking": "Used less",
+    "steady": "Steady",
+    "unused": "Not adopted yet",
+}
+"""Each status as the customer reads it."""
+
+
 class FeatureAdoption(BaseModel):
     feature: str
+    label: str = Field(
+        "", description="The feature in the customer's words: the catalog's label, else its key."
+    )
     key: bool = Field(description="One of the configured key features.")
     uses: int
     users: int = Field(description="Distinct users of the feature in the month.")
@@ -94,6 +118,16 @@ class FeatureAdoption(BaseModel):
         description="new (first used this month after none last month), dropped (none this month "
         "after some), growing / shrinking (uses +-10% or more), steady, unused (neither month)."
     )
+    change_pct: float | None = Field(None, description="Uses against the month before, in %.")
+    minutes_saved: float | None = Field(
+        None, description="uses x the catalog's minutes_saved_per_use; None where it declares none."
+    )
+
+    @model_validator(mode="after")
+    def _a_label(self) -> FeatureAdoption:
+        if not self.label:
+            self.label = fmt.label(self.feature)
+        return self
 
 
 class HealthPoint(BaseModel):
@@ -122,6 +156,9 @@ class ReportAccount(BaseModel):
     renewal_date: date | None
     csm_email: str | None
     csm_name: str | None
+    customer_emails: list[str] = Field(
+        default_factory=list, description="The customer's contacts, who receive the report."
+    )
 
 
 class MonthlyReport(BaseModel):
@@ -139,6 +176,12 @@ class MonthlyReport(BaseModel):
     mean_daily_active_users: Delta
     key_features_used: Delta
     key_features_total: int
+    silent: bool = Field(False, description="No activity at all in the month.")
+    minutes_saved: Delta = Field(
+        default_factory=lambda: Delta.of(None, None),
+        description="Minutes saved by the features whose catalog entry declares "
+        "minutes_saved_per_use; None when none does.",
+    )
     features: list[FeatureAdoption]
     health: HealthTrend
     highlights: list[str] = Field(description="What changed from the month before, in words.")
@@ -160,15 +203,39 @@ def _point(h: HealthScore) -> HealthPoint:
     return HealthPoint(as_of=h.as_of, score=h.score, band=h.band)
 
 
+def key_features_of(config: TendConfig | None) -> list[str] | None:
+    """The configured key features; None without a configuration or with none named (the
+    report then uses those the scorer scored the account with)."""
+    return list(config.key_features) if config is not None and config.key_features else None
+
+
+async def existed_in(session: AsyncSession, account: Account, first: date, end: date) -> bool:
+    """Whether ``account`` was a customer in the month ``first``..``end``: it had started by
+    ``end`` (contract start, first event, or an outcome) and was not cancelled all through."""
+    outcomes = in_day_order(await OutcomeRepository(session).outcomes(account.account_id))
+    start = account_start(account.created_at, account.first_seen, outcomes)
+    if start is None or start > end:
+        return False
+    return not (is_cancelled(outcomes, first - timedelta(days=1)) and is_cancelled(outcomes, end))
+
+
+def _pct(value: int, previous: int) -> float | None:
+    return round(100.0 * (value - previous) / previous, 1) if previous else None
+
+
 async def build_report(
     session: AsyncSession,
     account: Account,
     first: date,
     today: date,
     key_features: Sequence[str] | None = None,
+    config: TendConfig | None = None,
 ) -> MonthlyReport:
     """The report of ``account`` for the month starting ``first``. ``key_features`` None: those
-    of the account's latest score (:func:`scored_key_features`)."""
+    of the account's latest score (:func:`scored_key_features`). ``config`` gives the features
+    their labels and minutes saved per use (its feature catalog)."""
+    labels = config.feature_labels() if config is not None else {}
+    per_use = config.minutes_saved() if config is not None else {}
     aid = account.account_id
     end = min(month_end(first), today)
     prev_first = last_month(first)
@@ -190,17 +257,23 @@ async def build_report(
     for name in [*keys, *others]:
         uses, users = f_now.get(name, (0, 0))
         p_uses, p_users = f_before.get(name, (0, 0))
+        minutes = per_use.get(name)
         features.append(
             FeatureAdoption(
                 feature=name,
+                label=labels.get(name) or fmt.label(name),
                 key=name in keys,
                 uses=uses,
                 users=users,
                 previous_uses=p_uses,
                 previous_users=p_users,
                 status=_status(uses, p_uses),
+                change_pct=_pct(uses, p_uses),
+                minutes_saved=None if minutes is None else uses * minutes,
             )
         )
+    saved = [f for f in features if f.minutes_saved is not None]
+    saved_before = sum(f.previous_uses * per_use[f.feature] for f in saved)
     key_used = sum(1 for f in features if f.key and f.uses)
     key_used_before = sum(1 for f in features if f.key and f.previous_uses)
 
@@ -242,6 +315,7 @@ async def build_report(
             renewal_date=account.renewal_date,
             csm_email=account.csm_email,
             csm_name=csm_name if isinstance(csm_name, str) else None,
+            customer_emails=list(account.customer_emails or []),
         ),
         month=first.strftime("%Y-%m"),
         period_start=first,
@@ -260,54 +334,15 @@ async def build_report(
         ),
         key_features_used=Delta.of(key_used, key_used_before),
         key_features_total=len(keys),
+        silent=now.events == 0 and now.users == 0 and not any(f.uses for f in features),
+        minutes_saved=(
+            Delta.of(sum(f.minutes_saved or 0 for f in saved), saved_before, 1)
+            if saved
+            else Delta.of(None, None)
+        ),
         features=features,
         health=health,
         highlights=[],
     )
     report.highlights = highlights(report)
     return report
-
-
-def highlights(r: MonthlyReport) -> list[str]:
-    """What changed from the month before, as short sentences (most telling first)."""
-    prev = fmt.month(r.previous_month)
-    out = []
-    au = r.active_users
-    if au.value is not None:
-        seats = r.account.seats
-        users = fmt.plural(round(au.value), "active user")
-        if seats:
-            users += f" of {fmt.plural(seats, 'seat')} ({fmt.percent(r.seat_utilization.value)})"
-        if au.change:
-            out.append(f"{users}, {fmt.signed(au.change)} from {prev}.")
-        else:
-            out.append(f"{users}, as in {prev}.")
-    lg = r.logins
-    if lg.value is not None and lg.change_pct is not None and lg.change:
-        word = "up" if lg.change > 0 else "down"
-        logins = fmt.plural(round(lg.value), "login")
-        out.append(f"{logins}, {word} {fmt.number(abs(lg.change_pct))}% from {prev}.")
-    elif lg.value is not None:
-        out.append(f"{fmt.plural(round(lg.value), 'login')}.")
-    new = [f.feature for f in r.features if f.key and f.status == "new"]
-    dropped = [f.feature for f in r.features if f.key and f.status == "dropped"]
-    unused = [f.feature for f in r.features if f.key and f.status == "unused"]
-    if new:
-        out.append(f"Started using {', '.join(new)}.")
-    if dropped:
-        out.append(f"Stopped using {', '.join(dropped)} (used in {prev}).")
-    if unused:
-        out.append(f"Not adopted yet: {', '.join(unused)}.")
-    if r.key_features_total:
-        used = fmt.count(r.key_features_used.value)
-        out.append(f"{used} of {r.key_features_total} key features in use.")
-    h = r.health
-    if h.end is not None and h.end.score is not None:
-        now = f"Health {fmt.score_band(h.end.score, h.end.band)} on {fmt.short_day(h.end.as_of)}"
-        base = h.previous_month_end or h.start
-        if base is not None and base.score is not None and base.as_of != h.end.as_of:
-            before = f"{fmt.score_band(base.score, base.band)} on {fmt.short_day(base.as_of)}"
-            out.append(f"{now}, from {before}.")
-        else:
-            out.append(f"{now}.")
-    return out

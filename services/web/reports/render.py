@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.web.charts import Bands, LineChart, line_chart
-from services.web.reports.build import MonthlyReport
+from services.web.reports.build import STATUS_WORDS, MonthlyReport
 from services.web.templating import environment
 from shared.config import TendConfig
 
@@ -52,10 +52,12 @@ def render_html(
             bands=bands,
             generated=now or datetime.now(UTC),
             currency=(config or TendConfig()).currency,
+            status_words=STATUS_WORDS,
         )
     )
 
 
-def render_text(r: MonthlyReport) -> str:
-    """The plain-text part of the report's email: the account, the month and the highlights."""
-    return environment().get_template("report/email.txt").render(r=r)
+def render_text(r: MonthlyReport, *, pdf: bool = False) -> str:
+    """The plain-text part of the report's email: the account, the month and the highlights;
+    ``pdf``: a PDF is attached too."""
+    return environment().get_template("report/email.txt").render(r=r, pdf=pdf)
