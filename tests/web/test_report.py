@@ -357,7 +357,9 @@ class TestReportCommand:
         await seed_account(sessions, "acme")
         await seed_account(sessions, "globex")
         async with sessions() as s, s.begin():
-            orphan = Account(account_id="orphan", name="No CSM", seats=5, first_seen=d("2026-10-02"))
+            orphan = Account(
+                account_id="orphan", name="No CSM", seats=5, first_seen=d("2026-10-02")
+            )
             s.add(orphan)
         server = SmtpServer().start()
         try:
