@@ -41,7 +41,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest_asyncio.fixture
-async def api(db: Sessions) -> AsyncIterator[httpx.AsyncClient]:
+async def contacts_api(db: Sessions) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(api_token=SecretStr(TOKEN)), sessions=db)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://web", headers=AUTH
@@ -51,11 +51,11 @@ async def api(db: Sessions) -> AsyncIterator[httpx.AsyncClient]:
 
 class TestContacts:
     async def test_the_operator_sets_them_and_a_group_call_cannot(
-        self, db: Sessions, api: httpx.AsyncClient, uid: str
+        self, db: Sessions, contacts_api: httpx.AsyncClient, uid: str
     ) -> None:
         account = f"{uid}-acme"
         body = {"customer_emails": ["ops@acme.example", "cfo@acme.example"]}
-        r = await api.patch(f"/v1/accounts/{account}", json=body)
+        r = await contacts_api.patch(f"/v1/accounts/{account}", json=body)
         assert r.status_code == 200, r.text
         assert r.json()["customer_emails"] == ["ops@acme.example", "cfo@acme.example"]
         await group_call(
@@ -64,7 +64,9 @@ class TestContacts:
         row = await stored(db, account)
         assert row.customer_emails == ["ops@acme.example", "cfo@acme.example"]
         assert row.name == "Acme" and "customerEmails" not in row.traits
-        cleared = await api.patch(f"/v1/accounts/{account}", json={"customer_emails": None})
+        cleared = await contacts_api.patch(
+            f"/v1/accounts/{account}", json={"customer_emails": None}
+        )
         assert cleared.status_code == 200 and cleared.json()["customer_emails"] == []
 
     @pytest.mark.parametrize(
@@ -72,9 +74,9 @@ class TestContacts:
         [["not-an-email"], "ops@acme.example", [""], [f"u{i}@x.example" for i in range(21)]],
     )
     async def test_a_bad_list_is_a_422_naming_the_field(
-        self, api: httpx.AsyncClient, uid: str, value: Any
+        self, contacts_api: httpx.AsyncClient, uid: str, value: Any
     ) -> None:
-        r = await api.patch(f"/v1/accounts/{uid}-acme", json={"customer_emails": value})
+        r = await contacts_api.patch(f"/v1/accounts/{uid}-acme", json={"customer_emails": value})
         assert r.status_code == 422, r.text
         assert r.json()["error"]["field"] == "customer_emails"
 
