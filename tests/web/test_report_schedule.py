@@ -188,3 +188,30 @@ class TestShutdown:
         await scheduler(db, clock, mail.port).run_once()
         assert {r.month for r in (await deliveries(db, uid)).values()} == {"2026-12"}
         assert date(2026, 12, 1) < clock.now().date()
+
+
+class TestWebService:
+    async def test_tend_web_sends_on_the_send_day_and_stops_with_the_app(
+        self, sqlite_url: str, sqlite_sessions: Sessions, uid: str, mail: SmtpServer
+    ) -> None:
+        """The web app's own lifespan (``tend web``) runs the schedule and ends it at shutdown."""
+        from services.web.app import create_app
+
+        [aid] = await customers(sqlite_sessions, uid, 1)
+        settings = Settings.model_validate(
+            {
+                "database_url": sqlite_url,
+                "smtp_host": "127.0.0.1",
+                "smtp_port": mail.port,
+                "smtp_tls": "none",
+                "reports": {"send_day": 3, "chromium": "", "interval_s": 3600},
+            }
+        )
+        app = create_app(settings, clock=FixedClock(SEND_DAY))
+        async with app.router.lifespan_context(app):
+            for _ in range(100):
+                if ours(mail, uid):
+                    break
+                await asyncio.sleep(0.1)
+        assert ours(mail, uid) == [f"ops@{aid}.example"]
+        assert (await deliveries(sqlite_sessions, uid))[aid].status == "sent"
