@@ -344,5 +344,25 @@ def test_every_page_fits_and_speaks_plainly(
     page.close()
 
 
+def test_the_monthly_report_opens_from_the_account_page(served: Served, browser: object) -> None:
+    """A signed-in CSM clicks through to the account's report (session, not Bearer) and reads
+    a chart with dates on its axis."""
+    expect = sync_api.expect
+    browser.clear_cookies()  # type: ignore[attr-defined]
+    page = browser.new_page()  # type: ignore[attr-defined]
+    account = served.seeded.id_of(Archetype.DECLINING)
+    page.goto(f"{served.url}/console/accounts/{account}")
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Monthly value report").click()
+    expect(page).to_have_url(f"{served.url}/console/accounts/{account}/report")
+    expect(page.get_by_role("heading", name="This month in brief")).to_be_visible()
+    chart = page.get_by_role("img", name="Health score history")
+    expect(chart).to_be_visible()
+    expect(chart.locator("text.axis").last).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2}$"))
+    _shot(page, "report")
+    page.close()
+
+
 def test_chromium_is_the_system_one() -> None:
     assert shutil.which("chromium") == str(CHROMIUM) or CHROMIUM.exists()
