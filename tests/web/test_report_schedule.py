@@ -215,3 +215,28 @@ class TestWebService:
                 await asyncio.sleep(0.1)
         assert ours(mail, uid) == [f"ops@{aid}.example"]
         assert (await deliveries(sqlite_sessions, uid))[aid].status == "sent"
+
+    async def test_tend_up_runs_it_until_stopping(
+        self, sqlite_sessions: Sessions, uid: str, mail: SmtpServer
+    ) -> None:
+        from services.cli.up import Embedded, embedded_services
+        from shared.config import TendConfig
+
+        [aid] = await customers(sqlite_sessions, uid, 1)
+        settings = Settings.model_validate(
+            {
+                "smtp_host": "127.0.0.1",
+                "smtp_port": mail.port,
+                "smtp_tls": "none",
+                "reports": {"send_day": 1, "send_hour_utc": 0, "chromium": "", "interval_s": 3600},
+            }
+        )
+        env = Embedded(settings, TendConfig(), sqlite_sessions, None, asyncio.Event())  # type: ignore[arg-type]
+        task = asyncio.create_task(embedded_services()["reports"](env))
+        for _ in range(100):
+            if ours(mail, uid):
+                break
+            await asyncio.sleep(0.1)
+        env.stopping.set()
+        await asyncio.wait_for(task, 5)
+        assert ours(mail, uid) == [f"ops@{aid}.example"]  # last month's, sent on day 1
