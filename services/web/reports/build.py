@@ -8,7 +8,9 @@ features used), the health trend (the daily scores), and a few plain sentences o
 Three parts: :func:`build_report` (here) reads the rollups and scores through the read models
 (:mod:`shared.read`; no commit) into a :class:`MonthlyReport`;
 :func:`services.web.reports.render.render_html` turns it into a printable page;
-:mod:`services.web.reports.send` delivers it to the account's CSM (``tend report --email``).
+:mod:`services.web.reports.send` delivers it to the customer's contacts with the CSM in copy
+(``tend report --send``, and the monthly schedule of :mod:`services.web.reports.schedule`) or
+to the CSM alone (``tend report --email``).
 
 It speaks the customer's language: features by the names the feature catalog gives them
 (``label``), their adoption in words, and the time they saved where the catalog declares
