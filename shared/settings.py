@@ -379,7 +379,6 @@ class Settings(BaseSettings):
     oidc: OidcSettings = OidcSettings()
     slack: SlackSettings = SlackSettings()
 
-
     reports: ReportsSettings = ReportsSettings()
 
     @field_validator("api_token")

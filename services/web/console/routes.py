@@ -21,11 +21,11 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.web.console import pages, retention, views
+from services.web.console import pages, report, retention, views
 from services.web.console import plumbing as web
 from services.web.console.auth import COOKIE, csrf_ok, end_session
 from services.web.console.plumbing import (
@@ -37,14 +37,6 @@ from services.web.console.plumbing import (
     safe_next,
 )
 from services.web.deps import clock_of, policy_of
-from services.web.reports.build import (
-    MonthError,
-    build_report,
-    key_features_of,
-    last_month,
-    parse_month,
-)
-from services.web.reports.render import render_html
 from services.web.templating import TEMPLATES_DIR
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
@@ -58,12 +50,11 @@ from shared.people import audit
 from shared.people.caller import Caller, owns
 from shared.people.directory import find_person
 from shared.people.passwords import verify_password
-from shared.read.accounts import get_account
 from shared.read.alerts import get_alert
 
 __all__ = ["SECURITY_HEADERS", "router"]
 
-_OUTSIDE = "This account is not in your book, or there is no such account."
+_OUTSIDE = report.OUTSIDE
 _LEADERS = "This page is for leaders and admins."
 
 router = APIRouter(
@@ -198,37 +189,7 @@ async def accountpage(
     return web.page(request, "account.html", {**context, "csrf": session.csrf})
 
 
-REPORT_HEADERS = {
-    **SECURITY_HEADERS,
-    # The report is one self-contained page: its only style is inline, and it loads nothing.
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
-
-
-@router.get("/accounts/{account_id}/report")
-async def reportpage(
-    account_id: str, request: Request, session: SessionDep, month: str | None = None
-) -> Response:
-    """The account's monthly value report, as the customer gets it, for a signed-in CSM (of
-    the account's book, like its page)."""
-    today = clock_of(request).now().date()
-    try:
-        first = parse_month(month, today) if month else last_month(today)
-    except MonthError as err:
-        return web.error(request, 422, str(err), session)
-    config: TendConfig | None = getattr(request.app.state, "config", None)
-    me = web.caller(session)
-    async with web.database(request)() as db:
-        account = await get_account(db, account_id)
-        if account is None and me.book() is None:
-            return web.error(request, 404, f"no account {account_id!r}", session)
-        if account is None or not owns(me.book(), account):
-            return web.error(request, 403, _OUTSIDE, session)
-        report = await build_report(db, account, first, today, key_features_of(config), config)
-    return HTMLResponse(render_html(report, config=config), headers=REPORT_HEADERS)
+router.get("/accounts/{account_id}/report")(report.reportpage)
 
 
 @router.get("/retention")
