@@ -352,7 +352,8 @@ def test_the_monthly_report_opens_from_the_account_page(served: Served, browser:
     page = browser.new_page()  # type: ignore[attr-defined]
     account = served.seeded.id_of(Archetype.DECLINING)
     page.goto(f"{served.url}/console/accounts/{account}")
-    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_label("Email").fill(ADMIN)
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("link", name="Monthly value report").click()
     expect(page).to_have_url(f"{served.url}/console/accounts/{account}/report")
