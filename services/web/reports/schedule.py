@@ -154,19 +154,35 @@ class ReportScheduler:
 
     async def claim(self) -> list[Claim]:
         now = self.clock.now()
+        lease = now + timedelta(seconds=self.reports.claim_lease_s)
         async with self.sessions() as session, session.begin():
-            rows = await session.scalars(
-                select(ReportDelivery)
-                .where(ReportDelivery.status == "pending", ReportDelivery.next_attempt_at <= now)
-                .order_by(ReportDelivery.next_attempt_at, ReportDelivery.account_id)
-                .limit(self.batch)
-                .with_for_update(skip_locked=True)
-            )
+            due = (
+                await session.execute(
+                    select(ReportDelivery.account_id, ReportDelivery.month, ReportDelivery.attempts)
+                    .where(
+                        ReportDelivery.status == "pending", ReportDelivery.next_attempt_at <= now
+                    )
+                    .order_by(ReportDelivery.next_attempt_at, ReportDelivery.account_id)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
             claims = []
-            for row in rows:
-                row.attempts += 1
-                row.next_attempt_at = now + timedelta(seconds=self.reports.claim_lease_s)
-                claims.append(Claim(row.account_id, row.month, row.attempts))
+            for account_id, month, attempts in due:
+                # Compare and set: where SKIP LOCKED does not exist (SQLite), of two replicas
+                # that read the same row only the first one's update matches.
+                taken = await session.execute(
+                    update(ReportDelivery)
+                    .where(
+                        ReportDelivery.account_id == account_id,
+                        ReportDelivery.month == month,
+                        ReportDelivery.attempts == attempts,
+                        ReportDelivery.status == "pending",
+                    )
+                    .values(attempts=attempts + 1, next_attempt_at=lease)
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    claims.append(Claim(account_id, month, attempts + 1))
         return claims
 
     async def deliver(self, claim: Claim) -> int:
