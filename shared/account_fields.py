@@ -23,14 +23,14 @@ ACCOUNT_FIELDS = (
     "created_at",
     "csm_email",
     "csm_slack",
-    "customer_emails",
 )
 """The account traits with a column of their own, in CSV column order."""
 
-ROUTING_FIELDS = ("csm_email", "csm_slack", "customer_emails")
-"""Account columns that are destinations (alerts, the customer's monthly report): operator
-data, not taken from group calls unless ``routing_from_traits`` is on. (``csm_name`` is only
-shown, so it stays a trait.)"""
+ROUTING_FIELDS = ("csm_email", "csm_slack")
+"""Account columns that are alert destinations: operator data, not taken from group calls
+unless ``routing_from_traits`` is on. (``csm_name`` is only shown, so it stays a trait.) The
+customer's contacts (``customer_emails``, :func:`parse_emails`) are operator data only, never
+a trait: like ``champion``, only the profile import and the profile API set them."""
 
 MAX_CUSTOMER_EMAILS = 20
 
@@ -149,7 +149,6 @@ ACCOUNT_PARSERS: Mapping[str, Callable[[Any], Any]] = {
     "created_at": parse_date,
     "csm_email": parse_email,
     "csm_slack": _text(200),
-    "customer_emails": parse_emails,
 }
 """Column -> parser; a parser raises :class:`ValueError` with a reason for a bad value."""
 

@@ -7,8 +7,9 @@ leaves the stored value alone. Values are parsed as the scorer parses ``group`` 
 value that cannot be parsed is an error here, not silently dropped: every error names its line
 and column, and nothing is imported until the whole file is clean.
 
-``champion`` (the user id of the account's champion, as the product sends it) comes from here
-only, never from ``group`` traits: who the champion is is the operator's word.
+``champion`` (the user id of the account's champion, as the product sends it) and
+``customer_emails`` (who receives the monthly report) come from here only, never from ``group``
+traits: who the champion is and where the account's usage is mailed are the operator's word.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.account_fields import ACCOUNT_FIELDS, ACCOUNT_PARSERS
+from shared.account_fields import ACCOUNT_FIELDS, ACCOUNT_PARSERS, parse_emails
 from shared.db.models import Account
 from shared.db.types import utcnow
 from shared.db.upsert import insert_for
 
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 MAX_ID = 200
-IMPORT_FIELDS = (*ACCOUNT_FIELDS, "champion")
+IMPORT_FIELDS = (*ACCOUNT_FIELDS, "customer_emails", "champion")
 COLUMNS = ("account_id", *IMPORT_FIELDS)
 
 
@@ -42,7 +43,11 @@ def _user_id(value: str) -> str:
     return text
 
 
-PARSERS: dict[str, Callable[[Any], Any]] = {**ACCOUNT_PARSERS, "champion": _user_id}
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    **ACCOUNT_PARSERS,
+    "customer_emails": parse_emails,
+    "champion": _user_id,
+}
 
 
 @dataclass(frozen=True, slots=True)

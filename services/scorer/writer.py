@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.scorer.processor import AccountDelta, EventDeltas, process_batch
-from shared.account_fields import ACCOUNT_FIELDS, ROUTING_FIELDS
+from shared.account_fields import ACCOUNT_FIELDS
 from shared.bus.base import TopicPartition
 from shared.db.models import (
     Account,
@@ -43,7 +43,7 @@ USER_ALIASES: Table = UserAlias.__table__  # type: ignore[assignment]
 OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
 
 ACCOUNT_COLUMNS = [ACCOUNTS.c[col] for col in ACCOUNT_FIELDS]
-SCORED_FIELDS = [col for col in ACCOUNT_FIELDS if col not in ("name", *ROUTING_FIELDS)]
+SCORED_FIELDS = [col for col in ACCOUNT_FIELDS if col not in ("name", "csm_email", "csm_slack")]
 """The profile columns a score depends on (a change re-scores the account's history)."""
 
 # Keys per ``IN (...)`` list: well under the bind-parameter limits of asyncpg (32767) and

@@ -4,9 +4,9 @@ the alternative, the page and its PDF as attachments) and one SMTP connection fo
 the one SMTP client of tend (:mod:`shared.smtp`).
 
 The customer's contacts are operator data (``customer_emails``: the profile import or the
-profile API, or group traits only when ``TEND_SCORER__ROUTING_FROM_TRAITS`` is on), so they
-are mailed as set; the CSM in copy is checked against ``TEND_ALERTS__EMAIL_DOMAINS`` like alert
-mail, and replaced by ``TEND_ALERTS__DEFAULT_EMAILS`` when refused or missing."""
+profile API, never group traits), so they are mailed as set; the CSM in copy is checked
+against ``TEND_ALERTS__EMAIL_DOMAINS`` like alert mail, and replaced by
+``TEND_ALERTS__DEFAULT_EMAILS`` when refused or missing."""
 
 from __future__ import annotations
 
