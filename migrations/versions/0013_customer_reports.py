@@ -1,7 +1,7 @@
 """customer reports: the customer's contacts on accounts, the outbox of scheduled reports
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import shared.db.types
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
