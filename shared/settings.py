@@ -275,18 +275,14 @@ class ReportsSettings(BaseModel):
     interval_s: float = Field(
         60.0, gt=0, description="How often the schedule looks for reports due or to retry."
     )
-    max_attempts: int = Field(
-        8, ge=1, description="Attempts at one report before it is marked failed."
-    )
+    max_attempts: int = Field(8, ge=1, description="Attempts before a report is failed.")
     retry_initial_s: float = Field(
         60.0, gt=0, description="First wait after a failed attempt (then doubling, with jitter)."
     )
     max_backoff_s: float = Field(
         6 * 3600.0, gt=0, description="Longest wait between two attempts at one report."
     )
-    claim_lease_s: float = Field(
-        600.0, gt=0, description="How long a replica holds a report it is sending."
-    )
+    claim_lease_s: float = Field(600.0, gt=0, description="How long a claim hides a report.")
     chromium: str = Field(
         "chromium",
         description="Headless Chromium that prints the PDF: a path or a name on PATH; empty: "
