@@ -2,7 +2,8 @@
 
 The app (console, read API, alerts API) runs under uvicorn on a free loopback port over a
 seeded private SQLite database. A CSM signs in, opens the portfolio, opens the at-risk account,
-acknowledges its alert and sees the state change. Then every page, on a desktop and on a
+acknowledges its alert and sees the state change. Then every page (portfolio, account,
+alerts, and the monthly report opened from the account page by a click), on a desktop and on a
 390 px phone: no cell overflows, no model key reaches the reader, the alerts are ordered by
 severity. Screenshots go to ``test-artifacts/`` (``console-<page>-<desktop|phone>.png``).
 """
@@ -341,6 +342,12 @@ def test_every_page_fits_and_speaks_plainly(
     assert severities and [rank[s] for s in severities] == sorted(rank[s] for s in severities)
     expect(page.locator("#opportunities tbody tr")).to_have_count(1)
     assert page.evaluate(OFF_SCREEN_CARD_CELLS) == []
+
+    # The monthly report, opened from the console by a click (the signed-in session suffices).
+    page.goto(f"{served.url}/console/accounts/{dormant}")
+    page.get_by_role("link", name="Monthly value report").click()
+    expect(page).to_have_url(f"{served.url}/console/accounts/{dormant}/report")
+    _check_page(page, "report", device)
     page.close()
 
 
