@@ -38,6 +38,7 @@ from shared.alert_rules import (
     UpsellSeats,
     WeeklySeries,
 )
+from shared.format import words
 from shared.scores import Band, Scorecard, ScoreMessage
 from shared.weekly_stats import binomial_variance, fit_line, robust_variance
 
@@ -592,7 +593,7 @@ def _weakest(s: ScoreMessage) -> str:
     if not s.components:
         return ""
     c = min(s.components, key=lambda c: c.score)
-    return f"; weakest: {c.name} {_num(c.score)} ({c.explanation})"
+    return f"; weakest: {words(c.name)} at {_num(c.score)} points ({c.explanation})"
 
 
 def health_red(s: ScoreMessage, history: ScoreHistory | None, cfg: HealthRed) -> list[Finding]:
@@ -636,7 +637,10 @@ def health_drop(s: ScoreMessage, history: ScoreHistory | None, cfg: HealthDrop) 
     moves = [c for c in s.moved.components if c.delta is not None and c.delta < 0]
     if moves:
         worst = min(moves, key=lambda c: c.delta or 0.0)
-        mover = f"; {worst.name} moved most ({_num(worst.delta or 0.0)} since the last score)"
+        mover = (
+            f"; {words(worst.name)} moved most (down {_num(abs(worst.delta or 0.0))} points "
+            "since the last score)"
+        )
     return [
         _finding(
             s,

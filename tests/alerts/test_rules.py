@@ -436,7 +436,7 @@ class TestHealth:
     def test_health_red_reason_names_the_weakest_component(self) -> None:
         f = one("health_red", create_snapshot(band="red", score=32.1))
         assert f.reason.startswith(
-            "health score 32.1 is red; weakest: seat_utilization 34.4 (33 of"
+            "health score 32.1 is red; weakest: seat utilization at 34.4 points (33 of"
         )
 
     @pytest.mark.parametrize("band", ["new", "unknown"])
@@ -479,7 +479,7 @@ class TestHealthDrop:
         assert f.reason.startswith(
             "health score 57.2, down 17.8 points from 75 on 2026-10-26 (within 7 days; alert at 15)"
         )
-        assert "login_trend moved most (-15.2 since the last score)" in f.reason
+        assert "login trend moved most (down 15.2 points since the last score)" in f.reason
 
     def test_older_than_the_window_is_ignored(self) -> None:
         assert run("health_drop", EXAMPLE_SCORE, history((8, 95.0))) == []
