@@ -1,5 +1,5 @@
 """The YAML file (``TEND_CONFIG``): feature catalog, login names, scoring model, alert rules,
-outcomes policy.
+outcomes policy, outbound webhooks.
 
 It is validated once at start; a mistake is reported as a :class:`ConfigError` that names the
 bad key (``scoring.weights.recency: Input should be a valid number``), never a stack trace.
@@ -25,6 +25,7 @@ from shared.alert_rules import RulesConfig
 from shared.format import DEFAULT_CURRENCY
 from shared.outcomes.model import OutcomesPolicy
 from shared.scoring_model import KeyedError, ScoringModel
+from shared.webhooks.endpoints import WebhooksConfig
 
 DEFAULT_LOGIN_EVENTS = ("Signed In", "Logged In", "Login")
 
@@ -89,6 +90,11 @@ class TendConfig(Section):
         "margin, lifetime cap (docs/retention.md).",
     )
 
+    webhooks: WebhooksConfig = Field(
+        default_factory=WebhooksConfig,
+        description="Outbound webhooks: endpoints, secrets, event types (docs/webhooks.md).",
+    )
+
     @field_validator("login_events")
     @classmethod
     def _non_empty_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,7 +110,7 @@ class TendConfig(Section):
             raise ValueError("currency must be a three-letter ISO 4217 code such as USD or EUR")
         return code
 
-    @field_validator("scoring", "rules", "outcomes", mode="before")
+    @field_validator("scoring", "rules", "outcomes", "webhooks", mode="before")
     @classmethod
     def _empty_is_default(cls, v: Any) -> Any:
         # `scoring:`, `rules:` or `outcomes:` with nothing under it (YAML null) means the

@@ -57,6 +57,7 @@ INTEGRATION = frozenset(
         "slack_server",
         "slack_api_server",
         "smtp_server",
+        "webhook_server",
         "ingest",
         "serve_ingest",
         "write_key",

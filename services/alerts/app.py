@@ -20,6 +20,7 @@ from services.alerts.notifiers import (
     SmtpSettings,
 )
 from services.alerts.routing import Defaults
+from services.alerts.webhooks import WebhookDispatcher
 from shared.api_errors import install_error_handlers
 from shared.bus import Bus
 from shared.bus.base import Producer
@@ -115,6 +116,17 @@ def build_service(
     )
     if not settings.smtp_host:
         log.info("TEND_SMTP_HOST is not set: alerts go to Slack only")
+    webhooks = None
+    if config.webhooks.endpoints:
+        webhooks = WebhookDispatcher(
+            sessions,
+            config.webhooks,
+            the_clock,
+            batch=a.dispatch_batch,
+            lease_s=a.claim_lease_s,
+            idle_s=a.dispatch_interval_s,
+            retention=timedelta(days=a.outbox_retention_days),
+        )
     return AlertsService(
         bus,
         sessions,
@@ -124,6 +136,7 @@ def build_service(
         defaults=build_defaults(settings),
         console_url=settings.console_url,
         dispatcher=dispatcher,
+        webhooks=webhooks,
         max_records=a.batch_max_records,
         max_wait_s=a.batch_max_wait_s,
         retention=timedelta(days=a.outbox_retention_days),

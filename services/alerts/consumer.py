@@ -38,6 +38,7 @@ from services.alerts.state import (
     encode_states,
     group_notification,
 )
+from services.alerts.webhooks import WebhookDispatcher
 from shared import topics
 from shared.alert_rules import RuleName, RulesConfig
 from shared.alerting.cancellation import load_cancellations, resolve_cancelled_alerts
@@ -49,6 +50,14 @@ from shared.consumer import BatchConsumer, PoisonRecord, RunnerOptions
 from shared.db.models import Alert, AlertScorePoint
 from shared.scores import ScoreMessage
 from shared.service_app import run_loops
+from shared.webhooks.endpoints import WebhooksConfig
+from shared.webhooks.outbox import (
+    AlertChange,
+    enqueue,
+    record_alert_changes,
+    record_cancelled_alerts,
+)
+from shared.webhooks.payload import band_event
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +98,10 @@ class _Replayed:
     days: list[dict[str, Any]]
     episodes: list[Episode]
     decided: list[tuple[Alert, Notification]] = field(default_factory=list)
+    changes: list[AlertChange] = field(default_factory=list)
+    """Alert rows changed in the present, with their state before (webhooks)."""
+    band_change: dict[str, Any] | None = None
+    """A ``score.band_changed`` event (webhooks)."""
 
 
 class AlertsHandler:
@@ -109,8 +122,14 @@ class AlertsHandler:
         defaults: Defaults,
         console_url: str,
         on_notifications: asyncio.Event | None = None,
+        webhooks: WebhooksConfig | None = None,
+        on_webhooks: asyncio.Event | None = None,
     ) -> None:
         self.rules = rules
+        # Webhook events are only worked out when an endpoint exists.
+        self.webhooks = webhooks if webhooks is not None and webhooks.endpoints else None
+        self.on_webhooks = on_webhooks
+        self._hooked = 0
         self.clock = clock
         self.defaults = defaults
         self.console_url = console_url
@@ -133,7 +152,7 @@ class AlertsHandler:
         return message
 
     async def flush(self, session: AsyncSession, items: Sequence[ScoreMessage]) -> None:
-        self._wrote = 0
+        self._wrote = self._hooked = 0
         alert_metrics.SNAPSHOTS.inc(len(items))
         # A provisional score (today, incomplete) is never judged: only final days count.
         final = [m for m in items if not m.provisional]
@@ -150,7 +169,8 @@ class AlertsHandler:
                 for m in final
                 if not cancelled.on(m.account_id, m.as_of) and not cancelled.on(m.account_id, today)
             ]
-            await resolve_cancelled_alerts(session, cancelled.cancelled_on(today), now)
+            ended = await resolve_cancelled_alerts(session, cancelled.cancelled_on(today), now)
+            self._hooked += await record_cancelled_alerts(session, self.webhooks, ended, now)
             if not final:
                 return
         by_account: dict[str, dict[date, ScoreMessage]] = {}
@@ -166,6 +186,8 @@ class AlertsHandler:
         day_rows: list[dict[str, Any]] = []
         episodes: dict[str, list[Episode]] = {}
         decided: list[tuple[Alert, Notification]] = []
+        changes: list[AlertChange] = []
+        bands: list[dict[str, Any]] = []
         checkpoints: dict[str, AlertScorePoint] = {}
         for account, first in firsts.items():
             loaded = [p for p in stored[account] if p.as_of < first and p.states]
@@ -187,14 +209,19 @@ class AlertsHandler:
             day_rows += replayed.days
             episodes[account] = replayed.episodes
             decided += replayed.decided
+            changes += replayed.changes
+            bands += [replayed.band_change] if replayed.band_change else []
         await self.repo.save_days(session, day_rows)
         # An account without alert rows has no episodes (an episode opened a row): skip it.
         await self.repo.save_episodes(
             session, {a: d for a, d in firsts.items() if own[a] or episodes[a]}, episodes
         )
-        if not decided:
+        if not decided and not changes and not bands:
             return
         await session.flush()  # new alerts get their ids
+        if self.webhooks is not None:
+            self._hooked += record_alert_changes(session, self.webhooks, changes, now)
+            self._hooked += sum(enqueue(session, self.webhooks, e, now) for e in bands)
         self._enqueue(session, decided, now)
 
     def _replay(
@@ -258,6 +285,9 @@ class AlertsHandler:
         latest = days[-1]
         profile = messages[max(messages)]
         in_present = latest >= self.clock.now().date() - timedelta(days=self.rules.present_days)
+        if self.webhooks is not None and in_present:
+            before = stored[-1] if stored else checkpoint
+            out.band_change = self._band_change(before, points[max(points)], profile, now)
         latest_finding: dict[tuple[str, str], Finding] = {}
         for d in days:
             latest_finding.update({(f.rule, f.feature): f for f in findings[d]})
@@ -289,6 +319,8 @@ class AlertsHandler:
                 describe=describe,
                 point=points[latest],
             )
+            if self.webhooks is not None and in_present and step.changed:
+                out.changes.append((row, step.previous))
             if step.reopened:
                 alert_metrics.REOPENED.labels(rule).inc()
             if step.action != "none":
@@ -302,6 +334,22 @@ class AlertsHandler:
                 )
                 out.decided.append((row, notification))
         return out
+
+    @staticmethod
+    def _band_change(
+        before: AlertScorePoint | None, latest: ScorePoint, profile: ScoreMessage, now: datetime
+    ) -> dict[str, Any] | None:
+        """The account's latest day's band against the latest day stored before the batch;
+        an account's first score is not a change."""
+        if before is None or before.band == latest.band or before.as_of > latest.as_of:
+            return None
+        return band_event(
+            {"id": profile.account_id, "name": profile.name, "mrr": profile.mrr,
+             "csm_email": profile.csm_email},
+            as_of=latest.as_of, score=latest.score, band=latest.band,
+            previous_as_of=before.as_of, previous_score=before.score,
+            previous_band=before.band, now=now,
+        )  # fmt: skip
 
     def _enqueue(
         self, session: AsyncSession, decided: list[tuple[Alert, Notification]], now: datetime
@@ -355,6 +403,8 @@ class AlertsHandler:
     async def after_commit(self, items: Sequence[ScoreMessage]) -> None:
         if self._wrote and self.on_notifications is not None:
             self.on_notifications.set()
+        if self._hooked and self.on_webhooks is not None:
+            self.on_webhooks.set()
 
 
 class AlertsService:
@@ -371,6 +421,7 @@ class AlertsService:
         defaults: Defaults,
         console_url: str,
         dispatcher: Dispatcher | None,
+        webhooks: WebhookDispatcher | None = None,
         group_id: str = GROUP_ID,
         max_records: int = 500,
         max_wait_s: float = 0.2,
@@ -379,6 +430,7 @@ class AlertsService:
     ) -> None:
         self.sessions = sessions
         self.dispatcher = dispatcher
+        self.webhooks = webhooks
         self.clock = clock
         self.retention = retention
         # health_drop looks back at most 90 days; keep a little more.
@@ -391,6 +443,8 @@ class AlertsService:
             defaults=defaults,
             console_url=console_url,
             on_notifications=dispatcher.wake_event if dispatcher is not None else None,
+            webhooks=webhooks.hooks if webhooks is not None else None,
+            on_webhooks=webhooks.wake_event if webhooks is not None else None,
         )
         self.consumer: BatchConsumer[ScoreMessage] = BatchConsumer(
             bus,
@@ -437,4 +491,6 @@ class AlertsService:
         }
         if self.dispatcher is not None:
             loops["alerts-dispatcher"] = self.dispatcher.run(stop)
+        if self.webhooks is not None:
+            loops["alerts-webhooks"] = self.webhooks.run(stop)
         await run_loops(stop, loops)

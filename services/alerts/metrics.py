@@ -44,3 +44,13 @@ OUTBOX_PENDING = Gauge(
     "tend_alerts_outbox_pending",
     "Notifications waiting in the outbox, as of the dispatcher's last round.",
 )
+WEBHOOK_DELIVERIES = Counter(
+    "tend_webhooks_deliveries_total",
+    "Webhook delivery attempts by endpoint (its configured name) and result: sent, retry "
+    "(to be tried again), failed (given up, or the endpoint is no longer configured).",
+    ["endpoint", "result"],
+)
+WEBHOOK_PENDING = Gauge(
+    "tend_webhooks_pending",
+    "Webhook deliveries waiting in the outbox, as of the webhook dispatcher's last round.",
+)

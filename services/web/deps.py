@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.clock import Clock, SystemClock
 from shared.config import TendConfig
 from shared.outcomes.model import OutcomesPolicy
+from shared.webhooks.endpoints import WebhooksConfig
 
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -34,3 +35,9 @@ def policy_of(request: Request) -> OutcomesPolicy:
     """The ``outcomes:`` block of the app's config (stages, lifetime value), else the defaults."""
     config: TendConfig | None = getattr(request.app.state, "config", None)
     return config.outcomes if config is not None else OutcomesPolicy()
+
+
+def webhooks_of(request: Request) -> WebhooksConfig | None:
+    """The ``webhooks:`` block of the app's config: manual alert moves write their events."""
+    config: TendConfig | None = getattr(request.app.state, "config", None)
+    return config.webhooks if config is not None else None

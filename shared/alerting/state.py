@@ -40,9 +40,12 @@ def key_of(row: Alert) -> AlertKey:
     return (row.account_id, row.rule, row.feature)
 
 
-def apply_move(row: Alert, move: Move, now: datetime) -> None:
-    """Move one (locked) row; :class:`LifecycleError` leaves it as it was."""
-    set_state(row, move(state_of(row), now), now)
+def apply_move(row: Alert, move: Move, now: datetime) -> AlertState:
+    """Move one (locked) row; :class:`LifecycleError` leaves it as it was. Returns its state
+    before the move."""
+    before = state_of(row)
+    set_state(row, move(before, now), now)
+    return before
 
 
 async def lock_account_alerts(
@@ -60,16 +63,23 @@ async def lock_account_alerts(
 
 
 async def move_incident(
-    session: AsyncSession, account_id: str, move: Move, now: datetime
+    session: AsyncSession,
+    account_id: str,
+    move: Move,
+    now: datetime,
+    changes: list[tuple[Alert, AlertState]] | None = None,
 ) -> list[Alert]:
     """Apply a manual move to every active alert of an account (its incident), locked; one the
     move makes no sense for (acknowledging an acknowledged one) stays as it is. Returns the
-    account's active alerts before the move (none: nothing to move)."""
+    account's active alerts before the move (none: nothing to move); ``changes`` receives each
+    moved row with its state before the move."""
     rows = await lock_account_alerts(session, [account_id])
     active = [r for r in rows.values() if r.status in ACTIVE]
     for row in active:
         try:
-            apply_move(row, move, now)
+            before = apply_move(row, move, now)
         except LifecycleError:
             continue
+        if changes is not None:
+            changes.append((row, before))
     return active

@@ -426,6 +426,32 @@ class AlertEpisode(Base):
     reopenings: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class WebhookDelivery(Base):
+    """The webhook outbox: one event to one endpoint, written in the transaction that decided
+    the event (an alert transition, a band change). ``delivery_id`` is the idempotency id a
+    receiver gets on every attempt; the alerts service claims, sends and marks rows as the
+    notification dispatcher does (docs/webhooks.md)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(40), unique=True)
+    endpoint: Mapped[str] = mapped_column(String(50), comment="The endpoint's configured name.")
+    event_id: Mapped[str] = mapped_column(String(40), comment="The same for every endpoint.")
+    event_type: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class ConsoleSignIn(Base):
     """A console session that is signed in. The cookie only names it (signed, so it cannot be
     made up); deleting the row at logout makes a copied cookie worthless at once."""

@@ -25,6 +25,8 @@ from shared.alerting.cancellation import load_cancellations, resolve_cancelled_a
 from shared.db.models import Account, Outcome
 from shared.outcomes.model import CustomerOutcome, OutcomesPolicy
 from shared.outcomes.repository import OutcomeRepository, RecordResult
+from shared.webhooks.endpoints import WebhooksConfig
+from shared.webhooks.outbox import record_cancelled_alerts
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ async def record_outcomes(
     *,
     now: datetime,
     policy: OutcomesPolicy | None = None,
+    webhooks: WebhooksConfig | None = None,
 ) -> Recorded:
     """Record ``outcomes`` (checked with ``outcome_problems`` by the caller) as of ``now``'s
     day. Raises what :meth:`OutcomeRepository.record` raises (unknown accounts, contradictory
@@ -83,4 +86,5 @@ async def record_outcomes(
     moved = await move_renewal_dates(session, ids)
     cancelled = (await load_cancellations(session, ids)).cancelled_on(today)
     resolved = await resolve_cancelled_alerts(session, cancelled, now) if cancelled else []
+    await record_cancelled_alerts(session, webhooks, resolved, now)
     return Recorded(result, moved, len(resolved))

@@ -13,12 +13,13 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -32,6 +33,7 @@ __all__ = [
     "SlackApiServer",
     "SlackWebhookServer",
     "SmtpServer",
+    "WebhookReceiver",
     "create_notification",
     "create_self_signed_cert",
 ]
@@ -128,7 +130,7 @@ class SlackWebhookServer:
     def url(self, path: str = "/services/T000/B000/secretsecret") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def start(self) -> SlackWebhookServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -158,6 +160,31 @@ class SlackApiServer(SlackWebhookServer):
 
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
+
+
+class WebhookReceiver(SlackWebhookServer):
+    """A loopback receiver of tend's outbound webhooks: records every POST, answers 401 to one
+    whose ``Tend-Signature`` ``check(header, body)`` refuses, else from the script."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.check: Callable[[str, bytes], bool] | None = None
+        self.refused: list[RecordedRequest] = []
+
+    def _next(self, request: RecordedRequest) -> Reply:
+        check = self.check
+        if check is not None and not check(request.headers.get("Tend-Signature", ""), request.body):
+            with self._lock:
+                self.requests.append(request)
+                self.refused.append(request)
+            return Reply(401, "bad signature")
+        return super()._next(request)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.refused.clear()
+        self.check = None
 
 
 # -- SMTP -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.web.api.schemas import AlertDetail, AlertList, AlertOut, IncidentMove
-from services.web.deps import SessionDep, clock_of
+from services.web.deps import SessionDep, clock_of, webhooks_of
 from shared.alert_rules import RULE_NAMES
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
@@ -30,6 +30,7 @@ from shared.people import audit
 from shared.people.caller import Caller
 from shared.read import alerts
 from shared.redact import mask_url
+from shared.webhooks.outbox import AlertChange, record_alert_changes
 
 router = APIRouter(
     prefix="/v1/alerts",
@@ -229,10 +230,11 @@ async def _move(
         row = await _get(session, alert_id, lock=True)
         await guard_account(session, caller, row.account_id, write=True)
         try:
-            apply_move(row, move, now)
+            before = apply_move(row, move, now)
         except LifecycleError as err:
             raise ApiError.conflict(str(err)) from err
         audit.record_alert_move(session, caller, row, action, reason, now, "api")
+        record_alert_changes(session, webhooks_of(request), [(row, before)], now)
     return alert_json(row)
 
 
@@ -315,9 +317,11 @@ async def _move_incident(
     caller: Caller = request.state.caller
     async with session.begin():
         await guard_account(session, caller, account_id, write=True)
-        moved = await move_incident(session, account_id, move, now)
+        changes: list[AlertChange] = []
+        moved = await move_incident(session, account_id, move, now, changes)
         for row in moved:
             audit.record_alert_move(session, caller, row, action, reason, now, "api")
+        record_alert_changes(session, webhooks_of(request), changes, now)
     if not moved:
         raise ApiError(404, f"account {account_id!r} has no open alerts", code="not_found")
     return {"account_id": account_id, "alerts": [alert_json(a) for a in moved]}

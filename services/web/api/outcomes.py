@@ -18,7 +18,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.web.deps import SessionDep, clock_of, policy_of
+from services.web.deps import SessionDep, clock_of, policy_of, webhooks_of
 from shared.accounts_csv import MAX_ID
 from shared.api_auth import CallerDep, guard_account, require_role, require_token
 from shared.api_errors import ApiError, ErrorRoute, error_responses, operation_id
@@ -286,7 +286,9 @@ async def record_account_outcomes(
     now = clock_of(request).now()
     policy = policy_of(request)
     try:
-        recorded = await record_outcomes(session, outcomes, now=now, policy=policy)
+        recorded = await record_outcomes(
+            session, outcomes, now=now, policy=policy, webhooks=webhooks_of(request)
+        )
     except UnknownAccounts:
         await session.rollback()
         raise ApiError.not_found("account", account_id) from None

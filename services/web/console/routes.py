@@ -36,7 +36,7 @@ from services.web.console.plumbing import (
     read_form,
     safe_next,
 )
-from services.web.deps import clock_of, policy_of
+from services.web.deps import clock_of, policy_of, webhooks_of
 from services.web.templating import TEMPLATES_DIR
 from shared.alerting.lifecycle import AlertState, LifecycleError, acknowledge, resolve, snooze
 from shared.alerting.state import apply_move, move_incident
@@ -51,6 +51,7 @@ from shared.people.caller import Caller, owns
 from shared.people.directory import find_person
 from shared.people.passwords import verify_password
 from shared.read.alerts import get_alert
+from shared.webhooks.outbox import AlertChange, record_alert_changes
 
 __all__ = ["SECURITY_HEADERS", "router"]
 
@@ -299,10 +300,11 @@ async def _move(
         if not owns(me.write_book(), await db.get(Account, row.account_id)):
             return pages.NOT_YOURS
         try:
-            apply_move(row, move, now)
+            before = apply_move(row, move, now)
         except LifecycleError:
             return "conflict"
         audit.record_alert_move(db, me, row, action, reason, now, "console")
+        record_alert_changes(db, webhooks_of(request), [(row, before)], now)
     return ""
 
 
@@ -356,14 +358,16 @@ async def account_alerts_action(
     me = web.caller(session)
     if move is not None:
         async with web.database(request)() as db, db.begin():
+            changes: list[AlertChange] = []
             if not owns(me.write_book(), await db.get(Account, account_id)):
                 return web.error(request, 403, _OUTSIDE, session)
-            elif not (moved := await move_incident(db, account_id, move, now)):
+            elif not (moved := await move_incident(db, account_id, move, now, changes)):
                 notice = "not-found"
             else:
                 reason = (form.get("reason") or "")[:1000] if action == "snooze" else None
                 for row in moved:
                     audit.record_alert_move(db, me, row, action, reason, now, "console")
+                record_alert_changes(db, webhooks_of(request), changes, now)
     return web.redirect(_back_with(back, notice, "incident"))
 
 
