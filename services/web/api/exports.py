@@ -44,7 +44,8 @@ CSV_ANSWER: dict[int | str, dict[str, Any]] = {
 
 ACCOUNT_COLUMNS = (
     "account_id", "name", "plan", "seats", "mrr", "renewal_date", "lifecycle_stage", "stage",
-    "csm_email", "csm_slack", "champion", "score", "band", "scored_as_of", "first_seen",
+    "csm_email", "csm_slack", "champion", "customer_emails", "score", "band", "scored_as_of",
+    "first_seen",
 )  # fmt: skip
 ALERT_COLUMNS = (
     "id", "account_id", "account_name", "rule", "feature", "status", "severity", "reason",
