@@ -23,9 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts.notifiers.slack import build_payload
 from services.web.app import create_app
 from shared.clock import FixedClock
-from shared.db.models import Alert, AlertAction, AuditEntry
+from shared.config import TendConfig
+from shared.db.models import Alert, AlertAction, AuditEntry, WebhookDelivery
 from shared.settings import Settings
 from shared.slack import ACK_ACTION, sign
+from shared.webhooks.endpoints import WebhooksConfig
 from tests.alerts.snapshots import alerts_of
 from tests.support.servers import RecordedRequest, SlackWebhookServer, create_notification
 from tests.web.test_alerts_api import AUTH, T0, TOKEN, open_alert
@@ -33,6 +35,11 @@ from tests.web.test_alerts_api import AUTH, T0, TOKEN, open_alert
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = T0 + timedelta(days=2)
 RESPONSE_PATH = "/actions/T0TEAM/1234/response"
+# A configured webhook endpoint: a click writes the same outbox events as an API move (nothing
+# is sent here; the alerts service's dispatcher would).
+HOOKS = WebhooksConfig.model_validate(
+    {"endpoints": [{"name": "crm", "url": "https://crm.example/hooks", "secret": SECRET}]}
+)
 
 
 @dataclass
@@ -75,6 +82,7 @@ async def bench(
         Settings.model_validate(
             {"slack": {"signing_secret": SECRET}, "api_token": TOKEN, "config": None}
         ),
+        config=TendConfig(webhooks=HOOKS),
         sessions=pg_sessions,
         clock=FixedClock(NOW),
     )
@@ -155,6 +163,14 @@ class TestActions:
             "slack:U0DANA42",
             "slack",
         )
+        # ... and the webhook outbox, like a move from the API or the console.
+        async with bench.sessions() as session:
+            events = list(
+                await session.scalars(
+                    select(WebhookDelivery.event_type).where(WebhookDelivery.account_id == account)
+                )
+            )
+        assert events == ["alert.acknowledged"]
 
         [reply] = await bench.replies()
         update = reply.json()

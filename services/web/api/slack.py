@@ -33,7 +33,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.web.deps import clock_of
+from services.web.deps import clock_of, webhooks_of
 from shared import format as fmt
 from shared.alerting.lifecycle import AlertState, acknowledge, snooze
 from shared.alerting.state import move_incident
@@ -51,6 +51,8 @@ from shared.slack import (
     escape_mrkdwn,
     verify,
 )
+from shared.webhooks.endpoints import WebhooksConfig
+from shared.webhooks.outbox import AlertChange, record_alert_changes
 
 __all__ = ["Click", "router", "updated_message"]
 
@@ -180,7 +182,9 @@ def _check_signature(request: Request, body: bytes, timestamp: str | None, sig: 
         raise ApiError(401, str(err), code="bad_signature") from None
 
 
-async def _act(session: AsyncSession, click: Click, now: datetime) -> dict[str, Any]:
+async def _act(
+    session: AsyncSession, click: Click, now: datetime, hooks: WebhooksConfig | None = None
+) -> dict[str, Any]:
     """Move the incident of the clicked alert's account; the reply for ``response_url``."""
     who = escape_mrkdwn(click.user_name)
     if click.action_id == ACK_ACTION:
@@ -199,7 +203,8 @@ async def _act(session: AsyncSession, click: Click, now: datetime) -> dict[str, 
         )
         if row is None or row.status == "none":
             return _only_to_clicker("tend does not know this alert any more.")
-        moved = await move_incident(session, row.account_id, move, now)
+        changes: list[AlertChange] = []
+        moved = await move_incident(session, row.account_id, move, now, changes)
         done = [r for r in moved if r.status == ("acknowledged" if until is None else "snoozed")]
         if not done:
             return _only_to_clicker(
@@ -225,6 +230,8 @@ async def _act(session: AsyncSession, click: Click, now: datetime) -> dict[str, 
             move_name = "ack" if until is None else "snooze"
             by = f"from Slack by {click.user_name}"[:1000]
             audit.record_alert_move(session, slack_member, r, move_name, by, now, "slack")
+        # The same webhook events as a move from the API or the console.
+        record_alert_changes(session, hooks, changes, now)
     log.info(
         "slack %s of account %s by %s (%d alerts)",
         action,
@@ -268,7 +275,7 @@ async def interactivity(
         # A session only now: nothing unsigned reaches the database.
         sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
         async with sessions() as session:
-            reply = await _act(session, click, clock_of(request).now())
+            reply = await _act(session, click, clock_of(request).now(), webhooks_of(request))
         if click.response_url is not None:
             background.add_task(_respond, click.response_url, reply)
     return Response(status_code=200)
