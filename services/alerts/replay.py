@@ -53,7 +53,8 @@ class AlertReplay:
             account.points.popleft()
         # Both built from a validated message and validated points: constructed, not validated.
         history = ScoreHistory.model_construct(points=tuple(account.points))
-        findings = evaluate(message, history, self.rules)
+        # Only the verdicts are read here: findings without their text.
+        findings = evaluate(message, history, self.rules, explain=False)
         account.points.append(
             ScorePoint.model_construct(
                 as_of=day, score=message.score, band=message.band, scorecard=message.scorecard

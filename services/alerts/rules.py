@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
+from functools import partial
 from statistics import median
 from typing import Any
 
@@ -39,7 +40,7 @@ from shared.alert_rules import (
     WeeklySeries,
 )
 from shared.format import words
-from shared.scores import Band, Scorecard, ScoreMessage
+from shared.scores import Band, FeatureUsage, Scorecard, ScoreMessage
 from shared.weekly_stats import binomial_variance, fit_line, robust_variance
 
 __all__ = [
@@ -183,18 +184,23 @@ def _after_onboarding(s: ScoreMessage) -> bool:
     return s.scorecard == "health"
 
 
+Explained = tuple[str, str, dict[str, FactValue]]
+"""A finding's reason, next step and facts."""
+
+
 def _finding(
     s: ScoreMessage,
     rule: RuleName,
     cfg: RuleSettings,
     *,
     holds: bool,
-    reason: str,
-    next_step: str,
-    facts: dict[str, FactValue] | None = None,
+    explain: bool,
+    text: Callable[[], Explained],
     feature: str = "",
-    **more: FactValue,
 ) -> Finding:
+    """``text()`` gives the reason, next step and facts; it is called only when ``explain``
+    (without it the finding carries only its verdict: what a backtest reads)."""
+    reason, next_step, facts = text() if explain else ("", "", {})
     # Constructed, not validated: every field is computed here from a validated snapshot and
     # config, with the declared types (tests/alerts/test_rules.py validates each finding it
     # sees and compares), and validation was a fifth of the rules' time in a backtest.
@@ -206,7 +212,7 @@ def _finding(
         severity=cfg.severity,
         reason=reason,
         next_step=next_step,
-        facts={**(facts or {}), **more},
+        facts=facts,
     )
 
 
@@ -227,7 +233,7 @@ def _noise_variance(
 
 
 def login_plateau(
-    s: ScoreMessage, history: ScoreHistory | None, cfg: LoginPlateau
+    s: ScoreMessage, history: ScoreHistory | None, cfg: LoginPlateau, explain: bool = True
 ) -> list[Finding]:
     """Weekly actives flat over the last ``weeks`` whole weeks (a younger account: the weeks it
     lived, at least ``min_weeks``) while the regular users leave room to grow (see
@@ -260,36 +266,34 @@ def login_plateau(
         share < cfg.seat_utilization_below - _EPS
         and cfg.seat_utilization_below * seats - regular >= cfg.sigmas * seat_sd - _EPS
     )
-    relative = fit.slope / fit.level
-    idle = max(0, seats - regular)
-    reason = (
-        f"{_label(cfg.series)} {', '.join(map(str, window))} over {weeks} weeks "
-        f"(trend {_signed_pct(relative)} a week; flat within ±{_num(band)} a week, the larger "
-        f"of {_pct(cfg.relative_slope)} of the level and {_num(cfg.sigmas)} standard errors); "
-        f"{regular} of {seats} seats used regularly ({_pct(share)}; {m.mau} active in 28 days), "
-        f"room to grow below {_pct(cfg.seat_utilization_below)}"
-    )
-    return [
-        _finding(
-            s,
-            "login_plateau",
-            cfg,
-            holds=flat and room,
-            reason=reason,
-            next_step=(
-                f"Book a usage review with {_champion(s)}; {_seats(idle)} {_is(idle)} not "
-                "used regularly."
-            ),
-            series=window,
-            relative_slope=round(relative, 4),
-            flat_band=round(band, 3),
-            weeks=weeks,
-            regular_users=regular,
-            mau=m.mau,
-            seats=seats,
-            seat_utilization=round(share, 4),
+
+    def text() -> Explained:
+        relative = fit.slope / fit.level
+        idle = max(0, seats - regular)
+        reason = (
+            f"{_label(cfg.series)} {', '.join(map(str, window))} over {weeks} weeks "
+            f"(trend {_signed_pct(relative)} a week; flat within ±{_num(band)} a week, the larger "
+            f"of {_pct(cfg.relative_slope)} of the level and {_num(cfg.sigmas)} standard errors); "
+            f"{regular} of {seats} seats used regularly ({_pct(share)}; {m.mau} active in 28 "
+            f"days), room to grow below {_pct(cfg.seat_utilization_below)}"
         )
-    ]
+        step = (
+            f"Book a usage review with {_champion(s)}; {_seats(idle)} {_is(idle)} not "
+            "used regularly."
+        )
+        facts: dict[str, FactValue] = {
+            "series": window,
+            "relative_slope": round(relative, 4),
+            "flat_band": round(band, 3),
+            "weeks": weeks,
+            "regular_users": regular,
+            "mau": m.mau,
+            "seats": seats,
+            "seat_utilization": round(share, 4),
+        }
+        return reason, step, facts
+
+    return [_finding(s, "login_plateau", cfg, holds=flat and room, explain=explain, text=text)]
 
 
 DAILY_WINDOW = 35
@@ -298,31 +302,33 @@ _DAILY_BASELINE_FROM = 14
 """The daily view's baseline: the days from this many days back to the start of the series."""
 
 
-def _daily_decline(s: ScoreMessage, cfg: LoginDecline) -> tuple[bool, str, dict[str, FactValue]]:
+def _daily_decline(
+    s: ScoreMessage, cfg: LoginDecline, explain: bool
+) -> tuple[bool, str, dict[str, FactValue]] | None:
     """The daily view of a decline (``cfg.daily``): daily actives against the same weekdays of
     the baseline days (14 to 34 days back). The last 7 days at most ``ratio`` of what the
     baseline expects, the 7 before them at most ``earlier_ratio``, the 14 days together ``sigmas``
     standard deviations (Poisson, with the baseline's own error) below it, and the last
     ``recent_days`` not recovering: no higher a share than the last 7 days (``recovery_margin``)
     and at most ``ratio``. A one-week dip that has ended is recovering; one still under way has a
-    week before it at the baseline; a decline has neither."""
-    daily = list(s.metrics.daily_active_users)
-    n = len(daily)
+    week before it at the baseline; a decline has neither. None when it cannot judge; the text
+    and facts are empty unless ``explain``."""
+    n = len(s.metrics.daily_active_users)
     age = s.metrics.account_age_days
     if n < DAILY_WINDOW or (age is not None and age + 1 < DAILY_WINDOW):
-        return False, "", {}
-
-    def back(i: int) -> int:
-        return daily[n - 1 - i]
+        return None
+    # back[i]: the day i days back.
+    back = s.metrics.daily_active_users[::-1]
 
     # The baseline of day i (i days back) depends only on its weekday, i % 7: the mean of the
-    # baseline days j with (j - i) % 7 == 0, and how many there are. Computed once per weekday.
-    same = [[back(j) for j in range(_DAILY_BASELINE_FROM, n) if (j - r) % 7 == 0] for r in range(7)]
+    # baseline days j >= 14 with (j - i) % 7 == 0 (14 is a whole number of weeks, so they start
+    # at 14 + i % 7), and how many there are. Computed once per weekday.
+    same = [back[_DAILY_BASELINE_FROM + r :: 7] for r in range(7)]
     by_weekday = [sum(days) / len(days) for days in same]
     counts = [len(days) for days in same]
 
     def window(first: int, stop: int) -> tuple[float, float, float]:
-        seen = float(sum(back(i) for i in range(first, stop)))
+        seen = float(sum(back[first:stop]))
         exp = sum(by_weekday[i % 7] for i in range(first, stop))
         samples = min(counts[i % 7] for i in range(first, stop))
         return seen, exp, exp * (1 + 1 / samples)
@@ -332,7 +338,7 @@ def _daily_decline(s: ScoreMessage, cfg: LoginDecline) -> tuple[bool, str, dict[
     both, both_exp, both_var = window(0, 14)
     recent, recent_exp, _ = window(0, cfg.recent_days)
     if last_exp <= 0 or before_exp <= 0 or recent_exp <= 0:
-        return False, "", {}
+        return None
     last_share, before_share = last / last_exp, before / before_exp
     recent_share = recent / recent_exp
     limit = both_exp - cfg.sigmas * math.sqrt(max(both_var, 0.25))
@@ -346,6 +352,8 @@ def _daily_decline(s: ScoreMessage, cfg: LoginDecline) -> tuple[bool, str, dict[
         and both <= limit + _EPS
         and recent_share <= min(cfg.ratio, last_share + cfg.recovery_margin) + _EPS
     )
+    if not explain:
+        return holds, "", {}
     part = (
         f"daily actives {_pct(last_share)} of the same weekdays' baseline in the last 7 days, "
         f"{_pct(before_share)} in the 7 before, {_pct(recent_share)} in the last "
@@ -364,7 +372,7 @@ def _daily_decline(s: ScoreMessage, cfg: LoginDecline) -> tuple[bool, str, dict[
 
 
 def login_decline(
-    s: ScoreMessage, history: ScoreHistory | None, cfg: LoginDecline
+    s: ScoreMessage, history: ScoreHistory | None, cfg: LoginDecline, explain: bool = True
 ) -> list[Finding]:
     """The last of the ``current_weeks`` whole weeks down to at most ``ratio`` of the median of
     the ``trailing_weeks`` before them, the earlier ones already down to ``earlier_ratio`` (a
@@ -377,7 +385,6 @@ def login_decline(
     ones and a baseline above 0; a slope); with neither, the rule is not evaluable.
     """
     series = _series(s, cfg.series)
-    label = _label(cfg.series)
     lived = _lived_weeks(s, series)
     parts: list[str] = []
     facts: dict[str, FactValue] = {}
@@ -409,75 +416,92 @@ def login_decline(
                 and all(x <= earlier_limit + _EPS for x in current[:-1])
                 and mean <= mean_limit + _EPS
             )
-            shares = ", ".join(_pct(x / level) for x in current)
-            if k == 1:
-                when = (
-                    f"alert when it is at most {_num(min(latest_limit, mean_limit))} "
-                    f"({_pct(cfg.ratio)} of the median, and {_num(cfg.sigmas)} times the "
-                    f"week-to-week noise of ±{_num(sd)} below it)"
+            if explain:
+                parts.append(
+                    _weekly_decline_text(
+                        cfg, current, baseline, level, sd, latest_limit, earlier_limit, mean_limit
+                    )
                 )
-            else:
-                when = (
-                    f"alert when the last is at most {_pct(cfg.ratio)} of the median "
-                    f"({_num(latest_limit)}), the weeks before it at most "
-                    f"{_pct(cfg.earlier_ratio)} ({_num(earlier_limit)}), and their mean "
-                    f"{_num(cfg.sigmas)} standard deviations below the median (at most "
-                    f"{_num(mean_limit)}; noise ±{_num(sd)} a week)"
+                facts.update(
+                    current=current,
+                    baseline=baseline,
+                    baseline_median=level,
+                    latest_limit=round(latest_limit, 3),
+                    earlier_limit=round(earlier_limit, 3),
+                    mean_limit=round(mean_limit, 3),
+                    noise_sd=round(sd, 3),
+                    last_week=current[-1],
+                    share=current[-1] / level,
                 )
-            weeks_word = "last week" if k == 1 else f"the last {k} weeks"
-            parts.append(
-                f"{label} {', '.join(map(str, current))} in {weeks_word} vs a median of "
-                f"{_num(level)} over the {baseline_weeks} weeks before "
-                f"({', '.join(map(str, baseline))}): {shares}; {when}"
-            )
-            facts.update(
-                current=current,
-                baseline=baseline,
-                baseline_median=level,
-                latest_limit=round(latest_limit, 3),
-                earlier_limit=round(earlier_limit, 3),
-                mean_limit=round(mean_limit, 3),
-                noise_sd=round(sd, 3),
-                last_week=current[-1],
-                share=current[-1] / level,
-            )
 
     if cfg.daily and evaluable and not holds:
-        daily_holds, daily_part, daily_facts = _daily_decline(s, cfg)
-        if daily_part:
-            holds = daily_holds
-            parts.append(daily_part)
-            facts.update(daily_facts)
+        daily = _daily_decline(s, cfg, explain)
+        if daily is not None:
+            holds = daily[0]
+            parts.append(daily[1])
+            facts.update(daily[2])
 
     slope = _relative_slope(s, cfg.series)
     if cfg.relative_slope is not None and slope is not None:
         evaluable = True
         holds = holds or slope <= cfg.relative_slope + _EPS
-        parts.append(
-            f"trend {_signed_pct(slope)} a week over {s.metrics.trend_slope_weeks} weeks, "
-            f"alert at {_signed_pct(cfg.relative_slope)}"
-        )
-        facts["relative_slope"] = round(slope, 4)
+        if explain:
+            parts.append(
+                f"trend {_signed_pct(slope)} a week over {s.metrics.trend_slope_weeks} weeks, "
+                f"alert at {_signed_pct(cfg.relative_slope)}"
+            )
+            facts["relative_slope"] = round(slope, 4)
 
     if not evaluable:
         return []
-    return [
-        _finding(
-            s,
-            "login_decline",
-            cfg,
-            holds=holds,
-            reason="; ".join(parts),
-            next_step=(
-                f"Ask {_champion(s)} what changed in the last weeks; usage is falling "
-                "and the cause (reorg, tool switch, bad release) is worth knowing now."
-            ),
-            facts=facts,
+
+    def text() -> Explained:
+        step = (
+            f"Ask {_champion(s)} what changed in the last weeks; usage is falling "
+            "and the cause (reorg, tool switch, bad release) is worth knowing now."
         )
-    ]
+        return "; ".join(parts), step, facts
+
+    return [_finding(s, "login_decline", cfg, holds=holds, explain=explain, text=text)]
 
 
-def dormant(s: ScoreMessage, history: ScoreHistory | None, cfg: Dormant) -> list[Finding]:
+def _weekly_decline_text(
+    cfg: LoginDecline,
+    current: list[int],
+    baseline: list[int],
+    level: float,
+    sd: float,
+    latest_limit: float,
+    earlier_limit: float,
+    mean_limit: float,
+) -> str:
+    k = cfg.current_weeks
+    shares = ", ".join(_pct(x / level) for x in current)
+    if k == 1:
+        when = (
+            f"alert when it is at most {_num(min(latest_limit, mean_limit))} "
+            f"({_pct(cfg.ratio)} of the median, and {_num(cfg.sigmas)} times the "
+            f"week-to-week noise of ±{_num(sd)} below it)"
+        )
+    else:
+        when = (
+            f"alert when the last is at most {_pct(cfg.ratio)} of the median "
+            f"({_num(latest_limit)}), the weeks before it at most "
+            f"{_pct(cfg.earlier_ratio)} ({_num(earlier_limit)}), and their mean "
+            f"{_num(cfg.sigmas)} standard deviations below the median (at most "
+            f"{_num(mean_limit)}; noise ±{_num(sd)} a week)"
+        )
+    weeks_word = "last week" if k == 1 else f"the last {k} weeks"
+    return (
+        f"{_label(cfg.series)} {', '.join(map(str, current))} in {weeks_word} vs a median of "
+        f"{_num(level)} over the {len(baseline)} weeks before "
+        f"({', '.join(map(str, baseline))}): {shares}; {when}"
+    )
+
+
+def dormant(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: Dormant, explain: bool = True
+) -> list[Finding]:
     """No login for ``days`` days (no activity of any kind, when logins were never seen)."""
     m = s.metrics
     if m.days_since_last_login is not None:
@@ -486,24 +510,19 @@ def dormant(s: ScoreMessage, history: ScoreHistory | None, cfg: Dormant) -> list
         days, last, what = m.days_since_last_active, m.last_active, "activity"
     else:
         return []
-    return [
-        _finding(
-            s,
-            "dormant",
-            cfg,
-            holds=days >= cfg.days,
-            reason=f"no {what} for {_days(days)} (last {what} {last}); alert after {cfg.days}",
-            next_step=(
-                f"Call the account's main contact; nobody has used the product for {_days(days)}."
-            ),
-            days_since=days,
-            last=last.isoformat() if last else None,
+
+    def text() -> Explained:
+        return (
+            f"no {what} for {_days(days)} (last {what} {last}); alert after {cfg.days}",
+            f"Call the account's main contact; nobody has used the product for {_days(days)}.",
+            {"days_since": days, "last": last.isoformat() if last else None},
         )
-    ]
+
+    return [_finding(s, "dormant", cfg, holds=days >= cfg.days, explain=explain, text=text)]
 
 
 def feature_unused(
-    s: ScoreMessage, history: ScoreHistory | None, cfg: FeatureUnused
+    s: ScoreMessage, history: ScoreHistory | None, cfg: FeatureUnused, explain: bool = True
 ) -> list[Finding]:
     """One finding per key feature: abandoned (used before, not for ``days`` days) or never
     adopted (never used once onboarding is over). A never-used feature during onboarding, or
@@ -511,46 +530,53 @@ def feature_unused(
     out: list[Finding] = []
     for f in s.metrics.features:
         if f.last_used is not None and f.days_since_last_use is not None:
-            days = f.days_since_last_use
-            holds = days >= cfg.days
-            since = f" (first used {f.first_used})" if f.first_used else ""
-            reason = (
-                f"{f.feature} last used {_ago(days)} ({f.last_used}){since}; "
-                f"{f.uses_28d} uses by {f.users_28d} users in 28 days; alert after {cfg.days} days"
-            )
-            kind = "abandoned" if holds else "in_use"
-            step = (
-                f"Ask why {f.feature} was dropped and offer a refresher; "
-                f"it was in use until {f.last_used}."
-            )
+            holds = f.days_since_last_use >= cfg.days
         elif cfg.never_adopted and _after_onboarding(s):
-            holds, kind, days = True, "never_adopted", None
-            age = s.metrics.account_age_days
-            aged = f", account {_days(age)} old" if age is not None else ""
-            reason = f"{f.feature} never used{aged}"
-            step = f"Offer a short {f.feature} walkthrough; it has never been used."
+            holds = True
         else:
             continue
+        text = partial(_feature_unused_text, s, f, cfg, holds)
         out.append(
             _finding(
-                s,
-                "feature_unused",
-                cfg,
-                feature=f.feature,
-                holds=holds,
-                reason=reason,
-                next_step=step,
-                kind=kind,
-                days_since_last_use=days,
-                last_used=f.last_used.isoformat() if f.last_used else None,
-                uses_28d=f.uses_28d,
+                s, "feature_unused", cfg, feature=f.feature, holds=holds, explain=explain, text=text
             )
         )
     return out
 
 
+def _feature_unused_text(
+    s: ScoreMessage, f: FeatureUsage, cfg: FeatureUnused, holds: bool
+) -> Explained:
+    days: int | None
+    if f.last_used is not None and f.days_since_last_use is not None:
+        days = f.days_since_last_use
+        since = f" (first used {f.first_used})" if f.first_used else ""
+        reason = (
+            f"{f.feature} last used {_ago(days)} ({f.last_used}){since}; "
+            f"{f.uses_28d} uses by {f.users_28d} users in 28 days; alert after {cfg.days} days"
+        )
+        kind = "abandoned" if holds else "in_use"
+        step = (
+            f"Ask why {f.feature} was dropped and offer a refresher; "
+            f"it was in use until {f.last_used}."
+        )
+    else:
+        kind, days = "never_adopted", None
+        age = s.metrics.account_age_days
+        aged = f", account {_days(age)} old" if age is not None else ""
+        reason = f"{f.feature} never used{aged}"
+        step = f"Offer a short {f.feature} walkthrough; it has never been used."
+    facts: dict[str, FactValue] = {
+        "kind": kind,
+        "days_since_last_use": days,
+        "last_used": f.last_used.isoformat() if f.last_used else None,
+        "uses_28d": f.uses_28d,
+    }
+    return reason, step, facts
+
+
 def low_seat_utilization(
-    s: ScoreMessage, history: ScoreHistory | None, cfg: LowSeatUtilization
+    s: ScoreMessage, history: ScoreHistory | None, cfg: LowSeatUtilization, explain: bool = True
 ) -> list[Finding]:
     """Regular users / seats below ``below`` once onboarding is over (MAU / seats before the
     account's first whole week); unknown seats: not evaluable."""
@@ -561,32 +587,30 @@ def low_seat_utilization(
     regular = m.regular_users
     used = m.mau if regular is None else regular
     utilization = used / seats
-    idle = max(0, seats - used)
-    if regular is None:
-        measured = f"{used} of {seats} seats active in 28 days ({_pct(utilization)})"
-    else:
-        measured = (
-            f"{used} of {seats} seats used regularly ({_pct(utilization)}; "
-            f"{m.mau} active in 28 days)"
+
+    def text() -> Explained:
+        idle = max(0, seats - used)
+        if regular is None:
+            measured = f"{used} of {seats} seats active in 28 days ({_pct(utilization)})"
+        else:
+            measured = (
+                f"{used} of {seats} seats used regularly ({_pct(utilization)}; "
+                f"{m.mau} active in 28 days)"
+            )
+        step = f"Plan an adoption push with {_champion(s)}: {_seats(idle)} {_is(idle)} idle" + (
+            f", renewal in {_days(d)}." if (d := m.days_to_renewal) else "."
         )
-    return [
-        _finding(
-            s,
-            "low_seat_utilization",
-            cfg,
-            holds=utilization < cfg.below - _EPS,
-            reason=f"{measured}; alert below {_pct(cfg.below)}",
-            next_step=(
-                f"Plan an adoption push with {_champion(s)}: {_seats(idle)} {_is(idle)} idle"
-                + (f", renewal in {_days(d)}." if (d := m.days_to_renewal) else ".")
-            ),
-            mau=m.mau,
-            regular_users=regular,
-            seats=seats,
-            seat_utilization=round(utilization, 4),
-            idle_seats=idle,
-        )
-    ]
+        facts: dict[str, FactValue] = {
+            "mau": m.mau,
+            "regular_users": regular,
+            "seats": seats,
+            "seat_utilization": round(utilization, 4),
+            "idle_seats": idle,
+        }
+        return f"{measured}; alert below {_pct(cfg.below)}", step, facts
+
+    holds = utilization < cfg.below - _EPS
+    return [_finding(s, "low_seat_utilization", cfg, holds=holds, explain=explain, text=text)]
 
 
 def _weakest(s: ScoreMessage) -> str:
@@ -596,26 +620,28 @@ def _weakest(s: ScoreMessage) -> str:
     return f"; weakest: {words(c.name)} at {_num(c.score)} points ({c.explanation})"
 
 
-def health_red(s: ScoreMessage, history: ScoreHistory | None, cfg: HealthRed) -> list[Finding]:
+def health_red(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: HealthRed, explain: bool = True
+) -> list[Finding]:
     """Band red. Bands ``new`` and ``unknown`` say nothing about health: not evaluable."""
     if s.band not in ("green", "yellow", "red") or s.score is None:
         return []
-    return [
-        _finding(
-            s,
-            "health_red",
-            cfg,
-            holds=s.band == "red",
-            reason=f"health score {_num(s.score)} is {s.band}{_weakest(s)}",
-            next_step="Open the account in the console, go through the red components and "
+    score = s.score
+
+    def text() -> Explained:
+        return (
+            f"health score {_num(score)} is {s.band}{_weakest(s)}",
+            "Open the account in the console, go through the red components and "
             "agree a recovery plan with the customer.",
-            score=s.score,
-            band=s.band,
+            {"score": score, "band": s.band},
         )
-    ]
+
+    return [_finding(s, "health_red", cfg, holds=s.band == "red", explain=explain, text=text)]
 
 
-def health_drop(s: ScoreMessage, history: ScoreHistory | None, cfg: HealthDrop) -> list[Finding]:
+def health_drop(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: HealthDrop, explain: bool = True
+) -> list[Finding]:
     """The score fell ``points``+ from its highest in the last ``within_days`` days.
 
     Needs history: the earlier scores of the same scorecard (a switch from onboarding to health
@@ -632,37 +658,42 @@ def health_drop(s: ScoreMessage, history: ScoreHistory | None, cfg: HealthDrop) 
         return []
     peak = max(window, key=lambda p: (p.score or 0.0, p.as_of))
     assert peak.score is not None
-    drop = peak.score - s.score
-    mover = ""
-    moves = [c for c in s.moved.components if c.delta is not None and c.delta < 0]
-    if moves:
-        worst = min(moves, key=lambda c: c.delta or 0.0)
-        mover = (
-            f"; {words(worst.name)} moved most (down {_num(abs(worst.delta or 0.0))} points "
-            "since the last score)"
+    score, peak_score = s.score, peak.score
+    drop = peak_score - score
+
+    def text() -> Explained:
+        mover = ""
+        moves = [c for c in s.moved.components if c.delta is not None and c.delta < 0]
+        if moves:
+            worst = min(moves, key=lambda c: c.delta or 0.0)
+            mover = (
+                f"; {words(worst.name)} moved most (down {_num(abs(worst.delta or 0.0))} points "
+                "since the last score)"
+            )
+        reason = (
+            f"health score {_num(score)}, down {_num(drop)} points from {_num(peak_score)} "
+            f"on {peak.as_of} (within {_days(cfg.within_days)}; alert at {_num(cfg.points)})"
+            f"{mover}"
         )
-    return [
-        _finding(
-            s,
-            "health_drop",
-            cfg,
-            holds=drop >= cfg.points - _EPS,
-            reason=(
-                f"health score {_num(s.score)}, down {_num(drop)} points from {_num(peak.score)} "
-                f"on {peak.as_of} (within {_days(cfg.within_days)}; alert at {_num(cfg.points)})"
-                f"{mover}"
-            ),
-            next_step="Look at what moved in the console and check in with the account "
-            "before the drop becomes a trend.",
-            score=s.score,
-            peak=peak.score,
-            peak_as_of=peak.as_of.isoformat(),
-            drop=round(drop, 1),
+        step = (
+            "Look at what moved in the console and check in with the account "
+            "before the drop becomes a trend."
         )
-    ]
+        facts: dict[str, FactValue] = {
+            "score": score,
+            "peak": peak_score,
+            "peak_as_of": peak.as_of.isoformat(),
+            "drop": round(drop, 1),
+        }
+        return reason, step, facts
+
+    holds = drop >= cfg.points - _EPS
+    return [_finding(s, "health_drop", cfg, holds=holds, explain=explain, text=text)]
 
 
-def renewal_risk(s: ScoreMessage, history: ScoreHistory | None, cfg: RenewalRisk) -> list[Finding]:
+def renewal_risk(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: RenewalRisk, explain: bool = True
+) -> list[Finding]:
     """Renewal within ``within_days`` days and band in ``bands`` (not green by default).
 
     No renewal date, or band ``new``/``unknown``: not evaluable. A renewal date in the past
@@ -673,25 +704,25 @@ def renewal_risk(s: ScoreMessage, history: ScoreHistory | None, cfg: RenewalRisk
     if renewal is None or s.band not in ("green", "yellow", "red") or s.score is None:
         return []
     days = m.days_to_renewal if m.days_to_renewal is not None else (renewal - s.as_of).days
-    mrr = f"; MRR {_num(s.mrr)}" if s.mrr is not None else ""
-    return [
-        _finding(
-            s,
-            "renewal_risk",
-            cfg,
-            holds=0 <= days <= cfg.within_days and s.band in cfg.bands,
-            reason=(
-                f"renewal in {_days(days)} ({renewal}) with health {s.band} ({_num(s.score)}){mrr}"
-            ),
-            next_step="Prepare the renewal now: review the weak components with the customer's "
+    score = s.score
+
+    def text() -> Explained:
+        mrr = f"; MRR {_num(s.mrr)}" if s.mrr is not None else ""
+        return (
+            f"renewal in {_days(days)} ({renewal}) with health {s.band} ({_num(score)}){mrr}",
+            "Prepare the renewal now: review the weak components with the customer's "
             "sponsor and agree on a success plan before the date.",
-            days_to_renewal=days,
-            renewal_date=renewal.isoformat(),
-            band=s.band,
-            score=s.score,
-            mrr=s.mrr,
+            {
+                "days_to_renewal": days,
+                "renewal_date": renewal.isoformat(),
+                "band": s.band,
+                "score": score,
+                "mrr": s.mrr,
+            },
         )
-    ]
+
+    holds = 0 <= days <= cfg.within_days and s.band in cfg.bands
+    return [_finding(s, "renewal_risk", cfg, holds=holds, explain=explain, text=text)]
 
 
 def _typical(typical: float | None, own: float) -> str:
@@ -701,7 +732,7 @@ def _typical(typical: float | None, own: float) -> str:
 
 
 def champion_lost(
-    s: ScoreMessage, history: ScoreHistory | None, cfg: ChampionLost
+    s: ScoreMessage, history: ScoreHistory | None, cfg: ChampionLost, explain: bool = True
 ) -> list[Finding]:
     """The champion has not been active for ``days``+ days, a silence with at most ``chance``
     of happening to them (their weekly rate, from the weeks before the silence with one active
@@ -724,43 +755,45 @@ def champion_lost(
     chance = (1 - rate) ** quiet_weeks
     active = m.days_since_last_active
     otherwise_active = active is not None and active <= cfg.account_active_within_days
-    activity = (
-        f"the account was last active {_ago(active)}, {m.wau} weekly actives"
-        if active is not None
-        else "the account has no activity"
-    )
-    who = "named champion" if m.champion_source == "named" else "champion"
-    return [
-        _finding(
-            s,
-            "champion_lost",
-            cfg,
-            holds=days >= cfg.days and chance <= cfg.chance + _EPS and otherwise_active,
-            reason=(
-                f"{who} {m.champion} not active for {_days(days)} (last {m.champion_last_active}); "
-                f"active in {m.champion_weeks_active} of the {m.champion_weeks_observed} weeks "
-                f"before{_typical(typical, own)}, so {quiet_weeks} quiet weeks had a "
-                f"{_pct(chance)} chance; alert after "
-                f"{cfg.days} days at a chance of {_pct(cfg.chance)} or less; {activity}"
-            ),
-            next_step=(
-                f"Reach out to {m.champion}; if they have left or moved on, find and "
-                "onboard a new champion."
-            ),
-            champion=m.champion,
-            top_user=m.champion,
-            champion_source=m.champion_source,
-            days_since=days,
-            quiet_weeks=quiet_weeks,
-            chance=round(chance, 4),
-            weekly_rate=round(rate, 4),
-            days_since_account_active=active,
-            wau=m.wau,
+
+    def text() -> Explained:
+        activity = (
+            f"the account was last active {_ago(active)}, {m.wau} weekly actives"
+            if active is not None
+            else "the account has no activity"
         )
-    ]
+        who = "named champion" if m.champion_source == "named" else "champion"
+        reason = (
+            f"{who} {m.champion} not active for {_days(days)} (last {m.champion_last_active}); "
+            f"active in {m.champion_weeks_active} of the {m.champion_weeks_observed} weeks "
+            f"before{_typical(typical, own)}, so {quiet_weeks} quiet weeks had a "
+            f"{_pct(chance)} chance; alert after "
+            f"{cfg.days} days at a chance of {_pct(cfg.chance)} or less; {activity}"
+        )
+        step = (
+            f"Reach out to {m.champion}; if they have left or moved on, find and "
+            "onboard a new champion."
+        )
+        facts: dict[str, FactValue] = {
+            "champion": m.champion,
+            "top_user": m.champion,
+            "champion_source": m.champion_source,
+            "days_since": days,
+            "quiet_weeks": quiet_weeks,
+            "chance": round(chance, 4),
+            "weekly_rate": round(rate, 4),
+            "days_since_account_active": active,
+            "wau": m.wau,
+        }
+        return reason, step, facts
+
+    holds = days >= cfg.days and chance <= cfg.chance + _EPS and otherwise_active
+    return [_finding(s, "champion_lost", cfg, holds=holds, explain=explain, text=text)]
 
 
-def upsell_seats(s: ScoreMessage, history: ScoreHistory | None, cfg: UpsellSeats) -> list[Finding]:
+def upsell_seats(
+    s: ScoreMessage, history: ScoreHistory | None, cfg: UpsellSeats, explain: bool = True
+) -> list[Finding]:
     """MAU at ``at_least`` of the seats or more (a positive signal).
 
     Unknown seats: not evaluable."""
@@ -769,33 +802,33 @@ def upsell_seats(s: ScoreMessage, history: ScoreHistory | None, cfg: UpsellSeats
         return []
     mau = s.metrics.mau
     utilization = mau / seats
-    free = max(0, seats - mau)
-    return [
-        _finding(
-            s,
-            "upsell_seats",
-            cfg,
-            holds=utilization >= cfg.at_least - _EPS,
-            reason=(
-                f"{mau} of {seats} seats active in 28 days ({_pct(utilization)}); "
-                f"signal at {_pct(cfg.at_least)}"
-            ),
-            next_step=(
-                f"Talk to the account about more seats; {_seats(free)} {_is(free)} left."
-                if free
-                else f"Talk to the account about more seats; all {seats} are in use."
-            ),
-            mau=mau,
-            seats=seats,
-            seat_utilization=round(utilization, 4),
-            free_seats=free,
+
+    def text() -> Explained:
+        free = max(0, seats - mau)
+        reason = (
+            f"{mau} of {seats} seats active in 28 days ({_pct(utilization)}); "
+            f"signal at {_pct(cfg.at_least)}"
         )
-    ]
+        step = (
+            f"Talk to the account about more seats; {_seats(free)} {_is(free)} left."
+            if free
+            else f"Talk to the account about more seats; all {seats} are in use."
+        )
+        facts: dict[str, FactValue] = {
+            "mau": mau,
+            "seats": seats,
+            "seat_utilization": round(utilization, 4),
+            "free_seats": free,
+        }
+        return reason, step, facts
+
+    holds = utilization >= cfg.at_least - _EPS
+    return [_finding(s, "upsell_seats", cfg, holds=holds, explain=explain, text=text)]
 
 
 # -- all of them ---------------------------------------------------------------------------------
 
-Rule = Callable[[ScoreMessage, "ScoreHistory | None", Any], list[Finding]]
+Rule = Callable[[ScoreMessage, "ScoreHistory | None", Any, bool], list[Finding]]
 
 RULES: dict[RuleName, Rule] = {
     "login_plateau": login_plateau,
@@ -812,16 +845,22 @@ RULES: dict[RuleName, Rule] = {
 
 
 def evaluate(
-    snapshot: ScoreMessage, history: ScoreHistory | None, rules_config: RulesConfig
+    snapshot: ScoreMessage,
+    history: ScoreHistory | None,
+    rules_config: RulesConfig,
+    *,
+    explain: bool = True,
 ) -> list[Finding]:
     """A finding for every enabled rule (and feature) the snapshot has the data to judge.
 
     Findings that do not hold are returned too: the life cycle counts clears from them. A rule
-    missing from the result was not evaluable and should leave its alert as it is.
+    missing from the result was not evaluable and should leave its alert as it is. With
+    ``explain=False`` the findings are the same verdicts (rule, feature, holds) without their
+    reason, next step and facts (empty): what a backtest reads, at a fraction of the cost.
     """
     findings: list[Finding] = []
     for name, rule in RULES.items():
         cfg = rules_config.rule(name)
         if cfg.enabled:
-            findings.extend(rule(snapshot, history, cfg))
+            findings.extend(rule(snapshot, history, cfg, explain))
     return findings

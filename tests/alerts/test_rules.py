@@ -33,6 +33,11 @@ def run(
 ) -> list[Finding]:
     config = parse_config({"rules": {rule: cfg}}).rules if cfg else DEFAULTS
     found = evaluate(snapshot, history, config)
+    # The backtest's verdicts without the text: the same rules, features and holds.
+    verdicts = evaluate(snapshot, history, config, explain=False)
+    assert [(f.rule, f.feature, f.holds) for f in verdicts] == [
+        (f.rule, f.feature, f.holds) for f in found
+    ]
     for f in found:
         # The rules construct their findings without validation: validating gives the same.
         assert Finding.model_validate(f.model_dump()) == f, f
