@@ -18,6 +18,7 @@ from services.alerts.rules import ScoreHistory, ScorePoint, evaluate
 from shared.alert_rules import RULE_NAMES, RulesConfig
 from shared.alerting.lifecycle import DayState, step_day
 from shared.backtest.model import RaisedAlert
+from shared.construct import built
 from shared.scores import ScoreMessage
 
 __all__ = ["AlertReplay"]
@@ -52,12 +53,18 @@ class AlertReplay:
         while account.points and account.points[0].as_of < day - timedelta(self.history_days):
             account.points.popleft()
         # Both built from a validated message and validated points: constructed, not validated.
-        history = ScoreHistory.model_construct(points=tuple(account.points))
+        history = built(ScoreHistory, {"points": tuple(account.points)})
         # Only the verdicts are read here: findings without their text.
         findings = evaluate(message, history, self.rules, explain=False)
         account.points.append(
-            ScorePoint.model_construct(
-                as_of=day, score=message.score, band=message.band, scorecard=message.scorecard
+            built(
+                ScorePoint,
+                {
+                    "as_of": day,
+                    "score": message.score,
+                    "band": message.band,
+                    "scorecard": message.scorecard,
+                },
             )
         )
         for f in findings:

@@ -39,6 +39,7 @@ from shared.alert_rules import (
     UpsellSeats,
     WeeklySeries,
 )
+from shared.construct import built
 from shared.format import words
 from shared.scores import Band, FeatureUsage, Scorecard, ScoreMessage
 from shared.weekly_stats import binomial_variance, fit_line, robust_variance
@@ -201,18 +202,21 @@ def _finding(
     """``text()`` gives the reason, next step and facts; it is called only when ``explain``
     (without it the finding carries only its verdict: what a backtest reads)."""
     reason, next_step, facts = text() if explain else ("", "", {})
-    # Constructed, not validated: every field is computed here from a validated snapshot and
+    # Built, not validated: every field is computed here from a validated snapshot and
     # config, with the declared types (tests/alerts/test_rules.py validates each finding it
     # sees and compares), and validation was a fifth of the rules' time in a backtest.
-    return Finding.model_construct(
-        rule=rule,
-        feature=feature,
-        as_of=s.as_of,
-        holds=holds,
-        severity=cfg.severity,
-        reason=reason,
-        next_step=next_step,
-        facts=facts,
+    return built(
+        Finding,
+        {
+            "rule": rule,
+            "feature": feature,
+            "as_of": s.as_of,
+            "holds": holds,
+            "severity": cfg.severity,
+            "reason": reason,
+            "next_step": next_step,
+            "facts": facts,
+        },
     )
 
 

@@ -47,6 +47,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.alert_rules import Policy
+from shared.construct import replaced
 
 __all__ = [
     "ACTIVE",
@@ -180,7 +181,7 @@ def step_day(
             resolved_by=None,
             reopenings=0,
         )
-    return state.model_copy(update=update)
+    return replaced(state, update)
 
 
 @dataclass(frozen=True, slots=True)
