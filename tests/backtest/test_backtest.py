@@ -17,8 +17,10 @@ from statistics import median
 import pytest
 from click.testing import CliRunner, Result
 
+from services.alerts.rules import evaluate
 from services.cli import main
 from services.cli.backtest import Replayed, Window, replay_portfolio, report_of
+from services.scorer.replay import replay_scores
 from services.scorer.repository import ScoringRepository
 from services.scorer.rollups import load_rollups
 from shared.backtest.model import AccountRun
@@ -275,6 +277,33 @@ class TestFastPathsEqualTheReference:
                 await engine.dispose()
 
         assert asyncio.run(alone(PROPOSED_YAML)).runs == [backtest_portfolio.replayed.runs[1]]
+
+    def test_verdicts_without_text_equal_the_explained_findings(
+        self, backtest_portfolio: Portfolio
+    ) -> None:
+        """Every day's score of the portfolio through the rules both ways (the replay reads
+        verdicts only; the alerts service explains them)."""
+        config = parse_config(_yaml(CONFIG_YAML))
+        ids = sorted(backtest_portfolio.accounts)
+
+        async def compare() -> int:
+            engine = create_engine(backtest_portfolio.url)
+            checked = 0
+            try:
+                async with create_sessionmaker(engine)() as session:
+                    async for _, scored in replay_scores(session, ids, START, END, [config]):
+                        for message in scored[0]:
+                            explained = evaluate(message, None, config.rules)
+                            verdicts = evaluate(message, None, config.rules, explain=False)
+                            assert [(f.rule, f.feature, f.holds) for f in verdicts] == [
+                                (f.rule, f.feature, f.holds) for f in explained
+                            ]
+                            checked += len(explained)
+            finally:
+                await engine.dispose()
+            return checked
+
+        assert asyncio.run(compare()) > 1000
 
 
 class TestRollupsInMemory:
