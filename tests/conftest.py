@@ -20,7 +20,10 @@ PostgreSQL).
 from __future__ import annotations
 
 import re
+import sqlite3
 import sys
+from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(
             "tests in the wrong lane (see tests/conftest.py):\n  " + "\n  ".join(problems)
         )
+
+
+# -- the unit lane opens no database file ------------------------------------------------------
+# Enforced while each unit test runs (its fixtures included): opening a SQLite file fails the
+# test with the reason, so a test that needs a database cannot slip into the fast lane.
+_sqlite_connect = sqlite3.connect
+_unit_test: list[str] = []
+
+
+def _in_memory(database: Any) -> bool:
+    name = str(database)
+    return name in ("", ":memory:") or "mode=memory" in name
+
+
+def _connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+    if _unit_test and not _in_memory(database):
+        raise RuntimeError(
+            f"{_unit_test[0]} is in the unit lane but opened the SQLite file {str(database)!r}: "
+            "a database file is the integration lane (mark it pytest.mark.integration; see "
+            "tests/conftest.py)"
+        )
+    return _sqlite_connect(database, *args, **kwargs)
+
+
+sqlite3.connect = _connect  # type: ignore[assignment]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if item.get_closest_marker("unit") is not None:
+        _unit_test.append(item.nodeid)
+    try:
+        yield
+    finally:
+        _unit_test.clear()

@@ -86,7 +86,7 @@ class TestVersionAndHelp:
         assert proc.stdout.startswith("tend, version")
 
 
-@pytest.mark.unit
+@pytest.mark.integration  # a SQLite file
 class TestMigrate:
     def test_creates_the_tables(self, db_path: Path) -> None:
         result = invoke(db_path, "migrate")
@@ -111,7 +111,7 @@ class TestMigrate:
         assert "Traceback" not in result.output
 
 
-@pytest.mark.unit
+@pytest.mark.integration  # a SQLite file
 class TestKeys:
     @pytest.fixture(autouse=True)
     def _migrated(self, db_path: Path) -> None:

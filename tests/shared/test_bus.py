@@ -432,6 +432,7 @@ class TestInProcessBus:
             await bus.close()
             await engine.dispose()
 
+    @pytest.mark.integration  # tries a SQLite file
     async def test_ping_false_when_database_unreachable(self) -> None:
         engine = create_engine("sqlite+aiosqlite:////nonexistent-dir/tend.db")
         bus = InProcessBus(create_sessionmaker(engine), PARTITIONS)

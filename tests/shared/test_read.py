@@ -112,6 +112,7 @@ async def _seed(sessions: Sessions) -> None:
         )
 
 
+@pytest.mark.integration  # a SQLite file
 class TestAccounts:
     async def test_pages_sorted_with_nulls_last_and_the_total(self, read_db: Sessions) -> None:
         async with read_db() as s:
@@ -149,6 +150,7 @@ class TestAccounts:
             assert await accounts.current_health(s, []) == {}
 
 
+@pytest.mark.integration  # a SQLite file
 class TestScores:
     async def test_latest_and_history(self, read_db: Sessions) -> None:
         async with read_db() as s:
@@ -173,6 +175,7 @@ class TestScores:
         assert metrics == {"a": {"mau": 5}, "b": {}}
 
 
+@pytest.mark.integration  # a SQLite file
 class TestUsage:
     async def test_days_and_totals(self, read_db: Sessions) -> None:
         start = TODAY - timedelta(days=1)
@@ -191,6 +194,7 @@ class TestUsage:
         assert nothing == usage.UsageTotals(days=1)
 
 
+@pytest.mark.integration  # a SQLite file
 class TestAlerts:
     async def test_search(self, read_db: Sessions) -> None:
         async with read_db() as s:

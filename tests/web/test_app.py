@@ -102,6 +102,7 @@ async def web(web_db: tuple[str, int]) -> AsyncIterator[tuple[httpx.AsyncClient,
             yield client, alert_id
 
 
+@pytest.mark.integration  # a SQLite file
 class TestTheWebAppAlone:
     async def test_read_api(self, web: tuple[httpx.AsyncClient, int]) -> None:
         client, _ = web
@@ -176,6 +177,7 @@ class TestTheWebAppAlone:
         assert ready.json()["status"] == "unavailable"
 
 
+@pytest.mark.integration  # a SQLite file
 class TestGivenSessions:
     """``tend up`` passes its sessions and token: the app needs no lifespan of its own."""
 

@@ -241,6 +241,7 @@ async def report_client(sqlite_db: tuple[str, Sessions]) -> AsyncIterator[httpx.
         yield c
 
 
+@pytest.mark.integration  # a SQLite file
 class TestRoutes:
     @pytest.mark.parametrize("path", ["/v1/accounts/acme/report", "/v1/accounts/acme/report.html"])
     async def test_token_required(self, report_client: httpx.AsyncClient, path: str) -> None:
@@ -290,6 +291,7 @@ def _env(url: str, **extra: str) -> dict[str, str | None]:
     return {"TEND_DATABASE_URL": url, "TEND_CONFIG": None, **extra}
 
 
+@pytest.mark.integration  # a SQLite file
 class TestReportCommand:
     async def test_writes_one_file_per_account(
         self, sqlite_db: tuple[str, Sessions], tmp_path: Path
