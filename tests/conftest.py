@@ -23,8 +23,8 @@ import re
 import sqlite3
 import sys
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _pytest.mark.expression import Expression
