@@ -51,7 +51,7 @@ def create_account(rng: random.Random, n: int, last: date) -> _Account:
     return acc
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_indexed_equals_counted_on_every_day(seed: int) -> None:
     rng = random.Random(seed)
     last = START + timedelta(days=300)

@@ -17,7 +17,7 @@ from shared.settings import Settings
 pytestmark = pytest.mark.unit
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(scope="module")  # one app for the module: the tests only read
 async def static_client() -> AsyncIterator[httpx.AsyncClient]:
     engine = create_engine("sqlite+aiosqlite://")
     app = create_app(Settings(), sessions=create_sessionmaker(engine), api_token="t" * 40)
