@@ -58,6 +58,16 @@ def create_app(
     return app
 
 
+def email_off_notice() -> str:
+    """Said once at start when ``TEND_SMTP_HOST`` is not set (then no alert says it again)."""
+    return (
+        "email is off: TEND_SMTP_HOST is not set, so alerts go to Slack only (an account's "
+        "csm_slack, TEND_SLACK_WEBHOOK_URL); alerts of accounts with only a CSM email are "
+        "recorded as not sent (their deliveries say so). Set TEND_SMTP_HOST (and "
+        "TEND_SMTP_FROM) to send email."
+    )
+
+
 def build_notifiers(settings: Settings) -> dict[str, Notifier]:
     """Slack webhooks always (they come with the alerts); Slack's Web API with a bot token;
     email when ``TEND_SMTP_HOST`` is set. Buttons when Slack interactivity is set up."""
@@ -115,7 +125,7 @@ def build_service(
         digests=email if isinstance(email, EmailNotifier) and a.email_digest else None,
     )
     if not settings.smtp_host:
-        log.info("TEND_SMTP_HOST is not set: alerts go to Slack only")
+        log.warning(email_off_notice())
     webhooks = None
     if config.webhooks.endpoints:
         webhooks = WebhookDispatcher(

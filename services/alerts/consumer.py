@@ -63,6 +63,15 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "tend-alerts"
 
+UNSENT_EMAIL_OFF = (
+    "not sent: email is off (TEND_SMTP_HOST is not set) and there is no Slack channel "
+    "(the account's csm_slack or TEND_SLACK_WEBHOOK_URL)"
+)
+UNSENT_NO_CHANNEL = (
+    "not sent: no CSM channel and no default (set the account's csm_email or csm_slack, "
+    "TEND_ALERTS__DEFAULT_EMAILS or TEND_SLACK_WEBHOOK_URL)"
+)
+
 _KIND: dict[str, NotificationKind] = {
     "notify_open": "open",
     "notify_repeat": "repeat",
@@ -137,6 +146,8 @@ class AlertsHandler:
         self.repo = AlertRepository()
         self.history_days = rules.health_drop.within_days
         self._wrote = 0
+        self._warned_unrouted: set[str] = set()
+        """Accounts whose undeliverable alerts were warned about (once per process each)."""
 
     def decode(self, record: Record) -> ScoreMessage:
         try:
@@ -368,13 +379,8 @@ class AlertsHandler:
             )
             if not where:
                 alert_metrics.UNROUTED.labels(row.rule).inc()
-                log.warning(
-                    "alert %s (%s on %s) has nowhere to go: no CSM channel and no default",
-                    row.id,
-                    row.rule,
-                    row.account_id,
-                    extra={"alert_id": row.id, "rule": row.rule, "account_id": row.account_id},
-                )
+                reason = self._unrouted(row)
+                self.repo.record_unrouted(session, row, notification, reason, now)
                 continue
             targets: list[tuple[str, str]] = list(where)
             if self.defaults.digest_hour_utc is not None:
@@ -399,6 +405,25 @@ class AlertsHandler:
                 continue
             self.repo.enqueue(session, lead, notification, [(target, destination)], now)
             self._wrote += 1
+
+    def _unrouted(self, row: Alert) -> str:
+        """Why the alert's notification goes nowhere, recorded in its outbox row. When email
+        is off that is said once at start (``email_off_notice``); otherwise warned once per
+        account and process, not once per alert."""
+        route = self.rules.rule(cast(RuleName, row.rule)).route
+        emails = row.csm_email or self.defaults.emails or (route is not None and route.emails)
+        if emails and not self.defaults.email_enabled:
+            log.debug("alert %s of %s not sent: email is off", row.id, row.account_id)
+            return UNSENT_EMAIL_OFF
+        if row.account_id not in self._warned_unrouted:
+            self._warned_unrouted.add(row.account_id)
+            log.warning(
+                "alerts of %s have nowhere to go: %s (said once per account)",
+                row.account_id,
+                UNSENT_NO_CHANNEL,
+                extra={"alert_id": row.id, "rule": row.rule, "account_id": row.account_id},
+            )
+        return UNSENT_NO_CHANNEL
 
     async def after_commit(self, items: Sequence[ScoreMessage]) -> None:
         if self._wrote and self.on_notifications is not None:

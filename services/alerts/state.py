@@ -400,16 +400,38 @@ class AlertRepository:
         session.add_all(outbox)
         return outbox
 
+    @staticmethod
+    def record_unrouted(
+        session: AsyncSession, row: Alert, notification: Notification, reason: str, now: datetime
+    ) -> AlertNotification:
+        """An outbox row that records a notification that had nowhere to go (status
+        ``unrouted``, ``reason`` as its error): never claimed by the dispatcher, but the
+        alert's deliveries say what became of it. ``row`` must have its id."""
+        unsent = AlertNotification(
+            alert_id=row.id,
+            kind=notification.kind,
+            channel="none",
+            destination="",
+            payload=notification.model_dump(mode="json"),
+            status="unrouted",
+            attempts=0,
+            next_attempt_at=now,
+            last_error=reason,
+            created_at=now,
+        )
+        session.add(unsent)
+        return unsent
+
     # -- housekeeping ------------------------------------------------------------------------
 
     async def purge(
         self, session: AsyncSession, *, delivered_before: datetime, scores_before: date
     ) -> tuple[int, int]:
-        """Delete sent and failed outbox rows created before ``delivered_before`` and score
-        points older than ``scores_before``; pending rows are never touched."""
+        """Delete sent, failed and unrouted outbox rows created before ``delivered_before``
+        and score points older than ``scores_before``; pending rows are never touched."""
         outbox = await session.execute(
             delete(AlertNotification).where(
-                AlertNotification.status.in_(["sent", "failed"]),
+                AlertNotification.status.in_(["sent", "failed", "unrouted"]),
                 AlertNotification.created_at < delivered_before,
             )
         )

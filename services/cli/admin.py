@@ -3,24 +3,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import click
 
 from services.cli.common import (
+    EXIT_FAILED,
     ConfigFailure,
     Failure,
     ensure_first_admin,
     load_settings,
     load_tend_config,
     migrate_database,
+    one_line,
     open_transaction,
     run_db,
     show_first_admin,
 )
+from shared.config import TendConfig
 from shared.people import audit
 from shared.people.caller import CLI
+from shared.settings import Settings
 
 
 @click.command()
@@ -164,7 +169,9 @@ def accounts_import(file: Path | None, outcomes_file: Path | None) -> None:
     separated by ';'), champion (the user id of the account's champion).
     Outcomes (--outcomes): account_id, kind (cancellation, renewal, expansion, contraction),
     effective_on, reason, mrr_lost, new_mrr, new_term_end, mrr_delta. Both files go in one
-    transaction: nothing is imported when any line is invalid; re-importing changes nothing.
+    transaction: nothing is imported when any line is invalid (each problem is listed on a
+    line of its own, with its line and column); re-importing changes nothing. The imported
+    accounts are scored at once (docs/accounts.md has the format).
     """
     from services.cli.outcomes import describe, read_outcomes_file, record_outcomes_file
     from shared.accounts_csv import AccountsCsvError, import_accounts, read_accounts_csv
@@ -175,9 +182,14 @@ def accounts_import(file: Path | None, outcomes_file: Path | None) -> None:
     try:
         rows = read_accounts_csv(file) if file is not None else []
     except AccountsCsvError as err:
-        raise Failure(str(err)) from None
+        # One problem a line (row and column), so a long file's errors can be read and fixed.
+        click.echo(f"tend: {len(err.problems)} problem(s) in {file}; nothing imported:", err=True)
+        for problem in err.problems:
+            click.echo(f"  {problem}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
     outcomes = read_outcomes_file(outcomes_file) if outcomes_file is not None else []
-    policy = load_tend_config(settings).outcomes if outcomes_file is not None else None
+    config = load_tend_config(settings)
+    policy = config.outcomes if outcomes_file is not None else None
 
     async def work() -> tuple[int, str | None]:
         async with open_transaction(settings.database_url) as session:
@@ -208,6 +220,31 @@ def accounts_import(file: Path | None, outcomes_file: Path | None) -> None:
 
     n, recorded = run_db(settings.database_url, work())
     if file is not None:
-        click.echo(f"Imported {n} account(s) from {file}. They are scored on the next sweep.")
+        click.echo(f"Imported {n} account(s) from {file}.")
     if recorded is not None:
         click.echo(recorded)
+    if n:
+        click.echo(_score_imported(settings, config))
+
+
+def _score_imported(settings: Settings, config: TendConfig) -> str:
+    """Score the imported (dirty) accounts now, not at the next sweep; a failure (the broker
+    down) leaves them marked for the running scorer and is said, not raised."""
+    from services.cli.rescore import score_now
+    from shared.db.session import create_engine, create_sessionmaker
+
+    async def work() -> tuple[int, int]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await score_now(settings, config, create_sessionmaker(engine), dirty_only=True)
+        finally:
+            await engine.dispose()
+
+    try:
+        scored, published = asyncio.run(work())
+    except Exception as err:
+        return (
+            f"Could not score them now ({one_line(str(err)) or type(err).__name__}); "
+            "the running scorer scores them on its next pass."
+        )
+    return f"Scored {scored} account(s) now; published {published} day score(s)."

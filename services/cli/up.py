@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -32,7 +34,7 @@ from services.cli.common import (
     show_first_admin,
 )
 from shared.config import TendConfig
-from shared.settings import Settings
+from shared.settings import MIN_API_TOKEN_CHARS, Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -206,9 +208,12 @@ async def _ensure_write_key(sessions: async_sessionmaker[AsyncSession], url: str
     async with transaction(sessions) as session:
         active = [k for k in await list_keys(session) if k.revoked_at is None]
         if active:
+            named = ", ".join(f"{k.id} {k.name!r} ({k.prefix}...)" for k in active)
+            click.echo(f"Active write keys: {named} (tend keys list).")
             click.echo(
-                f"{len(active)} active write key(s) exist (tend keys list); "
-                "create another with: tend keys create NAME"
+                "  Only a key's hash is stored, so a key is shown once, when it is created. "
+                "Lost it? Create another with: tend keys create NAME (and revoke the old one: "
+                "tend keys revoke ID)."
             )
             return
         row, plaintext = await create_key(session, "default")
@@ -283,15 +288,49 @@ async def _supervise(server: EmbeddedServer, sock: socket.socket, env: Embedded,
             raise Failure(f"service {name} crashed: {one_line(repr(exc))}")
 
 
+TOKEN_FILE = "tend-api-token"
+"""Where ``tend up`` keeps the API token it made, in the data folder (beside the SQLite file)."""
+
+
+def data_folder(database_url: str) -> Path:
+    """The folder of the SQLite database file (``tend up``'s data), else the current one."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(database_url)
+    except Exception:
+        return Path.cwd()
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(str(url.database)).expanduser().resolve().parent
+    return Path.cwd()
+
+
 def _api_token(settings: Settings) -> str:
-    """TEND_API_TOKEN, or a fresh one for this run (printed, so the user can call the API)."""
+    """TEND_API_TOKEN, else the token kept in the data folder (made and kept on the first
+    start): the same token on every start, so a restart keeps the console signed in (its
+    sessions are signed with the token). Printed, so the user can call the API."""
     if settings.api_token is not None:
         click.echo("Admin API token: the value of TEND_API_TOKEN.")
         return settings.api_token.get_secret_value()
     import secrets
 
-    token = secrets.token_urlsafe(32)  # 43 characters; TEND_API_TOKEN needs at least 32
-    click.echo("Admin API token for this run (set TEND_API_TOKEN to choose your own):")
+    path = data_folder(settings.database_url) / TOKEN_FILE
+    try:
+        token = path.read_text().strip() if path.is_file() else ""
+    except OSError:
+        token = ""
+    if len(token) >= MIN_API_TOKEN_CHARS:
+        click.echo(f"Admin API token (kept in {path}; set TEND_API_TOKEN to choose your own):")
+    else:
+        token = secrets.token_urlsafe(32)  # 43 characters; TEND_API_TOKEN needs at least 32
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token + "\n")
+            kept = f"kept in {path}, so restarts keep the console signed in"
+        except OSError as err:
+            kept = f"for this run only: cannot write {path}: {err.strerror or err}"
+        click.echo(f"Admin API token ({kept}; set TEND_API_TOKEN to choose your own):")
     click.echo("")
     click.echo(f"    {token}")
     click.echo("")
@@ -348,8 +387,9 @@ def up(host: str, port: int) -> None:
     settings = load_settings()
     config = load_tend_config(settings)
     configure_logging(settings, "up")
-    # Alembic announces each of its plugins at INFO; `tend up` prints its own migration summary.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Alembic announces its context and each step at INFO; `tend up` prints one line saying
+    # what the migration did, before its banner.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if settings.uses_kafka:
         click.echo(f"Using the Kafka broker at {settings.kafka_bootstrap} (TEND_KAFKA_BOOTSTRAP).")
     try:

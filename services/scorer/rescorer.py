@@ -462,17 +462,26 @@ async def _wait_either(wake: asyncio.Event, stop: asyncio.Event, wait_s: float) 
     return wake.is_set()
 
 
-def describe(report: DryRunReport) -> str:
+def _score_text(score: float | None) -> str:
+    return "no score" if score is None else f"{score:.1f}"
+
+
+def describe(report: DryRunReport, live: str = "the live model", new: str = "the new model") -> str:
+    """The dry run in lines for people: which models were compared (``live``, ``new``: where
+    each came from), the bands under each, the moves, and each account that moves."""
     lines = [
-        f"as of {report.as_of}: {len(report.changes)} of {report.accounts} accounts would "
-        f"change band"
+        f"Live model: {live}",
+        f"New model:  {new}",
+        f"Both judged as of {report.as_of}: {len(report.changes)} of {report.accounts} "
+        "accounts would change band",
     ]
-    bands = [b for b in (*BANDS, *sorted(report.bands_before | report.bands_after)) if b]
+    before_n = {(b or "unscored"): n for b, n in report.bands_before.items()}
+    after_n = {(b or "unscored"): n for b, n in report.bands_after.items()}
     lines.append("  band      live    new")
-    for band in dict.fromkeys(bands):
-        live, new = report.bands_before.get(band, 0), report.bands_after.get(band, 0)
-        if live or new:
-            lines.append(f"  {band:<8} {live:>5} {new:>6}")
+    for band in dict.fromkeys((*BANDS, *sorted(before_n | after_n))):
+        live_n, new_n = before_n.get(band, 0), after_n.get(band, 0)
+        if live_n or new_n:
+            lines.append(f"  {band:<8} {live_n:>5} {new_n:>6}")
     moves: dict[tuple[str, str], int] = {}
     for c in report.changes:
         key = (c.before or "unscored", c.after)
@@ -480,6 +489,6 @@ def describe(report: DryRunReport) -> str:
     for (was, now), n in sorted(moves.items()):
         lines.append(f"  {was} -> {now}: {n}")
     for c in sorted(report.changes, key=lambda c: c.account_id):
-        before = f"{c.before} ({c.score_before})" if c.before else "unscored"
-        lines.append(f"  {c.account_id}: {before} -> {c.after} ({c.score_after})")
+        before = f"{c.before} ({_score_text(c.score_before)})" if c.before else "unscored"
+        lines.append(f"  {c.account_id}: {before} -> {c.after} ({_score_text(c.score_after)})")
     return "\n".join(lines)

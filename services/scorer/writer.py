@@ -1,4 +1,9 @@
-"""Batch -> one database transaction: the scorer's rollup writer."""
+"""Batch -> one database transaction: the scorer's rollup writer.
+
+One module of about 410 lines on purpose: every statement of a batch's one transaction is a step
+of :class:`RollupWriter`, read in the order it runs; what is not a rollup lives apart
+(:mod:`services.scorer.recent`, the processor).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.scorer.processor import AccountDelta, EventDeltas, process_batch
+from services.scorer.recent import RecentEvents
 from shared.account_fields import ACCOUNT_FIELDS
 from shared.bus.base import TopicPartition
 from shared.db.models import (
@@ -121,6 +127,9 @@ class RollupWriter:
       upsert of each key the batch touched, so they stay exact whatever the order of batches.
     - Late events update the day they occurred on. Order inside a batch only matters for
       traits and mappings, where the later event in the batch wins.
+    - The newest counted events of each account are kept in
+      ``recent_events`` (what arrived, when, from which write key), see
+      :mod:`services.scorer.recent`.
     - Cost: a constant number of statements per batch (about a dozen, more only for batches
       over :data:`CHUNK` rows per table), whatever the number of events or accounts.
     - Works on PostgreSQL and SQLite.
@@ -128,8 +137,11 @@ class RollupWriter:
       ``routing_from_traits`` (see :mod:`services.scorer.processor`).
     """
 
-    def __init__(self, *, routing_from_traits: bool = False) -> None:
+    def __init__(
+        self, *, routing_from_traits: bool = False, recent: RecentEvents | None = None
+    ) -> None:
         self.routing_from_traits = routing_from_traits
+        self.recent = recent if recent is not None else RecentEvents()
 
     async def flush(
         self,
@@ -148,6 +160,7 @@ class RollupWriter:
         await self._accounts(session, deltas, now)
         await self._user_accounts(session, deltas, now)
         await self._aliases(session, deltas)
+        await self.recent.keep(session, fresh, now)
         await self.store_offsets(session, group_id, offsets, now)
         return FlushResult(
             applied=len(fresh),

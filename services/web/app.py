@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.web.api.accounts import router as accounts_router
 from services.web.api.alerts import router as alerts_router
+from services.web.api.events import router as events_router
 from services.web.api.exports import router as exports_router
 from services.web.api.outcomes import router as outcomes_router
 from services.web.api.people import router as people_router
@@ -84,6 +85,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(accounts_router)
+    app.include_router(events_router)
     app.include_router(alerts_router)
     app.include_router(outcomes_router)
     app.include_router(retention_router)

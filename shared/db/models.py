@@ -181,6 +181,27 @@ class ProcessedEvent(Base):
     received_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class RecentEvent(Base):
+    """The last events the scorer counted for each account (what arrived, when, from which
+    write key), kept to the newest few per account; see ``services.scorer.writer``."""
+
+    __tablename__ = "recent_events"
+    __table_args__ = (Index("ix_recent_events_account_id_id", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(String(200))
+    user_id: Mapped[str | None] = mapped_column(String(200))
+    write_key_id: Mapped[int | None] = mapped_column(
+        comment="api_keys.id of the key that sent it (no foreign key: a key row may go)."
+    )
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    stored_at: Mapped[datetime] = mapped_column(comment="When the scorer counted it.")
+
+
 class AccountDay(Base):
     """Per account-day rollup. ``active_users`` is the distinct count of that day's user_days."""
 

@@ -10,5 +10,6 @@ for a manual move in the caller's transaction) and never commits. The scorer's w
 - :mod:`shared.read.scores`: current and historical health scores.
 - :mod:`shared.read.usage`: daily rollups and monthly totals.
 - :mod:`shared.read.alerts`: alert rows, their deliveries and counts.
+- :mod:`shared.read.events`: the last events counted per account, with their write keys.
 - :mod:`shared.read.retention`: churn, retention, CLV and time to value over months.
 """

@@ -72,13 +72,45 @@ async def actions(session: AsyncSession, alert_id: int) -> list[AlertAction]:
 
 
 async def deliveries(session: AsyncSession, alert_id: int) -> list[AlertNotification]:
-    """The alert's notifications (outbox rows), oldest first."""
+    """The alert's notifications (outbox rows), oldest first: its own, and the messages that
+    spoke of it among the account's alerts decided together (a grouped message is one row,
+    led by the most urgent alert, its ``items`` naming every alert in it)."""
+    account = await session.scalar(select(Alert.account_id).where(Alert.id == alert_id))
+    if account is None:
+        return []
+    return (await account_deliveries(session, account)).get(alert_id, [])
+
+
+async def account_deliveries(
+    session: AsyncSession, account_id: str
+) -> dict[int, list[AlertNotification]]:
+    """Each alert of the account -> the notifications that spoke of it, oldest first (one
+    query; see :func:`deliveries`)."""
     rows = await session.scalars(
         select(AlertNotification)
-        .where(AlertNotification.alert_id == alert_id)
+        .join(Alert, Alert.id == AlertNotification.alert_id)
+        .where(Alert.account_id == account_id)
         .order_by(AlertNotification.id)
     )
-    return list(rows)
+    out: dict[int, list[AlertNotification]] = {}
+    for n in rows:
+        about = {n.alert_id, *_items_of(n)}
+        for alert_id in sorted(about):
+            out.setdefault(alert_id, []).append(n)
+    return out
+
+
+def _items_of(n: AlertNotification) -> set[int]:
+    """The alert ids a grouped message's payload lists in its ``items``."""
+    items = n.payload.get("items") if isinstance(n.payload, dict) else None
+    if not isinstance(items, list):
+        return set()
+    found: set[int] = set()
+    for item in items:
+        raw = item.get("alert_id") if isinstance(item, dict) else None
+        if isinstance(raw, int | str) and str(raw).isdigit():
+            found.add(int(raw))
+    return found
 
 
 async def account_alerts(

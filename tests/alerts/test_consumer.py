@@ -4,6 +4,7 @@ outbox rows in the batch's transaction; and the whole service on the in-process 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,12 @@ import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.consumer import AlertsHandler, AlertsService
+from services.alerts.consumer import (
+    UNSENT_EMAIL_OFF,
+    UNSENT_NO_CHANNEL,
+    AlertsHandler,
+    AlertsService,
+)
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers.slack import SlackNotifier
 from services.alerts.routing import Defaults, next_digest
@@ -291,7 +297,35 @@ class TestRouting:
         await flush(db, handler, [create_snapshot(account, d, csm_email=None) for d in (0, 1)])
         [alert] = await alerts_of(db, account)
         assert alert.status == "open"
-        assert await outbox_of(db, account) == []
+        # Recorded, never dispatched: the alert's deliveries say where it went (nowhere, why).
+        [unsent] = await outbox_of(db, account)
+        assert (unsent.channel, unsent.destination, unsent.status) == ("none", "", "unrouted")
+        assert unsent.last_error == UNSENT_NO_CHANNEL
+
+    async def test_email_off_is_the_reason_when_the_csm_has_an_email(
+        self, db: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        account = unique_account()
+        handler = create_handler(defaults=Defaults(email_enabled=False))
+        with caplog.at_level(logging.WARNING, logger="services.alerts.consumer"):
+            await flush(db, handler, [create_snapshot(account, d) for d in (0, 1, 2)])
+        [unsent] = await outbox_of(db, account)
+        assert unsent.status == "unrouted" and unsent.last_error == UNSENT_EMAIL_OFF
+        assert caplog.records == []  # said once at start, not per alert
+
+    async def test_no_channel_is_warned_once_per_account(
+        self, db: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        accounts = [unique_account(), unique_account()]
+        handler = create_handler(defaults=Defaults())
+        with caplog.at_level(logging.WARNING, logger="services.alerts.consumer"):
+            for day in range(4):
+                await flush(
+                    db, handler, [create_snapshot(a, day, csm_email=None) for a in accounts]
+                )
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 2
+        assert all("nowhere to go" in w and "TEND_SLACK_WEBHOOK_URL" in w for w in warned)
 
 
 # -- the whole service on the in-process bus ----------------------------------------------------

@@ -92,13 +92,13 @@ class TestAccountsImport:
         assert "Imported 3 account(s)" in result.output
         rows = query(
             migrated_db,
-            "SELECT account_id, name, plan, seats, mrr, renewal_date, csm_email, dirty "
+            "SELECT account_id, name, plan, seats, mrr, renewal_date, csm_email "
             "FROM accounts ORDER BY account_id",
         )
         assert rows == [
-            ("acme", "Acme Inc", "pro", 120, 4500.0, "2027-03-31", "ann@vendor.example", 1),
-            ("globex", "Globex", "team", 15, 900.0, None, "bob@vendor.example", 1),
-            ("initech", "Initech", None, None, None, "2027-01-15", None, 1),
+            ("acme", "Acme Inc", "pro", 120, 4500.0, "2027-03-31", "ann@vendor.example"),
+            ("globex", "Globex", "team", 15, 900.0, None, "bob@vendor.example"),
+            ("initech", "Initech", None, None, None, "2027-01-15", None),
         ]
 
         # A second file updates only the columns it gives.
@@ -108,6 +108,27 @@ class TestAccountsImport:
         assert query(migrated_db, "SELECT seats, plan FROM accounts WHERE account_id='acme'") == [
             (150, "pro")
         ]
+
+    def test_imported_accounts_are_scored_at_once(
+        self, migrated_db: Path, config_file: Path, tmp_path: Path
+    ) -> None:
+        replay = replayed(migrated_db)  # events in the rollups, never scored
+        assert query(migrated_db, "SELECT count(*) FROM health_scores") == [(0,)]
+        csv_file = tmp_path / "accounts.csv"
+        ids = [a.account_id for a in replay.accounts]
+        csv_file.write_text("account_id,seats\n" + "".join(f"{a},25\n" for a in ids))
+        result = invoke(migrated_db, "accounts", "import", str(csv_file), config=config_file)
+        assert result.exit_code == 0, result.output
+        assert f"Scored {len(ids)} account(s) now; published " in result.output
+        scored = query(
+            migrated_db, "SELECT account_id FROM accounts WHERE score IS NOT NULL AND NOT dirty"
+        )
+        assert sorted(a for (a,) in scored) == sorted(ids)
+        # ... and published for the alerts service (the in-process bus of this database).
+        published = query(
+            migrated_db, "SELECT count(*) FROM bus_records WHERE topic = 'tend.scores.v1'"
+        )
+        assert published[0][0] >= len(ids)
 
     def test_a_bad_file_names_line_and_column_and_imports_nothing(
         self, migrated_db: Path, tmp_path: Path
@@ -121,9 +142,12 @@ class TestAccountsImport:
         )
         result = invoke(migrated_db, "accounts", "import", str(csv_file))
         assert result.exit_code == 1
-        assert "line 3, column seats: 'many' is not a number" in result.output
-        assert "line 4, column renewal_date" in result.output
-        assert "Traceback" not in result.output
+        # One problem a line, each with its line and column.
+        assert result.output.splitlines() == [
+            f"tend: 2 problem(s) in {csv_file}; nothing imported:",
+            "  line 3, column seats: 'many' is not a number",
+            "  line 4, column renewal_date: 'next spring' is not an ISO date (YYYY-MM-DD)",
+        ]
         assert query(migrated_db, "SELECT count(*) FROM accounts") == [(0,)]
 
     def test_unknown_column_is_reported_on_line_1(self, migrated_db: Path, tmp_path: Path) -> None:
@@ -205,7 +229,10 @@ class TestRescore:
         assert changing  # the stricter model does change something
         assert f"{len(changing)} of 7 accounts would change band" in result.output
         for account in changing:
-            assert f"  {account}: {bands[account]} ({scores[account]}) -> " in result.output
+            assert f"  {account}: {bands[account]} ({scores[account]:.1f}) -> " in result.output
+        assert f"Live model: {config_file} (TEND_CONFIG)" in result.output
+        assert f"New model:  {stricter} (--config)" in result.output
+        assert "None" not in result.output
         dormant = next(a.account_id for a in replay.accounts if a.archetype is Archetype.DORMANT)
         assert dormant not in result.output
 
@@ -266,6 +293,26 @@ class TestRescore:
         assert moves
         for (was, new), n in moves.items():
             assert f"  {was} -> {new}: {n}" in result.output
+
+    def test_dry_run_names_the_models_and_never_prints_none(
+        self, migrated_db: Path, tmp_path: Path
+    ) -> None:
+        # Accounts with no activity yet have no score: shown as words, not Python's None.
+        csv_file = tmp_path / "accounts.csv"
+        csv_file.write_text("account_id,name\nquiet,Quiet\n")
+        assert invoke(migrated_db, "accounts", "import", str(csv_file)).exit_code == 0
+        other = tmp_path / "other.yaml"
+        other.write_text("scoring:\n  bands:\n    green: 95\n    yellow: 70\n")
+        result = invoke(migrated_db, "rescore", "--dry-run", "--config", str(other))
+        assert result.exit_code == 0, result.output
+        assert "Live model: the built-in defaults (TEND_CONFIG is not set)" in result.output
+        assert f"New model:  {other} (--config)" in result.output
+        assert "None" not in result.output
+        alone = invoke(migrated_db, "rescore", "--dry-run")
+        assert alone.exit_code == 0, alone.output
+        assert "New model:  the live model again" in alone.output
+        assert "give --config FILE" in alone.output
+        assert "None" not in alone.output
 
     def test_dry_run_with_a_bad_config_names_the_key(
         self, migrated_db: Path, tmp_path: Path

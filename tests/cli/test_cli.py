@@ -73,6 +73,14 @@ class TestVersionAndHelp:
         for command in ("migrate", "ingest", "keys", "up"):
             assert command in result.output
 
+    @pytest.mark.unit
+    def test_no_command_prints_help_and_exits_0(self, db_path: Path) -> None:
+        result = invoke(db_path)
+        assert result.exit_code == 0
+        assert result.output.startswith("Usage: ") and "[OPTIONS] [COMMAND]" in result.output
+        assert "Commands:" in result.output and "tail" in result.output
+        assert "2 bad configuration or usage" in result.output
+
     @pytest.mark.e2e
     def test_python_dash_m_services(self) -> None:
         proc = subprocess.run(
@@ -355,8 +363,9 @@ class TestUp:
         # A second start keeps the data and does not make (or print) another key.
         second = UpProcess(db_path, port, tmp_path / "up2.log")
         try:
-            second.wait_for_output("active write key")
-            assert not KEY_RE.search(second.output)
+            second.wait_for_output("Active write keys")
+            # Only the key's prefix, never the key.
+            assert [len(k) for k in KEY_RE.findall(second.output)] == [12]
         finally:
             second.stop()
         assert len(stored_keys(db_path)) == 1

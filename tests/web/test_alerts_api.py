@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.consumer import AlertsHandler
+from services.alerts.routing import Defaults
 from services.web.app import create_app
 from shared.clock import FixedClock
 from shared.settings import Settings
@@ -42,17 +43,22 @@ async def alerts_client(
         yield c
 
 
+def handler_for(*rules: str, defaults: Defaults | None = None) -> AlertsHandler:
+    """The alerts consumer's batch step with only ``rules`` on, at T0."""
+    return AlertsHandler(
+        only_rules(*rules),
+        FixedClock(T0),
+        defaults=defaults if defaults is not None else create_defaults(),
+        console_url="http://console.example",
+    )
+
+
 async def open_alert(
     sessions: async_sessionmaker[AsyncSession], csm_email: str = "dana@vendor.example"
 ) -> tuple[str, int]:
     """A dormant account evaluated on two days: one open alert."""
     account = unique_account()
-    handler = AlertsHandler(
-        only_rules("dormant"),
-        FixedClock(T0),
-        defaults=create_defaults(),
-        console_url="http://console.example",
-    )
+    handler = handler_for("dormant")
     async with sessions() as session, session.begin():
         await handler.flush(
             session, [create_snapshot(account, d, csm_email=csm_email) for d in (0, 1)]
@@ -118,6 +124,41 @@ class TestRead:
         assert body["account_id"] == account
         assert sorted(d["channel"] for d in body["deliveries"]) == ["email", "slack"]
         assert {d["status"] for d in body["deliveries"]} == {"pending"}
+
+    async def test_every_alert_of_a_grouped_message_shows_it(
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        # Two rules fire together: one message per destination, led by one of the alerts;
+        # the other alert's detail shows the same deliveries (not an empty list).
+        account = unique_account()
+        handler = handler_for("dormant", "low_seat_utilization")
+        async with pg_sessions() as session, session.begin():
+            await handler.flush(
+                session, [create_snapshot(account, d, seats=400) for d in (0, 1, 2, 3)]
+            )
+        alerts = [a for a in await alerts_of(pg_sessions, account) if a.status == "open"]
+        assert len(alerts) == 2
+        shown = []
+        for alert in alerts:
+            body = (await alerts_client.get(f"/v1/alerts/{alert.id}")).json()
+            assert body["notifications"] >= 1
+            shown.append(sorted((d["id"], d["channel"]) for d in body["deliveries"]))
+        assert shown[0] == shown[1] != []
+        assert sorted(channel for _, channel in shown[0]) == ["email", "slack"]
+
+    async def test_a_notification_with_nowhere_to_go_says_why(
+        self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        account = unique_account()
+        handler = handler_for("dormant", defaults=Defaults(email_enabled=False))
+        async with pg_sessions() as session, session.begin():
+            await handler.flush(session, [create_snapshot(account, d) for d in (0, 1)])
+        [alert] = await alerts_of(pg_sessions, account)
+        body = (await alerts_client.get(f"/v1/alerts/{alert.id}")).json()
+        assert body["notifications"] == 1
+        [delivery] = body["deliveries"]
+        assert (delivery["channel"], delivery["status"]) == ("none", "unrouted")
+        assert "TEND_SMTP_HOST is not set" in delivery["last_error"]
 
     async def test_unknown_ids_are_404_json(self, alerts_client: httpx.AsyncClient) -> None:
         for path in ("/v1/alerts/999999999999", "/v1/alerts/abc", "/v1/alerts/999999999/ack"):
@@ -198,12 +239,7 @@ class TestPending:
         self, alerts_client: httpx.AsyncClient, pg_sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         account = unique_account()
-        handler = AlertsHandler(
-            only_rules("dormant"),
-            FixedClock(T0),
-            defaults=create_defaults(),
-            console_url="http://console.example",
-        )
+        handler = handler_for("dormant")
         async with pg_sessions() as session, session.begin():
             await handler.flush(session, [create_snapshot(account, 0)])
         for status, expected in (("active", 0), ("all", 0), ("pending", 1)):
@@ -224,12 +260,7 @@ class TestIncidentMoves:
 
     async def incident(self, sessions: async_sessionmaker[AsyncSession]) -> str:
         account = unique_account()
-        handler = AlertsHandler(
-            only_rules("dormant", "health_red"),
-            FixedClock(T0),
-            defaults=create_defaults(),
-            console_url="http://console.example",
-        )
+        handler = handler_for("dormant", "health_red")
         async with sessions() as session, session.begin():
             await handler.flush(
                 session, [create_snapshot(account, d, band="red", score=30.0) for d in (0, 1)]

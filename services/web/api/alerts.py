@@ -101,6 +101,7 @@ def alert_json(a: Alert) -> dict[str, Any]:
 def _notification_json(n: AlertNotification) -> dict[str, Any]:
     return {
         "id": n.id,
+        "alert_id": n.alert_id,
         "kind": n.kind,
         "channel": n.channel,
         "destination": mask_url(n.destination),

@@ -297,10 +297,20 @@ class Delivery(BaseModel):
     """One notification of the alert (the outbox row); ``destination`` is masked."""
 
     id: int
+    alert_id: int = Field(
+        description="The alert the message led with: one message speaks of all of an "
+        "account's alerts decided together, so it may be another alert of the account."
+    )
     kind: str = Field(description="open, repeat or resolve.")
-    channel: str = Field(description="slack (webhook), slack_api (the bot) or email.")
-    destination: str
-    status: str
+    channel: str = Field(
+        description="slack (webhook), slack_api (the bot), email, email_digest, or none "
+        "when it had nowhere to go."
+    )
+    destination: str = Field(description="Masked; empty when the channel is none.")
+    status: str = Field(
+        description="pending, sent, failed, skipped (account cancelled) or unrouted (nowhere "
+        "to go); last_error says why it was not sent."
+    )
     attempts: int
     next_attempt_at: datetime
     last_error: str | None = None
@@ -326,6 +336,7 @@ class AlertDetail(AlertOut):
             "deliveries": [
                 {
                     "id": 7,
+                    "alert_id": 42,
                     "kind": "open",
                     "channel": "slack",
                     "destination": "https://hooks.slack.com/services/…",

@@ -15,8 +15,9 @@ from services.web.charts import Bands, BarChart, bar_chart, line_chart, sparklin
 from services.web.console import explain
 from services.web.console.views import AccountPage, AlertsFilter, OpenAlerts, Portfolio
 from shared import format as fmt
-from shared.db.models import Alert
+from shared.db.models import Alert, AlertNotification
 from shared.outcomes.model import STAGES
+from shared.redact import mask_url
 
 AT_RISK = ("red", "yellow")
 NOTICES = {
@@ -319,6 +320,8 @@ def account_context(
         "features": feature_rows(m),
         "active": active,
         "past": past,
+        "events": page.events,
+        "deliveries": delivery_rows(page.alerts, page.sent),
     }
 
 
@@ -329,6 +332,36 @@ SEVERITY_OPTIONS = [
     ("info", "Info"),
     ("opportunity", "Opportunity (upsell)"),
 ]
+
+
+CHANNEL_WORDS = {"slack": "Slack", "email": "Email", "email_digest": "Daily email digest"}
+
+
+def delivery_rows(
+    shown: Sequence[Alert], sent: Mapping[int, Sequence[AlertNotification]]
+) -> list[dict[str, Any]]:
+    """Where each notification of the shown alerts went (or why it did not), newest first:
+    one row per message and destination, naming the alerts it spoke of."""
+    titles = {a.id: fmt.words(a.rule) + (f" ({a.feature})" if a.feature else "") for a in shown}
+    messages: dict[int, dict[str, Any]] = {}
+    for alert_id, notes in sent.items():
+        if alert_id not in titles:
+            continue
+        for n in notes:
+            row = messages.setdefault(
+                n.id,
+                {
+                    "kind": n.kind,
+                    "channel": CHANNEL_WORDS.get(n.channel, "Nowhere"),
+                    "to": mask_url(n.destination) if n.destination else None,
+                    "status": n.status,
+                    "at": n.sent_at or n.created_at,
+                    "why": n.last_error,
+                    "alerts": [],
+                },
+            )
+            row["alerts"].append(titles[alert_id])
+    return [messages[i] for i in sorted(messages, reverse=True)]
 
 
 def alerts_context(

@@ -16,12 +16,13 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.alerting.cancellation import load_cancellations
-from shared.db.models import Account, Alert, HealthScore
+from shared.db.models import Account, Alert, AlertNotification, HealthScore
 from shared.outcomes.model import STAGES, OutcomesPolicy, Stage
 from shared.outcomes.stages import current_stages
 from shared.read import accounts, alerts, scores
 from shared.read.accounts import AccountFilter
 from shared.read.alerts import SHOWN_STATUSES
+from shared.read.events import LastEvent, last_events
 from shared.redact import mask_url
 
 SPARK_DAYS = 12 * 7
@@ -30,6 +31,8 @@ TREND_DAYS = 7
 """The trend arrow compares the current score with the one this many days before."""
 HISTORY_DAYS = 180
 """The account page's score chart."""
+LAST_EVENTS_SHOWN = 20
+"""The account page's "Last events" section (the API gives up to 50)."""
 RENEWAL_WINDOWS = (30, 60, 90, 180)
 BANDS = ("red", "yellow", "green", "new", "unknown")
 
@@ -252,6 +255,10 @@ class AccountPage:
     people: dict[str, str] = field(default_factory=dict)
     """Names of the account's champion and most active user by user id, where known."""
     csm_name: str | None = None
+    events: list[LastEvent] = field(default_factory=list)
+    """The last events counted for the account, newest first."""
+    sent: dict[int, list[AlertNotification]] = field(default_factory=dict)
+    """Each alert -> the notifications that spoke of it (where each went, or why not)."""
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -273,8 +280,17 @@ async def account_page(session: AsyncSession, account_id: str) -> AccountPage | 
     people = await _people(session, {account_id: metrics})
     csm = csm_label(account.csm_email, account.csm_slack)
     csm_name = (await accounts.csm_display_names(session)).get(csm) if csm else None
+    events = await last_events(session, account_id, limit=LAST_EVENTS_SHOWN)
+    sent = await alerts.account_deliveries(session, account_id)
     return AccountPage(
-        account, latest, history, shown, people.get(account_id, {}), csm_name=csm_name
+        account,
+        latest,
+        history,
+        shown,
+        people.get(account_id, {}),
+        csm_name=csm_name,
+        events=events,
+        sent=sent,
     )
 
 

@@ -1,0 +1,112 @@
+"""The last events of each account (``recent_events``): part of the rollup writer's batch.
+
+What people see in the "Last events" views (``GET /v1/accounts/{id}/events``, the console's
+account page, ``tend tail``): each counted event's call type, name, user, event and receipt
+times and write key id. Kept cheap on the scorer's hot path: per batch, one insert of at most
+:data:`RECENT_EVENTS_KEPT` rows per account (older events of the same batch would be pruned at
+once) and one set-based prune of the accounts the batch touched (more only past
+:data:`CHUNK` accounts), inside the writer's transaction, so a replayed batch adds nothing
+(only events counted for the first time are kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import RecentEvent
+from shared.events import CanonicalEvent
+
+RECENT: Table = RecentEvent.__table__  # type: ignore[assignment]
+
+RECENT_EVENTS_KEPT = 50
+"""Events kept per account."""
+PRUNE_EVERY = 5000
+"""Rows stored between prunes (a few batches of the scorer's default 1,000 events)."""
+CHUNK = 2000
+"""Accounts per ``IN (...)`` list of the prune (well under both drivers' bind limits)."""
+MAX_TEXT = 200
+"""The longest name or user id stored (ingest checks both to this length already)."""
+
+
+def newest_per_account(fresh: Sequence[CanonicalEvent]) -> list[CanonicalEvent]:
+    """The events of ``fresh`` (in arrival order) among the newest :data:`RECENT_EVENTS_KEPT`
+    of their account, still in arrival order; events without an account are left out."""
+    seen: dict[str, int] = {}
+    kept: list[CanonicalEvent] = []
+    for e in reversed(fresh):
+        if e.account_id is None:
+            continue
+        n = seen.get(e.account_id, 0)
+        if n < RECENT_EVENTS_KEPT:
+            seen[e.account_id] = n + 1
+            kept.append(e)
+    kept.reverse()
+    return kept
+
+
+class RecentEvents:
+    """Stores each batch's newest counted events per account, and prunes every account
+    touched to its newest :data:`RECENT_EVENTS_KEPT` once ``prune_every`` rows were stored
+    since the last prune (and on the first batch), so the prune's cost is shared by many
+    batches.
+
+    Contract: runs in the writer's transaction and never commits. Between prunes an account
+    holds at most ``RECENT_EVENTS_KEPT`` plus the rows stored since (every reader asks for the
+    newest ``RECENT_EVENTS_KEPT``, so what people see is the same). A prune rolled back with its
+    batch leaves its accounts over the bound until they are touched and pruned again.
+    """
+
+    def __init__(self, prune_every: int = PRUNE_EVERY) -> None:
+        self.prune_every = prune_every
+        self.stored_since_prune = prune_every  # the first batch prunes: a restart forgot
+        self.touched: set[str] = set()
+
+    async def keep(
+        self, session: AsyncSession, fresh: Sequence[CanonicalEvent], now: datetime
+    ) -> None:
+        kept = newest_per_account(fresh)
+        if not kept:
+            return
+        await session.execute(RECENT.insert(), [_row(e, now) for e in kept])
+        self.touched.update(str(e.account_id) for e in kept)
+        self.stored_since_prune += len(kept)
+        if self.stored_since_prune >= self.prune_every:
+            await prune(session, sorted(self.touched))
+            self.touched.clear()
+            self.stored_since_prune = 0
+
+
+def _row(e: CanonicalEvent, now: datetime) -> dict[str, object]:
+    return {
+        "account_id": e.account_id,
+        "event_id": e.event_id,
+        "type": e.type,
+        "name": e.name[:MAX_TEXT] if e.name is not None else None,
+        "user_id": e.actor[:MAX_TEXT] or None,
+        "write_key_id": e.write_key_id,
+        "occurred_at": e.occurred_at,
+        "received_at": e.received_at,
+        "stored_at": now,
+    }
+
+
+async def prune(session: AsyncSession, accounts: Sequence[str]) -> None:
+    """Drop the events of ``accounts`` beyond each one's newest :data:`RECENT_EVENTS_KEPT`
+    (ids grow with arrival): one set-based statement per :data:`CHUNK` accounts."""
+    for start in range(0, len(accounts), CHUNK):
+        ranked = (
+            select(
+                RECENT.c.id,
+                func.row_number()
+                .over(partition_by=RECENT.c.account_id, order_by=RECENT.c.id.desc())
+                .label("rank"),
+            )
+            .where(RECENT.c.account_id.in_(accounts[start : start + CHUNK]))
+            .subquery()
+        )
+        older = select(ranked.c.id).where(ranked.c.rank > RECENT_EVENTS_KEPT)
+        await session.execute(delete(RECENT).where(RECENT.c.id.in_(older)))
