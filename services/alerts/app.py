@@ -123,6 +123,7 @@ def build_service(
         max_backoff_s=a.max_backoff_s,
         idle_s=a.dispatch_interval_s,
         digests=email if isinstance(email, EmailNotifier) and a.email_digest else None,
+        currency=config.currency,
     )
     if not settings.smtp_host:
         log.warning(email_off_notice())

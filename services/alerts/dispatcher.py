@@ -46,6 +46,7 @@ from services.alerts.routing import DIGEST_CHANNEL
 from shared.clock import Clock
 from shared.db.models import Alert, AlertNotification
 from shared.db.types import utcnow
+from shared.format import DEFAULT_CURRENCY
 from shared.retry import Backoff, sleep_or_stop
 from shared.slack import is_user_id
 
@@ -102,6 +103,7 @@ class Dispatcher:
         idle_s: float = 1.0,
         digests: DigestSender | None = None,
         digest_max_rows: int = 2000,
+        currency: str = DEFAULT_CURRENCY,
     ) -> None:
         self.sessions = sessions
         self.notifiers = dict(notifiers)
@@ -115,6 +117,8 @@ class Dispatcher:
         self.wake_event = asyncio.Event()
         self.digests = digests
         self.digest_max_rows = digest_max_rows
+        self.currency = currency
+        """Amounts in messages are in it (``currency:`` of TEND_CONFIG)."""
 
     def wake(self) -> None:
         self.wake_event.set()
@@ -230,7 +234,7 @@ class Dispatcher:
         valid: list[tuple[Claim, Notification]] = []
         for c in group:
             try:
-                valid.append((c, Notification.model_validate(c.payload)))
+                valid.append((c, self._notification(c)))
             except ValidationError as err:
                 bad = f"bad payload: {err.error_count()} errors"
                 await self._mark(c, DeliveryResult.failed_permanently(bad))
@@ -253,6 +257,15 @@ class Dispatcher:
         for c, _ in valid:
             await self._mark(c, result)
 
+    def _notification(self, claim: Claim) -> Notification:
+        """The outbox row's message as it is sent now: in the installation's currency, and
+        mentioning the CSM's Slack member id the alert row names."""
+        notification = Notification.model_validate(claim.payload)
+        update: dict[str, str] = {"currency": self.currency}
+        if claim.csm_slack_user and notification.csm_slack_user is None:
+            update["csm_slack_user"] = claim.csm_slack_user
+        return notification.model_copy(update=update)
+
     async def _deliver(self, claim: Claim) -> None:
         result = await self._send(claim)
         await self._mark(claim, result)
@@ -262,11 +275,9 @@ class Dispatcher:
         if notifier is None:
             return DeliveryResult.failed_permanently(f"channel {claim.channel} is not configured")
         try:
-            notification = Notification.model_validate(claim.payload)
+            notification = self._notification(claim)
         except ValidationError as err:
             return DeliveryResult.failed_permanently(f"bad payload: {err.error_count()} errors")
-        if claim.csm_slack_user and notification.csm_slack_user is None:
-            notification = notification.model_copy(update={"csm_slack_user": claim.csm_slack_user})
         try:
             return await notifier.send(notification, claim.destination)
         except asyncio.CancelledError:

@@ -151,6 +151,24 @@ class TestSlack:
         row = await outbox_row(clean_db, nid)
         assert (row.status, row.attempts, row.sent_at, row.last_error) == ("sent", 1, T0, None)
 
+    async def test_amounts_are_in_the_configured_currency(
+        self,
+        clean_db: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        slack: SlackWebhookServer,
+        smtp: SmtpServer,
+    ) -> None:
+        """The installation's one currency (``currency:`` of TEND_CONFIG), as on the console
+        and in the report: stamped on each message when it is sent."""
+        dispatcher.currency = "EUR"
+        await enqueue(clean_db, ("slack", slack.url()), ("email", "dana@vendor.example"), mrr=4500)
+        assert await dispatcher.run_once() == 2
+        slack_text = str(slack.requests[0].json())
+        assert "€4,500 MRR" in slack_text and "$" not in slack_text
+        [mail] = smtp.messages
+        body = mail.message.get_body(("plain",))
+        assert body is not None and "€4,500 MRR" in body.get_content()
+
     async def test_429_waits_for_retry_after_then_delivers(
         self,
         clean_db: async_sessionmaker[AsyncSession],

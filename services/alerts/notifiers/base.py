@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import format as fmt
 from shared.alert_rules import Severity
 from shared.scores import Band
 
@@ -80,6 +81,10 @@ class Notification(BaseModel):
     score: float | None = None
     band: Band
     mrr: float | None = None
+    currency: str = Field(
+        fmt.DEFAULT_CURRENCY,
+        description="The installation's currency (``currency:`` of TEND_CONFIG), set when sent.",
+    )
     renewal_date: date | None = None
     reason: str = Field(description="What was measured, in numbers.")
     next_step: str = Field(description="What the CSM could do about it.")

@@ -84,7 +84,7 @@ class _AlertView:
     def of(cls, n: Notification) -> _AlertView:
         facts = [
             ("Score", fmt.score_band(n.score, n.band)),
-            ("MRR", fmt.mrr(n.mrr)),
+            ("MRR", fmt.mrr(n.mrr, n.currency)),
             ("Renewal", fmt.renewal(n.renewal_date, n.as_of)),
             ("Alert", f"{alert_title(n)} ({n.severity})"),
         ]
@@ -169,7 +169,7 @@ class EmailNotifier:
         count = len(at_risk_accounts)
         title = (
             f"[tend] Daily digest {fmt.day(as_of)}: {fmt.plural(count, 'account')} at risk, "
-            f"{fmt.mrr(mrr_at_risk)}"
+            f"{fmt.mrr(mrr_at_risk, notifications[0].currency)}"
         )
         greeting = f"Hello {csm_name}," if csm_name else "Hello,"
         text_parts = [greeting, "", title.removeprefix("[tend] "), ""]

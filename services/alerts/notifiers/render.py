@@ -94,7 +94,7 @@ def subject(n: Notification) -> str:
 def _facts(n: Notification) -> list[tuple[str, str]]:
     return [
         ("Score", fmt.score_band(n.score, n.band)),
-        ("MRR", fmt.mrr(n.mrr)),
+        ("MRR", fmt.mrr(n.mrr, n.currency)),
         ("Renewal", fmt.renewal(n.renewal_date, n.as_of)),
         ("Severity", n.severity),
     ]

@@ -143,7 +143,7 @@ def build_payload(n: Notification, *, buttons: bool = False) -> dict[str, Any]:
     header = one_line(f"{prefix}{n.account_label} · {n.band}")
     fields = [
         f"*Score*\n{fmt.score_band(n.score, n.band)}",
-        f"*MRR*\n{escape_mrkdwn(fmt.mrr(n.mrr))}",
+        f"*MRR*\n{escape_mrkdwn(fmt.mrr(n.mrr, n.currency))}",
         f"*Renewal*\n{fmt.renewal(n.renewal_date, n.as_of)}",
         f"*Alert*\n{escape_mrkdwn(title)} ({n.severity})",
     ]
