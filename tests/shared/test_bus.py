@@ -164,6 +164,40 @@ class TestBusContract:
             expected[m.key].append(m.value)
         assert per_key == expected
 
+    async def test_concurrent_publishes_each_delivery_names_its_message(
+        self, bus: Bus, topic: str
+    ) -> None:
+        # Many calls in flight on the same partitions at once (what concurrent ingest requests
+        # do), with more than one partition's batch each: every message is stored once, and the
+        # delivery returned for it is where it was stored.
+        calls = 12
+        batches = [
+            [Message(value=f"c{c}-m{i}".encode(), key=f"k{i % 4}".encode()) for i in range(40)]
+            for c in range(calls)
+        ]
+        producer = bus.producer()
+        await producer.start()
+        try:
+            results = await asyncio.gather(
+                *(producer.publish(topic, batch, timeout_s=30) for batch in batches)
+            )
+        finally:
+            await producer.stop()
+        told = {
+            (d.partition, d.offset): m.value
+            for batch, deliveries in zip(batches, results, strict=True)
+            for m, d in zip(batch, deliveries, strict=True)
+        }
+        assert len(told) == calls * 40
+
+        consumer = bus.consumer(unique("g"), [topic])
+        await consumer.start()
+        try:
+            records = await consume(consumer, calls * 40)
+        finally:
+            await consumer.stop()
+        assert {(r.partition, r.offset): r.value for r in records} == told
+
     async def test_lag_counts_what_is_left_to_read(self, bus: Bus, topic: str) -> None:
         messages = create_messages(30, keys=1)  # one key: all on one partition
         deliveries = await publish(bus, topic, messages)
