@@ -8,8 +8,9 @@ No I/O here. The route reads and decodes the body, then:
    names the field.
 2. :func:`users_to_look_up` says which users need their last ``group`` call from the database.
 3. :func:`resolve` picks each event's account, decides login and feature, and builds the
-   :class:`~shared.events.CanonicalEvent`; a track call with no account is refused.
-4. :func:`to_message` turns an event into the bus message (key = account id).
+   :class:`AcceptedEvent`; a track call with no account is refused.
+4. :func:`to_message` turns an event into the bus message (key = account id), whose value is
+   the :class:`~shared.events.CanonicalEvent`'s bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, cast, get_args
+
+import pydantic_core
 
 from shared.api_errors import field_of
 from shared.bus.base import Message
@@ -117,6 +120,61 @@ class ParsedEvent:
     traits: dict[str, Any] = field(default_factory=dict)
     previous_id: str | None = None
     """alias calls: the user's earlier id."""
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEvent:
+    """A call that passed every check, its account resolved: the fields of
+    :class:`~shared.events.CanonicalEvent`, in its order, without building the model.
+
+    Every field was checked on the way here (:func:`parse_event`, :func:`resolve`), so the
+    model's validation would only repeat it: building and dumping one per event was a quarter
+    of ingest's CPU. :meth:`to_bytes` writes what ``CanonicalEvent.to_bytes`` writes, byte for
+    byte (a test holds them together), so consumers decode it with
+    ``CanonicalEvent.from_bytes``.
+    """
+
+    event_id: str
+    type: EventType
+    account_id: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    previous_id: str | None
+    name: str | None
+    feature: str | None
+    is_login: bool
+    occurred_at: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+    traits: dict[str, Any]
+    write_key_id: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, in :class:`~shared.events.CanonicalEvent`'s order."""
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "account_id": self.account_id,
+            "user_id": self.user_id,
+            "anonymous_id": self.anonymous_id,
+            "previous_id": self.previous_id,
+            "name": self.name,
+            "feature": self.feature,
+            "is_login": self.is_login,
+            "occurred_at": self.occurred_at,
+            "received_at": self.received_at,
+            "properties": self.properties,
+            "traits": self.traits,
+            "write_key_id": self.write_key_id,
+        }
+
+    def to_bytes(self) -> bytes:
+        """The topic's JSON (pydantic-core's serializer, as the model's own dump uses)."""
+        return pydantic_core.to_json(self.as_dict())
+
+    def canonical(self) -> CanonicalEvent:
+        """The validated model, for callers off the hot path."""
+        return CanonicalEvent(**self.as_dict())
 
 
 # -- text, numbers, nesting ---------------------------------------------------------------------
@@ -521,7 +579,7 @@ def resolve(
     *,
     received_at: datetime,
     write_key_id: int | None = None,
-) -> tuple[list[CanonicalEvent], list[Rejection]]:
+) -> tuple[list[AcceptedEvent], list[Rejection]]:
     """Account, login and feature for every parsed call, in order.
 
     Account order: what the call names (:func:`explicit_account`), then the user's group call
@@ -530,7 +588,7 @@ def resolve(
     is refused; identify, page, screen and alias calls may have no account.
     """
     from_batch: dict[str, str] = {}
-    events: list[CanonicalEvent] = []
+    events: list[AcceptedEvent] = []
     rejected: list[Rejection] = []
     for p in parsed:
         account = p.account_id
@@ -550,7 +608,7 @@ def resolve(
         elif p.type in ("page", "screen"):
             feature = config.feature_for(p.name, p.properties)
         events.append(
-            CanonicalEvent(
+            AcceptedEvent(
                 event_id=p.message_id,
                 type=p.type,
                 account_id=account,
@@ -570,13 +628,13 @@ def resolve(
     return events, rejected
 
 
-def partition_key(event: CanonicalEvent) -> str:
+def partition_key(event: AcceptedEvent) -> str:
     """The account id, so one account's events stay in order on one partition; an event with
     no account (identify, page, screen, alias) is keyed by its user."""
     return event.account_id or event.user_id or event.anonymous_id or event.event_id
 
 
-def to_message(event: CanonicalEvent) -> Message:
+def to_message(event: AcceptedEvent) -> Message:
     return Message(
         value=event.to_bytes(),
         key=partition_key(event).encode(),
@@ -584,7 +642,7 @@ def to_message(event: CanonicalEvent) -> Message:
     )
 
 
-def group_memberships(events: Iterable[CanonicalEvent]) -> dict[str, tuple[str, datetime]]:
+def group_memberships(events: Iterable[AcceptedEvent]) -> dict[str, tuple[str, datetime]]:
     """user id -> (account id, when) of the latest group call per user among ``events``."""
     latest: dict[str, tuple[str, datetime]] = {}
     for e in events:

@@ -43,7 +43,7 @@ def parse(raw: Any, **kw: Any) -> normalize.ParsedEvent:
     return parse_event(raw, 0, received_at=RECEIVED, future_tolerance=TOLERANCE, **kw)
 
 
-def one_event(raw: Any, known: dict[str, str] | None = None, **kw: Any) -> CanonicalEvent:
+def one_event(raw: Any, known: dict[str, str] | None = None, **kw: Any) -> normalize.AcceptedEvent:
     events, rejected = resolve([parse(raw, **kw)], known or {}, TendConfig(), received_at=RECEIVED)
     assert not rejected, rejected
     return events[0]
@@ -151,7 +151,7 @@ class TestScreenAndAlias:
             {"type": "screen", "userId": "u-3", "name": "Home", "groupId": "acme"},
         ):
             event = one_event(raw)
-            assert CanonicalEvent.from_bytes(event.to_bytes()) == event
+            assert CanonicalEvent.from_bytes(event.to_bytes()) == event.canonical()
 
 
 class TestBatchContext:
@@ -364,7 +364,7 @@ class TestAccountResolution:
 class TestLoginAndFeature:
     config = TendConfig(feature_catalog={"Report Exported": "reports"})
 
-    def resolve_one(self, raw: dict[str, Any]) -> CanonicalEvent:
+    def resolve_one(self, raw: dict[str, Any]) -> normalize.AcceptedEvent:
         events, _ = resolve([parse(raw)], {}, self.config, received_at=RECEIVED)
         return events[0]
 
@@ -389,7 +389,7 @@ class TestLoginAndFeature:
                 anonymousId="anon",
             )
         )
-        assert event.model_dump() == {
+        assert event.as_dict() == {
             "event_id": "m-1",
             "type": "track",
             "account_id": "acme",
@@ -405,11 +405,46 @@ class TestLoginAndFeature:
             "traits": {},
             "write_key_id": None,
         }
-        assert CanonicalEvent.model_validate(event.model_dump()) == event
+        assert list(event.as_dict()) == list(CanonicalEvent.model_fields)
         message = normalize.to_message(event)
         assert message.key == b"acme"
         assert message.headers == (("type", b"track"),)
-        assert CanonicalEvent.from_bytes(message.value) == event
+        assert CanonicalEvent.from_bytes(message.value) == event.canonical()
+
+
+class TestTopicBytes:
+    """What ingest writes is what ``CanonicalEvent.to_bytes`` writes, byte for byte, and the
+    scorer's decoder (``CanonicalEvent.from_bytes``) reads it back unchanged."""
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            create_track(
+                timestamp="2026-05-01T11:00:00.123456+02:00",
+                properties={
+                    "text": 'Zoë 😀 \t\n "quoted" \\ </script>',
+                    "big": 2**70,
+                    "negative": -(2**63),
+                    "float": 0.1,
+                    "tiny": 5e-324,
+                    "huge": 1.7e308,
+                    "whole": 2.0,
+                    "flags": [True, False, None],
+                    "nested": {"a": [{"b": {"c": []}}], "": {}},
+                },
+            ),
+            {"type": "identify", "userId": 42, "traits": {"name": "Zoë", "seats": 3}},
+            {"type": "group", "userId": "u-1", "groupId": "acme", "traits": {"plan": "pro"}},
+            {"type": "alias", "userId": "u-3", "previousId": "p-3"},
+            {"type": "page", "anonymousId": "a-1", "name": "Home", "groupId": "acme"},
+        ],
+    )
+    def test_bytes_equal_the_models_and_decode(self, raw: dict[str, Any]) -> None:
+        event = one_event(raw)
+        model = event.canonical()
+        value = normalize.to_message(event).value
+        assert value == model.to_bytes()
+        assert CanonicalEvent.from_bytes(value) == model
 
 
 class TestLimits:
