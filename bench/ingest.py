@@ -3,6 +3,7 @@
 Run by hand (not in CI), from the repository root:
 
     .venv/bin/python bench/ingest.py [--batches 400] [--concurrency 8] [--max-seconds 60]
+                                     [--soak-seconds 60]
 
 It starts its own tansu broker and a throwaway SQLite database (or a fresh PostgreSQL database
 with ``--postgres``), serves the ingest app under uvicorn (one worker) in a subprocess, posts
@@ -10,6 +11,9 @@ with ``--postgres``), serves the ingest app under uvicorn (one worker) in a subp
 number of records with a plain aiokafka producer: once awaiting each send (``send_and_wait``,
 the naive way) and once pipelined (``send()`` per event, then wait for all). Every phase stops
 at ``--max-seconds``; the rates are over what was done. Prints all rates and the ratios.
+Then a bounded soak: the same batches again and again for ``--soak-seconds`` (0: none), with
+the server's resident memory (RSS) sampled every second; prints the first, highest and last
+sample (flat means no growth with the number of events served).
 """
 
 from __future__ import annotations
@@ -196,6 +200,51 @@ async def http_phase(
     ), statuses
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def soak_phase(
+    url: str, key: str, batches: int, concurrency: int, seconds: float, pid: int
+) -> tuple[int, list[float]]:
+    """Posts ``batches`` distinct bodies round and round for ``seconds``; returns the events
+    accepted and the server's RSS (MB) sampled once a second meanwhile."""
+    bodies = [
+        json.dumps(
+            {"batch": [segment_call(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]}
+        ).encode()
+        for b in range(batches)
+    ]
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Content-Type": "application/json", "X-Write-Key": key}
+    deadline = time.perf_counter() + seconds
+    samples: list[float] = []
+    accepted = 0
+
+    async def sampler() -> None:
+        while time.perf_counter() < deadline:
+            samples.append(rss_mb(pid))
+            await asyncio.sleep(1.0)
+
+    async def worker(client: httpx.AsyncClient, start: int) -> None:
+        nonlocal accepted
+        i = start
+        while time.perf_counter() < deadline:
+            r = await client.post("/v1/batch", content=bodies[i % len(bodies)], headers=headers)
+            r.raise_for_status()
+            accepted += r.json()["accepted"]
+            i += concurrency
+
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        await asyncio.gather(sampler(), *(worker(client, w) for w in range(concurrency)))
+    samples.append(rss_mb(pid))
+    return accepted, samples
+
+
 def raw_producer(bootstrap: str, linger_ms: int | None = None) -> AIOKafkaProducer:
     """Configured like tend's producer (acks=all, its linger and batch size)."""
     from shared.settings import KafkaSettings
@@ -279,6 +328,8 @@ async def run(args: argparse.Namespace) -> int:
         await wait_ready(url, proc)
 
         events = args.batches * BATCH_SIZE
+        load = os.getloadavg()
+        print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         print(
             f"tend ingest bench: {args.batches} batches x {BATCH_SIZE} events, "
             f"concurrency {args.concurrency}, broker tansu at {broker.bootstrap}, "
@@ -306,6 +357,17 @@ async def run(args: argparse.Namespace) -> int:
             f"{http.per_s / max(naive0.per_s, 1e-9):.2f}"
         )
         print(f"ratio HTTP / raw pipelined send(): {http.per_s / max(pipelined.per_s, 1e-9):.2f}")
+        if args.soak_seconds > 0:
+            accepted, rss = await soak_phase(
+                url, key, args.batches, args.concurrency, args.soak_seconds, proc.pid
+            )
+            print(
+                f"soak {args.soak_seconds:g} s, {accepted} events: server RSS first "
+                f"{rss[0]:.1f} MB, highest {max(rss):.1f} MB, last {rss[-1]:.1f} MB "
+                f"({rss[-1] - rss[0]:+.1f} MB)"
+            )
+        load = os.getloadavg()
+        print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         return 0 if set(statuses) == {200} else 1
     finally:
         if proc is not None:
@@ -329,6 +391,9 @@ def main() -> int:
         "--naive-events", type=int, default=3_000, help="cap of each send_and_wait phase"
     )
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL, not SQLite")
+    parser.add_argument(
+        "--soak-seconds", type=float, default=60.0, help="memory soak after the rates (0: none)"
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

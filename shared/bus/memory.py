@@ -4,8 +4,11 @@ Records live in ``bus_records`` and group positions in ``bus_offsets``, so a cra
 process loses nothing that :meth:`InProcessProducer.publish` acknowledged, and consumers
 resume where their group committed. Records every group has committed past are pruned
 (:mod:`shared.bus.retention`), so the table stays as small as the backlog. Works on SQLite and
-PostgreSQL. Writes and reads go through Core statements, not ORM objects: this is the hot path
-of ``tend up`` (every event is written here once and read back once).
+PostgreSQL. Writes and reads are the driver's own statements (one ``executemany`` per publish,
+one ``SELECT`` per partition per poll), not ORM objects nor Core's per-row type processing:
+this is the hot path of ``tend up`` (every event is written here once and read back once).
+The column types' own converters still shape what is stored (:class:`_LogCodec`), once per
+statement or per distinct value, so the rows are the ones the models would write.
 
 One module of about 490 lines on purpose: the bus, its producer and its consumer share the log's
 tables, its wake-up event and its retention, class for class like the Kafka bus
@@ -18,11 +21,11 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Dialect, func, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -52,6 +55,9 @@ RECHECK_S = 1.0
 
 _PUBLISH_ATTEMPTS = 3
 
+_T = TypeVar("_T")
+_Rows = list[tuple[Any, ...]]
+
 
 def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> list[list[str]]:
     return [[k, base64.b64encode(v).decode("ascii")] for k, v in headers]
@@ -59,6 +65,75 @@ def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> list[list[str]]:
 
 def _decode_headers(raw: list[Any] | None) -> tuple[tuple[str, bytes], ...]:
     return tuple((str(k), base64.b64decode(v)) for k, v in raw or ())
+
+
+def _placeholders(dialect: Dialect, count: int) -> list[str]:
+    """The driver's positional parameter markers (sqlite3: ``?``, asyncpg: ``$1``)."""
+    if dialect.paramstyle == "qmark":
+        return ["?"] * count
+    if dialect.paramstyle == "numeric_dollar":
+        return [f"${i}" for i in range(1, count + 1)]
+    if dialect.paramstyle == "format":
+        return ["%s"] * count
+    raise NotImplementedError(f"the in-process bus has no statements for {dialect.name}")
+
+
+_TABLE = BusRecord.__table__
+
+
+def _memo(cache: dict[object, _T], stored: object, convert: Callable[[Any], _T]) -> _T:
+    """``convert(stored)``, computed once per distinct stored value (the driver's text, bytes
+    or datetime; other kinds are converted every time)."""
+    if not isinstance(stored, str | bytes | datetime):
+        return convert(stored)
+    hit = cache.get(stored)
+    if hit is None:
+        hit = cache[stored] = convert(stored)
+    return hit
+
+
+class _LogCodec:
+    """``bus_records`` statements and value conversions for one dialect.
+
+    Values go through the columns' own bind and result processors (``created_at``'s UTC
+    handling, ``headers``' JSON), but once per publish or per distinct value rather than once
+    per row: a publish shares one ``created_at``, and its records a handful of header sets.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        p = _placeholders(dialect, 7)
+        self.insert = (
+            'INSERT INTO bus_records (topic, "partition", "offset", key, value, headers, '
+            f"created_at) VALUES ({', '.join(p)})"
+        )
+        q = _placeholders(dialect, 4)
+        self.select = (
+            'SELECT "offset", key, value, headers, created_at FROM bus_records '
+            f'WHERE topic = {q[0]} AND "partition" = {q[1]} AND "offset" >= {q[2]} '
+            f'ORDER BY "offset" LIMIT {q[3]}'
+        )
+        self._bind_time = self._processor(dialect, "created_at", bind=True)
+        self._bind_json = self._processor(dialect, "headers", bind=True)
+        self._read_time = self._processor(dialect, "created_at", bind=False)
+        self._read_json = self._processor(dialect, "headers", bind=False)
+
+    @staticmethod
+    def _processor(dialect: Dialect, column: str, *, bind: bool) -> Any:
+        impl = _TABLE.c[column].type.dialect_impl(dialect)
+        processor = impl.bind_processor(dialect) if bind else impl.result_processor(dialect, None)
+        return processor or (lambda value: value)
+
+    def stored_time(self, value: datetime) -> Any:
+        return self._bind_time(value)
+
+    def stored_headers(self, headers: Sequence[tuple[str, bytes]]) -> Any:
+        return self._bind_json(_encode_headers(headers))
+
+    def read_time_ms(self, stored: Any) -> int:
+        return int(self._read_time(stored).timestamp() * 1000)
+
+    def read_headers(self, stored: Any) -> tuple[tuple[str, bytes], ...]:
+        return _decode_headers(self._read_json(stored)) if stored is not None else ()
 
 
 class InProcessBus:
@@ -92,6 +167,7 @@ class InProcessBus:
         self._publish_lock = asyncio.Lock()
         self._published = asyncio.Event()
         self._groups: dict[str, InProcessConsumer] = {}
+        self._log_codec: _LogCodec | None = None
 
     def partitions_of(self, topic: str) -> int:
         return self._topic_partitions.get(topic, self.partitions)
@@ -153,34 +229,34 @@ class InProcessBus:
 
     async def _append_once(self, topic: str, messages: Sequence[Message]) -> list[Delivery]:
         partitions = self.partitions_of(topic)
-        now = utcnow()
         async with transaction(self.sessions) as session:
+            connection = await session.connection()
+            codec = self._codec(connection.dialect)
             known = self._next.get(topic)
             if known is None:
                 known = await self._load_next(session, topic)
             next_offsets = dict(known)
-            rows: list[dict[str, Any]] = []
+            created = codec.stored_time(utcnow())
+            stored_headers: dict[tuple[tuple[str, bytes], ...], Any] = {}
+            rows: list[tuple[Any, ...]] = []
             deliveries: list[Delivery] = []
             for m in messages:
                 partition = partition_for(m.key, partitions)
                 offset = next_offsets.get(partition, 0)
                 next_offsets[partition] = offset + 1
-                rows.append(
-                    {
-                        "topic": topic,
-                        "partition": partition,
-                        "offset": offset,
-                        "key": m.key,
-                        "value": m.value,
-                        "headers": _encode_headers(m.headers),
-                        "created_at": now,
-                    }
-                )
+                headers = stored_headers.get(m.headers)
+                if headers is None:
+                    headers = stored_headers[m.headers] = codec.stored_headers(m.headers)
+                rows.append((topic, partition, offset, m.key, m.value, headers, created))
                 deliveries.append(Delivery(topic, partition, offset))
-            # Core executemany, not the ORM's bulk insert: no objects, one round trip.
-            await session.execute(insert(BusRecord.__table__), rows)  # type: ignore[arg-type]
+            await connection.exec_driver_sql(codec.insert, rows)
         self._next[topic] = next_offsets
         return deliveries
+
+    def _codec(self, dialect: Dialect) -> _LogCodec:
+        if self._log_codec is None:
+            self._log_codec = _LogCodec(dialect)
+        return self._log_codec
 
     async def prune(self) -> int:
         """Delete the records every group has committed past (and older than the retention);
@@ -410,21 +486,31 @@ class InProcessConsumer:
         records: list[Record] = []
         try:
             async with self._bus.sessions() as session:
+                connection = await session.connection()
+                codec = self._bus._codec(connection.dialect)
+                headers: dict[object, tuple[tuple[str, bytes], ...]] = {}
+                times: dict[object, int] = {}
                 for tp in tps[start:] + tps[:start]:
                     budget = max_records - len(records)
                     if budget <= 0:
                         break
-                    rows = await session.execute(
-                        select(*_RECORD_COLUMNS)
-                        .where(
-                            BusRecord.topic == tp.topic,
-                            BusRecord.partition == tp.partition,
-                            BusRecord.offset >= self._positions[tp],
-                        )
-                        .order_by(BusRecord.offset)
-                        .limit(budget)
+                    rows = await connection.exec_driver_sql(
+                        codec.select, (tp.topic, tp.partition, self._positions[tp], budget)
                     )
-                    records.extend(_to_record(tp, *row) for row in rows)
+                    for offset, key, value, stored_headers, created in cast(_Rows, rows.all()):
+                        decoded = _memo(headers, stored_headers, codec.read_headers)
+                        ms = _memo(times, created, codec.read_time_ms)
+                        records.append(
+                            Record(
+                                topic=tp.topic,
+                                partition=tp.partition,
+                                offset=int(offset),
+                                value=value,
+                                key=key,
+                                headers=decoded,
+                                timestamp_ms=ms,
+                            )
+                        )
         except (SQLAlchemyError, OSError) as exc:
             raise BusUnavailable(f"reading the in-process bus failed: {exc!r}") from exc
         for r in records:
@@ -457,31 +543,3 @@ class InProcessConsumer:
         except (SQLAlchemyError, OSError) as exc:
             raise BusUnavailable(f"committing offsets failed: {exc!r}") from exc
         await self._bus.maybe_prune()
-
-
-_RECORD_COLUMNS = (
-    BusRecord.offset,
-    BusRecord.key,
-    BusRecord.value,
-    BusRecord.headers,
-    BusRecord.created_at,
-)
-
-
-def _to_record(
-    tp: TopicPartition,
-    offset: int,
-    key: bytes | None,
-    value: bytes,
-    headers: list[Any] | None,
-    created_at: datetime,
-) -> Record:
-    return Record(
-        topic=tp.topic,
-        partition=tp.partition,
-        offset=offset,
-        value=value,
-        key=key,
-        headers=_decode_headers(headers) if headers else (),
-        timestamp_ms=int(created_at.timestamp() * 1000),
-    )
