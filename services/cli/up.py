@@ -21,6 +21,7 @@ import click
 import uvicorn
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Scope
+from uvicorn.loops.auto import auto_loop_factory
 
 from services.cli.common import (
     Failure,
@@ -365,25 +366,13 @@ async def _up(settings: Settings, config: TendConfig, host: str, port: int) -> N
             token = _api_token(settings)
             app = up_app(settings, config, bus=bus, sessions=sessions, api_token=token)
             server = EmbeddedServer(
-                uvicorn.Config(
-                    app, host=host, port=port, lifespan="on", log_config=None, http="httptools"
-                )
+                uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
             )
             await _supervise(server, sock, env, url)
         finally:
             await bus.close()
     finally:
         await engine.dispose()
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop where it exists (not on Windows), as uvicorn picks for the separate
-    services; ``tend up`` runs its own loop, so it has to ask. None: asyncio's default."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 @click.command()
@@ -405,7 +394,7 @@ def up(host: str, port: int) -> None:
     if settings.uses_kafka:
         click.echo(f"Using the Kafka broker at {settings.kafka_bootstrap} (TEND_KAFKA_BOOTSTRAP).")
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
             runner.run(_up(settings, config, host, port))
     except KeyboardInterrupt:  # before the signal handlers are in place (e.g. while migrating)
         raise click.exceptions.Exit(130) from None

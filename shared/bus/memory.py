@@ -10,7 +10,7 @@ this is the hot path of ``tend up`` (every event is written here once and read b
 The column types' own converters still shape what is stored (:class:`_LogCodec`), once per
 statement or per distinct value, so the rows are the ones the models would write.
 
-One module of about 490 lines on purpose: the bus, its producer and its consumer share the log's
+One module of about 550 lines on purpose: the bus, its producer and its consumer share the log's
 tables, its wake-up event and its retention, class for class like the Kafka bus
 (:mod:`shared.bus.kafka`).
 """
