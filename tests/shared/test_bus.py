@@ -24,7 +24,7 @@ from shared.bus import (
     default_topic_specs,
     partition_for,
 )
-from shared.bus.kafka import KafkaBus
+from shared.bus.kafka import KafkaBus, _PartitionCache
 from shared.bus.memory import InProcessBus
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import KafkaSettings, Settings
@@ -478,6 +478,24 @@ class TestInProcessBus:
                 await producer.publish("t", create_messages(1), timeout_s=5)
         finally:
             await engine.dispose()
+
+
+class TestKafkaPartitionCache:
+    @pytest.mark.parametrize("size", [1, 3, 1_000])
+    def test_groups_by_kafkas_partition_in_order_whatever_it_remembers(self, size: int) -> None:
+        cache = _PartitionCache(size)
+        messages = [Message(value=b"v", key=f"account-{i % 7}".encode()) for i in range(40)]
+        for partitions in (PARTITIONS, 5, PARTITIONS):  # a partition count can change
+            grouped = cache.group(messages, partitions)
+            expected: dict[int, list[int]] = defaultdict(list)
+            for i, m in enumerate(messages):
+                expected[partition_for(m.key, partitions)].append(i)
+            assert grouped == expected
+            assert len(cache._known) <= size
+
+    def test_keyless_messages_are_spread_over_the_partitions(self) -> None:
+        grouped = _PartitionCache().group([Message(value=b"v")] * 300, PARTITIONS)
+        assert set(grouped) == set(range(PARTITIONS))
 
 
 class TestFactory:
