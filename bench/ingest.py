@@ -53,6 +53,8 @@ class Rate:
     label: str
     events: int
     seconds: float
+    cpu_seconds: float = 0.0
+    """CPU of this process meanwhile (raw phases)."""
 
     @property
     def per_s(self) -> float:
@@ -200,6 +202,12 @@ async def http_phase(
     ), statuses
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, from /proc (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -290,6 +298,7 @@ async def raw_pipelined_phase(bootstrap: str, count: int, max_seconds: float) ->
     await producer.start()
     try:
         await producer.send_and_wait(topics.EVENTS, records[0][1], key=records[0][0])
+        cpu = time.process_time()
         started = time.perf_counter()
         deadline = started + max_seconds
         futures = []
@@ -299,9 +308,10 @@ async def raw_pipelined_phase(bootstrap: str, count: int, max_seconds: float) ->
                 break
         await asyncio.gather(*futures)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         await producer.stop()
-    return Rate("raw aiokafka send() per event, pipelined", len(futures), elapsed)
+    return Rate("raw aiokafka send() per event, pipelined", len(futures), elapsed, cpu)
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -337,9 +347,11 @@ async def run(args: argparse.Namespace) -> int:
             f"at most {args.max_seconds:g} s per phase",
             flush=True,
         )
+        server_cpu = cpu_seconds(proc.pid)
         http, statuses = await http_phase(
             url, key, args.batches, args.concurrency, args.max_seconds
         )
+        server_cpu = cpu_seconds(proc.pid) - server_cpu
         print(http.line(), f"  statuses {statuses}", flush=True)
         naive = await raw_naive_phase(
             broker.bootstrap, min(events, args.naive_events), args.max_seconds
@@ -357,6 +369,13 @@ async def run(args: argparse.Namespace) -> int:
             f"{http.per_s / max(naive0.per_s, 1e-9):.2f}"
         )
         print(f"ratio HTTP / raw pipelined send(): {http.per_s / max(pipelined.per_s, 1e-9):.2f}")
+        # CPU per event depends much less on what else the machine runs than rates do.
+        http_us = server_cpu / max(http.events, 1) * 1e6
+        raw_us = pipelined.cpu_seconds / max(pipelined.events, 1) * 1e6
+        print(
+            f"CPU per event: ingest server {http_us:.1f} µs, raw producer {raw_us:.1f} µs "
+            f"(ratio raw / ingest {raw_us / max(http_us, 1e-9):.2f})"
+        )
         if args.soak_seconds > 0:
             accepted, rss = await soak_phase(
                 url, key, args.batches, args.concurrency, args.soak_seconds, proc.pid
