@@ -209,8 +209,7 @@ class Rescorer:
                 cfg.key_features,
                 previous_from_row(prev_row) if prev_row else None,
             )
-            message = result.to_message(metrics, activity.profile, now)
-            out.append(message.model_copy(update={"provisional": provisional}))
+            out.append(result.to_message(metrics, activity.profile, now, provisional=provisional))
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         return out

@@ -28,6 +28,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict
 
 from services.scorer.activity import AccountProfile
+from shared.construct import built
 from shared.scores import (
     Band,
     ComponentMove,
@@ -72,38 +73,52 @@ class Score(BaseModel):
         return next((c for c in self.components if c.name == name), None)
 
     def as_previous(self) -> PreviousScore:
-        return PreviousScore(
-            score=self.score,
-            band=self.band,
-            scorecard=self.scorecard,
-            components={c.name: c.score for c in self.components},
+        return built(
+            PreviousScore,
+            {
+                "score": self.score,
+                "band": self.band,
+                "scorecard": self.scorecard,
+                "components": {c.name: c.score for c in self.components},
+                "as_of": None,
+            },
         )
 
     def to_message(
-        self, metrics: UsageMetrics, profile: AccountProfile, computed_at: datetime
+        self,
+        metrics: UsageMetrics,
+        profile: AccountProfile,
+        computed_at: datetime,
+        *,
+        provisional: bool = False,
     ) -> ScoreMessage:
-        return ScoreMessage(
-            account_id=self.account_id,
-            as_of=metrics.as_of,
-            computed_at=computed_at,
-            scorecard=self.scorecard,
-            score=self.score,
-            band=self.band,
-            previous_score=self.previous_score,
-            previous_band=self.previous_band,
-            segments=self.segments,
-            components=self.components,
-            left_out=self.left_out,
-            moved=self.moved,
-            metrics=metrics,
-            name=profile.name,
-            plan=profile.plan,
-            seats=profile.seats,
-            mrr=profile.mrr,
-            renewal_date=profile.renewal_date,
-            lifecycle_stage=profile.lifecycle_stage,
-            csm_email=profile.csm_email,
-            csm_slack=profile.csm_slack,
+        """The ``tend.scores.v1`` record of this score; ``computed_at`` must be aware."""
+        return built(
+            ScoreMessage,
+            {
+                "account_id": self.account_id,
+                "as_of": metrics.as_of,
+                "computed_at": computed_at,
+                "provisional": provisional,
+                "scorecard": self.scorecard,
+                "score": self.score,
+                "band": self.band,
+                "previous_score": self.previous_score,
+                "previous_band": self.previous_band,
+                "segments": self.segments,
+                "components": self.components,
+                "left_out": self.left_out,
+                "moved": self.moved,
+                "metrics": metrics,
+                "name": profile.name,
+                "plan": profile.plan,
+                "seats": profile.seats,
+                "mrr": profile.mrr,
+                "renewal_date": profile.renewal_date,
+                "lifecycle_stage": profile.lifecycle_stage,
+                "csm_email": profile.csm_email,
+                "csm_slack": profile.csm_slack,
+            },
         )
 
 
@@ -147,7 +162,7 @@ class _Card:
         self.scored.append((name, rule.points(value), rule.weight, value, inputs, explanation))
 
     def leave_out(self, name: str, reason: str) -> None:
-        self.left_out.append(LeftOut(name=name, reason=reason))
+        self.left_out.append(built(LeftOut, {"name": name, "reason": reason}))
 
 
 def _iso(d: date | None) -> str | None:
@@ -381,6 +396,8 @@ def _limits(rule: FewerDaysIsBetter) -> dict[str, InputValue]:
 
 # -- the score -----------------------------------------------------------------------------------
 
+_NOTHING_MOVED = Moved()
+
 
 def _moved(
     previous: PreviousScore | None,
@@ -390,23 +407,28 @@ def _moved(
     components: Sequence[ComponentScore],
 ) -> Moved:
     if previous is None:
-        return Moved()
+        return _NOTHING_MOVED
     now = {c.name: c.score for c in components}
     names = list(now) + [n for n in previous.components if n not in now]
     moves = []
     for n in names:
         cur, prev = now.get(n), previous.components.get(n)
         delta = round(cur - prev, 1) if cur is not None and prev is not None else None
-        moves.append(ComponentMove(name=n, previous=prev, current=cur, delta=delta))
-    return Moved(
-        score_delta=(
-            round(total - previous.score, 1)
-            if total is not None and previous.score is not None
-            else None
-        ),
-        band_changed=band != previous.band,
-        scorecard_changed=scorecard != previous.scorecard,
-        components=tuple(moves),
+        moves.append(
+            built(ComponentMove, {"name": n, "previous": prev, "current": cur, "delta": delta})
+        )
+    return built(
+        Moved,
+        {
+            "score_delta": (
+                round(total - previous.score, 1)
+                if total is not None and previous.score is not None
+                else None
+            ),
+            "band_changed": band != previous.band,
+            "scorecard_changed": scorecard != previous.scorecard,
+            "components": tuple(moves),
+        },
     )
 
 
@@ -433,29 +455,36 @@ def score(
         for name, points, weight, value, inputs, text in card.scored:
             share = weight / weight_sum
             raw += share * points
+            # Typed as validation would leave them: a value in days is an int, the field a float.
             components.append(
-                ComponentScore(
-                    name=name,
-                    score=round(points, 1),
-                    weight=weight,
-                    share=round(share, 4),
-                    value=round(value, 4) if value is not None else None,
-                    inputs=inputs,
-                    explanation=text,
+                built(
+                    ComponentScore,
+                    {
+                        "name": name,
+                        "score": float(round(points, 1)),
+                        "weight": float(weight),
+                        "share": round(share, 4),
+                        "value": float(round(value, 4)) if value is not None else None,
+                        "inputs": inputs,
+                        "explanation": text,
+                    },
                 )
             )
         total = round(raw, 1)
     band = band_for(total, effective, scorecard)
-    return Score(
-        account_id=profile.account_id,
-        as_of=metrics.as_of,
-        scorecard=scorecard,
-        score=total,
-        band=band,
-        segments=segments,
-        components=tuple(components),
-        left_out=tuple(card.left_out),
-        moved=_moved(previous, scorecard, total, band, components),
-        previous_score=previous.score if previous is not None else None,
-        previous_band=previous.band if previous is not None else None,
+    return built(
+        Score,
+        {
+            "account_id": profile.account_id,
+            "as_of": metrics.as_of,
+            "scorecard": scorecard,
+            "score": total,
+            "band": band,
+            "segments": segments,
+            "components": tuple(components),
+            "left_out": tuple(card.left_out),
+            "moved": _moved(previous, scorecard, total, band, components),
+            "previous_score": previous.score if previous is not None else None,
+            "previous_band": previous.band if previous is not None else None,
+        },
     )

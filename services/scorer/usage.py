@@ -14,6 +14,7 @@ from statistics import median
 
 from services.scorer.activity import DAILY_DAYS, MONTH_DAYS, WEEKS, AccountActivity, FeatureActivity
 from services.scorer.people import champion_of, regular_users, typical_weekly_rate
+from shared.construct import built
 from shared.scores import FeatureUsage, UsageMetrics
 from shared.scoring_model import TrendWindows
 from shared.weekly_stats import least_squares_slope
@@ -80,13 +81,16 @@ def compute_metrics(
     for key in dict.fromkeys(key_features):
         f = by_name.get(key, FeatureActivity(feature=key))
         features.append(
-            FeatureUsage(
-                feature=key,
-                first_used=f.first_used,
-                last_used=f.last_used,
-                uses_28d=f.uses_28d,
-                users_28d=f.users_28d,
-                days_since_last_use=_days(as_of, f.last_used),
+            built(
+                FeatureUsage,
+                {
+                    "feature": key,
+                    "first_used": f.first_used,
+                    "last_used": f.last_used,
+                    "uses_28d": f.uses_28d,
+                    "users_28d": f.users_28d,
+                    "days_since_last_use": _days(as_of, f.last_used),
+                },
             )
         )
     used = sum(1 for f in features if f.uses_28d > 0)
@@ -134,59 +138,62 @@ def compute_metrics(
     )
     champion_login = champion.last_login if champion else None
 
-    return UsageMetrics(
-        account_id=profile.account_id,
-        as_of=as_of,
-        dau=dau,
-        wau=activity.wau,
-        mau=mau,
-        mean_dau=mean_dau,
-        daily_active_users=tuple(activity.daily_active_users[-DAILY_DAYS:]),
-        weekly_active_users=tuple(wau_series),
-        weekly_logins=tuple(logins_series),
-        seats=seats,
-        # Before a whole week there is no "regular" yet: seats seen at all is all there is.
-        seat_utilization=_ratio(mau if regular is None else regular[0], seats),
-        stickiness=_ratio(mean_dau, mau),
-        key_features_total=len(features),
-        key_features_used=used,
-        feature_breadth=used / len(features) if features else None,
-        features=tuple(features),
-        first_seen=activity.first_seen,
-        last_active=activity.last_active,
-        last_login=activity.last_login,
-        days_since_last_login=_days(as_of, activity.last_login),
-        days_since_last_active=_days(as_of, activity.last_active),
-        trend_current=current,
-        trend_baseline=baseline,
-        trend_baseline_weeks=len(base_weeks),
-        trend_ratio=ratio,
-        trend_slope=trend_slope,
-        trend_relative_slope=_relative(trend_slope, slope_wau),
-        trend_slope_weeks=len(slope_wau) if fit else 0,
-        logins_slope=logins_slope,
-        logins_relative_slope=_relative(logins_slope, slope_logins),
-        started=started,
-        account_age_days=age,
-        activated_users=activity.activated_users,
-        seats_activated=_ratio(activity.activated_users, seats),
-        first_week_logins=activity.first_week_logins,
-        first_value=first_value,
-        time_to_first_value_days=ttv,
-        renewal_date=profile.renewal_date,
-        days_to_renewal=(profile.renewal_date - as_of).days if profile.renewal_date else None,
-        regular_users=None if regular is None else regular[0],
-        regular_weeks=0 if regular is None else regular[1],
-        champion=champion.user_id if champion else None,
-        champion_source=champion.source if champion else None,
-        champion_last_active=champion.last_active if champion else None,
-        champion_days_since_active=_days(as_of, champion.last_active) if champion else None,
-        champion_weeks_active=champion.weeks_active if champion else 0,
-        champion_weeks_observed=champion.weeks_observed if champion else 0,
-        users_weekly_rate=typical_weekly_rate(activity.users, lived_weeks),
-        top_user=champion.user_id if champion else None,
-        top_user_last_login=champion_login,
-        top_user_days_since_login=_days(as_of, champion_login),
+    return built(
+        UsageMetrics,
+        {
+            "account_id": profile.account_id,
+            "as_of": as_of,
+            "dau": dau,
+            "wau": activity.wau,
+            "mau": mau,
+            "mean_dau": mean_dau,
+            "weekly_active_users": tuple(wau_series),
+            "weekly_logins": tuple(logins_series),
+            "daily_active_users": tuple(activity.daily_active_users[-DAILY_DAYS:]),
+            "seats": seats,
+            # Before a whole week there is no "regular" yet: seats seen at all is all there is.
+            "seat_utilization": _ratio(mau if regular is None else regular[0], seats),
+            "stickiness": _ratio(mean_dau, mau),
+            "key_features_total": len(features),
+            "key_features_used": used,
+            "feature_breadth": used / len(features) if features else None,
+            "features": tuple(features),
+            "first_seen": activity.first_seen,
+            "last_active": activity.last_active,
+            "last_login": activity.last_login,
+            "days_since_last_login": _days(as_of, activity.last_login),
+            "days_since_last_active": _days(as_of, activity.last_active),
+            "trend_current": current,
+            "trend_baseline": baseline,
+            "trend_baseline_weeks": len(base_weeks),
+            "trend_ratio": ratio,
+            "trend_slope": trend_slope,
+            "trend_relative_slope": _relative(trend_slope, slope_wau),
+            "trend_slope_weeks": len(slope_wau) if fit else 0,
+            "logins_slope": logins_slope,
+            "logins_relative_slope": _relative(logins_slope, slope_logins),
+            "started": started,
+            "account_age_days": age,
+            "activated_users": activity.activated_users,
+            "seats_activated": _ratio(activity.activated_users, seats),
+            "first_week_logins": activity.first_week_logins,
+            "first_value": first_value,
+            "time_to_first_value_days": ttv,
+            "renewal_date": profile.renewal_date,
+            "days_to_renewal": _days(profile.renewal_date, as_of) if profile.renewal_date else None,
+            "regular_users": None if regular is None else regular[0],
+            "regular_weeks": 0 if regular is None else regular[1],
+            "champion": champion.user_id if champion else None,
+            "champion_source": champion.source if champion else None,
+            "champion_last_active": champion.last_active if champion else None,
+            "champion_days_since_active": _days(as_of, champion.last_active) if champion else None,
+            "champion_weeks_active": champion.weeks_active if champion else 0,
+            "champion_weeks_observed": champion.weeks_observed if champion else 0,
+            "users_weekly_rate": typical_weekly_rate(activity.users, lived_weeks),
+            "top_user": champion.user_id if champion else None,
+            "top_user_last_login": champion_login,
+            "top_user_days_since_login": _days(as_of, champion_login),
+        },
     )
 
 
