@@ -18,7 +18,9 @@ the server at 127.0.0.1:5432), and measures:
     with the re-scorer on.
 (b) re-score: ``--rescore-accounts`` accounts with ``--rescore-weeks`` weeks of user, account
     and feature days, seeded with INSERT ... SELECT generate_series, then one
-    ``Rescorer.sweep`` (publishing every score to the broker). Target: under 60 s.
+    ``Rescorer.sweep`` (publishing every score to the broker), with this process's CPU time
+    per account (the sweep's Python; PostgreSQL's share is the rest of the wall time) and the
+    load average. Target (issue 13): 100,000 accounts in under 30 s.
 (c) memory: the process's peak RSS before and after each phase, so one can see that scoring
     100,000 accounts does not grow memory with the number of accounts (chunked sweep).
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
 import resource
 import sys
@@ -71,6 +74,8 @@ PUBLISH_CHUNK = 5000
 
 TARGET = 0.10
 """Issue 13: the scorer, re-scorer on, at 0.10 of a raw consume of the same topic."""
+RESCORE_TARGET_S = 30.0
+"""Issue 13: re-score 100,000 accounts in under 30 s."""
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -371,14 +376,20 @@ async def bench_rescore(args: argparse.Namespace, broker: TansuBroker) -> None:
             clock = FixedClock(datetime.combine(today, dtime(23, 0), tzinfo=UTC))
             rescorer = Rescorer(create_sessionmaker(engine), producer, CONFIG, clock)
             memory("before the sweep")
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             scored = await asyncio.wait_for(rescorer.sweep(today), args.max_seconds)
             seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu
             where = "published to tend.scores.v1" if producer else "not published"
-            verdict = "meets" if seconds < 60 else "MISSES"
+            verdict = "meets" if seconds < RESCORE_TARGET_S else "MISSES"
             print(
                 f"  Rescorer.sweep scored {scored} accounts in {seconds:.1f} s "
-                f"({scored / seconds:,.0f}/s, {where}; {verdict} the target of < 60 s)"
+                f"({scored / seconds:,.0f}/s, {where}; {verdict} the target of "
+                f"< {RESCORE_TARGET_S:.0f} s for 100,000)"
+            )
+            print(
+                f"  this process's CPU: {cpu:.1f} s ({cpu / max(scored, 1) * 1e3:.3f} ms an "
+                f"account); load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
             )
             memory("after the sweep")
             async with engine.connect() as conn:

@@ -395,6 +395,8 @@ class ScoringModel(_Section):
         self, plan: str | None, lifecycle_stage: str | None
     ) -> tuple[ScoringModel, tuple[str, ...]]:
         """The model with every matching segment merged in order, and the segments' labels."""
+        if not self.segments:
+            return self, ()
         indices = tuple(
             i for i, s in enumerate(self.segments) if s.match.matches(plan, lifecycle_stage)
         )

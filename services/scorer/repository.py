@@ -370,19 +370,22 @@ class ScoringRepository:
             .where(ud.account_id.in_(ids), ud.day >= weeks_start, ud.day <= as_of)
             .group_by(ud.account_id, ud.user_id, week_index)
         )
-        for account_id, user_id, week, days_active, events, last, login in result:
+        # A row is one user active in one week (count() >= 1): the week's distinct users are
+        # its rows.
+        weekly_users: dict[str, list[int]] = defaultdict(lambda: [0] * WEEKS)
+        for account_id, user_id, week, days_active, events, raw_last, raw_login in result:
             u = per_user[account_id].setdefault(
                 user_id, {"days": [0] * WEEKS, "events": [0] * WEEKS, "last": None, "login": None}
             )
-            u["days"][int(week)] = int(days_active)
-            u["events"][int(week)] = int(events)
-            u["last"] = max(filter(None, (u["last"], _as_date(last))), default=None)
-            u["login"] = max(filter(None, (u["login"], _as_date(login))), default=None)
-
-        weekly_users: dict[str, list[int]] = {
-            account_id: [sum(1 for u in users.values() if u["days"][w]) for w in range(WEEKS)]
-            for account_id, users in per_user.items()
-        }
+            w = int(week)
+            u["days"][w] = int(days_active)
+            u["events"][w] = int(events)
+            weekly_users[account_id][w] += 1
+            last, login = _as_date(raw_last), _as_date(raw_login)
+            if last is not None and (u["last"] is None or last > u["last"]):
+                u["last"] = last
+            if login is not None and (u["login"] is None or login > u["login"]):
+                u["login"] = login
 
         # 9. A named champion may have been quiet for longer than the 12 weeks: their last
         # activity and login ever (up to as_of).
@@ -419,6 +422,7 @@ class ScoringRepository:
                     k, 0
                 )
 
+        window_days = [daily_start + timedelta(days=i) for i in range(DAILY_DAYS)]
         out: list[AccountActivity] = []
         for account_id in ids:
             profile = profiles.get(account_id, AccountProfile(account_id=account_id))
@@ -430,8 +434,7 @@ class ScoringRepository:
                 first_day = max(daily_start, origin)
                 days = daily.get(account_id, {})
                 series = tuple(
-                    days.get(first_day + timedelta(days=i), 0)
-                    for i in range((as_of - first_day).days + 1)
+                    days.get(d, 0) for d in window_days[(first_day - daily_start).days :]
                 )
             out.append(
                 AccountActivity(

@@ -107,8 +107,9 @@ def compute_metrics(
 
     def weeks_back(series: list[int], first: int, stop: int) -> list[int]:
         """Weeks ``first .. stop-1`` back that the account lived through, oldest first."""
-        ks = [k for k in range(first, min(stop, lived_weeks)) if k < WEEKS]
-        return [series[WEEKS - 1 - k] for k in reversed(ks)]
+        # Week k back is series[WEEKS - 1 - k]: the weeks are one slice.
+        last = min(stop, lived_weeks, WEEKS)
+        return series[WEEKS - last : WEEKS - first] if last > first else []
 
     current_weeks = weeks_back(wau_series, 0, windows.current_weeks)
     current = sum(current_weeks) / len(current_weeks) if current_weeks else None
