@@ -37,11 +37,16 @@ def fit_line(values: Sequence[float]) -> LineFit | None:
     if n < 2:
         return None
     xs, sxx = _centred(n)
-    mean_y = sum(values) / n
-    sxy = sum(x * (y - mean_y) for x, y in zip(xs, values, strict=True))
-    slope = sxy / sxx
+    mean_y, slope = _slope(values, xs, sxx)
     ssr = sum((y - mean_y - slope * x) ** 2 for x, y in zip(xs, values, strict=True))
     return LineFit(slope, mean_y, ssr / (n - 2) if n > 2 else 0.0, sxx)
+
+
+def _slope(values: Sequence[float], xs: tuple[float, ...], sxx: float) -> tuple[float, float]:
+    """The mean of ``values`` and the least-squares slope through them (``xs, sxx`` of
+    :func:`_centred` for their length)."""
+    mean_y = sum(values) / len(values)
+    return mean_y, sum(x * (y - mean_y) for x, y in zip(xs, values, strict=True)) / sxx
 
 
 @cache
@@ -53,9 +58,12 @@ def _centred(n: int) -> tuple[tuple[float, ...], float]:
 
 
 def least_squares_slope(values: Sequence[float]) -> float | None:
-    """Slope of the least-squares line through ``(i, values[i])``; None under 2 points."""
-    fit = fit_line(values)
-    return None if fit is None else fit.slope
+    """Slope of the least-squares line through ``(i, values[i])``; None under 2 points. The
+    same float as ``fit_line(values).slope``, without the residuals (the scorer fits two
+    series an account-day and reads only their slopes)."""
+    if len(values) < 2:
+        return None
+    return _slope(values, *_centred(len(values)))[1]
 
 
 def binomial_variance(level: float, trials: int | None) -> float:

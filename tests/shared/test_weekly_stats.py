@@ -25,6 +25,12 @@ class TestFitLine:
         fit = fit_line([10, 12, 9, 11, 10, 12, 9, 11])
         assert fit is not None and fit.slope_standard_error > 0.1
 
+    @given(st.lists(st.one_of(st.integers(0, 1000), st.floats(0, 1000)), min_size=2, max_size=12))
+    def test_the_slope_alone_is_the_fitted_slope(self, values: list[float]) -> None:
+        """The scorer's slope without the residuals: the same float, not a close one."""
+        fit = fit_line(values)
+        assert fit is not None and least_squares_slope(values) == fit.slope
+
     @pytest.mark.parametrize("values", [[], [3]])
     def test_under_two_points_nothing(self, values: list[float]) -> None:
         assert fit_line(values) is None and least_squares_slope(values) is None
