@@ -19,6 +19,12 @@ Numbered, the steps of one cycle are:
    database commit: nothing lost, nothing counted twice. A record the bus hands out again
    below an offset already committed is skipped.
 
+Work beside the consumer (the scorer's sweeps, the purges) follows the partitions this member
+owns: every assignment and revocation is passed to the runner's
+:class:`~shared.ownership.Ownership`, the revocation only once the work in flight on those
+partitions' accounts has finished; :meth:`BatchConsumer.behind` tells that work to hold while a
+backlog drains.
+
 Failures of step 3 are sorted by :func:`shared.db.errors.is_data_error`:
 
 - A data error (PostgreSQL SQLSTATE class 22 or 23, e.g. ``invalid byte sequence for encoding
@@ -45,7 +51,7 @@ in-process bus then return nothing, silently) is logged as an error, counted in
 (default) resumes from the first record the log still holds (dedup by messageId keeps the
 scorer exact), ``latest`` skips to the end.
 
-One module of about 520 lines on purpose: the numbered cycle above is one class's contract
+One module of about 570 lines on purpose: the numbered cycle above is one class's contract
 (:class:`BatchConsumer`), and a fifth of the module is that contract written out.
 """
 
@@ -73,6 +79,7 @@ from shared.bus.base import (
 )
 from shared.db.errors import is_data_error
 from shared.db.offsets import load_offsets, store_offsets
+from shared.ownership import Ownership
 from shared.retry import Backoff, sleep_or_stop
 from shared.settings import ConsumerSettings
 
@@ -169,8 +176,12 @@ class BatchConsumer(Generic[T]):
         max_records: int = 1000,
         max_wait_s: float = 0.5,
         options: RunnerOptions | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.bus = bus
+        self.ownership = ownership
+        """Told of every assignment and revocation, so work beside the consumer (sweeps,
+        purges) follows the partitions this member owns."""
         self.sessions = sessions
         self.group_id = group_id
         self.topics = list(topics)
@@ -191,6 +202,10 @@ class BatchConsumer(Generic[T]):
         self._next: dict[TopicPartition, int] = {}
         self.batches_committed = 0
         self._lag_checked_at = -self.lag_interval_s
+        self._lag_total: int | None = None
+        """Records not yet read on the owned partitions, at the latest check (None: unknown
+        since the latest assignment)."""
+        self._assigned_at = time.monotonic()
         self._ids: dict[str, object] = {"group": group_id}
         """What every log line of this runner concerns (JSON logs carry it as fields)."""
 
@@ -237,6 +252,11 @@ class BatchConsumer(Generic[T]):
             self._next[tp] = max(stored.get(tp, 0), self._next.get(tp, 0))
             self._consumer.seek(tp, self._next[tp])
         self._consumer.resume(tps)
+        self._lag_total = None
+        self._assigned_at = time.monotonic()
+        self._lag_checked_at = -self.lag_interval_s  # measure the new partitions' lag soon
+        if self.ownership is not None:
+            await self.ownership.assign(tps, self._consumer.partitions_of(self.ownership.topic))
         log.info(
             "group=%s assigned=%s resumed_from=%s",
             self.group_id,
@@ -245,9 +265,24 @@ class BatchConsumer(Generic[T]):
             extra=self._ids,
         )
 
+    async def _on_revoke(self, tps: set[TopicPartition]) -> None:
+        # Work on the revoked partitions' accounts ends before the group re-forms.
+        if self.ownership is not None:
+            await self.ownership.revoke(tps)
+
+    def behind(self) -> bool:
+        """True while the member is catching up: more than one batch unread on its partitions
+        at the latest lag check, or no check yet since the latest assignment (bounded by two
+        lag intervals). Re-scoring holds meanwhile (see :mod:`services.scorer.rescorer`)."""
+        if self._lag_total is None:
+            return time.monotonic() - self._assigned_at < 2 * self.lag_interval_s
+        return self._lag_total > self.max_records
+
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        consumer = self.bus.consumer(self.group_id, self.topics, on_assign=self._on_assign)
+        consumer = self.bus.consumer(
+            self.group_id, self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
         self._consumer = consumer
         owns_producer = self.producer is None
         producer = self.producer or self.bus.producer()
@@ -470,11 +505,15 @@ class BatchConsumer(Generic[T]):
                 extra=self._ids,
             )
             return
+        total = 0
         for tp, (position, end) in progress.items():
             if position > end:
                 await self._past_the_end(consumer, tp, position, end)
                 position = end
+            total += end - position
             metrics.LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(end - position)
+        if progress.keys() >= consumer.assignment():
+            self._lag_total = total
 
     async def _past_the_end(
         self, consumer: Consumer, tp: TopicPartition, position: int, end: int

@@ -4,6 +4,12 @@
 -> rules -> life cycle -> alert rows and outbox rows, with the offsets, in one transaction; see
 :mod:`shared.consumer`) and the :class:`~services.alerts.dispatcher.Dispatcher`, woken after
 each commit that wrote notifications.
+
+Replicas share the work by partition: alert state is written only by the consumer, for the
+accounts of the ``tend.scores.v1`` partitions it owns; the purge of old outbox rows and score
+points runs on the owner of partition 0 only (:meth:`shared.ownership.Ownership.leads`); the
+dispatchers of all replicas share the outbox row by row (``FOR UPDATE SKIP LOCKED``, see
+:mod:`services.alerts.dispatcher`), since a CSM's digest gathers accounts of every partition.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from shared.bus.base import Bus, Producer, Record
 from shared.clock import Clock
 from shared.consumer import BatchConsumer, PoisonRecord, RunnerOptions
 from shared.db.models import Alert, AlertScorePoint
+from shared.ownership import Ownership
 from shared.scores import ScoreMessage
 from shared.service_app import run_loops
 from shared.webhooks.endpoints import WebhooksConfig
@@ -71,6 +78,9 @@ UNSENT_NO_CHANNEL = (
     "not sent: no CSM channel and no default (set the account's csm_email or csm_slack, "
     "TEND_ALERTS__DEFAULT_EMAILS or TEND_SLACK_WEBHOOK_URL)"
 )
+
+LEADER_CHECK_S = 30.0
+"""How often a replica that does not purge checks whether it now owns partition 0."""
 
 _KIND: dict[str, NotificationKind] = {
     "notify_open": "open",
@@ -458,6 +468,7 @@ class AlertsService:
         self.webhooks = webhooks
         self.clock = clock
         self.retention = retention
+        self.ownership = Ownership(topics.SCORES)
         # health_drop looks back at most 90 days; keep a little more.
         # Keep replay checkpoints well beyond the scorer's re-score horizon (35 days by
         # default): a re-score older than the kept days replays from the alert rows instead.
@@ -482,6 +493,7 @@ class AlertsService:
             max_records=max_records,
             max_wait_s=max_wait_s,
             options=runner,
+            ownership=self.ownership,
         )
 
     async def purge_once(self) -> tuple[int, int]:
@@ -495,6 +507,11 @@ class AlertsService:
 
     async def purge_loop(self, stop: asyncio.Event, interval_s: float = 3600.0) -> None:
         while not stop.is_set():
+            if not self.ownership.leads():
+                # Another replica purges (the owner of partition 0).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(interval_s, LEADER_CHECK_S))
+                continue
             try:
                 outbox, points = await self.purge_once()
                 if outbox or points:

@@ -2,7 +2,11 @@
 
 ``ScorerService.run`` runs three loops until ``stop`` is set: the batch consumer (events ->
 rollups, exactly-once effect, see :mod:`shared.consumer`), the re-scorer (dirty accounts soon
-after each commit, all accounts on the sweep) and the daily purge of the dedup window.
+after each commit, all accounts on the sweep) and the hourly purge of the dedup window.
+
+Replicas share the work by partition (:mod:`shared.ownership`): the consumer tells the
+re-scorer which partitions it owns, the re-scorer scores only their accounts and holds while
+the consumer drains a backlog, and only the owner of partition 0 purges.
 """
 
 from __future__ import annotations
@@ -23,11 +27,16 @@ from shared.clock import Clock
 from shared.config import TendConfig
 from shared.consumer import BatchConsumer, PoisonRecord, RunnerOptions
 from shared.events import CanonicalEvent
+from shared.ownership import Ownership
 from shared.service_app import run_loops
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "tend-scorer"
+
+PURGE_INTERVAL_S = 3600.0
+LEADER_CHECK_S = 30.0
+"""How often a replica that does not purge checks whether it now owns partition 0."""
 
 
 class EventsHandler:
@@ -96,6 +105,7 @@ class ScorerService:
         self.sessions = sessions
         self.clock = clock
         self.dedup_window = dedup_window
+        self.ownership = Ownership(topics.EVENTS)
         self.rescorer = Rescorer(
             sessions,
             producer,
@@ -104,6 +114,7 @@ class ScorerService:
             sweep_interval_s=sweep_interval_s,
             backfill_days=backfill_days,
             horizon_days=horizon_days,
+            ownership=self.ownership,
         )
         self.handler = EventsHandler(
             self.rescorer, group_id, routing_from_traits=routing_from_traits
@@ -119,11 +130,18 @@ class ScorerService:
             max_records=max_records,
             max_wait_s=max_wait_s,
             options=runner,
+            ownership=self.ownership,
         )
+        self.rescorer.busy = self.consumer.behind
         metrics.init_consumer_series(group_id, [topics.EVENTS])
 
     async def purge_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if not self.ownership.leads():
+                # Another replica purges (the owner of partition 0; see shared.ownership).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), LEADER_CHECK_S)
+                continue
             try:
                 async with self.sessions() as session, session.begin():
                     n = await RollupWriter.purge_processed(
@@ -136,7 +154,7 @@ class ScorerService:
             except Exception:
                 log.exception("purging the dedup window failed; will retry")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 3600)
+                await asyncio.wait_for(stop.wait(), PURGE_INTERVAL_S)
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_loops(

@@ -531,15 +531,20 @@ class ScoringRepository:
             ],
         )
 
-    async def dirty_accounts(self, session: AsyncSession, limit: int) -> list[str]:
-        """Up to ``limit`` accounts touched since they were last scored, oldest change first."""
-        result = await session.scalars(
+    async def dirty_accounts(
+        self, session: AsyncSession, limit: int, after: str | None = None
+    ) -> list[str]:
+        """The next ``limit`` accounts after ``after`` (by id, keyset pagination) touched since
+        they were last scored."""
+        stmt = (
             select(ACCOUNTS.c.account_id)
             .where(ACCOUNTS.c.dirty.is_(True))
-            .order_by(ACCOUNTS.c.updated_at, ACCOUNTS.c.account_id)
+            .order_by(ACCOUNTS.c.account_id)
             .limit(limit)
         )
-        return list(result)
+        if after is not None:
+            stmt = stmt.where(ACCOUNTS.c.account_id > after)
+        return list(await session.scalars(stmt))
 
     async def all_account_ids(
         self, session: AsyncSession, after: str | None, limit: int

@@ -9,7 +9,14 @@ provisional. The rollup writer records per account the earliest day new events t
 that day (at most ``horizon_days`` back), or from its last scored day, through today, one day
 at a time in ascending order, and publishes only the days whose score changed.
 
-One module of about 480 lines on purpose: the three triggers (after a batch, the sweep, on
+Several replicas share the work by partition (see :mod:`shared.ownership`): each scores, sweeps
+and re-scores only the accounts of the ``tend.events.v1`` partitions its consumer owns, holds
+the ownership lock while it scores a chunk (a revoke waits for it), and sweeps the accounts of
+partitions it gains at once. While the consumer is more than a batch behind, re-scoring holds
+(at most ``max_hold_s``), so a draining backlog is not slowed by scoring the same accounts after
+every batch: each dirty account is scored once when the drain ends.
+
+One module of about 570 lines on purpose: the three triggers (after a batch, the sweep, on
 demand) share one day-by-day loop, its re-score marks and its metrics.
 """
 
@@ -19,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -35,6 +42,7 @@ from shared.bus.base import Message, Producer
 from shared.clock import Clock
 from shared.config import TendConfig
 from shared.db.models import Account
+from shared.ownership import Ownership
 from shared.retry import Backoff, sleep_or_stop
 from shared.scores import Band, PreviousScore, ScoreMessage
 
@@ -57,6 +65,10 @@ SCORES_PUBLISHED = Counter(
     "score did not change are not published again).",
 )
 ACCOUNTS_BY_BAND = Gauge("tend_scorer_accounts", "Accounts by their current health band.", ["band"])
+RESCORE_HELD = Counter(
+    "tend_scorer_rescore_held_seconds_total",
+    "Seconds re-scoring waited for the consumer to catch up with a backlog.",
+)
 YIELD_EVERY = 100
 """Accounts scored between two yields to the event loop (the consumer shares it)."""
 BANDS = ("green", "yellow", "red", "new", "unknown")
@@ -146,6 +158,8 @@ class Rescorer:
     - A crash after publishing and before the commit re-publishes the same (account, as_of)
       score; a later message for an (account, as_of) replaces any earlier one.
     - Scores of days before today (UTC, from ``clock``) are final; today's is provisional.
+    - Only accounts ``ownership`` says this replica owns are scored (all of them without one),
+      each chunk under ``ownership.lock``.
     """
 
     def __init__(
@@ -160,8 +174,16 @@ class Rescorer:
         debounce_s: float = 0.5,
         backfill_days: int = 90,
         horizon_days: int = 35,
+        ownership: Ownership | None = None,
+        busy: Callable[[], bool] | None = None,
+        max_hold_s: float = 300.0,
     ) -> None:
         self.sessions = sessions
+        self.ownership = ownership or Ownership(topics.EVENTS, everything=True)
+        self.ownership.listen(self.wake)
+        self.busy = busy
+        """True while the consumer drains a backlog: re-scoring holds."""
+        self.max_hold_s = max_hold_s
         self.producer = producer
         self.config = config
         self.clock = clock
@@ -174,9 +196,15 @@ class Rescorer:
         self.published = 0
         """Account-day scores published by this instance (new or changed ones)."""
         self._wake = asyncio.Event()
+        self._sweep_now = False
 
     def wake(self) -> None:
         """New events were committed: score the dirty accounts soon."""
+        self._wake.set()
+
+    def sweep_soon(self) -> None:
+        """Start the next sweep now instead of at the end of the interval."""
+        self._sweep_now = True
         self._wake.set()
 
     def today(self) -> date:
@@ -223,6 +251,22 @@ class Rescorer:
     ) -> int:
         """Score ``account_ids`` as of ``day``; publish and save what changed; move the marks
         of the accounts in ``floors`` past ``day``. Returns how many were scored."""
+        async with self.ownership.lock:
+            # Accounts of partitions revoked since the pass began are another replica's now.
+            owned = self.ownership.select(account_ids)
+            if not owned:
+                return 0
+            return await self._score_owned_day(
+                owned, day, {a: floors[a] for a in owned if a in floors}, trigger
+            )
+
+    async def _score_owned_day(
+        self,
+        account_ids: Sequence[str],
+        day: date,
+        floors: Mapping[str, date],
+        trigger: str,
+    ) -> int:
         started = time.perf_counter()
         today = self.today()
         async with self.sessions() as session, session.begin():
@@ -260,32 +304,56 @@ class Rescorer:
         a backfilled history or a scorer that was down for days still leave one correct
         score per account-day."""
         total = 0
-        seen: set[str] = set()
-        while True:
-            async with self.sessions() as session:
-                ids = [
-                    i
-                    for i in await self.repo.dirty_accounts(session, self.chunk_size)
-                    if i not in seen
-                ]
-            if not ids:
-                return total
-            seen.update(ids)
-            total += await self._score_days(ids, as_of, "events")
-
-    async def sweep(self, as_of: date | None = None, trigger: str = "sweep") -> int:
-        """Score every account, in keyset-paginated chunks; returns how many."""
-        total = 0
         after: str | None = None
         while True:
             async with self.sessions() as session:
-                ids = await self.repo.all_account_ids(session, after, self.chunk_size)
-            if not ids:
+                page = await self.repo.dirty_accounts(session, self.chunk_size, after)
+            if not page:
+                return total
+            after = page[-1]
+            for ids in _chunked(self.ownership.select(page), self.chunk_size):
+                total += await self._score_days(ids, as_of, "events")
+
+    async def sweep(
+        self,
+        as_of: date | None = None,
+        trigger: str = "sweep",
+        partitions: Iterable[int] | None = None,
+    ) -> int:
+        """Score every account this replica owns (only those of ``partitions`` when given), in
+        keyset-paginated chunks; returns how many."""
+        total = 0
+        after: str | None = None
+        only = None if partitions is None else set(partitions)
+        while True:
+            async with self.sessions() as session:
+                page = await self.repo.all_account_ids(session, after, self.chunk_size)
+            if not page:
                 break
-            total += await self._score_days(ids, as_of, trigger)
-            after = ids[-1]
+            after = page[-1]
+            for ids in _chunked(self.ownership.select(page, only), self.chunk_size):
+                total += await self._score_days(ids, as_of, trigger)
         await self.refresh_band_gauge()
         return total
+
+    async def hold(self, stop: asyncio.Event) -> None:
+        """Wait while the consumer is behind (``busy``), at most ``max_hold_s``, waking on
+        ``stop``: scoring after every batch of a backlog would score the same accounts again
+        and again and halve the drain's throughput."""
+        if self.busy is None or not self.busy():
+            return
+        started = time.monotonic()
+        log.info("re-scoring holds while the consumer catches up")
+        while self.busy() and not stop.is_set():
+            if time.monotonic() - started >= self.max_hold_s:
+                log.warning(
+                    "the consumer is still behind after %.0fs; re-scoring anyway", self.max_hold_s
+                )
+                break
+            await _wait(stop, 0.25)
+        held = time.monotonic() - started
+        RESCORE_HELD.inc(held)
+        log.info("re-scoring held %.1fs", held, extra={"seconds": round(held, 1)})
 
     async def _score_days(self, ids: Sequence[str], as_of: date | None, trigger: str) -> int:
         """Score ``ids`` as of ``as_of`` only (marks untouched); when that is None, every day
@@ -399,13 +467,32 @@ class Rescorer:
         """
         next_sweep = time.monotonic()
         failed = RETRY.delays()
+        gained: set[int] = set()
         while not stop.is_set():
             try:
-                if time.monotonic() >= next_sweep:
+                await self.hold(stop)
+                if stop.is_set():
+                    break
+                gained |= self.ownership.take_gained()
+                if self._sweep_now or time.monotonic() >= next_sweep:
+                    self._sweep_now = False
+                    gained = set()  # the full sweep covers them
                     n = await self.sweep()
                     log.info("sweep scored %d accounts", n, extra={"count": n})
                     next_sweep = time.monotonic() + self.sweep_interval_s
                 else:
+                    if gained:
+                        # Their previous owner may have died before its sweep: sweep them now.
+                        n = await self.sweep(trigger="handover", partitions=gained)
+                        log.info(
+                            "swept %d accounts of gained partitions %s",
+                            n,
+                            sorted(gained),
+                            extra={"count": n},
+                        )
+                        gained = set()
+                    # Also after a hand-over: a revoke may have cut a pass short on the
+                    # partitions kept, whose accounts are still dirty.
                     await self.rescore_dirty()
             except asyncio.CancelledError:
                 raise
@@ -420,6 +507,10 @@ class Rescorer:
             if woke:
                 self._wake.clear()
                 await _wait(stop, self.debounce_s)
+
+
+def _chunked(ids: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def _clamp(day: date, low: date, high: date) -> date:

@@ -114,6 +114,11 @@ class Consumer(Protocol):
 
     def assignment(self) -> set[TopicPartition]: ...
 
+    def partitions_of(self, topic: str) -> int | None:
+        """How many partitions ``topic`` has, as the latest metadata says (None when unknown):
+        with the key it tells which partition an account's records land on."""
+        ...
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """The next poll returns ``tp``'s records from ``offset`` on."""
         ...

@@ -416,6 +416,10 @@ class KafkaConsumer:
     def assignment(self) -> set[TopicPartition]:
         return _from_kafka(self._client.assignment())
 
+    def partitions_of(self, topic: str) -> int | None:
+        found = self._client.partitions_for_topic(topic)
+        return len(found) if found else None
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._client.seek(_to_kafka(tp), offset)
 

@@ -414,6 +414,9 @@ class InProcessConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._positions) if self._running else set()
 
+    def partitions_of(self, topic: str) -> int | None:
+        return self._bus.partitions_of(topic)
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         if tp not in self._positions:
             raise ValueError(f"{tp} is not assigned to group {self.group_id!r}")
