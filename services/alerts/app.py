@@ -152,4 +152,5 @@ def build_service(
         max_wait_s=a.batch_max_wait_s,
         retention=timedelta(days=a.outbox_retention_days),
         runner=RunnerOptions.from_settings(settings.consumer),
+        rescore_horizon_days=settings.scorer.rescore_horizon_days,
     )

@@ -442,8 +442,23 @@ class AlertsHandler:
             self.on_webhooks.set()
 
 
+def kept_score_days(rules: RulesConfig, rescore_horizon_days: int) -> timedelta:
+    """How far back score points must be kept so that no purge changes an alert history.
+
+    The scorer re-publishes days up to ``rescore_horizon_days`` back (its
+    ``TEND_SCORER__RESCORE_HORIZON_DAYS``); replaying such a day needs the checkpoint of the day
+    before and the ``health_drop`` window before it. A purge that cut into those would let a
+    re-score replay across a gap, so the result would depend on when the purge ran. At least
+    90 days are kept, and a week of margin on top (the purge runs hourly)."""
+    reach = rescore_horizon_days + rules.health_drop.within_days + 1
+    return timedelta(days=max(reach, 90) + 7)
+
+
 class AlertsService:
-    """All of the alerts service's background work, for ``tend alerts`` and ``tend up``."""
+    """All of the alerts service's background work, for ``tend alerts`` and ``tend up``.
+
+    ``rescore_horizon_days`` is the scorer's re-score horizon: score points within reach of a
+    re-score are never purged (see :func:`kept_score_days`)."""
 
     def __init__(
         self,
@@ -462,6 +477,7 @@ class AlertsService:
         max_wait_s: float = 0.2,
         retention: timedelta = timedelta(days=30),
         runner: RunnerOptions | None = None,
+        rescore_horizon_days: int = 35,
     ) -> None:
         self.sessions = sessions
         self.dispatcher = dispatcher
@@ -469,10 +485,8 @@ class AlertsService:
         self.clock = clock
         self.retention = retention
         self.ownership = Ownership(topics.SCORES)
-        # health_drop looks back at most 90 days; keep a little more.
-        # Keep replay checkpoints well beyond the scorer's re-score horizon (35 days by
-        # default): a re-score older than the kept days replays from the alert rows instead.
-        self.score_history = timedelta(days=max(rules.health_drop.within_days, 7, 90) + 7)
+        self.score_history = kept_score_days(rules, rescore_horizon_days)
+        """How long score points (the replay's checkpoints and judged days) are kept."""
         self.handler = AlertsHandler(
             rules,
             clock,

@@ -11,18 +11,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.alerts.app import build_service
 from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.notifiers.email import EmailNotifier, SmtpSettings
 from services.alerts.notifiers.slack import SlackNotifier
+from shared.alert_rules import RULE_NAMES
 from shared.alerting.lifecycle import acknowledge, resolve
 from shared.alerting.state import set_state, state_of
+from shared.bus.memory import InProcessBus
 from shared.clock import FixedClock
+from shared.config import parse_config
 from shared.db.models import Alert, AlertScorePoint
+from shared.db.session import create_engine, create_sessionmaker
 from shared.scores import ScoreMessage
+from shared.settings import ScorerSettings, Settings
 from tests.alerts.snapshots import (
     DAY0,
     alerts_of,
@@ -309,3 +316,73 @@ class TestOneIncidentPerAccount:
         outbox = await outbox_of(db, account)
         assert [n.kind for n in outbox] == ["open", "resolve"]
         assert [i["kind"] for i in outbox[1].payload["items"]] == ["resolve", "resolve"]
+
+
+class TestThePurgeKeepsWhatARescoreReaches:
+    """The alerts service purges old score points, which are the replay's checkpoints and the
+    days a re-scored day is judged against. The scorer re-scores days up to its
+    ``rescore_horizon_days`` back, so a purge between a backfill and a later re-score of its
+    days (the leader's first purge runs once it owns partition 0, in the middle of a
+    backfill; the portfolio test's ``stream`` order lost 51 days to it and opened alerts
+    weeks late) must change no alert history."""
+
+    HORIZON = 120
+    LONG = 200
+
+    def sick_once(self, until: int) -> Any:
+        return lambda d: SICK if 90 <= d <= until else WELL
+
+    async def test_a_purge_between_a_backfill_and_a_rescore_changes_no_history(
+        self, own_db_url: str
+    ) -> None:
+        now = datetime.combine(DAY0 + timedelta(days=self.LONG), datetime.min.time(), UTC)
+        settings = Settings(
+            database_url=own_db_url,
+            slack_webhook_url=SecretStr(WEBHOOK),
+            scorer=ScorerSettings(rescore_horizon_days=self.HORIZON),
+        )
+        config = parse_config({"rules": {n: {"enabled": n == "dormant"} for n in RULE_NAMES}})
+        engine = create_engine(own_db_url)
+        sessions = create_sessionmaker(engine)
+        bus = InProcessBus(sessions, 2)
+        try:
+            service = build_service(
+                settings,
+                config,
+                bus,
+                sessions,
+                bus.producer(),
+                FixedClock(now + timedelta(hours=9)),
+            )
+            reference = unique_account("all")
+            await feed(
+                sessions,
+                service.handler,
+                scores(reference, range(self.LONG), self.sick_once(119)),
+                50,
+            )
+
+            account = unique_account("cut")
+            await feed(
+                sessions,
+                service.handler,
+                scores(account, range(self.LONG), self.sick_once(109)),
+                50,
+            )
+            _, purged = await service.purge_once()
+            assert purged > 0  # days no re-score reaches go
+            # Late events re-score days 95 on (within the horizon): the account was sick
+            # until day 119, not 109.
+            await feed(
+                sessions,
+                service.handler,
+                scores(account, range(95, self.LONG), self.sick_once(119)),
+                50,
+            )
+            got = await episodes(sessions, service.handler, account)
+            want = await episodes(sessions, service.handler, reference)
+            assert [e[1:] for e in got] == [e[1:] for e in want]
+            assert [e[1:3] for e in got] == [(day(90), day(91))]
+        finally:
+            await bus.close()
+            await engine.dispose()
