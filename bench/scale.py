@@ -12,7 +12,9 @@ and starts that many ``python -m services scorer`` processes in one consumer gro
 on). It prints, per count: records committed per second from the first committed batch until
 the offsets stored in the database reach the end, the ratio against the raw consume, and the
 CPU seconds the scorer processes spent per 1,000 events (user + system, from /proc), which is
-the per-replica cost docs/operations.md ("Scaling out") argues from, and how many scores the
+the per-replica cost docs/operations.md ("Scaling out") argues from, how long after the first
+commit every account was scored (re-scoring holds while the backlog drains, then scores each
+account once), and how many scores the
 replicas published on ``tend.scores.v1`` (each account-day once when no two replicas score
 the same account). The load average is
 printed with the results: on a shared 2-core machine, 2 and 3 replicas share the same cores
@@ -39,24 +41,27 @@ if str(ROOT) not in sys.path:
 
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 from aiokafka.structs import TopicPartition as KafkaTP  # noqa: E402
+from sqlalchemy import func, or_, select  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
 from bench.scorer import (  # noqa: E402
     KEY_FEATURES,
     PARTITIONS,
     publish_events,
     rate_line,
-    raw_consume,
     stored_total,
 )
 from services.scorer.consumer import GROUP_ID  # noqa: E402
 from shared import topics  # noqa: E402
 from shared.bus.kafka import KafkaBus  # noqa: E402
 from shared.db.migrate import upgrade_async  # noqa: E402
+from shared.db.models import Account  # noqa: E402
 from shared.db.session import create_engine, create_sessionmaker  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
 from tests.support.broker import TansuBroker  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
 from tests.support.process import ServiceProcess  # noqa: E402
+from tests.support.raw_kafka import raw_consume  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -81,16 +86,28 @@ async def scores_on_topic(bootstrap: str) -> int:
         await consumer.stop()
 
 
+async def unscored(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Accounts whose score is not current yet (dirty, or never scored)."""
+    async with sessions() as session:
+        n = await session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(or_(Account.dirty.is_(True), Account.scored_as_of.is_(None)))
+        )
+        return int(n or 0)
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 async def run_replicas(
     bootstrap: str, count: int, want: int, max_s: float, tmp: Path
-) -> tuple[int, float, float, float]:
-    """``count`` scorer processes on a fresh database until the stored offsets reach ``want``.
-    Returns (records after the first commit, seconds after it, seconds to the first commit,
-    CPU seconds of the processes)."""
+) -> tuple[int, float, float, float, float]:
+    """``count`` scorer processes on a fresh database until the stored offsets reach ``want``
+    and every account is scored. Returns (records after the first commit, seconds after it,
+    seconds to the first commit, CPU seconds of the processes through the drain, seconds from
+    the first commit until every account was scored)."""
     url = await create_database("tend_scale")
     engine = create_engine(url)
     procs: list[ServiceProcess] = []
@@ -129,6 +146,12 @@ async def run_replicas(
             await asyncio.sleep(0.05)
         finished = time.perf_counter()
         cpu = sum(cpu_seconds(p.proc.pid) for p in procs if p.proc) - cpu_at_first
+        # The re-score held during the drain runs now, once per account.
+        while await unscored(sessions) and time.perf_counter() - started < 2 * max_s:
+            for p in procs:
+                p.alive()
+            await asyncio.sleep(0.1)
+        scored = time.perf_counter()
         for p in procs:
             if p.proc is not None:
                 p.proc.send_signal(signal.SIGTERM)
@@ -136,8 +159,8 @@ async def run_replicas(
             if p.proc is not None:
                 p.proc.wait(timeout=60)
         if first_at is None:
-            return 0, 0.0, finished - started, cpu
-        return done - first_done, finished - first_at, first_at - started, cpu
+            return 0, 0.0, finished - started, cpu, scored - started
+        return done - first_done, finished - first_at, first_at - started, cpu, scored - first_at
     finally:
         for p in procs:
             p.cleanup()
@@ -157,13 +180,15 @@ async def main(args: argparse.Namespace) -> None:
     try:
         ends = await publish_events(bus, args.events, args.accounts, date.today())
         want = sum(ends.values())
-        raw_n, raw_s = await raw_consume(broker.bootstrap, ends, args.max_seconds)
+        raw_n, raw_s = await raw_consume(
+            broker.bootstrap, topics.EVENTS, ends, want, args.max_seconds
+        )
         raw_rate = raw_n / raw_s if raw_s else 0.0
         print(rate_line("raw aiokafka consumer (no group, no work)", raw_n, raw_s))
         with tempfile.TemporaryDirectory() as tmp:
             for count in args.replicas:
                 scores_before = await scores_on_topic(broker.bootstrap)
-                n, s, join_s, cpu = await run_replicas(
+                n, s, join_s, cpu, scored_s = await run_replicas(
                     broker.bootstrap, count, want, args.max_seconds, Path(tmp)
                 )
                 published = await scores_on_topic(broker.bootstrap) - scores_before
@@ -174,6 +199,7 @@ async def main(args: argparse.Namespace) -> None:
                 print(
                     f"    ratio to raw {ratio:.4f}; first commit after {join_s:.1f} s; "
                     f"scorer CPU {cpu:.1f} s = {per_k:.0f} ms per 1,000 events; "
+                    f"every account scored {scored_s:.1f} s after the first commit; "
                     f"scores published {published} for {args.accounts} accounts; "
                     f"load average {loadavg()}"
                 )
