@@ -122,10 +122,12 @@ class ParsedEvent:
     """alias calls: the user's earlier id."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AcceptedEvent:
     """A call that passed every check, its account resolved: the fields of
-    :class:`~shared.events.CanonicalEvent`, in its order, without building the model.
+    :class:`~shared.events.CanonicalEvent`, in its order, without building the model. Read-only
+    by convention (not ``frozen``: a frozen dataclass's ``__init__`` costs three times as much,
+    once per event).
 
     Every field was checked on the way here (:func:`parse_event`, :func:`resolve`), so the
     model's validation would only repeat it: building and dumping one per event was a quarter
@@ -287,6 +289,13 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
         raise EventError(f"{field_name}: {value[:40]!r} is outside the years 1 to 9999") from None
 
 
+def _out_of_range(sent_at: datetime | None) -> EventError:
+    return EventError(
+        f"timestamp: outside the years {MIN_YEAR} to {MAX_YEAR}"
+        f"{' after clock-skew correction with sentAt' if sent_at is not None else ''}"
+    )
+
+
 def correct_clock_skew(
     timestamp: datetime | None,
     sent_at: datetime | None,
@@ -303,19 +312,15 @@ def correct_clock_skew(
         return EventTime(received_at)
     occurred = timestamp
     corrected = False
-    out_of_range = EventError(
-        f"timestamp: outside the years {MIN_YEAR} to {MAX_YEAR}"
-        f"{' after clock-skew correction with sentAt' if sent_at is not None else ''}"
-    )
     if sent_at is not None:
         skew = received_at - sent_at
         try:
             occurred = timestamp + skew
         except OverflowError:
-            raise out_of_range from None
+            raise _out_of_range(sent_at) from None
         corrected = abs(skew) > SKEW_REPORT_THRESHOLD
     if not MIN_YEAR <= occurred.year <= MAX_YEAR:
-        raise out_of_range
+        raise _out_of_range(sent_at)
     if occurred - received_at > future_tolerance:
         return EventTime(received_at, skew_corrected=corrected, future_clamped=True)
     return EventTime(occurred, skew_corrected=corrected)
