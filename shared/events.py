@@ -8,9 +8,11 @@ need the ingest's configuration to interpret an event.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
+import msgspec
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 EventType = Literal["track", "identify", "group", "page", "screen", "alias"]
@@ -59,6 +61,78 @@ class CanonicalEvent(BaseModel):
     def actor(self) -> str:
         """The person behind the event: the user id, else the anonymous id."""
         return self.user_id or self.anonymous_id or ""
+
+
+class EventStruct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """:class:`CanonicalEvent` as a plain struct: what the scorer decodes the topic into.
+
+    The same fields, defaults and checks (``event_id`` of 1 to 100 characters, the type
+    literal, timezone-aware times, unknown fields refused); read it with :func:`decode_event`,
+    which also keeps the nesting limit and leaves every input the struct reads differently
+    (lax coercions, other time formats) to the model, so both accept and refuse the same
+    records with the same values, at a tenth of the model's cost.
+    """
+
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    type: EventType
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    received_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    account_id: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    previous_id: str | None = None
+    name: str | None = None
+    feature: str | None = None
+    is_login: bool = False
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    traits: dict[str, Any] = msgspec.field(default_factory=dict)
+    write_key_id: int | None = None
+
+    @classmethod
+    def from_model(cls, event: CanonicalEvent) -> EventStruct:
+        return cls(**{name: getattr(event, name) for name in cls.__struct_fields__})
+
+    @property
+    def actor(self) -> str:
+        """The person behind the event: the user id, else the anonymous id."""
+        return self.user_id or self.anonymous_id or ""
+
+
+AnyEvent = CanonicalEvent | EventStruct
+"""What the scorer's processor and writer take: either form of a canonical event."""
+
+_STRUCT_DECODER: Final = msgspec.json.Decoder(EventStruct)
+_SUBSECOND_DIGITS: Final = re.compile(rb"\.\d{7}")
+"""More than microsecond digits (in a time, the model truncates them and the struct rounds:
+23:59:59.9999995 would change day); a float in ``properties`` matches too, harmlessly."""
+_ESCAPED_TIME_CHARS: Final = (b"\\u002", b"\\u003")
+"""JSON escapes of ``.``, ``+``, ``-`` and digits: no encoder writes them, and inside a time
+they would hide its digits from :data:`_SUBSECOND_DIGITS`."""
+
+
+def _plain(raw: bytes) -> bool:
+    """Whether the struct reads ``raw`` exactly as the model does, if it reads it at all."""
+    return (
+        raw.count(b"{") + raw.count(b"[") < MAX_NESTING
+        and not _SUBSECOND_DIGITS.search(raw)
+        and not any(escape in raw for escape in _ESCAPED_TIME_CHARS)
+    )
+
+
+def decode_event(raw: bytes) -> EventStruct:
+    """``raw`` as an :class:`EventStruct`, valid exactly when :meth:`CanonicalEvent.from_bytes`
+    says so, with the same values; raises the model's ``ValidationError`` (naming the field)
+    when it is not.
+
+    The struct decodes what it can; a record it refuses, one with more brackets than
+    :data:`MAX_NESTING` (it could be nested deeper than the model reads) and one with
+    sub-microsecond time digits go through the model, whose verdict stands."""
+    if _plain(raw):
+        try:
+            return _STRUCT_DECODER.decode(raw)
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            pass
+    return EventStruct.from_model(CanonicalEvent.from_bytes(raw))
 
 
 EXAMPLE_TRACK = CanonicalEvent(

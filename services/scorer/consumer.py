@@ -26,7 +26,7 @@ from shared.bus.base import Bus, Producer, Record
 from shared.clock import Clock
 from shared.config import TendConfig
 from shared.consumer import BatchConsumer, PoisonRecord, RunnerOptions
-from shared.events import CanonicalEvent
+from shared.events import EventStruct, decode_event
 from shared.ownership import Ownership
 from shared.service_app import run_loops
 
@@ -40,7 +40,8 @@ LEADER_CHECK_S = 30.0
 
 
 class EventsHandler:
-    """Decodes canonical events and writes them into the rollups (see RollupWriter)."""
+    """Decodes canonical events (into :class:`EventStruct`, as strict as the pydantic model,
+    see :func:`decode_event`) and writes them into the rollups (see RollupWriter)."""
 
     def __init__(
         self,
@@ -53,9 +54,9 @@ class EventsHandler:
         self.rescorer = rescorer
         self.group_id = group_id
 
-    def decode(self, record: Record) -> CanonicalEvent:
+    def decode(self, record: Record) -> EventStruct:
         try:
-            event = CanonicalEvent.from_bytes(record.value)
+            event = decode_event(record.value)
         except ValueError:  # pydantic's ValidationError: dead-lettered under its own name
             raise
         except Exception as err:  # any producer may write onto the topic: never stop on it
@@ -66,13 +67,13 @@ class EventsHandler:
             raise PoisonRecord(f"{event.type} event {event.event_id!r} has no account_id")
         return event
 
-    async def flush(self, session: AsyncSession, items: Sequence[CanonicalEvent]) -> None:
+    async def flush(self, session: AsyncSession, items: Sequence[EventStruct]) -> None:
         # Offsets are stored by the runner in this same transaction.
         result = await self.writer.flush(session, self.group_id, items, {})
         if result.duplicates:
             metrics.DEDUP_HITS.labels(self.group_id).inc(result.duplicates)
 
-    async def after_commit(self, items: Sequence[CanonicalEvent]) -> None:
+    async def after_commit(self, items: Sequence[EventStruct]) -> None:
         # After the commit, not in flush: a retried flush must not count its events twice.
         now = datetime.now(UTC)
         for event in items:
@@ -119,7 +120,7 @@ class ScorerService:
         self.handler = EventsHandler(
             self.rescorer, group_id, routing_from_traits=routing_from_traits
         )
-        self.consumer: BatchConsumer[CanonicalEvent] = BatchConsumer(
+        self.consumer: BatchConsumer[EventStruct] = BatchConsumer(
             bus,
             sessions,
             group_id=group_id,

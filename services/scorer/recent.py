@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.scorer.bulk import columns, is_postgresql, rows_of, unnest
 from shared.db.models import RecentEvent
-from shared.events import CanonicalEvent
+from shared.events import AnyEvent
 
 RECENT: Table = RecentEvent.__table__  # type: ignore[assignment]
 
@@ -30,13 +31,29 @@ CHUNK = 2000
 """Accounts per ``IN (...)`` list of the prune (well under both drivers' bind limits)."""
 MAX_TEXT = 200
 """The longest name or user id stored (ingest checks both to this length already)."""
+COLUMNS = (
+    "account_id",
+    "event_id",
+    "type",
+    "name",
+    "user_id",
+    "write_key_id",
+    "occurred_at",
+    "received_at",
+    "stored_at",
+)
+_INSERT = text(
+    f"INSERT INTO {RECENT.name} ({', '.join(COLUMNS)}) "
+    f"SELECT {', '.join(COLUMNS)} FROM {unnest(RECENT, COLUMNS, ordinality=True)} ORDER BY n"
+)
+"""PostgreSQL: the batch's rows in one statement, in arrival order (ids grow with it)."""
 
 
-def newest_per_account(fresh: Sequence[CanonicalEvent]) -> list[CanonicalEvent]:
+def newest_per_account(fresh: Sequence[AnyEvent]) -> list[AnyEvent]:
     """The events of ``fresh`` (in arrival order) among the newest :data:`RECENT_EVENTS_KEPT`
     of their account, still in arrival order; events without an account are left out."""
     seen: dict[str, int] = {}
-    kept: list[CanonicalEvent] = []
+    kept: list[AnyEvent] = []
     for e in reversed(fresh):
         if e.account_id is None:
             continue
@@ -65,13 +82,15 @@ class RecentEvents:
         self.stored_since_prune = prune_every  # the first batch prunes: a restart forgot
         self.touched: set[str] = set()
 
-    async def keep(
-        self, session: AsyncSession, fresh: Sequence[CanonicalEvent], now: datetime
-    ) -> None:
+    async def keep(self, session: AsyncSession, fresh: Sequence[AnyEvent], now: datetime) -> None:
         kept = newest_per_account(fresh)
         if not kept:
             return
-        await session.execute(RECENT.insert(), [_row(e, now) for e in kept])
+        batch = columns(COLUMNS, (_row(e, now) for e in kept))
+        if is_postgresql(session):
+            await session.execute(_INSERT, batch)
+        else:
+            await session.execute(RECENT.insert(), rows_of(batch))
         self.touched.update(str(e.account_id) for e in kept)
         self.stored_since_prune += len(kept)
         if self.stored_since_prune >= self.prune_every:
@@ -80,18 +99,19 @@ class RecentEvents:
             self.stored_since_prune = 0
 
 
-def _row(e: CanonicalEvent, now: datetime) -> dict[str, object]:
-    return {
-        "account_id": e.account_id,
-        "event_id": e.event_id,
-        "type": e.type,
-        "name": e.name[:MAX_TEXT] if e.name is not None else None,
-        "user_id": e.actor[:MAX_TEXT] or None,
-        "write_key_id": e.write_key_id,
-        "occurred_at": e.occurred_at,
-        "received_at": e.received_at,
-        "stored_at": now,
-    }
+def _row(e: AnyEvent, now: datetime) -> tuple[object, ...]:
+    """The values of :data:`COLUMNS` for ``e``."""
+    return (
+        e.account_id,
+        e.event_id,
+        e.type,
+        e.name[:MAX_TEXT] if e.name is not None else None,
+        e.actor[:MAX_TEXT] or None,
+        e.write_key_id,
+        e.occurred_at,
+        e.received_at,
+        now,
+    )
 
 
 async def prune(session: AsyncSession, accounts: Sequence[str]) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, delete, func, select, tuple_
+from sqlalchemy import Table, TextClause, bindparam, case, delete, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.scorer.processor import AccountDelta, EventDeltas, process_batch
+from services.scorer.bulk import Columns, columns, is_postgresql, rows_of, unnest
+from services.scorer.processor import AccountDelta, EventDeltas, UserDelta, process_batch
 from services.scorer.recent import RecentEvents
 from shared.account_fields import ACCOUNT_FIELDS
 from shared.bus.base import TopicPartition
@@ -35,7 +37,7 @@ from shared.db.models import (
 from shared.db.offsets import store_offsets as store_group_offsets
 from shared.db.types import utcnow
 from shared.db.upsert import insert_for
-from shared.events import CanonicalEvent
+from shared.events import AnyEvent
 
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 USERS: Table = User.__table__  # type: ignore[assignment]
@@ -101,6 +103,49 @@ def _stale_from(
     return min(days, default=None)
 
 
+_CLAIM = text(
+    f"INSERT INTO {PROCESSED.name} (event_id, received_at) "
+    f"SELECT * FROM {unnest(PROCESSED, ['event_id', 'received_at'])} "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+"""PostgreSQL: the dedup claim of a whole batch, returning the ids it added."""
+
+_USERS_SEEN = text(
+    f"INSERT INTO {USERS.name} (account_id, user_id, first_seen, last_seen, traits) "
+    "SELECT batch.*, CAST('{}' AS JSON) "
+    f"FROM {unnest(USERS, ['account_id', 'user_id', 'first_seen', 'last_seen'])} "
+    "ON CONFLICT (account_id, user_id) DO UPDATE SET "
+    f"first_seen = least({USERS.name}.first_seen, excluded.first_seen), "
+    f"last_seen = greatest({USERS.name}.last_seen, excluded.last_seen)"
+)
+"""PostgreSQL: first and last seen of the batch's users whose traits it does not change."""
+
+
+@cache
+def _increment_sql(
+    table: Table,
+    keys: tuple[str, ...],
+    counters: tuple[str, ...],
+    distinct: tuple[str, Table] | None,
+) -> TextClause:
+    """PostgreSQL: :meth:`RollupWriter._increment` as one ``INSERT ... SELECT`` of the batch's
+    arrays."""
+    names = [*keys, *counters]
+    values = [f"batch.{c}" for c in names]
+    updates = [f"{c} = {table.name}.{c} + excluded.{c}" for c in counters]
+    if distinct is not None:
+        column, source = distinct
+        same_key = " AND ".join(f"s.{k} = batch.{k}" for k in keys)
+        values.append(f"(SELECT count(*) FROM {source.name} AS s WHERE {same_key})")
+        updates.append(f"{column} = excluded.{column}")
+    targets = [*names, distinct[0]] if distinct is not None else names
+    return text(
+        f"INSERT INTO {table.name} ({', '.join(targets)}) SELECT {', '.join(values)} "
+        f"FROM {unnest(table, names)} ON CONFLICT ({', '.join(keys)}) "
+        f"DO UPDATE SET {', '.join(updates)}"
+    )
+
+
 def _offset_key(tp: Any) -> tuple[str, int]:
     if isinstance(tp, tuple):
         return str(tp[0]), int(tp[1])
@@ -147,7 +192,7 @@ class RollupWriter:
         self,
         session: AsyncSession,
         group_id: str,
-        events: Sequence[CanonicalEvent],
+        events: Sequence[AnyEvent],
         offsets: Mapping[Any, int],
     ) -> FlushResult:
         """Apply ``events`` and store ``offsets`` ({(topic, partition) or TopicPartition:
@@ -168,38 +213,48 @@ class RollupWriter:
             accounts=tuple(sorted(deltas.accounts)),
         )
 
-    async def _claim(
-        self, session: AsyncSession, events: Sequence[CanonicalEvent]
-    ) -> list[CanonicalEvent]:
+    async def _claim(self, session: AsyncSession, events: Sequence[AnyEvent]) -> list[AnyEvent]:
         """Record the batch's event ids; the events whose id was not recorded before."""
-        first: dict[str, CanonicalEvent] = {}
+        first: dict[str, AnyEvent] = {}
         for e in events:
             first.setdefault(e.event_id, e)
         if not first:
             return []
-        rows = [{"event_id": i, "received_at": e.received_at} for i, e in first.items()]
-        stmt = (
-            insert_for(session, PROCESSED)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(PROCESSED.c.event_id)
-        )
-        new = set((await session.execute(stmt, rows)).scalars().all())
+        received = [e.received_at for e in first.values()]
+        if is_postgresql(session):
+            result = await session.execute(
+                _CLAIM, {"event_id": list(first), "received_at": received}
+            )
+        else:
+            rows = [{"event_id": i, "received_at": r} for i, r in zip(first, received, strict=True)]
+            stmt = (
+                insert_for(session, PROCESSED)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(PROCESSED.c.event_id)
+            )
+            result = await session.execute(stmt, rows)
+        new = set(result.scalars().all())
         return [e for i, e in first.items() if i in new]
 
     async def _increment(
         self,
         session: AsyncSession,
         table: Table,
-        keys: Sequence[str],
-        counters: Sequence[str],
-        rows: list[dict[str, Any]],
+        keys: tuple[str, ...],
+        counters: tuple[str, ...],
+        batch: Columns,
         distinct: tuple[str, Table] | None = None,
     ) -> None:
-        """Upsert ``rows`` adding ``counters``; with ``distinct`` = (column, source), also set
-        ``column`` to the number of ``source`` rows with the row's key (its distinct users),
-        counted inside the same statement, so it is exact whatever the order of batches."""
-        if not rows:
+        """Upsert ``batch`` (``keys`` then ``counters``) adding ``counters``; with ``distinct``
+        = (column, source), also set ``column`` to the number of ``source`` rows with the row's
+        key (its distinct users), counted inside the same statement, so it is exact whatever
+        the order of batches."""
+        if not batch[keys[0]]:
             return
+        if is_postgresql(session):
+            await session.execute(_increment_sql(table, keys, counters, distinct), batch)
+            return
+        rows = rows_of(batch)
         stmt = insert_for(session, table)
         set_: dict[str, Any] = {c: table.c[c] + stmt.excluded[c] for c in counters}
         if distinct is not None:
@@ -221,94 +276,103 @@ class RollupWriter:
         # distinct users from them. Every user-day key has its account-day key in the batch
         # (and every feature-user-day its feature-day), so every count the batch can change
         # is recomputed.
+        counts = ("events", "logins")
         await self._increment(
             session,
             USER_DAYS,
-            ["account_id", "user_id", "day"],
-            ["events", "logins"],
-            [
-                {"account_id": a, "user_id": u, "day": day, "events": c.events, "logins": c.logins}
-                for (a, u, day), c in d.user_days.items()
-            ],
+            ("account_id", "user_id", "day"),
+            counts,
+            columns(
+                ("account_id", "user_id", "day", *counts),
+                ((*k, c.events, c.logins) for k, c in d.user_days.items()),
+            ),
         )
         await self._increment(
             session,
             FEATURE_USER_DAYS,
-            ["account_id", "feature", "user_id", "day"],
-            ["uses"],
-            [
-                {"account_id": a, "feature": f, "user_id": u, "day": day, "uses": n}
-                for (a, f, u, day), n in d.feature_user_days.items()
-            ],
+            ("account_id", "feature", "user_id", "day"),
+            ("uses",),
+            columns(
+                ("account_id", "feature", "user_id", "day", "uses"),
+                ((*k, n) for k, n in d.feature_user_days.items()),
+            ),
         )
         await self._increment(
             session,
             ACCOUNT_DAYS,
-            ["account_id", "day"],
-            ["events", "logins"],
-            [
-                {"account_id": a, "day": day, "events": c.events, "logins": c.logins}
-                for (a, day), c in d.account_days.items()
-            ],
+            ("account_id", "day"),
+            counts,
+            columns(
+                ("account_id", "day", *counts),
+                ((*k, c.events, c.logins) for k, c in d.account_days.items()),
+            ),
             distinct=("active_users", USER_DAYS),
         )
         await self._increment(
             session,
             FEATURE_DAYS,
-            ["account_id", "feature", "day"],
-            ["uses"],
-            [
-                {"account_id": a, "feature": f, "day": day, "uses": n}
-                for (a, f, day), n in d.feature_days.items()
-            ],
+            ("account_id", "feature", "day"),
+            ("uses",),
+            columns(
+                ("account_id", "feature", "day", "uses"),
+                ((*k, n) for k, n in d.feature_days.items()),
+            ),
             distinct=("users", FEATURE_USER_DAYS),
         )
 
     async def _users(self, session: AsyncSession, d: EventDeltas) -> None:
-        if not d.users:
-            return
-        with_traits = [k for k, u in d.users.items() if u.traits]
+        # Users with and without trait changes go in separate statements, so a user's stored
+        # traits are only rewritten when the batch changed them.
+        seen = {k: u for k, u in d.users.items() if not u.traits}
+        if seen and is_postgresql(session):
+            await session.execute(
+                _USERS_SEEN,
+                columns(
+                    ("account_id", "user_id", "first_seen", "last_seen"),
+                    ((a, u, v.first_seen, v.last_seen) for (a, u), v in seen.items()),
+                ),
+            )
+            seen = {}
+        changed = {k: u for k, u in d.users.items() if u.traits}
         stored: dict[tuple[str, str], dict[str, Any]] = {}
-        for chunk in _chunks(with_traits):
+        for chunk in _chunks(list(changed)):
             result = await session.execute(
                 select(USERS.c.account_id, USERS.c.user_id, USERS.c.traits).where(
                     tuple_(USERS.c.account_id, USERS.c.user_id).in_(list(chunk))
                 )
             )
             stored.update({(a, u): dict(t or {}) for a, u, t in result})
-        rows = []
-        for (a, u), delta in d.users.items():
-            traits = stored.get((a, u), {})
-            traits.update(delta.traits)
-            rows.append(
-                {
-                    "account_id": a,
-                    "user_id": u,
-                    "first_seen": delta.first_seen,
-                    "last_seen": delta.last_seen,
-                    "traits": traits,
-                    "has_traits": bool(delta.traits),
-                }
-            )
-        # Rows with and without trait changes go in separate statements, so a user's stored
-        # traits are only rewritten when the batch changed them.
-        for has_traits in (True, False):
-            part = [
-                {k: v for k, v in r.items() if k != "has_traits"}
-                for r in rows
-                if r["has_traits"] is has_traits
-            ]
-            if not part:
-                continue
-            stmt = insert_for(session, USERS)
-            set_: dict[str, Any] = {
-                "first_seen": _earlier(stmt.excluded.first_seen, USERS.c.first_seen),
-                "last_seen": _later(stmt.excluded.last_seen, USERS.c.last_seen),
+        for part, with_traits in ((changed, True), (seen, False)):
+            if part:
+                await self._upsert_users(session, part, stored, with_traits=with_traits)
+
+    @staticmethod
+    async def _upsert_users(
+        session: AsyncSession,
+        users: Mapping[tuple[str, str], UserDelta],
+        stored: Mapping[tuple[str, str], dict[str, Any]],
+        *,
+        with_traits: bool,
+    ) -> None:
+        rows = [
+            {
+                "account_id": a,
+                "user_id": u,
+                "first_seen": delta.first_seen,
+                "last_seen": delta.last_seen,
+                "traits": stored.get((a, u), {}) | delta.traits,
             }
-            if has_traits:
-                set_["traits"] = stmt.excluded.traits
-            stmt = stmt.on_conflict_do_update(index_elements=["account_id", "user_id"], set_=set_)
-            await session.execute(stmt, part)
+            for (a, u), delta in users.items()
+        ]
+        stmt = insert_for(session, USERS)
+        set_: dict[str, Any] = {
+            "first_seen": _earlier(stmt.excluded.first_seen, USERS.c.first_seen),
+            "last_seen": _later(stmt.excluded.last_seen, USERS.c.last_seen),
+        }
+        if with_traits:
+            set_["traits"] = stmt.excluded.traits
+        stmt = stmt.on_conflict_do_update(index_elements=["account_id", "user_id"], set_=set_)
+        await session.execute(stmt, rows)
 
     async def _accounts(self, session: AsyncSession, d: EventDeltas, now: datetime) -> None:
         if not d.accounts:
