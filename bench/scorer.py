@@ -23,6 +23,12 @@ the server at 127.0.0.1:5432), and measures:
     load average. Target (issue 13): 100,000 accounts in under 30 s.
 (c) memory: the process's peak RSS before and after each phase, so one can see that scoring
     100,000 accounts does not grow memory with the number of accounts (chunked sweep).
+(d) with ``--soak-seconds N``: ScorerService (re-scorer on) under a steady ``--soak-rate`` of
+    typical events for N seconds, its current RSS printed every 30 s; flat is the target.
+
+``--mix`` picks phase (a)'s events: ``worst`` (every event a user-day of its own: the most
+rows per event), ``typical`` (10-50 events per user-day over 4-8 features, as analytics SDKs
+send them; target 0.30 of raw) or ``both``, each on a broker of its own.
 
 Every phase stops at ``--max-seconds``; the rates are over what was done.
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -60,7 +67,7 @@ from shared.clock import FixedClock, SystemClock  # noqa: E402
 from shared.config import TendConfig  # noqa: E402
 from shared.db.migrate import upgrade_async  # noqa: E402
 from shared.db.session import create_engine, create_sessionmaker  # noqa: E402
-from shared.events import CanonicalEvent  # noqa: E402
+from shared.events import CanonicalEvent, decode_event  # noqa: E402
 from shared.settings import KafkaSettings, ScorerSettings  # noqa: E402
 from tests.support.broker import TansuBroker  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
@@ -74,6 +81,9 @@ CONFIG = TendConfig(key_features=KEY_FEATURES)
 PARTITIONS = 6
 USERS_PER_ACCOUNT = 10
 PUBLISH_CHUNK = 5000
+
+SOAK_SAMPLE_S = 30.0
+"""How often the soak (``--soak-seconds``) prints the process's memory."""
 
 TARGETS = {"worst": 0.10, "typical": 0.30}
 """Issue 13: the scorer, re-scorer on, at these fractions of a raw consume of the same topic."""
@@ -312,6 +322,10 @@ async def bench_consume(args: argparse.Namespace, mix: str) -> None:
             decode=CanonicalEvent.from_bytes,
         )
         print(rate_line("  ... and parsing each CanonicalEvent", dec_n, dec_s))
+        fast_n, fast_s = await raw_consume(
+            broker.bootstrap, topics.EVENTS, ends, want, args.max_seconds, decode=decode_event
+        )
+        print(rate_line("  ... and decode_event (the scorer's msgspec path)", fast_n, fast_s))
         join_s, n, s, total_s = await consume_into_fresh_db(
             bus, want, args.max_seconds, rescorer=True
         )
@@ -333,6 +347,72 @@ async def bench_consume(args: argparse.Namespace, mix: str) -> None:
         print(f"  load average {load_average()}")
     finally:
         await bus.close()
+        broker.stop()
+
+
+# -- (d) memory under a steady load ---------------------------------------------------------
+
+
+async def bench_soak(args: argparse.Namespace) -> None:
+    """ScorerService (re-scorer on) under ``--soak-rate`` typical events a second for
+    ``--soak-seconds``, the process's current RSS printed every :data:`SOAK_SAMPLE_S`."""
+    print(
+        f"(d) memory: {args.soak_rate} typical events/s for {args.soak_seconds} s; "
+        f"load average {load_average()}"
+    )
+    broker = TansuBroker()
+    broker.start()
+    bus = KafkaBus(broker.bootstrap, KafkaSettings(partitions=PARTITIONS))
+    url = await create_database("tend_bench_soak")
+    try:
+        await upgrade_async(url)
+        engine = create_engine(url)
+        sessions = create_sessionmaker(engine)
+        producer = bus.producer()
+        await producer.start()
+        await producer.ensure_topics([TopicSpec(t, PARTITIONS) for t in topics.ALL])
+        group_id = f"{GROUP_ID}-soak"
+        service = ScorerService(bus, sessions, producer, CONFIG, SystemClock(), group_id=group_id)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        stream = typical_events(10**12, args.accounts, date.today(), seed=7)
+        samples: list[float] = []
+        sent = 0
+        started = time.perf_counter()
+        next_sample = started
+        try:
+            while (now := time.perf_counter()) - started < args.soak_seconds:
+                if task.done():
+                    raise RuntimeError(f"the scorer stopped: {task.exception()!r}")
+                due = int((now - started) * args.soak_rate) - sent
+                if due > 0:
+                    chunk = [
+                        Message(value=e.to_bytes(), key=(e.account_id or "").encode())
+                        for e in itertools.islice(stream, due)
+                    ]
+                    await producer.publish(topics.EVENTS, chunk, timeout_s=120)
+                    sent += len(chunk)
+                if now >= next_sample:
+                    samples.append(current_rss_mb())
+                    committed = await stored_total(sessions, group_id)
+                    print(
+                        f"  {now - started:>6.0f} s  sent {sent:>9}  committed {committed:>9}  "
+                        f"RSS {samples[-1]:>7.1f} MB  load {load_average()}"
+                    )
+                    next_sample += SOAK_SAMPLE_S
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 120)
+            await producer.stop()
+            await engine.dispose()
+        print(
+            f"  RSS first {samples[0]:.1f} MB, last {samples[-1]:.1f} MB, "
+            f"max {max(samples):.1f} MB over {len(samples)} samples"
+        )
+    finally:
+        await bus.close()
+        await drop_database(url)
         broker.stop()
 
 
@@ -466,6 +546,8 @@ async def main(args: argparse.Namespace) -> None:
     if not args.skip_consume:
         for mix in MIXES if args.mix == "both" else [args.mix]:
             await bench_consume(args, mix)
+    if args.soak_seconds:
+        await bench_soak(args)
     if not args.skip_rescore:
         broker = TansuBroker()
         broker.start()
@@ -496,6 +578,13 @@ def parse_args() -> argparse.Namespace:
         "--skip-consumer-only", action="store_true", help="Skip the run without the re-scorer."
     )
     p.add_argument("--max-seconds", type=float, default=300.0, help="Bound of each phase.")
+    p.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=0.0,
+        help="Also run (d): the scorer under a steady load this long, printing its memory.",
+    )
+    p.add_argument("--soak-rate", type=int, default=2000, help="Events a second of (d).")
     return p.parse_args()
 
 

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.scorer.processor import (
     AccountDelta,
@@ -17,6 +19,7 @@ from services.scorer.processor import (
     process_batch,
 )
 from shared.account_fields import account_fields
+from shared.events import EventStruct
 from tests.support.events import create_event
 
 DAY = date(2026, 11, 2)
@@ -218,3 +221,44 @@ class TestMerge:
         events = [create_event(f"e{i}", user_id=f"u{i % 3}", feature="f") for i in range(9)]
         parts = [process(e) for e in events]
         assert merge([merge(parts[:4]), merge(parts[4:])]) == merge(parts)
+
+
+class TestOnePassFold:
+    """``process_batch`` folds a batch in one pass; it must equal ``merge`` of ``process``."""
+
+    @settings(max_examples=200, derandomize=True, deadline=None, database=None)
+    @given(
+        st.lists(
+            st.builds(
+                create_event,
+                st.sampled_from(["e1", "e2", "e3"]),
+                type=st.sampled_from(["track", "identify", "group", "page", "screen", "alias"]),
+                account_id=st.sampled_from(["acme", "globex", None, ""]),
+                user_id=st.sampled_from(["u1", "u2", None, ""]),
+                at=st.datetimes(
+                    min_value=datetime(2026, 10, 30),
+                    max_value=datetime(2026, 11, 3),
+                    timezones=st.just(UTC),
+                ),
+                feature=st.sampled_from(["reports", None, ""]),
+                is_login=st.booleans(),
+                traits=st.dictionaries(
+                    st.sampled_from(["plan", "seats", "a", "csm_email"]),
+                    st.sampled_from(["Pro", "12", 1]),
+                    max_size=2,
+                ),
+                previous_id=st.sampled_from(["u1", "anon", None]),
+            ),
+            max_size=30,
+        ),
+        st.booleans(),
+    )
+    def test_equals_merge_of_process(self, batch: list[Any], routing: bool) -> None:
+        assert process_batch(batch, routing_from_traits=routing) == merge(
+            process(e, routing_from_traits=routing) for e in batch
+        )
+
+    def test_takes_the_struct_the_consumer_decodes(self) -> None:
+        batch = [create_event("e1", feature="reports"), create_event("e2", type="group")]
+        structs = [EventStruct.from_model(e) for e in batch]
+        assert process_batch(structs) == process_batch(batch)
