@@ -32,7 +32,7 @@ ROOT = SCRIPT.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.scorer import events  # noqa: E402
+from bench.scorer import worst_events  # noqa: E402
 from services.scorer.recent import RecentEvents  # noqa: E402
 from services.scorer.writer import RollupWriter  # noqa: E402
 from shared.db.migrate import upgrade_async  # noqa: E402
@@ -73,7 +73,8 @@ async def main(args: argparse.Namespace) -> None:
             True: RollupWriter(recent=timed_step),
             False: RollupWriter(recent=NoRecentEvents()),
         }
-        stream = events(args.batches * 2 * args.batch, args.accounts, datetime.now(UTC).date())
+        today = datetime.now(UTC).date()
+        stream = worst_events(args.batches * 2 * args.batch, args.accounts, today)
         times: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
 
         async def timed(flush: Callable[[], Awaitable[object]]) -> tuple[float, float]:
