@@ -8,7 +8,9 @@ execution (and its Python binding) per row. SQLite has no arrays: its writers ke
 
 Strings are cast to ``text[]``, not to the column's ``varchar(n)[]``: a cast would cut an
 over-long value silently, while the assignment to the column refuses it as a data error, as the
-row-per-row insert did (so the consumer still dead-letters that one record).
+row-per-row insert did (so the consumer still dead-letters that one record). JSON values travel
+as their text (``json.dumps``, the serialiser the engine uses) in ``text[]`` and the statement
+casts them back.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, String, Table
+from sqlalchemy import JSON, Column, String, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +44,7 @@ def rows_of(batch: Columns) -> list[dict[str, Any]]:
 
 
 def _array_type(column: Column[Any]) -> str:
-    if isinstance(column.type, String):
+    if isinstance(column.type, String | JSON):
         return "TEXT[]"
     return f"{column.type.compile(dialect=_DIALECT)}[]"
 
