@@ -4,6 +4,10 @@ Numbered, the steps of one cycle are:
 
 1. Poll records until the batch is full (``max_records``) or ``max_wait_s`` has passed. An idle
    window ends the same way with an empty batch, so the lag gauge is refreshed while idle too.
+   While batches come full (a backlog), the limit doubles after each, up to
+   ``max_records_lagging``: fewer, larger transactions drain it faster (fixed costs per
+   statement and per commit are shared by more records, and more of them merge into one row);
+   the first batch that is not full brings it back to ``max_records``, for low latency.
 2. Decode each record with the handler. A record that cannot be decoded or validated (a
    poison message: any exception from ``decode``) is published to the dead-letter topic with
    the error in the ``error`` header and counted; the partition keeps flowing.
@@ -177,6 +181,7 @@ class BatchConsumer(Generic[T]):
         max_wait_s: float = 0.5,
         options: RunnerOptions | None = None,
         ownership: Ownership | None = None,
+        max_records_lagging: int | None = None,
     ) -> None:
         self.bus = bus
         self.ownership = ownership
@@ -189,6 +194,9 @@ class BatchConsumer(Generic[T]):
         self.dlq_topic = dlq_topic
         self.producer = producer
         self.max_records = max_records
+        self.max_records_lagging = max(max_records, max_records_lagging or max_records)
+        self.batch_limit = max_records
+        """The current batch size limit (see step 1)."""
         self.max_wait_s = max_wait_s
         options = options or RunnerOptions()
         self.backoff = options.backoff
@@ -308,6 +316,12 @@ class BatchConsumer(Generic[T]):
                     await sleep_or_stop(stop, wait)
                     continue
                 poll_failed = self.backoff.delays()
+                full = len(batch) >= self.batch_limit
+                self.batch_limit = (
+                    min(2 * self.batch_limit, self.max_records_lagging)
+                    if full
+                    else self.max_records
+                )
                 if batch:
                     await self._process(consumer, producer, batch, stop)
                 await self._check_progress(consumer)
@@ -320,13 +334,13 @@ class BatchConsumer(Generic[T]):
         """A batch, or an empty list once a whole ``max_wait_s`` window brought nothing."""
         batch: list[Record] = []
         deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_records and not stop.is_set():
+        while len(batch) < self.batch_limit and not stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
                 got = await consumer.poll(
-                    max_records=self.max_records - len(batch), timeout_s=max(remaining, 0.05)
+                    max_records=self.batch_limit - len(batch), timeout_s=max(remaining, 0.05)
                 )
             except BusUnavailable:
                 if not batch:

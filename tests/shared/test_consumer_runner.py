@@ -123,6 +123,59 @@ class TestResume:
         await bus.close()
 
 
+class Sizes(Collect):
+    """Also keeps the size of every flushed batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def flush(self, session: AsyncSession, items: Sequence[bytes]) -> None:
+        self.sizes.append(len(items))
+        await super().flush(session, items)
+
+
+class TestAdaptiveBatches:
+    async def test_full_batches_double_up_to_the_lagging_limit_then_it_resets(
+        self, sqlite_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        bus = InProcessBus(sqlite_sessions, 1)
+        values = [f"v{i}".encode() for i in range(50)]
+        await publish(bus, values)
+        handler = Sizes()
+        runner = BatchConsumer(
+            bus,
+            sqlite_sessions,
+            group_id="g",
+            topics=[TOPIC],
+            handler=handler,
+            dlq_topic="runner.dlq",
+            max_records=4,
+            max_records_lagging=16,
+            max_wait_s=0.2,
+        )
+        await run_until(runner, handler, 50)
+        assert handler.flushed == values  # in order, each once
+        assert handler.sizes[:3] == [4, 8, 16]
+        assert max(handler.sizes) == 16
+        assert runner.batch_limit == 4  # caught up: back to the small batches
+        await bus.close()
+
+    def test_without_a_lagging_limit_the_size_stays(
+        self, sqlite_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        runner: BatchConsumer[bytes] = BatchConsumer(
+            InProcessBus(sqlite_sessions, 1),
+            sqlite_sessions,
+            group_id="g",
+            topics=[TOPIC],
+            handler=Collect(),
+            dlq_topic="runner.dlq",
+            max_records=4,
+        )
+        assert runner.max_records_lagging == 4
+
+
 # -- on every bus and database: poison, retries, stop, lag, lost logs --------------------------
 
 
