@@ -325,7 +325,7 @@ async def bench_consume(args: argparse.Namespace, mix: str) -> None:
         fast_n, fast_s = await raw_consume(
             broker.bootstrap, topics.EVENTS, ends, want, args.max_seconds, decode=decode_event
         )
-        print(rate_line("  ... and decode_event (the scorer's msgspec path)", fast_n, fast_s))
+        print(rate_line("  ... and decode_event (msgspec, the scorer)", fast_n, fast_s))
         join_s, n, s, total_s = await consume_into_fresh_db(
             bus, want, args.max_seconds, rescorer=True
         )
