@@ -1,8 +1,9 @@
 """Batch -> one database transaction: the scorer's rollup writer.
 
-One module of about 410 lines on purpose: every statement of a batch's one transaction is a step
-of :class:`RollupWriter`, read in the order it runs; what is not a rollup lives apart
-(:mod:`services.scorer.recent`, the processor).
+One module of about 530 lines on purpose: every statement of a batch's one transaction is a step
+of :class:`RollupWriter`, read in the order it runs, with its PostgreSQL set-based form beside its
+SQLite one; what is not a rollup lives apart (:mod:`services.scorer.recent`, the processor, the
+array helpers of :mod:`services.scorer.bulk`).
 """
 
 from __future__ import annotations
@@ -230,8 +231,10 @@ class RollupWriter:
       ``recent_events`` (what arrived, when, from which write key), see
       :mod:`services.scorer.recent`.
     - Cost: a constant number of statements per batch (about a dozen, more only for batches
-      over :data:`CHUNK` rows per table), whatever the number of events or accounts.
-    - Works on PostgreSQL and SQLite.
+      over :data:`CHUNK` rows per table on SQLite), whatever the number of events or accounts.
+      On PostgreSQL each is one execution of one set-based statement (the rows as column
+      arrays, :mod:`services.scorer.bulk`); on SQLite an ``executemany``.
+    - Works on PostgreSQL and SQLite, with the same results.
     - Routing traits of group calls (``csm_email``, ``csm_slack``) are ignored unless
       ``routing_from_traits`` (see :mod:`services.scorer.processor`).
     """
