@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.writer import FlushResult, RollupWriter
+from shared.db.errors import is_data_error
 from shared.db.models import (
     Account,
     AccountDay,
@@ -332,3 +334,18 @@ class TestEfficiency:
             for i in range(50):
                 total += sum(r[1] for r in await rows(db, AccountDay, f"{uid}-a{i}"))
         assert total == 1000
+
+
+class TestSetBasedWritesOnPostgreSQL:
+    """The column arrays are cast to ``text[]``, never to ``varchar(n)[]`` (a cast would cut an
+    over-long value silently): the column itself still refuses it, as a data error the consumer
+    dead-letters."""
+
+    async def test_an_over_long_account_id_is_refused_not_cut(
+        self, pg_sessions: Sessions, uid: str
+    ) -> None:
+        long_id = f"{uid}-" + "x" * 200
+        with pytest.raises(Exception) as refused:
+            await flush(pg_sessions, [create_event(f"{uid}-1", account_id=long_id)])
+        assert is_data_error(refused.value)
+        assert await rows(pg_sessions, AccountDay, long_id[:200]) == []
