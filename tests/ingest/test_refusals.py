@@ -17,7 +17,7 @@ from services.scorer.consumer import EventsHandler
 from shared import topics
 from shared.bus.base import Record
 from shared.config import TendConfig
-from shared.events import MAX_NESTING
+from shared.events import MAX_NESTING, EventStruct
 from shared.settings import IngestSettings
 from tests.ingest.test_normalize import RECEIVED, TOLERANCE, create_track
 
@@ -199,7 +199,7 @@ class TestNesting:
         for offset, event in enumerate(events):
             message = to_message(event)
             record = Record(topics.EVENTS, 0, offset, message.value, message.key, message.headers)
-            assert handler.decode(record) == event.canonical()
+            assert handler.decode(record) == EventStruct.from_model(event.canonical())
 
 
 class TestTimestamps:
