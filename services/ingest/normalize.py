@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, cast, get_args
 
+import msgspec
 import pydantic_core
 
 from shared.api_errors import field_of
@@ -51,6 +52,10 @@ MAX_YEAR: Final = 2100
 _UNSAFE_IN_NAME: Final = re.compile("[\x00-\x08\x0b-\x1f\ud800-\udfff]")
 _UNSAFE_IN_VALUE: Final = re.compile("[\x00\ud800-\udfff]")
 MAX_PATH_CHARS: Final = 120
+EXPONENT_FLOAT: Final = 1e16
+"""Floats of this magnitude or more are written with an exponent, which msgspec writes as
+``1e16`` and pydantic-core as ``1e+16``; every other JSON value they write alike."""
+_TOPIC_JSON: Final = msgspec.json.Encoder()
 
 NO_ACCOUNT_HELP: Final = (
     "no account for this event: send the account id as context.groupId, groupId or "
@@ -120,6 +125,8 @@ class ParsedEvent:
     traits: dict[str, Any] = field(default_factory=dict)
     previous_id: str | None = None
     """alias calls: the user's earlier id."""
+    exponent_floats: bool = False
+    """properties or traits hold a float of :data:`EXPONENT_FLOAT` or more in magnitude."""
 
 
 @dataclass(slots=True)
@@ -150,6 +157,8 @@ class AcceptedEvent:
     properties: dict[str, Any]
     traits: dict[str, Any]
     write_key_id: int | None
+    exponent_floats: bool = False
+    """Not a topic field: :meth:`to_bytes` hands these events to pydantic-core."""
 
     def as_dict(self) -> dict[str, Any]:
         """The fields by name, in :class:`~shared.events.CanonicalEvent`'s order."""
@@ -171,8 +180,11 @@ class AcceptedEvent:
         }
 
     def to_bytes(self) -> bytes:
-        """The topic's JSON (pydantic-core's serializer, as the model's own dump uses)."""
-        return pydantic_core.to_json(self.as_dict())
+        """The topic's JSON, as the model's own dump (pydantic-core) writes it: msgspec's
+        encoder (half the time) unless a float would be written with an exponent."""
+        if self.exponent_floats:
+            return pydantic_core.to_json(self.as_dict())
+        return _TOPIC_JSON.encode(self.as_dict())
 
     def canonical(self) -> CanonicalEvent:
         """The validated model, for callers off the hot path."""
@@ -213,10 +225,11 @@ class _TooDeep(Exception):
     pass
 
 
-def _walk(container: dict[str, Any] | list[Any], levels_left: int) -> None:
+def _walk(container: dict[str, Any] | list[Any], levels_left: int) -> bool:
     """Checks a dict or list from ``json.loads``, whose values have exact JSON types (hence
     ``type(x) is``: this runs for every value of every event, and is the cost of ingest's
-    checks)."""
+    checks). True when it holds a float of :data:`EXPONENT_FLOAT` or more in magnitude."""
+    exponent = False
     if levels_left <= 0:
         raise _TooDeep
     items: Iterable[tuple[Any, Any]]
@@ -238,22 +251,26 @@ def _walk(container: dict[str, Any] | list[Any], levels_left: int) -> None:
                 if bad is not None:
                     raise _Unsafe(f"contains {_unsafe(bad.group())}, which is not allowed")
             elif kind is dict or kind is list:
-                _walk(item, levels_left - 1)
-            elif kind is float and not math.isfinite(item):
-                # JSON has no infinity; Python's parser makes one of 1e400, which would
-                # travel as null.
-                raise _Unsafe("a number beyond the range of a double (about 1.8e308)")
+                exponent = _walk(item, levels_left - 1) or exponent
+            elif kind is float and not -EXPONENT_FLOAT < item < EXPONENT_FLOAT:
+                if not math.isfinite(item):
+                    # JSON has no infinity; Python's parser makes one of 1e400, which would
+                    # travel as null.
+                    raise _Unsafe("a number beyond the range of a double (about 1.8e308)")
+                exponent = True
         except _Unsafe as err:
             err.path.append(f".{key}" if type(key) is str else f"[{key}]")
             raise
+    return exponent
 
 
-def check_tree(value: dict[str, Any], field_name: str, max_depth: int) -> None:
+def check_tree(value: dict[str, Any], field_name: str, max_depth: int) -> bool:
     """Raises :class:`EventError` naming the path when ``value`` (properties or traits) nests
     deeper than ``max_depth`` levels, has a key with a control character or lone surrogate, a
-    string with a NUL or lone surrogate, or a number no double can hold."""
+    string with a NUL or lone surrogate, or a number no double can hold. Returns whether it
+    holds a float of :data:`EXPONENT_FLOAT` or more in magnitude."""
     try:
-        _walk(value, max_depth)
+        return _walk(value, max_depth)
     except _TooDeep:
         raise EventError(
             f"{field_name}: nested more than {max_depth} levels deep (objects and arrays)"
@@ -470,8 +487,8 @@ def parse_event(
     if not traits and event_type == "identify":
         traits = _object(context, "traits", "context.traits")
         traits_field = "context.traits"
-    check_tree(properties, "properties", max_depth)
-    check_tree(traits, traits_field, max_depth)
+    exponent_floats = check_tree(properties, "properties", max_depth)
+    exponent_floats = check_tree(traits, traits_field, max_depth) or exponent_floats
 
     name: str | None = None
     if event_type == "track":
@@ -509,6 +526,7 @@ def parse_event(
         properties=properties,
         traits=traits,
         previous_id=previous_id,
+        exponent_floats=exponent_floats,
     )
 
 
@@ -628,6 +646,7 @@ def resolve(
                 properties=p.properties,
                 traits=p.traits,
                 write_key_id=write_key_id,
+                exponent_floats=p.exponent_floats,
             )
         )
     return events, rejected

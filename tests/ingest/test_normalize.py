@@ -437,6 +437,11 @@ class TestTopicBytes:
             {"type": "group", "userId": "u-1", "groupId": "acme", "traits": {"plan": "pro"}},
             {"type": "alias", "userId": "u-3", "previousId": "p-3"},
             {"type": "page", "anonymousId": "a-1", "name": "Home", "groupId": "acme"},
+            create_track(
+                properties={"ratio": 0.1, "tiny": 1e-7, "pi": 3.14159, "big": 2**70, "n": -5},
+                timestamp="2026-05-01T11:00:00Z",
+            ),
+            {"type": "identify", "userId": "u-2", "context": {"traits": {"x": [[-1e300]]}}},
         ],
     )
     def test_bytes_equal_the_models_and_decode(self, raw: dict[str, Any]) -> None:
@@ -445,6 +450,27 @@ class TestTopicBytes:
         value = normalize.to_message(event).value
         assert value == model.to_bytes()
         assert CanonicalEvent.from_bytes(value) == model
+
+    @pytest.mark.parametrize(
+        ("number", "exponent"),
+        [
+            (9999999999999998.0, False),
+            (-9999999999999998.0, False),
+            (1e16, True),
+            (-1e16, True),
+            (1.2345678901234568e17, True),
+            (1e-5, False),
+            (5e-324, False),
+        ],
+    )
+    def test_floats_written_with_an_exponent_keep_pydantic_cores_form(
+        self, number: float, exponent: bool
+    ) -> None:
+        """msgspec writes ``1e16`` where pydantic-core writes ``1e+16``: such events are
+        flagged while checked, nested or not, and written by pydantic-core."""
+        event = one_event(create_track(properties={"deep": [{"n": number}]}))
+        assert event.exponent_floats is exponent
+        assert normalize.to_message(event).value == event.canonical().to_bytes()
 
 
 class TestLimits:
