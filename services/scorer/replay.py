@@ -7,9 +7,7 @@ The re-scorer's scoring code (:func:`~services.scorer.usage.compute_metrics` and
 test checks). What makes it a replay rather than a re-score: nothing is written or published,
 and "what moved" is measured against the previous day *of the replay* (kept in memory), so a
 proposed model is compared with itself, never with the live model's stored scores. No clock:
-a score of day D reads only the rollups dated on or before D. The scores are the verdicts
-only (``score(..., explain=False)``): their components carry no inputs or explanation and
-``moved`` is empty, since the replay's rules judge without explaining.
+a score of day D reads only the rollups dated on or before D.
 """
 
 from __future__ import annotations
@@ -72,14 +70,8 @@ async def replay_scores(
                 measured[(keys, trend)] = [compute_metrics(a, keys, trend) for a in loaded[keys]]
             for activity, metrics in zip(loaded[keys], measured[(keys, trend)], strict=True):
                 account_id = activity.profile.account_id
-                # The rules read verdicts only: no component texts, no "what moved".
                 result = score(
-                    metrics,
-                    activity.profile,
-                    config.scoring,
-                    keys,
-                    previous[n].get(account_id),
-                    explain=False,
+                    metrics, activity.profile, config.scoring, keys, previous[n].get(account_id)
                 )
                 previous[n][account_id] = result.as_previous()
                 out[n].append(result.to_message(metrics, activity.profile, stamp))

@@ -21,7 +21,7 @@ contract (tests/scorer/test_scoring.py tests them together).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -144,13 +144,8 @@ def is_onboarding(metrics: UsageMetrics, profile: AccountProfile, model: Scoring
 
 @dataclass
 class _Card:
-    """Components being scored: (name, raw points, weight, value, inputs, explanation).
+    """Components being scored: (name, raw points, weight, value, inputs, explanation)."""
 
-    Without ``explain`` a component's inputs and explanation are left empty (``describe`` is
-    not called): the points, weight and value are the same either way.
-    """
-
-    explain: bool = True
     scored: list[tuple[str, float, float, float | None, dict[str, InputValue], str]] = field(
         default_factory=list
     )
@@ -161,11 +156,9 @@ class _Card:
         name: str,
         rule: HigherIsBetter | FewerDaysIsBetter,
         value: float,
-        describe: Callable[[], tuple[dict[str, InputValue], str]],
+        inputs: dict[str, InputValue],
+        explanation: str,
     ) -> None:
-        """Score a component; ``describe()`` gives its inputs and explanation, called here (so
-        it may read the caller's loop variables) and only when explaining."""
-        inputs, explanation = describe() if self.explain else ({}, "")
         self.scored.append((name, rule.points(value), rule.weight, value, inputs, explanation))
 
     def leave_out(self, name: str, reason: str) -> None:
@@ -203,33 +196,62 @@ def _health(card: _Card, m: UsageMetrics, model: ScoringModel, key_features: Seq
             continue
         if name == "seat_utilization":
             rule = c.seat_utilization
-            seats, utilization = m.seats, m.seat_utilization
-            if seats is None or utilization is None:
+            if m.seats is None or m.seat_utilization is None:
                 card.leave_out(name, "seats unknown (no seat count on record)")
                 continue
-            card.add(name, rule, utilization, lambda: _seats(m, seats, utilization, rule))
+            if m.regular_users is None:
+                inputs: dict[str, InputValue] = {"mau": m.mau}
+                used = f"{m.mau} of {m.seats} seats active in 28 days"
+                used += f" ({_pct(m.seat_utilization)})"
+            else:
+                inputs = {"regular_users": m.regular_users, "mau": m.mau}
+                used = (
+                    f"{m.regular_users} of {m.seats} seats used regularly "
+                    f"({_pct(m.seat_utilization)}; active in most of the last "
+                    f"{_plural(m.regular_weeks, 'week')}; {m.mau} active in 28 days)"
+                )
+            card.add(
+                name,
+                rule,
+                m.seat_utilization,
+                {**inputs, "seats": m.seats, "full_at": rule.full_at},
+                f"{used}; full marks at {_pct(rule.full_at)}",
+            )
         elif name == "stickiness":
             rule = c.stickiness
-            stickiness = m.stickiness
-            if stickiness is None:
+            if m.stickiness is None:
                 card.leave_out(name, "no active users in 28 days")
                 continue
             card.add(
                 name,
                 rule,
-                stickiness,
-                lambda: (
-                    {"mean_dau": round(m.mean_dau, 2), "mau": m.mau, "full_at": rule.full_at},
-                    f"{_num(m.mean_dau)} daily actives on average of {m.mau} monthly "
-                    f"({_pct(stickiness)} DAU/MAU); full marks at {_pct(rule.full_at)}",
-                ),
+                m.stickiness,
+                {"mean_dau": round(m.mean_dau, 2), "mau": m.mau, "full_at": rule.full_at},
+                f"{_num(m.mean_dau)} daily actives on average of {m.mau} monthly "
+                f"({_pct(m.stickiness)} DAU/MAU); full marks at {_pct(rule.full_at)}",
             )
         elif name == "feature_breadth":
             rule = c.feature_breadth
             if m.feature_breadth is None or not key_features:
                 card.leave_out(name, "no key features configured")
                 continue
-            card.add(name, rule, m.feature_breadth, lambda: _breadth(m, rule))
+            unused = [f.feature for f in m.features if f.uses_28d == 0]
+            text = f"{m.key_features_used} of {m.key_features_total} key features used in 28 days"
+            if unused:
+                text += f"; unused: {', '.join(unused)}"
+            if rule.full_at < 1:
+                text += f"; full marks at {_pct(rule.full_at)}"
+            card.add(
+                name,
+                rule,
+                m.feature_breadth,
+                {
+                    "used": m.key_features_used,
+                    "total": m.key_features_total,
+                    "unused": ", ".join(unused),
+                },
+                text,
+            )
         elif name == "login_trend":
             rule = c.login_trend
             w = model.trend
@@ -240,26 +262,23 @@ def _health(card: _Card, m: UsageMetrics, model: ScoringModel, key_features: Seq
                     f"older than {w.baseline_skip_weeks} weeks; {w.min_baseline_weeks} needed)",
                 )
                 continue
-            baseline, ratio, current = m.trend_baseline, m.trend_ratio, m.trend_current
-            if ratio is None or current is None:
+            if m.trend_ratio is None or m.trend_current is None:
                 card.leave_out(name, "no weekly actives in the baseline weeks")
                 continue
             card.add(
                 name,
                 rule,
-                ratio,
-                lambda: (
-                    {
-                        "current": round(current, 2),
-                        "baseline": round(baseline, 2),
-                        "full_at": rule.full_at,
-                        "zero_at": rule.zero_at,
-                    },
-                    f"{_num(current)} weekly actives over the last "
-                    f"{_plural(w.current_weeks, 'week')} vs a baseline of {_num(baseline)} "
-                    f"({_pct(ratio)}); full marks at {_pct(rule.full_at)}, "
-                    f"none at {_pct(rule.zero_at)}",
-                ),
+                m.trend_ratio,
+                {
+                    "current": round(m.trend_current, 2),
+                    "baseline": round(m.trend_baseline, 2),
+                    "full_at": rule.full_at,
+                    "zero_at": rule.zero_at,
+                },
+                f"{_num(m.trend_current)} weekly actives over the last "
+                f"{_plural(w.current_weeks, 'week')} vs a baseline of {_num(m.trend_baseline)} "
+                f"({_pct(m.trend_ratio)}); full marks at {_pct(rule.full_at)}, "
+                f"none at {_pct(rule.zero_at)}",
             )
         else:
             rule_r = c.recency
@@ -274,52 +293,15 @@ def _health(card: _Card, m: UsageMetrics, model: ScoringModel, key_features: Seq
                 name,
                 rule_r,
                 days,
-                lambda: (
-                    {
-                        "days": days,
-                        "last_login": _iso(m.last_login),
-                        "last_active": _iso(m.last_active),
-                        "full_within_days": rule_r.full_within_days,
-                    },
-                    f"{what} {_ago(days)}; full marks within "
-                    f"{_plural(rule_r.full_within_days, 'day')}, none after {rule_r.zero_at_days}",
-                ),
+                {
+                    "days": days,
+                    "last_login": _iso(m.last_login),
+                    "last_active": _iso(m.last_active),
+                    "full_within_days": rule_r.full_within_days,
+                },
+                f"{what} {_ago(days)}; full marks within "
+                f"{_plural(rule_r.full_within_days, 'day')}, none after {rule_r.zero_at_days}",
             )
-
-
-def _seats(
-    m: UsageMetrics, seats: int, utilization: float, rule: HigherIsBetter
-) -> tuple[dict[str, InputValue], str]:
-    """The seat utilization component's inputs and explanation."""
-    if m.regular_users is None:
-        inputs: dict[str, InputValue] = {"mau": m.mau}
-        used = f"{m.mau} of {seats} seats active in 28 days ({_pct(utilization)})"
-    else:
-        inputs = {"regular_users": m.regular_users, "mau": m.mau}
-        used = (
-            f"{m.regular_users} of {seats} seats used regularly "
-            f"({_pct(utilization)}; active in most of the last "
-            f"{_plural(m.regular_weeks, 'week')}; {m.mau} active in 28 days)"
-        )
-    return {**inputs, "seats": seats, "full_at": rule.full_at}, (
-        f"{used}; full marks at {_pct(rule.full_at)}"
-    )
-
-
-def _breadth(m: UsageMetrics, rule: HigherIsBetter) -> tuple[dict[str, InputValue], str]:
-    """The feature breadth component's inputs and explanation."""
-    unused = [f.feature for f in m.features if f.uses_28d == 0]
-    text = f"{m.key_features_used} of {m.key_features_total} key features used in 28 days"
-    if unused:
-        text += f"; unused: {', '.join(unused)}"
-    if rule.full_at < 1:
-        text += f"; full marks at {_pct(rule.full_at)}"
-    inputs: dict[str, InputValue] = {
-        "used": m.key_features_used,
-        "total": m.key_features_total,
-        "unused": ", ".join(unused),
-    }
-    return inputs, text
 
 
 def _onboarding(
@@ -334,23 +316,16 @@ def _onboarding(
             continue
         if name == "seats_activated":
             rule = c.seats_activated
-            activated = m.seats_activated
-            if m.seats is None or activated is None:
+            if m.seats is None or m.seats_activated is None:
                 card.leave_out(name, "seats unknown (no seat count on record)")
                 continue
             card.add(
                 name,
                 rule,
-                activated,
-                lambda: (
-                    {
-                        "activated_users": m.activated_users,
-                        "seats": m.seats,
-                        "full_at": rule.full_at,
-                    },
-                    f"{m.activated_users} of {m.seats} seats activated ({_pct(activated)}); "
-                    f"full marks at {_pct(rule.full_at)}",
-                ),
+                m.seats_activated,
+                {"activated_users": m.activated_users, "seats": m.seats, "full_at": rule.full_at},
+                f"{m.activated_users} of {m.seats} seats activated ({_pct(m.seats_activated)}); "
+                f"full marks at {_pct(rule.full_at)}",
             )
         elif name == "time_to_first_value":
             rule_t = c.time_to_first_value
@@ -367,10 +342,8 @@ def _onboarding(
                     name,
                     rule_t,
                     ttv,
-                    lambda: (
-                        {"days": ttv, "first_value": _iso(m.first_value), **_limits(rule_t)},
-                        f"first key feature used after {_plural(ttv, 'day')}; {limits}",
-                    ),
+                    {"days": ttv, "first_value": _iso(m.first_value), **_limits(rule_t)},
+                    f"first key feature used after {_plural(ttv, 'day')}; {limits}",
                 )
             elif age <= rule_t.full_within_days:
                 card.leave_out(name, f"no key feature used yet, {_plural(age, 'day')} in; {limits}")
@@ -380,14 +353,14 @@ def _onboarding(
                     name,
                     rule_t,
                     age,
-                    lambda: (
-                        {"days": age, "first_value": None, **_limits(rule_t)},
-                        f"no key feature used yet after {_plural(age, 'day')}; {limits}",
-                    ),
+                    {"days": age, "first_value": None, **_limits(rule_t)},
+                    f"no key feature used yet after {_plural(age, 'day')}; {limits}",
                 )
         else:
             rule_f = c.first_week_logins
             logins = m.first_week_logins
+            text = f"{_plural(logins, 'login')} in the first week"
+            text += f"; full marks at {_num(rule_f.full_at)}"
             if m.last_login is None and m.last_active is not None:
                 # Active but never a login: logins are not instrumented (see login_events).
                 card.leave_out(name, "no login event ever recorded, though the account is active")
@@ -401,11 +374,8 @@ def _onboarding(
                 name,
                 rule_f,
                 logins,
-                lambda: (
-                    {"logins": logins, "full_at": rule_f.full_at},
-                    f"{_plural(logins, 'login')} in the first week; "
-                    f"full marks at {_num(rule_f.full_at)}",
-                ),
+                {"logins": logins, "full_at": rule_f.full_at},
+                text,
             )
     if age < o.grace_days:
         # Early on, what has not happened yet is not a failure: only full marks count.
@@ -468,16 +438,10 @@ def score(
     model: ScoringModel,
     key_features: Sequence[str],
     previous: PreviousScore | None = None,
-    *,
-    explain: bool = True,
 ) -> Score:
-    """The account's score. With ``explain=False`` (the backtest's replay, which reads only
-    the verdict) the components carry no inputs and no explanation and ``moved`` is left
-    empty; the score, band, components' points, reasons left out and previous score/band are
-    the same as explained."""
     effective, segments = model.for_account(profile.plan, profile.lifecycle_stage)
     scorecard: Scorecard = "onboarding" if is_onboarding(metrics, profile, effective) else "health"
-    card = _Card(explain=explain)
+    card = _Card()
     if scorecard == "onboarding":
         _onboarding(card, metrics, effective, key_features)
     else:
@@ -519,9 +483,7 @@ def score(
             "segments": segments,
             "components": tuple(components),
             "left_out": tuple(card.left_out),
-            "moved": (
-                _moved(previous, scorecard, total, band, components) if explain else _NOTHING_MOVED
-            ),
+            "moved": _moved(previous, scorecard, total, band, components),
             "previous_score": previous.score if previous is not None else None,
             "previous_band": previous.band if previous is not None else None,
         },

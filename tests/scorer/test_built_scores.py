@@ -23,7 +23,7 @@ from services.scorer.activity import (
 )
 from services.scorer.scoring import score
 from services.scorer.usage import compute_metrics
-from shared.scores import Moved, PreviousScore
+from shared.scores import PreviousScore
 from shared.scoring_model import ScoringModel
 
 pytestmark = pytest.mark.unit
@@ -153,35 +153,3 @@ class TestBuiltEqualsValidated:
         assert message.provisional is provisional
         fields: dict[str, Any] = {**result.model_dump(), "metrics": metrics.model_dump()}
         assert message.model_dump(include=set(fields)) == fields | {"as_of": AS_OF}
-
-    @settings(max_examples=300, deadline=None)
-    @given(
-        activity=activities(),
-        keys=st.sampled_from([KEYS, KEYS[:1], ()]),
-        model=st.sampled_from(MODELS),
-        previous=previous_scores,
-    )
-    def test_unexplained_score_has_the_same_verdict(
-        self,
-        activity: AccountActivity,
-        keys: tuple[str, ...],
-        model: ScoringModel,
-        previous: PreviousScore | None,
-    ) -> None:
-        """``explain=False`` (the backtest's replay) leaves out only the texts, the inputs and
-        what moved: the score, band, components' points and reasons left out are the same."""
-        metrics = compute_metrics(activity, keys, model.trend)
-        explained = score(metrics, activity.profile, model, keys, previous)
-        verdict = score(metrics, activity.profile, model, keys, previous, explain=False)
-        assert_as_validated(verdict)
-        assert verdict.moved == Moved()
-        assert all(c.explanation == "" and c.inputs == {} for c in verdict.components)
-        assert verdict == explained.model_copy(
-            update={
-                "moved": Moved(),
-                "components": tuple(
-                    c.model_copy(update={"explanation": "", "inputs": {}})
-                    for c in explained.components
-                ),
-            }
-        )
