@@ -3,8 +3,8 @@
 The rows travel as one array per column (asyncpg sends each list as one binary parameter) and
 ``unnest`` turns them back into rows inside the database, so a batch costs one statement and
 one round trip per table however many rows it has, where the row-per-row upsert cost an
-execution (and its Python binding) per row. SQLite has no arrays: its writers keep their
-``executemany`` form.
+execution (and its Python binding) per row. SQLite has no arrays: its writers keep an
+``executemany``, at the driver's level (:mod:`services.scorer.driver`).
 
 Strings are cast to ``text[]``, not to the column's ``varchar(n)[]``: a cast would cut an
 over-long value silently, while the assignment to the column refuses it as a data error, as the
@@ -36,11 +36,6 @@ def columns(names: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> Columns:
     """``rows`` (tuples in the order of ``names``) as one list per column."""
     lists = [list(c) for c in zip(*rows, strict=True)]
     return dict(zip(names, lists or [[] for _ in names], strict=True))
-
-
-def rows_of(batch: Columns) -> list[dict[str, Any]]:
-    """``batch`` as one mapping per row (the form ``executemany`` takes)."""
-    return [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
 
 
 def _array_type(column: Column[Any]) -> str:

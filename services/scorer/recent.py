@@ -17,7 +17,8 @@ from datetime import datetime
 from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scorer.bulk import columns, is_postgresql, rows_of, unnest
+from services.scorer.bulk import columns, is_postgresql, unnest
+from services.scorer.driver import DriverStatement
 from shared.db.models import RecentEvent
 from shared.events import AnyEvent
 
@@ -47,6 +48,8 @@ _INSERT = text(
     f"SELECT {', '.join(COLUMNS)} FROM {unnest(RECENT, COLUMNS, ordinality=True)} ORDER BY n"
 )
 """PostgreSQL: the batch's rows in one statement, in arrival order (ids grow with it)."""
+_INSERT_SQLITE = DriverStatement(RECENT.insert(), COLUMNS)
+"""SQLite: the same rows, one execution each (``executemany``, in arrival order)."""
 
 
 def newest_per_account(fresh: Sequence[AnyEvent]) -> list[AnyEvent]:
@@ -86,11 +89,11 @@ class RecentEvents:
         kept = newest_per_account(fresh)
         if not kept:
             return
-        batch = columns(COLUMNS, (_row(e, now) for e in kept))
+        rows = [_row(e, now) for e in kept]
         if is_postgresql(session):
-            await session.execute(_INSERT, batch)
+            await session.execute(_INSERT, columns(COLUMNS, rows))
         else:
-            await session.execute(RECENT.insert(), rows_of(batch))
+            await _INSERT_SQLITE.executemany(session, rows)
         self.touched.update(str(e.account_id) for e in kept)
         self.stored_since_prune += len(kept)
         if self.stored_since_prune >= self.prune_every:

@@ -28,11 +28,13 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.scorer.bulk import Columns, columns, is_postgresql, rows_of, unnest
+from services.scorer.bulk import Columns, columns, is_postgresql, unnest
+from services.scorer.driver import DriverStatement
 from services.scorer.processor import AccountDelta, EventDeltas, UserDelta, process_batch
 from services.scorer.recent import RecentEvents
 from shared.account_fields import ACCOUNT_FIELDS
@@ -125,6 +127,14 @@ _CLAIM = text(
 )
 """PostgreSQL: the dedup claim of a whole batch, returning the ids it added."""
 
+_CLAIM_SQLITE = DriverStatement(
+    sqlite.insert(PROCESSED)
+    .on_conflict_do_nothing(index_elements=["event_id"])
+    .returning(PROCESSED.c.event_id),
+    ("event_id", "received_at"),
+)
+"""SQLite: the same claim, :data:`CHUNK` rows per ``VALUES`` list."""
+
 _USERS_SEEN = text(
     f"INSERT INTO {USERS.name} (account_id, user_id, first_seen, last_seen, traits) "
     "SELECT batch.*, CAST('{}' AS JSON) "
@@ -199,6 +209,30 @@ def _increment_sql(
         f"FROM {unnest(table, names)} ON CONFLICT ({', '.join(keys)}) "
         f"DO UPDATE SET {', '.join(updates)}"
     )
+
+
+@cache
+def _increment_sqlite(
+    table: Table,
+    keys: tuple[str, ...],
+    counters: tuple[str, ...],
+    distinct: tuple[str, Table] | None,
+) -> DriverStatement:
+    """SQLite: :meth:`RollupWriter._increment` as one upsert run per row (``executemany``)."""
+    stmt = sqlite.insert(table)
+    set_: dict[str, Any] = {c: table.c[c] + stmt.excluded[c] for c in counters}
+    if distinct is not None:
+        column, source = distinct
+        count = (
+            select(func.count())
+            .select_from(source)
+            .where(*(source.c[k] == bindparam(f"k_{k}") for k in keys))
+            .scalar_subquery()
+        )
+        stmt = stmt.values({column: count})
+        set_[column] = stmt.excluded[column]
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=set_)
+    return DriverStatement(stmt, (*keys, *counters), {f"k_{k}": k for k in keys})
 
 
 def _offset_key(tp: Any) -> tuple[str, int]:
@@ -282,15 +316,10 @@ class RollupWriter:
             result = await session.execute(
                 _CLAIM, {"event_id": list(first), "received_at": received}
             )
+            new = set(result.scalars().all())
         else:
-            rows = [{"event_id": i, "received_at": r} for i, r in zip(first, received, strict=True)]
-            stmt = (
-                insert_for(session, PROCESSED)
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(PROCESSED.c.event_id)
-            )
-            result = await session.execute(stmt, rows)
-        new = set(result.scalars().all())
+            rows = list(zip(first, received, strict=True))
+            new = set(await _CLAIM_SQLITE.returning(session, rows, CHUNK))
         return [e for i, e in first.items() if i in new]
 
     async def _increment(
@@ -311,22 +340,8 @@ class RollupWriter:
         if is_postgresql(session):
             await session.execute(_increment_sql(table, keys, counters, distinct), batch)
             return
-        rows = rows_of(batch)
-        stmt = insert_for(session, table)
-        set_: dict[str, Any] = {c: table.c[c] + stmt.excluded[c] for c in counters}
-        if distinct is not None:
-            column, source = distinct
-            count = (
-                select(func.count())
-                .select_from(source)
-                .where(*(source.c[k] == bindparam(f"k_{k}") for k in keys))
-                .scalar_subquery()
-            )
-            stmt = stmt.values({column: count})
-            set_[column] = stmt.excluded[column]
-            rows = [r | {f"k_{k}": r[k] for k in keys} for r in rows]
-        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=set_)
-        await session.execute(stmt, rows)
+        rows = zip(*(batch[c] for c in (*keys, *counters)), strict=True)
+        await _increment_sqlite(table, keys, counters, distinct).executemany(session, rows)
 
     async def _rollups(self, session: AsyncSession, d: EventDeltas) -> None:
         # The per-user tables first: the account-day and feature-day upserts count their
