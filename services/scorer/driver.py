@@ -27,13 +27,17 @@ _Compiled = tuple[str, list[int], list[Callable[[Any], Any] | None]]
 
 
 def _memo(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``convert`` computed once per distinct value (of one statement's execution)."""
+    """``convert`` computed once per distinct value (of one statement's execution); an
+    unhashable value (a JSON document) is converted every time."""
     done: dict[Any, Any] = {}
 
     def memo(value: Any) -> Any:
         if value is None:
             return None
-        hit = done.get(value, done)
+        try:
+            hit = done.get(value, done)
+        except TypeError:
+            return convert(value)
         if hit is done:
             hit = done[value] = convert(value)
         return hit
@@ -45,7 +49,9 @@ class DriverStatement:
     """``statement`` run with rows given as tuples in the order of ``names``.
 
     ``same_as`` names parameters that take another name's value (a key repeated in a
-    subquery). The statement must have no parameter other than those: compiling checks it.
+    subquery). The statement must have no parameter other than those, nor a column with a
+Python-side default left out of ``names`` (Core would compute it per row): compiling refuses
+either with a ``ValueError``.
     """
 
     def __init__(
@@ -57,10 +63,11 @@ class DriverStatement:
         self.statement = statement
         self.names = tuple(names)
         self.same_as = dict(same_as or {})
-        self._compiled: _Compiled | None = None
+        self._compiled: dict[type[Dialect], _Compiled] = {}
 
     def _compile(self, dialect: Dialect) -> _Compiled:
-        if self._compiled is None:
+        known = self._compiled.get(type(dialect))
+        if known is None:
             compiled = self.statement.compile(dialect=dialect, column_keys=list(self.names))
             if (
                 not isinstance(compiled, SQLCompiler)
@@ -73,8 +80,8 @@ class DriverStatement:
                 compiled.binds[p].type.dialect_impl(dialect).bind_processor(dialect)
                 for p in compiled.positiontup
             ]
-            self._compiled = (compiled.string, where, processors)
-        return self._compiled
+            known = self._compiled[type(dialect)] = (compiled.string, where, processors)
+        return known
 
     def _rows(
         self, dialect: Dialect, rows: Iterable[Sequence[Any]]
