@@ -50,8 +50,8 @@ class DriverStatement:
 
     ``same_as`` names parameters that take another name's value (a key repeated in a
     subquery). The statement must have no parameter other than those, nor a column with a
-Python-side default left out of ``names`` (Core would compute it per row): compiling refuses
-either with a ``ValueError``.
+    Python-side default left out of ``names`` (Core would compute it per row): compiling
+    refuses either with a ``ValueError``.
     """
 
     def __init__(
