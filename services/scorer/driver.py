@@ -28,12 +28,11 @@ _Compiled = tuple[str, list[int], list[Callable[[Any], Any] | None]]
 
 def _memo(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``convert`` computed once per distinct value (of one statement's execution); an
-    unhashable value (a JSON document) is converted every time."""
+    unhashable value (a JSON document) is converted every time. ``None`` is converted too, as
+    Core does (a JSON column stores it as ``'null'``)."""
     done: dict[Any, Any] = {}
 
     def memo(value: Any) -> Any:
-        if value is None:
-            return None
         try:
             hit = done.get(value, done)
         except TypeError:

@@ -9,7 +9,7 @@ array helpers of :mod:`services.scorer.bulk`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -235,6 +235,105 @@ def _increment_sqlite(
     return DriverStatement(stmt, (*keys, *counters), {f"k_{k}": k for k in keys})
 
 
+Upsert = Callable[[Any], Any]
+"""An ``INSERT`` of a dialect (``insert_for``) -> that insert with its ``ON CONFLICT`` clause."""
+
+
+@cache
+def _sqlite_upsert(build: Upsert, table: Table, names: tuple[str, ...]) -> DriverStatement:
+    """SQLite: ``build(insert(table))`` for rows given in the order of ``names``."""
+    return DriverStatement(build(sqlite.insert(table)), names)
+
+
+async def _upsert_rows(
+    session: AsyncSession,
+    table: Table,
+    build: Upsert,
+    names: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    """``build(insert(table))`` run once per row of ``rows`` (values in the order of
+    ``names``), in ``session``'s transaction and in the order of ``rows``: on PostgreSQL by
+    Core's ``executemany``, on SQLite by the driver's (:class:`DriverStatement`, same SQL and
+    stored values)."""
+    if not rows:
+        return
+    if is_postgresql(session):
+        dicts = [dict(zip(names, row, strict=True)) for row in rows]
+        await session.execute(build(insert_for(session, table)), dicts)
+        return
+    await _sqlite_upsert(build, table, names).executemany(session, rows)
+
+
+_USER_ROW = ("account_id", "user_id", "first_seen", "last_seen", "traits")
+
+
+def _user_upsert(stmt: Any, *, with_traits: bool) -> Any:
+    """Users: first and last seen widened; traits replaced only ``with_traits``."""
+    set_: dict[str, Any] = {
+        "first_seen": _earlier(stmt.excluded.first_seen, USERS.c.first_seen),
+        "last_seen": _later(stmt.excluded.last_seen, USERS.c.last_seen),
+    }
+    if with_traits:
+        set_["traits"] = stmt.excluded.traits
+    return stmt.on_conflict_do_update(index_elements=["account_id", "user_id"], set_=set_)
+
+
+def _user_upsert_traits(stmt: Any) -> Any:
+    return _user_upsert(stmt, with_traits=True)
+
+
+def _user_upsert_seen(stmt: Any) -> Any:
+    return _user_upsert(stmt, with_traits=False)
+
+
+def _account_upsert(stmt: Any) -> Any:
+    """SQLite accounts: profile, traits, ``updated_at`` and ``dirty`` replaced; first day and
+    ``rescore_from`` the earlier one."""
+    set_: dict[str, Any] = {col: stmt.excluded[col] for col in ACCOUNT_FIELDS}
+    set_.update(
+        traits=stmt.excluded.traits,
+        first_seen=_earlier(stmt.excluded.first_seen, ACCOUNTS.c.first_seen),
+        updated_at=stmt.excluded.updated_at,
+        dirty=stmt.excluded.dirty,
+        rescore_from=_earlier(stmt.excluded.rescore_from, ACCOUNTS.c.rescore_from),
+    )
+    return stmt.on_conflict_do_update(index_elements=["account_id"], set_=set_)
+
+
+_USER_ACCOUNT_ROW = ("user_id", "account_id", "updated_at")
+
+
+def _user_account_upsert(stmt: Any) -> Any:
+    """A user's account mapping: the later one wins."""
+    return stmt.on_conflict_do_update(
+        index_elements=["user_id"],
+        set_={"account_id": stmt.excluded.account_id, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+_ALIAS_ROW = ("account_id", "previous_id", "user_id", "day")
+
+
+def _alias_upsert(stmt: Any) -> Any:
+    """An alias keeps its earliest day."""
+    return stmt.on_conflict_do_update(
+        index_elements=["account_id", "previous_id", "user_id"],
+        set_={"day": _earlier(stmt.excluded.day, USER_ALIASES.c.day)},
+    )
+
+
+_OFFSET_ROW = ("group_id", "topic", "partition", "next_offset", "updated_at")
+
+
+def _offset_upsert(stmt: Any) -> Any:
+    """SQLite: :func:`shared.db.offsets.store_offsets`'s upsert, one row per partition."""
+    return stmt.on_conflict_do_update(
+        index_elements=["group_id", "topic", "partition"],
+        set_={"next_offset": stmt.excluded.next_offset, "updated_at": stmt.excluded.updated_at},
+    )
+
+
 def _offset_key(tp: Any) -> tuple[str, int]:
     if isinstance(tp, tuple):
         return str(tp[0]), int(tp[1])
@@ -427,24 +526,11 @@ class RollupWriter:
         with_traits: bool,
     ) -> None:
         rows = [
-            {
-                "account_id": a,
-                "user_id": u,
-                "first_seen": delta.first_seen,
-                "last_seen": delta.last_seen,
-                "traits": stored.get((a, u), {}) | delta.traits,
-            }
+            (a, u, delta.first_seen, delta.last_seen, stored.get((a, u), {}) | delta.traits)
             for (a, u), delta in users.items()
         ]
-        stmt = insert_for(session, USERS)
-        set_: dict[str, Any] = {
-            "first_seen": _earlier(stmt.excluded.first_seen, USERS.c.first_seen),
-            "last_seen": _later(stmt.excluded.last_seen, USERS.c.last_seen),
-        }
-        if with_traits:
-            set_["traits"] = stmt.excluded.traits
-        stmt = stmt.on_conflict_do_update(index_elements=["account_id", "user_id"], set_=set_)
-        await session.execute(stmt, rows)
+        build = _user_upsert_traits if with_traits else _user_upsert_seen
+        await _upsert_rows(session, USERS, build, _USER_ROW, rows)
 
     async def _accounts(self, session: AsyncSession, d: EventDeltas, now: datetime) -> None:
         if not d.accounts:
@@ -480,44 +566,16 @@ class RollupWriter:
             batch = columns(_ACCOUNT_ROW, (tuple(r[c] for c in _ACCOUNT_ROW) for r in rows))
             await session.execute(_ACCOUNTS_UPSERT, batch)
             return
-        stmt = insert_for(session, ACCOUNTS)
-        set_: dict[str, Any] = {col: stmt.excluded[col] for col in ACCOUNT_FIELDS}
-        set_.update(
-            traits=stmt.excluded.traits,
-            first_seen=_earlier(stmt.excluded.first_seen, ACCOUNTS.c.first_seen),
-            updated_at=stmt.excluded.updated_at,
-            dirty=stmt.excluded.dirty,
-            rescore_from=_earlier(stmt.excluded.rescore_from, ACCOUNTS.c.rescore_from),
-        )
-        stmt = stmt.on_conflict_do_update(index_elements=["account_id"], set_=set_)
-        await session.execute(stmt, rows)
+        driver = _sqlite_upsert(_account_upsert, ACCOUNTS, _ACCOUNT_ROW)
+        await driver.executemany(session, [tuple(r[c] for c in _ACCOUNT_ROW) for r in rows])
 
     async def _user_accounts(self, session: AsyncSession, d: EventDeltas, now: datetime) -> None:
-        rows = [
-            {"user_id": u, "account_id": a, "updated_at": now} for u, a in d.user_accounts.items()
-        ]
-        if not rows:
-            return
-        stmt = insert_for(session, USER_ACCOUNTS)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["user_id"],
-            set_={"account_id": stmt.excluded.account_id, "updated_at": stmt.excluded.updated_at},
-        )
-        await session.execute(stmt, rows)
+        rows = [(u, a, now) for u, a in d.user_accounts.items()]
+        await _upsert_rows(session, USER_ACCOUNTS, _user_account_upsert, _USER_ACCOUNT_ROW, rows)
 
     async def _aliases(self, session: AsyncSession, d: EventDeltas) -> None:
-        rows = [
-            {"account_id": a, "previous_id": p, "user_id": u, "day": day}
-            for (a, p, u), day in sorted(d.aliases.items())
-        ]
-        if not rows:
-            return
-        stmt = insert_for(session, USER_ALIASES)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "previous_id", "user_id"],
-            set_={"day": _earlier(stmt.excluded.day, USER_ALIASES.c.day)},
-        )
-        await session.execute(stmt, rows)
+        rows = [(a, p, u, day) for (a, p, u), day in sorted(d.aliases.items())]
+        await _upsert_rows(session, USER_ALIASES, _alias_upsert, _ALIAS_ROW, rows)
 
     @staticmethod
     async def store_offsets(
@@ -526,13 +584,18 @@ class RollupWriter:
         offsets: Mapping[Any, int],
         now: datetime | None = None,
     ) -> None:
-        """Upsert the group's next offsets; keys are (topic, partition) or TopicPartition."""
-        await store_group_offsets(
-            session,
-            group_id,
-            {TopicPartition(*_offset_key(k)): int(v) for k, v in offsets.items()},
-            now=now,
-        )
+        """Upsert the group's next offsets; keys are (topic, partition) or TopicPartition.
+
+        The rows of :func:`shared.db.offsets.store_offsets`; on SQLite written by the
+        driver's ``executemany`` (:func:`_offset_upsert`)."""
+        next_offsets = {TopicPartition(*_offset_key(k)): int(v) for k, v in offsets.items()}
+        if is_postgresql(session):
+            await store_group_offsets(session, group_id, next_offsets, now=now)
+            return
+        at = now or utcnow()
+        rows = [(group_id, tp.topic, tp.partition, n, at) for tp, n in next_offsets.items()]
+        if rows:
+            await _sqlite_upsert(_offset_upsert, OFFSETS, _OFFSET_ROW).executemany(session, rows)
 
     @staticmethod
     async def purge_processed(session: AsyncSession, older_than: datetime) -> int:
