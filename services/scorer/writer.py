@@ -594,8 +594,7 @@ class RollupWriter:
             return
         at = now or utcnow()
         rows = [(group_id, tp.topic, tp.partition, n, at) for tp, n in next_offsets.items()]
-        if rows:
-            await _sqlite_upsert(_offset_upsert, OFFSETS, _OFFSET_ROW).executemany(session, rows)
+        await _sqlite_upsert(_offset_upsert, OFFSETS, _OFFSET_ROW).executemany(session, rows)
 
     @staticmethod
     async def purge_processed(session: AsyncSession, older_than: datetime) -> int:
