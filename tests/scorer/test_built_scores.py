@@ -128,7 +128,7 @@ def assert_as_validated(model: BaseModel) -> None:
 
 
 class TestBuiltEqualsValidated:
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(
         activity=activities(),
         keys=st.sampled_from([KEYS, KEYS[:1], ()]),

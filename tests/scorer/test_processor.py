@@ -226,7 +226,7 @@ class TestMerge:
 class TestOnePassFold:
     """``process_batch`` folds a batch in one pass; it must equal ``merge`` of ``process``."""
 
-    @settings(max_examples=200, derandomize=True, deadline=None, database=None)
+    @settings(max_examples=100, derandomize=True, deadline=None, database=None)
     @given(
         st.lists(
             st.builds(

@@ -119,7 +119,7 @@ def same(struct: EventStruct, model: CanonicalEvent) -> bool:
 
 
 class TestDecodeEvent:
-    @settings(max_examples=500, derandomize=True, deadline=None, database=None)
+    @settings(max_examples=200, derandomize=True, deadline=None, database=None)
     @given(raw=records())
     def test_agrees_with_the_model(self, raw: bytes) -> None:
         try:
