@@ -42,7 +42,6 @@ from shared.bus.base import TopicPartition
 from shared.db.models import (
     Account,
     AccountDay,
-    ConsumerOffset,
     FeatureDay,
     FeatureUserDay,
     ProcessedEvent,
@@ -65,7 +64,6 @@ FEATURE_DAYS: Table = FeatureDay.__table__  # type: ignore[assignment]
 FEATURE_USER_DAYS: Table = FeatureUserDay.__table__  # type: ignore[assignment]
 USER_ACCOUNTS: Table = UserAccount.__table__  # type: ignore[assignment]
 USER_ALIASES: Table = UserAlias.__table__  # type: ignore[assignment]
-OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]
 
 ACCOUNT_COLUMNS = [ACCOUNTS.c[col] for col in ACCOUNT_FIELDS]
 SCORED_FIELDS = [col for col in ACCOUNT_FIELDS if col not in ("name", "csm_email", "csm_slack")]
@@ -323,17 +321,6 @@ def _alias_upsert(stmt: Any) -> Any:
     )
 
 
-_OFFSET_ROW = ("group_id", "topic", "partition", "next_offset", "updated_at")
-
-
-def _offset_upsert(stmt: Any) -> Any:
-    """SQLite: :func:`shared.db.offsets.store_offsets`'s upsert, one row per partition."""
-    return stmt.on_conflict_do_update(
-        index_elements=["group_id", "topic", "partition"],
-        set_={"next_offset": stmt.excluded.next_offset, "updated_at": stmt.excluded.updated_at},
-    )
-
-
 def _offset_key(tp: Any) -> tuple[str, int]:
     if isinstance(tp, tuple):
         return str(tp[0]), int(tp[1])
@@ -585,16 +572,9 @@ class RollupWriter:
         now: datetime | None = None,
     ) -> None:
         """Upsert the group's next offsets; keys are (topic, partition) or TopicPartition.
-
-        The rows of :func:`shared.db.offsets.store_offsets`; on SQLite written by the
-        driver's ``executemany`` (:func:`_offset_upsert`)."""
+        One row per partition: :func:`shared.db.offsets.store_offsets` writes them."""
         next_offsets = {TopicPartition(*_offset_key(k)): int(v) for k, v in offsets.items()}
-        if is_postgresql(session):
-            await store_group_offsets(session, group_id, next_offsets, now=now)
-            return
-        at = now or utcnow()
-        rows = [(group_id, tp.topic, tp.partition, n, at) for tp, n in next_offsets.items()]
-        await _sqlite_upsert(_offset_upsert, OFFSETS, _OFFSET_ROW).executemany(session, rows)
+        await store_group_offsets(session, group_id, next_offsets, now=now)
 
     @staticmethod
     async def purge_processed(session: AsyncSession, older_than: datetime) -> int:
