@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from services.alerts.rules import ScoreHistory, ScorePoint, evaluate
 from shared.alert_rules import RULE_NAMES, RulesConfig
-from shared.alerting.lifecycle import DayState, step_day
+from shared.alerting.lifecycle import DayState, is_idle, step_day
 from shared.backtest.model import RaisedAlert
 from shared.construct import built
 from shared.scores import ScoreMessage
@@ -24,10 +24,16 @@ from shared.scores import ScoreMessage
 __all__ = ["AlertReplay"]
 
 
+_NEVER = DayState()
+"""The state of a key never evaluated (and of one forgotten once idle)."""
+
+
 @dataclass(slots=True)
 class _Account:
     points: deque[ScorePoint]
     states: dict[tuple[str, str], DayState] = field(default_factory=dict)
+    """The keys that are not idle (:func:`~shared.alerting.lifecycle.is_idle`): most days most
+    rules do not hold for most accounts, and an idle key's day changes no episode."""
 
 
 class AlertReplay:
@@ -67,11 +73,19 @@ class AlertReplay:
                 },
             )
         )
+        states = account.states
         for f in findings:
             key = (f.rule, f.feature)
-            before = account.states.get(key, DayState())
+            before = states.get(key)
+            if before is None:
+                if not f.holds:
+                    continue
+                before = _NEVER
             after = step_day(before, day, f.holds, self._policy[f.rule])
-            account.states[key] = after
+            if is_idle(after):
+                states.pop(key, None)
+            else:
+                states[key] = after
             if after.status == "open" and after.opened_on == day and before.opened_on != day:
                 assert after.started_on is not None
                 self.raised.append(

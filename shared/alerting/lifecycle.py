@@ -61,6 +61,7 @@ __all__ = [
     "Status",
     "Transition",
     "acknowledge",
+    "is_idle",
     "present",
     "replay",
     "resolve",
@@ -182,6 +183,25 @@ def step_day(
             reopenings=0,
         )
     return replaced(state, update)
+
+
+def is_idle(state: DayState) -> bool:
+    """Whether ``state`` is as good as a key never evaluated (``DayState()``) for every episode
+    to come: nothing holds and no episode ever opened.
+
+    From such a state a day that does not hold leads to another one, and a day that holds steps
+    exactly as from ``DayState()``. What differs (``last_day``, ``last_holds``,
+    ``cleared_since``) is overwritten before it is read: ``cleared_since`` counts only while an
+    episode is open, and opening one takes a day that holds, which resets it. So a caller that
+    keeps only the episodes (the backtest's replay) may forget an idle state and skip the days
+    that do not hold for a key it does not keep (tests/backtest compares both on random
+    findings)."""
+    return (
+        state.status == "none"
+        and state.held_since is None
+        and state.resolved_on is None
+        and state.opened_on is None
+    )
 
 
 @dataclass(frozen=True, slots=True)

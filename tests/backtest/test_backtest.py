@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from services.alerts.rules import evaluate
 from services.cli import main
-from services.cli.backtest import Replayed, Window, replay_portfolio, report_of
+from services.cli.backtest import Replayed, Window, replay_portfolio, report_of, warmup_days
 from services.scorer.replay import replay_scores
 from services.scorer.repository import ScoringRepository
 from services.scorer.rollups import load_rollups
@@ -28,7 +28,9 @@ from shared.backtest.report import BacktestReport, Comparison
 from shared.config import parse_config
 from shared.db.migrate import upgrade_async
 from shared.db.session import create_engine, create_sessionmaker
+from shared.outcomes.repository import OutcomeRepository
 from tests.backtest.portfolio import KEY_FEATURES, SimAccount, create_portfolio, write_portfolio
+from tests.backtest.reference import reference_runs
 from tests.fixtures.databases import ON_BOTH
 from tests.support.postgres import create_database, drop_database
 
@@ -304,6 +306,34 @@ class TestFastPathsEqualTheReference:
             return checked
 
         assert asyncio.run(compare()) > 1000
+
+    def test_the_report_equals_the_reference_replay_byte_for_byte(
+        self, backtest_portfolio: Portfolio
+    ) -> None:
+        """The JSON figures of both models equal those of the replay before its fast paths
+        (tests/backtest/reference.py: every finding through the life cycle, every state kept,
+        all accounts in one pass)."""
+        configs = [parse_config(_yaml(CONFIG_YAML)), parse_config(_yaml(PROPOSED_YAML))]
+        replayed = backtest_portfolio.replayed
+
+        async def reference() -> Replayed:
+            engine = create_engine(backtest_portfolio.url)
+            try:
+                async with create_sessionmaker(engine)() as session:
+                    histories = {
+                        h.account_id: h for h in await OutcomeRepository(session).histories()
+                    }
+                    start = WINDOW.first - timedelta(days=warmup_days(configs))
+                    runs = await reference_runs(session, histories, configs, WINDOW, start)
+            finally:
+                await engine.dispose()
+            return Replayed(WINDOW, replayed.last_data_day, replayed.churns, runs)
+
+        expected = report_of(asyncio.run(reference()))
+        assert sum(len(run.alerts) for run in backtest_portfolio.replayed.runs[0]) > 5
+        assert json.dumps(backtest_portfolio.result.to_dict(), indent=2) == json.dumps(
+            expected.to_dict(), indent=2
+        )
 
 
 class TestRollupsInMemory:
