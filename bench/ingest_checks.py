@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.ingest import segment_call  # noqa: E402
-from services.ingest import normalize  # noqa: E402
+from services.ingest import fastpath, normalize  # noqa: E402
 from shared.config import TendConfig  # noqa: E402
 
 PASSES = 10
@@ -77,12 +77,37 @@ def main() -> int:
     def whole() -> list[bytes]:
         return writing(resolving(checks()))
 
+    def general_read() -> list[normalize.ParsedEvent]:
+        nonlocal items
+        items = json.loads(body)["batch"]
+        return checks()
+
+    def fast_read() -> list[normalize.ParsedEvent]:
+        got = fastpath.read(
+            body,
+            None,
+            received_at=received_at,
+            future_tolerance=timedelta(hours=1),
+            max_batch_events=2_500,
+            max_event_bytes=32_768,
+            max_depth=normalize.DEFAULT_MAX_DEPTH,
+        )
+        assert got is not None
+        return got.parsed
+
+    def fast_whole() -> list[bytes]:
+        return writing(resolving(fast_read()))
+
     stages: list[tuple[str, Callable[[], object]]] = [
         ("json.loads of the body (baseline)", lambda: json.loads(body)),
         ("parse_batch (checks)", checks),
         ("resolve (account, login, feature)", lambda: resolving(parsed)),
         ("to_bytes (topic JSON)", lambda: writing(events)),
         ("pure path (all three)", whole),
+        ("json.loads + parse_batch (general)", general_read),
+        ("fastpath.read (decode + checks)", fast_read),
+        ("pure path, body bytes in (general)", lambda: writing(resolving(general_read()))),
+        ("pure path, body bytes in (fast)", fast_whole),
     ]
     baseline = 0.0
     for label, work in stages:
