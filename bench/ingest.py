@@ -205,10 +205,11 @@ async def http_phase(
     ), statuses
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far, from /proc (Linux)."""
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU of a process (all its threads) so far, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def rss_mb(pid: int) -> float:
@@ -362,13 +363,15 @@ async def run(args: argparse.Namespace) -> int:
         # (on a shared machine the load changes between phases more than anything measured).
         ratios: list[float] = []
         statuses: dict[int, int] = {}
-        http_events = http_cpu = raw_events = raw_cpu = 0.0
+        http_events = http_user = http_system = raw_events = raw_cpu = 0.0
         for round_no in range(1, args.rounds + 1):
-            server_cpu = cpu_seconds(proc.pid)
+            server_user, server_system = user_system_seconds(proc.pid)
             http, round_statuses = await http_phase(
                 url, key, args.batches, args.concurrency, args.max_seconds
             )
-            http_cpu += cpu_seconds(proc.pid) - server_cpu
+            user, system = user_system_seconds(proc.pid)
+            http_user += user - server_user
+            http_system += system - server_system
             http_events += http.events
             for status, n in round_statuses.items():
                 statuses[status] = statuses.get(status, 0) + n
@@ -391,11 +394,12 @@ async def run(args: argparse.Namespace) -> int:
             f"{', '.join(f'{r:.2f}' for r in ratios)})"
         )
         # CPU per event depends much less on what else the machine runs than rates do.
-        http_us = http_cpu / max(http_events, 1) * 1e6
+        http_us = (http_user + http_system) / max(http_events, 1) * 1e6
+        system_us = http_system / max(http_events, 1) * 1e6
         raw_us = raw_cpu / max(raw_events, 1) * 1e6
         print(
-            f"CPU per event: ingest server {http_us:.1f} µs, raw producer {raw_us:.1f} µs "
-            f"(ratio raw / ingest {raw_us / max(http_us, 1e-9):.2f})",
+            f"CPU per event: ingest server {http_us:.1f} µs (of which system {system_us:.1f}), "
+            f"raw producer {raw_us:.1f} µs (ratio raw / ingest {raw_us / max(http_us, 1e-9):.2f})",
             flush=True,
         )
         if args.soak_seconds > 0:
