@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from statistics import median
 from typing import Any
 
@@ -201,7 +201,9 @@ def _finding(
 ) -> Finding:
     """``text()`` gives the reason, next step and facts; it is called only when ``explain``
     (without it the finding carries only its verdict: what a backtest reads)."""
-    reason, next_step, facts = text() if explain else ("", "", {})
+    if not explain:
+        return _verdict(rule, feature, s.as_of, holds, cfg.severity)
+    reason, next_step, facts = text()
     # Built, not validated: every field is computed here from a validated snapshot and
     # config, with the declared types (tests/alerts/test_rules.py validates each finding it
     # sees and compares), and validation was a fifth of the rules' time in a backtest.
@@ -216,6 +218,26 @@ def _finding(
             "reason": reason,
             "next_step": next_step,
             "facts": facts,
+        },
+    )
+
+
+@lru_cache(maxsize=1024)
+def _verdict(rule: RuleName, feature: str, as_of: date, holds: bool, severity: Severity) -> Finding:
+    """A finding without its text. A backtest asks for the same few verdicts of one day for
+    every account of a chunk (it replays them day by day), so one frozen instance each is
+    shared: building a model cost more than most rules (its ``facts`` is empty, and stays so)."""
+    return built(
+        Finding,
+        {
+            "rule": rule,
+            "feature": feature,
+            "as_of": as_of,
+            "holds": holds,
+            "severity": severity,
+            "reason": "",
+            "next_step": "",
+            "facts": {},
         },
     )
 
@@ -330,11 +352,16 @@ def _daily_decline(
     same = [back[_DAILY_BASELINE_FROM + r :: 7] for r in range(7)]
     by_weekday = [sum(days) / len(days) for days in same]
     counts = [len(days) for days in same]
+    # Day i's baseline and sample count, for every day a window below reaches (summed in the
+    # same order as day by day, so the same floats).
+    reach = range(max(14, cfg.recent_days))
+    expected = [by_weekday[i % 7] for i in reach]
+    samples_of = [counts[i % 7] for i in reach]
 
     def window(first: int, stop: int) -> tuple[float, float, float]:
         seen = float(sum(back[first:stop]))
-        exp = sum(by_weekday[i % 7] for i in range(first, stop))
-        samples = min(counts[i % 7] for i in range(first, stop))
+        exp = sum(expected[first:stop])
+        samples = min(samples_of[first:stop])
         return seen, exp, exp * (1 + 1 / samples)
 
     last, last_exp, _ = window(0, 7)
