@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
+from typing import Any
 
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parents[1]
@@ -501,6 +502,36 @@ async def seed(url: str, n: int, users: int, weeks: int, today: date) -> None:
         await engine.dispose()
 
 
+async def database_backends(engine: Any) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving ``engine``'s database (from
+    /proc: the server must run on this machine; empty when it does not)."""
+    async with engine.connect() as conn:
+        pids = (
+            await conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+        ).scalars()
+        return {pid: cpu for pid in pids if (cpu := process_cpu(pid)) is not None}
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (None when it is not visible)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends_cpu(after: dict[int, float], before: dict[int, float]) -> float | None:
+    """CPU seconds the backends spent between two :func:`database_backends` (backends that
+    exited in between are not counted: the sweep's pool keeps its connections)."""
+    if not after:
+        return None
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 async def bench_rescore(args: argparse.Namespace, broker: TansuBroker) -> None:
     n = args.rescore_accounts
     print(f"(b) re-score: {n} accounts, {args.rescore_users} users, {args.rescore_weeks} weeks")
@@ -521,10 +552,12 @@ async def bench_rescore(args: argparse.Namespace, broker: TansuBroker) -> None:
             clock = FixedClock(datetime.combine(today, dtime(23, 0), tzinfo=UTC))
             rescorer = Rescorer(create_sessionmaker(engine), producer, CONFIG, clock)
             memory("before the sweep")
+            backends = await database_backends(engine)
             started, cpu = time.perf_counter(), time.process_time()
             scored = await asyncio.wait_for(rescorer.sweep(today), args.max_seconds)
             seconds = time.perf_counter() - started
             cpu = time.process_time() - cpu
+            pg_cpu = backends_cpu(await database_backends(engine), backends)
             where = "published to tend.scores.v1" if producer else "not published"
             verdict = "meets" if seconds < RESCORE_TARGET_S else "MISSES"
             print(
@@ -536,6 +569,12 @@ async def bench_rescore(args: argparse.Namespace, broker: TansuBroker) -> None:
                 f"  this process's CPU: {cpu:.1f} s ({cpu / max(scored, 1) * 1e3:.3f} ms an "
                 f"account); load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
             )
+            if pg_cpu is not None:
+                per = 1e3 / max(scored, 1)
+                print(
+                    f"  PostgreSQL backends' CPU: {pg_cpu:.1f} s ({pg_cpu * per:.3f} ms an "
+                    f"account); both together {(cpu + pg_cpu) * per:.3f} ms an account"
+                )
             memory("after the sweep")
             async with engine.connect() as conn:
                 bands = (
