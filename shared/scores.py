@@ -221,6 +221,42 @@ class ScoreMessage(_Frozen):
         )
 
 
+def row_parts(raw: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The JSON texts of a stored score's parts, cut out of a message's JSON (what
+    :meth:`ScoreMessage.to_bytes` gives): the components as an object by name, the left-out
+    list, the metrics and what moved. They hold the values ``model_dump(mode="json")`` gives
+    (tested), without serialising the message a second time. None if ``raw`` is not laid out
+    as :class:`ScoreMessage` serialises (then encode the parts on their own).
+
+    The cuts are sound because a JSON string never holds a bare ``"``: each marker below, quotes
+    included, can only be structure; the fields come in the model's order, the components hold
+    no nested object but their flat ``inputs``, and no part has a key named like a later field.
+    """
+    start = raw.find(b',"components":[')
+    left_out = raw.find(b'],"left_out":[', start)
+    moved = raw.find(b'],"moved":{', left_out)
+    metrics = raw.find(b'},"metrics":{', moved)
+    end = raw.rfind(b'},"name":')
+    if min(start, left_out, moved, metrics) < 0 or end < metrics:
+        return None
+    by_name = []
+    inner = raw[start + 15 : left_out]
+    if inner:
+        for item in inner[1:-1].split(b"},{"):
+            if not item.startswith(b'"name":"'):
+                return None
+            name = item[8 : item.find(b'"', 8)]
+            if not name or b"\\" in name:
+                return None
+            by_name.append(b'"' + name + b'":{' + item + b"}")
+    return (
+        b"{" + b",".join(by_name) + b"}",
+        raw[left_out + 13 : moved + 1],
+        raw[metrics + 12 : end + 1],
+        raw[moved + 10 : metrics + 1],
+    )
+
+
 EXAMPLE_SCORE = ScoreMessage(
     account_id="acme",
     as_of=date(2026, 11, 2),

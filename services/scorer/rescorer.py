@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,7 +35,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.repository import ScoreRow, ScoringRepository, StaleMark
+from services.scorer.repository import EncodedScore, ScoreRow, ScoringRepository, StaleMark
 from services.scorer.scoring import Score, score
 from services.scorer.usage import compute_metrics
 from shared import topics
@@ -44,7 +45,7 @@ from shared.config import TendConfig
 from shared.db.models import Account
 from shared.ownership import Ownership
 from shared.retry import Backoff, sleep_or_stop
-from shared.scores import Band, PreviousScore, ScoreMessage
+from shared.scores import Band, PreviousScore, ScoreMessage, row_parts
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,33 @@ def row_from_message(msg: ScoreMessage) -> ScoreRow:
         left_out=list(parts["left_out"]),
         metrics=parts["metrics"],
         moved=parts["moved"],
+        previous_score=msg.previous_score,
+        previous_band=msg.previous_band,
+        computed_at=msg.computed_at,
+        provisional=msg.provisional,
+    )
+
+
+def encode(msg: ScoreMessage) -> tuple[bytes, EncodedScore]:
+    """The message's bytes, serialised once, and its ``health_scores`` row with the JSON parts
+    cut out of those bytes (the same values as :func:`row_from_message`'s, tested)."""
+    raw = msg.to_bytes()
+    parts = row_parts(raw)
+    if parts is None:  # pragma: no cover - the message's layout is tested
+        row = row_from_message(msg)
+        texts = [json.dumps(p) for p in (row.components, row.left_out, row.metrics, row.moved)]
+    else:
+        texts = [p.decode() for p in parts]
+    components, left_out, metrics, moved = texts
+    return raw, EncodedScore(
+        account_id=msg.account_id,
+        as_of=msg.as_of,
+        score=msg.score,
+        band=msg.band,
+        components=components,
+        left_out=left_out,
+        metrics=metrics,
+        moved=moved,
         previous_score=msg.previous_score,
         previous_band=msg.previous_band,
         computed_at=msg.computed_at,
@@ -274,19 +302,20 @@ class Rescorer:
             # marks stay (see advance_marks) even if the reads below missed those events.
             marks = await self.repo.load_marks(session, list(floors)) if floors else {}
             messages = await self.compute(session, account_ids, day)
-            stored = await self.repo.load_scores(session, account_ids, day)
-            rows = [row_from_message(m) for m in messages]
+            stored = await self.repo.load_encoded_scores(session, account_ids, day)
+            encoded = [encode(m) for m in messages]
+            rows = [r for _, r in encoded]
             changed = [
-                (m, r)
-                for m, r in zip(messages, rows, strict=True)
+                (raw, r)
+                for raw, r in encoded
                 if (old := stored.get(r.account_id)) is None or not old.same_score(r)
             ]
             if self.producer is not None and changed:
                 await self.producer.publish(
                     topics.SCORES,
-                    [Message(value=m.to_bytes(), key=m.account_id.encode()) for m, _ in changed],
+                    [Message(value=raw, key=r.account_id.encode()) for raw, r in changed],
                 )
-            await self.repo.save_history(session, [r for _, r in changed])
+            await self.repo.save_encoded(session, [r for _, r in changed])
             await self.repo.set_current(session, rows)
             await self.repo.advance_marks(session, _advances(marks, floors, day, today))
         RESCORE_SECONDS.observe(time.perf_counter() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -27,7 +28,14 @@ from shared.accounts_csv import (
     parse_accounts_csv,
     read_accounts_csv,
 )
-from shared.db.models import Account, AccountDay, FeatureDay, FeatureUserDay, UserDay
+from shared.db.models import (
+    Account,
+    AccountDay,
+    FeatureDay,
+    FeatureUserDay,
+    UserAlias,
+    UserDay,
+)
 
 Sessions = async_sessionmaker[AsyncSession]
 AS_OF = date(2026, 11, 28)
@@ -499,3 +507,93 @@ class TestAccountsCsv:
             await import_accounts(session, rows)
         [a] = await load(db, [acme])
         assert (a.profile.champion, a.profile.seats) == ("dana@acme", 5)
+
+
+def random_rollups(rng: random.Random, prefix: str, n: int) -> list[Any]:
+    """``n`` accounts of random rollups around ``AS_OF``: days up to 120 back and some after it,
+    named champions (active, quiet for long, never seen), aliases, non-key features, missing
+    starts, accounts without any rows."""
+    rows: list[Any] = []
+    for i in range(n):
+        account = f"{prefix}-{i:03d}"
+        users = [f"u{j}" for j in range(rng.randint(0, 5))]
+        rows.append(
+            Account(
+                account_id=account,
+                seats=rng.choice([None, 0, 3, 10]),
+                mrr=rng.choice([None, 99.5]),
+                plan=rng.choice([None, "pro"]),
+                created_at=rng.choice([None, ago(rng.randint(-3, 150))]),
+                first_seen=rng.choice([None, ago(rng.randint(-3, 150))]),
+                champion=rng.choice([None, None, "u0", "u4", "ghost"]),
+            )
+        )
+        per_day: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
+        per_feature: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
+        for user in users:
+            for day in rng.sample(range(-5, 120), rng.randint(0, 40)):
+                events, logins = rng.randint(1, 5), rng.choice([0, 0, 1, 2])
+                rows.append(
+                    UserDay(
+                        account_id=account, user_id=user, day=ago(day), events=events, logins=logins
+                    )
+                )
+                totals = per_day[ago(day)]
+                totals[0] += events
+                totals[1] += logins
+                totals[2] += 1
+                if rng.random() < 0.4:
+                    feature = rng.choice(["reports", "dashboards", "exports", "search"])
+                    uses = rng.randint(1, 4)
+                    rows.append(
+                        FeatureUserDay(
+                            account_id=account,
+                            feature=feature,
+                            user_id=user,
+                            day=ago(day),
+                            uses=uses,
+                        )
+                    )
+                    per_feature[(feature, ago(day))][0] += uses
+                    per_feature[(feature, ago(day))][1] += 1
+        rows.extend(
+            AccountDay(account_id=account, day=d, events=e, logins=n_, active_users=a)
+            for d, (e, n_, a) in per_day.items()
+        )
+        rows.extend(
+            FeatureDay(account_id=account, feature=f, day=d, uses=u, users=n_)
+            for (f, d), (u, n_) in per_feature.items()
+        )
+        if len(users) >= 2 and rng.random() < 0.3:
+            rows.append(
+                UserAlias(
+                    account_id=account,
+                    previous_id=users[0],
+                    user_id=users[1],
+                    day=ago(rng.randint(-3, 60)),
+                )
+            )
+    return rows
+
+
+class TestArrayReads:
+    """On PostgreSQL ``load_activity`` reads a chunk with one statement returning arrays; it
+    must build exactly the activities of the portable reads (SQLite's)."""
+
+    @pytest.mark.integration
+    @pytest.mark.parametrize("seed_", [1, 2, 3])
+    async def test_same_activities_as_the_portable_reads(
+        self, pg_sessions: Sessions, uid: str, seed_: int
+    ) -> None:
+        rng = random.Random(seed_)
+        async with pg_sessions() as session, session.begin():
+            session.add_all(random_rollups(rng, uid, 60))
+        ids = [f"{uid}-{i:03d}" for i in range(60)] + [f"{uid}-unknown"]
+        rng.shuffle(ids)
+        for as_of in (AS_OF, ago(1), ago(30), AS_OF + timedelta(days=3)):
+            for keys in (["reports", "dashboards", "exports"], ["search"], []):
+                async with pg_sessions() as session:
+                    arrays = await repo.load_activity(session, ids, as_of, keys)
+                    portable = await repo.load_activity_portable(session, ids, as_of, keys)
+                assert [a.profile.account_id for a in arrays] == ids
+                assert arrays == portable
