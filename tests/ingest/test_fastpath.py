@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -85,7 +86,7 @@ def shown(parsed: list[normalize.ParsedEvent], items: list[Any]) -> str:
     for p in parsed:
         raw = items[p.index]
         if raw.get("messageId") in (None, ""):
-            p = dataclasses.replace(p, message_id="<generated>")
+            p = msgspec.structs.replace(p, message_id="<generated>")
         out.append(repr(p))
     return "\n".join(out)
 
