@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from services.ingest.cors import TrackingCors
+from services.ingest.dispatch import TrackingDispatch
 from services.ingest.metrics import RequestMetricsMiddleware
 from services.ingest.routes import TRACKING_PATHS, Ingestor, router
 from services.ingest.schemas import request_schemas
@@ -113,6 +114,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    # Innermost: the tracking calls skip FastAPI's routing layers (everything else reaches it).
+    app.add_middleware(TrackingDispatch)
     # Only the tracking paths: `tend up` serves the read and alerts APIs and the console from
     # this same app, and those must not be callable from other origins.
     app.add_middleware(TrackingCors, origins=settings.ingest.cors_origin_list, paths=TRACKING_PATHS)

@@ -420,18 +420,20 @@ def _short_route(call_type: str | None) -> Any:
 for _path, _call_type in SHORT_PATHS.items():
     router.add_api_route(_path, _short_route(_call_type), methods=["POST"], include_in_schema=False)
 
-TRACKING_PATHS: Final = frozenset(
-    {
-        "/v1/batch",
-        "/v1/track",
-        "/v1/identify",
-        "/v1/group",
-        "/v1/page",
-        "/v1/screen",
-        "/v1/alias",
-        *SHORT_PATHS,
-    }
-)
+CALL_TYPES: Final[dict[str, str | None]] = {
+    "/v1/batch": None,
+    "/v1/track": "track",
+    "/v1/identify": "identify",
+    "/v1/group": "group",
+    "/v1/page": "page",
+    "/v1/screen": "screen",
+    "/v1/alias": "alias",
+    **SHORT_PATHS,
+}
+"""Every tracking path and the call type its route hands :meth:`Ingestor.handle` (None: each
+call's own ``type``), as the routes above do."""
+
+TRACKING_PATHS: Final = frozenset(CALL_TYPES)
 """Every path that takes events (and gets CORS)."""
 
 
