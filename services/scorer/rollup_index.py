@@ -86,10 +86,11 @@ def _last_on_or_before(days: Iterable[date], origin: int, n: int) -> list[date |
 
 
 def _positive(counts: Sequence[list[int]], n: int) -> list[int]:
-    """How many of the series are above 0 on each day."""
+    """How many of the series (counts: never below 0) are above 0 on each day."""
     if not counts:
         return [0] * n
-    return [sum(day) for day in zip(*(map(bool, series) for series in counts), strict=True)]
+    k = len(counts)
+    return [k - day.count(0) for day in zip(*counts, strict=True)]
 
 
 def dense_account(

@@ -300,23 +300,19 @@ class RollupMemory:
         # 2. The first week's logins.
         first_week = acc.first_week_logins(as_of)
         # 3, 8, 9. Users active in the 12 weeks (and a named champion quiet for longer).
-        weeks_first = i - 7 * WEEKS + 1
+        weeks_first = as_of - timedelta(days=7 * WEEKS - 1)
         users: dict[str, UserWeeks] = {}
         for user_id, u in dense.users.items():
             last = u.last[i]
-            if last is None or last.toordinal() - dense.origin < weeks_first:
+            if last is None or last < weeks_first:
                 continue
             login = u.last_login[i]
             users[user_id] = UserWeeks(
-                user_id=user_id,
-                active_days=tuple(u.days7[weeks]),
-                events=tuple(u.events7[weeks]),
-                last_active=last,
-                last_login=(
-                    login
-                    if login is not None and login.toordinal() - dense.origin >= weeks_first
-                    else None
-                ),
+                user_id,
+                tuple(u.days7[weeks]),
+                tuple(u.events7[weeks]),
+                last,
+                login if login is not None and login >= weeks_first else None,
             )
         champion = profile.champion
         if champion and champion not in users:
@@ -498,6 +494,8 @@ def _counts(sums: Sequence[int]) -> list[int]:
 
 
 def _day(raw: object) -> date:
+    if type(raw) is date:  # what the drivers return for a Date column: nothing to convert
+        return raw
     day = _as_date(raw)
     assert day is not None
     return day
