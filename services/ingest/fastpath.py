@@ -214,7 +214,7 @@ def _parse(
         user_id = text or None
     else:
         user_id = _id(value)
-    anonymous_id = _id(call.anonymousId)
+    anonymous_id = None if call.anonymousId is None else _id(call.anonymousId)
     if user_id is None and anonymous_id is None:
         raise _Doubt
     context = call.context if call.context is not None else {}
@@ -231,14 +231,19 @@ def _parse(
         else:
             raise _Doubt
     exponent_floats = False
-    if properties:
-        exponent_floats = _tree(properties, max_depth)
+    for item in properties.values():  # flat properties of strings and ints need no walk
+        item_type = type(item)
+        if item_type is dict or item_type is list or item_type is float:
+            exponent_floats = _tree(properties, max_depth)
+            break
     if traits:
         exponent_floats = _tree(traits, max_depth) or exponent_floats
 
     name: str | None = None
     if event_type == "track":
-        name = _name(call.event, required=True)
+        name = call.event
+        if name is None or not (name := name.strip()) or len(name) > MAX_NAME_CHARS:
+            raise _Doubt
     elif event_type == "page" or event_type == "screen":
         name = _name(call.name, required=False)
         if name is None and type(properties.get("name")) is str:
@@ -254,16 +259,22 @@ def _parse(
         if account_id is None:
             raise _Doubt
     else:
-        account_id = (
-            _lax_id(context.get("groupId"))
-            or _id(call.groupId)
-            or _lax_id(properties.get("account_id"))
-        )
+        group = context.get("groupId")
+        if type(group) is str and 0 < len(group := group.strip()) <= MAX_ID_CHARS:
+            account_id = group  # the usual case, without a call
+        else:
+            account_id = (
+                _lax_id(context.get("groupId"))
+                or _id(call.groupId)
+                or _lax_id(properties.get("account_id"))
+            )
 
     timestamp = parse_timestamp(call.timestamp, "timestamp")
     if timestamp is None:
         timestamp = parse_timestamp(call.originalTimestamp, "originalTimestamp")
-    sent_at = parse_timestamp(call.sentAt, "sentAt") or batch_sent_at
+    sent_at = batch_sent_at
+    if call.sentAt is not None:
+        sent_at = parse_timestamp(call.sentAt, "sentAt") or batch_sent_at
     time = correct_clock_skew(timestamp, sent_at, received_at, future_tolerance=future_tolerance)
     return ParsedEvent(
         index,

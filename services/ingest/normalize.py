@@ -664,7 +664,9 @@ _TYPE_HEADERS: Final = {kind: (("type", kind.encode()),) for kind in KNOWN_TYPES
 
 
 def to_message(event: AcceptedEvent) -> Message:
-    return Message(event.to_bytes(), partition_key(event).encode(), _TYPE_HEADERS[event.type])
+    # partition_key, inline: this runs once per event.
+    key = event.account_id or event.user_id or event.anonymous_id or event.event_id
+    return Message(event.to_bytes(), key.encode(), _TYPE_HEADERS[event.type])
 
 
 def group_memberships(events: Iterable[AcceptedEvent]) -> dict[str, tuple[str, datetime]]:
