@@ -20,6 +20,9 @@ half the cost of ``json.loads`` and the dicts), skipping the rest (``integration
   an integer even where nothing reads it; msgspec skips it);
 - msgspec is called a few frames deeper than ``json.loads`` would be, so a body nested
   deeply enough for ``json.loads``'s recursion limit fails msgspec's first.
+
+A batch larger than one event's limit, whose calls the general path measures as re-written
+JSON, is read call by call: each call's own bytes bound that measure (:data:`_MAX_GROWTH`).
 """
 
 from __future__ import annotations
@@ -93,8 +96,25 @@ class _Batch(msgspec.Struct):
     writeKey: Any = None
 
 
+class _LargeBatch(msgspec.Struct):
+    """A batch body larger than one event's limit: each call kept as its own bytes, whose
+    length bounds the size the general path measures (:data:`_MAX_GROWTH`)."""
+
+    batch: list[msgspec.Raw]
+    sentAt: str | None = None
+    context: dict[str, Any] | None = None
+    writeKey: Any = None
+
+
 _BATCH: Final = msgspec.json.Decoder(_Batch)
+_LARGE_BATCH: Final = msgspec.json.Decoder(_LargeBatch)
+_CALL: Final = msgspec.json.Decoder(_Call)
 _SINGLE: Final = msgspec.json.Decoder(_SingleCall)
+_MAX_GROWTH: Final = 4.5
+"""How much larger ``normalize.event_size`` (compact JSON, no ASCII escapes) can be than the
+call's bytes in the body: only a float can grow, the most from four characters to eighteen
+(``1e15`` is written ``1000000000000000.0``); whitespace, escapes, duplicate keys and every
+other value only shrink or stay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,15 +325,28 @@ def read(
     """The body's calls, checked, when the general path would accept every one of them with
     these values; None when it might not (then ask it). ``call_type`` is the route's type,
     None for ``/v1/batch``."""
-    # A body larger than one event's limit has its events measured as re-written JSON,
-    # which needs every field; the general path does that.
-    if len(body) > max_event_bytes or max_depth < 1 or not _plain(body):
+    large = len(body) > max_event_bytes
+    # A large single call is measured as re-written JSON by the general path.
+    if (large and call_type is not None) or max_depth < 1 or not _plain(body):
         return None
     try:
         if call_type is None:
-            batch: _Batch = _deeper(_EXTRA_FRAMES, _BATCH.decode, body)
-            calls = batch.batch
-            if not calls or len(calls) > max_batch_events:
+            # A large body has its calls measured by the general path: not needed when even
+            # the most a call can grow stays within the limit.
+            batch: _Batch | _LargeBatch = _deeper(
+                _EXTRA_FRAMES, (_LARGE_BATCH if large else _BATCH).decode, body
+            )
+            if len(batch.batch) > max_batch_events:
+                return None
+            calls: list[_Call]
+            if isinstance(batch, _LargeBatch):
+                fits = max_event_bytes / _MAX_GROWTH
+                if any(len(raw) > fits for raw in batch.batch):
+                    return None
+                calls = [_CALL.decode(raw) for raw in batch.batch]
+            else:
+                calls = batch.batch
+            if not calls:
                 return None
             write_key = batch.writeKey
             batch_sent_at = parse_timestamp(batch.sentAt, "sentAt")

@@ -273,7 +273,7 @@ def bodies(draw: st.DrawFn) -> tuple[bytes, str | None, Limits]:
         body = body.replace(b'"analytics-python"', b'"analytics-\xff"')
     limits = Limits(
         max_batch_events=draw(st.sampled_from([2_500, 2])),
-        max_event_bytes=draw(st.sampled_from([32_000, 300])),
+        max_event_bytes=draw(st.sampled_from([32_000, 1_000, 300])),
         max_depth=draw(st.sampled_from([32, 2, 1])),
     )
     return body, call_type, limits
@@ -291,6 +291,28 @@ class TestAgreement:
         body = json.dumps({"batch": [segment_call(i) for i in range(100)]}).encode()
         got = assert_agree(body, None, Limits())
         assert got is not None and got.count == 100
+
+    def test_a_batch_larger_than_one_events_limit_takes_it_call_by_call(self) -> None:
+        body = json.dumps({"batch": [segment_call(i) for i in range(300)]}).encode()
+        assert len(body) > Limits().max_event_bytes
+        got = assert_agree(body, None, Limits())
+        assert got is not None and got.count == 300
+        # One call too long to be sure of without measuring it: the general path measures.
+        long_call = {**segment_call(0), "properties": {"text": "x" * 8_000}}
+        body = json.dumps({"batch": [segment_call(1), long_call] * 5}).encode()
+        assert len(body) > Limits().max_event_bytes
+        assert fast(body, None, Limits()) is None
+
+    def test_the_size_bound_holds_for_numbers_that_grow(self) -> None:
+        """``1e15`` is written ``1000000000000000.0``: the call grows up to 4.5 times."""
+        grown = {"type": "track", "userId": "u", "event": "e", "groupId": "a", "n": [1e15] * 9}
+        raw = json.dumps(grown, separators=(",", ":")).replace("1000000000000000.0", "1e15")
+        body = ("{" + f'"batch":[{",".join([raw] * 6)}]' + "}").encode()
+        taken = 0
+        for limit in range(len(raw), len(body)):
+            got = assert_agree(body, None, Limits(max_event_bytes=limit))
+            taken += got is not None
+        assert taken
 
     @pytest.mark.parametrize("kind", TYPES)
     def test_every_call_type_takes_the_fast_path(self, kind: str) -> None:
