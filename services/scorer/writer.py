@@ -19,7 +19,6 @@ from sqlalchemy import (
     String,
     Table,
     TextClause,
-    any_,
     bindparam,
     case,
     delete,
@@ -171,8 +170,21 @@ _ACCOUNT_READ = [ACCOUNTS.c.account_id, ACCOUNTS.c.traits, ACCOUNTS.c.first_seen
 async def _stored_accounts(session: AsyncSession, ids: list[str]) -> dict[str, Mapping[str, Any]]:
     """The stored profile, traits and first day of the accounts ``ids`` that exist."""
     if is_postgresql(session):
-        wanted = bindparam("ids", ids, type_=ARRAY(String))
-        queries = [select(*_ACCOUNT_READ).where(ACCOUNTS.c.account_id == any_(wanted))]
+        # A join with the unnested array, not ``account_id = ANY(:ids)``: asyncpg prepares
+        # the statement, PostgreSQL turns to a generic plan after five executions, and in a
+        # generic plan ``= ANY`` of a parameter is a linear search of the array per row (a
+        # 1,000-account batch against 2,000 accounts: 59 ms, against 1.5 ms with the array
+        # inlined). The join keeps a hash join, or the primary key's index, in either plan.
+        wanted = (
+            func.unnest(bindparam("ids", ids, type_=ARRAY(String)))
+            .table_valued("account_id")
+            .render_derived(name="wanted")
+        )
+        queries = [
+            select(*_ACCOUNT_READ).join_from(
+                ACCOUNTS, wanted, ACCOUNTS.c.account_id == wanted.c.account_id
+            )
+        ]
     else:
         queries = [
             select(*_ACCOUNT_READ).where(ACCOUNTS.c.account_id.in_(list(chunk)))
