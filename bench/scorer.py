@@ -15,7 +15,9 @@ the server at 127.0.0.1:5432), and measures:
     consumes them into the rollups. The scorer's rate is the records committed per second from
     its first committed batch until the offsets stored in the database reach the end (the
     group join, ~5 s on tansu, is printed apart). Target (issue 13): at least 0.10 of the raw rate
-    with the re-scorer on.
+    with the re-scorer on. It also prints the CPU per committed event of this process and of
+    the PostgreSQL backends of the bench's database (read from /proc, so only when the server
+    runs on this machine): steadier than the rates on a shared machine.
 (b) re-score: ``--rescore-accounts`` accounts with ``--rescore-weeks`` weeks of user, account
     and feature days, seeded with INSERT ... SELECT generate_series, then one
     ``Rescorer.sweep`` (publishing every score to the broker), with this process's CPU time
@@ -231,12 +233,46 @@ async def stored_total(sessions: Sessions, group_id: str) -> int:
         return int(value or 0)
 
 
+async def backend_cpu(sessions: Sessions) -> dict[int, float]:
+    """CPU seconds (user + system) of each PostgreSQL backend on this bench's database, read
+    from /proc (the server runs on this machine); empty where /proc cannot tell."""
+    async with sessions() as session:
+        pids = (
+            await session.scalars(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+        ).all()
+    found = {int(pid): process_cpu(int(pid)) for pid in pids}
+    return {pid: cpu for pid, cpu in found.items() if cpu is not None}
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (None if /proc does not have it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_line(label: str, n: int, python_s: float, database_s: float) -> str:
+    if not n:
+        return f"  {label}: no events"
+    py, db = python_s / n * 1e6, database_s / n * 1e6
+    return (
+        f"  {label} CPU per event: Python {py:.0f} us, PostgreSQL {db:.0f} us, "
+        f"together {py + db:.0f} us"
+    )
+
+
 async def scorer_consume(
     bus: KafkaBus, sessions: Sessions, want: int, max_s: float, *, rescorer: bool = True
 ) -> tuple[float, int, float, float]:
     """Run ScorerService (or, without ``rescorer``, only its batch consumer and events handler)
     until its stored offsets reach ``want`` records. Returns (seconds to join and commit a
-    first batch, records after that, seconds after that, seconds in all)."""
+    first batch, records after that, seconds after that, seconds in all), and prints this
+    process's CPU time and its database backends' per event committed."""
     producer = bus.producer()
     await producer.start()
     scorer = ScorerSettings()
@@ -255,6 +291,8 @@ async def scorer_consume(
     if not rescorer:
         service.handler.rescorer = None
     stop = asyncio.Event()
+    backends = await backend_cpu(sessions)
+    cpu_started = time.process_time()
     started = time.perf_counter()
     task = asyncio.create_task(run(stop))
     first_at: float | None = None
@@ -269,6 +307,11 @@ async def scorer_consume(
                 first_at, first_done = time.perf_counter(), done
             await asyncio.sleep(0.05)
         finished = time.perf_counter()
+        python_s = time.process_time() - cpu_started
+        database_s = sum(t - backends.get(p, 0.0) for p, t in (await backend_cpu(sessions)).items())
+        print(
+            cpu_line("ScorerService" if rescorer else "consumer alone", done, python_s, database_s)
+        )
     finally:
         stop.set()
         await stop_within(task, STOP_S)
