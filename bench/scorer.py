@@ -246,16 +246,6 @@ async def backend_cpu(sessions: Sessions) -> dict[int, float]:
     return {pid: cpu for pid, cpu in found.items() if cpu is not None}
 
 
-def process_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (None if /proc does not have it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_line(label: str, n: int, python_s: float, database_s: float) -> str:
     if not n:
         return f"  {label}: no events"
