@@ -43,23 +43,17 @@ class ChampionPick:
     run: what their regularity is judged on."""
 
 
-def _standing(u: UserWeeks, weeks: range) -> tuple[int, int, int]:
-    # ``weeks`` is a run of whole weeks (step 1): slices, not an index per week.
-    days = u.active_days[weeks.start : weeks.stop]
-    return (
-        sum(1 for d in days if d > 0),
-        sum(days),
-        sum(u.events[weeks.start : weeks.stop]),
-    )
-
-
-def _leader(users: Sequence[UserWeeks], weeks: range) -> UserWeeks | None:
+def _leader(users: Sequence[UserWeeks], start: int, stop: int) -> UserWeeks | None:
+    """The user with the best standing in weeks ``start .. stop-1``: most weeks active, then
+    most active days, then most events, then the smallest id; None if nobody was active."""
     best: UserWeeks | None = None
     best_key = (0, 0, 0)
     for u in users:
-        key = _standing(u, weeks)
-        if key[0] == 0:
+        days = u.active_days[start:stop]
+        weeks = len([d for d in days if d > 0])
+        if weeks == 0:
             continue
+        key = (weeks, sum(days), sum(u.events[start:stop]))
         if best is None or key > best_key or (key == best_key and u.user_id < best.user_id):
             best, best_key = u, key
     return best
@@ -72,14 +66,14 @@ def _inferred(
     split = WEEKS - recent_weeks
     if first >= split:
         # Too young to have an incumbent: the leader of what there is.
-        return _leader(users, range(first, WEEKS))
-    incumbent = _leader(users, range(first, split))
-    recent = range(split, WEEKS)
-    challenger = _leader(users, recent)
+        return _leader(users, first, WEEKS)
+    incumbent = _leader(users, first, split)
+    challenger = _leader(users, split, WEEKS)
     if incumbent is None:
         return challenger
     if challenger is None or challenger.user_id == incumbent.user_id:
         return incumbent
+    recent = range(split, WEEKS)
     leads_each_week = all(challenger.active_days[w] > incumbent.active_days[w] for w in recent)
     challenger_days = sum(challenger.active_days[w] for w in recent)
     incumbent_days = sum(incumbent.active_days[w] for w in recent)
@@ -116,7 +110,7 @@ def champion_of(
         source=source,
         last_active=pick.last_active,
         last_login=pick.last_login,
-        weeks_active=sum(1 for w in observed if pick.active_days[w] > 0),
+        weeks_active=len([d for d in pick.active_days[observed.start : observed.stop] if d > 0]),
         weeks_observed=len(observed),
     )
 
@@ -137,7 +131,7 @@ def regular_users(
         return None
     need = max(1, math.ceil(regular_min_weeks * weeks / regular_weeks))
     first = WEEKS - weeks
-    count = sum(1 for u in users if sum(1 for d in u.active_days[first:WEEKS] if d > 0) >= need)
+    count = len([u for u in users if len([d for d in u.active_days[first:WEEKS] if d > 0]) >= need])
     return count, weeks
 
 
@@ -150,10 +144,14 @@ def typical_weekly_rate(users: Sequence[UserWeeks], lived_weeks: int) -> float |
     if lived <= 0:
         return None
     first = WEEKS - lived
-    rates = sorted(
-        n / lived for u in users if (n := sum(1 for d in u.active_days[first:WEEKS] if d > 0)) > 0
+    # Weeks active per user, sorted: n / lived sorts the same way, and only the middle ones
+    # are divided (the same floats).
+    weeks = sorted(
+        n for u in users if (n := len([d for d in u.active_days[first:WEEKS] if d > 0])) > 0
     )
-    if not rates:
+    if not weeks:
         return None
-    mid = len(rates) // 2
-    return rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
+    mid = len(weeks) // 2
+    return (
+        weeks[mid] / lived if len(weeks) % 2 else (weeks[mid - 1] / lived + weeks[mid] / lived) / 2
+    )

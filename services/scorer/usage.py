@@ -79,7 +79,9 @@ def compute_metrics(
     by_name: dict[str, FeatureActivity] = {f.feature: f for f in activity.features}
     features: list[FeatureUsage] = []
     for key in dict.fromkeys(key_features):
-        f = by_name.get(key, FeatureActivity(feature=key))
+        f = by_name.get(key)
+        if f is None:
+            f = FeatureActivity(feature=key)
         features.append(
             built(
                 FeatureUsage,

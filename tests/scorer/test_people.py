@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import pytest
@@ -10,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scorer.activity import WEEKS, UserWeeks
-from services.scorer.people import champion_of, regular_users, typical_weekly_rate
+from services.scorer.people import (
+    ChampionPick,
+    ChampionSource,
+    champion_of,
+    regular_users,
+    typical_weekly_rate,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -181,3 +189,170 @@ class TestProperties:
         assert pick is None or pick.user_id in active
         counted = regular_users(users, lived)
         assert counted is not None and 0 <= counted[0] <= len(active)
+
+
+# -- the implementation before the faster one (2026-12), kept as the reference ---------------
+
+
+def _reference_standing(u: UserWeeks, weeks: range) -> tuple[int, int, int]:
+    days = u.active_days[weeks.start : weeks.stop]
+    return (
+        sum(1 for d in days if d > 0),
+        sum(days),
+        sum(u.events[weeks.start : weeks.stop]),
+    )
+
+
+def _reference_leader(users: Sequence[UserWeeks], weeks: range) -> UserWeeks | None:
+    best: UserWeeks | None = None
+    best_key = (0, 0, 0)
+    for u in users:
+        key = _reference_standing(u, weeks)
+        if key[0] == 0:
+            continue
+        if best is None or key > best_key or (key == best_key and u.user_id < best.user_id):
+            best, best_key = u, key
+    return best
+
+
+def _reference_inferred(
+    users: Sequence[UserWeeks], lived_weeks: int, recent_weeks: int, margin: float
+) -> UserWeeks | None:
+    first = WEEKS - min(WEEKS, lived_weeks)
+    split = WEEKS - recent_weeks
+    if first >= split:
+        return _reference_leader(users, range(first, WEEKS))
+    incumbent = _reference_leader(users, range(first, split))
+    recent = range(split, WEEKS)
+    challenger = _reference_leader(users, recent)
+    if incumbent is None:
+        return challenger
+    if challenger is None or challenger.user_id == incumbent.user_id:
+        return incumbent
+    leads_each_week = all(challenger.active_days[w] > incumbent.active_days[w] for w in recent)
+    challenger_days = sum(challenger.active_days[w] for w in recent)
+    incumbent_days = sum(incumbent.active_days[w] for w in recent)
+    if leads_each_week and challenger_days >= (1 + margin) * incumbent_days:
+        return challenger
+    return incumbent
+
+
+def reference_champion_of(
+    users: Sequence[UserWeeks],
+    as_of: date,
+    lived_weeks: int,
+    *,
+    named: str | None = None,
+    recent_weeks: int = 4,
+    margin: float = 0.25,
+) -> ChampionPick | None:
+    source: ChampionSource
+    if named:
+        found = next((u for u in users if u.user_id == named), None)
+        pick = found or UserWeeks(user_id=named)
+        source = "named"
+    else:
+        inferred = _reference_inferred(users, lived_weeks, recent_weeks, margin)
+        if inferred is None:
+            return None
+        pick, source = inferred, "inferred"
+    lived = min(WEEKS, max(0, lived_weeks))
+    quiet = (as_of - pick.last_active).days // 7 if pick.last_active is not None else lived
+    observed = range(WEEKS - lived, WEEKS - min(lived, max(0, quiet)))
+    return ChampionPick(
+        user_id=pick.user_id,
+        source=source,
+        last_active=pick.last_active,
+        last_login=pick.last_login,
+        weeks_active=sum(1 for w in observed if pick.active_days[w] > 0),
+        weeks_observed=len(observed),
+    )
+
+
+def reference_regular_users(
+    users: Sequence[UserWeeks],
+    lived_weeks: int,
+    *,
+    regular_weeks: int = 4,
+    regular_min_weeks: int = 3,
+) -> tuple[int, int] | None:
+    weeks = min(regular_weeks, lived_weeks, WEEKS)
+    if weeks <= 0:
+        return None
+    need = max(1, math.ceil(regular_min_weeks * weeks / regular_weeks))
+    first = WEEKS - weeks
+    count = sum(1 for u in users if sum(1 for d in u.active_days[first:WEEKS] if d > 0) >= need)
+    return count, weeks
+
+
+def reference_typical_weekly_rate(users: Sequence[UserWeeks], lived_weeks: int) -> float | None:
+    lived = min(WEEKS, lived_weeks)
+    if lived <= 0:
+        return None
+    first = WEEKS - lived
+    rates = sorted(
+        n / lived for u in users if (n := sum(1 for d in u.active_days[first:WEEKS] if d > 0)) > 0
+    )
+    if not rates:
+        return None
+    mid = len(rates) // 2
+    return rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
+
+
+small_days = st.tuples(*[st.integers(0, 3)] * WEEKS)
+last_days = st.one_of(st.none(), st.integers(-10, 120).map(lambda n: AS_OF - timedelta(days=n)))
+
+
+@st.composite
+def week_users(draw: st.DrawFn) -> list[UserWeeks]:
+    """Users with few distinct counts (so ties happen), random last days (some after as_of)."""
+    ids = draw(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), unique=True, max_size=6))
+    return [
+        UserWeeks(
+            user_id=i,
+            active_days=draw(small_days),
+            events=draw(st.tuples(*[st.integers(0, 4)] * WEEKS)),
+            last_active=draw(last_days),
+            last_login=draw(last_days),
+        )
+        for i in ids
+    ]
+
+
+class TestSameAsTheReference:
+    """The people code gives exactly what its previous implementation gave."""
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(
+        week_users(),
+        st.integers(-2, 14),
+        st.integers(0, 14),
+        st.sampled_from([0.0, 0.25, 1.0]),
+        st.sampled_from([None, "a", "zz"]),
+    )
+    def test_champion(
+        self,
+        users: list[UserWeeks],
+        lived: int,
+        recent: int,
+        margin: float,
+        named: str | None,
+    ) -> None:
+        got = champion_of(users, AS_OF, lived, named=named, recent_weeks=recent, margin=margin)
+        want = reference_champion_of(
+            users, AS_OF, lived, named=named, recent_weeks=recent, margin=margin
+        )
+        assert got == want
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(week_users(), st.integers(-2, 14), st.integers(1, 6), st.integers(0, 6))
+    def test_regular_users_and_weekly_rate(
+        self, users: list[UserWeeks], lived: int, weeks: int, min_weeks: int
+    ) -> None:
+        got = regular_users(users, lived, regular_weeks=weeks, regular_min_weeks=min_weeks)
+        assert got == reference_regular_users(
+            users, lived, regular_weeks=weeks, regular_min_weeks=min_weeks
+        )
+        rate = typical_weekly_rate(users, lived)
+        want = reference_typical_weekly_rate(users, lived)
+        assert repr(rate) == repr(want)
