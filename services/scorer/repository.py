@@ -552,6 +552,8 @@ class ScoringRepository:
         its day and user-week rows as arrays (decoded by the driver, not row by row)."""
         weeks_start = as_of - timedelta(days=7 * WEEKS - 1)
         daily_start = as_of - timedelta(days=DAILY_DAYS - 1)
+        week_start = as_of - timedelta(days=6)
+        month_start = as_of - timedelta(days=MONTH_DAYS - 1)
         connection = await session.connection()
         # The planner cannot tell that each aggregate has one row per id, overestimates the
         # joins a thousandfold and would JIT-compile the plan: seconds for a query of 0.1 s.
@@ -562,8 +564,7 @@ class ScoringRepository:
                 ids,
                 as_of,
                 weeks_start,
-                as_of - timedelta(days=6),
-                as_of - timedelta(days=MONTH_DAYS - 1),
+                month_start,
                 keys,
             ),
         )
@@ -596,6 +597,8 @@ class ScoringRepository:
                         daily[offset - daily_from] = users
             per_user: dict[str, list[Any]] = {}
             weekly_users = [0] * WEEKS
+            # Each user's last day on or before as_of: the distinct users ever, in 7 and 28 days.
+            last_days: dict[str, date] = {}
             if row.u_ids:
                 for user_id, week, days, events, last, login in zip(
                     row.u_ids,
@@ -606,6 +609,11 @@ class ScoringRepository:
                     row.u_login,
                     strict=True,
                 ):
+                    known_last = last_days.get(user_id)
+                    if known_last is None or last > known_last:
+                        last_days[user_id] = last
+                    if week is None:  # before the 12 weeks
+                        continue
                     u = per_user.get(user_id)
                     if u is None:
                         u = per_user[user_id] = [[0] * WEEKS, [0] * WEEKS, last, login]
@@ -622,7 +630,9 @@ class ScoringRepository:
                     row.f_names, row.f_first, row.f_last, row.f_uses, row.f_users, strict=True
                 ):
                     features[name] = [first, last, uses or 0, users or 0]
-            activated, wau, mau = row.activated or 0, row.wau or 0, row.mau or 0
+            activated = len(last_days)
+            wau = len([d for d in last_days.values() if d >= week_start])
+            mau = len([d for d in last_days.values() if d >= month_start])
             people = merged.get(account_id)
             if people is not None:
                 activated, wau, mau = people.activated, people.wau, people.mau
@@ -1051,31 +1061,30 @@ user_weeks AS (
     GROUP BY account_id, user_id, week
 ),
 people AS (
+    -- Every user-week row (the distinct users and their last days are counted in Python).
     SELECT account_id,
-           count(DISTINCT user_id) AS activated,
-           count(DISTINCT user_id) FILTER (WHERE last >= $4::date) AS wau,
-           count(DISTINCT user_id) FILTER (WHERE last >= $5::date) AS mau,
-           array_agg(user_id) FILTER (WHERE week IS NOT NULL) AS u_ids,
-           array_agg(week) FILTER (WHERE week IS NOT NULL) AS u_weeks,
-           array_agg(days) FILTER (WHERE week IS NOT NULL) AS u_days,
-           array_agg(events) FILTER (WHERE week IS NOT NULL) AS u_events,
-           array_agg(last) FILTER (WHERE week IS NOT NULL) AS u_last,
-           array_agg(login) FILTER (WHERE week IS NOT NULL) AS u_login
+           array_agg(user_id) AS u_ids, array_agg(week) AS u_weeks, array_agg(days) AS u_days,
+           array_agg(events) AS u_events, array_agg(last) AS u_last, array_agg(login) AS u_login
     FROM user_weeks
     GROUP BY account_id
 ),
 feature_facts AS (
     SELECT account_id, feature, min(day) AS first, max(day) AS last,
-           sum(uses) FILTER (WHERE day >= $5::date) AS uses
+           sum(uses) FILTER (WHERE day >= $4::date) AS uses
     FROM feature_days
-    WHERE account_id = ANY($1::text[]) AND feature = ANY($6::text[]) AND day <= $2::date
+    WHERE account_id = ANY($1::text[]) AND feature = ANY($5::text[]) AND day <= $2::date
     GROUP BY account_id, feature
 ),
 feature_users AS (
-    SELECT account_id, feature, count(DISTINCT user_id) AS users
-    FROM feature_user_days
-    WHERE account_id = ANY($1::text[]) AND feature = ANY($6::text[])
-      AND day >= $5::date AND day <= $2::date
+    -- Distinct users by grouping (hashed), not count(DISTINCT) (a sort per group).
+    SELECT account_id, feature, count(*) AS users
+    FROM (
+        SELECT account_id, feature, user_id
+        FROM feature_user_days
+        WHERE account_id = ANY($1::text[]) AND feature = ANY($5::text[])
+          AND day >= $4::date AND day <= $2::date
+        GROUP BY account_id, feature, user_id
+    ) used
     GROUP BY account_id, feature
 ),
 features AS (
@@ -1087,7 +1096,7 @@ features AS (
 SELECT ids.account_id, a.account_id IS NOT NULL AS known, a.first_seen, a.champion,
        {", ".join(f"a.{c}" for c in ACCOUNT_FIELDS)},
        f.last_active, f.last_login, f.first_week, f.d_offsets, f.d_logins, f.d_users,
-       p.activated, p.wau, p.mau, p.u_ids, p.u_weeks, p.u_days, p.u_events, p.u_last, p.u_login,
+       p.u_ids, p.u_weeks, p.u_days, p.u_events, p.u_last, p.u_login,
        fe.f_names, fe.f_first, fe.f_last, fe.f_uses, fe.f_users,
        c.last AS c_last, c.login AS c_login
 FROM ids
