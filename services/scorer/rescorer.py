@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -297,6 +298,18 @@ class Rescorer:
     ) -> int:
         started = time.perf_counter()
         today = self.today()
+        with _collector_paused():
+            n, published = await self._score_chunk(account_ids, day, floors, today)
+        RESCORE_SECONDS.observe(time.perf_counter() - started)
+        ACCOUNTS_SCORED.labels(trigger).inc(n)
+        SCORES_PUBLISHED.inc(published)
+        self.published += published
+        return n
+
+    async def _score_chunk(
+        self, account_ids: Sequence[str], day: date, floors: Mapping[str, date], today: date
+    ) -> tuple[int, int]:
+        """:meth:`_score_owned_day`'s transaction: (accounts scored, scores published)."""
         async with self.sessions() as session, session.begin():
             # The marks first: events committed after this read move updated_at, so the
             # marks stay (see advance_marks) even if the reads below missed those events.
@@ -318,11 +331,7 @@ class Rescorer:
             await self.repo.save_encoded(session, [r for _, r in changed])
             await self.repo.set_current(session, rows)
             await self.repo.advance_marks(session, _advances(marks, floors, day, today))
-        RESCORE_SECONDS.observe(time.perf_counter() - started)
-        ACCOUNTS_SCORED.labels(trigger).inc(len(messages))
-        SCORES_PUBLISHED.inc(len(changed))
-        self.published += len(changed)
-        return len(messages)
+        return len(messages), len(changed)
 
     async def rescore_dirty(self, as_of: date | None = None) -> int:
         """Score every account marked dirty; returns how many were scored.
@@ -536,6 +545,26 @@ class Rescorer:
             if woke:
                 self._wake.clear()
                 await _wait(stop, self.debounce_s)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a chunk is scored, back as it was after.
+
+    A chunk allocates tens of thousands of small objects (activities, metrics, scores,
+    messages) that live until it is saved and almost never form cycles, yet every 700
+    allocations started a collection that walked them, and every few dozen a full one that
+    walked the whole process: a quarter of the sweep's CPU. Reference counting still frees
+    everything as it goes; the few cycles made meanwhile (by the consumer too, which shares the
+    event loop) are collected once the collector is back. The backtest does the same
+    (services/cli/backtest.py)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _chunked(ids: Sequence[str], size: int) -> list[Sequence[str]]:
