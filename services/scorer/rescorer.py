@@ -16,7 +16,7 @@ partitions it gains at once. While the consumer is more than a batch behind, re-
 (at most ``max_hold_s``), so a draining backlog is not slowed by scoring the same accounts after
 every batch: each dirty account is scored once when the drain ends.
 
-One module of about 570 lines on purpose: the three triggers (after a batch, the sweep, on
+One module of about 640 lines on purpose: the three triggers (after a batch, the sweep, on
 demand) share one day-by-day loop, its re-score marks and its metrics.
 """
 
