@@ -231,6 +231,12 @@ async def replay_portfolio(
     start = window.first - timedelta(days=warmup_days(configs))
     runs: list[list[AccountRun]] = [[] for _ in configs]
     ids = sorted(histories)
+    if workers > 1:
+        # Accounts differ in work (a churned account is not judged after its cancellation)
+        # and sorted ids group alike accounts, so a few chunks per worker, handed out as the
+        # workers free up, keep them all busy to the end: with one chunk each, the busier
+        # half of a simulated portfolio kept one worker going long after the other.
+        chunk_size = max(1, min(chunk_size, -(-len(ids) // (4 * workers))))
     jobs = [
         _Chunk(
             tuple(chunk),
