@@ -280,7 +280,7 @@ def bodies(draw: st.DrawFn) -> tuple[bytes, str | None, Limits]:
 
 
 class TestAgreement:
-    @settings(max_examples=300, derandomize=True, deadline=None, database=None)
+    @settings(max_examples=200, derandomize=True, deadline=None, database=None)
     @given(case=bodies())
     def test_fast_answers_only_what_the_general_path_accepts(
         self, case: tuple[bytes, str | None, Limits]
