@@ -226,6 +226,10 @@ class Rescorer:
         """Account-day scores published by this instance (new or changed ones)."""
         self._wake = asyncio.Event()
         self._sweep_now = False
+        self._stop: asyncio.Event | None = None
+        """:meth:`run`'s stop: a sweep or a pass over dirty accounts ends between chunks and
+        between days once it is set (each chunk-day is its own transaction, and what is left
+        stays dirty for the next start)."""
 
     def wake(self) -> None:
         """New events were committed: score the dirty accounts soon."""
@@ -238,6 +242,10 @@ class Rescorer:
 
     def today(self) -> date:
         return self.clock.now().date()
+
+    def stopping(self) -> bool:
+        """Whether :meth:`run` was asked to stop: long passes end at their next chunk or day."""
+        return self._stop is not None and self._stop.is_set()
 
     async def compute(
         self,
@@ -350,6 +358,8 @@ class Rescorer:
                 return total
             after = page[-1]
             for ids in _chunked(self.ownership.select(page), self.chunk_size):
+                if self.stopping():
+                    return total
                 total += await self._score_days(ids, as_of, "events")
 
     async def sweep(
@@ -370,6 +380,8 @@ class Rescorer:
                 break
             after = page[-1]
             for ids in _chunked(self.ownership.select(page, only), self.chunk_size):
+                if self.stopping():
+                    return total
                 total += await self._score_days(ids, as_of, trigger)
         await self.refresh_band_gauge()
         return total
@@ -406,7 +418,7 @@ class Rescorer:
             return 0
         floors = {a: s.floor for a, s in spans.items()}
         day = min(s.start for s in spans.values())
-        while day <= today:
+        while day <= today and not self.stopping():
             due = [i for i in ids if i in spans and spans[i].start <= day]
             await self._score_day(
                 due,
@@ -503,6 +515,7 @@ class Rescorer:
 
         Failures are logged and retried on the next round; the accounts stay dirty.
         """
+        self._stop = stop
         next_sweep = time.monotonic()
         failed = RETRY.delays()
         gained: set[int] = set()

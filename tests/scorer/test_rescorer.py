@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.rescorer import Rescorer, _collector_paused
 from services.scorer.writer import RollupWriter
+from shared.bus.base import Delivery, Message, TopicSpec
+from shared.bus.memory import InProcessBus, InProcessProducer
 from shared.clock import FixedClock
 from shared.config import TendConfig, parse_config
 from shared.db.models import Account, HealthScore
@@ -137,3 +141,73 @@ class TestCollectorPausedPerChunk:
         with pytest.raises(RuntimeError), _collector_paused():
             raise RuntimeError("the database is down")
         assert gc.isenabled()
+
+
+class StopAfterFirstPublish:
+    """The in-process producer, asking the re-scorer to stop once its first chunk-day is
+    published (a shutdown arriving in the middle of a long pass)."""
+
+    def __init__(self, inner: InProcessProducer, stop: asyncio.Event) -> None:
+        self.inner = inner
+        self.shutdown = stop
+        self.chunk_days = 0
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    async def publish(
+        self, topic: str, messages: Sequence[Message], *, timeout_s: float | None = None
+    ) -> list[Delivery]:
+        self.chunk_days += 1
+        self.shutdown.set()
+        return await self.inner.publish(topic, messages, timeout_s=timeout_s)
+
+    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+        await self.inner.ensure_topics(specs)
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+
+async def stopping_rescorer(
+    sqlite_sessions: Sessions, stop: asyncio.Event
+) -> tuple[Rescorer, StopAfterFirstPublish]:
+    producer = StopAfterFirstPublish(InProcessBus(sqlite_sessions, partitions=1).producer(), stop)
+    await producer.start()
+    clock = FixedClock(datetime.combine(TODAY, datetime.min.time(), UTC) + timedelta(hours=23))
+    return Rescorer(sqlite_sessions, producer, TendConfig(), clock, chunk_size=1), producer
+
+
+class TestStopEndsALongPass:
+    """Shutdown is honoured between chunks and between days: a sweep or a backfill of many
+    accounts does not hold the scorer's stop until it is done; what is left stays dirty."""
+
+    async def test_run_returns_after_the_chunk_day_in_progress(
+        self, sqlite_sessions: Sessions
+    ) -> None:
+        for n in range(4):
+            await write_days(sqlite_sessions, f"acct-{n}", days=10)
+        stop = asyncio.Event()
+        r, producer = await stopping_rescorer(sqlite_sessions, stop)
+        await asyncio.wait_for(r.run(stop), timeout=60)
+        assert producer.chunk_days == 1
+        scored = [await score_days(sqlite_sessions, f"acct-{n}") for n in range(4)]
+        assert [len(days) for days in scored] == [1, 0, 0, 0]
+        async with sqlite_sessions() as session:
+            dirty = await session.scalar(select(func.count()).where(Account.dirty))
+        assert dirty == 4  # acct-0's later days are still to do, the others untouched
+
+    async def test_a_second_run_finishes_what_the_first_left(
+        self, sqlite_sessions: Sessions
+    ) -> None:
+        for n in range(3):
+            await write_days(sqlite_sessions, f"acct-{n}", days=5)
+        stop = asyncio.Event()
+        first, _ = await stopping_rescorer(sqlite_sessions, stop)
+        await asyncio.wait_for(first.run(stop), timeout=60)
+        second = rescorer(sqlite_sessions, chunk_size=1)
+        assert await second.rescore_dirty() == 3
+        assert [len(await score_days(sqlite_sessions, f"acct-{n}")) for n in range(3)] == [5, 5, 5]
