@@ -12,11 +12,9 @@ can show later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import json
 import multiprocessing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +39,7 @@ from shared.backtest.report import (
     Comparison,
     build_report,
 )
+from shared.collector import collector_paused
 from shared.config import ConfigError, TendConfig, load_config
 from shared.outcomes.lifecycle import is_cancelled
 from shared.outcomes.model import AccountHistory
@@ -132,24 +131,6 @@ class _Chunk:
     histories: dict[str, AccountHistory]
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a chunk's replay, back as it was after.
-
-    A replayed day allocates thousands of small objects (activity, metrics, scores, findings)
-    and almost none of them end up in reference cycles, yet each 700 allocations started a
-    collection that walked them, and every few dozen a full one that walked the chunk's
-    memory too: a fifth of the replay's CPU time. Reference counting still frees everything
-    as it goes; the few cycles made meanwhile are collected once the collector is back."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 async def _replay_chunk(
     sessions: async_sessionmaker[AsyncSession], job: _Chunk
 ) -> list[list[AccountRun]]:
@@ -161,7 +142,7 @@ async def _replay_chunk(
     chunk_runs = [{a: AccountRun(a) for a in job.accounts} for _ in job.configs]
     window = job.window
     # Nothing awaits inside but the chunk's one read of the rollups.
-    with _collector_paused():
+    with collector_paused():
         async with sessions() as session:
             async for day, scored in replay_scores(
                 session,

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -42,6 +41,7 @@ from services.scorer.usage import compute_metrics
 from shared import topics
 from shared.bus.base import Message, Producer
 from shared.clock import Clock
+from shared.collector import collector_paused
 from shared.config import TendConfig
 from shared.db.models import Account
 from shared.ownership import Ownership
@@ -306,7 +306,7 @@ class Rescorer:
     ) -> int:
         started = time.perf_counter()
         today = self.today()
-        with _collector_paused():
+        with collector_paused():
             n, published = await self._score_chunk(account_ids, day, floors, today)
         RESCORE_SECONDS.observe(time.perf_counter() - started)
         ACCOUNTS_SCORED.labels(trigger).inc(n)
@@ -558,26 +558,6 @@ class Rescorer:
             if woke:
                 self._wake.clear()
                 await _wait(stop, self.debounce_s)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a chunk is scored, back as it was after.
-
-    A chunk allocates tens of thousands of small objects (activities, metrics, scores,
-    messages) that live until it is saved and almost never form cycles, yet every 700
-    allocations started a collection that walked them, and every few dozen a full one that
-    walked the whole process: a quarter of the sweep's CPU. Reference counting still frees
-    everything as it goes; the few cycles made meanwhile (by the consumer too, which shares the
-    event loop) are collected once the collector is back. The backtest does the same
-    (services/cli/backtest.py)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _chunked(ids: Sequence[str], size: int) -> list[Sequence[str]]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.rescorer import Rescorer, _collector_paused
+from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
 from shared.bus.base import Delivery, Message, TopicSpec
 from shared.bus.memory import InProcessBus, InProcessProducer
@@ -120,27 +118,6 @@ class TestDryRun:
             assert await session.scalar(select(func.count()).select_from(HealthScore)) == before
             rows = await session.execute(select(Account.account_id, Account.band))
             assert {a: band for a, band in rows} == bands
-
-
-@pytest.mark.unit
-class TestCollectorPausedPerChunk:
-    def test_off_inside_and_back_as_it_was(self) -> None:
-        assert gc.isenabled()
-        with _collector_paused():
-            assert not gc.isenabled()
-        assert gc.isenabled()
-        gc.disable()
-        try:
-            with _collector_paused():
-                assert not gc.isenabled()
-            assert not gc.isenabled()
-        finally:
-            gc.enable()
-
-    def test_back_after_an_error(self) -> None:
-        with pytest.raises(RuntimeError), _collector_paused():
-            raise RuntimeError("the database is down")
-        assert gc.isenabled()
 
 
 class StopAfterFirstPublish:
