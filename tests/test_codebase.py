@@ -132,8 +132,6 @@ REASON = re.compile(r"^One module of about [\d,]+ lines on purpose: \S", re.MULT
 TO_SPLIT: dict[str, str] = {
     "services/alerts/rules.py": "one module per rule family (logins, usage and seats, health "
     "and renewal, people) beside the shared Finding and helpers",
-    "services/scorer/repository.py": "ScoringRepository's activity reads (the GROUP BY queries "
-    "per chunk) apart from score history and the work lists (stale marks, rescore marks)",
     "services/ingest/normalize.py": "the storability checks (check_tree, names, timestamps, "
     "clock skew) apart from parse/resolve/to_message",
     "services/alerts/consumer.py": "AlertsHandler (the batch step) in a module of its own, as "

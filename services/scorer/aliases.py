@@ -13,9 +13,10 @@ with every event in place:
 
 :func:`merged_people` recounts what :meth:`ScoringRepository.load_activity
 <services.scorer.repository.ScoringRepository.load_activity>` counts per user (steps 3, 5, 6-7
-and 8 there) from the account's user-days with the ids merged; :func:`load_merged_people`
-reads those rows, for the accounts that have aliases only (the others keep the aggregate
-queries' answers, which need no merging).
+and 8 of :func:`~services.scorer.activity_reads.load_activity_portable`) from the account's
+user-days with the ids merged; :func:`load_merged_people` reads those rows, for the accounts
+that have aliases only (the others keep the aggregate queries' answers, which need no
+merging).
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.repository import EncodedScore, ScoreRow, ScoringRepository, StaleMark
+from services.scorer.repository import ScoringRepository, StaleMark
+from services.scorer.score_rows import EncodedScore, ScoreRow
 from services.scorer.scoring import Score, score
 from services.scorer.usage import compute_metrics
 from shared import topics

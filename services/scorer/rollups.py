@@ -3,7 +3,8 @@
 :meth:`ScoringRepository.load_activity <services.scorer.repository.ScoringRepository.load_activity>`
 for any day (the backtest's replay: one read per chunk instead of nine queries per day).
 
-It follows ``load_activity`` step by step (the numbered steps there); tests/backtest's parity
+It follows ``load_activity`` step by step (the numbered steps of
+:func:`~services.scorer.activity_reads.load_activity_portable`); tests/backtest's parity
 test compares both on every day of a simulated year, so the two cannot drift apart silently.
 Everything is read up to the replay's last day; windows end on ``as_of`` inclusive.
 
@@ -37,8 +38,8 @@ from services.scorer.activity import (
     FeatureActivity,
     UserWeeks,
 )
+from services.scorer.activity_reads import ACCOUNTS, _as_date, _chunks, profile_of
 from services.scorer.aliases import identities, merged_people
-from services.scorer.repository import ACCOUNTS, _as_date, _chunks, profile_of
 from services.scorer.rollup_index import DenseAccount, dense_account
 from shared.account_fields import ACCOUNT_FIELDS
 from shared.db.models import AccountDay, FeatureDay, FeatureUserDay, UserAlias, UserDay
@@ -291,7 +292,7 @@ class RollupMemory:
 
     def _indexed(self, acc: _Account, dense: DenseAccount, as_of: date) -> AccountActivity:
         """The activity as of ``as_of`` read from the rolling counts: the same values as
-        :meth:`_counted` (the steps' numbers refer to ``load_activity``), for a day the
+        :meth:`_counted` (the steps' numbers refer to ``load_activity_portable``), for a day the
         arrays cover (from 12 weeks before the first row through the last day read)."""
         i = as_of.toordinal() - dense.origin
         profile = acc.profile

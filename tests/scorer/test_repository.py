@@ -19,7 +19,8 @@ from services.scorer.activity import (
     FeatureActivity,
     UserWeeks,
 )
-from services.scorer.repository import ScoreRow, ScoringRepository
+from services.scorer.repository import ScoringRepository
+from services.scorer.score_rows import ScoreRow
 from services.scorer.writer import RollupWriter
 from shared.accounts_csv import (
     AccountRow,

@@ -1,0 +1,307 @@
+"""The scorer's score history: ``health_scores`` rows read and upserted, and each account's
+current score on ``accounts``.
+
+:class:`ScoreHistory` never commits; the caller's unit of work does. Its reads and writes take
+a chunk of accounts in a constant number of statements (on PostgreSQL one statement of arrays
+per write, elsewhere an executemany), never one per account. The re-scorer reaches it through
+:class:`~services.scorer.repository.ScoringRepository`, which adds the activity reads and the
+work lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Date, Table, Text, and_, bindparam, cast, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scorer.activity_reads import _as_date, _chunks
+from services.scorer.bulk import columns, is_postgresql, unnest
+from services.scorer.score_rows import JSON_PARTS, EncodedScore, ScoreRow
+from shared.db.models import Account, HealthScore
+from shared.db.types import utcnow
+from shared.db.upsert import insert_for
+
+ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
+HEALTH_SCORES: Table = HealthScore.__table__  # type: ignore[assignment]
+
+
+class ScoreHistory:
+    """Score history and current scores. Never commits; a repeated save stores the same rows
+    (upserts keyed by account and day), and a current score only moves forward in time.
+    """
+
+    async def load_scores(
+        self, session: AsyncSession, account_ids: Sequence[str], as_of: date
+    ) -> dict[str, ScoreRow]:
+        """The stored scores of ``account_ids`` as of ``as_of`` (accounts without one are
+        absent)."""
+        out: dict[str, ScoreRow] = {}
+        hs = HEALTH_SCORES.c
+        for chunk in _chunks(list(dict.fromkeys(account_ids))):
+            result = await session.execute(
+                select(HEALTH_SCORES).where(hs.account_id.in_(list(chunk)), hs.as_of == as_of)
+            )
+            for row in result:
+                out[row.account_id] = _score_row(dict(row._mapping))
+        return out
+
+    async def load_encoded_scores(
+        self, session: AsyncSession, account_ids: Sequence[str], as_of: date
+    ) -> dict[str, EncodedScore]:
+        """:meth:`load_scores` with the JSON parts as stored, undecoded."""
+        out: dict[str, EncodedScore] = {}
+        hs = HEALTH_SCORES.c
+        columns_ = [
+            hs.account_id,
+            hs.as_of,
+            hs.score,
+            hs.band,
+            *(cast(hs[name], Text) for name in JSON_PARTS),
+            hs.previous_score,
+            hs.previous_band,
+            hs.computed_at,
+            hs.provisional,
+        ]
+        for chunk in _chunks(list(dict.fromkeys(account_ids))):
+            result = await session.execute(
+                select(*columns_).where(hs.account_id.in_(list(chunk)), hs.as_of == as_of)
+            )
+            for row in result:
+                day = _as_date(row[1])
+                assert day is not None
+                out[row[0]] = EncodedScore(
+                    account_id=row[0],
+                    as_of=day,
+                    score=None if row[2] is None else float(row[2]),
+                    band=row[3],
+                    components=row[4],
+                    left_out=row[5],
+                    metrics=row[6],
+                    moved=row[7],
+                    previous_score=row[8],
+                    previous_band=row[9],
+                    computed_at=row[10],
+                    provisional=bool(row[11]),
+                )
+        return out
+
+    async def load_previous(
+        self, session: AsyncSession, account_ids: Sequence[str], before: date
+    ) -> dict[str, ScoreRow]:
+        """Each account's latest score strictly before ``before`` (accounts without one are
+        absent). One query."""
+        ids = list(dict.fromkeys(account_ids))
+        out: dict[str, ScoreRow] = {}
+        hs = HEALTH_SCORES.c
+        for chunk in _chunks(ids):
+            latest = (
+                select(hs.account_id, func.max(hs.as_of).label("as_of"))
+                .where(hs.account_id.in_(list(chunk)), hs.as_of < before)
+                .group_by(hs.account_id)
+                .subquery()
+            )
+            result = await session.execute(
+                select(HEALTH_SCORES).join(
+                    latest,
+                    and_(hs.account_id == latest.c.account_id, hs.as_of == latest.c.as_of),
+                )
+            )
+            for row in result:
+                out[row.account_id] = _score_row(dict(row._mapping))
+        return out
+
+    async def save_scores(self, session: AsyncSession, rows: Sequence[ScoreRow]) -> None:
+        """Upsert ``health_scores`` rows and make them the accounts' current score.
+
+        An account's current score only moves forward in time: a score as of an earlier date
+        than the account's ``scored_as_of`` is kept in history but does not replace it. The
+        re-score marks are left alone (see
+        :meth:`ScoringRepository.advance_marks
+        <services.scorer.repository.ScoringRepository.advance_marks>`)."""
+        await self.save_history(session, rows)
+        await self.set_current(session, rows)
+
+    async def save_history(self, session: AsyncSession, rows: Sequence[ScoreRow]) -> None:
+        """Upsert ``health_scores`` rows (a row replaces the stored one of its day)."""
+        if not rows:
+            return
+        if is_postgresql(session):
+            await self.save_encoded(session, [r.encoded() for r in rows])
+            return
+        now = utcnow()
+        values = [
+            {
+                "account_id": r.account_id,
+                "as_of": r.as_of,
+                "score": r.score,
+                "band": r.band,
+                "components": r.components,
+                "left_out": list(r.left_out),
+                "metrics": r.metrics,
+                "moved": r.moved,
+                "previous_score": r.previous_score,
+                "previous_band": r.previous_band,
+                "computed_at": r.computed_at or now,
+                "provisional": r.provisional,
+            }
+            for r in sorted(
+                {(r.account_id, r.as_of): r for r in rows}.values(),
+                key=lambda r: (r.account_id, r.as_of),
+            )
+        ]
+        # executemany of one statement: compiled once and cached, whatever the number of rows
+        # (a multi-row VALUES would be compiled again for every chunk).
+        stmt = insert_for(session, HEALTH_SCORES)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "as_of"],
+            set_={c: stmt.excluded[c] for c in values[0] if c not in ("account_id", "as_of")},
+        )
+        await session.execute(stmt, values)
+
+    async def save_encoded(self, session: AsyncSession, rows: Sequence[EncodedScore]) -> None:
+        """:meth:`save_history` of rows whose JSON parts are encoded already: on PostgreSQL
+        the texts are stored as they are."""
+        if not rows:
+            return
+        if not is_postgresql(session):
+            await self.save_history(session, [r.decoded() for r in rows])
+            return
+        now = utcnow()
+        unique = sorted(
+            {(r.account_id, r.as_of): r for r in rows}.values(),
+            key=lambda r: (r.account_id, r.as_of),
+        )
+        for r in unique:
+            if r.computed_at is not None and r.computed_at.tzinfo is None:
+                # Refused as the column type refuses it in the row-per-row upsert.
+                raise ValueError("naive computed_at; pass an aware datetime")
+        await session.execute(
+            _HISTORY_UPSERT,
+            columns(
+                _HISTORY,
+                (
+                    (
+                        r.account_id,
+                        r.as_of,
+                        r.score,
+                        r.band,
+                        r.components,
+                        r.left_out,
+                        r.metrics,
+                        r.moved,
+                        r.previous_score,
+                        r.previous_band,
+                        r.computed_at or now,
+                        r.provisional,
+                    )
+                    for r in unique
+                ),
+            ),
+        )
+
+    async def set_current(
+        self, session: AsyncSession, rows: Sequence[ScoreRow | EncodedScore]
+    ) -> None:
+        """Make each account's latest row of ``rows`` its current score, unless the account
+        already has a current score of a later day."""
+        if not rows:
+            return
+        ac = ACCOUNTS.c
+        stmt_current = (
+            update(ACCOUNTS)
+            .where(
+                ac.account_id == bindparam("b_account_id"),
+                or_(ac.scored_as_of.is_(None), ac.scored_as_of <= bindparam("b_as_of", type_=Date)),
+            )
+            .values(
+                score=bindparam("b_score"),
+                band=bindparam("b_band"),
+                scored_as_of=bindparam("b_as_of", type_=Date),
+            )
+        )
+        latest: dict[str, ScoreRow | EncodedScore] = {}
+        for r in rows:
+            if r.account_id not in latest or r.as_of >= latest[r.account_id].as_of:
+                latest[r.account_id] = r
+        if is_postgresql(session):
+            ordered = sorted(latest.values(), key=lambda r: r.account_id)
+            await session.execute(_CURRENT_LOCK, {"account_id": [r.account_id for r in ordered]})
+            await session.execute(
+                _CURRENT_UPDATE,
+                columns(_CURRENT, ((r.account_id, r.as_of, r.score, r.band) for r in ordered)),
+            )
+            return
+        await session.execute(
+            stmt_current,
+            [
+                {
+                    "b_account_id": r.account_id,
+                    "b_as_of": r.as_of,
+                    "b_score": r.score,
+                    "b_band": r.band,
+                }
+                for r in sorted(latest.values(), key=lambda r: r.account_id)
+            ],
+        )
+
+
+_HISTORY = (
+    "account_id",
+    "as_of",
+    "score",
+    "band",
+    "components",
+    "left_out",
+    "metrics",
+    "moved",
+    "previous_score",
+    "previous_band",
+    "computed_at",
+    "provisional",
+)
+_HISTORY_UPSERT = text(
+    f"INSERT INTO {HEALTH_SCORES.name} ({', '.join(_HISTORY)}) SELECT "
+    + ", ".join(f"CAST({c} AS JSON)" if c in JSON_PARTS else c for c in _HISTORY)
+    + f" FROM {unnest(HEALTH_SCORES, _HISTORY, ordinality=True)} ORDER BY n "
+    "ON CONFLICT (account_id, as_of) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _HISTORY[2:])
+)
+"""PostgreSQL: a chunk's score rows in one statement, in key order (JSON parts as text)."""
+
+_CURRENT = ("account_id", "as_of", "score", "band")
+_CURRENT_LOCK = text(
+    f"SELECT account_id FROM {ACCOUNTS.name} WHERE account_id = ANY(CAST(:account_id AS TEXT[])) "
+    "ORDER BY account_id FOR UPDATE"
+)
+"""PostgreSQL: lock the accounts of a chunk in key order, as the row-per-row updates did (the
+rollup writer's transactions take them in that order too), before one update takes them all."""
+_CURRENT_UPDATE = text(
+    f"UPDATE {ACCOUNTS.name} SET score = batch.score, band = batch.band, "
+    "scored_as_of = batch.as_of FROM unnest(CAST(:account_id AS TEXT[]), "
+    "CAST(:as_of AS DATE[]), CAST(:score AS FLOAT[]), CAST(:band AS TEXT[])) "
+    f"AS batch(account_id, as_of, score, band) WHERE {ACCOUNTS.name}.account_id = batch.account_id "
+    f"AND ({ACCOUNTS.name}.scored_as_of IS NULL OR {ACCOUNTS.name}.scored_as_of <= batch.as_of)"
+)
+"""PostgreSQL: each account's latest row of a chunk as its current score, in one statement."""
+
+
+def _score_row(m: Mapping[str, Any]) -> ScoreRow:
+    as_of = _as_date(m["as_of"])
+    assert as_of is not None
+    return ScoreRow(
+        account_id=m["account_id"],
+        as_of=as_of,
+        score=None if m["score"] is None else float(m["score"]),
+        band=m["band"],
+        components=dict(m["components"] or {}),
+        left_out=list(m["left_out"] or []),
+        metrics=dict(m["metrics"] or {}),
+        moved=dict(m["moved"] or {}),
+        previous_score=m["previous_score"],
+        previous_band=m["previous_band"],
+        computed_at=m["computed_at"],
+        provisional=bool(m.get("provisional", False)),
+    )

@@ -1,0 +1,120 @@
+"""A score as the scorer stores it in ``health_scores``: decoded (:class:`ScoreRow`) or with its
+JSON parts as JSON texts (:class:`EncodedScore`). Values only: the queries are in
+:mod:`services.scorer.score_history`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRow:
+    """One ``health_scores`` row: an account's score as of a day, with its explanation."""
+
+    account_id: str
+    as_of: date
+    score: float | None
+    """None when there was nothing to judge."""
+    band: str
+    components: dict[str, Any] = field(default_factory=dict)
+    left_out: list[Any] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    moved: dict[str, Any] = field(default_factory=dict)
+    previous_score: float | None = None
+    previous_band: str | None = None
+    computed_at: datetime | None = None
+    """Defaults to now when saved."""
+    provisional: bool = False
+    """A score of today, whose day is not complete yet."""
+
+    def same_score(self, other: ScoreRow) -> bool:
+        """Whether ``other`` says the same as this row (when it was computed aside)."""
+        return all(getattr(self, f) == getattr(other, f) for f in _SCORE_FIELDS)
+
+    def encoded(self) -> EncodedScore:
+        """This row with its JSON parts encoded as the engine encodes them (``json.dumps``)."""
+        return EncodedScore(
+            account_id=self.account_id,
+            as_of=self.as_of,
+            score=self.score,
+            band=self.band,
+            components=json.dumps(self.components),
+            left_out=json.dumps(list(self.left_out)),
+            metrics=json.dumps(self.metrics),
+            moved=json.dumps(self.moved),
+            previous_score=self.previous_score,
+            previous_band=self.previous_band,
+            computed_at=self.computed_at,
+            provisional=self.provisional,
+        )
+
+
+_SCORE_FIELDS = (
+    "score",
+    "band",
+    "components",
+    "left_out",
+    "metrics",
+    "moved",
+    "previous_score",
+    "previous_band",
+    "provisional",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedScore:
+    """A ``health_scores`` row whose JSON parts are JSON texts already (cut out of the
+    published message by :func:`shared.scores.row_parts`): saved without encoding them again,
+    and compared with a stored row without decoding either while the texts are the same."""
+
+    account_id: str
+    as_of: date
+    score: float | None
+    band: str
+    components: str
+    left_out: str
+    metrics: str
+    moved: str
+    previous_score: float | None = None
+    previous_band: str | None = None
+    computed_at: datetime | None = None
+    """Defaults to now when saved."""
+    provisional: bool = False
+
+    def same_score(self, other: EncodedScore) -> bool:
+        """Whether ``other`` says the same as this row: the same values, as
+        :meth:`ScoreRow.same_score` compares them (a text written by an older version may
+        differ in spacing, number format or key order: then the decoded values decide)."""
+        if any(getattr(self, f) != getattr(other, f) for f in _SCALAR_FIELDS):
+            return False
+        for f in JSON_PARTS:
+            mine, theirs = getattr(self, f), getattr(other, f)
+            if mine != theirs and json.loads(mine) != json.loads(theirs):
+                return False
+        return True
+
+    def decoded(self) -> ScoreRow:
+        return ScoreRow(
+            account_id=self.account_id,
+            as_of=self.as_of,
+            score=self.score,
+            band=self.band,
+            components=json.loads(self.components),
+            left_out=json.loads(self.left_out),
+            metrics=json.loads(self.metrics),
+            moved=json.loads(self.moved),
+            previous_score=self.previous_score,
+            previous_band=self.previous_band,
+            computed_at=self.computed_at,
+            provisional=self.provisional,
+        )
+
+
+JSON_PARTS = ("components", "left_out", "metrics", "moved")
+"""The columns of ``health_scores`` that hold JSON."""
+_SCALAR_FIELDS = tuple(f for f in _SCORE_FIELDS if f not in JSON_PARTS)
