@@ -16,18 +16,22 @@ partitions it gains at once. While the consumer is more than a batch behind, re-
 (at most ``max_hold_s``), so a draining backlog is not slowed by scoring the same accounts after
 every batch: each dirty account is scored once when the drain ends.
 
-One module of about 640 lines on purpose: the three triggers (after a batch, the sweep, on
-demand) share one day-by-day loop, its re-score marks and its metrics.
+On PostgreSQL a pass reads the next chunk-day (its marks, then its activity, in its own
+transaction) while it scores the current one, so the server works on the other core meanwhile;
+only when the two concern different accounts (the next day of the same accounts needs this
+day's marks and score committed), and only if the partitions owned did not change in between.
+
+One module of about 690 lines on purpose: the three triggers (after a batch, the sweep, on
+demand) share one day-by-day loop, its read-ahead, its re-score marks and its metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -35,8 +39,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scorer.activity import AccountActivity
 from services.scorer.repository import ScoringRepository, StaleMark
-from services.scorer.score_rows import EncodedScore, ScoreRow
+from services.scorer.score_rows import encode, previous_from_row
 from services.scorer.scoring import Score, score
 from services.scorer.usage import compute_metrics
 from shared import topics
@@ -47,7 +52,7 @@ from shared.config import TendConfig
 from shared.db.models import Account
 from shared.ownership import Ownership
 from shared.retry import Backoff, sleep_or_stop
-from shared.scores import Band, PreviousScore, ScoreMessage, row_parts
+from shared.scores import Band, ScoreMessage
 
 log = logging.getLogger(__name__)
 
@@ -75,70 +80,42 @@ RESCORE_HELD = Counter(
 YIELD_EVERY = 100
 """Accounts scored between two yields to the event loop (the consumer shares it)."""
 BANDS = ("green", "yellow", "red", "new", "unknown")
-ONBOARDING_COMPONENTS = frozenset({"seats_activated", "time_to_first_value", "first_week_logins"})
 
 
-def previous_from_row(row: ScoreRow) -> PreviousScore:
-    components = {
-        name: float(c["score"]) for name, c in row.components.items() if isinstance(c, dict)
-    }
-    onboarding = row.band == "new" or bool(ONBOARDING_COMPONENTS & components.keys())
-    return PreviousScore(
-        score=row.score,
-        band=row.band,
-        scorecard="onboarding" if onboarding else "health",
-        components=components,
-        as_of=row.as_of,
-    )
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One chunk-day of a pass: score ``ids`` as of ``day`` and move the marks of the accounts
+    in ``floors`` past it."""
+
+    ids: Sequence[str]
+    day: date
+    floors: Mapping[str, date]
+    trigger: str
+    counted: int | None = None
+    """What the job adds to the pass's count of accounts: None for the accounts it scored (a
+    multi-day pass counts a chunk's accounts once, on its first day)."""
 
 
-_ROW_PARTS = {"components", "left_out", "metrics", "moved"}
+class _Ahead:
+    """A chunk-day's transaction from its beginning: its session, the accounts it scores (owned
+    when it began, with the partitions owned then) and the task reading its marks and activity
+    (:meth:`Rescorer._read`), which may run while the chunk-day before it is scored."""
 
+    def __init__(self, rescorer: Rescorer, job: _Job, ids: list[str]) -> None:
+        self.job = job
+        self.ids = ids
+        self.floors = {a: job.floors[a] for a in ids if a in job.floors}
+        self.owned = rescorer._owned_now()
+        self.session = rescorer.sessions()
+        self.task = asyncio.ensure_future(rescorer._read(self.session, ids, job.day, self.floors))
 
-def row_from_message(msg: ScoreMessage) -> ScoreRow:
-    # One serialiser call for all the JSON parts (one per part is several times slower).
-    parts = msg.model_dump(mode="json", include=_ROW_PARTS)
-    return ScoreRow(
-        account_id=msg.account_id,
-        as_of=msg.as_of,
-        score=msg.score,
-        band=msg.band,
-        components={c["name"]: c for c in parts["components"]},
-        left_out=list(parts["left_out"]),
-        metrics=parts["metrics"],
-        moved=parts["moved"],
-        previous_score=msg.previous_score,
-        previous_band=msg.previous_band,
-        computed_at=msg.computed_at,
-        provisional=msg.provisional,
-    )
-
-
-def encode(msg: ScoreMessage) -> tuple[bytes, EncodedScore]:
-    """The message's bytes, serialised once, and its ``health_scores`` row with the JSON parts
-    cut out of those bytes (the same values as :func:`row_from_message`'s, tested)."""
-    raw = msg.to_bytes()
-    parts = row_parts(raw)
-    if parts is None:  # pragma: no cover - the message's layout is tested
-        row = row_from_message(msg)
-        texts = [json.dumps(p) for p in (row.components, row.left_out, row.metrics, row.moved)]
-    else:
-        texts = [p.decode() for p in parts]
-    components, left_out, metrics, moved = texts
-    return raw, EncodedScore(
-        account_id=msg.account_id,
-        as_of=msg.as_of,
-        score=msg.score,
-        band=msg.band,
-        components=components,
-        left_out=left_out,
-        metrics=metrics,
-        moved=moved,
-        previous_score=msg.previous_score,
-        previous_band=msg.previous_band,
-        computed_at=msg.computed_at,
-        provisional=msg.provisional,
-    )
+    async def discard(self) -> None:
+        """Wait for the reads, then close the session (rolling back what was not committed)."""
+        try:
+            with contextlib.suppress(Exception):
+                await self.task
+        finally:
+            await self.session.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +184,7 @@ class Rescorer:
         ownership: Ownership | None = None,
         busy: Callable[[], bool] | None = None,
         max_hold_s: float = 300.0,
+        overlap: bool | None = None,
     ) -> None:
         self.sessions = sessions
         self.ownership = ownership or Ownership(topics.EVENTS, everything=True)
@@ -223,8 +201,12 @@ class Rescorer:
         self.backfill_days = backfill_days
         self.horizon_days = horizon_days
         self.repo = ScoringRepository()
+        self.overlap = overlap
+        """Read the next chunk while scoring one (see :meth:`overlaps`); None: on PostgreSQL."""
         self.published = 0
         """Account-day scores published by this instance (new or changed ones)."""
+        self.read_ahead = 0
+        """Chunk-days whose reads ran while the chunk-day before them was scored."""
         self._wake = asyncio.Event()
         self._sweep_now = False
         self._stop: asyncio.Event | None = None
@@ -261,7 +243,18 @@ class Rescorer:
         row, so it does not depend on when the day was scored."""
         cfg = config or self.config
         activities = await self.repo.load_activity(session, account_ids, as_of, cfg.key_features)
-        previous = await self.repo.load_previous(session, account_ids, as_of)
+        return await self._scores(session, activities, as_of, cfg)
+
+    async def _scores(
+        self,
+        session: AsyncSession,
+        activities: Sequence[AccountActivity],
+        as_of: date,
+        cfg: TendConfig,
+    ) -> list[ScoreMessage]:
+        """:meth:`compute` of activities read already."""
+        ids = [a.profile.account_id for a in activities]
+        previous = await self.repo.load_previous(session, ids, as_of)
         now = self.clock.now()
         provisional = as_of >= now.date()
         out = []
@@ -277,69 +270,125 @@ class Rescorer:
             )
             out.append(result.to_message(metrics, activity.profile, now, provisional=provisional))
             if n % YIELD_EVERY == 0:
+                # Also lets the next chunk's reads (see _Ahead) move on to their next statement.
                 await asyncio.sleep(0)
         return out
 
-    async def _score_day(
-        self,
-        account_ids: Sequence[str],
-        day: date,
-        floors: Mapping[str, date],
-        trigger: str,
-    ) -> int:
-        """Score ``account_ids`` as of ``day``; publish and save what changed; move the marks
-        of the accounts in ``floors`` past ``day``. Returns how many were scored."""
-        async with self.ownership.lock:
-            # Accounts of partitions revoked since the pass began are another replica's now.
-            owned = self.ownership.select(account_ids)
-            if not owned:
-                return 0
-            return await self._score_owned_day(
-                owned, day, {a: floors[a] for a in owned if a in floors}, trigger
-            )
+    def overlaps(self) -> bool:
+        """Whether a pass reads the next chunk while it scores this one: on PostgreSQL (the
+        server works on the reads meanwhile; SQLite would make the two transactions wait on
+        each other's locks), unless the constructor said otherwise."""
+        if self.overlap is not None:
+            return self.overlap
+        bind = self.sessions.kw.get("bind")
+        return bind is not None and bind.dialect.name == "postgresql"
 
-    async def _score_owned_day(
-        self,
-        account_ids: Sequence[str],
-        day: date,
-        floors: Mapping[str, date],
-        trigger: str,
-    ) -> int:
-        started = time.perf_counter()
-        today = self.today()
-        with collector_paused():
-            n, published = await self._score_chunk(account_ids, day, floors, today)
+    async def _run_pass(self, jobs: AsyncIterator[_Job]) -> int:
+        """Score ``jobs`` in order, one transaction each, ending between two once
+        :meth:`stopping`; returns the accounts counted (see :attr:`_Job.counted`).
+
+        While one chunk-day is scored, the next one's transaction may begin and read its marks
+        and activity (:class:`_Ahead`), when it concerns other accounts (the next day of the
+        same accounts needs this day's marks and score committed first)."""
+        total = 0
+        ahead: _Ahead | None = None
+        overlap = self.overlaps()
+        try:
+            job = await anext(jobs, None)
+            while job is not None and not self.stopping():
+                nxt = await anext(jobs, None) if overlap else None
+                n, ahead = await self._turn(job, ahead, nxt)
+                total += n if job.counted is None else job.counted
+                job = nxt if overlap else await anext(jobs, None)
+                await asyncio.sleep(0)
+        finally:
+            if ahead is not None:
+                await ahead.discard()
+        return total
+
+    def _owned_now(self) -> tuple[frozenset[int], int]:
+        return self.ownership.owned, self.ownership.partitions
+
+    async def _turn(
+        self, job: _Job, ahead: _Ahead | None, nxt: _Job | None
+    ) -> tuple[int, _Ahead | None]:
+        """Score ``job`` under the ownership lock, from ``ahead`` when it was begun for it and
+        the partitions owned have not changed since (else it is rolled back and ``job`` read
+        again); begin ``nxt`` once ``job``'s reads are done. Returns (accounts scored, the
+        next job's transaction begun or None)."""
+        async with self.ownership.lock:
+            if ahead is not None:
+                was = ahead.owned
+                now = self._owned_now()
+                if ahead.job is not job or was[0] is not now[0] or was[1] != now[1]:
+                    await ahead.discard()
+                    ahead = None
+                else:
+                    self.read_ahead += 1
+            if ahead is None:
+                # Accounts of partitions revoked since the pass began are another replica's now.
+                owned = self.ownership.select(job.ids)
+                if not owned:
+                    return 0, None
+                ahead = _Ahead(self, job, owned)
+            started = time.perf_counter()
+            following: _Ahead | None = None
+            try:
+                with collector_paused():
+                    marks, activities = await ahead.task
+                    if nxt is not None and set(nxt.ids).isdisjoint(ahead.ids):
+                        upcoming = self.ownership.select(nxt.ids)
+                        if upcoming:
+                            following = _Ahead(self, nxt, upcoming)
+                    n, published = await self._score_chunk(ahead, marks, activities)
+            except BaseException:
+                if following is not None:
+                    await following.discard()
+                raise
+            finally:
+                await ahead.discard()
         RESCORE_SECONDS.observe(time.perf_counter() - started)
-        ACCOUNTS_SCORED.labels(trigger).inc(n)
+        ACCOUNTS_SCORED.labels(job.trigger).inc(n)
         SCORES_PUBLISHED.inc(published)
         self.published += published
-        return n
+        return n, following
+
+    async def _read(
+        self, session: AsyncSession, ids: Sequence[str], day: date, floors: Mapping[str, date]
+    ) -> tuple[dict[str, StaleMark], list[AccountActivity]]:
+        """A chunk-day's first reads, in its transaction: the marks first (events committed
+        after this read move updated_at, so the marks stay, see advance_marks, even if the
+        activity read missed those events), then the activity."""
+        marks = await self.repo.load_marks(session, list(floors)) if floors else {}
+        activities = await self.repo.load_activity(session, ids, day, self.config.key_features)
+        return marks, activities
 
     async def _score_chunk(
-        self, account_ids: Sequence[str], day: date, floors: Mapping[str, date], today: date
+        self, ahead: _Ahead, marks: Mapping[str, StaleMark], activities: Sequence[AccountActivity]
     ) -> tuple[int, int]:
-        """:meth:`_score_owned_day`'s transaction: (accounts scored, scores published)."""
-        async with self.sessions() as session, session.begin():
-            # The marks first: events committed after this read move updated_at, so the
-            # marks stay (see advance_marks) even if the reads below missed those events.
-            marks = await self.repo.load_marks(session, list(floors)) if floors else {}
-            messages = await self.compute(session, account_ids, day)
-            stored = await self.repo.load_encoded_scores(session, account_ids, day)
-            encoded = [encode(m) for m in messages]
-            rows = [r for _, r in encoded]
-            changed = [
-                (raw, r)
-                for raw, r in encoded
-                if (old := stored.get(r.account_id)) is None or not old.same_score(r)
-            ]
-            if self.producer is not None and changed:
-                await self.producer.publish(
-                    topics.SCORES,
-                    [Message(value=raw, key=r.account_id.encode()) for raw, r in changed],
-                )
-            await self.repo.save_encoded(session, [r for _, r in changed])
-            await self.repo.set_current(session, rows)
-            await self.repo.advance_marks(session, _advances(marks, floors, day, today))
+        """The rest of a chunk-day's transaction, then its commit: (accounts scored, scores
+        published). The previous and stored scores are read now, after the chunk-day before
+        it committed (the same accounts' day before, in a multi-day pass)."""
+        session, day, floors = ahead.session, ahead.job.day, ahead.floors
+        ids = ahead.ids
+        messages = await self._scores(session, activities, day, self.config)
+        stored = await self.repo.load_encoded_scores(session, ids, day)
+        encoded = [encode(m) for m in messages]
+        rows = [r for _, r in encoded]
+        changed = [
+            (raw, r)
+            for raw, r in encoded
+            if (old := stored.get(r.account_id)) is None or not old.same_score(r)
+        ]
+        if self.producer is not None and changed:
+            await self.producer.publish(
+                topics.SCORES,
+                [Message(value=raw, key=r.account_id.encode()) for raw, r in changed],
+            )
+        await self.repo.save_encoded(session, [r for _, r in changed])
+        await self.repo.set_current(session, rows)
+        await self.repo.advance_marks(session, _advances(marks, floors, day, self.today()))
+        await session.commit()
         return len(messages), len(changed)
 
     async def rescore_dirty(self, as_of: date | None = None) -> int:
@@ -347,21 +396,22 @@ class Rescorer:
 
         Without ``as_of``, each account is scored for every day from its re-score mark (new
         events on earlier days, at most ``horizon_days`` back) or its last scored day
-        (whichever is earlier) through today (see :meth:`_score_days`), so late events,
+        (whichever is earlier) through today (see :meth:`_day_jobs`), so late events,
         a backfilled history or a scorer that was down for days still leave one correct
         score per account-day."""
-        total = 0
+        return await self._run_pass(self._dirty_jobs(as_of))
+
+    async def _dirty_jobs(self, as_of: date | None) -> AsyncIterator[_Job]:
         after: str | None = None
         while True:
             async with self.sessions() as session:
                 page = await self.repo.dirty_accounts(session, self.chunk_size, after)
             if not page:
-                return total
+                return
             after = page[-1]
             for ids in _chunked(self.ownership.select(page), self.chunk_size):
-                if self.stopping():
-                    return total
-                total += await self._score_days(ids, as_of, "events")
+                async for job in self._day_jobs(ids, as_of, "events"):
+                    yield job
 
     async def sweep(
         self,
@@ -371,21 +421,25 @@ class Rescorer:
     ) -> int:
         """Score every account this replica owns (only those of ``partitions`` when given), in
         keyset-paginated chunks; returns how many."""
-        total = 0
+        total = await self._run_pass(self._sweep_jobs(as_of, trigger, partitions))
+        if not self.stopping():
+            await self.refresh_band_gauge()
+        return total
+
+    async def _sweep_jobs(
+        self, as_of: date | None, trigger: str, partitions: Iterable[int] | None
+    ) -> AsyncIterator[_Job]:
         after: str | None = None
         only = None if partitions is None else set(partitions)
         while True:
             async with self.sessions() as session:
                 page = await self.repo.all_account_ids(session, after, self.chunk_size)
             if not page:
-                break
+                return
             after = page[-1]
             for ids in _chunked(self.ownership.select(page, only), self.chunk_size):
-                if self.stopping():
-                    return total
-                total += await self._score_days(ids, as_of, trigger)
-        await self.refresh_band_gauge()
-        return total
+                async for job in self._day_jobs(ids, as_of, trigger):
+                    yield job
 
     async def hold(self, stop: asyncio.Event) -> None:
         """Wait while the consumer is behind (``busy``), at most ``max_hold_s``, waking on
@@ -406,30 +460,33 @@ class Rescorer:
         RESCORE_HELD.inc(held)
         log.info("re-scoring held %.1fs", held, extra={"seconds": round(held, 1)})
 
-    async def _score_days(self, ids: Sequence[str], as_of: date | None, trigger: str) -> int:
-        """Score ``ids`` as of ``as_of`` only (marks untouched); when that is None, every day
-        each account needs (see :meth:`_spans`) through today, oldest first, yielding to the
-        event loop between days. Returns the number of accounts scored."""
+    async def _day_jobs(
+        self, ids: Sequence[str], as_of: date | None, trigger: str
+    ) -> AsyncIterator[_Job]:
+        """The chunk-days of ``ids``: ``as_of`` only (marks untouched); when that is None,
+        every day each account needs (see :meth:`_spans`) through today, oldest first."""
         if as_of is not None:
-            return await self._score_day(ids, as_of, {}, trigger)
+            yield _Job(ids, as_of, {}, trigger)
+            return
         today = self.today()
         async with self.sessions() as session:
             spans = await self._spans(session, ids, today)
         if not spans:
-            return 0
+            return
         floors = {a: s.floor for a, s in spans.items()}
         day = min(s.start for s in spans.values())
-        while day <= today and not self.stopping():
+        counted: int | None = len(spans)
+        while day <= today:
             due = [i for i in ids if i in spans and spans[i].start <= day]
-            await self._score_day(
+            yield _Job(
                 due,
                 day,
                 {a: floors[a] for a in due},
                 trigger if day == today else "backfill",
+                counted,
             )
+            counted = 0
             day += timedelta(days=1)
-            await asyncio.sleep(0)
-        return len(spans)
 
     async def _spans(
         self, session: AsyncSession, ids: Sequence[str], today: date

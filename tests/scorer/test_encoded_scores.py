@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.activity import AccountActivity
 from services.scorer.repository import ScoringRepository
-from services.scorer.rescorer import encode, row_from_message
+from services.scorer.score_rows import encode, row_from_message
 from services.scorer.scoring import score
 from services.scorer.usage import compute_metrics
 from shared.scores import EXAMPLE_SCORE, PreviousScore, ScoreMessage, row_parts
