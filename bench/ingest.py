@@ -37,11 +37,14 @@ from typing import Any
 
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, SCRIPT.parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import httpx  # noqa: E402
-from aiokafka import AIOKafkaProducer  # noqa: E402
+import msgspec  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from loadgen import encode_post, post_all  # noqa: E402
 
 from shared import topics  # noqa: E402
 from shared.events import CanonicalEvent  # noqa: E402
@@ -166,43 +169,109 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float =
 # -- phases -------------------------------------------------------------------------------------
 
 
+def batch_bodies(batches: int) -> tuple[list[bytes], list[list[str]]]:
+    """``batches`` bodies of BATCH_SIZE distinct calls each, and each body's messageIds."""
+    bodies: list[bytes] = []
+    ids: list[list[str]] = []
+    for b in range(batches):
+        calls = [segment_call(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]
+        bodies.append(json.dumps({"batch": calls}).encode())
+        ids.append([c["messageId"] for c in calls])
+    return bodies, ids
+
+
 async def http_phase(
-    url: str, key: str, batches: int, concurrency: int, max_seconds: float
-) -> tuple[Rate, dict[int, int]]:
-    bodies = [
-        json.dumps(
-            {"batch": [segment_call(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]}
-        ).encode()
-        for b in range(batches)
-    ]
+    url: str,
+    key: str,
+    batches: int,
+    concurrency: int,
+    max_seconds: float,
+    *,
+    client: str,
+    posted: set[str],
+) -> tuple[Rate, dict[int, int], float]:
+    """Posts the batches; adds the messageIds of every batch answered 200 to ``posted``.
+    Returns the rate, the answers' statuses and this process's CPU seconds (the load
+    generator's) meanwhile."""
+    bodies, ids = batch_bodies(batches)
+    headers = {"Content-Type": "application/json", "X-Write-Key": key}
+    host, port = httpx.URL(url).host, httpx.URL(url).port or 80
+    if client == "lean":
+        requests = [encode_post(host, port, "/v1/batch", body, headers) for body in bodies]
+        # Warm-up: connections, caches, topic metadata.
+        warm = await post_all(
+            host, port, requests[:5], concurrency=1, deadline=time.perf_counter() + 60
+        )
+        if set(warm.statuses) != {200}:
+            raise RuntimeError(f"warm-up answers {dict(warm.statuses)}: {warm.refusals}")
+        cpu = time.process_time()
+        started = time.perf_counter()
+        tally = await post_all(
+            host, port, requests, concurrency=concurrency, deadline=started + max_seconds
+        )
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        for i in tally.ok:
+            posted.update(ids[i])
+        label = f"HTTP /v1/batch x{BATCH_SIZE}, {concurrency} concurrent"
+        return Rate(label, tally.accepted, elapsed), dict(tally.statuses), cpu
     statuses: dict[int, int] = {}
     accepted = 0
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(bodies)):
+        queue.put_nowait(i)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Content-Type": "application/json", "X-Write-Key": key}
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        # Warm-up: connections, caches, topic metadata.
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         for body in bodies[: min(5, len(bodies))]:
-            (await client.post("/v1/batch", content=body, headers=headers)).raise_for_status()
+            (await http.post("/v1/batch", content=body, headers=headers)).raise_for_status()
+        cpu = time.process_time()
         started = time.perf_counter()
         deadline = started + max_seconds
 
         async def worker() -> None:
             nonlocal accepted
             while not queue.empty() and time.perf_counter() < deadline:
-                body = queue.get_nowait()
-                r = await client.post("/v1/batch", content=body, headers=headers)
+                i = queue.get_nowait()
+                r = await http.post("/v1/batch", content=bodies[i], headers=headers)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                 if r.status_code == 200:
                     accepted += r.json()["accepted"]
+                    posted.update(ids[i])
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return Rate(
-        f"HTTP /v1/batch x{BATCH_SIZE}, {concurrency} concurrent", accepted, elapsed
-    ), statuses
+        cpu = time.process_time() - cpu
+    label = f"HTTP /v1/batch x{BATCH_SIZE}, {concurrency} concurrent, httpx"
+    return Rate(label, accepted, elapsed), statuses, cpu
+
+
+class _EventId(msgspec.Struct):
+    event_id: str
+
+
+async def missing_on_topic(bootstrap: str, expected: set[str], timeout_s: float) -> int:
+    """Reads ``tend.events`` from the start until every id of ``expected`` was seen (or
+    ``timeout_s`` passed); returns how many were not seen."""
+    decoder = msgspec.json.Decoder(_EventId)
+    missing = set(expected)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(topics.EVENTS, p)
+            for p in consumer.partitions_for_topic(topics.EVENTS) or ()
+        ]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        deadline = time.monotonic() + timeout_s
+        while missing and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for r in records:
+                    missing.discard(decoder.decode(r.value).event_id)
+    finally:
+        await consumer.stop()
+    return len(missing)
 
 
 def user_system_seconds(pid: int) -> tuple[float, float]:
@@ -222,39 +291,27 @@ def rss_mb(pid: int) -> float:
 
 async def soak_phase(
     url: str, key: str, batches: int, concurrency: int, seconds: float, pid: int
-) -> tuple[int, list[float]]:
+) -> tuple[int, list[float], dict[int, int]]:
     """Posts ``batches`` distinct bodies round and round for ``seconds``; returns the events
-    accepted and the server's RSS (MB) sampled once a second meanwhile."""
-    bodies = [
-        json.dumps(
-            {"batch": [segment_call(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]}
-        ).encode()
-        for b in range(batches)
-    ]
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    accepted, the server's RSS (MB) sampled once a second meanwhile and the answers' statuses."""
+    bodies, _ = batch_bodies(batches)
     headers = {"Content-Type": "application/json", "X-Write-Key": key}
+    host, port = httpx.URL(url).host, httpx.URL(url).port or 80
+    requests = [encode_post(host, port, "/v1/batch", body, headers) for body in bodies]
     deadline = time.perf_counter() + seconds
     samples: list[float] = []
-    accepted = 0
 
     async def sampler() -> None:
         while time.perf_counter() < deadline:
             samples.append(rss_mb(pid))
             await asyncio.sleep(1.0)
 
-    async def worker(client: httpx.AsyncClient, start: int) -> None:
-        nonlocal accepted
-        i = start
-        while time.perf_counter() < deadline:
-            r = await client.post("/v1/batch", content=bodies[i % len(bodies)], headers=headers)
-            r.raise_for_status()
-            accepted += r.json()["accepted"]
-            i += concurrency
-
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        await asyncio.gather(sampler(), *(worker(client, w) for w in range(concurrency)))
+    _, tally = await asyncio.gather(
+        sampler(),
+        post_all(host, port, requests, concurrency=concurrency, deadline=deadline, repeat=True),
+    )
     samples.append(rss_mb(pid))
-    return accepted, samples
+    return tally.accepted, samples, dict(tally.statuses)
 
 
 def raw_producer(bootstrap: str, linger_ms: int | None = None) -> AIOKafkaProducer:
@@ -363,12 +420,25 @@ async def run(args: argparse.Namespace) -> int:
         # (on a shared machine the load changes between phases more than anything measured).
         ratios: list[float] = []
         statuses: dict[int, int] = {}
+        posted: set[str] = set()
         http_events = http_user = http_system = raw_events = raw_cpu = 0.0
+        client_cpu = broker_http = broker_raw = 0.0
+        assert broker.proc is not None
         for round_no in range(1, args.rounds + 1):
             server_user, server_system = user_system_seconds(proc.pid)
-            http, round_statuses = await http_phase(
-                url, key, args.batches, args.concurrency, args.max_seconds
+            broker_before = sum(user_system_seconds(broker.proc.pid))
+            http, round_statuses, http_client_cpu = await http_phase(
+                url,
+                key,
+                args.batches,
+                args.concurrency,
+                args.max_seconds,
+                client=args.client,
+                posted=posted,
             )
+            client_cpu += http_client_cpu
+            broker_after = sum(user_system_seconds(broker.proc.pid))
+            broker_http += broker_after - broker_before
             user, system = user_system_seconds(proc.pid)
             http_user += user - server_user
             http_system += system - server_system
@@ -376,6 +446,7 @@ async def run(args: argparse.Namespace) -> int:
             for status, n in round_statuses.items():
                 statuses[status] = statuses.get(status, 0) + n
             pipelined = await raw_pipelined_phase(broker.bootstrap, events, args.max_seconds)
+            broker_raw += sum(user_system_seconds(broker.proc.pid)) - broker_after
             raw_cpu += pipelined.cpu_seconds
             raw_events += pipelined.events
             ratios.append(http.per_s / max(pipelined.per_s, 1e-9))
@@ -402,18 +473,34 @@ async def run(args: argparse.Namespace) -> int:
             f"raw producer {raw_us:.1f} µs (ratio raw / ingest {raw_us / max(http_us, 1e-9):.2f})",
             flush=True,
         )
+        # The load generator and the broker share the cores with the server in the HTTP phase.
+        print(
+            f"CPU per event in the HTTP phases: load generator ({args.client}) "
+            f"{client_cpu / max(http_events, 1) * 1e6:.1f} µs, broker "
+            f"{broker_http / max(http_events, 1) * 1e6:.1f} µs; in the raw phases: broker "
+            f"{broker_raw / max(raw_events, 1) * 1e6:.1f} µs",
+            flush=True,
+        )
+        missing = await missing_on_topic(broker.bootstrap, posted, timeout_s=120)
+        print(
+            f"on the topic: {len(posted) - missing} of the {len(posted)} events answered 200"
+            + (f", {missing} MISSING" if missing else ""),
+            flush=True,
+        )
         if args.soak_seconds > 0:
-            accepted, rss = await soak_phase(
+            accepted, rss, soak_statuses = await soak_phase(
                 url, key, args.batches, args.concurrency, args.soak_seconds, proc.pid
             )
+            for status, n in soak_statuses.items():
+                statuses[status] = statuses.get(status, 0) + n
             print(
                 f"soak {args.soak_seconds:g} s, {accepted} events: server RSS first "
                 f"{rss[0]:.1f} MB, highest {max(rss):.1f} MB, last {rss[-1]:.1f} MB "
-                f"({rss[-1] - rss[0]:+.1f} MB)"
+                f"({rss[-1] - rss[0]:+.1f} MB), statuses {soak_statuses}"
             )
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-        return 0 if set(statuses) == {200} else 1
+        return 0 if set(statuses) == {200} and not missing else 1
     finally:
         if proc is not None:
             proc.terminate()
@@ -441,6 +528,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--soak-seconds", type=float, default=60.0, help="memory soak after the rates (0: none)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("lean", "httpx"),
+        default="lean",
+        help="load generator: bench/loadgen.py (default) or httpx (the earlier one)",
     )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
