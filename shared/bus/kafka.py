@@ -87,12 +87,67 @@ def _swallow_result(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
+_NO_HEADERS: list[tuple[str, bytes]] = []
+"""Handed to aiokafka for a message without headers (it wants a list, and only reads it)."""
+
+
+class _OpenBatch:
+    """One partition's batch that still takes messages: handed to aiokafka (or about to be)
+    and neither drained nor full, so the next publish of the partition appends to it, as
+    aiokafka's own ``send()`` appends to its pending batch. ``delivered`` gets the batch's
+    outcome: its base offset, or the error that lost it."""
+
+    __slots__ = ("builder", "client", "delivered")
+
+    def __init__(self, client: AIOKafkaProducer, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.builder: Any = client.create_batch()
+        self.delivered: asyncio.Future[Any] = loop.create_future()
+
+    def fill(self, messages: Sequence[Message], indexes: list[int], start: int) -> tuple[int, int]:
+        """Appends ``messages[indexes[start]]`` on until one does not fit (the builder then
+        closes itself); returns the relative offset of the first appended and the position
+        in ``indexes`` after the last."""
+        builder = self.builder
+        first = builder.record_count()
+        n = len(indexes)
+        i = start
+        while i < n:
+            m = messages[indexes[i]]
+            headers = list(m.headers) if m.headers else _NO_HEADERS
+            if builder.append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
+                break
+            i += 1
+        return first, i
+
+    def settle(self, outcome: asyncio.Future[Any]) -> None:
+        if self.delivered.done():
+            return
+        if outcome.cancelled():
+            self.delivered.set_exception(KafkaError("the batch was cancelled"))
+        elif (exc := outcome.exception()) is not None:
+            self.delivered.set_exception(exc)
+        else:
+            self.delivered.set_result(outcome.result())
+
+    def fail(self, exc: BaseException) -> None:
+        self.builder.close()
+        if not self.delivered.done():
+            self.delivered.set_exception(
+                exc if isinstance(exc, Exception) else KafkaError(f"publish interrupted: {exc!r}")
+            )
+
+
+_Placed = list[tuple[_OpenBatch, int, list[int]]]
+"""Where a publish's messages went: (batch, relative offset of the first, their indexes)."""
+
+
 class KafkaProducer:
     """Publishes with ``acks=all``; a :meth:`publish` returns only when every message of the
     call is acknowledged, and raises :class:`BusUnavailable` otherwise (never hangs past its
-    timeout). The messages of one call go to aiokafka as one batch per partition (a key's
-    messages keep their order on its partition), and the batches of all partitions are in
-    flight together.
+    timeout). A call's messages are appended, in order, to each partition's open batch,
+    which the calls made meanwhile share (a key's messages keep their order on its
+    partition); the batches of all partitions are in flight together.
 
     The aiokafka client is created on :meth:`start` and re-created on demand: when the broker
     was down at start, or a publish timed out (aiokafka may keep a stuck connection), the next
@@ -108,6 +163,7 @@ class KafkaProducer:
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._open: dict[tuple[str, int], _OpenBatch] = {}
         self._partitions = _PartitionCache()
 
     def _new_client(self) -> AIOKafkaProducer:
@@ -178,75 +234,85 @@ class KafkaProducer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         client: AIOKafkaProducer | None = None
-        sent: list[tuple[asyncio.Future[Any], list[int]]] = []
+        placed: _Placed = []
         try:
             async with asyncio.timeout_at(deadline):
                 client = await self._connect()
                 partitions = len(await client.partitions_for(topic))
                 by_partition = self._partitions.group(messages, partitions)
-                await asyncio.gather(
-                    *(
-                        self._send_partition(client, topic, p, indexes, messages, sent)
-                        for p, indexes in by_partition.items()
-                    )
-                )
+                for p, indexes in by_partition.items():
+                    await self._place(client, topic, p, indexes, messages, placed)
             # wait() leaves the futures alone on timeout (cancelling them would not unsend).
-            futures = [fut for fut, _ in sent]
+            futures = {batch.delivered for batch, _, _ in placed}
             _, pending = await asyncio.wait(futures, timeout=max(deadline - loop.time(), 0.0))
             if pending:
                 raise TimeoutError
             deliveries: list[Delivery] = [Delivery(topic, -1, -1)] * len(messages)
-            for fut, indexes in sent:
-                meta = fut.result()
+            for batch, first, indexes in placed:
+                meta = batch.delivered.result()
+                base = meta.offset + first
                 for relative, i in enumerate(indexes):
-                    deliveries[i] = Delivery(topic, meta.partition, meta.offset + relative)
+                    deliveries[i] = Delivery(topic, meta.partition, base + relative)
         except TimeoutError as exc:
-            await self._after_failure(client, [fut for fut, _ in sent])
+            await self._after_failure(client, [batch.delivered for batch, _, _ in placed])
             raise BusUnavailable(
                 f"Kafka did not acknowledge {len(messages)} message(s) on {topic!r} "
                 f"within {timeout:g}s"
             ) from exc
         except KafkaError as exc:
-            await self._after_failure(client, [fut for fut, _ in sent])
+            await self._after_failure(client, [batch.delivered for batch, _, _ in placed])
             raise BusUnavailable(f"Kafka refused messages on {topic!r}: {exc!r}") from exc
         return deliveries
 
-    async def _send_partition(
+    async def _place(
         self,
         client: AIOKafkaProducer,
         topic: str,
         partition: int,
         indexes: list[int],
         messages: Sequence[Message],
-        sent: list[tuple[asyncio.Future[Any], list[int]]],
+        placed: _Placed,
     ) -> None:
-        """Hands ``messages[i] for i in indexes`` to aiokafka as whole batches for
-        ``partition``, appending each batch's delivery future and the indexes it holds to
-        ``sent`` as soon as it is handed over.
+        """Appends ``messages[i] for i in indexes`` to ``partition``'s open batch, and to new
+        batches handed to aiokafka when it is full or gone (drained, or of an earlier client),
+        recording in ``placed`` where each went.
 
-        One batch per partition per call, not one ``send()`` per message: a third of the
-        producer's CPU. Calls queue on a per-partition lock: aiokafka lets one batch per
-        partition wait in its accumulator, and its waiters beyond a few time out
-        (``KafkaTimeoutError``) instead of queueing."""
-        lock = self._partition_locks.setdefault((topic, partition), asyncio.Lock())
-        async with lock:
-            batch = client.create_batch()
-            held: list[int] = []
-            for i in indexes:
-                m = messages[i]
-                while (
-                    batch.append(key=m.key, value=m.value, timestamp=None, headers=list(m.headers))
-                    is None
-                ):
-                    if not held:
-                        raise BusUnavailable(
-                            f"a message of {len(m.value)} bytes does not fit in a batch"
-                        )
-                    sent.append((await client.send_batch(batch, topic, partition=partition), held))
-                    batch, held = client.create_batch(), []
-                held.append(i)
-            if held:
-                sent.append((await client.send_batch(batch, topic, partition=partition), held))
+        Concurrent publishes share batches: the messages of the requests that arrive while a
+        batch lingers or waits for the request before it go out in that batch, so a produce
+        request carries what gathered meanwhile (as with aiokafka's ``send()``), not one
+        publish's share of each partition; per message this costs an append, not a future.
+        New batches of a partition queue on a lock: aiokafka lets one batch per partition wait
+        in its accumulator, and its waiters beyond a few time out (``KafkaTimeoutError``)
+        instead of queueing."""
+        key = (topic, partition)
+        done = 0
+        batch = self._open.get(key)
+        if batch is not None and batch.client is client and not batch.builder.closed():
+            first, done = batch.fill(messages, indexes, 0)
+            if done:
+                placed.append((batch, first, indexes[:done] if done < len(indexes) else indexes))
+        while done < len(indexes):
+            batch = _OpenBatch(client, asyncio.get_running_loop())
+            first, end = batch.fill(messages, indexes, done)
+            if end == done:
+                raise BusUnavailable(
+                    f"a message of {len(messages[indexes[done]].value)} bytes does not fit "
+                    "in a batch"
+                )
+            placed.append((batch, first, indexes[done:end]))
+            done = end
+            # Open before it is handed over: later publishes append to it meanwhile.
+            self._open[key] = batch
+            try:
+                lock = self._partition_locks.setdefault(key, asyncio.Lock())
+                async with lock:
+                    outcome = await client.send_batch(batch.builder, topic, partition=partition)
+            except BaseException as exc:
+                batch.fail(exc)
+                if self._open.get(key) is batch:
+                    del self._open[key]
+                raise
+            outcome.add_done_callback(batch.settle)
 
     async def _after_failure(
         self, client: AIOKafkaProducer | None, futures: list[asyncio.Future[Any]]

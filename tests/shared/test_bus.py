@@ -324,6 +324,53 @@ async def broker_call(fn: Callable[[], None]) -> None:
     await asyncio.to_thread(fn)
 
 
+class TestKafkaSharedBatches:
+    """Concurrent publishes append to each partition's open batch (shared.bus.kafka)."""
+
+    @pytest.mark.parametrize("max_batch_bytes", [1024, 1_048_576])
+    async def test_concurrent_publishes_sharing_and_filling_batches(
+        self, broker: TansuBroker, max_batch_bytes: int
+    ) -> None:
+        # 1024-byte batches fill after a few messages, so one publish spreads over several
+        # batches of a partition, which other publishes share; with 1 MB they all share one.
+        settings = KafkaSettings(partitions=PARTITIONS, max_batch_bytes=max_batch_bytes)
+        bus = KafkaBus(broker.bootstrap, settings)
+        topic = unique("t")
+        calls = 16
+        batches = [
+            [Message(value=f"c{c}-m{i}".encode() * 8, key=f"k{i % 5}".encode()) for i in range(30)]
+            for c in range(calls)
+        ]
+        producer = bus.producer()
+        try:
+            await producer.start()
+            await producer.ensure_topics([TopicSpec(topic, PARTITIONS)])
+            results = await asyncio.gather(
+                *(producer.publish(topic, batch, timeout_s=30) for batch in batches)
+            )
+            consumer = bus.consumer(unique("g"), [topic])
+            await consumer.start()
+            try:
+                records = await consume(consumer, calls * 30)
+            finally:
+                await consumer.stop()
+        finally:
+            await bus.close()
+        told = {
+            (d.partition, d.offset): m.value
+            for batch, deliveries in zip(batches, results, strict=True)
+            for m, d in zip(batch, deliveries, strict=True)
+        }
+        assert len(told) == calls * 30
+        assert {(r.partition, r.offset): r.value for r in records} == told
+        for batch, deliveries in zip(batches, results, strict=True):
+            last: dict[bytes | None, int] = {}
+            for m, d in zip(batch, deliveries, strict=True):
+                assert d.partition == partition_for(m.key, PARTITIONS)
+                assert d.offset > last.get(m.key, -1), "a key's messages in publish order"
+                last[m.key] = d.offset
+
+
 class TestKafkaBrokerOutage:
     async def test_start_with_broker_down_raises_then_publish_recovers(
         self, stopped_broker: TansuBroker
@@ -365,6 +412,12 @@ class TestKafkaBrokerOutage:
                     await producer.publish(before, create_messages(5), timeout_s=2)
                 with pytest.raises(BusUnavailable):
                     await producer.publish(before, create_messages(1), timeout_s=1)
+                # Publishes sharing batches fail together: none is told its messages are stored.
+                outcomes = await asyncio.gather(
+                    *(producer.publish(before, create_messages(5), timeout_s=2) for _ in range(4)),
+                    return_exceptions=True,
+                )
+                assert all(isinstance(o, BusUnavailable) for o in outcomes), outcomes
 
             # tansu keeps topics in memory, so the restarted broker starts empty.
             await broker_call(stopped_broker.start)
