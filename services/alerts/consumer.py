@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
@@ -35,20 +35,32 @@ from services.alerts.routing import (
     digest_destinations,
     next_digest,
 )
-from services.alerts.rules import Finding, ScoreHistory, ScorePoint, evaluate
+from services.alerts.rules import (
+    READS_OTHER_DAYS,
+    RULES,
+    Finding,
+    ScoreHistory,
+    ScorePoint,
+    evaluate,
+    judge_again,
+    worst_move,
+)
 from services.alerts.state import (
     AlertRepository,
+    Mover,
     build_notification,
     day_state_of,
+    decode_findings,
     decode_states,
+    encode_findings,
     encode_states,
     group_notification,
 )
 from services.alerts.webhooks import WebhookDispatcher
 from shared import topics
-from shared.alert_rules import RuleName, RulesConfig
+from shared.alert_rules import RULE_NAMES, RuleName, RulesConfig
 from shared.alerting.cancellation import load_cancellations, resolve_cancelled_alerts
-from shared.alerting.lifecycle import AlertState, Episode, present, replay
+from shared.alerting.lifecycle import AlertState, DayState, Episode, Key, present, replay
 from shared.alerting.state import state_of
 from shared.bus.base import Bus, Producer, Record
 from shared.clock import Clock
@@ -82,6 +94,9 @@ UNSENT_NO_CHANNEL = (
 LEADER_CHECK_S = 30.0
 """How often a replica that does not purge checks whether it now owns partition 0."""
 
+_RULE_ORDER = {name: i for i, name in enumerate(RULES)}
+"""Findings of a day are stored in the order :func:`evaluate` gives them."""
+
 _KIND: dict[str, NotificationKind] = {
     "notify_open": "open",
     "notify_repeat": "repeat",
@@ -108,6 +123,20 @@ def _placeholder(row: Alert, as_of: date) -> Finding:
             "next_step": row.next_step,
         }
     )
+
+
+def _explained_before(stored: Sequence[AlertScorePoint], first: date, key: Key) -> Finding | None:
+    """The finding that explains an alert still open (or pending) when no day from ``first``
+    on does (they all cleared, and not for long enough): its latest holding day before
+    ``first``. The row may hold the explanation of a later day of an earlier version of the
+    scores, which the replay has just replaced."""
+    for p in reversed(stored):
+        if p.as_of >= first:
+            continue
+        for f in decode_findings(p.findings)[0]:
+            if (f.rule, f.feature) == key and f.holds:
+                return f
+    return None
 
 
 @dataclass(slots=True)
@@ -155,6 +184,7 @@ class AlertsHandler:
         self.on_notifications = on_notifications
         self.repo = AlertRepository()
         self.history_days = rules.health_drop.within_days
+        self.lookback = timedelta(days=lookback_days(rules))
         self._wrote = 0
         self._warned_unrouted: set[str] = set()
         """Accounts whose undeliverable alerts were warned about (once per process each)."""
@@ -202,8 +232,7 @@ class AlertsHandler:
         for (account_id, rule, feature), row in rows.items():
             own[account_id][(rule, feature)] = row
         firsts = {a: min(days) for a, days in by_account.items()}
-        window = timedelta(days=max(self.history_days, 1))
-        stored = await self.repo.days(session, {a: d - window for a, d in firsts.items()})
+        stored = await self.repo.days(session, {a: d - self.lookback for a, d in firsts.items()})
         day_rows: list[dict[str, Any]] = []
         episodes: dict[str, list[Episode]] = {}
         decided: list[tuple[Alert, Notification]] = []
@@ -260,16 +289,18 @@ class AlertsHandler:
         bring its alert rows to the present."""
         first = min(messages)
         points = {p.as_of: _point(p) for p in stored}
-        findings: dict[date, list[Finding]] = {
-            p.as_of: [Finding.model_validate(f) for f in p.findings or []]
-            for p in stored
-            if p.as_of >= first
-        }
+        findings: dict[date, list[Finding]] = {}
+        movers: dict[date, Mover | None] = {}
+        for p in stored:
+            if p.as_of >= first:
+                findings[p.as_of], movers[p.as_of] = decode_findings(p.findings)
         for day in sorted(messages):
             points[day] = ScorePoint.of(messages[day])
         for day in sorted(messages):
             history = ScoreHistory(points=tuple(points[d] for d in sorted(points) if d < day))
             findings[day] = evaluate(messages[day], history, self.rules)
+            movers[day] = worst_move(messages[day])
+        self._judge_again(findings, points, movers, messages.keys())
 
         if checkpoint is not None and checkpoint.states is not None:
             start = decode_states(checkpoint.states)
@@ -295,7 +326,7 @@ class AlertsHandler:
                     "score": points[d].score,
                     "band": points[d].band,
                     "scorecard": points[d].scorecard,
-                    "findings": [f.model_dump(mode="json") for f in findings[d]],
+                    "findings": encode_findings(findings[d], movers.get(d)),
                     "states": encode_states(result.days[d]),
                 }
                 for d in days
@@ -310,6 +341,7 @@ class AlertsHandler:
             before = stored[-1] if stored else checkpoint
             out.band_change = self._band_change(before, points[max(points)], profile, now)
         latest_finding: dict[tuple[str, str], Finding] = {}
+        described = self._descriptions(findings, result.days)
         for d in days:
             latest_finding.update({(f.rule, f.feature): f for f in findings[d]})
         for key, day_state in sorted(result.final.items()):
@@ -325,19 +357,21 @@ class AlertsHandler:
                 self.rules.policy(rule),
                 in_present=in_present,
             )
+            text = described.get(key)
+            if finding is not None and step.state.status in ("resolved", "none"):
+                text = finding
+            elif text is None and day_state.status in ("open", "pending"):
+                text = _explained_before(stored, first, key)
             if row is None:
                 assert finding is not None
-                row = own[key] = self.repo.add(session, account, finding, now)
-            describe = finding is not None and (
-                finding.holds or step.state.status in ("resolved", "none")
-            )
+                row = own[key] = self.repo.add(session, account, text or finding, now)
             self.repo.apply(
                 row,
                 step.state,
                 profile,
-                finding or _placeholder(row, latest),
+                text or finding or _placeholder(row, latest),
                 now,
-                describe=describe,
+                describe=text is not None,
                 point=points[latest],
             )
             if self.webhooks is not None and in_present and step.changed:
@@ -355,6 +389,45 @@ class AlertsHandler:
                 )
                 out.decided.append((row, notification))
         return out
+
+    @staticmethod
+    def _descriptions(
+        findings: Mapping[date, list[Finding]], states: Mapping[date, Mapping[Key, DayState]]
+    ) -> dict[Key, Finding]:
+        """Each alert's explanation: its latest finding that held, or that left it resolved
+        (or at rest). An open alert keeps saying why it fired through the days that have not
+        cleared it yet, whether those days came in one batch or one by one."""
+        out: dict[Key, Finding] = {}
+        for day in sorted(findings):
+            for f in findings[day]:
+                key = (f.rule, f.feature)
+                if f.holds or states[day][key].status in ("resolved", "none"):
+                    out[key] = f
+        return out
+
+    def _judge_again(
+        self,
+        findings: dict[date, list[Finding]],
+        points: Mapping[date, ScorePoint],
+        movers: Mapping[date, Mover | None],
+        new: Collection[date],
+    ) -> None:
+        """Judge the stored days that compare with a new day again, with the rules that read
+        other days (:data:`~services.alerts.rules.READS_OTHER_DAYS`: ``health_drop``).
+
+        A re-score that changes day D's score publishes D (and D + 1, whose previous score
+        moved), not the later days whose own score stayed the same; their verdicts, stored
+        when they were judged against the old D, would stay stale. So would those of days that
+        arrived before D did. Judged again from their stored score and mover, they say what an
+        in-order pass would have said."""
+        reach = timedelta(days=self.rules.health_drop.within_days)
+        for day in sorted(findings):
+            if day in new or not any(day - reach <= d < day for d in new):
+                continue
+            history = ScoreHistory(points=tuple(points[d] for d in sorted(points) if d < day))
+            again = judge_again(points[day], movers.get(day), history, self.rules)
+            kept = [f for f in findings[day] if f.rule not in READS_OTHER_DAYS]
+            findings[day] = sorted([*kept, *again], key=lambda f: _RULE_ORDER[f.rule])
 
     @staticmethod
     def _band_change(
@@ -442,15 +515,23 @@ class AlertsHandler:
             self.on_webhooks.set()
 
 
+def lookback_days(rules: RulesConfig) -> int:
+    """How many days before a batch's first day the stored days are read: ``health_drop``'s
+    window (what a new day is judged against), or the longest ``keep_firing_for_days`` if
+    longer (an alert still open was explained by a day at most that many scored days back)."""
+    keep = max(rules.policy(name).keep_firing_for_days for name in RULE_NAMES)
+    return max(rules.health_drop.within_days, keep, 1)
+
+
 def kept_score_days(rules: RulesConfig, rescore_horizon_days: int) -> timedelta:
     """How far back score points must be kept so that no purge changes an alert history.
 
     The scorer re-publishes days up to ``rescore_horizon_days`` back (its
     ``TEND_SCORER__RESCORE_HORIZON_DAYS``); replaying such a day needs the checkpoint of the day
-    before and the ``health_drop`` window before it. A purge that cut into those would let a
-    re-score replay across a gap, so the result would depend on when the purge ran. At least
-    90 days are kept, and a week of margin on top (the purge runs hourly)."""
-    reach = rescore_horizon_days + rules.health_drop.within_days + 1
+    before and the days read before it (:func:`lookback_days`). A purge that cut into those would
+    let a re-score replay across a gap, so the result would depend on when the purge ran. At
+    least 90 days are kept, and a week of margin on top (the purge runs hourly)."""
+    reach = rescore_horizon_days + lookback_days(rules) + 1
     return timedelta(days=max(reach, 90) + 7)
 
 

@@ -45,11 +45,14 @@ from shared.scores import Band, FeatureUsage, Scorecard, ScoreMessage
 from shared.weekly_stats import binomial_variance, fit_line, robust_variance
 
 __all__ = [
+    "READS_OTHER_DAYS",
     "RULES",
     "Finding",
     "ScoreHistory",
     "ScorePoint",
     "evaluate",
+    "judge_again",
+    "worst_move",
 ]
 
 FactValue = str | int | float | bool | None | list[int]
@@ -190,7 +193,7 @@ Explained = tuple[str, str, dict[str, FactValue]]
 
 
 def _finding(
-    s: ScoreMessage,
+    s: ScoreMessage | ScorePoint,
     rule: RuleName,
     cfg: RuleSettings,
     *,
@@ -680,6 +683,45 @@ def health_drop(
     """
     if history is None or s.score is None:
         return []
+    return _health_drop(s, lambda: worst_move(s), history, cfg, explain)
+
+
+def worst_move(s: ScoreMessage) -> tuple[str, float] | None:
+    """The component that moved down most since the last score, and by how much: what
+    ``health_drop`` reads of a day besides its :class:`ScorePoint`, so the alerts service keeps
+    it with the day and can judge the day again (:func:`judge_again`)."""
+    moves = [c for c in s.moved.components if c.delta is not None and c.delta < 0]
+    if not moves:
+        return None
+    worst = min(moves, key=lambda c: c.delta or 0.0)
+    return worst.name, worst.delta or 0.0
+
+
+def judge_again(
+    s: ScorePoint,
+    mover: tuple[str, float] | None,
+    history: ScoreHistory,
+    rules_config: RulesConfig,
+    explain: bool = True,
+) -> list[Finding]:
+    """The findings of the rules that read other days (:data:`READS_OTHER_DAYS`) on a day
+    judged before, from what is kept of it: its score and its :func:`worst_move`. The same as
+    :func:`evaluate` gives for those rules from the day's message."""
+    cfg = rules_config.health_drop
+    if not cfg.enabled:
+        return []
+    return _health_drop(s, lambda: mover, history, cfg, explain)
+
+
+def _health_drop(
+    s: ScoreMessage | ScorePoint,
+    mover_of: Callable[[], tuple[str, float] | None],
+    history: ScoreHistory,
+    cfg: HealthDrop,
+    explain: bool,
+) -> list[Finding]:
+    if s.score is None:
+        return []
     window = [
         p
         for p in history.between(s.as_of - timedelta(days=cfg.within_days), s.as_of)
@@ -693,18 +735,16 @@ def health_drop(
     drop = peak_score - score
 
     def text() -> Explained:
-        mover = ""
-        moves = [c for c in s.moved.components if c.delta is not None and c.delta < 0]
-        if moves:
-            worst = min(moves, key=lambda c: c.delta or 0.0)
-            mover = (
-                f"; {words(worst.name)} moved most (down {_num(abs(worst.delta or 0.0))} points "
+        moved, mover = "", mover_of()
+        if mover is not None:
+            moved = (
+                f"; {words(mover[0])} moved most (down {_num(abs(mover[1]))} points "
                 "since the last score)"
             )
         reason = (
             f"health score {_num(score)}, down {_num(drop)} points from {_num(peak_score)} "
             f"on {peak.as_of} (within {_days(cfg.within_days)}; alert at {_num(cfg.points)})"
-            f"{mover}"
+            f"{moved}"
         )
         step = (
             "Look at what moved in the console and check in with the account "
@@ -860,6 +900,12 @@ def upsell_seats(
 # -- all of them ---------------------------------------------------------------------------------
 
 Rule = Callable[[ScoreMessage, "ScoreHistory | None", Any, bool], list[Finding]]
+
+READS_OTHER_DAYS: frozenset[RuleName] = frozenset({"health_drop"})
+"""The rules whose verdict on a day reads other days' scores (the history); every other rule
+reads only the day's own message (tests/alerts/test_rules.py checks it). A re-score that changes
+one day's score without changing a later day's message (the scorer publishes only the days
+whose own score changed) changes these rules' verdicts on the later days."""
 
 RULES: dict[RuleName, Rule] = {
     "login_plateau": login_plateau,

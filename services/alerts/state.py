@@ -49,6 +49,37 @@ def decode_states(data: Mapping[str, Any]) -> dict[tuple[str, str], DayState]:
     return out
 
 
+WORST_MOVE = "worst_move"
+"""The key of the entry of a stored day's findings that is not a finding (below)."""
+
+Mover = tuple[str, float]
+
+
+def encode_findings(findings: Sequence[Finding], mover: Mover | None) -> list[Any]:
+    """A stored day's ``findings`` column: the day's findings, then ``{"worst_move": [name,
+    delta] or null}``: what ``health_drop`` reads of the day besides its score
+    (:func:`~services.alerts.rules.worst_move`), so that the day can be judged again when an
+    earlier day's score changes and the day's own message is not published again."""
+    return [
+        *(f.model_dump(mode="json") for f in findings),
+        {WORST_MOVE: None if mover is None else list(mover)},
+    ]
+
+
+def decode_findings(data: Sequence[Any] | None) -> tuple[list[Finding], Mover | None]:
+    """:func:`encode_findings`'s findings and mover. A day stored before the mover was kept has
+    none: judged again, its ``health_drop`` reason names no mover (its verdict is the same)."""
+    findings: list[Finding] = []
+    mover: Mover | None = None
+    for entry in data or ():
+        if WORST_MOVE in entry:
+            kept = entry[WORST_MOVE]
+            mover = None if kept is None else (str(kept[0]), float(kept[1]))
+        else:
+            findings.append(Finding.model_validate(entry))
+    return findings, mover
+
+
 def day_state_of(row: Alert) -> DayState:
     """A row's state as a day state: the start of a replay when no checkpoint precedes it (rows
     written before day checkpoints existed)."""
