@@ -42,14 +42,16 @@ def write_archive(path: Path, events: int, *, compress: bool) -> None:
             out.write(json.dumps(segment_call(i)) + "\n")
 
 
-async def import_phase(path: Path, size: int) -> tuple[int, float]:
+async def import_phase(path: Path, size: int) -> tuple[int, float, float]:
+    """(events imported, seconds, CPU seconds of this process meanwhile)."""
     from services.cli.import_events import run_import
     from shared.db.migrate import upgrade_async
 
     await upgrade_async(os.environ["TEND_DATABASE_URL"])
+    cpu = time.process_time()
     started = time.perf_counter()
     tally = await run_import(path, size)
-    return tally.imported, time.perf_counter() - started
+    return tally.imported, time.perf_counter() - started, time.process_time() - cpu
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -70,7 +72,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"{archive.stat().st_size / 1e6:.1f} MB, broker tansu at {broker.bootstrap}",
                 flush=True,
             )
-            imported, seconds = await import_phase(archive, archive.stat().st_size)
+            imported, seconds, cpu = await import_phase(archive, archive.stat().st_size)
         raw = await raw_pipelined_phase(broker.bootstrap, args.events, args.max_seconds)
     finally:
         broker.stop()
@@ -78,6 +80,13 @@ async def run(args: argparse.Namespace) -> int:
     print(f"tend import-events              {imported:>8} events {seconds:7.2f} s {rate:>10,.0f}/s")
     print(raw.line())
     print(f"ratio import / raw pipelined send(): {rate / max(raw.per_s, 1e-9):.2f} (target 0.6)")
+    # Both run in this process, on one core: the ratio of rates follows the ratio of CPU.
+    import_us = cpu / max(imported, 1) * 1e6
+    raw_us = raw.cpu_seconds / max(raw.events, 1) * 1e6
+    print(
+        f"CPU per event: import {import_us:.1f} µs, raw producer {raw_us:.1f} µs "
+        f"(ratio raw / import {raw_us / max(import_us, 1e-9):.2f})"
+    )
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0 if imported == args.events else 1
 
