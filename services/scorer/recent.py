@@ -45,9 +45,12 @@ COLUMNS = (
 )
 _INSERT = text(
     f"INSERT INTO {RECENT.name} ({', '.join(COLUMNS)}) "
-    f"SELECT {', '.join(COLUMNS)} FROM {unnest(RECENT, COLUMNS, ordinality=True)} ORDER BY n"
+    f"SELECT {', '.join(COLUMNS[:-1])}, CAST(:stored_at AS TIMESTAMP WITH TIME ZONE) "
+    f"FROM {unnest(RECENT, COLUMNS[:-1], ordinality=True)} ORDER BY n"
 )
-"""PostgreSQL: the batch's rows in one statement, in arrival order (ids grow with it)."""
+"""PostgreSQL: the batch's rows in one statement, in arrival order (ids grow with it). The
+batch's one ``stored_at`` travels once, not as an array (asyncpg encodes a timestamp in about
+0.8 µs, the costliest element of the row)."""
 _INSERT_SQLITE = DriverStatement(RECENT.insert(), COLUMNS)
 """SQLite: the same rows, one execution each (``executemany``, in arrival order)."""
 
@@ -89,11 +92,11 @@ class RecentEvents:
         kept = newest_per_account(fresh)
         if not kept:
             return
-        rows = [_row(e, now) for e in kept]
+        rows = [_row(e) for e in kept]
         if is_postgresql(session):
-            await session.execute(_INSERT, columns(COLUMNS, rows))
+            await session.execute(_INSERT, {**columns(COLUMNS[:-1], rows), "stored_at": now})
         else:
-            await _INSERT_SQLITE.executemany(session, rows)
+            await _INSERT_SQLITE.executemany(session, [(*row, now) for row in rows])
         self.touched.update(str(e.account_id) for e in kept)
         self.stored_since_prune += len(kept)
         if self.stored_since_prune >= self.prune_every:
@@ -102,8 +105,8 @@ class RecentEvents:
             self.stored_since_prune = 0
 
 
-def _row(e: AnyEvent, now: datetime) -> tuple[object, ...]:
-    """The values of :data:`COLUMNS` for ``e``."""
+def _row(e: AnyEvent) -> tuple[object, ...]:
+    """The values of :data:`COLUMNS` for ``e``, but the last (``stored_at``)."""
     return (
         e.account_id,
         e.event_id,
@@ -113,7 +116,6 @@ def _row(e: AnyEvent, now: datetime) -> tuple[object, ...]:
         e.write_key_id,
         e.occurred_at,
         e.received_at,
-        now,
     )
 
 

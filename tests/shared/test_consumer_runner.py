@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -174,6 +175,53 @@ class TestAdaptiveBatches:
             max_records=4,
         )
         assert runner.max_records_lagging == 4
+
+
+class Collector(Collect):
+    """Also notes whether the cyclic collector was on in each decode and flush."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collector_on: list[bool] = []
+
+    def decode(self, record: Record) -> bytes:
+        self.collector_on.append(gc.isenabled())
+        return super().decode(record)
+
+    async def flush(self, session: AsyncSession, items: Sequence[bytes]) -> None:
+        self.collector_on.append(gc.isenabled())
+        await super().flush(session, items)
+
+
+class TestBatchBookkeeping:
+    async def test_the_collector_is_off_while_a_batch_is_handled_and_back_after(
+        self, sqlite_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        bus = InProcessBus(sqlite_sessions, 1)
+        await publish(bus, [b"a", b"poison", b"c"])
+        handler = Collector()
+        runner = BatchConsumer(
+            bus,
+            sqlite_sessions,
+            group_id="g",
+            topics=[TOPIC],
+            handler=handler,
+            dlq_topic="runner.dlq",
+        )
+        assert gc.isenabled()
+        consumed = counter_value("tend_consumer_records_total", "g", TOPIC)
+        await run_until(runner, handler, 2)
+        assert handler.flushed == [b"a", b"c"]
+        assert handler.collector_on and not any(handler.collector_on)
+        assert gc.isenabled()
+        # Every record counted once, the poison one too, though counted per batch.
+        assert counter_value("tend_consumer_records_total", "g", TOPIC) == consumed + 3
+        await bus.close()
+
+
+def counter_value(name: str, group: str, topic: str) -> float:
+    value = REGISTRY.get_sample_value(name, {"group": group, "topic": topic})
+    return value or 0.0
 
 
 # -- on every bus and database: poison, retries, stop, lag, lost logs --------------------------
