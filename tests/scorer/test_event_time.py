@@ -36,6 +36,7 @@ from shared.scores import ScoreMessage
 from tests.scorer.synthetic import CONFIG, Replay, generate
 from tests.support.events import create_event
 from tests.support.postgres import create_database, drop_database
+from tests.support.producers import DelegatingProducer
 
 pytestmark = pytest.mark.integration
 
@@ -281,19 +282,13 @@ class TestLateEvents:
         assert (account.rescore_from, account.dirty) == (None, False)
 
 
-class FailingProducer:
+class FailingProducer(DelegatingProducer):
     """The in-process producer, refusing every publish after the first ``ok`` ones (a broker
     outage in the middle of a re-score pass)."""
 
     def __init__(self, inner: InProcessProducer, ok: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.ok = ok
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
     async def publish(
         self, topic: str, messages: Sequence[Message], *, timeout_s: float | None = None
@@ -301,13 +296,7 @@ class FailingProducer:
         if self.ok <= 0:
             raise BusUnavailable("broker went away")
         self.ok -= 1
-        return await self.inner.publish(topic, messages, timeout_s=timeout_s)
-
-    async def ensure_topics(self, specs: Sequence[Any]) -> None:
-        await self.inner.ensure_topics(specs)
-
-    async def ping(self) -> bool:
-        return await self.inner.ping()
+        return await super().publish(topic, messages, timeout_s=timeout_s)
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "sqlite"])

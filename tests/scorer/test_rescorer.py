@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
-from shared.bus.base import Delivery, Message, TopicSpec
+from shared.bus.base import Delivery, Message
 from shared.bus.memory import InProcessBus, InProcessProducer
 from shared.clock import FixedClock
 from shared.config import TendConfig, parse_config
 from shared.db.models import Account, HealthScore
 from tests.support.events import create_event
+from tests.support.producers import DelegatingProducer
 
 Sessions = async_sessionmaker[AsyncSession]
 TODAY = date(2026, 11, 20)
@@ -120,33 +121,21 @@ class TestDryRun:
             assert {a: band for a, band in rows} == bands
 
 
-class StopAfterFirstPublish:
+class StopAfterFirstPublish(DelegatingProducer):
     """The in-process producer, asking the re-scorer to stop once its first chunk-day is
     published (a shutdown arriving in the middle of a long pass)."""
 
     def __init__(self, inner: InProcessProducer, stop: asyncio.Event) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.shutdown = stop
         self.chunk_days = 0
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
     async def publish(
         self, topic: str, messages: Sequence[Message], *, timeout_s: float | None = None
     ) -> list[Delivery]:
         self.chunk_days += 1
         self.shutdown.set()
-        return await self.inner.publish(topic, messages, timeout_s=timeout_s)
-
-    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
-        await self.inner.ensure_topics(specs)
-
-    async def ping(self) -> bool:
-        return await self.inner.ping()
+        return await super().publish(topic, messages, timeout_s=timeout_s)
 
 
 async def stopping_rescorer(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.scorer.rescorer import Rescorer
 from services.scorer.writer import RollupWriter
 from shared import topics
-from shared.bus.base import Delivery, Message, TopicPartition, TopicSpec
+from shared.bus.base import Delivery, Message, TopicPartition
 from shared.bus.memory import InProcessBus, InProcessProducer
 from shared.clock import FixedClock
 from shared.config import TendConfig
@@ -30,6 +30,7 @@ from shared.scores import ScoreMessage
 from tests.scorer.synthetic import CONFIG, generate
 from tests.support.events import create_event
 from tests.support.postgres import create_database, drop_database
+from tests.support.producers import DelegatingProducer
 
 pytestmark = pytest.mark.integration
 
@@ -130,20 +131,14 @@ class TestReadAheadChangesNothing:
         assert messages == reference_messages
 
 
-class OnFirstPublish:
+class OnFirstPublish(DelegatingProducer):
     """The in-process producer, running ``action`` at the first publish (while the first
     chunk-day holds the ownership lock)."""
 
     def __init__(self, inner: InProcessProducer, action: Callable[[], Awaitable[None]]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.action = action
         self.chunk_days = 0
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
     async def publish(
         self, topic: str, messages: Sequence[Message], *, timeout_s: float | None = None
@@ -151,13 +146,7 @@ class OnFirstPublish:
         self.chunk_days += 1
         if self.chunk_days == 1:
             await self.action()
-        return await self.inner.publish(topic, messages, timeout_s=timeout_s)
-
-    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
-        await self.inner.ensure_topics(specs)
-
-    async def ping(self) -> bool:
-        return await self.inner.ping()
+        return await super().publish(topic, messages, timeout_s=timeout_s)
 
 
 async def seed_today(sessions: Sessions, accounts: Sequence[str]) -> None:

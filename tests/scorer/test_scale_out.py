@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 
 from services.scorer.consumer import GROUP_ID, ScorerService
 from shared import topics
-from shared.bus.base import Delivery, Message, TopicSpec
+from shared.bus.base import Delivery, Message
 from shared.bus.kafka import KafkaBus
 from shared.clock import FixedClock
 from shared.consumer import RunnerOptions
@@ -40,36 +40,25 @@ from tests.scorer.synthetic import (
     wait_until,
 )
 from tests.support.broker import TansuBroker
+from tests.support.producers import DelegatingProducer
 
 pytestmark = pytest.mark.integration
 
 
-class RecordingProducer:
+class RecordingProducer(DelegatingProducer):
     """A real Kafka producer that also remembers which scores this replica published."""
 
     def __init__(self, bus: KafkaBus) -> None:
-        self.inner = bus.producer()
+        super().__init__(bus.producer())
         self.scores: list[ScoreMessage] = []
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
     async def publish(
         self, topic: str, messages: Sequence[Message], *, timeout_s: float | None = None
     ) -> list[Delivery]:
-        out = await self.inner.publish(topic, messages, timeout_s=timeout_s)
+        out = await super().publish(topic, messages, timeout_s=timeout_s)
         if topic == topics.SCORES:
             self.scores += [ScoreMessage.from_bytes(m.value) for m in messages]
         return out
-
-    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
-        await self.inner.ensure_topics(specs)
-
-    async def ping(self) -> bool:
-        return await self.inner.ping()
 
 
 class Replica:
