@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from services.alerts.rules import ScoreHistory, ScorePoint, evaluate
 from shared.alert_rules import RULE_NAMES, RulesConfig
-from shared.alerting.lifecycle import DayState, is_idle, step_day
+from shared.alerting.lifecycle import DayState, is_idle, moves_only_its_day, step_day
 from shared.backtest.model import RaisedAlert
 from shared.construct import built
 from shared.scores import ScoreMessage
@@ -56,8 +56,11 @@ class AlertReplay:
         if account is None:
             account = self._accounts[message.account_id] = _Account(points=deque())
         # health_drop looks back within_days: older points are never read again.
-        while account.points and account.points[0].as_of < day - timedelta(self.history_days):
-            account.points.popleft()
+        points = account.points
+        if points:
+            oldest = day - timedelta(self.history_days)
+            while points and points[0].as_of < oldest:
+                points.popleft()
         # Both built from a validated message and validated points: constructed, not validated.
         history = built(ScoreHistory, {"points": tuple(account.points)})
         # Only the verdicts are read here: findings without their text.
@@ -81,6 +84,10 @@ class AlertReplay:
                 if not f.holds:
                     continue
                 before = _NEVER
+            elif moves_only_its_day(before, f.holds):
+                # An open episode that holds on, or a closed key that stays clear: only its
+                # last day would move, which nothing here reads (no copy a day).
+                continue
             after = step_day(before, day, f.holds, self._policy[f.rule])
             if is_idle(after):
                 states.pop(key, None)

@@ -43,6 +43,11 @@ class ChampionPick:
     run: what their regularity is judged on."""
 
 
+def _active(weeks: tuple[int, ...]) -> int:
+    """How many of ``weeks`` (counts of active days, never negative) are above 0."""
+    return len(weeks) - weeks.count(0)
+
+
 def _leader(users: Sequence[UserWeeks], start: int, stop: int) -> UserWeeks | None:
     """The user with the best standing in weeks ``start .. stop-1``: most weeks active, then
     most active days, then most events, then the smallest id; None if nobody was active."""
@@ -50,8 +55,8 @@ def _leader(users: Sequence[UserWeeks], start: int, stop: int) -> UserWeeks | No
     best_key = (0, 0, 0)
     for u in users:
         days = u.active_days[start:stop]
-        weeks = len([d for d in days if d > 0])
-        if weeks == 0:
+        weeks = _active(days)
+        if weeks <= 0:
             continue
         key = (weeks, sum(days), sum(u.events[start:stop]))
         if best is None or key > best_key or (key == best_key and u.user_id < best.user_id):
@@ -110,7 +115,7 @@ def champion_of(
         source=source,
         last_active=pick.last_active,
         last_login=pick.last_login,
-        weeks_active=len([d for d in pick.active_days[observed.start : observed.stop] if d > 0]),
+        weeks_active=_active(pick.active_days[observed.start : observed.stop]),
         weeks_observed=len(observed),
     )
 
@@ -131,7 +136,7 @@ def regular_users(
         return None
     need = max(1, math.ceil(regular_min_weeks * weeks / regular_weeks))
     first = WEEKS - weeks
-    count = len([u for u in users if len([d for d in u.active_days[first:WEEKS] if d > 0]) >= need])
+    count = sum(1 for u in users if _active(u.active_days[first:WEEKS]) >= need)
     return count, weeks
 
 
@@ -146,9 +151,7 @@ def typical_weekly_rate(users: Sequence[UserWeeks], lived_weeks: int) -> float |
     first = WEEKS - lived
     # Weeks active per user, sorted: n / lived sorts the same way, and only the middle ones
     # are divided (the same floats).
-    weeks = sorted(
-        n for u in users if (n := len([d for d in u.active_days[first:WEEKS] if d > 0])) > 0
-    )
+    weeks = sorted(n for u in users if (n := _active(u.active_days[first:WEEKS])) > 0)
     if not weeks:
         return None
     mid = len(weeks) // 2

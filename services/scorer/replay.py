@@ -5,8 +5,9 @@ The re-scorer's scoring code (:func:`~services.scorer.usage.compute_metrics` and
 :mod:`services.scorer.rollups` answers from the chunk's rollups read once (the same
 :class:`~services.scorer.activity.AccountActivity` as ``ScoringRepository.load_activity``, a
 test checks). What makes it a replay rather than a re-score: nothing is written or published,
-and "what moved" is measured against the previous day *of the replay* (kept in memory), so a
-proposed model is compared with itself, never with the live model's stored scores. No clock:
+and a score carries no "what moved" (no previous score, ``moved`` empty): what reads the replay
+(the alert rules' verdicts, the bands) never reads them, and measuring them was a twentieth of
+the replay (tests/backtest compares the report with the replay that measured them). No clock:
 a score of day D reads only the rollups dated on or before D.
 """
 
@@ -22,7 +23,7 @@ from services.scorer.rollups import RollupMemory, load_rollups
 from services.scorer.scoring import score
 from services.scorer.usage import compute_metrics
 from shared.config import TendConfig
-from shared.scores import PreviousScore, ScoreMessage, UsageMetrics
+from shared.scores import ScoreMessage, UsageMetrics
 from shared.scoring_model import TrendWindows
 
 __all__ = ["replay_scores"]
@@ -40,15 +41,15 @@ async def replay_scores(
     """Each day from ``first`` through ``last`` (ascending) with the scores of ``account_ids``
     as of that day, one list per model of ``configs`` (models with the same key features share
     one read of the rollups). ``wanted(account, day)`` leaves account-days out (a day before
-    the account began, or while it is cancelled); a left-out day is not a "previous" score
-    either. Keep ``account_ids`` to a few hundred: their rollups are held in memory.
+    the account began, or while it is cancelled). Keep ``account_ids`` to a few hundred: their
+    rollups are held in memory. The scores are those the scorer computes without a previous
+    score.
     """
     memories: dict[tuple[str, ...], RollupMemory] = {}
     for config in configs:
         keys = tuple(config.key_features)
         if keys not in memories:
             memories[keys] = await load_rollups(session, account_ids, last, keys)
-    previous: list[dict[str, PreviousScore]] = [{} for _ in configs]
     day = first
     while day <= last:
         ids = [a for a in account_ids if wanted is None or wanted(a, day)]
@@ -69,11 +70,7 @@ async def replay_scores(
             if (keys, trend) not in measured:
                 measured[(keys, trend)] = [compute_metrics(a, keys, trend) for a in loaded[keys]]
             for activity, metrics in zip(loaded[keys], measured[(keys, trend)], strict=True):
-                account_id = activity.profile.account_id
-                result = score(
-                    metrics, activity.profile, config.scoring, keys, previous[n].get(account_id)
-                )
-                previous[n][account_id] = result.as_previous()
+                result = score(metrics, activity.profile, config.scoring, keys)
                 out[n].append(result.to_message(metrics, activity.profile, stamp))
         yield day, out
         day += timedelta(days=1)

@@ -147,7 +147,8 @@ def step_day(
     """The state after ``day``'s finding; days must come in ascending order."""
     if state.last_day is not None and day <= state.last_day:
         raise ValueError(f"day {day} is not after the last evaluated day {state.last_day}")
-    state = settle_manual(state, manual_resolved_on, date.fromordinal(day.toordinal() - 1))
+    if manual_resolved_on is not None:
+        state = settle_manual(state, manual_resolved_on, date.fromordinal(day.toordinal() - 1))
     # One copy with every change of the day (the replay's inner loop: no intermediate states).
     held_since = (state.held_since or day) if holds else None
     cleared_since = None if holds else (state.cleared_since or day)
@@ -202,6 +203,18 @@ def is_idle(state: DayState) -> bool:
         and state.resolved_on is None
         and state.opened_on is None
     )
+
+
+def moves_only_its_day(state: DayState, holds: bool) -> bool:
+    """Whether a day whose finding is ``holds`` changes nothing of ``state`` but ``last_day``
+    (and that only when no manual resolve is pending): an open episode that held the day
+    before and holds again, or a closed key (``resolved`` or ``none``) that was clear and stays
+    clear. ``step_day`` reads ``last_day`` only to refuse days out of order, so a caller that
+    keeps only the episodes (the backtest's replay) may keep such a state as it is instead of
+    copying it (tests/backtest compares both on random findings)."""
+    if state.last_holds is None or state.last_holds != holds:
+        return False
+    return state.status == "open" if holds else state.status in ("resolved", "none")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,25 +1,64 @@
 """The backtest's replay as it was before its fast paths, kept as the reference the tests compare
-with: every finding of every day through :func:`~shared.alerting.lifecycle.step_day`, every key's
-state kept (no idle keys forgotten), the score history rebuilt as models each day."""
+with: every score with "what moved" since the replay's previous day, every finding of every day
+(explained) through :func:`~shared.alerting.lifecycle.step_day`, every key's state kept (no idle
+keys forgotten), the score history rebuilt as models each day."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
-from datetime import date, timedelta
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.rules import ScoreHistory, ScorePoint, evaluate
 from services.cli.backtest import Window
-from services.scorer.replay import replay_scores
+from services.scorer.rollups import RollupMemory, load_rollups
+from services.scorer.scoring import score
+from services.scorer.usage import compute_metrics
 from shared.alert_rules import RULE_NAMES, RulesConfig
 from shared.alerting.lifecycle import DayState, step_day
 from shared.backtest.model import AccountRun, RaisedAlert
 from shared.config import TendConfig
 from shared.outcomes.lifecycle import is_cancelled
 from shared.outcomes.model import AccountHistory
-from shared.scores import ScoreMessage
+from shared.scores import PreviousScore, ScoreMessage
+
+
+async def reference_scores(
+    session: AsyncSession,
+    account_ids: Sequence[str],
+    first: date,
+    last: date,
+    configs: Sequence[TendConfig],
+    *,
+    wanted: Callable[[str, date], bool] | None = None,
+) -> AsyncIterator[tuple[date, list[list[ScoreMessage]]]]:
+    """Each day's scores as the replay computed them before its fast paths: each model on its
+    own, each score measuring "what moved" since the account's previous replayed day."""
+    memories: dict[tuple[str, ...], RollupMemory] = {}
+    for config in configs:
+        keys = tuple(config.key_features)
+        if keys not in memories:
+            memories[keys] = await load_rollups(session, account_ids, last, keys)
+    previous: list[dict[str, PreviousScore]] = [{} for _ in configs]
+    day = first
+    while day <= last:
+        ids = [a for a in account_ids if wanted is None or wanted(a, day)]
+        out: list[list[ScoreMessage]] = [[] for _ in configs]
+        stamp = datetime.combine(day, time.max, tzinfo=UTC)
+        for n, config in enumerate(configs):
+            keys = tuple(config.key_features)
+            for activity in memories[keys].activity(ids, day) if ids else []:
+                metrics = compute_metrics(activity, keys, config.scoring.trend)
+                account_id = activity.profile.account_id
+                result = score(
+                    metrics, activity.profile, config.scoring, keys, previous[n].get(account_id)
+                )
+                previous[n][account_id] = result.as_previous()
+                out[n].append(result.to_message(metrics, activity.profile, stamp))
+        yield day, out
+        day += timedelta(days=1)
 
 
 class ReferenceAlertReplay:
@@ -74,7 +113,7 @@ async def reference_runs(
 
     replays = [ReferenceAlertReplay(c.rules) for c in configs]
     runs = [{a: AccountRun(a) for a in ids} for _ in configs]
-    async for day, scored in replay_scores(
+    async for day, scored in reference_scores(
         session, ids, start, window.last, configs, wanted=wanted
     ):
         for n, messages in enumerate(scored):

@@ -1,6 +1,7 @@
 """The backtest's replay forgets a key once it is idle (``is_idle``) and skips that key's days
-that do not hold: on random findings and policies, the episodes opened (the only thing the
-replay keeps) are those of stepping every day of every key."""
+that do not hold, and keeps a state whose day would change only its ``last_day``
+(``moves_only_its_day``): on random findings and policies, the episodes opened (the only thing
+the replay keeps) are those of stepping every day of every key."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.alert_rules import Policy
-from shared.alerting.lifecycle import DayState, is_idle, step_day
+from shared.alerting.lifecycle import DayState, is_idle, moves_only_its_day, step_day
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +30,9 @@ policies = st.builds(
 days = st.lists(st.tuples(st.integers(1, 3), st.booleans()), max_size=60)
 
 
-def opened(policy: Policy, findings: list[tuple[int, bool]], *, forget: bool) -> list[object]:
+def opened(
+    policy: Policy, findings: list[tuple[int, bool]], *, forget: bool, in_place: bool = False
+) -> list[object]:
     state: DayState | None = None
     out: list[object] = []
     day = DAY0
@@ -40,6 +43,11 @@ def opened(policy: Policy, findings: list[tuple[int, bool]], *, forget: bool) ->
             if forget and not holds:
                 continue
             before = DayState()
+        elif in_place and moves_only_its_day(before, holds):
+            full = step_day(before, day, holds, policy)
+            # Only the day moves: the same state but for last_day.
+            assert full.model_copy(update={"last_day": before.last_day}) == before
+            continue
         after = step_day(before, day, holds, policy)
         state = None if forget and is_idle(after) else after
         if after.status == "open" and after.opened_on == day and before.opened_on != day:
@@ -53,6 +61,16 @@ def test_forgetting_idle_keys_opens_the_same_episodes(
     policy: Policy, findings: list[tuple[int, bool]]
 ) -> None:
     assert opened(policy, findings, forget=True) == opened(policy, findings, forget=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(policies, days)
+def test_keeping_states_whose_day_moves_only_opens_the_same_episodes(
+    policy: Policy, findings: list[tuple[int, bool]]
+) -> None:
+    expected = opened(policy, findings, forget=False)
+    assert opened(policy, findings, forget=True, in_place=True) == expected
+    assert opened(policy, findings, forget=False, in_place=True) == expected
 
 
 def test_a_key_never_evaluated_is_idle() -> None:
