@@ -121,8 +121,8 @@ async def run(args: argparse.Namespace) -> None:
         f"account-days in the window) in {took:.1f} s"
     )
     print(
-        f"cost: {per_day * 1e3:.2f} ms per account-day (warm-up days included); CPU "
-        f"{cpu / replayed_days * 1e3:.2f} ms (the CPU time of this process and its workers: "
+        f"cost: {per_day * 1e3:.3f} ms per account-day (warm-up days included); CPU "
+        f"{cpu / replayed_days * 1e3:.3f} ms (the CPU time of this process and its workers: "
         f"what free cores would take); load average "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )

@@ -722,14 +722,20 @@ def _health_drop(
 ) -> list[Finding]:
     if s.score is None:
         return []
-    window = [
-        p
-        for p in history.between(s.as_of - timedelta(days=cfg.within_days), s.as_of)
-        if p.score is not None and p.scorecard == s.scorecard
-    ]
-    if not window:
+    # The highest (score, day) of the window's points of this scorecard, in one pass (the
+    # order of the points does not matter: equal keys are the same score on the same day).
+    first, before, scorecard = s.as_of - timedelta(days=cfg.within_days), s.as_of, s.scorecard
+    peak: ScorePoint | None = None
+    for p in history.points:
+        if (
+            p.score is not None
+            and first <= p.as_of < before
+            and p.scorecard == scorecard
+            and (peak is None or (p.score, p.as_of) > (peak.score, peak.as_of))
+        ):
+            peak = p
+    if peak is None:
         return []
-    peak = max(window, key=lambda p: (p.score or 0.0, p.as_of))
     assert peak.score is not None
     score, peak_score = s.score, peak.score
     drop = peak_score - score

@@ -56,7 +56,8 @@ def _leader(users: Sequence[UserWeeks], start: int, stop: int) -> UserWeeks | No
     for u in users:
         days = u.active_days[start:stop]
         weeks = _active(days)
-        if weeks <= 0:
+        if weeks <= 0 or weeks < best_key[0]:
+            # Fewer weeks than the best so far: behind it whatever the rest.
             continue
         key = (weeks, sum(days), sum(u.events[start:stop]))
         if best is None or key > best_key or (key == best_key and u.user_id < best.user_id):

@@ -55,6 +55,7 @@ class DenseAccount:
     activated: list[int]
     """Users ever active up to each day."""
     users: dict[str, DenseUser]
+    """By user id, in the order of the ids."""
     features: dict[str, DenseFeature]
 
     def covers(self, as_of: date) -> bool:
@@ -109,7 +110,7 @@ def dense_account(
     dense_users: dict[str, DenseUser] = {}
     users28: list[list[int]] = []
     firsts: dict[int, int] = {}
-    for user_id, (events, logins) in users.items():
+    for user_id, (events, logins) in sorted(users.items()):
         ordinals = {d.toordinal(): 1 for d in events}
         dense_users[user_id] = DenseUser(
             days7=_rolling(ordinals, o0, n, 7),

@@ -300,29 +300,33 @@ class RollupMemory:
         seen = acc.first_seen if acc.first_seen is not None and acc.first_seen <= as_of else None
         # 2. The first week's logins.
         first_week = acc.first_week_logins(as_of)
-        # 3, 8, 9. Users active in the 12 weeks (and a named champion quiet for longer).
+        # 3, 8, 9. Users active in the 12 weeks (and a named champion quiet for longer), in
+        # the order of their ids (the arrays keep the users sorted).
         weeks_first = as_of - timedelta(days=7 * WEEKS - 1)
-        users: dict[str, UserWeeks] = {}
+        users: list[UserWeeks] = []
         for user_id, u in dense.users.items():
             last = u.last[i]
             if last is None or last < weeks_first:
                 continue
             login = u.last_login[i]
-            users[user_id] = UserWeeks(
-                user_id,
-                tuple(u.days7[weeks]),
-                tuple(u.events7[weeks]),
-                last,
-                login if login is not None and login >= weeks_first else None,
+            users.append(
+                UserWeeks(
+                    user_id,
+                    tuple(u.days7[weeks]),
+                    tuple(u.events7[weeks]),
+                    last,
+                    login if login is not None and login >= weeks_first else None,
+                )
             )
         champion = profile.champion
-        if champion and champion not in users:
+        if champion and all(u.user_id != champion for u in users):
             named = dense.users.get(champion)
-            users[champion] = UserWeeks(
+            quiet = UserWeeks(
                 user_id=champion,
                 last_active=named.last[i] if named else None,
                 last_login=named.last_login[i] if named else None,
             )
+            users.insert(bisect_left([u.user_id for u in users], champion), quiet)
         # 6-7. Key features.
         features = []
         for key in self.keys:
@@ -361,7 +365,7 @@ class RollupMemory:
             features=tuple(features),
             activated_users=dense.activated[i],
             first_week_logins=first_week,
-            users=tuple(users[k] for k in sorted(users)),
+            users=tuple(users),
         )
 
 
