@@ -16,10 +16,11 @@ partitions it gains at once. While the consumer is more than a batch behind, re-
 (at most ``max_hold_s``), so a draining backlog is not slowed by scoring the same accounts after
 every batch: each dirty account is scored once when the drain ends.
 
-On PostgreSQL a pass reads the next chunk-day (its marks, then its activity, in its own
-transaction) while it scores the current one, so the server works on the other core meanwhile;
-only when the two concern different accounts (the next day of the same accounts needs this
-day's marks and score committed), and only if the partitions owned did not change in between.
+On PostgreSQL a pass reads the next chunk-day (its marks first, then its activity and scores,
+in its own transaction) while it scores the current one, so the server works on the other core
+meanwhile; only when the two concern different accounts (the next day of the same accounts
+needs this day's marks and scores committed), and only if the partitions owned did not change
+in between. A chunk-day's scores are published and saved at once.
 
 One module of about 690 lines on purpose: the three triggers (after a batch, the sweep, on
 demand) share one day-by-day loop, its read-ahead, its re-score marks and its metrics.
@@ -41,13 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.activity import AccountActivity
 from services.scorer.repository import ScoringRepository, StaleMark
-from services.scorer.score_rows import encode, previous_from_row
+from services.scorer.score_rows import EncodedScore, ScoreRow, encode, previous_from_row
 from services.scorer.scoring import Score, score
 from services.scorer.usage import compute_metrics
 from shared import topics
 from shared.bus.base import Message, Producer
 from shared.clock import Clock
-from shared.collector import collector_paused
+from shared.collector import collect_young, collector_paused
 from shared.config import TendConfig
 from shared.db.models import Account
 from shared.ownership import Ownership
@@ -79,6 +80,9 @@ RESCORE_HELD = Counter(
 )
 YIELD_EVERY = 100
 """Accounts scored between two yields to the event loop (the consumer shares it)."""
+COLLECT_EVERY = 50
+"""Chunk-days of a pass between two collections of the young generations (the collector is
+paused for the whole pass, and a backfill of many days may be long)."""
 BANDS = ("green", "yellow", "red", "new", "unknown")
 
 
@@ -96,9 +100,19 @@ class _Job:
     multi-day pass counts a chunk's accounts once, on its first day)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """What a chunk-day's transaction reads before it scores (see :meth:`Rescorer._read`)."""
+
+    marks: dict[str, StaleMark]
+    activities: list[AccountActivity]
+    previous: dict[str, ScoreRow]
+    stored: dict[str, EncodedScore]
+
+
 class _Ahead:
     """A chunk-day's transaction from its beginning: its session, the accounts it scores (owned
-    when it began, with the partitions owned then) and the task reading its marks and activity
+    when it began, with the partitions owned then) and the task doing its reads
     (:meth:`Rescorer._read`), which may run while the chunk-day before it is scored."""
 
     def __init__(self, rescorer: Rescorer, job: _Job, ids: list[str]) -> None:
@@ -243,18 +257,17 @@ class Rescorer:
         row, so it does not depend on when the day was scored."""
         cfg = config or self.config
         activities = await self.repo.load_activity(session, account_ids, as_of, cfg.key_features)
-        return await self._scores(session, activities, as_of, cfg)
+        previous = await self.repo.load_previous(session, account_ids, as_of)
+        return await self._scores(activities, previous, as_of, cfg)
 
     async def _scores(
         self,
-        session: AsyncSession,
         activities: Sequence[AccountActivity],
+        previous: Mapping[str, ScoreRow],
         as_of: date,
         cfg: TendConfig,
     ) -> list[ScoreMessage]:
-        """:meth:`compute` of activities read already."""
-        ids = [a.profile.account_id for a in activities]
-        previous = await self.repo.load_previous(session, ids, as_of)
+        """:meth:`compute` of activities and previous scores read already."""
         now = self.clock.now()
         provisional = as_of >= now.date()
         out = []
@@ -287,17 +300,26 @@ class Rescorer:
         """Score ``jobs`` in order, one transaction each, ending between two once
         :meth:`stopping`; returns the accounts counted (see :attr:`_Job.counted`).
 
-        While one chunk-day is scored, the next one's transaction may begin and read its marks
-        and activity (:class:`_Ahead`), when it concerns other accounts (the next day of the
+        While one chunk-day is scored, the next one's transaction may begin and do its reads
+        (:class:`_Ahead`), when it concerns other accounts (the next day of the
         same accounts needs this day's marks and score committed first)."""
-        total = 0
+        # The collector paused for the whole pass, not chunk by chunk: resumed after each
+        # chunk, it walked the objects still alive then (the next chunk's, read ahead, among
+        # them), 5% of a sweep's CPU; a pass leaves about 80 objects of cyclic garbage a chunk.
+        with collector_paused():
+            return await self._run_jobs(jobs, self.overlaps())
+
+    async def _run_jobs(self, jobs: AsyncIterator[_Job], overlap: bool) -> int:
+        total = turns = 0
         ahead: _Ahead | None = None
-        overlap = self.overlaps()
         try:
             job = await anext(jobs, None)
             while job is not None and not self.stopping():
                 nxt = await anext(jobs, None) if overlap else None
                 n, ahead = await self._turn(job, ahead, nxt)
+                turns += 1
+                if turns % COLLECT_EVERY == 0:
+                    collect_young()
                 total += n if job.counted is None else job.counted
                 job = nxt if overlap else await anext(jobs, None)
                 await asyncio.sleep(0)
@@ -334,13 +356,12 @@ class Rescorer:
             started = time.perf_counter()
             following: _Ahead | None = None
             try:
-                with collector_paused():
-                    marks, activities = await ahead.task
-                    if nxt is not None and set(nxt.ids).isdisjoint(ahead.ids):
-                        upcoming = self.ownership.select(nxt.ids)
-                        if upcoming:
-                            following = _Ahead(self, nxt, upcoming)
-                    n, published = await self._score_chunk(ahead, marks, activities)
+                reads = await ahead.task
+                if nxt is not None and set(nxt.ids).isdisjoint(ahead.ids):
+                    upcoming = self.ownership.select(nxt.ids)
+                    if upcoming:
+                        following = _Ahead(self, nxt, upcoming)
+                n, published = await self._score_chunk(ahead, reads)
             except BaseException:
                 if following is not None:
                     await following.discard()
@@ -355,24 +376,24 @@ class Rescorer:
 
     async def _read(
         self, session: AsyncSession, ids: Sequence[str], day: date, floors: Mapping[str, date]
-    ) -> tuple[dict[str, StaleMark], list[AccountActivity]]:
-        """A chunk-day's first reads, in its transaction: the marks first (events committed
-        after this read move updated_at, so the marks stay, see advance_marks, even if the
-        activity read missed those events), then the activity."""
+    ) -> _Reads:
+        """A chunk-day's reads, in its transaction: the marks first (events committed after
+        this read move updated_at, so the marks stay, see advance_marks, even if the reads
+        below missed those events), then the activity, the previous and the stored scores
+        (read ahead only when the chunk-day before concerns other accounts: the same
+        accounts' day before must have committed its marks and scores first)."""
         marks = await self.repo.load_marks(session, list(floors)) if floors else {}
         activities = await self.repo.load_activity(session, ids, day, self.config.key_features)
-        return marks, activities
-
-    async def _score_chunk(
-        self, ahead: _Ahead, marks: Mapping[str, StaleMark], activities: Sequence[AccountActivity]
-    ) -> tuple[int, int]:
-        """The rest of a chunk-day's transaction, then its commit: (accounts scored, scores
-        published). The previous and stored scores are read now, after the chunk-day before
-        it committed (the same accounts' day before, in a multi-day pass)."""
-        session, day, floors = ahead.session, ahead.job.day, ahead.floors
-        ids = ahead.ids
-        messages = await self._scores(session, activities, day, self.config)
+        previous = await self.repo.load_previous(session, ids, day)
         stored = await self.repo.load_encoded_scores(session, ids, day)
+        return _Reads(marks, activities, previous, stored)
+
+    async def _score_chunk(self, ahead: _Ahead, reads: _Reads) -> tuple[int, int]:
+        """The rest of a chunk-day's transaction, then its commit: (accounts scored, scores
+        published)."""
+        session, day, floors = ahead.session, ahead.job.day, ahead.floors
+        marks, stored = reads.marks, reads.stored
+        messages = await self._scores(reads.activities, reads.previous, day, self.config)
         encoded = [encode(m) for m in messages]
         rows = [r for _, r in encoded]
         changed = [
@@ -380,16 +401,46 @@ class Rescorer:
             for raw, r in encoded
             if (old := stored.get(r.account_id)) is None or not old.same_score(r)
         ]
-        if self.producer is not None and changed:
-            await self.producer.publish(
-                topics.SCORES,
-                [Message(value=raw, key=r.account_id.encode()) for raw, r in changed],
+        out = [(raw, r.account_id) for raw, r in changed]
+        saved = [r for _, r in changed]
+        if self.overlaps():
+            # The broker and the database work at once; the commit waits for both, so a
+            # failure of either rolls the chunk-day back, as when they ran one after the other
+            # (a publish that succeeded before a failed save is published again later).
+            done = await asyncio.gather(
+                self._publish(out),
+                self._save(session, saved, rows, marks, floors, day),
+                return_exceptions=True,
             )
-        await self.repo.save_encoded(session, [r for _, r in changed])
-        await self.repo.set_current(session, rows)
-        await self.repo.advance_marks(session, _advances(marks, floors, day, self.today()))
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        else:
+            # SQLite: the in-process bus writes in its own transaction, which would wait for
+            # this one's write lock.
+            await self._publish(out)
+            await self._save(session, saved, rows, marks, floors, day)
         await session.commit()
         return len(messages), len(changed)
+
+    async def _publish(self, messages: Sequence[tuple[bytes, str]]) -> None:
+        if self.producer is not None and messages:
+            await self.producer.publish(
+                topics.SCORES, [Message(value=raw, key=key.encode()) for raw, key in messages]
+            )
+
+    async def _save(
+        self,
+        session: AsyncSession,
+        changed: Sequence[EncodedScore],
+        rows: Sequence[EncodedScore],
+        marks: Mapping[str, StaleMark],
+        floors: Mapping[str, date],
+        day: date,
+    ) -> None:
+        await self.repo.save_encoded(session, changed)
+        await self.repo.set_current(session, rows)
+        await self.repo.advance_marks(session, _advances(marks, floors, day, self.today()))
 
     async def rescore_dirty(self, as_of: date | None = None) -> int:
         """Score every account marked dirty; returns how many were scored.

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 
 import pytest
 
-from shared.collector import collector_paused
+from shared.collector import collect_young, collector_paused
 
 pytestmark = pytest.mark.unit
 
@@ -27,6 +28,23 @@ def test_left_off_when_it_was_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_collect_young_frees_a_cycle_made_in_a_pause_and_leaves_it_paused() -> None:
+    with collector_paused():
+        node = _Node()
+        ref = weakref.ref(node)
+        del node
+        assert ref() is not None  # a cycle: reference counting alone keeps it
+        assert collect_young() >= 1
+        assert ref() is None
+        assert not gc.isenabled()
+    assert gc.isenabled()
 
 
 def test_back_after_an_error() -> None:
