@@ -15,14 +15,15 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Date, Table, Text, and_, bindparam, cast, func, or_, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scorer.activity_reads import _as_date, _chunks
 from services.scorer.bulk import columns, is_postgresql, unnest
+from services.scorer.driver import DriverStatement
 from services.scorer.score_rows import JSON_PARTS, EncodedScore, ScoreRow
 from shared.db.models import Account, HealthScore
 from shared.db.types import utcnow
-from shared.db.upsert import insert_for
 
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 HEALTH_SCORES: Table = HealthScore.__table__  # type: ignore[assignment]
@@ -125,49 +126,15 @@ class ScoreHistory:
         await self.set_current(session, rows)
 
     async def save_history(self, session: AsyncSession, rows: Sequence[ScoreRow]) -> None:
-        """Upsert ``health_scores`` rows (a row replaces the stored one of its day)."""
-        if not rows:
-            return
-        if is_postgresql(session):
-            await self.save_encoded(session, [r.encoded() for r in rows])
-            return
-        now = utcnow()
-        values = [
-            {
-                "account_id": r.account_id,
-                "as_of": r.as_of,
-                "score": r.score,
-                "band": r.band,
-                "components": r.components,
-                "left_out": list(r.left_out),
-                "metrics": r.metrics,
-                "moved": r.moved,
-                "previous_score": r.previous_score,
-                "previous_band": r.previous_band,
-                "computed_at": r.computed_at or now,
-                "provisional": r.provisional,
-            }
-            for r in sorted(
-                {(r.account_id, r.as_of): r for r in rows}.values(),
-                key=lambda r: (r.account_id, r.as_of),
-            )
-        ]
-        # executemany of one statement: compiled once and cached, whatever the number of rows
-        # (a multi-row VALUES would be compiled again for every chunk).
-        stmt = insert_for(session, HEALTH_SCORES)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "as_of"],
-            set_={c: stmt.excluded[c] for c in values[0] if c not in ("account_id", "as_of")},
-        )
-        await session.execute(stmt, values)
+        """Upsert ``health_scores`` rows (a row replaces the stored one of its day), their JSON
+        parts encoded as the engine encodes them (``json.dumps``)."""
+        await self.save_encoded(session, [r.encoded() for r in rows])
 
     async def save_encoded(self, session: AsyncSession, rows: Sequence[EncodedScore]) -> None:
-        """:meth:`save_history` of rows whose JSON parts are encoded already: on PostgreSQL
-        the texts are stored as they are."""
+        """:meth:`save_history` of rows whose JSON parts are encoded already: the texts are
+        stored as they are, in key order; on PostgreSQL by one statement of arrays, on SQLite
+        by the driver's ``executemany`` (never decoded for Core to encode them again)."""
         if not rows:
-            return
-        if not is_postgresql(session):
-            await self.save_history(session, [r.decoded() for r in rows])
             return
         now = utcnow()
         unique = sorted(
@@ -178,29 +145,27 @@ class ScoreHistory:
             if r.computed_at is not None and r.computed_at.tzinfo is None:
                 # Refused as the column type refuses it in the row-per-row upsert.
                 raise ValueError("naive computed_at; pass an aware datetime")
-        await session.execute(
-            _HISTORY_UPSERT,
-            columns(
-                _HISTORY,
-                (
-                    (
-                        r.account_id,
-                        r.as_of,
-                        r.score,
-                        r.band,
-                        r.components,
-                        r.left_out,
-                        r.metrics,
-                        r.moved,
-                        r.previous_score,
-                        r.previous_band,
-                        r.computed_at or now,
-                        r.provisional,
-                    )
-                    for r in unique
-                ),
-            ),
-        )
+        values = [
+            (
+                r.account_id,
+                r.as_of,
+                r.score,
+                r.band,
+                r.components,
+                r.left_out,
+                r.metrics,
+                r.moved,
+                r.previous_score,
+                r.previous_band,
+                r.computed_at or now,
+                r.provisional,
+            )
+            for r in unique
+        ]
+        if is_postgresql(session):
+            await session.execute(_HISTORY_UPSERT, columns(_HISTORY, values))
+        else:
+            await _HISTORY_SQLITE.executemany(session, values)
 
     async def set_current(
         self, session: AsyncSession, rows: Sequence[ScoreRow | EncodedScore]
@@ -209,19 +174,6 @@ class ScoreHistory:
         already has a current score of a later day."""
         if not rows:
             return
-        ac = ACCOUNTS.c
-        stmt_current = (
-            update(ACCOUNTS)
-            .where(
-                ac.account_id == bindparam("b_account_id"),
-                or_(ac.scored_as_of.is_(None), ac.scored_as_of <= bindparam("b_as_of", type_=Date)),
-            )
-            .values(
-                score=bindparam("b_score"),
-                band=bindparam("b_band"),
-                scored_as_of=bindparam("b_as_of", type_=Date),
-            )
-        )
         latest: dict[str, ScoreRow | EncodedScore] = {}
         for r in rows:
             if r.account_id not in latest or r.as_of >= latest[r.account_id].as_of:
@@ -235,7 +187,7 @@ class ScoreHistory:
             )
             return
         await session.execute(
-            stmt_current,
+            _CURRENT_SQLITE,
             [
                 {
                     "b_account_id": r.account_id,
@@ -271,6 +223,25 @@ _HISTORY_UPSERT = text(
 )
 """PostgreSQL: a chunk's score rows in one statement, in key order (JSON parts as text)."""
 
+
+def _history_sqlite() -> DriverStatement:
+    """SQLite: the same upsert row by row, the JSON parts bound as the texts they are (the
+    column's own type would encode them again)."""
+    stmt = sqlite.insert(HEALTH_SCORES).values(
+        {
+            c: bindparam(c, type_=Text() if c in JSON_PARTS else HEALTH_SCORES.c[c].type)
+            for c in _HISTORY
+        }
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account_id", "as_of"],
+        set_={c: stmt.excluded[c] for c in _HISTORY[2:]},
+    )
+    return DriverStatement(stmt, _HISTORY)
+
+
+_HISTORY_SQLITE = _history_sqlite()
+
 _CURRENT = ("account_id", "as_of", "score", "band")
 _CURRENT_LOCK = text(
     f"SELECT account_id FROM {ACCOUNTS.name} WHERE account_id = ANY(CAST(:account_id AS TEXT[])) "
@@ -286,6 +257,22 @@ _CURRENT_UPDATE = text(
     f"AND ({ACCOUNTS.name}.scored_as_of IS NULL OR {ACCOUNTS.name}.scored_as_of <= batch.as_of)"
 )
 """PostgreSQL: each account's latest row of a chunk as its current score, in one statement."""
+_CURRENT_SQLITE = (
+    update(ACCOUNTS)
+    .where(
+        ACCOUNTS.c.account_id == bindparam("b_account_id"),
+        or_(
+            ACCOUNTS.c.scored_as_of.is_(None),
+            ACCOUNTS.c.scored_as_of <= bindparam("b_as_of", type_=Date),
+        ),
+    )
+    .values(
+        score=bindparam("b_score"),
+        band=bindparam("b_band"),
+        scored_as_of=bindparam("b_as_of", type_=Date),
+    )
+)
+"""Elsewhere: the same, row by row (an executemany)."""
 
 
 def _score_row(m: Mapping[str, Any]) -> ScoreRow:

@@ -149,3 +149,29 @@ class TestStored:
         assert dataclasses.replace(a, account_id="x") == dataclasses.replace(b, account_id="x")
         assert texts[new.account_id].same_score(encode(new)[1])
         assert texts[old.account_id].same_score(encode(old)[1])
+
+    async def test_encoded_texts_are_stored_as_they_are(
+        self, db: Sessions, uid: str, day: date
+    ) -> None:
+        """On SQLite too: the driver binds the texts, never decoded for Core to encode them
+        again (which stored ``json.dumps``'s spacing)."""
+        repo = ScoringRepository()
+        msg = EXAMPLE_SCORE.model_copy(update={"account_id": f"{uid}-texts", "as_of": day})
+        _, row = encode(msg)
+        old = row_from_message(msg.model_copy(update={"account_id": f"{uid}-dumped"}))
+        async with db() as session, session.begin():
+            await repo.save_encoded(session, [row])
+            await repo.save_history(session, [old])
+        async with db() as session:
+            texts = await repo.load_encoded_scores(session, [row.account_id, old.account_id], day)
+        got, dumped = texts[row.account_id], texts[old.account_id]
+        assert [got.components, got.left_out, got.metrics, got.moved] == [
+            row.components,
+            row.left_out,
+            row.metrics,
+            row.moved,
+        ]
+        # A decoded row is stored as the engine's JSON type stored it (json.dumps).
+        assert [dumped.components, dumped.left_out, dumped.metrics, dumped.moved] == [
+            json.dumps(p) for p in (old.components, old.left_out, old.metrics, old.moved)
+        ]
