@@ -56,9 +56,9 @@ class Record:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Where the broker stored an acknowledged message."""
+class Delivery(msgspec.Struct, frozen=True):
+    """Where the broker stored an acknowledged message (a struct, as :class:`Message` is: one
+    per message published)."""
 
     topic: str
     partition: int
