@@ -17,15 +17,22 @@ __all__ = ["built", "replaced"]
 M = TypeVar("M", bound=BaseModel)
 
 _set = object.__setattr__
+# BaseModel's four slots, set through their descriptors: what ``object.__setattr__`` does
+# after looking each one up by name (a fifth of the time of a small model's build).
+_slots = BaseModel.__dict__
+_set_dict = _slots["__dict__"].__set__
+_set_fields = _slots["__pydantic_fields_set__"].__set__
+_set_extra = _slots["__pydantic_extra__"].__set__
+_set_private = _slots["__pydantic_private__"].__set__
 
 
 def built(cls: type[M], fields: dict[str, Any]) -> M:
     """An instance of ``cls`` holding ``fields`` (every field of the model, nothing else)."""
     instance = cls.__new__(cls)
-    _set(instance, "__dict__", fields)
-    _set(instance, "__pydantic_fields_set__", set(fields))
-    _set(instance, "__pydantic_extra__", None)
-    _set(instance, "__pydantic_private__", None)
+    _set_dict(instance, fields)
+    _set_fields(instance, set(fields))
+    _set_extra(instance, None)
+    _set_private(instance, None)
     return instance
 
 

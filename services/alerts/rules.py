@@ -281,13 +281,6 @@ def login_plateau(
     if seats is None or m.regular_users is None or weeks < cfg.min_weeks:
         return []
     window = list(series[-weeks:])
-    fit = fit_line(window)
-    if fit is None or fit.level <= 0:
-        return []
-    noise = _noise_variance(s, fit.level, cfg.series, window)
-    standard_error = math.sqrt(max(noise, fit.residual_variance) / fit.sxx)
-    band = max(cfg.relative_slope * fit.level, cfg.sigmas * standard_error)
-    flat = abs(fit.slope) <= band + _EPS
     regular = m.regular_users
     share = regular / seats
     seat_sd = math.sqrt(binomial_variance(regular, seats))
@@ -295,6 +288,19 @@ def login_plateau(
         share < cfg.seat_utilization_below - _EPS
         and cfg.seat_utilization_below * seats - regular >= cfg.sigmas * seat_sd - _EPS
     )
+    if not room and not explain:
+        # Without room the verdict is "does not hold" whatever the line: only whether it can
+        # be judged is left (fit_line's conditions: 2 weeks or more, their mean above 0).
+        if len(window) < 2 or sum(window) / len(window) <= 0:
+            return []
+        return [_verdict("login_plateau", "", s.as_of, False, cfg.severity)]
+    fit = fit_line(window)
+    if fit is None or fit.level <= 0:
+        return []
+    noise = _noise_variance(s, fit.level, cfg.series, window)
+    standard_error = math.sqrt(max(noise, fit.residual_variance) / fit.sxx)
+    band = max(cfg.relative_slope * fit.level, cfg.sigmas * standard_error)
+    flat = abs(fit.slope) <= band + _EPS
 
     def text() -> Explained:
         relative = fit.slope / fit.level
@@ -568,6 +574,9 @@ def feature_unused(
         elif cfg.never_adopted and _after_onboarding(s):
             holds = True
         else:
+            continue
+        if not explain:
+            out.append(_verdict("feature_unused", f.feature, s.as_of, holds, cfg.severity))
             continue
         text = partial(_feature_unused_text, s, f, cfg, holds)
         out.append(

@@ -23,9 +23,10 @@ __all__ = ["DenseAccount", "DenseFeature", "DenseUser", "dense_account"]
 
 @dataclass(frozen=True, slots=True)
 class DenseUser:
-    days7: list[int]
-    """Active days in the 7 days ending on each day."""
-    events7: list[int]
+    days7: tuple[int, ...]
+    """Active days in the 7 days ending on each day (tuples: a day's weeks are a slice of them,
+    itself a tuple, with no list in between)."""
+    events7: tuple[int, ...]
     last: list[date | None]
     """The last active day on or before each day."""
     last_login: list[date | None]
@@ -44,9 +45,9 @@ class DenseFeature:
 @dataclass(frozen=True, slots=True)
 class DenseAccount:
     origin: int
-    logins7: list[int]
+    logins7: tuple[int, ...]
     """The account's logins in the 7 days ending on each day."""
-    users7: list[int]
+    users7: tuple[int, ...]
     """Distinct users active in those 7 days."""
     users28: list[int]
     last_active: list[date | None]
@@ -86,7 +87,7 @@ def _last_on_or_before(days: Iterable[date], origin: int, n: int) -> list[date |
     return out
 
 
-def _positive(counts: Sequence[list[int]], n: int) -> list[int]:
+def _positive(counts: Sequence[Sequence[int]], n: int) -> list[int]:
     """How many of the series (counts: never below 0) are above 0 on each day."""
     if not counts:
         return [0] * n
@@ -113,8 +114,8 @@ def dense_account(
     for user_id, (events, logins) in sorted(users.items()):
         ordinals = {d.toordinal(): 1 for d in events}
         dense_users[user_id] = DenseUser(
-            days7=_rolling(ordinals, o0, n, 7),
-            events7=_rolling({d.toordinal(): v for d, v in events.items()}, o0, n, 7),
+            days7=tuple(_rolling(ordinals, o0, n, 7)),
+            events7=tuple(_rolling({d.toordinal(): v for d, v in events.items()}, o0, n, 7)),
             last=_last_on_or_before(events, o0, n),
             last_login=_last_on_or_before(logins, o0, n),
         )
@@ -133,8 +134,8 @@ def dense_account(
         )
     return DenseAccount(
         origin=o0,
-        logins7=_rolling({d.toordinal(): v[0] for d, v in days.items()}, o0, n, 7),
-        users7=_positive([u.days7 for u in dense_users.values()], n),
+        logins7=tuple(_rolling({d.toordinal(): v[0] for d, v in days.items()}, o0, n, 7)),
+        users7=tuple(_positive([u.days7 for u in dense_users.values()], n)),
         users28=_positive(users28, n),
         last_active=_last_on_or_before(days, o0, n),
         last_login=_last_on_or_before((d for d, v in days.items() if v[0] > 0), o0, n),

@@ -312,8 +312,8 @@ class RollupMemory:
             users.append(
                 UserWeeks(
                     user_id,
-                    tuple(u.days7[weeks]),
-                    tuple(u.events7[weeks]),
+                    u.days7[weeks],
+                    u.events7[weeks],
                     last,
                     login if login is not None and login >= weeks_first else None,
                 )
@@ -360,8 +360,8 @@ class RollupMemory:
             daily_active_users=series,
             wau=dense.users7[i],
             mau=dense.users28[i],
-            weekly_active_users=tuple(dense.users7[weeks]),
-            weekly_logins=tuple(dense.logins7[weeks]),
+            weekly_active_users=dense.users7[weeks],
+            weekly_logins=dense.logins7[weeks],
             features=tuple(features),
             activated_users=dense.activated[i],
             first_week_logins=first_week,
