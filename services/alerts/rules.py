@@ -374,6 +374,10 @@ def _daily_decline(
         return seen, exp, exp * (1 + 1 / samples)
 
     last, last_exp, _ = window(0, 7)
+    if not explain and (last_exp <= 0 or last / last_exp > cfg.ratio + _EPS):
+        # The last 7 days are not low enough: it cannot hold (not judged, or judged not to
+        # hold: the same verdict to login_decline, which reads only whether it holds).
+        return None
     before, before_exp, before_var = window(7, 14)
     both, both_exp, both_var = window(0, 14)
     recent, recent_exp, _ = window(0, cfg.recent_days)
@@ -439,23 +443,27 @@ def login_decline(
         level = float(median(baseline))
         if level > 0:
             evaluable = True
-            # Never below the week-to-week spread the baseline shows (robustly: neither a trend
-            # already under way nor one holiday week in it counts).
-            noise = max(_noise_variance(s, level, cfg.series, baseline), robust_variance(baseline))
-            # The baseline is itself an estimate: the variance of a median of n weeks is about
-            # pi/2 times that of their mean.
-            baseline_var = noise * (math.pi / 2) / baseline_weeks
-            sd = math.sqrt(noise + baseline_var)
-            sd_mean = math.sqrt(noise / k + baseline_var)
-            mean = sum(current) / k
             latest_limit = cfg.ratio * level
             earlier_limit = cfg.earlier_ratio * level
-            mean_limit = level - cfg.sigmas * sd_mean
-            holds = (
-                current[-1] <= latest_limit + _EPS
-                and all(x <= earlier_limit + _EPS for x in current[:-1])
-                and mean <= mean_limit + _EPS
+            dropped = current[-1] <= latest_limit + _EPS and all(
+                x <= earlier_limit + _EPS for x in current[:-1]
             )
+            # Not down to the limits, the mean's limit cannot make it hold: a verdict without
+            # text needs no noise then.
+            if dropped or explain:
+                # Never below the week-to-week spread the baseline shows (robustly: neither a
+                # trend already under way nor one holiday week in it counts).
+                noise = max(
+                    _noise_variance(s, level, cfg.series, baseline), robust_variance(baseline)
+                )
+                # The baseline is itself an estimate: the variance of a median of n weeks is
+                # about pi/2 times that of their mean.
+                baseline_var = noise * (math.pi / 2) / baseline_weeks
+                sd = math.sqrt(noise + baseline_var)
+                sd_mean = math.sqrt(noise / k + baseline_var)
+                mean = sum(current) / k
+                mean_limit = level - cfg.sigmas * sd_mean
+                holds = dropped and mean <= mean_limit + _EPS
             if explain:
                 parts.append(
                     _weekly_decline_text(

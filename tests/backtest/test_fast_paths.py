@@ -1,7 +1,8 @@
 """The backtest's faster pure code against the code it replaced, kept here as the reference
 (hypothesis): the people code of the metrics (``services/scorer/people.py``: active weeks
 counted with ``tuple.count(0)``, a user with fewer weeks than the leader skipped) and the
-health_drop rule's peak (one pass over the history instead of a sorted window)."""
+health_drop rule's peak (one pass over the history instead of a sorted window); and the
+verdicts of login_plateau and login_decline that skip work when no text is asked."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from services.alerts.rules import (
     _days,
     _finding,
     _num,
+    evaluate,
     health_drop,
 )
 from services.scorer.activity import WEEKS, UserWeeks
 from services.scorer.people import champion_of, regular_users, typical_weekly_rate
-from shared.alert_rules import HealthDrop
+from shared.alert_rules import HealthDrop, RulesConfig
+from shared.config import parse_config
 from shared.format import words
 from shared.scores import EXAMPLE_SCORE, ScoreMessage
 
@@ -229,3 +232,61 @@ def test_health_drop_equals_the_reference(
     h = ScoreHistory(points=tuple(history))
     assert health_drop(s, h, cfg) == reference_health_drop(s, h, cfg)
     assert health_drop(s, None, cfg) == reference_health_drop(s, None, cfg) == []
+
+
+# -- verdicts without text -------------------------------------------------------------------
+
+
+DAILY = parse_config(
+    {"rules": {"login_decline": {"daily": True, "relative_slope": -0.2}, "login_plateau": {}}}
+).rules
+weekly = st.tuples(*[st.sampled_from([0, 1, 2, 3, 5, 8, 9, 10])] * WEEKS)
+# Uniform days, or a decline: 21 busy days, then 14 quieter ones (the daily view's case).
+daily = st.tuples(*[st.sampled_from([0, 1, 2, 3, 4, 6])] * 35) | st.builds(
+    lambda old, new: old + new,
+    st.tuples(*[st.sampled_from([3, 4, 5, 6])] * 21),
+    st.tuples(*[st.sampled_from([0, 0, 1, 2, 3, 4])] * 14),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    weekly,
+    weekly,
+    daily,
+    st.none() | st.integers(0, 400),
+    st.none() | st.integers(0, 12),
+    st.none() | st.integers(1, 20),
+    st.none() | st.sampled_from([-0.3, -0.1, 0.0, 0.2]),
+)
+def test_verdicts_skipping_work_equal_the_explained_findings(
+    wau: tuple[int, ...],
+    logins: tuple[int, ...],
+    dau: tuple[int, ...],
+    age: int | None,
+    regular: int | None,
+    seats: int | None,
+    slope: float | None,
+) -> None:
+    """login_plateau without room and login_decline short of its limits skip the rest of the
+    work when only the verdict is asked: the same rules, features and holds as explained."""
+    metrics = EXAMPLE_SCORE.metrics.model_copy(
+        update={
+            "weekly_active_users": wau,
+            "weekly_logins": logins,
+            "daily_active_users": dau,
+            "account_age_days": age,
+            "regular_users": regular,
+            "seats": seats,
+            "mau": max(wau),
+            "trend_relative_slope": slope,
+            "logins_relative_slope": slope,
+        }
+    )
+    s = EXAMPLE_SCORE.model_copy(update={"metrics": metrics, "seats": seats})
+    for rules in (RulesConfig(), DAILY):
+        explained = evaluate(s, None, rules)
+        verdicts = evaluate(s, None, rules, explain=False)
+        assert [(f.rule, f.feature, f.holds) for f in verdicts] == [
+            (f.rule, f.feature, f.holds) for f in explained
+        ]
