@@ -318,6 +318,7 @@ class AlertsHandler:
             lambda rule: self.rules.policy(cast(RuleName, rule)),
             manual,
         )
+        episodes = result.episodes + self._ended_before(start, first, result.episodes)
         out = _Replayed(
             days=[
                 {
@@ -331,7 +332,7 @@ class AlertsHandler:
                 }
                 for d in days
             ],
-            episodes=result.episodes,
+            episodes=sorted(episodes, key=lambda e: (e.rule, e.feature, e.started_on)),
         )
 
         latest = days[-1]
@@ -403,6 +404,46 @@ class AlertsHandler:
                 key = (f.rule, f.feature)
                 if f.holds or states[day][key].status in ("resolved", "none"):
                     out[key] = f
+        return out
+
+    def _ended_before(
+        self, start: Mapping[Key, DayState], first: date, replayed: Sequence[Episode]
+    ) -> list[Episode]:
+        """The episodes that had ended before ``first`` (as the checkpoint says) and that a
+        return on or after ``first`` could have continued, when the replay did not continue
+        them: as they ended.
+
+        The stored episodes open on or after ``first`` are replaced by the replay's, and an
+        earlier version of the scores may have continued one of these (a return within the
+        cool-down: ``resolved_on`` cleared, ``reopenings`` + 1); if the new version does not,
+        the replay never sees it open, so it is written again here as it ended, not lost."""
+        seen = {(e.rule, e.feature, e.started_on) for e in replayed}
+        out: list[Episode] = []
+        for (rule, feature), s in start.items():
+            if (
+                s.started_on is None
+                or s.opened_on is None
+                or s.resolved_on is None
+                or s.status == "open"
+                or (rule, feature, s.started_on) in seen
+            ):
+                continue
+            p = self.rules.policy(cast(RuleName, rule))
+            # A return that continues it starts within the cool-down of the resolve, and may
+            # have begun to hold up to for_days before first.
+            if (first - s.resolved_on).days > p.reopen_cooldown_days + p.for_days:
+                continue
+            out.append(
+                Episode(
+                    rule,
+                    feature,
+                    s.started_on,
+                    s.opened_on,
+                    s.resolved_on,
+                    s.resolved_by,
+                    s.reopenings,
+                )
+            )
         return out
 
     def _judge_again(

@@ -30,6 +30,7 @@ from tests.alerts.snapshots import (
     create_defaults,
     create_snapshot,
     only_rules,
+    outbox_of,
     unique_account,
 )
 from tests.alerts.test_replay import episodes, feed, table
@@ -145,19 +146,22 @@ async def in_order(sessions: Sessions, scores: Mapping[int, float]) -> tuple[lis
 async def rescored(
     sessions: Sessions,
     first: Mapping[int, float],
-    final: Mapping[int, float],
-    *,
+    *later: Mapping[int, float],
     batch: int,
     order: Callable[[list[ScoreMessage]], list[ScoreMessage]] = list,
 ) -> tuple[tuple[list[Any], ...], list[ScoreMessage]]:
-    """``first`` arrives (in ``order``), then the re-score to ``final`` as the scorer publishes
-    it: the outcome, and the messages the re-score published."""
+    """``first`` arrives (in ``order``), then each re-score to the ``later`` scores as the
+    scorer publishes it: the outcome, and the messages the last re-score published."""
     account = unique_account("late")
     handler = create_handler()
-    before, after = versions(account, first), versions(account, final)
+    before = versions(account, first)
     await feed(sessions, handler, order(list(before.values())), batch)
-    again = republished(before, after)
-    await feed(sessions, handler, again, batch)
+    again: list[ScoreMessage] = []
+    for scores in later:
+        after = versions(account, scores)
+        again = republished(before, after)
+        await feed(sessions, handler, again, batch)
+        before = after
     return await outcome(sessions, handler, account), again
 
 
@@ -206,6 +210,55 @@ class TestAReScoredDayJudgesTheLaterDaysAgain:
         assert_same(got, want)
 
 
+class TestEpisodes:
+    async def test_a_return_the_rescore_undoes_leaves_the_episode_as_it_ended(
+        self, db: Sessions
+    ) -> None:
+        # Red on days 10-15 (resolved on day 18), and again from day 25: a return within the
+        # cool-down continues the episode. Late events show days 25-39 were not red: the
+        # episode ended on day 18 after all; it is kept as such, not lost.
+        ended = flat(**{f"d{d}": 30.0 for d in range(10, 16)})
+        back = {**ended, **{d: 30.0 for d in range(25, DAYS)}}
+        want = await in_order(db, ended)
+        got, again = await rescored(db, back, ended, batch=DAYS)
+        assert [m.as_of for m in again] == [day(d) for d in range(25, DAYS)]
+        assert_same(got, want)
+        assert (day(10), day(11), day(18), "condition") in got[1]
+
+
+class TestQuietByDefault:
+    """What the CSM hears of a re-score of an earlier day: what changed in the present, once."""
+
+    async def kinds(self, sessions: Sessions, account: str) -> list[str]:
+        return [n.kind for n in await outbox_of(sessions, account)]
+
+    async def test_an_alert_the_rescore_opens_is_announced_once(self, db: Sessions) -> None:
+        account = unique_account("open")
+        handler = create_handler()
+        before, after = versions(account, flat()), versions(account, flat(d30=HIGH))
+        await feed(db, handler, list(before.values()), DAYS)
+        assert await self.kinds(db, account) == []
+        again = republished(before, after)
+        await feed(db, handler, again, DAYS)
+        assert await self.kinds(db, account) == ["open"]
+        await feed(db, handler, again, DAYS)  # the same re-score again (a replayed batch)
+        assert await self.kinds(db, account) == ["open"]
+
+    async def test_an_announced_alert_the_rescore_undoes_is_resolved_once(
+        self, db: Sessions
+    ) -> None:
+        account = unique_account("undo")
+        handler = create_handler()
+        before, after = versions(account, flat(d30=HIGH)), versions(account, flat())
+        await feed(db, handler, list(before.values()), DAYS)
+        assert await self.kinds(db, account) == ["open"]
+        again = republished(before, after)
+        await feed(db, handler, again, DAYS)
+        assert await self.kinds(db, account) == ["open", "resolve"]
+        await feed(db, handler, again, DAYS)
+        assert await self.kinds(db, account) == ["open", "resolve"]
+
+
 def random_scores(rng: random.Random) -> dict[int, float]:
     """Scores that wander and sometimes jump: a drop of 15+ within 7 days now and then."""
     scores: dict[int, float] = {}
@@ -225,14 +278,16 @@ def rescore(rng: random.Random, scores: Mapping[int, float]) -> dict[int, float]
 
 
 class TestOrderIndependence:
-    """Random histories, re-scores of random days and random batching: always the in-order
-    single pass's alerts, episodes and stored days."""
+    """Random histories, one or two re-scores of random days and random batching: always the
+    in-order single pass's alerts, episodes and stored days."""
 
     @pytest.mark.parametrize("seed", range(12))
     async def test_rescores_give_the_in_order_history(self, db: Sessions, seed: int) -> None:
         rng = random.Random(seed)
         first = random_scores(rng)
-        final = rescore(rng, first)
+        rescores = [rescore(rng, first)]
+        if rng.random() < 0.5:  # late events again, after the first re-score
+            rescores.append(rescore(rng, rescores[0]))
         shuffle = rng.random() < 0.5
 
         def order(messages: list[ScoreMessage]) -> list[ScoreMessage]:
@@ -240,8 +295,9 @@ class TestOrderIndependence:
                 rng.shuffle(messages)
             return messages
 
-        want = await in_order(db, final)
-        got, _ = await rescored(db, first, final, batch=rng.choice([1, 4, 9, DAYS]), order=order)
+        want = await in_order(db, rescores[-1])
+        batch = rng.choice([1, 4, 9, DAYS])
+        got, _ = await rescored(db, first, *rescores, batch=batch, order=order)
         assert_same(got, want)
 
 
