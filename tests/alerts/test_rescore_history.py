@@ -12,6 +12,7 @@ stored days."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -21,9 +22,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts.consumer import AlertsHandler
+from services.alerts.consumer import AlertsHandler, AlertsService
+from shared import topics
+from shared.bus.base import Message
+from shared.bus.memory import InProcessBus
 from shared.clock import FixedClock
 from shared.db.models import AlertScorePoint
+from shared.db.session import create_engine, create_sessionmaker
 from shared.scores import ComponentMove, Moved, ScoreMessage
 from tests.alerts.snapshots import (
     DAY0,
@@ -33,6 +38,7 @@ from tests.alerts.snapshots import (
     outbox_of,
     unique_account,
 )
+from tests.alerts.test_consumer import _caught_up, wait_for
 from tests.alerts.test_replay import episodes, feed, table
 
 pytestmark = pytest.mark.integration
@@ -259,6 +265,49 @@ class TestQuietByDefault:
         assert await self.kinds(db, account) == ["open", "resolve"]
         await feed(db, handler, again, DAYS)
         assert await self.kinds(db, account) == ["open", "resolve"]
+
+
+class TestThroughTheService:
+    async def test_the_service_on_the_bus_gives_the_in_order_history(self, own_db_url: str) -> None:
+        # The same re-score, published on the in-process bus to the alerts service as
+        # `tend up` runs it (batch consumer, offsets in the batch's transaction).
+        engine = create_engine(own_db_url)
+        sessions = create_sessionmaker(engine)
+        bus = InProcessBus(sessions, 2)
+        producer = bus.producer()
+        await producer.start()
+        service = AlertsService(
+            bus,
+            sessions,
+            producer,
+            RULES,
+            FixedClock(NOW),
+            defaults=create_defaults(slack_webhook_url=None, email_enabled=False),
+            console_url="http://console.example",
+            dispatcher=None,
+            max_wait_s=0.05,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        account = unique_account("bus")
+        before, after = versions(account, flat()), versions(account, flat(d30=HIGH))
+        try:
+            for messages in (list(before.values()), republished(before, after)):
+                await producer.publish(
+                    topics.SCORES, [Message(m.to_bytes(), key=account.encode()) for m in messages]
+                )
+                await wait_for(lambda: _caught_up(sessions))
+        finally:
+            stop.set()
+            await task
+            await producer.stop()
+            await bus.close()
+        try:
+            got = await outcome(sessions, service.handler, account)
+            assert_same(got, await in_order(sessions, flat(d30=HIGH)))
+            assert got[1] == [(day(31), day(32), None, None)]
+        finally:
+            await engine.dispose()
 
 
 def random_scores(rng: random.Random) -> dict[int, float]:
