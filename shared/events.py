@@ -111,13 +111,24 @@ they would hide its digits from :data:`_SUBSECOND_DIGITS`."""
 
 
 def _plain(raw: bytes) -> bool:
-    """Whether the struct reads ``raw`` exactly as the model does, if it reads it at all."""
-    return (
-        raw.count(b"{") + raw.count(b"[") < MAX_NESTING
-        and not _SUBSECOND_DIGITS.search(raw)
-        # Nearly every record has no escape of this kind: one search rules them all out.
-        and (b"\\u00" not in raw or not any(escape in raw for escape in _ESCAPED_TIME_CHARS))
+    """Whether the struct reads ``raw``'s times exactly as the model does, if it reads it."""
+    return not _SUBSECOND_DIGITS.search(raw) and (
+        # Nearly every record has no escape at all: one search rules them all out.
+        b"\\" not in raw or not any(escape in raw for escape in _ESCAPED_TIME_CHARS)
     )
+
+
+def _nests_below(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether ``value`` nests fewer than ``limit`` levels (itself the first)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth >= limit:
+            return False
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return True
 
 
 def decode_event(raw: bytes) -> EventStruct:
@@ -125,14 +136,21 @@ def decode_event(raw: bytes) -> EventStruct:
     says so, with the same values; raises the model's ``ValidationError`` (naming the field)
     when it is not.
 
-    The struct decodes what it can; a record it refuses, one with more brackets than
-    :data:`MAX_NESTING` (it could be nested deeper than the model reads) and one with
-    sub-microsecond time digits go through the model, whose verdict stands."""
+    The struct decodes what it can; a record it refuses, one whose ``properties`` or ``traits``
+    nest :data:`MAX_NESTING` levels or more (the model reads fewer levels than the struct, so
+    there they could disagree; the depth is checked on what the struct read, cheaper than
+    counting brackets in every record) and one with sub-microsecond time digits go through
+    the model, whose verdict stands."""
     if _plain(raw):
         try:
-            return _STRUCT_DECODER.decode(raw)
-        except (msgspec.MsgspecError, UnicodeDecodeError):
+            event = _STRUCT_DECODER.decode(raw)
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             pass
+        else:
+            if _nests_below(event.properties, MAX_NESTING) and _nests_below(
+                event.traits, MAX_NESTING
+            ):
+                return event
     return EventStruct.from_model(CanonicalEvent.from_bytes(raw))
 
 

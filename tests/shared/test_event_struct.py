@@ -170,5 +170,18 @@ class TestDecodeEvent:
             return
         assert same(decode_event(raw), model)
 
+    @pytest.mark.parametrize("brackets", [b"[", b'{"k":'])
+    def test_nesting_past_the_interpreter_s_recursion_limit(self, brackets: bytes) -> None:
+        closing = b"]" if brackets == b"[" else b"}"
+        deep = brackets * 5000 + b"1" + closing * 5000
+        raw = EXAMPLE_TRACK.to_bytes().replace(
+            b'"properties":{', b'"properties":{"a":' + deep + b","
+        )
+        with pytest.raises(ValidationError) as want:
+            CanonicalEvent.from_bytes(raw)
+        with pytest.raises(ValidationError) as got:
+            decode_event(raw)
+        assert got.value.errors() == want.value.errors()
+
     def test_round_trip_of_the_example(self) -> None:
         assert decode_event(EXAMPLE_TRACK.to_bytes()) == EventStruct.from_model(EXAMPLE_TRACK)
