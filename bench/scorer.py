@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -565,6 +566,49 @@ def backends_cpu(after: dict[int, float], before: dict[int, float]) -> float | N
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
+async def timed_sweep(
+    engine: Any, producer: Any, clock: FixedClock, today: date, overlap: bool
+) -> None:
+    """One more sweep of every account from no stored score, pipelined (``overlap``) or one
+    chunk-day after the other, in this process on the same data: the steadier comparison on a
+    shared machine (pairs run back to back see about the same load)."""
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE health_scores"))
+        await conn.execute(
+            text("UPDATE accounts SET score = NULL, band = NULL, scored_as_of = NULL")
+        )
+    rescorer = Rescorer(create_sessionmaker(engine), producer, CONFIG, clock, overlap=overlap)
+    backends = await database_backends(engine)
+    queued = run_delay()
+    started, cpu = time.perf_counter(), time.process_time()
+    scored = await rescorer.sweep(today)
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    queued = run_delay() - queued
+    pg_cpu = backends_cpu(await database_backends(engine), backends) or 0.0
+    per = 1e3 / max(scored, 1)
+    print(
+        f"  {'pipelined' if overlap else 'one after the other'}: {scored} accounts in "
+        f"{seconds:.1f} s ({scored / seconds:,.0f}/s); CPU an account {cpu * per:.3f} ms Python, "
+        f"{pg_cpu * per:.3f} ms PostgreSQL; load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"    of the wall time: {queued:.1f} s waiting for a CPU (other processes' load), "
+        f"{seconds - cpu - queued:.1f} s idle (awaiting PostgreSQL and the broker)"
+    )
+
+
+def run_delay() -> float:
+    """Seconds this process's threads have waited for a CPU while runnable (schedstat), 0 where
+    the kernel does not say."""
+    total = 0.0
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1]) / 1e9
+    return total
+
+
 async def bench_rescore(args: argparse.Namespace, broker: TansuBroker) -> None:
     n = args.rescore_accounts
     print(f"(b) re-score: {n} accounts, {args.rescore_users} users, {args.rescore_weeks} weeks")
@@ -616,6 +660,9 @@ async def bench_rescore(args: argparse.Namespace, broker: TansuBroker) -> None:
                     )
                 ).all()
             print(f"  bands: {dict((b, c) for b, c in bands)}")
+            for _ in range(args.rescore_pairs):
+                for overlap in (False, True):
+                    await timed_sweep(engine, producer, clock, today, overlap)
         finally:
             await bus.close()
             await engine.dispose()
@@ -654,6 +701,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rescore-accounts", type=int, default=100_000)
     p.add_argument("--rescore-users", type=int, default=3)
     p.add_argument("--rescore-weeks", type=int, default=3)
+    p.add_argument(
+        "--rescore-pairs",
+        type=int,
+        default=0,
+        help="After (b), this many more pairs of sweeps on the same data from no stored score: "
+        "one chunk-day after the other, then pipelined (Rescorer overlap off, on).",
+    )
     p.add_argument("--no-publish", action="store_true", help="Sweep with producer=None.")
     p.add_argument("--skip-consume", action="store_true")
     p.add_argument("--skip-rescore", action="store_true")

@@ -17,13 +17,16 @@ partitions it gains at once. While the consumer is more than a batch behind, re-
 every batch: each dirty account is scored once when the drain ends.
 
 On PostgreSQL a pass reads the next chunk-day (its marks first, then its activity and scores,
-in its own transaction) while it scores the current one, so the server works on the other core
-meanwhile; only when the two concern different accounts (the next day of the same accounts
-needs this day's marks and scores committed), and only if the partitions owned did not change
-in between. A chunk-day's scores are published and saved at once.
+in its own transaction) and writes the one before (publish and save at once, then commit)
+while it scores the current one, so the server and the broker work on the other core
+meanwhile; only when they concern different accounts (the next day of the same accounts needs
+this day's marks and scores committed). Scoring needs no lock: a chunk-day is written under the
+ownership lock only if the partitions owned did not change since its reads began (else it is
+read and scored again under the lock).
 
-One module of about 690 lines on purpose: the three triggers (after a batch, the sweep, on
-demand) share one day-by-day loop, its read-ahead, its re-score marks and its metrics.
+One module of about 790 lines on purpose: the three triggers (after a batch, the sweep, on
+demand) share one day-by-day loop, its pipeline (read ahead, score, write behind), its re-score
+marks and its metrics.
 """
 
 from __future__ import annotations
@@ -110,6 +113,14 @@ class _Reads:
     stored: dict[str, EncodedScore]
 
 
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """A chunk-day's scores as stored rows, and those that changed with their messages."""
+
+    rows: list[EncodedScore]
+    changed: list[tuple[bytes, EncodedScore]]
+
+
 class _Ahead:
     """A chunk-day's transaction from its beginning: its session, the accounts it scores (owned
     when it began, with the partitions owned then) and the task doing its reads
@@ -121,6 +132,7 @@ class _Ahead:
         self.floors = {a: job.floors[a] for a in ids if a in job.floors}
         self.owned = rescorer._owned_now()
         self.session = rescorer.sessions()
+        self.begun = time.perf_counter()
         self.task = asyncio.ensure_future(rescorer._read(self.session, ids, job.day, self.floors))
 
     async def discard(self) -> None:
@@ -300,9 +312,12 @@ class Rescorer:
         """Score ``jobs`` in order, one transaction each, ending between two once
         :meth:`stopping`; returns the accounts counted (see :attr:`_Job.counted`).
 
-        While one chunk-day is scored, the next one's transaction may begin and do its reads
-        (:class:`_Ahead`), when it concerns other accounts (the next day of the
-        same accounts needs this day's marks and score committed first)."""
+        Each chunk-day is read (marks first), scored, then published, saved and committed
+        under the ownership lock (:meth:`_write`), one commit after the other in order. With
+        ``overlap``, while one chunk-day is scored the next one's transaction begins and does
+        its reads (:class:`_Ahead`), and the one before is written meanwhile, when they
+        concern other accounts (the next day of the same accounts needs this day's marks and
+        scores committed first)."""
         # The collector paused for the whole pass, not chunk by chunk: resumed after each
         # chunk, it walked the objects still alive then (the next chunk's, read ahead, among
         # them), 5% of a sweep's CPU; a pass leaves about 80 objects of cyclic garbage a chunk.
@@ -312,67 +327,109 @@ class Rescorer:
     async def _run_jobs(self, jobs: AsyncIterator[_Job], overlap: bool) -> int:
         total = turns = 0
         ahead: _Ahead | None = None
+        """The next chunk-day's transaction, begun while this one is scored."""
+        writing: asyncio.Future[int] | None = None
+        """The chunk-day before's writes and commit, while this one is scored."""
         try:
             job = await anext(jobs, None)
             while job is not None and not self.stopping():
                 nxt = await anext(jobs, None) if overlap else None
-                n, ahead = await self._turn(job, ahead, nxt)
+                if ahead is not None and ahead.job is job:
+                    current: _Ahead | None = ahead
+                    self.read_ahead += 1
+                else:
+                    if writing is not None:
+                        # The same accounts' day before: its marks and scores first.
+                        total += await writing
+                        writing = None
+                        if self.stopping():
+                            break
+                    owned = self.ownership.select(job.ids)
+                    current = _Ahead(self, job, owned) if owned else None
+                ahead = None
+                if current is None:  # none of them owned any more
+                    total += 0 if job.counted is None else job.counted
+                else:
+                    try:
+                        reads = await current.task
+                        if nxt is not None and set(nxt.ids).isdisjoint(current.ids):
+                            upcoming = self.ownership.select(nxt.ids)
+                            if upcoming:
+                                ahead = _Ahead(self, nxt, upcoming)
+                        scored = await self._score(current, reads)
+                        if writing is not None:
+                            total += await writing  # in order: one chunk-day's commit after another
+                            writing = None
+                    except BaseException:
+                        await current.discard()
+                        raise
+                    if self.stopping():
+                        await current.discard()
+                        break
+                    writing = asyncio.ensure_future(self._write(current, reads, scored))
+                    if not overlap:
+                        total += await writing
+                        writing = None
                 turns += 1
                 if turns % COLLECT_EVERY == 0:
                     collect_young()
-                total += n if job.counted is None else job.counted
                 job = nxt if overlap else await anext(jobs, None)
                 await asyncio.sleep(0)
+            if writing is not None:
+                total += await writing
+                writing = None
         finally:
             if ahead is not None:
                 await ahead.discard()
+            if writing is not None:  # the pass failed or was cancelled meanwhile
+                writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await writing
         return total
 
     def _owned_now(self) -> tuple[frozenset[int], int]:
         return self.ownership.owned, self.ownership.partitions
 
-    async def _turn(
-        self, job: _Job, ahead: _Ahead | None, nxt: _Job | None
-    ) -> tuple[int, _Ahead | None]:
-        """Score ``job`` under the ownership lock, from ``ahead`` when it was begun for it and
-        the partitions owned have not changed since (else it is rolled back and ``job`` read
-        again); begin ``nxt`` once ``job``'s reads are done. Returns (accounts scored, the
-        next job's transaction begun or None)."""
+    async def _score(self, current: _Ahead, reads: _Reads) -> _Scored:
+        """A chunk-day's scores from its reads, and which of them changed (no lock held: only
+        :meth:`_write` writes)."""
+        messages = await self._scores(
+            reads.activities, reads.previous, current.job.day, self.config
+        )
+        encoded = [encode(m) for m in messages]
+        changed = [
+            (raw, r)
+            for raw, r in encoded
+            if (old := reads.stored.get(r.account_id)) is None or not old.same_score(r)
+        ]
+        return _Scored([r for _, r in encoded], changed)
+
+    async def _write(self, current: _Ahead, reads: _Reads, scored: _Scored) -> int:
+        """Publish, save and commit a chunk-day under the ownership lock; if the partitions
+        owned changed since its reads began, roll it back and score it again, reads included,
+        under the lock. Returns what it adds to the pass's count (see :attr:`_Job.counted`)."""
+        job = current.job
         async with self.ownership.lock:
-            if ahead is not None:
-                was = ahead.owned
-                now = self._owned_now()
-                if ahead.job is not job or was[0] is not now[0] or was[1] != now[1]:
-                    await ahead.discard()
-                    ahead = None
-                else:
-                    self.read_ahead += 1
-            if ahead is None:
-                # Accounts of partitions revoked since the pass began are another replica's now.
-                owned = self.ownership.select(job.ids)
-                if not owned:
-                    return 0, None
-                ahead = _Ahead(self, job, owned)
-            started = time.perf_counter()
-            following: _Ahead | None = None
             try:
-                reads = await ahead.task
-                if nxt is not None and set(nxt.ids).isdisjoint(ahead.ids):
-                    upcoming = self.ownership.select(nxt.ids)
-                    if upcoming:
-                        following = _Ahead(self, nxt, upcoming)
-                n, published = await self._score_chunk(ahead, reads)
-            except BaseException:
-                if following is not None:
-                    await following.discard()
-                raise
+                was, now = current.owned, self._owned_now()
+                if was[0] is not now[0] or was[1] != now[1]:
+                    await current.discard()
+                    # Accounts of partitions revoked meanwhile are another replica's now.
+                    owned = self.ownership.select(job.ids)
+                    if not owned:
+                        return 0 if job.counted is None else job.counted
+                    current = _Ahead(self, job, owned)
+                    reads = await current.task
+                    scored = await self._score(current, reads)
+                published = await self._commit(current, reads, scored)
             finally:
-                await ahead.discard()
-        RESCORE_SECONDS.observe(time.perf_counter() - started)
+                await current.discard()
+        n = len(scored.rows)
+        RESCORE_SECONDS.observe(time.perf_counter() - current.begun)
         ACCOUNTS_SCORED.labels(job.trigger).inc(n)
         SCORES_PUBLISHED.inc(published)
         self.published += published
-        return n, following
+        return n if job.counted is None else job.counted
 
     async def _read(
         self, session: AsyncSession, ids: Sequence[str], day: date, floors: Mapping[str, date]
@@ -388,28 +445,18 @@ class Rescorer:
         stored = await self.repo.load_encoded_scores(session, ids, day)
         return _Reads(marks, activities, previous, stored)
 
-    async def _score_chunk(self, ahead: _Ahead, reads: _Reads) -> tuple[int, int]:
-        """The rest of a chunk-day's transaction, then its commit: (accounts scored, scores
-        published)."""
-        session, day, floors = ahead.session, ahead.job.day, ahead.floors
-        marks, stored = reads.marks, reads.stored
-        messages = await self._scores(reads.activities, reads.previous, day, self.config)
-        encoded = [encode(m) for m in messages]
-        rows = [r for _, r in encoded]
-        changed = [
-            (raw, r)
-            for raw, r in encoded
-            if (old := stored.get(r.account_id)) is None or not old.same_score(r)
-        ]
-        out = [(raw, r.account_id) for raw, r in changed]
-        saved = [r for _, r in changed]
+    async def _commit(self, current: _Ahead, reads: _Reads, scored: _Scored) -> int:
+        """A chunk-day's writes, then its commit; returns the scores published."""
+        session, day, floors = current.session, current.job.day, current.floors
+        out = [(raw, r.account_id) for raw, r in scored.changed]
+        saved = [r for _, r in scored.changed]
         if self.overlaps():
             # The broker and the database work at once; the commit waits for both, so a
             # failure of either rolls the chunk-day back, as when they ran one after the other
             # (a publish that succeeded before a failed save is published again later).
             done = await asyncio.gather(
                 self._publish(out),
-                self._save(session, saved, rows, marks, floors, day),
+                self._save(session, saved, scored.rows, reads.marks, floors, day),
                 return_exceptions=True,
             )
             for outcome in done:
@@ -419,9 +466,9 @@ class Rescorer:
             # SQLite: the in-process bus writes in its own transaction, which would wait for
             # this one's write lock.
             await self._publish(out)
-            await self._save(session, saved, rows, marks, floors, day)
+            await self._save(session, saved, scored.rows, reads.marks, floors, day)
         await session.commit()
-        return len(messages), len(changed)
+        return len(scored.changed)
 
     async def _publish(self, messages: Sequence[tuple[bytes, str]]) -> None:
         if self.producer is not None and messages:
