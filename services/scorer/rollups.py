@@ -13,7 +13,7 @@ day (:mod:`services.scorer.rollup_index`, built once per account: the backtest's
 per series instead of bisections per user and week) for the days those cover, else *counted*
 from the rows. tests/backtest compares the two on every day of a random portfolio.
 
-One module of about 450 lines on purpose: both ways answer the same question from the same
+One module of about 510 lines on purpose: both ways answer the same question from the same
 memory, side by side, and are compared by one test.
 """
 
@@ -407,6 +407,9 @@ async def load_rollups(
         ):
             if (acc := accounts.get(account_id)) is not None:
                 acc.aliases.append((previous, user, _day(raw)))
+        # The loops below run once per row (thousands an account): what they look up per
+        # row is kept to the least (the accounts with aliases in a set, dates as they come).
+        aliased = {a for a, acc in accounts.items() if acc.aliases}
         user_days: dict[tuple[str, str], dict[date, int]] = defaultdict(dict)
         user_logins: dict[tuple[str, str], list[date]] = defaultdict(list)
         for account_id, user, raw, events, logins in await connection.execute(
@@ -414,12 +417,13 @@ async def load_rollups(
                 ud.account_id.in_(list(chunk)), ud.day <= last
             )
         ):
-            day = _day(raw)
-            user_days[(account_id, user)][day] = int(events)
+            day = raw if type(raw) is date else _day(raw)
+            key = (account_id, user)
+            user_days[key][day] = int(events)
             if logins > 0:
-                user_logins[(account_id, user)].append(day)
-            if (acc := accounts.get(account_id)) is not None and acc.aliases:
-                acc.user_rows.append((user, day, int(events), int(logins)))
+                user_logins[key].append(day)
+            if account_id in aliased:
+                accounts[account_id].user_rows.append((user, day, int(events), int(logins)))
         for (account_id, user), by_day in user_days.items():
             if (acc := accounts.get(account_id)) is not None:
                 acc.users[user] = _User(
@@ -433,7 +437,7 @@ async def load_rollups(
                     fd.account_id.in_(list(chunk)), fd.feature.in_(keys), fd.day <= last
                 )
             ):
-                uses[(account_id, feature)][_day(raw)] = int(n)
+                uses[(account_id, feature)][raw if type(raw) is date else _day(raw)] = int(n)
             feature_users: dict[tuple[str, str], dict[str, list[date]]] = defaultdict(
                 lambda: defaultdict(list)
             )
@@ -442,9 +446,10 @@ async def load_rollups(
                     fud.account_id.in_(list(chunk)), fud.feature.in_(keys), fud.day <= last
                 )
             ):
-                feature_users[(account_id, feature)][user].append(_day(raw))
-                if (acc := accounts.get(account_id)) is not None and acc.aliases:
-                    acc.feature_rows.append((feature, user, _day(raw)))
+                day = raw if type(raw) is date else _day(raw)
+                feature_users[(account_id, feature)][user].append(day)
+                if account_id in aliased:
+                    accounts[account_id].feature_rows.append((feature, user, day))
             for key in uses.keys() | feature_users.keys():
                 if (acc := accounts.get(key[0])) is not None:
                     acc.features[key[1]] = _Feature(
