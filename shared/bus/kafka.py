@@ -164,6 +164,7 @@ class KafkaProducer:
         self._closing: set[asyncio.Task[None]] = set()
         self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._open: dict[tuple[str, int], _OpenBatch] = {}
+        self._handovers: set[asyncio.Future[None]] = set()
         self._partitions = _PartitionCache()
 
     def _new_client(self) -> AIOKafkaProducer:
@@ -194,6 +195,11 @@ class KafkaProducer:
 
     async def stop(self) -> None:
         self._wanted = False
+        # Batches not yet handed over fail (their publishes raise) rather than outlive us.
+        for handover in list(self._handovers):
+            handover.cancel()
+        if self._handovers:
+            await asyncio.wait(list(self._handovers))
         async with self._lock:
             client, self._client = self._client, None
         if client is not None:
@@ -301,18 +307,31 @@ class KafkaProducer:
                 )
             placed.append((batch, first, indexes[done:end]))
             done = end
-            # Open before it is handed over: later publishes append to it meanwhile.
+            # Open before it is handed over: later publishes append to it meanwhile. The
+            # hand-over is a task of its own, so cancelling this publish (its client went
+            # away) does not fail the publishes that share the batch; tasks start in the
+            # order made, so a partition's batches still queue on its lock in order.
             self._open[key] = batch
-            try:
-                lock = self._partition_locks.setdefault(key, asyncio.Lock())
-                async with lock:
-                    outcome = await client.send_batch(batch.builder, topic, partition=partition)
-            except BaseException as exc:
-                batch.fail(exc)
-                if self._open.get(key) is batch:
-                    del self._open[key]
-                raise
-            outcome.add_done_callback(batch.settle)
+            handover = asyncio.ensure_future(self._hand_over(client, topic, partition, batch))
+            self._handovers.add(handover)
+            handover.add_done_callback(self._handovers.discard)
+            handover.add_done_callback(_swallow_result)
+            await asyncio.shield(handover)
+
+    async def _hand_over(
+        self, client: AIOKafkaProducer, topic: str, partition: int, batch: _OpenBatch
+    ) -> None:
+        key = (topic, partition)
+        try:
+            lock = self._partition_locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                outcome = await client.send_batch(batch.builder, topic, partition=partition)
+        except BaseException as exc:
+            batch.fail(exc)
+            if self._open.get(key) is batch:
+                del self._open[key]
+            raise
+        outcome.add_done_callback(batch.settle)
 
     async def _after_failure(
         self, client: AIOKafkaProducer | None, futures: list[asyncio.Future[Any]]

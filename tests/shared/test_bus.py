@@ -370,6 +370,52 @@ class TestKafkaSharedBatches:
                 assert d.offset > last.get(m.key, -1), "a key's messages in publish order"
                 last[m.key] = d.offset
 
+    async def test_a_cancelled_publish_does_not_fail_the_publishes_sharing_its_batch(
+        self, broker: TansuBroker
+    ) -> None:
+        # One partition, 1 KB batches lingering 300 ms: a publish leaves a batch lingering,
+        # the filling publish fills it and opens a second, whose hand-over waits for the first
+        # to drain; a later publish appends to that second batch. The filling publish is then
+        # cancelled (its client went away, or its service is stopping): the broker is fine,
+        # so the later publish must still be acknowledged, its message where it was told.
+        settings = KafkaSettings(partitions=1, max_batch_bytes=1024, linger_ms=300)
+        bus = KafkaBus(broker.bootstrap, settings)
+        topic = unique("t")
+        producer = bus.producer()
+        try:
+            await producer.start()
+            await producer.ensure_topics([TopicSpec(topic, 1)])
+            await producer.publish(topic, [Message(value=b"warm-up", key=b"k")], timeout_s=30)
+            lingering = asyncio.create_task(
+                producer.publish(topic, [Message(value=b"open", key=b"k")], timeout_s=30)
+            )
+            await asyncio.sleep(0.01)
+            filler = [Message(value=b"f" * 100, key=b"k") for _ in range(12)]
+            filling = asyncio.create_task(producer.publish(topic, filler, timeout_s=30))
+            await asyncio.sleep(0.05)
+            later = asyncio.create_task(
+                producer.publish(topic, [Message(value=b"later", key=b"k")], timeout_s=30)
+            )
+            await asyncio.sleep(0.01)
+            filling.cancel()
+            (cancelled,) = await asyncio.gather(filling, return_exceptions=True)
+            assert isinstance(cancelled, asyncio.CancelledError)
+            (delivery,) = await later
+            await lingering
+            consumer = bus.consumer(unique("g"), [topic])
+            await consumer.start()
+            try:
+                records: list[Record] = []
+                async with asyncio.timeout(CONSUME_DEADLINE_S):
+                    while not any(r.offset == delivery.offset for r in records):
+                        records.extend(await consumer.poll(max_records=100, timeout_s=1.0))
+            finally:
+                await consumer.stop()
+        finally:
+            await bus.close()
+        (stored,) = [r for r in records if r.offset == delivery.offset]
+        assert stored.value == b"later"
+
 
 class TestKafkaBrokerOutage:
     async def test_start_with_broker_down_raises_then_publish_recovers(
