@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.activity import AccountActivity
 from services.scorer.repository import ScoringRepository, StaleMark
-from services.scorer.score_rows import EncodedScore, ScoreRow, encode, previous_from_row
+from services.scorer.score_rows import EncodedScore, encode
 from services.scorer.scoring import Score, score
 from services.scorer.usage import compute_metrics
 from shared import topics
@@ -56,7 +56,7 @@ from shared.config import TendConfig
 from shared.db.models import Account
 from shared.ownership import Ownership
 from shared.retry import Backoff, sleep_or_stop
-from shared.scores import Band, ScoreMessage
+from shared.scores import Band, PreviousScore, ScoreMessage
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class _Reads:
 
     marks: dict[str, StaleMark]
     activities: list[AccountActivity]
-    previous: dict[str, ScoreRow]
+    previous: dict[str, PreviousScore]
     stored: dict[str, EncodedScore]
 
 
@@ -269,13 +269,13 @@ class Rescorer:
         row, so it does not depend on when the day was scored."""
         cfg = config or self.config
         activities = await self.repo.load_activity(session, account_ids, as_of, cfg.key_features)
-        previous = await self.repo.load_previous(session, account_ids, as_of)
+        previous = await self.repo.load_previous_scores(session, account_ids, as_of)
         return await self._scores(activities, previous, as_of, cfg)
 
     async def _scores(
         self,
         activities: Sequence[AccountActivity],
-        previous: Mapping[str, ScoreRow],
+        previous: Mapping[str, PreviousScore],
         as_of: date,
         cfg: TendConfig,
     ) -> list[ScoreMessage]:
@@ -285,13 +285,12 @@ class Rescorer:
         out = []
         for n, activity in enumerate(activities, 1):
             metrics = compute_metrics(activity, cfg.key_features, cfg.scoring.trend)
-            prev_row = previous.get(activity.profile.account_id)
             result: Score = score(
                 metrics,
                 activity.profile,
                 cfg.scoring,
                 cfg.key_features,
-                previous_from_row(prev_row) if prev_row else None,
+                previous.get(activity.profile.account_id),
             )
             out.append(result.to_message(metrics, activity.profile, now, provisional=provisional))
             if n % YIELD_EVERY == 0:
@@ -441,7 +440,7 @@ class Rescorer:
         accounts' day before must have committed its marks and scores first)."""
         marks = await self.repo.load_marks(session, list(floors)) if floors else {}
         activities = await self.repo.load_activity(session, ids, day, self.config.key_features)
-        previous = await self.repo.load_previous(session, ids, day)
+        previous = await self.repo.load_previous_scores(session, ids, day)
         stored = await self.repo.load_encoded_scores(session, ids, day)
         return _Reads(marks, activities, previous, stored)
 

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.scorer.activity_reads import _as_date, _chunks
 from services.scorer.bulk import columns, is_postgresql, unnest
 from services.scorer.driver import DriverStatement
-from services.scorer.score_rows import JSON_PARTS, EncodedScore, ScoreRow
+from services.scorer.score_rows import JSON_PARTS, EncodedScore, ScoreRow, previous_score
 from shared.db.models import Account, HealthScore
 from shared.db.types import utcnow
+from shared.scores import PreviousScore
 
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 HEALTH_SCORES: Table = HealthScore.__table__  # type: ignore[assignment]
@@ -112,6 +113,36 @@ class ScoreHistory:
             )
             for row in result:
                 out[row.account_id] = _score_row(dict(row._mapping))
+        return out
+
+    async def load_previous_scores(
+        self, session: AsyncSession, account_ids: Sequence[str], before: date
+    ) -> dict[str, PreviousScore]:
+        """What the scorer remembers of each account's latest score strictly before
+        ``before`` (:func:`~services.scorer.score_rows.previous_from_row` of
+        :meth:`load_previous`'s rows), reading only the columns that takes: what was left
+        out, the metrics and what moved are most of a row's JSON, decoded for nothing."""
+        ids = list(dict.fromkeys(account_ids))
+        out: dict[str, PreviousScore] = {}
+        hs = HEALTH_SCORES.c
+        for chunk in _chunks(ids):
+            latest = (
+                select(hs.account_id, func.max(hs.as_of).label("as_of"))
+                .where(hs.account_id.in_(list(chunk)), hs.as_of < before)
+                .group_by(hs.account_id)
+                .subquery()
+            )
+            result = await session.execute(
+                select(hs.account_id, hs.as_of, hs.score, hs.band, hs.components).join(
+                    latest,
+                    and_(hs.account_id == latest.c.account_id, hs.as_of == latest.c.as_of),
+                )
+            )
+            for account_id, as_of, points, band, components in result:
+                day = _as_date(as_of)
+                assert day is not None
+                score = None if points is None else float(points)
+                out[account_id] = previous_score(score, band, components or {}, day)
         return out
 
     async def save_scores(self, session: AsyncSession, rows: Sequence[ScoreRow]) -> None:

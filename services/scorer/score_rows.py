@@ -7,6 +7,7 @@ published :class:`~shared.scores.ScoreMessage`. Values only: the queries are in
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -127,16 +128,22 @@ ONBOARDING_COMPONENTS = frozenset({"seats_activated", "time_to_first_value", "fi
 
 
 def previous_from_row(row: ScoreRow) -> PreviousScore:
-    components = {
-        name: float(c["score"]) for name, c in row.components.items() if isinstance(c, dict)
-    }
-    onboarding = row.band == "new" or bool(ONBOARDING_COMPONENTS & components.keys())
+    return previous_score(row.score, row.band, row.components, row.as_of)
+
+
+def previous_score(
+    score: float | None, band: str, components: Mapping[str, Any], as_of: date
+) -> PreviousScore:
+    """What the scorer remembers of a stored score (its ``components`` as stored: an object
+    of component objects by name)."""
+    points = {name: float(c["score"]) for name, c in components.items() if isinstance(c, dict)}
+    onboarding = band == "new" or bool(ONBOARDING_COMPONENTS & points.keys())
     return PreviousScore(
-        score=row.score,
-        band=row.band,
+        score=score,
+        band=band,
         scorecard="onboarding" if onboarding else "health",
-        components=components,
-        as_of=row.as_of,
+        components=points,
+        as_of=as_of,
     )
 
 

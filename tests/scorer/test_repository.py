@@ -20,7 +20,7 @@ from services.scorer.activity import (
     UserWeeks,
 )
 from services.scorer.repository import ScoringRepository
-from services.scorer.score_rows import ScoreRow
+from services.scorer.score_rows import ScoreRow, previous_from_row, row_from_message
 from services.scorer.writer import RollupWriter
 from shared.accounts_csv import (
     AccountRow,
@@ -37,6 +37,7 @@ from shared.db.models import (
     UserAlias,
     UserDay,
 )
+from shared.scores import EXAMPLE_SCORE
 
 Sessions = async_sessionmaker[AsyncSession]
 AS_OF = date(2026, 11, 28)
@@ -297,6 +298,36 @@ class TestFeaturesAndUsers:
 
 
 class TestScoresAndWorkLists:
+    async def test_previous_scores_as_previous_from_row_makes_them(
+        self, db: Sessions, uid: str
+    ) -> None:
+        """load_previous_scores reads only what PreviousScore takes: the same as
+        previous_from_row of load_previous's rows, for health and onboarding scores, a score
+        of nothing and components stored by an older version (numbers, not objects)."""
+        ids = [f"{uid}-{n}" for n in range(4)]
+        for a in ids:
+            await seed(db, a, [], dirty=True)
+        onboarding = EXAMPLE_SCORE.model_copy(update={"band": "new", "score": None})
+        rows = [
+            row_from_message(
+                EXAMPLE_SCORE.model_copy(update={"account_id": ids[0], "as_of": ago(3)})
+            ),
+            row_from_message(onboarding.model_copy(update={"account_id": ids[0], "as_of": ago(1)})),
+            row_from_message(
+                EXAMPLE_SCORE.model_copy(update={"account_id": ids[1], "as_of": ago(2)})
+            ),
+            ScoreRow(ids[2], ago(2), 80.0, "green", {"recency": 90.0}, ["stickiness"]),
+        ]
+        async with db() as session, session.begin():
+            await repo.save_scores(session, rows)
+        for before in (ago(3), ago(2), ago(1), AS_OF):
+            async with db() as session:
+                got = await repo.load_previous_scores(session, ids, before)
+                reference = await repo.load_previous(session, ids, before)
+            assert got == {a: previous_from_row(r) for a, r in reference.items()}
+        assert got[ids[0]].scorecard == "onboarding" and got[ids[1]].components
+        assert set(got) == set(ids[:3])
+
     async def test_save_and_load_previous(self, db: Sessions, uid: str) -> None:
         acme = f"{uid}-acme"
         await seed(db, acme, [], dirty=True)
