@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scorer.recent import RECENT_EVENTS_KEPT, RecentEvents
+from services.scorer.recent import RECENT, RECENT_EVENTS_KEPT, RecentEvents, prune
 from services.scorer.writer import RollupWriter
 from shared.db.keys import create_key
 from shared.db.models import RecentEvent
@@ -123,3 +124,62 @@ class TestWhatIsShown:
         async with db() as session:
             found = await last_events(session, f"{uid}-a", after_id=newest)
         assert [e.name for e in found] == ["Event 3", "Event 2"]
+
+
+async def prune_by_rank(session: AsyncSession, accounts: Sequence[str]) -> None:
+    """The reference: the prune before the PostgreSQL statement (a window ranking of every
+    row of the accounts), which SQLite still runs."""
+    ranked = (
+        select(
+            RECENT.c.id,
+            func.row_number()
+            .over(partition_by=RECENT.c.account_id, order_by=RECENT.c.id.desc())
+            .label("rank"),
+        )
+        .where(RECENT.c.account_id.in_(list(accounts)))
+        .subquery()
+    )
+    older = select(ranked.c.id).where(ranked.c.rank > RECENT_EVENTS_KEPT)
+    await session.execute(delete(RECENT).where(RECENT.c.id.in_(older)))
+
+
+class TestPrune:
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    async def test_same_rows_as_the_ranking_on_postgresql(
+        self, pg_sessions: Sessions, uid: str, seed: int
+    ) -> None:
+        rng = random.Random(seed)
+        sizes = [0, 1, RECENT_EVENTS_KEPT - 1, RECENT_EVENTS_KEPT, RECENT_EVENTS_KEPT + 1, 130]
+        accounts = [f"{uid}-{seed}-{n}" for n in range(len(sizes))]
+        events = [
+            create_event(f"{account}-{i}", account_id=account)
+            for account, size in zip(accounts, sizes, strict=True)
+            for i in range(size)
+        ]
+        rng.shuffle(events)  # accounts interleaved, as on the topic
+        times = {"occurred_at": START, "received_at": START, "stored_at": START}
+        rows = [
+            {"account_id": e.account_id, "event_id": e.event_id, "type": e.type, **times}
+            for e in events
+        ]
+        async with pg_sessions() as session, session.begin():
+            await session.execute(RECENT.insert(), rows)
+
+        async def left(prune_with: object) -> list[tuple[str, int]]:
+            async with pg_sessions() as session, session.begin():
+                await prune_with(session, accounts)  # type: ignore[operator]
+                result = await session.execute(
+                    select(RECENT.c.account_id, RECENT.c.id)
+                    .where(RECENT.c.account_id.in_(accounts))
+                    .order_by(RECENT.c.account_id, RECENT.c.id)
+                )
+                kept = [(a, i) for a, i in result]
+                await session.rollback()
+                return kept
+
+        want = await left(prune_by_rank)
+        assert await left(prune) == want
+        by_account = {a: sum(1 for b, _ in want if b == a) for a in accounts}
+        assert by_account == {
+            a: min(n, RECENT_EVENTS_KEPT) for a, n in zip(accounts, sizes, strict=True)
+        }
