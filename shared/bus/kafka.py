@@ -247,7 +247,7 @@ class KafkaProducer:
                 partitions = len(await client.partitions_for(topic))
                 by_partition = self._partitions.group(messages, partitions)
                 for p, indexes in by_partition.items():
-                    await self._place(client, topic, p, indexes, messages, placed)
+                    await self._place(client, topic, p, indexes, messages, placed, deadline)
             # wait() leaves the futures alone on timeout (cancelling them would not unsend).
             futures = {batch.delivered for batch, _, _ in placed}
             _, pending = await asyncio.wait(futures, timeout=max(deadline - loop.time(), 0.0))
@@ -278,6 +278,7 @@ class KafkaProducer:
         indexes: list[int],
         messages: Sequence[Message],
         placed: _Placed,
+        deadline: float,
     ) -> None:
         """Appends ``messages[i] for i in indexes`` to ``partition``'s open batch, and to new
         batches handed to aiokafka when it is full or gone (drained, or of an earlier client),
@@ -309,23 +310,32 @@ class KafkaProducer:
             done = end
             # Open before it is handed over: later publishes append to it meanwhile. The
             # hand-over is a task of its own, so cancelling this publish (its client went
-            # away) does not fail the publishes that share the batch; tasks start in the
-            # order made, so a partition's batches still queue on its lock in order.
+            # away) does not fail the publishes that share the batch; it keeps this
+            # publish's deadline (past it the batch fails, its sharers with it, as before).
+            # Tasks start in the order made: a partition's batches queue on its lock in order.
             self._open[key] = batch
-            handover = asyncio.ensure_future(self._hand_over(client, topic, partition, batch))
+            handover = asyncio.ensure_future(
+                self._hand_over(client, topic, partition, batch, deadline)
+            )
             self._handovers.add(handover)
             handover.add_done_callback(self._handovers.discard)
             handover.add_done_callback(_swallow_result)
             await asyncio.shield(handover)
 
     async def _hand_over(
-        self, client: AIOKafkaProducer, topic: str, partition: int, batch: _OpenBatch
+        self,
+        client: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        batch: _OpenBatch,
+        deadline: float,
     ) -> None:
         key = (topic, partition)
         try:
-            lock = self._partition_locks.setdefault(key, asyncio.Lock())
-            async with lock:
-                outcome = await client.send_batch(batch.builder, topic, partition=partition)
+            async with asyncio.timeout_at(deadline):
+                lock = self._partition_locks.setdefault(key, asyncio.Lock())
+                async with lock:
+                    outcome = await client.send_batch(batch.builder, topic, partition=partition)
         except BaseException as exc:
             batch.fail(exc)
             if self._open.get(key) is batch:

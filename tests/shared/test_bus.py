@@ -416,6 +416,40 @@ class TestKafkaSharedBatches:
         (stored,) = [r for r in records if r.offset == delivery.offset]
         assert stored.value == b"later"
 
+    async def test_a_publish_timing_out_decides_the_publishes_sharing_its_batch_soon(
+        self, broker: TansuBroker
+    ) -> None:
+        # As above, but the publish that opened the batch gives up at its own (short)
+        # deadline while the batch waits to be handed over: the batch fails then, and so does
+        # the later publish sharing it (none is told its message is stored), long before its
+        # own deadline, instead of waiting on a batch no client will send.
+        settings = KafkaSettings(partitions=1, max_batch_bytes=1024, linger_ms=1000)
+        bus = KafkaBus(broker.bootstrap, settings)
+        topic = unique("t")
+        producer = bus.producer()
+        try:
+            await producer.start()
+            await producer.ensure_topics([TopicSpec(topic, 1)])
+            await producer.publish(topic, [Message(value=b"warm-up", key=b"k")], timeout_s=30)
+            lingering = asyncio.create_task(
+                producer.publish(topic, [Message(value=b"open", key=b"k")], timeout_s=30)
+            )
+            await asyncio.sleep(0.01)
+            filler = [Message(value=b"f" * 100, key=b"k") for _ in range(12)]
+            hasty = asyncio.create_task(producer.publish(topic, filler, timeout_s=0.3))
+            await asyncio.sleep(0.05)
+            later = asyncio.create_task(
+                producer.publish(topic, [Message(value=b"later", key=b"k")], timeout_s=60)
+            )
+            started = asyncio.get_running_loop().time()
+            outcomes = await asyncio.gather(hasty, later, return_exceptions=True)
+            waited = asyncio.get_running_loop().time() - started
+            await asyncio.gather(lingering, return_exceptions=True)
+        finally:
+            await bus.close()
+        assert all(isinstance(o, BusUnavailable) for o in outcomes), outcomes
+        assert waited < 10, f"the sharer waited {waited:.1f}s for a batch never handed over"
+
 
 class TestKafkaBrokerOutage:
     async def test_start_with_broker_down_raises_then_publish_recovers(
