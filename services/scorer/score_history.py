@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Date, Table, Text, and_, bindparam, cast, func, or_, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import ColumnElement, Subquery
 
 from services.scorer.activity_reads import _as_date, _chunks
 from services.scorer.bulk import columns, is_postgresql, unnest
@@ -28,6 +29,23 @@ from shared.scores import PreviousScore
 
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 HEALTH_SCORES: Table = HealthScore.__table__  # type: ignore[assignment]
+
+
+def _latest_before(account_ids: Sequence[str], before: date) -> Subquery:
+    """Each of ``account_ids``' latest scored day strictly before ``before``."""
+    hs = HEALTH_SCORES.c
+    return (
+        select(hs.account_id, func.max(hs.as_of).label("as_of"))
+        .where(hs.account_id.in_(list(account_ids)), hs.as_of < before)
+        .group_by(hs.account_id)
+        .subquery()
+    )
+
+
+def _on(latest: Subquery) -> ColumnElement[bool]:
+    """The ``health_scores`` row of each of ``latest``'s (account, day)."""
+    hs = HEALTH_SCORES.c
+    return and_(hs.account_id == latest.c.account_id, hs.as_of == latest.c.as_of)
 
 
 class ScoreHistory:
@@ -97,20 +115,9 @@ class ScoreHistory:
         absent). One query."""
         ids = list(dict.fromkeys(account_ids))
         out: dict[str, ScoreRow] = {}
-        hs = HEALTH_SCORES.c
         for chunk in _chunks(ids):
-            latest = (
-                select(hs.account_id, func.max(hs.as_of).label("as_of"))
-                .where(hs.account_id.in_(list(chunk)), hs.as_of < before)
-                .group_by(hs.account_id)
-                .subquery()
-            )
-            result = await session.execute(
-                select(HEALTH_SCORES).join(
-                    latest,
-                    and_(hs.account_id == latest.c.account_id, hs.as_of == latest.c.as_of),
-                )
-            )
+            latest = _latest_before(chunk, before)
+            result = await session.execute(select(HEALTH_SCORES).join(latest, _on(latest)))
             for row in result:
                 out[row.account_id] = _score_row(dict(row._mapping))
         return out
@@ -126,16 +133,10 @@ class ScoreHistory:
         out: dict[str, PreviousScore] = {}
         hs = HEALTH_SCORES.c
         for chunk in _chunks(ids):
-            latest = (
-                select(hs.account_id, func.max(hs.as_of).label("as_of"))
-                .where(hs.account_id.in_(list(chunk)), hs.as_of < before)
-                .group_by(hs.account_id)
-                .subquery()
-            )
+            latest = _latest_before(chunk, before)
             result = await session.execute(
                 select(hs.account_id, hs.as_of, hs.score, hs.band, hs.components).join(
-                    latest,
-                    and_(hs.account_id == latest.c.account_id, hs.as_of == latest.c.as_of),
+                    latest, _on(latest)
                 )
             )
             for account_id, as_of, points, band, components in result:
