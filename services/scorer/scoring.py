@@ -14,7 +14,7 @@ Rules, in order:
    score. With nothing to judge the score is ``None`` and the band ``new`` (onboarding) or
    ``unknown``: missing data never makes an account red.
 
-One module of about 460 lines on purpose: the two scorecards share the component ramps, the reasons
+One module of about 490 lines on purpose: the two scorecards share the component ramps, the reasons
 a component is left out and the :class:`Score` they build, and the four rules above read as one
 contract (tests/scorer/test_scoring.py tests them together).
 """

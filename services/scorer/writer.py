@@ -1,6 +1,6 @@
 """Batch -> one database transaction: the scorer's rollup writer.
 
-One module of about 530 lines on purpose: every statement of a batch's one transaction is a step
+One module of about 600 lines on purpose: every statement of a batch's one transaction is a step
 of :class:`RollupWriter`, read in the order it runs, with its PostgreSQL set-based form beside its
 SQLite one; what is not a rollup lives apart (:mod:`services.scorer.recent`, the processor, the
 array helpers of :mod:`services.scorer.bulk`).

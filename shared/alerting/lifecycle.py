@@ -33,7 +33,7 @@ not snoozed. An episode whose whole life lies in the past is recorded, never not
 Manual moves (:func:`acknowledge`, :func:`snooze`, :func:`resolve`) raise
 :class:`LifecycleError` for a move that makes no sense in the current status.
 
-One module of about 470 lines on purpose: the two layers share the statuses and the policy,
+One module of about 510 lines on purpose: the two layers share the statuses and the policy,
 and are one contract (tests/shared/test_alerting_lifecycle.py tests them together).
 """
 

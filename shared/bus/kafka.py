@@ -1,6 +1,6 @@
 """The bus on Kafka (any Kafka-protocol broker) through aiokafka.
 
-One module of about 490 lines on purpose: the producer (which also creates topics), the consumer
+One module of about 610 lines on purpose: the producer (which also creates topics), the consumer
 and the bus are one adapter of aiokafka behind :mod:`shared.bus.base`, class for class like the
 in-process bus (:mod:`shared.bus.memory`).
 """
