@@ -6,19 +6,26 @@ Run by hand (not in CI), from the repository root:
                                        [--profile profile.txt]
 
 It migrates a throwaway SQLite database, creates a write key, starts ``tend up`` on it in a
-subprocess, posts ``--batches`` batches of 100 Segment ``track`` calls with httpx and waits
+subprocess, posts ``--batches`` batches of 100 Segment ``track`` calls and waits
 until the scorer's stored offsets (``consumer_offsets``, written in the same transaction as the
 rollups) cover every event. The rate is events over the time from the first request to that
 point. As the raw baseline, in the same run, the same number of records of the same size go
 into a plain SQLite table with ``sqlite3`` ``executemany`` (the floor cost of a durable log on
 this disk), and the ratio is printed. ``--profile FILE`` records the ``tend up`` process with
 py-spy meanwhile (``--format raw``: collapsed stacks, one a line, for flame graphs and grep).
+
+The requests are encoded before the clock starts and sent by ``bench/loadgen.py`` (keep-alive
+connections, every answer's status checked, ``accepted`` read from each 200), as
+``bench/ingest.py`` sends them: httpx, building each body's JSON as it went, spent CPU on the
+same 2 cores as ``tend up`` (``--client httpx`` keeps it, for comparison with earlier runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import sqlite3
 import subprocess
@@ -36,6 +43,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from loadgen import encode_post  # noqa: E402
+from loadgen import post_all as post_lean  # noqa: E402
 
 from shared import topics  # noqa: E402
 from tests.support.broker import free_port, wait_for_port  # noqa: E402
@@ -100,6 +109,29 @@ def disk_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
 
 
+def batch_body(b: int) -> dict[str, Any]:
+    return {"batch": [segment_call(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]}
+
+
+def lean_requests(port: int, key: str, batches: int) -> list[bytes]:
+    """Every request of the run, head and body, encoded before the clock starts."""
+    auth = base64.b64encode(f"{key}:".encode()).decode()
+    headers = {"Authorization": f"Basic {auth}", "Content-Type": "application/json"}
+    return [
+        encode_post("127.0.0.1", port, "/v1/batch", json.dumps(batch_body(b)).encode(), headers)
+        for b in range(batches)
+    ]
+
+
+async def send_lean(requests: list[bytes], port: int, concurrency: int, deadline: float) -> int:
+    """Posts ``requests``; every answer must be a 200 (else the bench stops, saying why)."""
+    tally = await post_lean("127.0.0.1", port, requests, concurrency=concurrency, deadline=deadline)
+    if set(tally.statuses) - {200}:
+        print(f"answers other than 200: {dict(tally.statuses)} {tally.refusals}", file=sys.stderr)
+        sys.exit(1)
+    return tally.accepted
+
+
 async def post_all(url: str, key: str, batches: int, concurrency: int, deadline: float) -> int:
     sent = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -113,8 +145,7 @@ async def post_all(url: str, key: str, batches: int, concurrency: int, deadline:
                 b = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            body = {"batch": [segment_call(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]}
-            response = await client.post(f"{url}/v1/batch", json=body, auth=(key, ""))
+            response = await client.post(f"{url}/v1/batch", json=batch_body(b), auth=(key, ""))
             response.raise_for_status()
             sent += BATCH_SIZE
 
@@ -199,6 +230,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw output file")
+    parser.add_argument(
+        "--client",
+        choices=("lean", "httpx"),
+        default="lean",
+        help="load generator: bench/loadgen.py (default) or httpx (the earlier one)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tend-bench-") as tmp_name:
@@ -233,13 +270,17 @@ async def main() -> None:
                     ],
                     env,
                 )
+            requests = lean_requests(port, key, args.batches) if args.client == "lean" else []
             cpu_before = cpu_seconds(server.pid)
             main_before = cpu_seconds(server.pid, server.pid)
             started = time.perf_counter()
             deadline = started + args.max_seconds
-            sent = await post_all(
-                f"http://127.0.0.1:{port}", key, args.batches, args.concurrency, deadline
-            )
+            if args.client == "lean":
+                sent = await send_lean(requests, port, args.concurrency, deadline)
+            else:
+                sent = await post_all(
+                    f"http://127.0.0.1:{port}", key, args.batches, args.concurrency, deadline
+                )
             posted = time.perf_counter() - started
             done = 0
             while time.perf_counter() < deadline + 60:
@@ -261,7 +302,7 @@ async def main() -> None:
         bus_s = await bus_alone(tmp, sent)
     rate = done / seconds if seconds else 0.0
     raw = sent / raw_s if raw_s else 0.0
-    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; client {args.client}")
     print(f"events sent over HTTP        {sent:>8}   in {posted:6.2f} s ({sent / posted:,.0f}/s)")
     print(f"tend up, HTTP to rollups     {done:>8}   in {seconds:6.2f} s ({rate:,.0f}/s)")
     print(f"raw sqlite3 append + read    {sent:>8}   in {raw_s:6.2f} s ({raw:,.0f}/s)")
