@@ -178,7 +178,7 @@ async def main(args: argparse.Namespace) -> None:
     )
     bus = KafkaBus(broker.bootstrap, kafka)
     try:
-        ends = await publish_events(bus, args.events, args.accounts, date.today())
+        ends = await publish_events(bus, "worst", args.events, args.accounts, date.today())
         want = sum(ends.values())
         raw_n, raw_s = await raw_consume(
             broker.bootstrap, topics.EVENTS, ends, want, args.max_seconds

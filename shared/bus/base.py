@@ -85,7 +85,11 @@ class Producer(Protocol):
     ) -> list[Delivery]:
         """Send ``messages`` and return once every one is acknowledged by the broker
         (Kafka: ``acks=all``), in the order given. Raises :class:`BusUnavailable` when that
-        does not happen within ``timeout_s``; then some may or may not have been stored."""
+        does not happen within ``timeout_s``; then some may or may not have been stored.
+
+        Messages of one key keep their order within one call; two calls running at once may
+        interleave theirs (they may share a batch on Kafka), and nothing downstream depends on
+        arrival order."""
         ...
 
     async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
