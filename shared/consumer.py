@@ -81,7 +81,7 @@ from shared.bus.base import (
     Record,
     TopicPartition,
 )
-from shared.collector import collector_paused
+from shared.collector import collect_when_due, collector_paused
 from shared.db.errors import is_data_error
 from shared.db.offsets import load_offsets, store_offsets
 from shared.ownership import Ownership
@@ -332,6 +332,7 @@ class BatchConsumer(Generic[T]):
                 if batch:
                     with collector_paused():
                         await self._process(consumer, producer, batch, stop)
+                collect_when_due()  # the cycles that outlived the pauses (shared.collector)
                 await self._check_progress(consumer)
         finally:
             await consumer.stop()
