@@ -76,7 +76,7 @@ async def main(args: argparse.Namespace) -> None:
         conn = await asyncpg.connect(SERVER_DSN)
         await conn.execute(f'DROP DATABASE "{name}"')
         await conn.execute(
-            f'CREATE DATABASE "{name}" TEMPLATE template0 LC_COLLATE \'{args.collate}\' '
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 LC_COLLATE '{args.collate}' "
             "LC_CTYPE 'C.UTF-8'"
         )
         await conn.close()
