@@ -64,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
@@ -81,7 +82,7 @@ from shared.bus.base import (
     Record,
     TopicPartition,
 )
-from shared.collector import collect_when_due, collector_paused
+from shared.collector import collector_paused
 from shared.db.errors import is_data_error
 from shared.db.offsets import load_offsets, store_offsets
 from shared.ownership import Ownership
@@ -301,15 +302,17 @@ class BatchConsumer(Generic[T]):
         try:
             poll_failed = self.backoff.delays()
             while not stop.is_set():
-                try:
-                    # A batch's records, decoded items and rows live until it is committed:
-                    # with the collector on they outlived its young passes and set off full
-                    # passes over the whole process every few batches (py-spy, typical mix:
-                    # a third of the consumer's CPU). Reference counting frees them; the few
-                    # cycles wait for the collector between batches (shared.collector).
-                    with collector_paused():
-                        batch = await self._collect(consumer, stop)
-                except BusUnavailable:
+                # A batch's records, decoded items and rows live until it is committed:
+                # with the collector on they outlived its young passes and set off full
+                # passes over the whole process every few batches (py-spy, typical mix:
+                # a third of the consumer's CPU). Reference counting frees them; the few
+                # cycles wait for the collector between batches (shared.collector). The
+                # batch is collected and handled in ONE pause, and freed (the frame of
+                # ``_cycle`` returns) before the collector is back: a young pass set off
+                # between the two, or right after, walked all its records.
+                with collector_paused():
+                    failed = await self._cycle(consumer, producer, stop)
+                if failed is not None:
                     # The broker (or, for the in-process bus, the database) did not answer a
                     # poll: nothing was handed out, so waiting and polling again loses nothing.
                     wait = poll_failed()
@@ -317,27 +320,34 @@ class BatchConsumer(Generic[T]):
                         "group=%s polling failed; retrying in %.1fs",
                         self.group_id,
                         wait,
-                        exc_info=True,
+                        exc_info=failed,
                         extra=self._ids,
                     )
                     await sleep_or_stop(stop, wait)
                     continue
                 poll_failed = self.backoff.delays()
-                full = len(batch) >= self.batch_limit
-                self.batch_limit = (
-                    min(2 * self.batch_limit, self.max_records_lagging)
-                    if full
-                    else self.max_records
-                )
-                if batch:
-                    with collector_paused():
-                        await self._process(consumer, producer, batch, stop)
-                collect_when_due()  # the cycles that outlived the pauses (shared.collector)
                 await self._check_progress(consumer)
         finally:
             await consumer.stop()
             if owns_producer:
                 await producer.stop()
+
+    async def _cycle(
+        self, consumer: Consumer, producer: Producer, stop: asyncio.Event
+    ) -> BusUnavailable | None:
+        """Steps 1 to 4 for one batch (none when the window brought nothing); the poll's
+        failure, if it failed (nothing was handed out then)."""
+        try:
+            batch = await self._collect(consumer, stop)
+        except BusUnavailable as err:
+            return err
+        full = len(batch) >= self.batch_limit
+        self.batch_limit = (
+            min(2 * self.batch_limit, self.max_records_lagging) if full else self.max_records
+        )
+        if batch:
+            await self._process(consumer, producer, batch, stop)
+        return None
 
     async def _collect(self, consumer: Consumer, stop: asyncio.Event) -> list[Record]:
         """A batch, or an empty list once a whole ``max_wait_s`` window brought nothing."""
@@ -361,26 +371,24 @@ class BatchConsumer(Generic[T]):
     async def _process(
         self, consumer: Consumer, producer: Producer, batch: list[Record], stop: asyncio.Event
     ) -> None:
-        batch = self._not_yet_committed(batch)
-        decoded: list[tuple[Record, T]] = []
-        poison: list[tuple[Record, str, str]] = []
         # Per record only plain tuples: a TopicPartition (a frozen dataclass) and a labelled
         # metric per record were a tenth of the consumer's CPU (py-spy, typical mix); they
         # are made once per partition and per topic.
-        ends: dict[tuple[str, int], int] = {}
-        consumed: dict[str, int] = {}
+        batch, ends = self._not_yet_committed(batch)
+        if not batch:
+            return
+        decoded: list[tuple[Record, T]] = []
+        poison: list[tuple[Record, str, str]] = []
+        topics = {topic for topic, _ in ends}
+        consumed = (
+            {topics.pop(): len(batch)} if len(topics) == 1 else Counter(r.topic for r in batch)
+        )
         decode = self.handler.decode
         for rec in batch:
-            key = (rec.topic, rec.partition)
-            if rec.offset >= ends.get(key, 0):
-                ends[key] = rec.offset + 1
-            consumed[rec.topic] = consumed.get(rec.topic, 0) + 1
             try:
                 decoded.append((rec, decode(rec)))
             except Exception as err:  # decoding is pure: whatever it raises, it raises again
                 poison.append((rec, f"{type(err).__name__}: {err}"[:1000], "decode"))
-        if not ends:
-            return
         offsets = {TopicPartition(topic, p): end for (topic, p), end in ends.items()}
         for topic, n in consumed.items():
             metrics.CONSUMED.labels(self.group_id, topic).inc(n)
@@ -439,17 +447,21 @@ class BatchConsumer(Generic[T]):
             )
         await self.handler.after_commit([item for _, item in decoded])
 
-    def _not_yet_committed(self, batch: list[Record]) -> list[Record]:
+    def _not_yet_committed(
+        self, batch: list[Record]
+    ) -> tuple[list[Record], dict[tuple[str, int], int]]:
         """``batch`` without records at or below an offset already committed or already in the
-        batch: the bus can hand a record out again (a late offset reset after our seek)."""
+        batch (the bus can hand a record out again: a late offset reset after our seek), and
+        the next offset of each (topic, partition) it holds."""
         expect = {(tp.topic, tp.partition): offset for tp, offset in self._next.items()}
         kept: list[Record] = []
+        ends: dict[tuple[str, int], int] = {}
         for r in batch:
             key = (r.topic, r.partition)
             if r.offset >= expect.get(key, 0):
                 kept.append(r)
-                expect[key] = r.offset + 1
-        return kept
+                expect[key] = ends[key] = r.offset + 1
+        return kept, ends
 
     async def _flush(
         self, decoded: Sequence[tuple[Record, T]], offsets: dict[TopicPartition, int]

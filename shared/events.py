@@ -131,6 +131,15 @@ def _nests_below(value: dict[str, Any] | list[Any], limit: int) -> bool:
     return True
 
 
+def _flat_or_below(value: dict[str, Any]) -> bool:
+    """:func:`_nests_below` ``MAX_NESTING``, with a loop in place of its walk for the usual
+    object of plain values (a third of its cost)."""
+    for child in value.values():
+        if type(child) is dict or type(child) is list:
+            return _nests_below(value, MAX_NESTING)
+    return True
+
+
 def decode_event(raw: bytes) -> EventStruct:
     """``raw`` as an :class:`EventStruct`, valid exactly when :meth:`CanonicalEvent.from_bytes`
     says so, with the same values; raises the model's ``ValidationError`` (naming the field)
@@ -147,9 +156,7 @@ def decode_event(raw: bytes) -> EventStruct:
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             pass
         else:
-            if _nests_below(event.properties, MAX_NESTING) and _nests_below(
-                event.traits, MAX_NESTING
-            ):
+            if _flat_or_below(event.properties) and _flat_or_below(event.traits):
                 return event
     return EventStruct.from_model(CanonicalEvent.from_bytes(raw))
 

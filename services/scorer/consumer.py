@@ -14,9 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
+from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.rescorer import Rescorer
@@ -40,6 +45,19 @@ LAGGING_BATCH_FACTOR = 8
 PURGE_INTERVAL_S = 3600.0
 LEADER_CHECK_S = 30.0
 """How often a replica that does not purge checks whether it now owns partition 0."""
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(max(0, v))`` for each of ``values``, with one update of its sum and
+    one of each bucket hit: ``observe`` takes a lock per call and walks the bucket bounds in
+    Python (all 17 for an event hours old), about 1.5 µs an event of the consumer's."""
+    hist: Any = histogram  # an unlabelled histogram's counters, the ones ``observe`` updates
+    kept = [v if v > 0 else 0.0 for v in values]
+    if not kept:
+        return
+    hist._sum.inc(sum(kept))
+    for index, n in Counter(map(partial(bisect_left, hist._upper_bounds), kept)).items():
+        hist._buckets[index].inc(n)
 
 
 class EventsHandler:
@@ -79,8 +97,7 @@ class EventsHandler:
     async def after_commit(self, items: Sequence[EventStruct]) -> None:
         # After the commit, not in flush: a retried flush must not count its events twice.
         now = datetime.now(UTC)
-        for event in items:
-            metrics.EVENT_AGE.observe(max(0.0, (now - event.received_at).total_seconds()))
+        observe_many(metrics.EVENT_AGE, [(now - e.received_at).total_seconds() for e in items])
         if self.rescorer is not None and items:
             self.rescorer.wake()
 

@@ -32,7 +32,13 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.scorer.bulk import Columns, columns, is_postgresql, unnest
+from services.scorer.bulk import (
+    Columns,
+    is_postgresql,
+    keyed_columns,
+    text_form,
+    unnest,
+)
 from services.scorer.driver import DriverStatement
 from services.scorer.processor import AccountDelta, EventDeltas, UserDelta, process_batch
 from services.scorer.recent import RecentEvents
@@ -112,7 +118,7 @@ def _stale_from(
     old_start: date | None = have["first_seen"] if have is not None else None
     if old_start is None or delta.first_seen < old_start:
         days.append(delta.first_seen)
-    if have is not None and any(row[c] != have[c] for c in SCORED_FIELDS):
+    if have is not None and delta.fields and any(row[c] != have[c] for c in SCORED_FIELDS):
         days.append(min(delta.first_seen, old_start or delta.first_seen))
     return min(days, default=None)
 
@@ -132,10 +138,11 @@ _CLAIM_SQLITE = DriverStatement(
 )
 """SQLite: the same claim, :data:`CHUNK` rows per ``VALUES`` list."""
 
+_USERS_SEEN_ROW = ("account_id", "user_id", "first_seen", "last_seen")
 _USERS_SEEN = text(
     f"INSERT INTO {USERS.name} (account_id, user_id, first_seen, last_seen, traits) "
     "SELECT batch.*, CAST('{}' AS JSON) "
-    f"FROM {unnest(USERS, ['account_id', 'user_id', 'first_seen', 'last_seen'])} "
+    f"FROM {unnest(USERS, _USERS_SEEN_ROW, text_form=True)} "
     "ON CONFLICT (account_id, user_id) DO UPDATE SET "
     f"first_seen = least({USERS.name}.first_seen, excluded.first_seen), "
     f"last_seen = greatest({USERS.name}.last_seen, excluded.last_seen)"
@@ -155,7 +162,7 @@ _ACCOUNT_ROW = (
 _ACCOUNTS_UPSERT = text(
     f"INSERT INTO {ACCOUNTS.name} ({', '.join(_ACCOUNT_ROW)}) "
     f"SELECT {', '.join(_ACCOUNT_ROW[:-1])}, CAST(traits AS JSON) "
-    f"FROM {unnest(ACCOUNTS, _ACCOUNT_ROW, ordinality=True)} ORDER BY n "
+    f"FROM {unnest(ACCOUNTS, _ACCOUNT_ROW, ordinality=True, text_form=True)} ORDER BY n "
     "ON CONFLICT (account_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in (*ACCOUNT_FIELDS, "traits", "updated_at", "dirty"))
     + f", first_seen = least({ACCOUNTS.name}.first_seen, excluded.first_seen), "
@@ -216,7 +223,7 @@ def _increment_sql(
     targets = [*names, distinct[0]] if distinct is not None else names
     return text(
         f"INSERT INTO {table.name} ({', '.join(targets)}) SELECT {', '.join(values)} "
-        f"FROM {unnest(table, names)} ON CONFLICT ({', '.join(keys)}) "
+        f"FROM {unnest(table, names, text_form=True)} ON CONFLICT ({', '.join(keys)}) "
         f"DO UPDATE SET {', '.join(updates)}"
     )
 
@@ -360,7 +367,7 @@ class RollupWriter:
     - Late events update the day they occurred on. Order inside a batch only matters for
       traits and mappings, where the later event in the batch wins.
     - The newest counted events of each account are kept in
-      ``recent_event_pages`` (what arrived, when, from which write key), see
+      ``recent_events`` (what arrived, when, from which write key), see
       :mod:`services.scorer.recent`.
     - Cost: a constant number of statements per batch (about a dozen, more only for batches
       over :data:`CHUNK` rows per table on SQLite), whatever the number of events or accounts.
@@ -436,7 +443,7 @@ class RollupWriter:
         if not batch[keys[0]]:
             return
         if is_postgresql(session):
-            await session.execute(_increment_sql(table, keys, counters, distinct), batch)
+            await session.execute(_increment_sql(table, keys, counters, distinct), text_form(batch))
             return
         rows = zip(*(batch[c] for c in (*keys, *counters)), strict=True)
         await _increment_sqlite(table, keys, counters, distinct).executemany(session, rows)
@@ -447,46 +454,42 @@ class RollupWriter:
         # (and every feature-user-day its feature-day), so every count the batch can change
         # is recomputed.
         counts = ("events", "logins")
+        user_days = keyed_columns(("account_id", "user_id", "day"), d.user_days)
+        user_days["events"] = [c.events for c in d.user_days.values()]
+        user_days["logins"] = [c.logins for c in d.user_days.values()]
         await self._increment(
-            session,
-            USER_DAYS,
-            ("account_id", "user_id", "day"),
-            counts,
-            columns(
-                ("account_id", "user_id", "day", *counts),
-                ((*k, c.events, c.logins) for k, c in d.user_days.items()),
-            ),
+            session, USER_DAYS, ("account_id", "user_id", "day"), counts, user_days
         )
+        feature_user_days = keyed_columns(
+            ("account_id", "feature", "user_id", "day"), d.feature_user_days
+        )
+        feature_user_days["uses"] = list(d.feature_user_days.values())
         await self._increment(
             session,
             FEATURE_USER_DAYS,
             ("account_id", "feature", "user_id", "day"),
             ("uses",),
-            columns(
-                ("account_id", "feature", "user_id", "day", "uses"),
-                ((*k, n) for k, n in d.feature_user_days.items()),
-            ),
+            feature_user_days,
         )
+        account_days = keyed_columns(("account_id", "day"), d.account_days)
+        account_days["events"] = [c.events for c in d.account_days.values()]
+        account_days["logins"] = [c.logins for c in d.account_days.values()]
         await self._increment(
             session,
             ACCOUNT_DAYS,
             ("account_id", "day"),
             counts,
-            columns(
-                ("account_id", "day", *counts),
-                ((*k, c.events, c.logins) for k, c in d.account_days.items()),
-            ),
+            account_days,
             distinct=("active_users", USER_DAYS),
         )
+        feature_days = keyed_columns(("account_id", "feature", "day"), d.feature_days)
+        feature_days["uses"] = list(d.feature_days.values())
         await self._increment(
             session,
             FEATURE_DAYS,
             ("account_id", "feature", "day"),
             ("uses",),
-            columns(
-                ("account_id", "feature", "day", "uses"),
-                ((*k, n) for k, n in d.feature_days.items()),
-            ),
+            feature_days,
             distinct=("users", FEATURE_USER_DAYS),
         )
 
@@ -495,13 +498,10 @@ class RollupWriter:
         # traits are only rewritten when the batch changed them.
         seen = {k: u for k, u in d.users.items() if not u.traits}
         if seen and is_postgresql(session):
-            await session.execute(
-                _USERS_SEEN,
-                columns(
-                    ("account_id", "user_id", "first_seen", "last_seen"),
-                    ((a, u, v.first_seen, v.last_seen) for (a, u), v in seen.items()),
-                ),
-            )
+            batch = keyed_columns(("account_id", "user_id"), seen)
+            batch["first_seen"] = [v.first_seen for v in seen.values()]
+            batch["last_seen"] = [v.last_seen for v in seen.values()]
+            await session.execute(_USERS_SEEN, text_form(batch))
             seen = {}
         changed = {k: u for k, u in d.users.items() if u.traits}
         stored: dict[tuple[str, str], dict[str, Any]] = {}
@@ -561,9 +561,9 @@ class RollupWriter:
             rows.append(row)
         if is_postgresql(session):
             for row in rows:
-                row["traits"] = json.dumps(row["traits"])
-            batch = columns(_ACCOUNT_ROW, (tuple(r[c] for c in _ACCOUNT_ROW) for r in rows))
-            await session.execute(_ACCOUNTS_UPSERT, batch)
+                row["traits"] = json.dumps(row["traits"]) if row["traits"] else "{}"
+            batch = {c: [r[c] for r in rows] for c in _ACCOUNT_ROW}
+            await session.execute(_ACCOUNTS_UPSERT, text_form(batch))
             return
         driver = _sqlite_upsert(_account_upsert, ACCOUNTS, _ACCOUNT_ROW)
         await driver.executemany(session, [tuple(r[c] for c in _ACCOUNT_ROW) for r in rows])

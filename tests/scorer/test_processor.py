@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -238,7 +238,7 @@ class TestOnePassFold:
                 at=st.datetimes(
                     min_value=datetime(2026, 10, 30),
                     max_value=datetime(2026, 11, 3),
-                    timezones=st.just(UTC),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-8))]),
                 ),
                 feature=st.sampled_from(["reports", None, ""]),
                 is_login=st.booleans(),
