@@ -12,7 +12,8 @@ rollups) cover every event. The rate is events over the time from the first requ
 point. As the raw baseline, in the same run, the same number of records of the same size go
 into a plain SQLite table with ``sqlite3`` ``executemany`` (the floor cost of a durable log on
 this disk), and the ratio is printed. ``--profile FILE`` records the ``tend up`` process with
-py-spy meanwhile (``--format raw``: collapsed stacks, one a line, for flame graphs and grep).
+py-spy meanwhile (``--format raw --threads``: collapsed stacks, one a line, each starting
+with its thread, for flame graphs and grep; ``--profile-rate`` samples a second, 50 unless told).
 
 The requests are encoded before the clock starts and sent by ``bench/loadgen.py`` (keep-alive
 connections, every answer's status checked, ``accepted`` read from each 200), as
@@ -230,6 +231,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw output file")
+    parser.add_argument("--profile-rate", type=int, default=50, help="py-spy samples a second")
     parser.add_argument(
         "--client",
         choices=("lean", "httpx"),
@@ -264,7 +266,8 @@ async def main() -> None:
                         "--format",
                         "raw",
                         "--rate",
-                        "50",
+                        str(args.profile_rate),
+                        "--threads",
                         "--output",
                         str(args.profile),
                     ],

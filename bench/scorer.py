@@ -27,6 +27,9 @@ the server at 127.0.0.1:5432), and measures:
     100,000 accounts does not grow memory with the number of accounts (chunked sweep).
 (d) with ``--soak-seconds N``: ScorerService (re-scorer on) under a steady ``--soak-rate`` of
     typical events for N seconds, its current RSS printed every 30 s; flat is the target.
+    ``--memory-details`` adds to each sample glibc's heap, pymalloc's blocks and the cyclic
+    collector's objects and counters; ``--tracemalloc`` also the allocation sites and object
+    types that grew (bench/memwatch.py says how to read them).
 
 ``--mix`` picks phase (a)'s events: ``worst`` (every event a user-day of its own: the most
 rows per event), ``typical`` (10-50 events per user-day over 4-8 features, as analytics SDKs
@@ -56,9 +59,11 @@ from typing import Any
 
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, SCRIPT.parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
+from memwatch import MemoryWatch  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
@@ -418,6 +423,9 @@ async def bench_soak(args: argparse.Namespace) -> None:
         await producer.start()
         await producer.ensure_topics([TopicSpec(t, PARTITIONS) for t in topics.ALL])
         group_id = f"{GROUP_ID}-soak"
+        watch = MemoryWatch(trace=args.tracemalloc, frames=args.tracemalloc_frames)
+        watch.start()
+        mark_at = min(args.tracemalloc_from, args.soak_seconds / 2)
         service = ScorerService(bus, sessions, producer, CONFIG, SystemClock(), group_id=group_id)
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))
@@ -430,7 +438,8 @@ async def bench_soak(args: argparse.Namespace) -> None:
             while (now := time.perf_counter()) - started < args.soak_seconds:
                 if task.done():
                     raise RuntimeError(f"the scorer stopped: {task.exception()!r}")
-                due = int((now - started) * args.soak_rate) - sent
+                # At most a chunk a turn, so the samples stay on time when it falls behind.
+                due = min(int((now - started) * args.soak_rate) - sent, PUBLISH_CHUNK)
                 if due > 0:
                     chunk = [
                         Message(value=e.to_bytes(), key=(e.account_id or "").encode())
@@ -445,8 +454,16 @@ async def bench_soak(args: argparse.Namespace) -> None:
                         f"  {now - started:>6.0f} s  sent {sent:>9}  committed {committed:>9}  "
                         f"RSS {samples[-1]:>7.1f} MB  load {load_average()}"
                     )
+                    if args.memory_details:
+                        print(f"{'':10}{watch.sample()}")
+                    if watch.trace and not watch.marked and now - started >= mark_at:
+                        watch.mark(f"{now - started:.0f} s")
                     next_sample += SOAK_SAMPLE_S
                 await asyncio.sleep(0.1)
+            watch.report()
+            if args.memory_details:
+                watch.probe()
+            watch.stop()
         finally:
             stop.set()
             await stop_within(task, STOP_S)
@@ -735,7 +752,29 @@ def parse_args() -> argparse.Namespace:
         help="Also run (d): the scorer under a steady load this long, printing its memory.",
     )
     p.add_argument("--soak-rate", type=int, default=2000, help="Events a second of (d).")
-    return p.parse_args()
+    p.add_argument(
+        "--memory-details",
+        action="store_true",
+        help="(d) also prints, each sample, glibc's heap (in use, free), pymalloc's blocks, the "
+        "objects the collector tracks and its counters, and at the end what a full collection "
+        "and malloc_trim give back (bench/memwatch.py).",
+    )
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="(d) traces allocations (implies --memory-details; slower) and prints the "
+        "allocation sites and object types that grew from --tracemalloc-from to the end.",
+    )
+    p.add_argument(
+        "--tracemalloc-from",
+        type=float,
+        default=120.0,
+        help="Seconds into (d) of the baseline snapshot (at most half the soak).",
+    )
+    p.add_argument("--tracemalloc-frames", type=int, default=8, help="Frames per allocation.")
+    args = p.parse_args()
+    args.memory_details = args.memory_details or args.tracemalloc
+    return args
 
 
 if __name__ == "__main__":

@@ -180,33 +180,23 @@ class EventImport:
 
         now = datetime.now(UTC)
         s = self.settings
-        tolerance = timedelta(seconds=s.future_tolerance_s)
+        # The archive's rules, the same for both paths.
+        rules: dict[str, Any] = {
+            "now": now,
+            "future_tolerance": timedelta(seconds=s.future_tolerance_s),
+            "max_event_bytes": s.max_event_bytes,
+            "max_depth": s.max_depth,
+        }
         parsed: list[normalize.ParsedEvent] = []
         refused: list[Refused] = []
         for number, line in lines:
             # The fast path for a line it vouches for, else the general one (same answer).
-            fast = read_line(
-                line,
-                number,
-                now=now,
-                future_tolerance=tolerance,
-                max_event_bytes=s.max_event_bytes,
-                max_depth=s.max_depth,
-            )
+            fast = read_line(line, number, **rules)
             if fast is not None:
                 parsed.append(fast)
                 continue
             try:
-                parsed.append(
-                    parse_line(
-                        line,
-                        number,
-                        now=now,
-                        future_tolerance=tolerance,
-                        max_event_bytes=s.max_event_bytes,
-                        max_depth=s.max_depth,
-                    )
-                )
+                parsed.append(parse_line(line, number, **rules))
             except normalize.EventError as err:
                 refused.append(Refused(number, str(err)))
         wanted = normalize.users_to_look_up(parsed) - self._memberships.keys()

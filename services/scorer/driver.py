@@ -15,6 +15,7 @@ PostgreSQL does not use this: its writes are set-based (:mod:`services.scorer.bu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Dialect
@@ -26,22 +27,18 @@ _Compiled = tuple[str, list[int], list[Callable[[Any], Any] | None]]
 """The SQL, each parameter's index in the row, and each parameter's bind processor."""
 
 
-def _memo(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``convert`` computed once per distinct value (of one statement's execution); an
-    unhashable value (a JSON document) is converted every time. ``None`` is converted too, as
-    Core does (a JSON column stores it as ``'null'``)."""
-    done: dict[Any, Any] = {}
-
-    def memo(value: Any) -> Any:
-        try:
-            hit = done.get(value, done)
-        except TypeError:
-            return convert(value)
-        if hit is done:
-            hit = done[value] = convert(value)
-        return hit
-
-    return memo
+def _convert_column(convert: Callable[[Any], Any], values: Sequence[Any]) -> Sequence[Any]:
+    """``convert`` applied to each of ``values``, once per distinct value (a batch has few
+    distinct days and receipt times); a column holding an unhashable value (a JSON document)
+    is converted value by value. ``None`` is converted too, as Core does (a JSON column stores
+    it as ``'null'``)."""
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:
+        return [convert(v) for v in values]
+    for v in distinct:
+        distinct[v] = convert(v)
+    return [distinct[v] for v in values]
 
 
 class DriverStatement:
@@ -86,17 +83,20 @@ class DriverStatement:
         self, dialect: Dialect, rows: Iterable[Sequence[Any]]
     ) -> tuple[str, list[tuple[Any, ...]]]:
         sql, where, processors = self._compile(dialect)
-        # One converter per column (not per parameter), so a repeated key converts once.
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return sql, []
+        # Column by column: each column's values converted once per distinct value, by the
+        # first processor among the parameters that take it (a repeated key converts once),
+        # then the rows put back together with ``zip``.
         by_column: dict[int, Callable[[Any], Any]] = {}
         for i, p in zip(where, processors, strict=True):
             if p is not None and i not in by_column:
-                by_column[i] = _memo(p)
-        convert = [by_column.get(i) for i in where]
-        bound = [
-            tuple(row[i] if c is None else c(row[i]) for i, c in zip(where, convert, strict=True))
-            for row in rows
-        ]
-        return sql, bound
+                by_column[i] = p
+        values: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for i, p in by_column.items():
+            values[i] = _convert_column(p, values[i])
+        return sql, list(zip(*(values[i] for i in where), strict=True))
 
     async def executemany(self, session: AsyncSession, rows: Iterable[Sequence[Any]]) -> None:
         """Run the statement once per row (the driver's ``executemany``), in ``session``'s
@@ -120,7 +120,7 @@ class DriverStatement:
         for start in range(0, len(bound), per_statement):
             chunk = bound[start : start + per_statement]
             many = f"{head}{', '.join([values] * len(chunk))}{tail}"
-            flat = tuple(v for row in chunk for v in row)
+            flat = tuple(chain.from_iterable(chunk))
             result = await connection.exec_driver_sql(many, flat)
             found.extend(result.scalars().all())
         return found

@@ -1,12 +1,15 @@
-"""The last events of each account (``recent_events``): part of the rollup writer's batch.
+"""The last events of each account (``recent_event_pages``): part of the rollup writer's batch.
 
 What people see in the "Last events" views (``GET /v1/accounts/{id}/events``, the console's
 account page, ``tend tail``): each counted event's call type, name, user, event and receipt
-times and write key id. Kept cheap on the scorer's hot path: per batch, one insert of at most
-:data:`RECENT_EVENTS_KEPT` rows per account (older events of the same batch would be pruned at
-once) and one set-based prune of the accounts the batch touched (on SQLite more only past
-:data:`CHUNK` accounts), inside the writer's transaction, so a replayed batch adds nothing
-(only events counted for the first time are kept).
+times and write key id. Kept cheap on the scorer's hot path: per batch, one insert of a page
+(row) per account holding its newest events of the batch, at most :data:`RECENT_EVENTS_KEPT`
+(older events of the same batch would be pruned at once), as JSON (the format and the ids:
+:mod:`shared.read.events`), and every so many events one set-based prune of the accounts
+touched since the last (on SQLite more only past :data:`CHUNK` accounts), inside the writer's
+transaction, so a replayed batch adds nothing (only events counted for the first time are
+kept). A row per event, as before, cost PostgreSQL a heap row and two index entries per event
+(docs/performance.md, "PostgreSQL per event").
 """
 
 from __future__ import annotations
@@ -14,45 +17,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, delete, func, select, text
+from sqlalchemy import Table, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scorer.bulk import columns, is_postgresql, unnest
 from services.scorer.driver import DriverStatement
-from shared.db.models import RecentEvent
+from shared.db.models import RecentEventPage
 from shared.events import AnyEvent
+from shared.read.events import PageEvent, encode_page
 
-RECENT: Table = RecentEvent.__table__  # type: ignore[assignment]
+PAGES: Table = RecentEventPage.__table__  # type: ignore[assignment]
 
 RECENT_EVENTS_KEPT = 50
-"""Events kept per account."""
+"""Events kept per account (at least: a prune keeps whole pages, so up to a page more). At
+most :data:`shared.read.events.PAGE_SLOTS` (a page holds at most this many)."""
 PRUNE_EVERY = 5000
-"""Rows stored between prunes (a few batches of the scorer's default 1,000 events)."""
+"""Events stored between prunes (a few batches of the scorer's default 1,000 events)."""
 CHUNK = 2000
 """Accounts per ``IN (...)`` list of the prune (well under both drivers' bind limits)."""
 MAX_TEXT = 200
 """The longest name or user id stored (ingest checks both to this length already)."""
-COLUMNS = (
-    "account_id",
-    "event_id",
-    "type",
-    "name",
-    "user_id",
-    "write_key_id",
-    "occurred_at",
-    "received_at",
-    "stored_at",
-)
+COLUMNS = ("account_id", "size", "events", "stored_at")
 _INSERT = text(
-    f"INSERT INTO {RECENT.name} ({', '.join(COLUMNS)}) "
+    f"INSERT INTO {PAGES.name} ({', '.join(COLUMNS)}) "
     f"SELECT {', '.join(COLUMNS[:-1])}, CAST(:stored_at AS TIMESTAMP WITH TIME ZONE) "
-    f"FROM {unnest(RECENT, COLUMNS[:-1], ordinality=True)} ORDER BY n"
+    f"FROM {unnest(PAGES, COLUMNS[:-1], ordinality=True)} ORDER BY n"
 )
-"""PostgreSQL: the batch's rows in one statement, in arrival order (ids grow with it). The
-batch's one ``stored_at`` travels once, not as an array (asyncpg encodes a timestamp in about
-0.8 µs, the costliest element of the row)."""
-_INSERT_SQLITE = DriverStatement(RECENT.insert(), COLUMNS)
-"""SQLite: the same rows, one execution each (``executemany``, in arrival order)."""
+"""PostgreSQL: the batch's pages in one statement, in order (ids grow with it). The batch's one
+``stored_at`` travels once, not as an array."""
+_INSERT_SQLITE = DriverStatement(PAGES.insert(), COLUMNS)
+"""SQLite: the same pages, one execution each (``executemany``, in order)."""
 
 
 def newest_per_account(fresh: Sequence[AnyEvent]) -> list[AnyEvent]:
@@ -72,15 +66,16 @@ def newest_per_account(fresh: Sequence[AnyEvent]) -> list[AnyEvent]:
 
 
 class RecentEvents:
-    """Stores each batch's newest counted events per account, and prunes every account
-    touched to its newest :data:`RECENT_EVENTS_KEPT` once ``prune_every`` rows were stored
-    since the last prune (and on the first batch), so the prune's cost is shared by many
-    batches.
+    """Stores each batch's newest counted events per account, a page per account, and prunes
+    every account touched to the pages holding its newest :data:`RECENT_EVENTS_KEPT` once
+    ``prune_every`` events were stored since the last prune (and on the first batch), so the
+    prune's cost is shared by many batches.
 
     Contract: runs in the writer's transaction and never commits. Between prunes an account
-    holds at most ``RECENT_EVENTS_KEPT`` plus the rows stored since (every reader asks for the
-    newest ``RECENT_EVENTS_KEPT``, so what people see is the same). A prune rolled back with its
-    batch leaves its accounts over the bound until they are touched and pruned again.
+    holds its newest ``RECENT_EVENTS_KEPT`` events plus the events stored since (and, after a
+    prune, up to a page more: whole pages are kept); every reader asks for the newest
+    ``RECENT_EVENTS_KEPT`` at most, so what people see is the same. A prune rolled back with
+    its batch leaves its accounts over the bound until they are touched and pruned again.
     """
 
     def __init__(self, prune_every: int = PRUNE_EVERY) -> None:
@@ -89,26 +84,33 @@ class RecentEvents:
         self.touched: set[str] = set()
 
     async def keep(self, session: AsyncSession, fresh: Sequence[AnyEvent], now: datetime) -> None:
-        kept = newest_per_account(fresh)
-        if not kept:
+        pages: dict[str, list[PageEvent]] = {}
+        last: dict[str, int] = {}
+        for i, e in enumerate(newest_per_account(fresh)):
+            account = str(e.account_id)
+            pages.setdefault(account, []).append(_row(e))
+            last[account] = i
+        if not pages:
             return
-        rows = [_row(e) for e in kept]
+        # The pages in the order of each one's last event: the newest page holds the newest.
+        rows = [
+            (a, len(pages[a]), encode_page(pages[a])) for a in sorted(last, key=last.__getitem__)
+        ]
         if is_postgresql(session):
             await session.execute(_INSERT, {**columns(COLUMNS[:-1], rows), "stored_at": now})
         else:
             await _INSERT_SQLITE.executemany(session, [(*row, now) for row in rows])
-        self.touched.update(str(e.account_id) for e in kept)
-        self.stored_since_prune += len(kept)
+        self.touched.update(pages)
+        self.stored_since_prune += sum(row[1] for row in rows)
         if self.stored_since_prune >= self.prune_every:
             await prune(session, sorted(self.touched))
             self.touched.clear()
             self.stored_since_prune = 0
 
 
-def _row(e: AnyEvent) -> tuple[object, ...]:
-    """The values of :data:`COLUMNS` for ``e``, but the last (``stored_at``)."""
+def _row(e: AnyEvent) -> PageEvent:
+    """``e`` as an event of a page (:data:`shared.read.events.PageEvent`)."""
     return (
-        e.account_id,
         e.event_id,
         e.type,
         e.name[:MAX_TEXT] if e.name is not None else None,
@@ -119,39 +121,39 @@ def _row(e: AnyEvent) -> tuple[object, ...]:
     )
 
 
-_PRUNE = text(
-    f"DELETE FROM {RECENT.name} AS r USING ("
-    "SELECT a.account_id, ("
-    f"SELECT e.id FROM {RECENT.name} AS e WHERE e.account_id = a.account_id "
-    "ORDER BY e.id DESC OFFSET :older LIMIT 1"
-    ") AS oldest_kept "
-    "FROM unnest(CAST(:accounts AS TEXT[])) AS a(account_id)"
-    ") AS k "
-    "WHERE r.account_id = k.account_id AND r.id < k.oldest_kept"
+_OLDER = (
+    "SELECT id FROM ("
+    "SELECT p.id, sum(p.size) OVER (PARTITION BY p.account_id ORDER BY p.id DESC) - p.size "
+    f"AS newer FROM {PAGES.name} AS p {{accounts}}"
+    ") AS s WHERE newer >= :kept"
 )
-"""PostgreSQL: per account, the id of its :data:`RECENT_EVENTS_KEPT`-th newest row (a walk
-back along the ``(account_id, id)`` index) and the rows older than it. A window ranking of
-every row of the accounts, as SQLite still does, sorted and hash-joined them all: after 5,000
-new rows over 2,000 accounts, 95 ms of PostgreSQL CPU against 53 ms (docs/performance.md)."""
+_PRUNE = text(
+    f"DELETE FROM {PAGES.name} WHERE id IN ("
+    + _OLDER.format(
+        accounts="JOIN unnest(CAST(:accounts AS TEXT[])) AS a(account_id) "
+        "ON p.account_id = a.account_id"
+    )
+    + ")"
+)
+"""PostgreSQL: per account, the pages with :data:`RECENT_EVENTS_KEPT` or more newer events
+(a walk of the account's pages along the ``(account_id, id)`` index, summing their sizes from
+the newest), deleted. The accounts are joined as an unnested array, not ``= ANY``, which a
+generic plan searches linearly per row."""
+_PRUNE_SQLITE = text(
+    f"DELETE FROM {PAGES.name} WHERE id IN ("
+    + _OLDER.format(accounts="WHERE p.account_id IN :accounts")
+    + ")"
+).bindparams(bindparam("accounts", expanding=True))
+"""SQLite: the same, :data:`CHUNK` accounts per ``IN`` list."""
 
 
 async def prune(session: AsyncSession, accounts: Sequence[str]) -> None:
-    """Drop the events of ``accounts`` beyond each one's newest :data:`RECENT_EVENTS_KEPT`
-    (ids grow with arrival): on PostgreSQL one statement, on SQLite one per :data:`CHUNK`
-    accounts."""
+    """Drop the pages of ``accounts`` that hold none of each one's newest
+    :data:`RECENT_EVENTS_KEPT` events (ids grow with arrival): on PostgreSQL one statement,
+    on SQLite one per :data:`CHUNK` accounts."""
     if is_postgresql(session):
-        await session.execute(_PRUNE, {"older": RECENT_EVENTS_KEPT - 1, "accounts": list(accounts)})
+        await session.execute(_PRUNE, {"kept": RECENT_EVENTS_KEPT, "accounts": list(accounts)})
         return
     for start in range(0, len(accounts), CHUNK):
-        ranked = (
-            select(
-                RECENT.c.id,
-                func.row_number()
-                .over(partition_by=RECENT.c.account_id, order_by=RECENT.c.id.desc())
-                .label("rank"),
-            )
-            .where(RECENT.c.account_id.in_(accounts[start : start + CHUNK]))
-            .subquery()
-        )
-        older = select(ranked.c.id).where(ranked.c.rank > RECENT_EVENTS_KEPT)
-        await session.execute(delete(RECENT).where(RECENT.c.id.in_(older)))
+        chunk = list(accounts[start : start + CHUNK])
+        await session.execute(_PRUNE_SQLITE, {"kept": RECENT_EVENTS_KEPT, "accounts": chunk})

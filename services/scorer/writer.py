@@ -367,7 +367,7 @@ class RollupWriter:
     - Late events update the day they occurred on. Order inside a batch only matters for
       traits and mappings, where the later event in the batch wins.
     - The newest counted events of each account are kept in
-      ``recent_events`` (what arrived, when, from which write key), see
+      ``recent_event_pages`` (what arrived, when, from which write key), see
       :mod:`services.scorer.recent`.
     - Cost: a constant number of statements per batch (about a dozen, more only for batches
       over :data:`CHUNK` rows per table on SQLite), whatever the number of events or accounts.

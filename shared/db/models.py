@@ -181,25 +181,24 @@ class ProcessedEvent(Base):
     received_at: Mapped[datetime] = mapped_column(index=True)
 
 
-class RecentEvent(Base):
+class RecentEventPage(Base):
     """The last events the scorer counted for each account (what arrived, when, from which
-    write key), kept to the newest few per account; see ``services.scorer.writer``."""
+    write key): a page (row) per account per batch, holding that batch's newest events of the
+    account, kept to the pages that hold the newest few; see ``services.scorer.recent`` and
+    ``shared.read.events`` (the format of ``events`` and each event's id)."""
 
-    __tablename__ = "recent_events"
-    __table_args__ = (Index("ix_recent_events_account_id_id", "account_id", "id"),)
+    __tablename__ = "recent_event_pages"
+    __table_args__ = (Index("ix_recent_event_pages_account_id_id", "account_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(String(200))
-    event_id: Mapped[str] = mapped_column(String(100))
-    type: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str | None] = mapped_column(String(200))
-    user_id: Mapped[str | None] = mapped_column(String(200))
-    write_key_id: Mapped[int | None] = mapped_column(
-        comment="api_keys.id of the key that sent it (no foreign key: a key row may go)."
+    size: Mapped[int] = mapped_column(Integer, comment="How many events ``events`` holds.")
+    events: Mapped[str] = mapped_column(
+        Text,
+        comment="JSON: [event_id, type, name, user_id, write_key_id, occurred_at, received_at] "
+        "per event, in arrival order.",
     )
-    occurred_at: Mapped[datetime]
-    received_at: Mapped[datetime]
-    stored_at: Mapped[datetime] = mapped_column(comment="When the scorer counted it.")
+    stored_at: Mapped[datetime] = mapped_column(comment="When the scorer counted them.")
 
 
 class AccountDay(Base):

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import aiosqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scorer.driver import DriverStatement
-from services.scorer.recent import _INSERT_SQLITE, COLUMNS, RECENT
+from services.scorer.recent import _INSERT_SQLITE, COLUMNS, PAGES
 from services.scorer.writer import (
     _ACCOUNT_ROW,
     _CLAIM_SQLITE,
@@ -49,19 +49,19 @@ async def test_recent_rows_are_stored_as_core_stores_them(sqlite_sessions: Sessi
     ]
 
     def row(account: str, i: int, at: datetime) -> tuple[Any, ...]:
-        return (account, f"{account}-{i}", "track", "Ev", "u", None, at, at, times[0])
+        return (account, i + 1, f'["{account}-{i}"]', at)
 
     async with sqlite_sessions() as session, session.begin():
         core_rows = [
             dict(zip(COLUMNS, row("core", i, t), strict=True)) for i, t in enumerate(times)
         ]
-        await session.execute(insert(RECENT), core_rows)
+        await session.execute(insert(PAGES), core_rows)
         await _INSERT_SQLITE.executemany(session, [row("drv", i, t) for i, t in enumerate(times)])
-        columns = "type, name, user_id, write_key_id, occurred_at, received_at, stored_at"
-        core = await raw(session, f"SELECT {columns} FROM recent_events WHERE account_id='core'")
-        driver = await raw(session, f"SELECT {columns} FROM recent_events WHERE account_id='drv'")
+        columns = "size, substr(events, length(account_id) + 3), stored_at"
+        core = await raw(session, f"SELECT {columns} FROM {PAGES.name} WHERE account_id='core'")
+        driver = await raw(session, f"SELECT {columns} FROM {PAGES.name} WHERE account_id='drv'")
     assert driver == core
-    assert core[1][4] == "2026-11-02 10:00:00.000000"
+    assert core[1][2] == "2026-11-02 10:00:00.000000"
 
 
 async def test_increments_store_dates_as_core_and_add_up(sqlite_sessions: Sessions) -> None:

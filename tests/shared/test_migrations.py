@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import bindparam, inspect
 
 from shared.db.models import Base
-from shared.db.session import create_engine
+from shared.db.session import create_engine, create_sessionmaker
+from shared.db.types import UTCDateTime
 from tests.support.postgres import create_database, drop_database
 
 
@@ -47,3 +51,90 @@ class TestMigrations:
             tables = await conn.run_sync(_tables)
         await engine.dispose()
         assert set(Base.metadata.tables) <= tables
+
+
+async def _recent_events_through_0016(url: str) -> None:
+    """0015's ``recent_events`` rows, migrated to pages (0016) and back."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from services.scorer.writer import RollupWriter
+    from shared.db.migrate import alembic_config, upgrade_async
+    from shared.read.events import PAGE_SLOTS, last_events
+    from tests.support.events import create_event
+
+    at = datetime(2026, 11, 2, 10, 0, 0, 123456, tzinfo=UTC)
+    await upgrade_async(url, "0015")
+    engine = create_engine(url)
+    rows = [
+        {
+            "account_id": account,
+            "event_id": f"{account}-{i}",
+            "type": "track",
+            "name": f"Event {i}",
+            "user_id": None if i == 1 else "u",
+            "write_key_id": None,
+            "occurred_at": at + timedelta(minutes=i),
+            "received_at": at + timedelta(minutes=i, seconds=1),
+            "stored_at": at + timedelta(minutes=i, seconds=2),
+        }
+        for i in range(3)
+        for account in ("a", "b")
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO recent_events (account_id, event_id, type, name, user_id, "
+                "write_key_id, occurred_at, received_at, stored_at) VALUES (:account_id, "
+                ":event_id, :type, :name, :user_id, :write_key_id, :occurred_at, "
+                ":received_at, :stored_at)"
+            ).bindparams(
+                *(
+                    bindparam(c, type_=UTCDateTime(timezone=True))
+                    for c in ("occurred_at", "received_at", "stored_at")
+                )
+            ),
+            rows,
+        )
+        old_ids = [i for (i,) in await conn.execute(text("SELECT id FROM recent_events"))]
+    await engine.dispose()
+    await upgrade_async(url)
+    engine = create_engine(url)
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session:
+        shown = await last_events(session, "a")
+        assert [e.event_id for e in shown] == ["a-2", "a-1", "a-0"]
+        assert [(e.user_id, e.occurred_at, e.received_at, e.stored_at) for e in shown][1] == (
+            None,
+            at + timedelta(minutes=1),
+            at + timedelta(minutes=1, seconds=1),
+            at + timedelta(minutes=1, seconds=2),
+        )
+        assert sorted(e.id // PAGE_SLOTS for e in await last_events(session)) == sorted(old_ids)
+    async with sessions() as session, session.begin():
+        await RollupWriter().flush(session, "g", [create_event("a-new", account_id="a")], {})
+    async with sessions() as session:
+        newest, *older = await last_events(session, "a")
+        assert newest.event_id == "a-new" and newest.id > max(e.id for e in older)
+    await engine.dispose()
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0015")
+    engine = create_engine(url)
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            text("SELECT event_id FROM recent_events WHERE account_id = 'a' ORDER BY id")
+        )
+        assert [e for (e,) in result] == ["a-0", "a-1", "a-2", "a-new"]
+    await engine.dispose()
+
+
+@pytest.mark.integration
+class TestRecentEventPages:
+    async def test_postgres_rows_become_pages_and_back(self) -> None:
+        url = await create_database("tend_migr")
+        try:
+            await _recent_events_through_0016(url)
+        finally:
+            await drop_database(url)
+
+    async def test_sqlite_rows_become_pages_and_back(self, tmp_path: Path) -> None:
+        await _recent_events_through_0016(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
