@@ -30,12 +30,16 @@ _Compiled = tuple[str, list[int], list[Callable[[Any], Any] | None]]
 def _convert_column(convert: Callable[[Any], Any], values: Sequence[Any]) -> Sequence[Any]:
     """``convert`` applied to each of ``values``, once per distinct value (a batch has few
     distinct days and receipt times); a column holding an unhashable value (a JSON document)
-    is converted value by value. ``None`` is converted too, as Core does (a JSON column stores
+    once per distinct object. ``None`` is converted too, as Core does (a JSON column stores
     it as ``'null'``)."""
     try:
         distinct = dict.fromkeys(values)
     except TypeError:
-        return [convert(v) for v in values]
+        # Unhashable values: once per distinct object instead (``values`` keeps each alive,
+        # so no two share an id), as when a writer passes one ``{}`` for every row.
+        by_id = {id(v): v for v in values}
+        converted = {i: convert(v) for i, v in by_id.items()}
+        return [converted[id(v)] for v in values]
     for v in distinct:
         distinct[v] = convert(v)
     return [distinct[v] for v in values]

@@ -524,10 +524,16 @@ class RollupWriter:
         *,
         with_traits: bool,
     ) -> None:
-        rows = [
-            (a, u, delta.first_seen, delta.last_seen, stored.get((a, u), {}) | delta.traits)
-            for (a, u), delta in users.items()
-        ]
+        if with_traits:
+            rows = [
+                (a, u, delta.first_seen, delta.last_seen, stored.get((a, u), {}) | delta.traits)
+                for (a, u), delta in users.items()
+            ]
+        else:
+            # No trait changes (none stored for them either): one ``{}`` for every row, so
+            # SQLite's driver statement encodes it once (it converts each distinct object).
+            none: dict[str, Any] = {}
+            rows = [(a, u, d.first_seen, d.last_seen, none) for (a, u), d in users.items()]
         build = _user_upsert_traits if with_traits else _user_upsert_seen
         await _upsert_rows(session, USERS, build, _USER_ROW, rows)
 

@@ -96,6 +96,36 @@ def test_a_parameter_no_row_value_feeds_is_refused() -> None:
         DriverStatement(query, ("day",))._compile(aiosqlite.dialect())
 
 
+def test_rows_convert_each_column_as_its_processor_does_row_by_row() -> None:
+    # Shared and distinct JSON objects (equal or not), repeated and distinct aware times,
+    # None: the rows bound column by column equal each value converted on its own.
+    dialect = aiosqlite.dialect()
+    statement = _sqlite_upsert(_user_upsert_traits, USERS, _USER_ROW)
+    shared: dict[str, Any] = {}
+    at = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    rows = [
+        ("a", "u1", at, at, shared),
+        ("a", "u2", at, at.astimezone(PARIS), {}),
+        ("b", "u3", at + timedelta(days=1), at, {"plan": "pro"}),
+        ("b", "u4", at, at, shared),
+        ("b", "u5", at, at, None),
+    ]
+    sql, bound = statement._rows(dialect, rows)
+    compiled = statement.statement.compile(dialect=dialect, column_keys=list(_USER_ROW))
+    assert sql == compiled.string
+    processors = [
+        compiled.binds[p].type.dialect_impl(dialect).bind_processor(dialect)
+        for p in compiled.positiontup or ()
+    ]
+    where = [_USER_ROW.index(p) for p in compiled.positiontup or ()]
+    expected = [
+        tuple(row[i] if f is None else f(row[i]) for i, f in zip(where, processors, strict=True))
+        for row in rows
+    ]
+    assert bound == expected
+    assert statement._rows(dialect, []) == (sql, [])
+
+
 async def core_and_driver(
     session: AsyncSession,
     table: Any,
