@@ -425,10 +425,10 @@ class RollupWriter:
         received = [e.received_at for e in first.values()]
         if is_postgresql(session):
             params = {"event_id": list(first), "received_at": received, "size": len(first)}
-            rows = (await session.execute(_CLAIM, params)).all()
-            if next(n for i, n in rows if i is None) == len(first):
+            claimed = (await session.execute(_CLAIM, params)).all()
+            if next(n for i, n in claimed if i is None) == len(first):
                 return list(first.values())
-            new = {i for i, _ in rows if i is not None}
+            new = {i for i, _ in claimed if i is not None}
         else:
             rows = list(zip(first, received, strict=True))
             new = set(await _CLAIM_SQLITE.returning(session, rows, CHUNK))
