@@ -646,11 +646,23 @@ async def bench_rescore(args: argparse.Namespace, broker: TansuBroker) -> None:
             clock = FixedClock(datetime.combine(today, dtime(23, 0), tzinfo=UTC))
             rescorer = Rescorer(create_sessionmaker(engine), producer, CONFIG, clock)
             if args.rescore_history:
-                started = time.perf_counter()
-                await rescorer.sweep(today - timedelta(days=1))
+                # The first sweep (no stored score): untimed for the target, its CPU printed
+                # as the first sweep's figure (the one without --rescore-history).
+                backends = await database_backends(engine)
+                started, cpu = time.perf_counter(), time.process_time()
+                first = await rescorer.sweep(today - timedelta(days=1))
+                seconds = time.perf_counter() - started
+                cpu = time.process_time() - cpu
+                pg_cpu = backends_cpu(await database_backends(engine), backends)
+                per = 1e3 / max(first, 1)
                 print(
-                    f"  scored yesterday first in {time.perf_counter() - started:.1f} s (not "
-                    "part of the target): every account has a previous score"
+                    f"  scored yesterday first in {seconds:.1f} s (not part of the target): "
+                    "every account has a previous score"
+                )
+                print(
+                    f"    that first sweep's CPU an account: {cpu * per:.3f} ms Python"
+                    + ("" if pg_cpu is None else f", {pg_cpu * per:.3f} ms PostgreSQL")
+                    + f"; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
                 )
             memory("before the sweep")
             backends = await database_backends(engine)

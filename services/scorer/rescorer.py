@@ -86,6 +86,8 @@ YIELD_EVERY = 100
 COLLECT_EVERY = 50
 """Chunk-days of a pass between two collections of the young generations (the collector is
 paused for the whole pass, and a backfill of many days may be long)."""
+PAGE_CHUNKS = 10
+"""Chunks of account ids a pass reads per page (see :meth:`Rescorer._page_size`)."""
 BANDS = ("green", "yellow", "red", "new", "unknown")
 
 
@@ -488,6 +490,11 @@ class Rescorer:
         await self.repo.set_current(session, rows)
         await self.repo.advance_marks(session, _advances(marks, floors, day, self.today()))
 
+    def _page_size(self) -> int:
+        """Account ids read per page of a pass: several chunks' worth, as each page is a
+        session (a connection checked out) and a statement of its own."""
+        return self.chunk_size * PAGE_CHUNKS
+
     async def rescore_dirty(self, as_of: date | None = None) -> int:
         """Score every account marked dirty; returns how many were scored.
 
@@ -502,7 +509,7 @@ class Rescorer:
         after: str | None = None
         while True:
             async with self.sessions() as session:
-                page = await self.repo.dirty_accounts(session, self.chunk_size, after)
+                page = await self.repo.dirty_accounts(session, self._page_size(), after)
             if not page:
                 return
             after = page[-1]
@@ -530,7 +537,7 @@ class Rescorer:
         only = None if partitions is None else set(partitions)
         while True:
             async with self.sessions() as session:
-                page = await self.repo.all_account_ids(session, after, self.chunk_size)
+                page = await self.repo.all_account_ids(session, after, self._page_size())
             if not page:
                 return
             after = page[-1]

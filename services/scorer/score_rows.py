@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import msgspec
+
 from shared.scores import PreviousScore, ScoreMessage, row_parts
 
 
@@ -137,6 +139,12 @@ def previous_score(
     """What the scorer remembers of a stored score (its ``components`` as stored: an object
     of component objects by name)."""
     points = {name: float(c["score"]) for name, c in components.items() if isinstance(c, dict)}
+    return _previous(score, band, points, as_of)
+
+
+def _previous(
+    score: float | None, band: str, points: dict[str, float], as_of: date
+) -> PreviousScore:
     onboarding = band == "new" or bool(ONBOARDING_COMPONENTS & points.keys())
     return PreviousScore(
         score=score,
@@ -145,6 +153,31 @@ def previous_score(
         components=points,
         as_of=as_of,
     )
+
+
+class _Points(msgspec.Struct):
+    """What a stored component object says that the scorer remembers (its other keys are
+    skipped, not decoded)."""
+
+    score: float
+
+
+_COMPONENT_POINTS = msgspec.json.Decoder(dict[str, _Points])
+
+
+def previous_score_from_text(
+    score: float | None, band: str, components: str | None, as_of: date
+) -> PreviousScore:
+    """:func:`previous_score` of a row whose components are the stored JSON text: only each
+    component's points are decoded (the inputs and explanations are most of the text)."""
+    if components is None:
+        return previous_score(score, band, {}, as_of)
+    try:
+        points = _COMPONENT_POINTS.decode(components)
+    except msgspec.ValidationError:
+        # Written by an older version (not an object of component objects): as it is read.
+        return previous_score(score, band, json.loads(components) or {}, as_of)
+    return _previous(score, band, {name: c.score for name, c in points.items()}, as_of)
 
 
 _ROW_PARTS = {"components", "left_out", "metrics", "moved"}

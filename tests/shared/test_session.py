@@ -1,0 +1,66 @@
+"""The engine's pool: a connection idle in the pool is pinged at checkout and replaced when its
+server session is gone; one used moments ago is handed out as it is."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import session as db_session
+from shared.db.session import create_engine
+from tests.support.postgres import SERVER_DSN
+
+pytestmark = pytest.mark.integration
+
+
+async def backend(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def terminate(pid: int) -> None:
+    conn = await asyncpg.connect(SERVER_DSN)
+    try:
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+class TestIdlePing:
+    async def test_a_connection_ended_while_idle_is_replaced(
+        self, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(db_session, "PING_IDLE_S", 0.0)  # every checkout counts as idle
+        engine = create_engine(pg_url, pool_size=1)
+        try:
+            first = await backend(engine)
+            await terminate(first)
+            second = await backend(engine)
+            assert second != first
+            assert await backend(engine) == second  # alive: kept
+        finally:
+            await engine.dispose()
+
+    async def test_a_connection_used_moments_ago_is_reused_unpinged(
+        self, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(db_session, "PING_IDLE_S", 3600.0)
+        engine = create_engine(pg_url, pool_size=1)
+        try:
+            first = await backend(engine)
+            pings = 0
+            dialect = engine.sync_engine.dialect
+            ping = dialect.do_ping
+
+            def counted(conn: object) -> bool:
+                nonlocal pings
+                pings += 1
+                return ping(conn)
+
+            monkeypatch.setattr(dialect, "do_ping", counted)
+            assert await backend(engine) == first
+            assert pings == 0
+        finally:
+            await engine.dispose()
