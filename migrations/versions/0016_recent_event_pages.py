@@ -146,9 +146,19 @@ def upgrade() -> None:
     op.drop_table("recent_events")
 
 
+def _old_text(value: str | None, postgresql: bool) -> str | None:
+    """``value`` as ``recent_events`` can hold it: PostgreSQL text cannot hold NUL, which a
+    page's JSON can (an event name from a producer other than ingest; the old writer refused
+    the whole record), so there each NUL becomes U+FFFD."""
+    if value is None or not postgresql or "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd")
+
+
 def downgrade() -> None:
     _create_old()
     bind = op.get_bind()
+    postgresql = bind.dialect.name == "postgresql"
     last = None
     while True:
         query = sa.select(PAGES).order_by(PAGES.c.id).limit(CHUNK)
@@ -161,10 +171,10 @@ def downgrade() -> None:
             {
                 "id": page.id * PAGE_SLOTS + position,
                 "account_id": page.account_id,
-                "event_id": event_id,
+                "event_id": _old_text(event_id, postgresql),
                 "type": kind,
-                "name": name,
-                "user_id": user_id,
+                "name": _old_text(name, postgresql),
+                "user_id": _old_text(user_id, postgresql),
                 "write_key_id": key_id,
                 "occurred_at": occurred_at,
                 "received_at": received_at,

@@ -138,3 +138,35 @@ class TestRecentEventPages:
 
     async def test_sqlite_rows_become_pages_and_back(self, tmp_path: Path) -> None:
         await _recent_events_through_0016(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+
+    async def test_postgres_down_with_a_nul_in_a_name(self) -> None:
+        """A page's JSON holds a NUL in an event name (a record from another producer than
+        ingest: the old table refused it, so the old writer dead-lettered the record); the
+        downgrade still goes through, the NUL shown as U+FFFD."""
+        from alembic import command
+        from sqlalchemy import text
+
+        from services.scorer.writer import RollupWriter
+        from shared.db.migrate import alembic_config, upgrade_async
+        from shared.read.events import last_events
+        from tests.support.events import create_event
+
+        url = await create_database("tend_migr")
+        try:
+            await upgrade_async(url)
+            engine = create_engine(url)
+            sessions = create_sessionmaker(engine)
+            async with sessions() as session, session.begin():
+                event = create_event("nul-1", account_id="a", name="Sign\x00ed up")
+                await RollupWriter().flush(session, "g", [event], {})
+            async with sessions() as session:
+                assert [e.name for e in await last_events(session, "a")] == ["Sign\x00ed up"]
+            await engine.dispose()
+            await asyncio.to_thread(command.downgrade, alembic_config(url), "0015")
+            engine = create_engine(url)
+            async with engine.connect() as conn:
+                names = (await conn.execute(text("SELECT name FROM recent_events"))).scalars()
+                assert list(names) == ["Sign\ufffded up"]
+            await engine.dispose()
+        finally:
+            await drop_database(url)
