@@ -21,6 +21,7 @@ import asyncio
 import base64
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -65,6 +66,11 @@ _ReadMemo = tuple[dict[object, tuple[tuple[str, bytes], ...]], dict[object, int]
 
 _KNOWN_KEYS = 100_000
 """Message keys whose partition the bus remembers, at most (then it starts over)."""
+
+_LISTENING: weakref.WeakSet[InProcessConsumer] = weakref.WeakSet()
+"""The started consumers of every bus object of this process: a publish on any bus object wakes
+those of its topic (a second bus object on the same database sees its records at once; one on
+another database only reads once for nothing)."""
 
 
 def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> list[list[str]]:
@@ -189,7 +195,6 @@ class InProcessBus:
         # Next offset per partition, loaded from the database on a topic's first publish.
         self._next: dict[str, dict[int, int]] = {}
         self._publish_lock = asyncio.Lock()
-        self._published = asyncio.Event()
         self._groups: dict[str, InProcessConsumer] = {}
         self._log_codec: _LogCodec | None = None
         self._partitions_by_key: dict[tuple[bytes, int], int] = {}
@@ -216,13 +221,14 @@ class InProcessBus:
 
     # -- used by the producer and consumers --------------------------------------------------
 
-    def published_event(self) -> asyncio.Event:
-        """Set by the next publish; wait on it after finding nothing new."""
-        return self._published
-
-    def _signal(self) -> None:
-        event, self._published = self._published, asyncio.Event()
-        event.set()
+    @staticmethod
+    def _signal(topic: str) -> None:
+        """Wake this process's consumers of ``topic``, on any bus object. Only them: a
+        consumer of another topic woken by every publish read its partitions once more for
+        nothing. Consumers in another process re-read every ``RECHECK_S``."""
+        for consumer in list(_LISTENING):
+            if topic in consumer.topics:
+                consumer._published.set()
 
     async def _load_next(self, session: AsyncSession, topic: str) -> dict[int, int]:
         rows = await session.execute(
@@ -248,7 +254,7 @@ class InProcessBus:
                     # The commit may or may not have happened; re-read the offsets next time.
                     self._next.pop(topic, None)
                     raise
-                self._signal()
+                self._signal(topic)
                 return deliveries
         raise AssertionError("unreachable")
 
@@ -408,12 +414,23 @@ class InProcessConsumer:
         self._rotation = 0
         self._running = False
         self._paused: set[TopicPartition] = set()
+        self._published = asyncio.Event()
+        """Set by a publish in this process to one of :attr:`topics`; cleared before each
+        read, so a publish during the read is not missed."""
+        self._drained_at: float | None = None
+        """When the latest read found every unpaused partition read to its end (fewer records
+        than its budget), if the event was not set since: until a publish, a seek, a resume or
+        ``RECHECK_S``, a poll waits without reading (each publish cost one empty read: the
+        batch runner's next poll after the read that took the publish's records)."""
 
     async def start(self) -> None:
         self._bus.register(self)
+        _LISTENING.add(self)
+        self._drained_at = None
         try:
             self._positions = await self._load_positions()
         except (SQLAlchemyError, OSError) as exc:
+            _LISTENING.discard(self)
             self._bus.unregister(self)
             raise BusUnavailable(f"the database did not answer: {exc!r}") from exc
         self._running = True
@@ -446,6 +463,7 @@ class InProcessConsumer:
 
     async def stop(self) -> None:
         self._running = False
+        _LISTENING.discard(self)
         self._bus.unregister(self)
 
     def assignment(self) -> set[TopicPartition]:
@@ -460,6 +478,7 @@ class InProcessConsumer:
         if offset < 0:
             raise ValueError("offsets start at 0")
         self._positions[tp] = offset
+        self._drained_at = None
 
     async def poll(self, *, max_records: int, timeout_s: float) -> list[Record]:
         if not self._running:
@@ -467,14 +486,26 @@ class InProcessConsumer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            # Take the event before reading, so a publish in between is not missed.
-            published = self._bus.published_event()
-            records = await self._read(max_records)
-            remaining = deadline - loop.time()
-            if records or remaining <= 0:
-                return records
+            published = self._published
+            drained = self._drained_at
+            if published.is_set() or drained is None or loop.time() - drained >= RECHECK_S:
+                # Clear the event before reading, so a publish in between is not missed.
+                published.clear()
+                self._drained_at = None
+                records = await self._read(max_records)
+                if len(records) < max_records and not published.is_set():
+                    self._drained_at = loop.time()
+                remaining = deadline - loop.time()
+                if records or remaining <= 0:
+                    return records
+                wait_s = min(remaining, RECHECK_S)
+            else:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return []
+                wait_s = min(remaining, drained + RECHECK_S - loop.time())
             try:
-                async with asyncio.timeout(min(remaining, RECHECK_S)):
+                async with asyncio.timeout(wait_s):
                     await published.wait()
             except TimeoutError:
                 pass
@@ -502,6 +533,7 @@ class InProcessConsumer:
 
     def resume(self, tps: set[TopicPartition]) -> None:
         self._paused -= tps
+        self._drained_at = None
 
     async def seek_to_beginning(self, tp: TopicPartition) -> None:
         first, _ = (await self._bounds()).get(tp, (0, 0))

@@ -591,6 +591,36 @@ class TestInProcessBus:
             await bus.close()
             await engine.dispose()
 
+    async def test_a_drained_consumer_sees_records_of_a_second_bus_and_a_seek(
+        self, database_url: str
+    ) -> None:
+        """A poll after a read that found nothing waits without reading until a publish: a
+        publish through another bus object of the process wakes it too, and a seek reads
+        again at once."""
+        engine = create_engine(database_url)
+        bus, other = (InProcessBus(create_sessionmaker(engine), PARTITIONS) for _ in range(2))
+        topic, elsewhere = unique("t"), unique("t")
+        consumer = bus.consumer(unique("g"), [topic])
+        await consumer.start()
+        try:
+            assert await consumer.poll(max_records=10, timeout_s=0) == []
+            await publish(other, elsewhere, [Message(b"not mine", key=b"a")])
+            assert await consumer.poll(max_records=10, timeout_s=0) == []
+            waiting = asyncio.create_task(consumer.poll(max_records=10, timeout_s=30))
+            await asyncio.sleep(0)
+            await publish(other, topic, [Message(b"hello", key=b"a")])
+            (record,) = await waiting
+            assert record.value == b"hello"
+            assert await consumer.poll(max_records=10, timeout_s=0) == []
+            consumer.seek(record.tp, record.offset)
+            again = await consumer.poll(max_records=10, timeout_s=0)
+            assert [(r.tp, r.offset, r.value) for r in again] == [
+                (record.tp, record.offset, b"hello")
+            ]
+        finally:
+            await bus.close()
+            await engine.dispose()
+
     async def test_one_consumer_per_group(self, sqlite_url: str) -> None:
         engine = create_engine(sqlite_url)
         bus = InProcessBus(create_sessionmaker(engine), PARTITIONS)
