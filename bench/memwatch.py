@@ -9,7 +9,7 @@ Used by ``bench/scorer.py --soak-seconds N`` (its memory soak). Each sample line
 - ``pymalloc``: Python's small-object allocator (``sys._debugmallocstats``): its arenas of
   1 MiB taken from the system, and of them the bytes in allocated blocks; an arena goes back
   only once every block in it is free, so arenas well above the allocated bytes are
-  fragmentation;
+  fragmentation (not shown while tracemalloc runs: it hooks the allocator);
 - ``gc``: the objects the cyclic collector tracks (``len(gc.get_objects())``), its
   generation counters (``gc.get_count()``) and the collections run so far per generation
   (``gc.get_stats()``): a generation 2 count that stays put while the tracked objects grow
@@ -254,9 +254,10 @@ class MemoryWatch:
     def probe(self, out: Callable[[str], None] = print) -> None:
         """What a full collection, then malloc_trim, give back now."""
         before = rss_mb()
+        young = gc.collect(1)  # what the young passes would free
         gc.set_debug(gc.DEBUG_SAVEALL)  # keep what it finds, to count it by type
         try:
-            found = gc.collect()
+            found = gc.collect()  # what only a full pass frees: cycles in the oldest generation
             kinds = collections.Counter(type(o).__name__ for o in gc.garbage)
             gc.garbage.clear()
         finally:
@@ -267,7 +268,8 @@ class MemoryWatch:
         after_gc = rss_mb()
         trimmed = malloc_trim()
         out(
-            f"  a full collection now: {found:,} unreachable objects ("
+            f"  unreachable now: {young:,} objects in the young generations, {found:,} in the "
+            "oldest ("
             + ", ".join(f"{t} {n:,}" for t, n in kinds.most_common(8))
             + f"); a full pass then took {took * 1000:.0f} ms CPU; RSS {before:.1f} -> "
             f"{after_gc:.1f} MB; malloc_trim "

@@ -27,9 +27,11 @@ the server at 127.0.0.1:5432), and measures:
     100,000 accounts does not grow memory with the number of accounts (chunked sweep).
 (d) with ``--soak-seconds N``: ScorerService (re-scorer on) under a steady ``--soak-rate`` of
     typical events for N seconds, its current RSS printed every 30 s; flat is the target.
-    ``--memory-details`` adds to each sample glibc's heap, pymalloc's blocks and the cyclic
-    collector's objects and counters; ``--tracemalloc`` also the allocation sites and object
-    types that grew (bench/memwatch.py says how to read them).
+    ``--memory-details`` adds to each sample glibc's heap, pymalloc's arenas and the cyclic
+    collector's objects, counters and CPU; ``--tracemalloc`` also the allocation sites and
+    object types that grew (bench/memwatch.py says how to read them; tracing slows the scorer
+    several times over, so trace at a lower ``--soak-rate``); ``--malloc-trim-every`` gives
+    glibc's free memory back every so often.
 
 ``--mix`` picks phase (a)'s events: ``worst`` (every event a user-day of its own: the most
 rows per event), ``typical`` (10-50 events per user-day over 4-8 features, as analytics SDKs
@@ -63,7 +65,7 @@ for _path in (ROOT, SCRIPT.parent):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from memwatch import MemoryWatch  # noqa: E402
+from memwatch import MemoryWatch, malloc_trim  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
@@ -433,7 +435,7 @@ async def bench_soak(args: argparse.Namespace) -> None:
         samples: list[float] = []
         sent = 0
         started = time.perf_counter()
-        next_sample = started
+        next_sample = next_trim = started
         try:
             while (now := time.perf_counter()) - started < args.soak_seconds:
                 if task.done():
@@ -447,6 +449,9 @@ async def bench_soak(args: argparse.Namespace) -> None:
                     ]
                     await producer.publish(topics.EVENTS, chunk, timeout_s=120)
                     sent += len(chunk)
+                if args.malloc_trim_every and now >= next_trim:
+                    malloc_trim()  # what the process would hold if it gave glibc's free back
+                    next_trim += args.malloc_trim_every
                 if now >= next_sample:
                     samples.append(current_rss_mb())
                     committed = await stored_total(sessions, group_id)
@@ -784,6 +789,13 @@ def parse_args() -> argparse.Namespace:
         help="Seconds into (d) of the baseline snapshot (at most half the soak).",
     )
     p.add_argument("--tracemalloc-frames", type=int, default=8, help="Frames per allocation.")
+    p.add_argument(
+        "--malloc-trim-every",
+        type=float,
+        default=0.0,
+        help="(d) calls glibc's malloc_trim this often (seconds; 0: never): an experiment, "
+        "the RSS without glibc's free memory.",
+    )
     args = p.parse_args()
     args.memory_details = args.memory_details or args.tracemalloc
     return args

@@ -82,7 +82,7 @@ from shared.bus.base import (
     Record,
     TopicPartition,
 )
-from shared.collector import collect_when_due, collector_paused
+from shared.collector import collector_paused
 from shared.db.errors import is_data_error
 from shared.db.offsets import load_offsets, store_offsets
 from shared.ownership import Ownership
@@ -326,7 +326,6 @@ class BatchConsumer(Generic[T]):
                     await sleep_or_stop(stop, wait)
                     continue
                 poll_failed = self.backoff.delays()
-                collect_when_due()  # the cycles that outlived the pauses (shared.collector)
                 await self._check_progress(consumer)
         finally:
             await consumer.stop()

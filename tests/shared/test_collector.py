@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from shared.collector import collect_when_due, collect_young, collector_paused
+from shared.collector import collect_young, collector_paused
 
 pytestmark = pytest.mark.unit
 
@@ -76,32 +76,3 @@ async def test_overlapping_pauses_in_one_event_loop() -> None:
     await asyncio.gather(first(), second())
     assert seen == [False, True]
     assert gc.isenabled()
-
-
-def test_collect_when_due_frees_old_cycles_once_the_interval_has_passed() -> None:
-    """A cycle promoted to the oldest generation while the collector is paused (a young
-    collection never frees it) is freed by the first call after the interval, not before."""
-    gc.collect()  # a full pass: the next call starts the clock afresh
-    with collector_paused():
-        assert collect_when_due(now=1000.0, every_s=60.0) == 0
-        node = _Node()
-        ref = weakref.ref(node)
-        gc.collect(1)  # it survives while alive: now in the oldest generation
-        del node
-        collect_young()
-        assert ref() is not None
-        assert collect_when_due(now=1059.0, every_s=60.0) == 0
-        assert ref() is not None
-        assert collect_when_due(now=1060.0, every_s=60.0) >= 1
-        assert ref() is None
-        assert collect_when_due(now=1061.0, every_s=60.0) == 0  # the clock starts again
-        assert not gc.isenabled()
-    assert gc.isenabled()
-
-
-def test_collect_when_due_counts_a_full_pass_of_the_collector_itself() -> None:
-    gc.collect()
-    assert collect_when_due(now=2000.0, every_s=60.0) == 0
-    gc.collect()  # the collector's own full pass (or anyone's) restarts the clock
-    assert collect_when_due(now=2070.0, every_s=60.0) == 0
-    assert collect_when_due(now=2129.0, every_s=60.0) == 0
