@@ -85,6 +85,7 @@ from shared.bus.base import (
 from shared.collector import collector_paused
 from shared.db.errors import is_data_error
 from shared.db.offsets import load_offsets, store_offsets
+from shared.memory import trim_when_due
 from shared.ownership import Ownership
 from shared.retry import Backoff, sleep_or_stop
 from shared.settings import ConsumerSettings
@@ -312,6 +313,7 @@ class BatchConsumer(Generic[T]):
                 # between the two, or right after, walked all its records.
                 with collector_paused():
                     failed = await self._cycle(consumer, producer, stop)
+                trim_when_due()  # what the batch freed, back to the system (shared.memory)
                 if failed is not None:
                     # The broker (or, for the in-process bus, the database) did not answer a
                     # poll: nothing was handed out, so waiting and polling again loses nothing.
