@@ -49,8 +49,10 @@ connections used a few milliseconds before)."""
 def _ping_when_idle(engine: AsyncEngine) -> None:
     """``pool_pre_ping`` for connections back in the pool for more than ``PING_IDLE_S``: a
     server restarted or a connection dropped while it sat idle is replaced at checkout (and
-    the connections older than it with it). One that breaks while in use fails its statement,
-    as with ``pool_pre_ping``, and SQLAlchemy then invalidates the pool."""
+    the connections older than it with it). One the driver already knows is closed (the
+    server ended its session, the socket is gone) is replaced at checkout however recently it
+    was used: that check is local, no round trip. One that breaks while in use fails its
+    statement, as with ``pool_pre_ping``, and SQLAlchemy then invalidates the pool."""
     pool = engine.sync_engine.pool
     dialect = engine.sync_engine.dialect
 
@@ -61,12 +63,20 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     @event.listens_for(pool, "checkout")
     def _checked_out(dbapi_conn: Any, record: Any, proxy: Any) -> None:
         since = record.info.pop("tend_idle_since", None)
+        if _known_closed(dbapi_conn):
+            raise exc.InvalidatePoolError("the connection was closed while in the pool")
         if since is None or time.monotonic() - since < PING_IDLE_S:
             return  # connected just now, or in use moments ago
         try:
             dialect.do_ping(dbapi_conn)
         except Exception as e:
             raise exc.InvalidatePoolError(f"ping failed: {e}") from e
+
+
+def _known_closed(dbapi_conn: Any) -> bool:
+    """True when the driver (asyncpg) already knows the connection is closed."""
+    closed = getattr(getattr(dbapi_conn, "driver_connection", None), "is_closed", None)
+    return bool(closed()) if callable(closed) else False
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

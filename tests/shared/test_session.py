@@ -3,6 +3,8 @@ server session is gone; one used moments ago is handed out as it is."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -62,5 +64,25 @@ class TestIdlePing:
             monkeypatch.setattr(dialect, "do_ping", counted)
             assert await backend(engine) == first
             assert pings == 0
+        finally:
+            await engine.dispose()
+
+    async def test_a_connection_closed_moments_ago_is_replaced_unpinged(
+        self, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Used moments ago (no ping is due), but its server session was ended meanwhile and
+        # the driver saw its socket close: it is replaced at checkout, not handed out.
+        monkeypatch.setattr(db_session, "PING_IDLE_S", 3600.0)
+        engine = create_engine(pg_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                first = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                driver = (await conn.get_raw_connection()).driver_connection
+            await terminate(first)
+            async with asyncio.timeout(10):
+                while not driver.is_closed():  # noqa: ASYNC110 (asyncpg has no event for it)
+                    await asyncio.sleep(0.01)
+            second = await backend(engine)
+            assert second != first
         finally:
             await engine.dispose()
