@@ -4,6 +4,7 @@ server session is gone; one used moments ago is handed out as it is."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -30,59 +31,57 @@ async def terminate(pid: int) -> None:
         await conn.close()
 
 
+@pytest.fixture
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine of the project's (its pool's checkout checks) with one pooled connection."""
+    engine = create_engine(pg_url, pool_size=1)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 class TestIdlePing:
     async def test_a_connection_ended_while_idle_is_replaced(
-        self, pg_url: str, monkeypatch: pytest.MonkeyPatch
+        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(db_session, "PING_IDLE_S", 0.0)  # every checkout counts as idle
-        engine = create_engine(pg_url, pool_size=1)
-        try:
-            first = await backend(engine)
-            await terminate(first)
-            second = await backend(engine)
-            assert second != first
-            assert await backend(engine) == second  # alive: kept
-        finally:
-            await engine.dispose()
+        first = await backend(engine)
+        await terminate(first)
+        second = await backend(engine)
+        assert second != first
+        assert await backend(engine) == second  # alive: kept
 
     async def test_a_connection_used_moments_ago_is_reused_unpinged(
-        self, pg_url: str, monkeypatch: pytest.MonkeyPatch
+        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(db_session, "PING_IDLE_S", 3600.0)
-        engine = create_engine(pg_url, pool_size=1)
-        try:
-            first = await backend(engine)
-            pings = 0
-            dialect = engine.sync_engine.dialect
-            ping = dialect.do_ping
+        first = await backend(engine)
+        pings = 0
+        dialect = engine.sync_engine.dialect
+        ping = dialect.do_ping
 
-            def counted(conn: object) -> bool:
-                nonlocal pings
-                pings += 1
-                return ping(conn)
+        def counted(conn: object) -> bool:
+            nonlocal pings
+            pings += 1
+            return ping(conn)
 
-            monkeypatch.setattr(dialect, "do_ping", counted)
-            assert await backend(engine) == first
-            assert pings == 0
-        finally:
-            await engine.dispose()
+        monkeypatch.setattr(dialect, "do_ping", counted)
+        assert await backend(engine) == first
+        assert pings == 0
 
     async def test_a_connection_closed_moments_ago_is_replaced_unpinged(
-        self, pg_url: str, monkeypatch: pytest.MonkeyPatch
+        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # Used moments ago (no ping is due), but its server session was ended meanwhile and
         # the driver saw its socket close: it is replaced at checkout, not handed out.
         monkeypatch.setattr(db_session, "PING_IDLE_S", 3600.0)
-        engine = create_engine(pg_url, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                first = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-                driver = (await conn.get_raw_connection()).driver_connection
-            await terminate(first)
-            async with asyncio.timeout(10):
-                while not driver.is_closed():  # noqa: ASYNC110 (asyncpg has no event for it)
-                    await asyncio.sleep(0.01)
-            second = await backend(engine)
-            assert second != first
-        finally:
-            await engine.dispose()
+        async with engine.connect() as conn:
+            first = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            driver = (await conn.get_raw_connection()).driver_connection
+        await terminate(first)
+        async with asyncio.timeout(10):
+            while not driver.is_closed():  # noqa: ASYNC110 (asyncpg has no event for it)
+                await asyncio.sleep(0.01)
+        second = await backend(engine)
+        assert second != first
