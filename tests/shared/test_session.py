@@ -32,7 +32,7 @@ async def terminate(pid: int) -> None:
 
 
 @pytest.fixture
-async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+async def pooled_one(pg_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine of the project's (its pool's checkout checks) with one pooled connection."""
     engine = create_engine(pg_url, pool_size=1)
     try:
@@ -43,8 +43,9 @@ async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
 
 class TestIdlePing:
     async def test_a_connection_ended_while_idle_is_replaced(
-        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+        self, pooled_one: AsyncEngine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        engine = pooled_one
         monkeypatch.setattr(db_session, "PING_IDLE_S", 0.0)  # every checkout counts as idle
         first = await backend(engine)
         await terminate(first)
@@ -53,8 +54,9 @@ class TestIdlePing:
         assert await backend(engine) == second  # alive: kept
 
     async def test_a_connection_used_moments_ago_is_reused_unpinged(
-        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+        self, pooled_one: AsyncEngine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        engine = pooled_one
         monkeypatch.setattr(db_session, "PING_IDLE_S", 3600.0)
         first = await backend(engine)
         pings = 0
@@ -71,8 +73,9 @@ class TestIdlePing:
         assert pings == 0
 
     async def test_a_connection_closed_moments_ago_is_replaced_unpinged(
-        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+        self, pooled_one: AsyncEngine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        engine = pooled_one
         # Used moments ago (no ping is due), but its server session was ended meanwhile and
         # the driver saw its socket close: it is replaced at checkout, not handed out.
         monkeypatch.setattr(db_session, "PING_IDLE_S", 3600.0)
